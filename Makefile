@@ -1,0 +1,91 @@
+# parm - multi-objective test-time alignment with PARM, as Unix tools
+.POSIX:
+include config.mk
+
+DEBS = libopenblas-dev libmsgpack-dev libarchive-dev libcurl4-openssl-dev \
+       libjansson-dev pkg-config
+PKG_CFLAGS = `pkg-config --cflags $(PKGS) 2>/dev/null`
+PKG_LIBS = `pkg-config --libs $(PKGS) 2>/dev/null`
+
+LIBSRC = $(wildcard lib/*.c)
+LIBOBJ = $(LIBSRC:.c=.o)
+LIBHDR = $(wildcard lib/*.h)
+TOOLS = $(patsubst %.c,%,$(wildcard tools/parm-*.c))
+TESTS = $(patsubst %.c,%,$(wildcard tests/test_*.c))
+BENCH = $(patsubst %.c,%,$(wildcard tests/bench_*.c))
+MAN1 = $(wildcard man/*.1)
+MAN5 = $(wildcard man/*.5)
+MAN7 = $(wildcard man/*.7)
+
+ALL_CFLAGS = $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Ilib
+
+all: deps $(TOOLS)
+
+# Install the Debian packages we build against, only when one is missing.
+deps:
+	@missing=; for p in $(DEBS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		sudo=; [ "`id -u`" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
+lib/%.o: lib/%.c $(LIBHDR)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+libparm.a: $(LIBOBJ)
+	rm -f $@
+	ar rcs $@ $(LIBOBJ)
+
+tools/parm-%: tools/parm-%.c libparm.a $(LIBHDR)
+	$(CC) $(ALL_CFLAGS) -o $@ $< libparm.a $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
+
+tests/test_% tests/bench_%: tests/%.c
+tests/test_%: tests/test_%.c tests/tap.h libparm.a $(LIBHDR)
+	$(CC) $(ALL_CFLAGS) -o $@ $< libparm.a $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
+tests/bench_%: tests/bench_%.c libparm.a $(LIBHDR)
+	$(CC) $(ALL_CFLAGS) -o $@ $< libparm.a $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
+
+check: all $(TESTS)
+	@sh tests/run.sh
+
+bench: all $(BENCH)
+	@sh tests/bench.sh
+
+demo: all
+	@sh examples/demo.sh
+
+fixtures:
+	@sh tests/fetch-fixtures.sh "$(CACHE)/fixtures"
+
+libparm.pc: Makefile config.mk
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libparm\nDescription: PARM multi-objective test-time alignment\nVersion: %s\nRequires.private: %s\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lparm\n' \
+		"$(PREFIX)" "$(LIBDIR)" "$(INCDIR)" "$(VERSION)" "$(PKGS)" > $@
+
+install: all libparm.a libparm.pc
+	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) \
+		$(DESTDIR)$(MANPREFIX)/man1 $(DESTDIR)$(MANPREFIX)/man5 $(DESTDIR)$(MANPREFIX)/man7
+	cp -f $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	cp -f libparm.a $(DESTDIR)$(LIBDIR)/
+	cp -f libparm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	cp -f $(LIBHDR) $(DESTDIR)$(INCDIR)/
+	cp -f $(MAN1) $(DESTDIR)$(MANPREFIX)/man1/
+	cp -f $(MAN5) $(DESTDIR)$(MANPREFIX)/man5/
+	cp -f $(MAN7) $(DESTDIR)$(MANPREFIX)/man7/
+
+uninstall:
+	for t in $(TOOLS); do rm -f $(DESTDIR)$(PREFIX)/bin/`basename $$t`; done
+	rm -f $(DESTDIR)$(LIBDIR)/libparm.a $(DESTDIR)$(LIBDIR)/pkgconfig/libparm.pc
+	rm -rf $(DESTDIR)$(INCDIR)
+	for m in $(MAN1); do rm -f $(DESTDIR)$(MANPREFIX)/man1/`basename $$m`; done
+	for m in $(MAN5); do rm -f $(DESTDIR)$(MANPREFIX)/man5/`basename $$m`; done
+	for m in $(MAN7); do rm -f $(DESTDIR)$(MANPREFIX)/man7/`basename $$m`; done
+
+clean:
+	rm -f lib/*.o libparm.a libparm.pc $(TOOLS) $(TESTS) $(BENCH)
+	rm -rf tests/tmp
+
+.PHONY: all deps check bench demo fixtures install uninstall clean

@@ -1,0 +1,94 @@
+/* gguf.h - GGUF (llama.cpp's model format) reader and writer.
+ *
+ * The reader maps the file and checks every count, offset and size before
+ * use, so a truncated or corrupt file fails with one line naming the file
+ * and the problem (through parm_fail) rather than a bad read.  Tensor data
+ * is used in place from the mapping.
+ */
+#ifndef PARM_GGUF_H
+#define PARM_GGUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum gguf_vtype {                       /* metadata value types, as on disk */
+	GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32,
+	GGUF_BOOL, GGUF_STRING, GGUF_ARRAY, GGUF_U64, GGUF_I64, GGUF_F64,
+	GGUF_NVTYPES
+};
+
+enum ggml_type {                        /* tensor types we read and write */
+	GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q8_0 = 8, GGML_BF16 = 30
+};
+
+#define GGUF_MAX_DIMS 4
+
+typedef struct {
+	const char *name;               /* NUL-terminated copy */
+	enum ggml_type type;
+	int n_dims;
+	int64_t ne[GGUF_MAX_DIMS];      /* ne[0] is the contiguous (input) dim */
+	int64_t n_elements;
+	size_t nbytes;
+	const void *data;               /* into the mapping (reader) */
+} gguf_tensor;
+
+typedef struct gguf_file gguf_file;
+
+gguf_file *gguf_open(const char *path);         /* NULL + parm_error */
+void gguf_close(gguf_file *g);
+const char *gguf_path(const gguf_file *g);
+
+/* Metadata.  Getters return 0, or -1 with parm_error set when the key is
+ * missing or of an incompatible type.  Integer getters accept every
+ * integer type (u32 and u64 alike) and range-check into the result. */
+int gguf_n_kv(const gguf_file *g);
+const char *gguf_kv_key(const gguf_file *g, int i);
+enum gguf_vtype gguf_kv_type(const gguf_file *g, int i);
+int gguf_find_key(const gguf_file *g, const char *key);        /* -1: none */
+int gguf_get_int(const gguf_file *g, const char *key, int64_t *out);
+int gguf_get_float(const gguf_file *g, const char *key, double *out);
+int gguf_get_bool(const gguf_file *g, const char *key, int *out);
+int gguf_get_str(const gguf_file *g, const char *key, const char **s, size_t *len);
+/* Arrays: element type and count; numeric elements are read by index. */
+int gguf_get_arr(const gguf_file *g, const char *key, enum gguf_vtype *etype, uint64_t *n);
+int gguf_arr_int(const gguf_file *g, const char *key, uint64_t i, int64_t *out);
+int gguf_arr_float(const gguf_file *g, const char *key, uint64_t i, double *out);
+int gguf_arr_str(const gguf_file *g, const char *key, uint64_t i, const char **s, size_t *len);
+
+int gguf_n_tensors(const gguf_file *g);
+const gguf_tensor *gguf_tensor_at(const gguf_file *g, int i);
+const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name); /* NULL: none (no error set) */
+
+/* Tensor type facts. */
+const char *ggml_type_name(enum ggml_type t);  /* "f32", "q8_0", NULL if unknown */
+int ggml_type_from_name(const char *name);      /* -1 if unknown */
+int ggml_type_block(enum ggml_type t);          /* elements per block: 1 or 32 */
+size_t ggml_type_block_bytes(enum ggml_type t); /* bytes per block */
+size_t ggml_row_bytes(enum ggml_type t, int64_t n); /* n a multiple of block */
+
+/* Writer.  Values are copied at the call; tensor data is copied too unless
+ * added with gguf_w_tensor_ref.  gguf_w_save writes PATH.tmp then renames,
+ * so a failed write never leaves a half file behind. */
+typedef struct gguf_writer gguf_writer;
+
+gguf_writer *gguf_w_new(void);
+void gguf_w_free(gguf_writer *w);
+void gguf_w_set_u32(gguf_writer *w, const char *key, uint32_t v);
+void gguf_w_set_i32(gguf_writer *w, const char *key, int32_t v);
+void gguf_w_set_u64(gguf_writer *w, const char *key, uint64_t v);
+void gguf_w_set_f32(gguf_writer *w, const char *key, float v);
+void gguf_w_set_bool(gguf_writer *w, const char *key, int v);
+void gguf_w_set_str(gguf_writer *w, const char *key, const char *s);
+void gguf_w_set_arr(gguf_writer *w, const char *key, enum gguf_vtype etype, const void *data, uint64_t n); /* numeric */
+void gguf_w_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n);
+/* Copy one key (any type, arrays included) from an open file. */
+int gguf_w_copy_kv(gguf_writer *w, const gguf_file *g, const char *key);
+/* Data is f32 for GGML_F32, else already in the target type's layout. */
+void gguf_w_tensor(gguf_writer *w, const char *name, enum ggml_type type,
+		   int n_dims, const int64_t *ne, const void *data);
+void gguf_w_tensor_ref(gguf_writer *w, const char *name, enum ggml_type type,
+		       int n_dims, const int64_t *ne, const void *data);
+int gguf_w_save(gguf_writer *w, const char *path);  /* 0, or -1 + parm_error */
+
+#endif

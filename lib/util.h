@@ -1,0 +1,41 @@
+/* util.h - the one error path of libparm, and allocation helpers.
+ *
+ * Library functions that can fail return -1 (or NULL) after recording a
+ * one-line message with parm_fail(); the tool that called them prints it
+ * with die("%s", parm_error()) or adds context first.  Nothing in lib/
+ * prints to stderr except through warn().  Allocation failure is fatal.
+ */
+#ifndef PARM_UTIL_H
+#define PARM_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+extern const char *parm_progname;       /* "parm-logits"; set by parm_setprog */
+void parm_setprog(const char *argv0);   /* basename of argv0 */
+
+int parm_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void *parm_failp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *parm_error(void);           /* last message recorded */
+
+_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+void *xmemdup(const void *p, size_t n);
+
+/* 64-bit FNV-1a, chainable: pass the previous result as seed (start with
+ * PARM_FNV_SEED).  Used for fingerprints, never for security. */
+#define PARM_FNV_SEED 0xcbf29ce484222325ULL
+uint64_t parm_fnv1a(uint64_t seed, const void *p, size_t n);
+
+double parm_now(void);                  /* monotonic seconds */
+
+/* Parse a whole decimal integer / float; -1 on junk or out of range. */
+int parm_parse_long(const char *s, long lo, long hi, long *out);
+int parm_parse_float(const char *s, double *out);
+
+#endif
