@@ -1,0 +1,35 @@
+/* sample.h - choosing the next token from logits.
+ *
+ * The order of the filters is llama.cpp's: top-k, top-p, min-p, then
+ * temperature; temperature 0 is greedy (argmax, lowest id on ties).
+ */
+#ifndef PARM_SAMPLE_H
+#define PARM_SAMPLE_H
+
+#include <stdint.h>
+
+typedef struct {
+	float temperature;      /* 0: greedy */
+	int top_k;              /* 0: off */
+	float top_p;            /* 1: off */
+	float min_p;            /* 0: off */
+} parm_sampler;
+
+/* A small, seedable, reproducible RNG (xoshiro256**-like, splitmix seeded). */
+typedef struct { uint64_t s[4]; } parm_rng;
+void parm_rng_seed(parm_rng *r, uint64_t seed);
+uint64_t parm_rng_next(parm_rng *r);
+double parm_rng_uniform(parm_rng *r);   /* [0, 1) */
+
+/* Choose among n candidates with logits[n] (-inf entries are never
+ * chosen); ids[n] names them (NULL: the index is the id).  scratch holds
+ * 2n floats + n ints worth of bytes (parm_sample_scratch(n)).  Returns the
+ * chosen id, or -1 when every logit is -inf or NaN. */
+size_t parm_sample_scratch(int n);
+int parm_sample(const parm_sampler *s, parm_rng *rng, const float *logits,
+		const int32_t *ids, int n, void *scratch);
+
+/* log_softmax in place over n entries (-inf stays -inf). */
+void parm_log_softmax(float *x, int n);
+
+#endif
