@@ -1,0 +1,716 @@
+/* gguf.c - GGUF reader and writer.
+ *
+ * The reader maps the file read-only and walks it with a cursor that knows
+ * where the mapping ends: every count, length and offset is checked against
+ * the bytes that remain before it is used, so a corrupt file costs one
+ * parm_fail line, never a read past the end.  Values stay in the mapping
+ * except strings, which are copied once so callers get NUL-terminated text.
+ *
+ * The layout (ggml's gguf.cpp): "GGUF", u32 version, u64 n_tensors, u64 n_kv;
+ * n_kv of { string key, u32 type, value }; n_tensors of { string name,
+ * u32 n_dims, u64 ne[n_dims], u32 type, u64 offset }; padding to the
+ * alignment; the data section, which tensor offsets are relative to.
+ * A string is u64 length + bytes; an array is u32 type + u64 n + items.
+ */
+#include "gguf.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "gguf.c uses GGUF's little-endian values in place: little-endian hosts only"
+#endif
+
+#define GGUF_DEFAULT_ALIGNMENT 32
+#define GGML_MAX_NAME 64        /* llama.cpp's tensor name limit, NUL included */
+#define MIN_KV_BYTES 13         /* u64 key length, u32 type, 1-byte value */
+#define MIN_TENSOR_INFO_BYTES 24 /* u64 name length, u32 n_dims, u32 type, u64 offset */
+
+struct gstr {
+	const char *s;
+	size_t len;
+};
+
+struct gguf_kv {
+	char *key;
+	enum gguf_vtype type;
+	const uint8_t *raw;     /* the value as on disk, after its type: copied by gguf_w_copy_kv */
+	size_t raw_len;
+	enum gguf_vtype etype;  /* arrays: element type; scalars: type */
+	uint64_t n;             /* arrays: element count; scalars: 1 */
+	const uint8_t *items;   /* scalar value or first array element */
+	struct gstr *strs;      /* strings: n NUL-terminated copies in arena */
+	char *arena;
+};
+
+struct gguf_file {
+	char *path;
+	const uint8_t *map;
+	size_t size;
+	int n_kv, n_tensors;
+	struct gguf_kv *kv;
+	gguf_tensor *tensors;
+	size_t alignment, data_start;
+};
+
+struct cursor {
+	const uint8_t *p, *end;
+	const char *path;
+	char where[128];        /* what is being read, for "truncated in ..." */
+};
+
+static const char *const vtype_names[GGUF_NVTYPES] = {
+	"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string",
+	"array", "u64", "i64", "f64",
+};
+
+/* Bytes per value of a fixed-size type; 0 for string and array. */
+static const size_t vtype_size[GGUF_NVTYPES] = {
+	1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8,
+};
+
+static const char *vtype_name(enum gguf_vtype t)
+{
+	return (unsigned)t < GGUF_NVTYPES ? vtype_names[t] : "invalid";
+}
+
+/* Tensor types. */
+
+struct type_info {
+	enum ggml_type type;
+	const char *name;
+	int block;
+	size_t block_bytes;
+};
+
+static const struct type_info type_table[] = {
+	{ GGML_F32, "f32", 1, 4 },
+	{ GGML_F16, "f16", 1, 2 },
+	{ GGML_Q4_0, "q4_0", 32, 2 + 16 },
+	{ GGML_Q8_0, "q8_0", 32, 2 + 32 },
+	{ GGML_BF16, "bf16", 1, 2 },
+};
+
+static const struct type_info *type_info(enum ggml_type t)
+{
+	for (size_t i = 0; i < sizeof type_table / sizeof type_table[0]; i++)
+		if (type_table[i].type == t)
+			return &type_table[i];
+	return NULL;
+}
+
+const char *ggml_type_name(enum ggml_type t)
+{
+	const struct type_info *ti = type_info(t);
+	return ti ? ti->name : NULL;
+}
+
+int ggml_type_from_name(const char *name)
+{
+	for (size_t i = 0; i < sizeof type_table / sizeof type_table[0]; i++)
+		if (!strcasecmp(type_table[i].name, name))
+			return type_table[i].type;
+	return -1;
+}
+
+int ggml_type_block(enum ggml_type t)
+{
+	const struct type_info *ti = type_info(t);
+	return ti ? ti->block : 0;
+}
+
+size_t ggml_type_block_bytes(enum ggml_type t)
+{
+	const struct type_info *ti = type_info(t);
+	return ti ? ti->block_bytes : 0;
+}
+
+size_t ggml_row_bytes(enum ggml_type t, int64_t n)
+{
+	const struct type_info *ti = type_info(t);
+	return ti ? (size_t)(n / ti->block) * ti->block_bytes : 0;
+}
+
+/* The cursor: each read fails cleanly when the file has fewer bytes left. */
+
+static int need(struct cursor *c, uint64_t n)
+{
+	if (n > (uint64_t)(c->end - c->p))
+		return parm_fail("%s: truncated in %s", c->path, c->where);
+	return 0;
+}
+
+static int read_u32(struct cursor *c, uint32_t *v)
+{
+	if (need(c, 4) < 0)
+		return -1;
+	memcpy(v, c->p, 4);
+	c->p += 4;
+	return 0;
+}
+
+static int read_u64(struct cursor *c, uint64_t *v)
+{
+	if (need(c, 8) < 0)
+		return -1;
+	memcpy(v, c->p, 8);
+	c->p += 8;
+	return 0;
+}
+
+/* A string stays in the mapping: *s points at len bytes, not NUL-terminated. */
+static int read_str(struct cursor *c, const char **s, uint64_t *len)
+{
+	if (read_u64(c, len) < 0 || need(c, *len) < 0)
+		return -1;
+	*s = (const char *)c->p;
+	c->p += *len;
+	return 0;
+}
+
+static char *strndup_x(const char *s, size_t len)
+{
+	char *d = xmalloc(len + 1);
+	memcpy(d, s, len);
+	d[len] = 0;
+	return d;
+}
+
+/* Read n strings into kv->strs, as NUL-terminated copies in one arena:
+ * one pass to check and measure, one to copy. */
+static int read_strings(struct cursor *c, struct gguf_kv *kv, uint64_t n)
+{
+	struct cursor again = *c;
+	const char *s;
+	uint64_t len, total = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		if (read_str(c, &s, &len) < 0)
+			return -1;
+		total += len + 1;       /* bounded by the file size: no overflow */
+	}
+	kv->strs = xmalloc((n ? n : 1) * sizeof *kv->strs);
+	kv->arena = xmalloc(total ? total : 1);
+	char *dst = kv->arena;
+	for (uint64_t i = 0; i < n; i++) {
+		read_str(&again, &s, &len);
+		memcpy(dst, s, len);
+		dst[len] = 0;
+		kv->strs[i] = (struct gstr){ dst, len };
+		dst += len + 1;
+	}
+	kv->n = n;
+	return 0;
+}
+
+static int read_array(struct cursor *c, struct gguf_kv *kv)
+{
+	uint32_t etype;
+	uint64_t n;
+	if (read_u32(c, &etype) < 0 || read_u64(c, &n) < 0)
+		return -1;
+	if (etype == GGUF_ARRAY)
+		return parm_fail("%s: nested arrays are not supported (%s)", c->path, c->where);
+	if (etype >= GGUF_NVTYPES)
+		return parm_fail("%s: bad array element type %u in %s", c->path, etype, c->where);
+	kv->etype = etype;
+	size_t min_size = etype == GGUF_STRING ? 8 : vtype_size[etype];
+	if (n > (uint64_t)(c->end - c->p) / min_size)
+		return parm_fail("%s: array of %llu items does not fit the file (%s)",
+				 c->path, (unsigned long long)n, c->where);
+	if (etype == GGUF_STRING)
+		return read_strings(c, kv, n);
+	kv->n = n;
+	kv->items = c->p;
+	c->p += n * min_size;
+	return 0;
+}
+
+static int read_value(struct cursor *c, struct gguf_kv *kv)
+{
+	kv->raw = c->p;
+	kv->etype = kv->type;
+	kv->n = 1;
+	if (kv->type == GGUF_ARRAY) {
+		if (read_array(c, kv) < 0)
+			return -1;
+	} else if (kv->type == GGUF_STRING) {
+		if (read_strings(c, kv, 1) < 0)
+			return -1;
+	} else {
+		if (need(c, vtype_size[kv->type]) < 0)
+			return -1;
+		kv->items = c->p;
+		c->p += vtype_size[kv->type];
+	}
+	kv->raw_len = c->p - kv->raw;
+	return 0;
+}
+
+static int read_kv(struct cursor *c, gguf_file *g, int i)
+{
+	struct gguf_kv *kv = &g->kv[i];
+	const char *key;
+	uint64_t len;
+	uint32_t type;
+	snprintf(c->where, sizeof c->where, "kv %d", i);
+	if (read_str(c, &key, &len) < 0)
+		return -1;
+	kv->key = strndup_x(key, len);
+	snprintf(c->where, sizeof c->where, "kv %d ('%.60s')", i, kv->key);
+	if (read_u32(c, &type) < 0)
+		return -1;
+	if (type >= GGUF_NVTYPES)
+		return parm_fail("%s: bad value type %u in %s", c->path, type, c->where);
+	kv->type = type;
+	if (read_value(c, kv) < 0)
+		return -1;
+	for (int j = 0; j < i; j++)
+		if (!strcmp(g->kv[j].key, kv->key))
+			return parm_fail("%s: duplicate key '%s'", c->path, kv->key);
+	return 0;
+}
+
+/* Tensor infos. */
+
+static int read_dims(struct cursor *c, gguf_tensor *t)
+{
+	uint32_t n_dims;
+	if (read_u32(c, &n_dims) < 0)
+		return -1;
+	if (n_dims > GGUF_MAX_DIMS)
+		return parm_fail("%s: tensor '%s' has %u dimensions (at most %d)",
+				 c->path, t->name, n_dims, GGUF_MAX_DIMS);
+	t->n_dims = n_dims;
+	for (int j = 0; j < GGUF_MAX_DIMS; j++) {
+		uint64_t ne = 1;
+		if (j < (int)n_dims && read_u64(c, &ne) < 0)
+			return -1;
+		if (ne > INT64_MAX)
+			return parm_fail("%s: tensor '%s' dimension %d is too large",
+					 c->path, t->name, j);
+		t->ne[j] = ne;
+	}
+	return 0;
+}
+
+/* n_elements and nbytes from type and shape, with overflow checks. */
+static int tensor_size(const char *path, gguf_tensor *t)
+{
+	const struct type_info *ti = type_info(t->type);
+	int64_t n = 1;
+	for (int j = 0; j < GGUF_MAX_DIMS; j++)
+		if (__builtin_mul_overflow(n, t->ne[j], &n))
+			return parm_fail("%s: tensor '%s' is too large", path, t->name);
+	if (t->ne[0] % ti->block)
+		return parm_fail("%s: tensor '%s' row of %lld is not a multiple of %s's block of %d",
+				 path, t->name, (long long)t->ne[0], ti->name, ti->block);
+	t->n_elements = n;
+	if (__builtin_mul_overflow((uint64_t)(n / ti->block), ti->block_bytes, &t->nbytes))
+		return parm_fail("%s: tensor '%s' is too large", path, t->name);
+	return 0;
+}
+
+static int read_tensor_info(struct cursor *c, gguf_file *g, int i, uint64_t *offset)
+{
+	gguf_tensor *t = &g->tensors[i];
+	const char *name;
+	uint64_t len;
+	uint32_t type;
+	snprintf(c->where, sizeof c->where, "tensor info %d", i);
+	if (read_str(c, &name, &len) < 0)
+		return -1;
+	t->name = strndup_x(name, len);
+	if (read_dims(c, t) < 0 || read_u32(c, &type) < 0 || read_u64(c, offset) < 0)
+		return -1;
+	t->type = type;
+	if (!type_info(t->type))
+		return parm_fail("%s: unsupported tensor type %u in '%s'", c->path, type, t->name);
+	return tensor_size(c->path, t);
+}
+
+static int check_tensor_data(gguf_file *g, gguf_tensor *t, uint64_t offset)
+{
+	size_t data_size = g->size - g->data_start;
+	if (offset % g->alignment)
+		return parm_fail("%s: tensor '%s' data offset %llu is not aligned to %zu",
+				 g->path, t->name, (unsigned long long)offset, g->alignment);
+	if (offset > data_size || t->nbytes > data_size - offset)
+		return parm_fail("%s: tensor '%s' data out of bounds", g->path, t->name);
+	t->data = g->map + g->data_start + offset;
+	return 0;
+}
+
+static int read_tensor_infos(struct cursor *c, gguf_file *g)
+{
+	uint64_t *offsets = xmalloc((g->n_tensors + 1) * sizeof *offsets);
+	int rc = -1;
+	for (int i = 0; i < g->n_tensors; i++) {
+		if (read_tensor_info(c, g, i, &offsets[i]) < 0)
+			goto out;
+		for (int j = 0; j < i; j++)
+			if (!strcmp(g->tensors[j].name, g->tensors[i].name)) {
+				parm_fail("%s: duplicate tensor '%s'", g->path, g->tensors[i].name);
+				goto out;
+			}
+	}
+	size_t pos = c->p - g->map;
+	g->data_start = (pos + g->alignment - 1) / g->alignment * g->alignment;
+	if (g->data_start > g->size) {
+		/* Vocabulary-only files may end before the padding. */
+		if (g->n_tensors) {
+			parm_fail("%s: truncated before the tensor data", g->path);
+			goto out;
+		}
+		g->data_start = g->size;
+	}
+	for (int i = 0; i < g->n_tensors; i++)
+		if (check_tensor_data(g, &g->tensors[i], offsets[i]) < 0)
+			goto out;
+	rc = 0;
+out:
+	free(offsets);
+	return rc;
+}
+
+/* The header. */
+
+static int read_header(struct cursor *c, uint64_t *n_tensors, uint64_t *n_kv)
+{
+	uint32_t version;
+	snprintf(c->where, sizeof c->where, "header");
+	if (c->end == c->p)
+		return parm_fail("%s: empty file", c->path);
+	if (c->end - c->p < 4 || memcmp(c->p, "GGUF", 4))
+		return parm_fail("%s: not a GGUF file (bad magic)", c->path);
+	c->p += 4;
+	if (read_u32(c, &version) < 0)
+		return -1;
+	if (version == 1)
+		return parm_fail("%s: GGUF version 1 is not supported", c->path);
+	if (version > 0xffff && !(version & 0xffff))
+		return parm_fail("%s: big-endian GGUF files are not supported", c->path);
+	if (version != 2 && version != 3)
+		return parm_fail("%s: unsupported GGUF version %u", c->path, version);
+	if (read_u64(c, n_tensors) < 0 || read_u64(c, n_kv) < 0)
+		return -1;
+	uint64_t left = c->end - c->p;
+	if (*n_kv > left / MIN_KV_BYTES || *n_kv > INT_MAX)
+		return parm_fail("%s: kv count %llu does not fit the file",
+				 c->path, (unsigned long long)*n_kv);
+	if (*n_tensors > left / MIN_TENSOR_INFO_BYTES || *n_tensors > INT_MAX)
+		return parm_fail("%s: tensor count %llu does not fit the file",
+				 c->path, (unsigned long long)*n_tensors);
+	return 0;
+}
+
+static int read_alignment(gguf_file *g)
+{
+	int64_t a;
+	g->alignment = GGUF_DEFAULT_ALIGNMENT;
+	if (gguf_find_key(g, "general.alignment") < 0)
+		return 0;
+	if (gguf_get_int(g, "general.alignment", &a) < 0)
+		return -1;
+	if (a <= 0 || (a & (a - 1)) || a > (1 << 30))
+		return parm_fail("%s: general.alignment %lld is not a power of two",
+				 g->path, (long long)a);
+	g->alignment = a;
+	return 0;
+}
+
+static int parse(gguf_file *g)
+{
+	struct cursor c = { g->map, g->map + g->size, g->path, "" };
+	uint64_t n_tensors = 0, n_kv = 0;
+	if (read_header(&c, &n_tensors, &n_kv) < 0)
+		return -1;
+	g->kv = xcalloc(n_kv, sizeof *g->kv);
+	g->tensors = xcalloc(n_tensors, sizeof *g->tensors);
+	for (g->n_kv = 0; g->n_kv < (int)n_kv; g->n_kv++)
+		if (read_kv(&c, g, g->n_kv) < 0) {
+			g->n_kv++;      /* so gguf_close frees the partial entry */
+			return -1;
+		}
+	if (read_alignment(g) < 0)
+		return -1;
+	g->n_tensors = n_tensors;
+	return read_tensor_infos(&c, g);
+}
+
+static int map_file(gguf_file *g)
+{
+	struct stat st;
+	int fd = open(g->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return parm_fail("%s: %s", g->path, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		int err = errno;
+		close(fd);
+		return parm_fail("%s: %s", g->path, strerror(err));
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return parm_fail("%s: %s", g->path,
+				 S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
+	}
+	g->size = st.st_size;
+	if (g->size) {
+		void *m = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m == MAP_FAILED) {
+			int err = errno;
+			close(fd);
+			return parm_fail("%s: mmap: %s", g->path, strerror(err));
+		}
+		g->map = m;
+	}
+	close(fd);
+	return 0;
+}
+
+gguf_file *gguf_open(const char *path)
+{
+	gguf_file *g = xcalloc(1, sizeof *g);
+	g->path = xstrdup(path);
+	if (map_file(g) < 0 || parse(g) < 0) {
+		gguf_close(g);
+		return NULL;
+	}
+	return g;
+}
+
+void gguf_close(gguf_file *g)
+{
+	if (!g)
+		return;
+	for (int i = 0; i < g->n_kv; i++) {
+		free(g->kv[i].key);
+		free(g->kv[i].strs);
+		free(g->kv[i].arena);
+	}
+	for (int i = 0; g->tensors && i < g->n_tensors; i++)
+		free((char *)g->tensors[i].name);
+	free(g->kv);
+	free(g->tensors);
+	if (g->map)
+		munmap((void *)g->map, g->size);
+	free(g->path);
+	free(g);
+}
+
+const char *gguf_path(const gguf_file *g)
+{
+	return g->path;
+}
+
+/* Metadata getters. */
+
+int gguf_n_kv(const gguf_file *g)
+{
+	return g->n_kv;
+}
+
+const char *gguf_kv_key(const gguf_file *g, int i)
+{
+	return i >= 0 && i < g->n_kv ? g->kv[i].key : NULL;
+}
+
+enum gguf_vtype gguf_kv_type(const gguf_file *g, int i)
+{
+	return i >= 0 && i < g->n_kv ? g->kv[i].type : GGUF_NVTYPES;
+}
+
+int gguf_find_key(const gguf_file *g, const char *key)
+{
+	for (int i = 0; i < g->n_kv; i++)
+		if (!strcmp(g->kv[i].key, key))
+			return i;
+	return -1;
+}
+
+static const struct gguf_kv *get_kv(const gguf_file *g, const char *key)
+{
+	int i = gguf_find_key(g, key);
+	if (i < 0)
+		return parm_failp("%s: key '%s' not found", g->path, key);
+	return &g->kv[i];
+}
+
+/* A value of type t at p as int64: 0, 1 when t is not an integer type,
+ * 2 when it does not fit. */
+static int load_int(const uint8_t *p, enum gguf_vtype t, int64_t *out)
+{
+	union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32;
+		int32_t i32; uint64_t u64; int64_t i64; } v;
+	if (t >= GGUF_NVTYPES || !vtype_size[t] || t == GGUF_F32 || t == GGUF_F64 || t == GGUF_BOOL)
+		return 1;
+	memcpy(&v, p, vtype_size[t]);
+	switch (t) {
+	case GGUF_U8: *out = v.u8; break;
+	case GGUF_I8: *out = v.i8; break;
+	case GGUF_U16: *out = v.u16; break;
+	case GGUF_I16: *out = v.i16; break;
+	case GGUF_U32: *out = v.u32; break;
+	case GGUF_I32: *out = v.i32; break;
+	case GGUF_I64: *out = v.i64; break;
+	default:
+		if (v.u64 > INT64_MAX)
+			return 2;
+		*out = v.u64;
+	}
+	return 0;
+}
+
+static int load_float(const uint8_t *p, enum gguf_vtype t, double *out)
+{
+	float f;
+	if (t == GGUF_F32) {
+		memcpy(&f, p, 4);
+		*out = f;
+	} else if (t == GGUF_F64) {
+		memcpy(out, p, 8);
+	} else {
+		return 1;
+	}
+	return 0;
+}
+
+static int int_result(const gguf_file *g, const char *key, int rc, enum gguf_vtype t)
+{
+	if (rc == 1)
+		return parm_fail("%s: key '%s' is %s, expected an integer", g->path, key, vtype_name(t));
+	if (rc == 2)
+		return parm_fail("%s: key '%s' is out of range for a signed 64-bit integer", g->path, key);
+	return 0;
+}
+
+int gguf_get_int(const gguf_file *g, const char *key, int64_t *out)
+{
+	const struct gguf_kv *kv = get_kv(g, key);
+	if (!kv)
+		return -1;
+	return int_result(g, key, load_int(kv->items, kv->type, out), kv->type);
+}
+
+int gguf_get_float(const gguf_file *g, const char *key, double *out)
+{
+	const struct gguf_kv *kv = get_kv(g, key);
+	if (!kv)
+		return -1;
+	if (load_float(kv->items, kv->type, out))
+		return parm_fail("%s: key '%s' is %s, expected a float", g->path, key, vtype_name(kv->type));
+	return 0;
+}
+
+int gguf_get_bool(const gguf_file *g, const char *key, int *out)
+{
+	const struct gguf_kv *kv = get_kv(g, key);
+	if (!kv)
+		return -1;
+	if (kv->type != GGUF_BOOL)
+		return parm_fail("%s: key '%s' is %s, expected a bool", g->path, key, vtype_name(kv->type));
+	*out = kv->items[0] != 0;
+	return 0;
+}
+
+int gguf_get_str(const gguf_file *g, const char *key, const char **s, size_t *len)
+{
+	const struct gguf_kv *kv = get_kv(g, key);
+	if (!kv)
+		return -1;
+	if (kv->type != GGUF_STRING)
+		return parm_fail("%s: key '%s' is %s, expected a string", g->path, key, vtype_name(kv->type));
+	*s = kv->strs[0].s;
+	if (len)
+		*len = kv->strs[0].len;
+	return 0;
+}
+
+int gguf_get_arr(const gguf_file *g, const char *key, enum gguf_vtype *etype, uint64_t *n)
+{
+	const struct gguf_kv *kv = get_kv(g, key);
+	if (!kv)
+		return -1;
+	if (kv->type != GGUF_ARRAY)
+		return parm_fail("%s: key '%s' is %s, expected an array", g->path, key, vtype_name(kv->type));
+	if (etype)
+		*etype = kv->etype;
+	if (n)
+		*n = kv->n;
+	return 0;
+}
+
+/* The array kv for key, with i checked against its length. */
+static const struct gguf_kv *get_arr_item(const gguf_file *g, const char *key, uint64_t i)
+{
+	const struct gguf_kv *kv = get_kv(g, key);
+	if (!kv)
+		return NULL;
+	if (kv->type != GGUF_ARRAY)
+		return parm_failp("%s: key '%s' is %s, expected an array", g->path, key, vtype_name(kv->type));
+	if (i >= kv->n)
+		return parm_failp("%s: index %llu out of range in array '%s' of %llu",
+				  g->path, (unsigned long long)i, key, (unsigned long long)kv->n);
+	return kv;
+}
+
+int gguf_arr_int(const gguf_file *g, const char *key, uint64_t i, int64_t *out)
+{
+	const struct gguf_kv *kv = get_arr_item(g, key, i);
+	if (!kv)
+		return -1;
+	if (kv->etype == GGUF_STRING)
+		return int_result(g, key, 1, kv->etype);
+	return int_result(g, key, load_int(kv->items + i * vtype_size[kv->etype], kv->etype, out), kv->etype);
+}
+
+int gguf_arr_float(const gguf_file *g, const char *key, uint64_t i, double *out)
+{
+	const struct gguf_kv *kv = get_arr_item(g, key, i);
+	if (!kv)
+		return -1;
+	if (kv->etype == GGUF_STRING || load_float(kv->items + i * vtype_size[kv->etype], kv->etype, out))
+		return parm_fail("%s: array '%s' holds %s, expected floats", g->path, key, vtype_name(kv->etype));
+	return 0;
+}
+
+int gguf_arr_str(const gguf_file *g, const char *key, uint64_t i, const char **s, size_t *len)
+{
+	const struct gguf_kv *kv = get_arr_item(g, key, i);
+	if (!kv)
+		return -1;
+	if (kv->etype != GGUF_STRING)
+		return parm_fail("%s: array '%s' holds %s, expected strings", g->path, key, vtype_name(kv->etype));
+	*s = kv->strs[i].s;
+	if (len)
+		*len = kv->strs[i].len;
+	return 0;
+}
+
+/* Tensors. */
+
+int gguf_n_tensors(const gguf_file *g)
+{
+	return g->n_tensors;
+}
+
+const gguf_tensor *gguf_tensor_at(const gguf_file *g, int i)
+{
+	return i >= 0 && i < g->n_tensors ? &g->tensors[i] : NULL;
+}
+
+const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name)
+{
+	for (int i = 0; i < g->n_tensors; i++)
+		if (!strcmp(g->tensors[i].name, name))
+			return &g->tensors[i];
+	return NULL;
+}
