@@ -140,3 +140,30 @@ int parm_parse_float(const char *s, double *out)
 	*out = v;
 	return 0;
 }
+
+void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", parm_progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see %s --help)\n", parm_progname);
+	exit(2);
+}
+
+long opt_long(const char *name, const char *arg, long lo, long hi)
+{
+	long v;
+	if (parm_parse_long(arg, lo, hi, &v) < 0)
+		usage_error("%s: expected an integer from %ld to %ld, got '%s'", name, lo, hi, arg);
+	return v;
+}
+
+double opt_float(const char *name, const char *arg, double lo, double hi)
+{
+	double v;
+	if (parm_parse_float(arg, &v) < 0 || !(v >= lo && v <= hi))
+		usage_error("%s: expected a number from %g to %g, got '%s'", name, lo, hi, arg);
+	return v;
+}

@@ -38,4 +38,11 @@ double parm_now(void);                  /* monotonic seconds */
 int parm_parse_long(const char *s, long lo, long hi, long *out);
 int parm_parse_float(const char *s, double *out);
 
+/* Command-line helpers for the tools: a usage error prints
+ * "prog: message (see prog --help)" and exits 2; the option parsers exit
+ * the same way naming the option and the accepted range. */
+_Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+long opt_long(const char *name, const char *arg, long lo, long hi);
+double opt_float(const char *name, const char *arg, double lo, double hi);
+
 #endif

@@ -1,0 +1,299 @@
+/* parm-sample - read a parm stream, choose each next token, send it back
+ * to the producer, and print the responses in input order. */
+#include "sample.h"
+#include "stream.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+"usage: parm-sample [options] < STREAM\n"
+"Choose tokens from a parm stream (from parm-logits or parm-mix), send\n"
+"them back to parm-logits, and print one response per prompt, in order.\n"
+"  -t, --temperature T  0 is greedy (default 0.8)\n"
+"  -k, --top-k K        keep the K most likely tokens (default 40; 0 off)\n"
+"  -p, --top-p P        keep the smallest set with probability P (default 0.95)\n"
+"  -m, --min-p P        drop tokens below P times the best (default 0.05)\n"
+"  -s, --seed S         random seed (default 1)\n"
+"  -S, --stop STRING    end a response where STRING appears (repeatable)\n"
+"  -j, --jsonl          print JSON records instead of text\n"
+"  -h, --help           show this help\n"
+"  -V, --version        show the version\n";
+
+struct opts {
+	parm_sampler sampler;
+	unsigned long long seed;
+	char **stops;
+	int n_stops, jsonl;
+};
+
+struct seq {                    /* a response being built */
+	int live, done;
+	char *prompt, *meta, *reason;
+	int *tokens, n_tokens, cap_tokens;
+	char *text;
+	size_t len, cap;
+	parm_rng rng;
+};
+
+
+
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{"temperature", 1, 0, 't'}, {"top-k", 1, 0, 'k'}, {"top-p", 1, 0, 'p'},
+		{"min-p", 1, 0, 'm'}, {"seed", 1, 0, 's'}, {"stop", 1, 0, 'S'},
+		{"jsonl", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},
+		{0, 0, 0, 0}};
+	int c;
+	*o = (struct opts){.sampler = {.temperature = 0.8f, .top_k = 40,
+				       .top_p = 0.95f, .min_p = 0.05f}, .seed = 1};
+	o->stops = xcalloc(argc, sizeof *o->stops);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":t:k:p:m:s:S:jhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 't': o->sampler.temperature = opt_float("--temperature", optarg, 0, 1e6); break;
+		case 'k': o->sampler.top_k = (int)opt_long("--top-k", optarg, 0, 1 << 30); break;
+		case 'p': o->sampler.top_p = opt_float("--top-p", optarg, 0, 1); break;
+		case 'm': o->sampler.min_p = opt_float("--min-p", optarg, 0, 1); break;
+		case 's': o->seed = opt_long("--seed", optarg, 0, LONG_MAX); break;
+		case 'S':
+			if (!*optarg)
+				usage_error("%s", "--stop: empty string");
+			o->stops[o->n_stops++] = optarg;
+			break;
+		case 'j': o->jsonl = 1; break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V': puts("parm-sample " PARM_VERSION); exit(0);
+		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+/* The sampler's state over the whole stream. */
+struct run {
+	struct opts *o;
+	parm_header h;
+	parm_feedback *fb;
+	struct seq *seqs;
+	int n_seqs, next_print;
+	parm_choice *choices;
+	int cap_choices;
+	void *scratch;
+	size_t scratch_size;
+	json_t *chain;
+};
+
+static struct seq *get_seq(struct run *r, int id, int create)
+{
+	if (id < 0 || id > (1 << 28))
+		die("malformed stream: sequence id %d", id);
+	if (id >= r->n_seqs) {
+		if (!create)
+			die("malformed stream: record for unknown sequence %d", id);
+		int n = id + 1 > 2 * r->n_seqs ? id + 1 : 2 * r->n_seqs;
+		r->seqs = xrealloc(r->seqs, n * sizeof *r->seqs);
+		memset(r->seqs + r->n_seqs, 0, (n - r->n_seqs) * sizeof *r->seqs);
+		r->n_seqs = n;
+	}
+	struct seq *s = &r->seqs[id];
+	if (create ? s->live || s->done : !s->live)
+		die("malformed stream: sequence %d %s", id, create ? "started twice" : "is not in flight");
+	return s;
+}
+
+static void start_seq(struct run *r, const parm_record *rec)
+{
+	struct seq *s = get_seq(r, rec->seq, 1);
+	s->live = 1;
+	s->prompt = xstrdup(rec->prompt ? rec->prompt : "");
+	s->meta = rec->meta ? xstrdup(rec->meta) : NULL;
+	parm_rng_seed(&s->rng, r->o->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(rec->seq + 1)));
+}
+
+static void append_token(struct run *r, struct seq *s, int tok)
+{
+	if (s->n_tokens == s->cap_tokens)
+		s->tokens = xrealloc(s->tokens, (s->cap_tokens = 2 * s->cap_tokens + 16) * sizeof(int));
+	s->tokens[s->n_tokens++] = tok;
+	if (tok == r->h.eos)
+		return;
+	size_t n = r->h.piece_len[tok];
+	if (s->len + n + 1 > s->cap)
+		s->text = xrealloc(s->text, s->cap = 2 * (s->len + n) + 64);
+	memcpy(s->text + s->len, r->h.pieces[tok], n);
+	s->len += n;
+	s->text[s->len] = '\0';
+}
+
+/* A stop string anywhere in the text ends the response just before it. */
+static int cut_at_stop(const struct opts *o, struct seq *s)
+{
+	for (int i = 0; i < o->n_stops; i++) {
+		char *hit = s->text ? memmem(s->text, s->len, o->stops[i], strlen(o->stops[i])) : NULL;
+		if (hit) {
+			s->len = hit - s->text;
+			s->text[s->len] = '\0';
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void choose_round(struct run *r, const parm_record *rec)
+{
+	if (rec->n_steps > r->cap_choices)
+		r->choices = xrealloc(r->choices, (r->cap_choices = rec->n_steps) * sizeof *r->choices);
+	for (int i = 0; i < rec->n_steps; i++) {
+		const parm_step *st = &rec->steps[i];
+		struct seq *s = get_seq(r, st->seq, 0);
+		int n = st->sparse ? st->k : r->h.n_vocab;
+		if (parm_sample_scratch(n) > r->scratch_size)
+			r->scratch = xrealloc(r->scratch, r->scratch_size = parm_sample_scratch(n));
+		int tok = parm_sample(&r->o->sampler, &s->rng, st->logits,
+				      st->sparse ? st->ids : NULL, n, r->scratch);
+		if (tok < 0)
+			die("sequence %d: every logit is -inf or NaN", st->seq);
+		append_token(r, s, tok);
+		r->choices[i] = (parm_choice){.seq = st->seq, .tok = tok,
+					      .stop = cut_at_stop(r->o, s)};
+	}
+	if (!r->fb && !(r->fb = parm_feedback_connect(r->h.feedback)))
+		die("%s", parm_error());
+	if (parm_feedback_send(r->fb, r->choices, rec->n_steps) < 0)
+		die(errno == EPIPE ? "the producer closed the feedback channel" : "%s", parm_error());
+}
+
+/* Valid UTF-8 for JSON: invalid bytes become U+FFFD. */
+static json_t *json_text(const char *s, size_t len)
+{
+	json_t *j = json_stringn(s, len);
+	if (j)
+		return j;
+	char *clean = xmalloc(3 * len + 1), *o = clean;
+	for (size_t i = 0; i < len; ) {
+		size_t n = 1;
+		while (n <= 4 && i + n <= len && !(j = json_stringn(s + i, n)))
+			n++;
+		if (j) {
+			memcpy(o, s + i, n), o += n, i += n;
+			json_decref(j);
+		} else {
+			memcpy(o, "\xef\xbf\xbd", 3), o += 3, i++;
+		}
+	}
+	j = json_stringn(clean, o - clean);
+	free(clean);
+	return j;
+}
+
+static void print_jsonl(struct run *r, int id, struct seq *s)
+{
+	json_t *rec = json_object(), *ids = json_array();
+	if (s->meta) {
+		json_t *meta = json_loads(s->meta, 0, NULL);
+		if (json_is_object(meta))
+			json_object_update(rec, meta);
+		json_decref(meta);
+	}
+	for (int i = 0; i < s->n_tokens; i++)
+		json_array_append_new(ids, json_integer(s->tokens[i]));
+	json_object_set_new(rec, "id", json_integer(id));
+	json_object_set_new(rec, "prompt", json_text(s->prompt, strlen(s->prompt)));
+	json_object_set_new(rec, "response", json_text(s->text ? s->text : "", s->len));
+	json_object_set_new(rec, "tokens", ids);
+	json_object_set_new(rec, "stop", json_string(s->reason));
+	json_object_set(rec, "chain", r->chain);
+	char *line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	fputs(line, stdout);
+	putchar('\n');
+	free(line);
+	json_decref(rec);
+}
+
+/* Print finished responses in sequence order, so the output lines up with
+ * the input whatever order sequences finish in. */
+static void print_ready(struct run *r)
+{
+	while (r->next_print < r->n_seqs && r->seqs[r->next_print].done) {
+		struct seq *s = &r->seqs[r->next_print];
+		if (r->o->jsonl)
+			print_jsonl(r, r->next_print, s);
+		else {
+			fwrite(s->text ? s->text : "", 1, s->len, stdout);
+			putchar('\n');
+		}
+		free(s->prompt), free(s->meta), free(s->reason), free(s->tokens), free(s->text);
+		memset(s, 0, sizeof *s);
+		s->done = 2;
+		r->next_print++;
+	}
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		if (errno == EPIPE)     /* the reader went away: not our error */
+			exit(0);
+		die("error writing output: %s", strerror(errno));
+	}
+}
+
+static void end_seq(struct run *r, const parm_record *rec)
+{
+	struct seq *s = get_seq(r, rec->seq, 0);
+	if (rec->tok != (s->n_tokens ? s->tokens[s->n_tokens - 1] : -1))
+		die("malformed stream: sequence %d ended on token %d, not the one chosen", rec->seq, rec->tok);
+	s->live = 0;
+	s->done = 1;
+	s->reason = xstrdup(rec->reason);
+	print_ready(r);
+}
+
+static void load_chain(struct run *r)
+{
+	r->chain = json_array();
+	for (int i = 0; i < r->h.n_chain; i++) {
+		json_t *stage = json_loads(r->h.chain[i], 0, NULL);
+		json_array_append_new(r->chain, stage ? stage : json_string(r->h.chain[i]));
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct run r = {.o = &o};
+	parm_record rec;
+	parm_setprog(argv[0]);
+	parse_args(argc, argv, &o);
+	signal(SIGPIPE, SIG_IGN);
+	parm_reader *in = parm_reader_new(STDIN_FILENO);
+	if (parm_read_header(in, &r.h) < 0)
+		die("%s", parm_error());
+	load_chain(&r);
+	for (;;) {
+		if (parm_read_record(in, &rec) < 0)
+			die("%s", parm_error());
+		if (rec.type == PARM_REC_FIN)
+			break;
+		if (rec.type == PARM_REC_START)
+			start_seq(&r, &rec);
+		else if (rec.type == PARM_REC_ROUND)
+			choose_round(&r, &rec);
+		else
+			end_seq(&r, &rec);
+	}
+	for (int i = 0; i < r.n_seqs; i++)
+		if (r.seqs[i].live)
+			die("malformed stream: sequence %d never ended", i);
+	print_ready(&r);
+	return 0;
+}
