@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,8 +225,8 @@ static int read_array(struct cursor *c, struct gguf_kv *kv)
 	kv->etype = etype;
 	size_t min_size = etype == GGUF_STRING ? 8 : vtype_size[etype];
 	if (n > (uint64_t)(c->end - c->p) / min_size)
-		return parm_fail("%s: array of %llu items does not fit the file (%s)",
-				 c->path, (unsigned long long)n, c->where);
+		return parm_fail("%s: truncated in %s (array of %llu items)",
+				 c->path, c->where, (unsigned long long)n);
 	if (etype == GGUF_STRING)
 		return read_strings(c, kv, n);
 	kv->n = n;
@@ -713,4 +714,327 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name)
 		if (!strcmp(g->tensors[i].name, name))
 			return &g->tensors[i];
 	return NULL;
+}
+
+/* The writer.  Each value is kept serialised as it goes on disk (after its
+ * type), so a key copied from a file is its raw bytes. */
+
+struct buf {
+	uint8_t *p;
+	size_t n, cap;
+};
+
+static void buf_put(struct buf *b, const void *p, size_t n)
+{
+	if (b->n + n > b->cap) {
+		b->cap = (b->n + n) * 2 + 64;
+		b->p = xrealloc(b->p, b->cap);
+	}
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+}
+
+static void buf_u32(struct buf *b, uint32_t v)
+{
+	buf_put(b, &v, 4);
+}
+
+static void buf_u64(struct buf *b, uint64_t v)
+{
+	buf_put(b, &v, 8);
+}
+
+static void buf_str(struct buf *b, const char *s, size_t len)
+{
+	buf_u64(b, len);
+	buf_put(b, s, len);
+}
+
+struct wkv {
+	char *key;
+	enum gguf_vtype type;
+	struct buf value;
+};
+
+struct wtensor {
+	char *name;
+	enum ggml_type type;
+	int n_dims;
+	int64_t ne[GGUF_MAX_DIMS];
+	size_t nbytes;
+	const void *data;
+	void *owned;            /* the copy, unless added by reference */
+};
+
+struct gguf_writer {
+	struct wkv *kv;
+	int n_kv;
+	struct wtensor *t;
+	int n_t;
+	char *error;            /* the first bad call, reported by gguf_w_save */
+};
+
+gguf_writer *gguf_w_new(void)
+{
+	return xcalloc(1, sizeof(gguf_writer));
+}
+
+void gguf_w_free(gguf_writer *w)
+{
+	if (!w)
+		return;
+	for (int i = 0; i < w->n_kv; i++) {
+		free(w->kv[i].key);
+		free(w->kv[i].value.p);
+	}
+	for (int i = 0; i < w->n_t; i++) {
+		free(w->t[i].name);
+		free(w->t[i].owned);
+	}
+	free(w->kv);
+	free(w->t);
+	free(w->error);
+	free(w);
+}
+
+__attribute__((format(printf, 2, 3)))
+static void w_error(gguf_writer *w, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	if (w->error)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	w->error = xstrdup(msg);
+}
+
+/* The value slot for key, emptied: a key set twice keeps its place. */
+static struct buf *w_slot(gguf_writer *w, const char *key, enum gguf_vtype type)
+{
+	struct wkv *kv = NULL;
+	for (int i = 0; i < w->n_kv && !kv; i++)
+		if (!strcmp(w->kv[i].key, key))
+			kv = &w->kv[i];
+	if (!kv) {
+		w->kv = xrealloc(w->kv, (w->n_kv + 1) * sizeof *w->kv);
+		kv = &w->kv[w->n_kv++];
+		*kv = (struct wkv){ xstrdup(key), type, { NULL, 0, 0 } };
+	}
+	kv->type = type;
+	kv->value.n = 0;
+	return &kv->value;
+}
+
+void gguf_w_set_u32(gguf_writer *w, const char *key, uint32_t v)
+{
+	buf_u32(w_slot(w, key, GGUF_U32), v);
+}
+
+void gguf_w_set_i32(gguf_writer *w, const char *key, int32_t v)
+{
+	buf_put(w_slot(w, key, GGUF_I32), &v, 4);
+}
+
+void gguf_w_set_u64(gguf_writer *w, const char *key, uint64_t v)
+{
+	buf_u64(w_slot(w, key, GGUF_U64), v);
+}
+
+void gguf_w_set_f32(gguf_writer *w, const char *key, float v)
+{
+	buf_put(w_slot(w, key, GGUF_F32), &v, 4);
+}
+
+void gguf_w_set_bool(gguf_writer *w, const char *key, int v)
+{
+	uint8_t b = v != 0;
+	buf_put(w_slot(w, key, GGUF_BOOL), &b, 1);
+}
+
+void gguf_w_set_str(gguf_writer *w, const char *key, const char *s)
+{
+	buf_str(w_slot(w, key, GGUF_STRING), s, strlen(s));
+}
+
+void gguf_w_set_arr(gguf_writer *w, const char *key, enum gguf_vtype etype, const void *data, uint64_t n)
+{
+	if ((unsigned)etype >= GGUF_NVTYPES || !vtype_size[etype]) {
+		w_error(w, "array '%s': element type %s is not numeric", key, vtype_name(etype));
+		return;
+	}
+	struct buf *b = w_slot(w, key, GGUF_ARRAY);
+	buf_u32(b, etype);
+	buf_u64(b, n);
+	buf_put(b, data, n * vtype_size[etype]);
+}
+
+void gguf_w_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n)
+{
+	struct buf *b = w_slot(w, key, GGUF_ARRAY);
+	buf_u32(b, GGUF_STRING);
+	buf_u64(b, n);
+	for (uint64_t i = 0; i < n; i++)
+		buf_str(b, strs[i], lens ? lens[i] : strlen(strs[i]));
+}
+
+int gguf_w_copy_kv(gguf_writer *w, const gguf_file *g, const char *key)
+{
+	const struct gguf_kv *kv = get_kv(g, key);
+	if (!kv)
+		return -1;
+	buf_put(w_slot(w, key, kv->type), kv->raw, kv->raw_len);
+	return 0;
+}
+
+/* A tensor the reader (ours and llama.cpp's) will accept, or an error. */
+static int w_check_tensor(gguf_writer *w, const char *name, enum ggml_type type,
+			  int n_dims, const int64_t *ne)
+{
+	const struct type_info *ti = type_info(type);
+	if (strlen(name) >= GGML_MAX_NAME)
+		w_error(w, "tensor name '%s' is longer than %d bytes", name, GGML_MAX_NAME - 1);
+	else if (!ti)
+		w_error(w, "unsupported tensor type %d in '%s'", (int)type, name);
+	else if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
+		w_error(w, "tensor '%s' has %d dimensions (1 to %d)", name, n_dims, GGUF_MAX_DIMS);
+	else if (ne[0] % ti->block)
+		w_error(w, "tensor '%s' row of %lld is not a multiple of %s's block of %d",
+			name, (long long)ne[0], ti->name, ti->block);
+	else
+		for (int i = 0; i < w->n_t; i++)
+			if (!strcmp(w->t[i].name, name))
+				w_error(w, "duplicate tensor '%s'", name);
+	for (int j = 0; ti && j < n_dims && j < GGUF_MAX_DIMS; j++)
+		if (ne[j] < 0)
+			w_error(w, "tensor '%s' has a negative dimension", name);
+	return w->error ? -1 : 0;
+}
+
+static struct wtensor *w_add_tensor(gguf_writer *w, const char *name, enum ggml_type type,
+				    int n_dims, const int64_t *ne, const void *data)
+{
+	if (w_check_tensor(w, name, type, n_dims, ne) < 0)
+		return NULL;
+	w->t = xrealloc(w->t, (w->n_t + 1) * sizeof *w->t);
+	struct wtensor *t = &w->t[w->n_t++];
+	*t = (struct wtensor){ .name = xstrdup(name), .type = type, .n_dims = n_dims, .data = data };
+	int64_t n = 1;
+	for (int j = 0; j < GGUF_MAX_DIMS; j++) {
+		t->ne[j] = j < n_dims ? ne[j] : 1;
+		n *= t->ne[j];
+	}
+	t->nbytes = ggml_row_bytes(type, n);
+	return t;
+}
+
+void gguf_w_tensor(gguf_writer *w, const char *name, enum ggml_type type,
+		   int n_dims, const int64_t *ne, const void *data)
+{
+	struct wtensor *t = w_add_tensor(w, name, type, n_dims, ne, data);
+	if (t)
+		t->data = t->owned = xmemdup(data, t->nbytes);
+}
+
+void gguf_w_tensor_ref(gguf_writer *w, const char *name, enum ggml_type type,
+		       int n_dims, const int64_t *ne, const void *data)
+{
+	w_add_tensor(w, name, type, n_dims, ne, data);
+}
+
+/* general.alignment if the caller set one, else 32; llama.cpp insists on a
+ * u32 power of two, and so does the writer. */
+static int w_alignment(const gguf_writer *w, size_t *align)
+{
+	*align = GGUF_DEFAULT_ALIGNMENT;
+	for (int i = 0; i < w->n_kv; i++) {
+		uint32_t a;
+		if (strcmp(w->kv[i].key, "general.alignment"))
+			continue;
+		if (w->kv[i].type != GGUF_U32)
+			return -1;
+		memcpy(&a, w->kv[i].value.p, 4);
+		if (!a || (a & (a - 1)) || a > (1u << 30))
+			return -1;
+		*align = a;
+	}
+	return 0;
+}
+
+static void write_pad(FILE *f, uint64_t pos, size_t align)
+{
+	static const char zeros[4096];
+	size_t pad = (align - pos % align) % align;
+	fwrite(zeros, 1, pad, f);
+}
+
+/* Everything before the data: header, kvs, tensor infos, padding. */
+static void write_meta(const gguf_writer *w, FILE *f, size_t align)
+{
+	struct buf b = { 0 };
+	buf_put(&b, "GGUF", 4);
+	buf_u32(&b, 3);
+	buf_u64(&b, w->n_t);
+	buf_u64(&b, w->n_kv);
+	for (int i = 0; i < w->n_kv; i++) {
+		buf_str(&b, w->kv[i].key, strlen(w->kv[i].key));
+		buf_u32(&b, w->kv[i].type);
+		buf_put(&b, w->kv[i].value.p, w->kv[i].value.n);
+	}
+	uint64_t offset = 0;
+	for (int i = 0; i < w->n_t; i++) {
+		const struct wtensor *t = &w->t[i];
+		buf_str(&b, t->name, strlen(t->name));
+		buf_u32(&b, t->n_dims);
+		for (int j = 0; j < t->n_dims; j++)
+			buf_u64(&b, t->ne[j]);
+		buf_u32(&b, t->type);
+		buf_u64(&b, offset);
+		offset += (t->nbytes + align - 1) / align * align;
+	}
+	fwrite(b.p, 1, b.n, f);
+	write_pad(f, b.n, align);
+	free(b.p);
+}
+
+static int write_file(const gguf_writer *w, FILE *f, size_t align)
+{
+	write_meta(w, f, align);
+	for (int i = 0; i < w->n_t; i++) {
+		fwrite(w->t[i].data, 1, w->t[i].nbytes, f);
+		write_pad(f, w->t[i].nbytes, align);
+	}
+	if (fflush(f) || ferror(f) || fsync(fileno(f)))
+		return -1;
+	return 0;
+}
+
+int gguf_w_save(gguf_writer *w, const char *path)
+{
+	size_t align;
+	if (w->error)
+		return parm_fail("%s: %s", path, w->error);
+	if (w_alignment(w, &align) < 0)
+		return parm_fail("%s: general.alignment must be a u32 power of two", path);
+	size_t len = strlen(path);
+	char *tmp = xmalloc(len + 5);
+	memcpy(tmp, path, len);
+	memcpy(tmp + len, ".tmp", 5);
+	FILE *f = fopen(tmp, "wb");
+	int rc = -1;
+	if (!f) {
+		parm_fail("%s: %s", tmp, strerror(errno));
+	} else if (write_file(w, f, align) < 0) {
+		parm_fail("%s: write: %s", tmp, strerror(errno));
+		fclose(f);
+		unlink(tmp);
+	} else if (fclose(f) || rename(tmp, path)) {
+		parm_fail("%s: %s", path, strerror(errno));
+		unlink(tmp);
+	} else {
+		rc = 0;
+	}
+	free(tmp);
+	return rc;
 }
