@@ -49,8 +49,18 @@ tests/test_%: tests/test_%.c tests/tap.h libparm.a $(LIBHDR)
 tests/bench_%: tests/bench_%.c libparm.a $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -o $@ $< libparm.a $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
 
-check: all $(TESTS)
+check: all $(TESTS) test-fixtures llamacpp
 	@sh tests/run.sh
+
+# Tests read llama.cpp's vocab fixtures from $$PARM_FIXTURES or
+# ../shared/fixtures/vocab; a checkout with neither fetches them once.
+test-fixtures:
+	@[ -n "$$PARM_FIXTURES" ] || [ -f ../shared/fixtures/vocab/README.md ] || \
+		sh tests/fetch-fixtures.sh "$(CACHE)/fixtures"
+
+# The independent reference: llama.cpp built from source once, cached.
+llamacpp:
+	@sh tests/llamacpp.sh "$(CACHE)"
 
 bench: all $(BENCH)
 	@sh tests/bench.sh
@@ -88,4 +98,5 @@ clean:
 	rm -f lib/*.o libparm.a libparm.pc $(TOOLS) $(TESTS) $(BENCH)
 	rm -rf tests/tmp
 
-.PHONY: all deps check bench demo fixtures install uninstall clean
+
+.PHONY: all deps check test-fixtures llamacpp bench demo fixtures install uninstall clean

@@ -115,7 +115,7 @@ static struct job *tokenize_prompts(const parm_model *m, const struct opts *o,
 				    parm_prompt *p, long n, int n_ctx)
 {
 	struct job *jobs = xcalloc(n, sizeof *jobs);
-	int add_bos = !o->no_bos && parm_tok_bos(m->tok) >= 0;
+	int add_bos = !o->no_bos && parm_tok_add_bos(m->tok) && parm_tok_bos(m->tok) >= 0;
 	for (long i = 0; i < n; i++) {
 		char *text = parm_apply_template(o->tmpl, p[i].text);
 		int need = parm_tokenize(m->tok, text, strlen(text), add_bos, NULL, 0);
