@@ -36,6 +36,7 @@ typedef struct parm_model {
 	parm_tokenizer *tok;
 	parm_weight token_embd, output_norm, output; /* output may alias token_embd */
 	parm_layer *layers;
+	float *norms;                   /* f32 copies of f16/bf16 norm vectors */
 } parm_model;
 
 parm_model *parm_model_load(const char *path);  /* NULL + parm_error */
@@ -57,6 +58,10 @@ int parm_kv_ctx(const parm_kv *kv);
  * or -1 + parm_error (a slot would pass its context: nothing is changed). */
 int parm_forward(const parm_model *m, parm_kv *kv, int n, const int *tokens,
 		 const int *slot, const uint8_t *want, float *logits);
+
+/* Bytes of weights one decode step reads (every matmul, the output
+ * included, one embedding row): the memory-bandwidth cost of a token. */
+size_t parm_model_bytes_per_token(const parm_model *m);
 
 /* Threads for matmuls and attention (OpenBLAS and our own loops). */
 void parm_set_threads(int n);

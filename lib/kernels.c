@@ -1,0 +1,478 @@
+/* kernels.c - forward kernels of the llama transformer, and the small
+ * thread pool they run on.  Legend in kernels.h. */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "quant.h"
+#include "util.h"
+
+/* ---- the pool: the caller plus n-1 workers run one function together ---- */
+
+typedef void pool_fn(void *arg, int worker, int n_workers);
+
+static struct {
+	int n;                          /* threads, the caller included */
+	pthread_t *tid;
+	pthread_mutex_t mu;
+	pthread_cond_t go, done;
+	pool_fn *fn;
+	void *arg;
+	unsigned long gen;
+	int pending, quit;
+	float **scratch;                /* one buffer per thread */
+	size_t *scratch_n;
+} pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER,
+	   .done = PTHREAD_COND_INITIALIZER };
+
+static void *pool_worker(void *p)
+{
+	int id = (int)(intptr_t)p;
+	unsigned long seen = 0;
+	pthread_mutex_lock(&pool.mu);
+	for (;;) {
+		while (pool.gen == seen && !pool.quit)
+			pthread_cond_wait(&pool.go, &pool.mu);
+		if (pool.quit)
+			break;
+		seen = pool.gen;
+		pthread_mutex_unlock(&pool.mu);
+		pool.fn(pool.arg, id, pool.n);
+		pthread_mutex_lock(&pool.mu);
+		if (--pool.pending == 0)
+			pthread_cond_signal(&pool.done);
+	}
+	pthread_mutex_unlock(&pool.mu);
+	return NULL;
+}
+
+static void pool_stop(void)
+{
+	pthread_mutex_lock(&pool.mu);
+	pool.quit = 1;
+	pthread_cond_broadcast(&pool.go);
+	pthread_mutex_unlock(&pool.mu);
+	for (int i = 1; i < pool.n; i++)
+		pthread_join(pool.tid[i], NULL);
+	for (int i = 0; i < pool.n; i++)
+		free(pool.scratch[i]);
+	free(pool.tid);
+	free(pool.scratch);
+	free(pool.scratch_n);
+	pool.n = 0;
+	pool.quit = 0;
+}
+
+void kernels_set_threads(int n)
+{
+	if (n < 1)
+		n = 1;
+	if (n > 256)
+		n = 256;
+	if (pool.n == n)
+		return;
+	if (pool.n)
+		pool_stop();
+	pool.n = n;
+	pool.tid = xcalloc(n, sizeof *pool.tid);
+	pool.scratch = xcalloc(n, sizeof *pool.scratch);
+	pool.scratch_n = xcalloc(n, sizeof *pool.scratch_n);
+	for (int i = 1; i < n; i++)
+		if (pthread_create(&pool.tid[i], NULL, pool_worker, (void *)(intptr_t)i))
+			die("cannot start a kernel thread");
+}
+
+int kernels_threads(void)
+{
+	if (!pool.n) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		kernels_set_threads(cpus > 0 ? (int)cpus : 1);
+	}
+	return pool.n;
+}
+
+/* A thread's own scratch of at least n floats (only it touches it). */
+static float *pool_scratch(int worker, size_t n)
+{
+	if (pool.scratch_n[worker] < n) {
+		free(pool.scratch[worker]);
+		pool.scratch[worker] = xmalloc(n * sizeof(float));
+		pool.scratch_n[worker] = n;
+	}
+	return pool.scratch[worker];
+}
+
+/* OpenBLAS (the pthreads build) stays on one thread while ours run. */
+static void pool_run(pool_fn *fn, void *arg)
+{
+	int nt = kernels_threads();
+	int blas_threads = openblas_get_num_threads();
+	if (blas_threads != 1)
+		openblas_set_num_threads(1);
+	if (nt > 1) {
+		pthread_mutex_lock(&pool.mu);
+		pool.fn = fn;
+		pool.arg = arg;
+		pool.pending = nt - 1;
+		pool.gen++;
+		pthread_cond_broadcast(&pool.go);
+		pthread_mutex_unlock(&pool.mu);
+	}
+	fn(arg, 0, nt);
+	if (nt > 1) {
+		pthread_mutex_lock(&pool.mu);
+		while (pool.pending)
+			pthread_cond_wait(&pool.done, &pool.mu);
+		pthread_mutex_unlock(&pool.mu);
+	}
+	if (blas_threads != 1)
+		openblas_set_num_threads(blas_threads);
+}
+
+/* ---- matmul ---- */
+
+/* Rows per tile: a dequantised tile of about 256 KB stays in L2. */
+enum { TILE_FLOATS = 64 * 1024 };
+
+static int tile_rows(int in)
+{
+	int rows = TILE_FLOATS / in;
+	rows = rows < 8 ? 8 : rows > 256 ? 256 : rows & ~7;
+	return rows;
+}
+
+static int job_tiles(const matmul_job *j)
+{
+	int rows = tile_rows(j->in);
+	return (j->out + rows - 1) / rows;
+}
+
+/* y[:, r0:r0+rows] = x W[r0:r0+rows]^T, W dequantised into scratch first
+ * unless it is f32 already. */
+static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker)
+{
+	const float *wt;
+	size_t rb = ggml_row_bytes(j->t, j->in);
+	if (j->t == GGML_F32) {
+		wt = (const float *)j->w + (size_t)r0 * j->in;
+	} else {
+		float *s = pool_scratch(worker, (size_t)rows * j->in);
+		for (int r = 0; r < rows; r++)
+			dequant_row(s + (size_t)r * j->in,
+				    (const char *)j->w + (size_t)(r0 + r) * rb, j->t, j->in);
+		wt = s;
+	}
+	if (n == 1)
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, j->in, 1.0f, wt, j->in,
+			    j->x, 1, 0.0f, j->y + r0, 1);
+	else
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, j->in,
+			    1.0f, j->x, j->in, wt, j->in, 0.0f, j->y + r0, j->out);
+}
+
+typedef struct {
+	const matmul_job *jobs;
+	int n_jobs, n;
+	atomic_int next;
+	int total;
+} matmul_work;
+
+static void matmul_worker(void *arg, int worker, int n_workers)
+{
+	matmul_work *mw = arg;
+	int t;
+	while ((t = atomic_fetch_add(&mw->next, 1)) < mw->total) {
+		int j = 0, nt;
+		while (t >= (nt = job_tiles(&mw->jobs[j]))) {
+			t -= nt;
+			j++;
+		}
+		const matmul_job *job = &mw->jobs[j];
+		int rows = tile_rows(job->in), r0 = t * rows;
+		if (r0 + rows > job->out)
+			rows = job->out - r0;
+		matmul_tile(job, mw->n, r0, rows, worker);
+	}
+}
+
+void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n)
+{
+	matmul_work mw = { .jobs = jobs, .n_jobs = n_jobs, .n = n };
+	if (n <= 0)
+		return;
+	atomic_init(&mw.next, 0);
+	for (int j = 0; j < n_jobs; j++)
+		mw.total += job_tiles(&jobs[j]);
+	pool_run(matmul_worker, &mw);
+}
+
+void matmul_forward(float *y, const float *x, const void *w, enum ggml_type t,
+		    int n, int in, int out)
+{
+	matmul_job job = { y, x, w, t, in, out };
+	matmul_many_forward(&job, 1, n);
+}
+
+void matmul_forward_ref(float *y, const float *x, const void *w, enum ggml_type t,
+			int n, int in, int out)
+{
+	float *row = xmalloc((size_t)in * sizeof *row);
+	size_t rb = ggml_row_bytes(t, in);
+	for (int o = 0; o < out; o++) {
+		dequant_row_ref(row, (const char *)w + (size_t)o * rb, t, in);
+		for (int i = 0; i < n; i++) {
+			double sum = 0;
+			for (int k = 0; k < in; k++)
+				sum += (double)x[(size_t)i * in + k] * row[k];
+			y[(size_t)i * out + o] = (float)sum;
+		}
+	}
+	free(row);
+}
+
+void embed_forward(float *out, const void *table, enum ggml_type t,
+		   const int *tokens, int n, int d)
+{
+	size_t rb = ggml_row_bytes(t, d);
+	for (int i = 0; i < n; i++)
+		dequant_row(out + (size_t)i * d, (const char *)table + (size_t)tokens[i] * rb, t, d);
+}
+
+/* ---- rmsnorm ---- */
+
+void rmsnorm_forward(float *out, const float *x, const float *w, int n, int d, float eps)
+{
+	for (int i = 0; i < n; i++) {
+		const float *xi = x + (size_t)i * d;
+		float *oi = out + (size_t)i * d;
+		float acc[8] = { 0 };
+		int k = 0;
+		for (; k + 8 <= d; k += 8)
+			for (int j = 0; j < 8; j++)
+				acc[j] += xi[k + j] * xi[k + j];
+		float ss = 0;
+		for (int j = 0; j < 8; j++)
+			ss += acc[j];
+		for (; k < d; k++)
+			ss += xi[k] * xi[k];
+		float scale = 1.0f / sqrtf(ss / d + eps);
+		for (k = 0; k < d; k++)
+			oi[k] = xi[k] * scale * w[k];
+	}
+}
+
+void rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int d, float eps)
+{
+	for (int i = 0; i < n; i++) {
+		double ss = 0;
+		for (int k = 0; k < d; k++)
+			ss += (double)x[i * d + k] * x[i * d + k];
+		double scale = 1.0 / sqrt(ss / d + eps);
+		for (int k = 0; k < d; k++)
+			out[i * d + k] = (float)(x[i * d + k] * scale * w[k]);
+	}
+}
+
+/* ---- rope ---- */
+
+void rope_forward(float *x, const int *pos, int n, int heads, int hd, float base)
+{
+	float cs[512], sn[512];         /* hd/2 angles; llama heads are <= 256 */
+	int half = hd / 2;
+	if (half > 512)
+		half = 512;
+	for (int i = 0; i < n; i++) {
+		for (int k = 0; k < half; k++) {
+			double theta = pos[i] * pow(base, -2.0 * k / hd);
+			cs[k] = (float)cos(theta);
+			sn[k] = (float)sin(theta);
+		}
+		for (int h = 0; h < heads; h++) {
+			float *v = x + ((size_t)i * heads + h) * hd;
+			for (int k = 0; k < half; k++) {
+				float a = v[2 * k], b = v[2 * k + 1];
+				v[2 * k] = a * cs[k] - b * sn[k];
+				v[2 * k + 1] = a * sn[k] + b * cs[k];
+			}
+		}
+	}
+}
+
+void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, float base)
+{
+	for (int i = 0; i < n; i++)
+		for (int h = 0; h < heads; h++)
+			for (int k = 0; k < hd / 2; k++) {
+				float *v = x + ((size_t)i * heads + h) * hd + 2 * k;
+				double theta = pos[i] * pow(base, -2.0 * k / hd);
+				double a = v[0], b = v[1];
+				v[0] = (float)(a * cos(theta) - b * sin(theta));
+				v[1] = (float)(a * sin(theta) + b * cos(theta));
+			}
+}
+
+/* ---- attention ---- */
+
+typedef struct {
+	float *out;
+	const float *q;
+	const float *const *kc, *const *vc;
+	const int *pos;
+	int n, heads, kv_heads, hd, max_pos;
+	atomic_int next;
+} attention_work;
+
+/* One (token, head): scores over the cache, softmax, weighted sum of V. */
+static void attention_head(attention_work *aw, int i, int h, float *scores)
+{
+	int hd = aw->hd, kvd = aw->kv_heads * hd, g = h / (aw->heads / aw->kv_heads);
+	int len = aw->pos[i] + 1;
+	const float *q = aw->q + ((size_t)i * aw->heads + h) * hd;
+	float *out = aw->out + ((size_t)i * aw->heads + h) * hd;
+	cblas_sgemv(CblasRowMajor, CblasNoTrans, len, hd, 1.0f / sqrtf((float)hd),
+		    aw->kc[i] + (size_t)g * hd, kvd, q, 1, 0.0f, scores, 1);
+	softmax_forward(scores, scores, 1, len);
+	cblas_sgemv(CblasRowMajor, CblasTrans, len, hd, 1.0f,
+		    aw->vc[i] + (size_t)g * hd, kvd, scores, 1, 0.0f, out, 1);
+}
+
+static void attention_worker(void *arg, int worker, int n_workers)
+{
+	attention_work *aw = arg;
+	float *scores = pool_scratch(worker, (size_t)aw->max_pos + 1);
+	int t, total = aw->n * aw->heads;
+	while ((t = atomic_fetch_add(&aw->next, 1)) < total)
+		attention_head(aw, t / aw->heads, t % aw->heads, scores);
+}
+
+void attention_forward(float *out, const float *q, const float *const *kc,
+		       const float *const *vc, const int *pos, int n,
+		       int heads, int kv_heads, int hd)
+{
+	attention_work aw = { .out = out, .q = q, .kc = kc, .vc = vc, .pos = pos, .n = n,
+			       .heads = heads, .kv_heads = kv_heads, .hd = hd };
+	if (n <= 0)
+		return;
+	atomic_init(&aw.next, 0);
+	for (int i = 0; i < n; i++)
+		if (pos[i] > aw.max_pos)
+			aw.max_pos = pos[i];
+	pool_run(attention_worker, &aw);
+}
+
+void attention_forward_ref(float *out, const float *q, const float *const *kc,
+			   const float *const *vc, const int *pos, int n,
+			   int heads, int kv_heads, int hd)
+{
+	int kvd = kv_heads * hd, group = heads / kv_heads;
+	for (int i = 0; i < n; i++) {
+		double *p = xmalloc((size_t)(pos[i] + 1) * sizeof *p);
+		for (int h = 0; h < heads; h++) {
+			const float *qh = q + ((size_t)i * heads + h) * hd;
+			const float *k = kc[i] + (h / group) * hd, *v = vc[i] + (h / group) * hd;
+			double max = -INFINITY, sum = 0;
+			for (int t = 0; t <= pos[i]; t++) {
+				double s = 0;
+				for (int e = 0; e < hd; e++)
+					s += (double)qh[e] * k[(size_t)t * kvd + e];
+				p[t] = s / sqrt(hd);
+				max = p[t] > max ? p[t] : max;
+			}
+			for (int t = 0; t <= pos[i]; t++)
+				sum += (p[t] = exp(p[t] - max));
+			for (int e = 0; e < hd; e++) {
+				double o = 0;
+				for (int t = 0; t <= pos[i]; t++)
+					o += p[t] / sum * v[(size_t)t * kvd + e];
+				out[((size_t)i * heads + h) * hd + e] = (float)o;
+			}
+		}
+		free(p);
+	}
+}
+
+/* ---- swiglu ---- */
+
+void swiglu_forward(float *out, const float *gate, const float *up, int64_t count)
+{
+	for (int64_t i = 0; i < count; i++) {
+		float g = gate[i];
+		out[i] = g / (1.0f + expf(-g)) * up[i];
+	}
+}
+
+void swiglu_forward_ref(float *out, const float *gate, const float *up, int64_t count)
+{
+	for (int64_t i = 0; i < count; i++)
+		out[i] = (float)(gate[i] / (1.0 + exp(-(double)gate[i])) * up[i]);
+}
+
+/* ---- softmax ---- */
+
+static float row_max(const float *x, int v)
+{
+	float m = -INFINITY;
+	for (int k = 0; k < v; k++)
+		m = x[k] > m ? x[k] : m;
+	return m;
+}
+
+void softmax_forward(float *out, const float *x, int n, int v)
+{
+	for (int i = 0; i < n; i++) {
+		const float *xi = x + (size_t)i * v;
+		float *oi = out + (size_t)i * v;
+		float m = row_max(xi, v), sum = 0;
+		for (int k = 0; k < v; k++)
+			sum += (oi[k] = expf(xi[k] - m));
+		float inv = 1.0f / sum;
+		for (int k = 0; k < v; k++)
+			oi[k] *= inv;
+	}
+}
+
+void log_softmax_forward(float *out, const float *x, int n, int v)
+{
+	for (int i = 0; i < n; i++) {
+		const float *xi = x + (size_t)i * v;
+		float *oi = out + (size_t)i * v;
+		float m = row_max(xi, v), sum = 0;
+		for (int k = 0; k < v; k++)
+			sum += expf(xi[k] - m);
+		float lse = m + logf(sum);
+		for (int k = 0; k < v; k++)
+			oi[k] = xi[k] - lse;
+	}
+}
+
+void softmax_forward_ref(float *out, const float *x, int n, int v)
+{
+	for (int i = 0; i < n; i++) {
+		double m = -INFINITY, sum = 0;
+		for (int k = 0; k < v; k++)
+			m = x[i * v + k] > m ? x[i * v + k] : m;
+		for (int k = 0; k < v; k++)
+			sum += exp(x[i * v + k] - m);
+		for (int k = 0; k < v; k++)
+			out[i * v + k] = (float)(exp(x[i * v + k] - m) / sum);
+	}
+}
+
+void log_softmax_forward_ref(float *out, const float *x, int n, int v)
+{
+	for (int i = 0; i < n; i++) {
+		double m = -INFINITY, sum = 0;
+		for (int k = 0; k < v; k++)
+			m = x[i * v + k] > m ? x[i * v + k] : m;
+		for (int k = 0; k < v; k++)
+			sum += exp(x[i * v + k] - m);
+		for (int k = 0; k < v; k++)
+			out[i * v + k] = (float)(x[i * v + k] - m - log(sum));
+	}
+}

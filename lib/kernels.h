@@ -1,0 +1,72 @@
+/* kernels.h - the transformer's forward kernels on flat float arrays.
+ *
+ * Outputs first, then inputs, then sizes.  Legend: N = tokens, D = model
+ * dim, H = heads, G = kv heads, hd = head dim, F = feed-forward, V = vocab,
+ * T = cache positions.  Every optimised kernel has a plain-loop _ref beside
+ * it; tests/test_kernels.c holds them to each other.
+ *
+ * The fast kernels run on a small pool of threads (kernels_set_threads);
+ * while they do, OpenBLAS is asked to stay on one thread so the two pools
+ * never fight over the cores.
+ */
+#ifndef PARM_KERNELS_H
+#define PARM_KERNELS_H
+
+#include <stdint.h>
+#include "gguf.h"
+
+/* Threads of the kernel pool (default: the online CPUs). */
+void kernels_set_threads(int n);
+int kernels_threads(void);
+
+/* y[N][out] = x[N][in] W^T, W[out][in] rows of type t (in a multiple of
+ * the type's block).  Weights are read in place, a tile of rows at a time. */
+void matmul_forward(float *y, const float *x, const void *w, enum ggml_type t,
+		    int n, int in, int out);
+void matmul_forward_ref(float *y, const float *x, const void *w, enum ggml_type t,
+			int n, int in, int out);
+
+/* Several independent matmuls in one parallel pass (q, k, v share x). */
+typedef struct {
+	float *y;
+	const float *x;
+	const void *w;
+	enum ggml_type t;
+	int in, out;
+} matmul_job;
+void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n);
+
+/* out[N][D] = rows tokens[N] of the table[V][D] of type t. */
+void embed_forward(float *out, const void *table, enum ggml_type t,
+		   const int *tokens, int n, int d);
+
+/* out[N][D] = x / sqrt(mean(x^2) + eps) * w[D]; out may be x. */
+void rmsnorm_forward(float *out, const float *x, const float *w, int n, int d, float eps);
+void rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int d, float eps);
+
+/* Rotate x[N][heads][hd] in place: adjacent pairs (x[2i], x[2i+1]) of each
+ * head by pos[n] * base^(-2i/hd) (ggml's "normal" rope, as llama uses). */
+void rope_forward(float *x, const int *pos, int n, int heads, int hd, float base);
+void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, float base);
+
+/* Causal grouped-query attention over a cache.  Token i attends to the
+ * positions 0..pos[i] of its own cache kc[i], vc[i] ([T][G][hd] each);
+ * head h reads kv head h / (H / G).  out[N][H][hd], q[N][H][hd]. */
+void attention_forward(float *out, const float *q, const float *const *kc,
+		       const float *const *vc, const int *pos, int n,
+		       int heads, int kv_heads, int hd);
+void attention_forward_ref(float *out, const float *q, const float *const *kc,
+			   const float *const *vc, const int *pos, int n,
+			   int heads, int kv_heads, int hd);
+
+/* out[N*F] = silu(gate) * up; out may be gate. */
+void swiglu_forward(float *out, const float *gate, const float *up, int64_t count);
+void swiglu_forward_ref(float *out, const float *gate, const float *up, int64_t count);
+
+/* Row-wise over x[N][V]; out may be x. */
+void softmax_forward(float *out, const float *x, int n, int v);
+void softmax_forward_ref(float *out, const float *x, int n, int v);
+void log_softmax_forward(float *out, const float *x, int n, int v);
+void log_softmax_forward_ref(float *out, const float *x, int n, int v);
+
+#endif
