@@ -1,5 +1,7 @@
 /* parm-sample - read a parm stream, choose each next token, send it back
  * to the producer, and print the responses in input order. */
+#include "check.h"
+#include "gguf.h"
 #include "sample.h"
 #include "stream.h"
 #include "util.h"
@@ -25,6 +27,7 @@ static const char usage_text[] =
 "  -s, --seed S         random seed (default 1)\n"
 "  -S, --stop STRING    end a response where STRING appears (repeatable)\n"
 "  -j, --jsonl          print JSON records instead of text\n"
+"  -v, --vocab FILE     refuse a stream whose tokenizer is not FILE's\n"
 "  -h, --help           show this help\n"
 "  -V, --version        show the version\n";
 
@@ -33,6 +36,7 @@ struct opts {
 	unsigned long long seed;
 	char **stops;
 	int n_stops, jsonl;
+	const char *vocab;
 };
 
 struct seq {                    /* a response being built */
@@ -52,14 +56,14 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	static const struct option longopts[] = {
 		{"temperature", 1, 0, 't'}, {"top-k", 1, 0, 'k'}, {"top-p", 1, 0, 'p'},
 		{"min-p", 1, 0, 'm'}, {"seed", 1, 0, 's'}, {"stop", 1, 0, 'S'},
-		{"jsonl", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},
+		{"jsonl", 0, 0, 'j'}, {"vocab", 1, 0, 'v'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},
 		{0, 0, 0, 0}};
 	int c;
 	*o = (struct opts){.sampler = {.temperature = 0.8f, .top_k = 40,
 				       .top_p = 0.95f, .min_p = 0.05f}, .seed = 1};
 	o->stops = xcalloc(argc, sizeof *o->stops);
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":t:k:p:m:s:S:jhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":t:k:p:m:s:S:jv:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't': o->sampler.temperature = opt_float("--temperature", optarg, 0, 1e6); break;
 		case 'k': o->sampler.top_k = (int)opt_long("--top-k", optarg, 0, 1 << 30); break;
@@ -72,6 +76,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			o->stops[o->n_stops++] = optarg;
 			break;
 		case 'j': o->jsonl = 1; break;
+		case 'v': o->vocab = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-sample " PARM_VERSION); exit(0);
 		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -267,6 +272,16 @@ static void load_chain(struct run *r)
 	}
 }
 
+static void check_vocab(const parm_header *h, const char *path)
+{
+	gguf_file *g = gguf_open(path);
+	parm_tokenizer *t = g ? parm_tokenizer_load(g) : NULL;
+	if (!t || parm_check_tokenizer(h, t, path) < 0)
+		die("%s", parm_error());
+	parm_tokenizer_free(t);
+	gguf_close(g);
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -278,6 +293,8 @@ int main(int argc, char **argv)
 	parm_reader *in = parm_reader_new(STDIN_FILENO);
 	if (parm_read_header(in, &r.h) < 0)
 		die("%s", parm_error());
+	if (o.vocab)
+		check_vocab(&r.h, o.vocab);
 	load_chain(&r);
 	for (;;) {
 		if (parm_read_record(in, &rec) < 0)

@@ -1,0 +1,70 @@
+#!/bin/sh
+# t_pipeline - the generation pipe as a user types it, and every kind of
+# bad input: one line naming the tool, non-zero exit, nothing on stdout.
+. tests/lib.sh
+fx=$(fixtures_dir)
+if [ -z "$fx" ]; then
+	skip "no tokenizer fixtures (make test-fixtures)" "pipeline tests"
+	done_testing; exit
+fi
+cd "$T" || exit 1
+parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 64 --layers 2 \
+	--heads 4 --kv-heads 2 --ctx 64 --seed 3 -o m.gguf 2>init.err ||
+	{ echo "not ok 1 - parm-train init"; cat init.err; exit 1; }
+printf 'Hello there\nHow do I boil an egg?\n\nThe end\n' > p.txt
+
+ok "pipe works as typed, one line per prompt" \
+	sh -c 'parm-logits -n 6 m.gguf < p.txt | parm-sample -t 0 > out && [ $(wc -l < out) -eq 3 ]'
+ok "empty input gives empty output" \
+	sh -c 'parm-logits m.gguf < /dev/null | parm-sample > out && [ ! -s out ]'
+printf '{"prompt":"Hi","tag":"x1"}\n{"prompt":"Bye","tag":"x2","n":2}\n' > p.jsonl
+ok "JSONL in and out: fields pass through, chain recorded" sh -c '
+	parm-logits -n 4 m.gguf < p.jsonl | parm-sample -t 0 --jsonl > out &&
+	[ $(wc -l < out) -eq 2 ] && grep -q "\"tag\": *\"x1\"" out && grep -q "\"n\": *2" out &&
+	grep -q "\"stage\": *\"parm-logits\"" out && grep -q "\"prompt\": *\"Bye\"" out'
+ok "--template wraps the prompt" sh -c '
+	echo egg | parm-logits -n 2 --template "USER: {prompt} ASSISTANT:" m.gguf |
+	parm-sample -t 0 --jsonl | grep -q "\"template\": *\"USER: {prompt} ASSISTANT:\""'
+ok "--stop ends a response before the stop string" sh -c '
+	first=$(echo Hello | parm-logits -n 8 m.gguf | parm-sample -t 0 | cut -c1-2)
+	[ -n "$first" ] &&
+	echo Hello | parm-logits -n 8 m.gguf | parm-sample -t 0 --jsonl --stop "$first" > out &&
+	grep -q "\"response\": *\"\"" out && grep -q "\"stop\": *\"stop\"" out'
+ok "-n bounds the response length" sh -c '
+	echo Hello | parm-logits -n 3 m.gguf | parm-sample -t 0 --jsonl > out &&
+	grep -q "\"stop\": *\"length\"" out'
+ok "--tokenize prints ids like llama.cpp (no BOS)" sh -c '
+	[ "$(printf "Hello world" | parm-logits --tokenize m.gguf)" = "15043 3186" ]'
+
+# bad input
+fails "unknown option (parm-logits)" '^parm-logits: unknown option' parm-logits --frobnicate m.gguf
+fails "unknown option (parm-sample)" '^parm-sample: unknown option' parm-sample --frobnicate
+fails "bad number" '^parm-logits: --batch: expected an integer' parm-logits --batch x m.gguf
+fails "missing model" '^parm-logits: .*nope.gguf' parm-logits nope.gguf
+: > empty.gguf
+fails "empty model" '^parm-logits: .*empty.gguf' parm-logits empty.gguf
+head -c 5000 m.gguf > trunc.gguf
+fails "truncated model" '^parm-logits: .*trunc.gguf.*' parm-logits trunc.gguf
+fails "not a GGUF file" '^parm-logits: .*p.txt.*' parm-logits p.txt
+fails "architecture other than llama" "^parm-logits: .*architecture 'gpt2'" \
+	parm-logits "$fx/ggml-vocab-gpt-2.gguf"
+fails "prompt longer than the context" '^parm-logits: stdin:1: prompt is [0-9]+ tokens, longer than the context \(8\)' \
+	sh -c 'echo "one two three four five six seven eight nine ten" | parm-logits --ctx 8 m.gguf | parm-sample'
+# a header of a version-2 stream: {"type":"header","magic":"parm-stream","version":2}
+printf '\203\244type\246header\245magic\253parm-stream\247version\002' > v2.stream
+fails "stream of another version" '^parm-sample: .*version 2' sh -c 'parm-sample < v2.stream'
+printf 'garbage that is not msgpack \301\301' > junk.stream
+fails "malformed stream" '^parm-sample: .*(malformed|not a parm stream)' sh -c 'parm-sample < junk.stream'
+fails "stream from another tokenizer" '^parm-sample: .*tokenizer' \
+	sh -c 'echo hi | parm-logits -n 2 m.gguf | parm-sample --vocab "$0"' "$fx/ggml-vocab-gpt-2.gguf"
+fails "previous stage dying mid-stream" '^parm-sample: unexpected end of stream' \
+	sh -c 'parm-logits m.gguf < p.txt | head -c 5000 | parm-sample'
+ok "next stage exiting early: parm-logits exits quietly" sh -c '
+	for i in 1 2 3 4 5 6 7 8 9 10; do echo "prompt $i"; done > many.txt
+	{ parm-logits -n 20 --batch 2 m.gguf < many.txt 2>err1; echo $? > rc1; } |
+	{ parm-sample -t 0 2>err2; echo $? > rc2; } | head -n 1 > /dev/null
+	[ "$(cat rc1)" = 0 ] && [ ! -s err1 ] && [ "$(cat rc2)" = 0 ] && [ ! -s err2 ]'
+ok "the feedback directory is removed at exit" sh -c '
+	export TMPDIR=$PWD/tmpd; mkdir -p tmpd
+	parm-logits -n 2 m.gguf < p.txt | parm-sample > /dev/null && [ -z "$(ls tmpd)" ]'
+done_testing
