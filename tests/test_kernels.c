@@ -1,0 +1,175 @@
+/* test_kernels.c - every fast kernel against its plain-loop reference. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "quant.h"
+#include "tap.h"
+#include "util.h"
+
+static uint64_t rng_state = 42;
+
+static float urand(void)                /* [-1, 1) */
+{
+	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (float)((rng_state >> 40) * 0x1.0p-24) * 2 - 1;
+}
+
+static float *rand_vec(size_t n, float scale)
+{
+	float *v = xmalloc(n * sizeof *v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = urand() * scale;
+	return v;
+}
+
+/* Largest |a - b| relative to the largest |b| (or absolute when b ~ 0). */
+static double max_err(const float *a, const float *b, size_t n, double *abs_out)
+{
+	double e = 0, m = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]);
+		if (!(d <= e))
+			e = d;          /* NaN propagates as a failure */
+		if (fabs(b[i]) > m)
+			m = fabs(b[i]);
+	}
+	*abs_out = e;
+	return e / (m > 1e-30 ? m : 1);
+}
+
+static int close_enough(const char *what, const float *a, const float *b, size_t n, double tol)
+{
+	double abs_e, rel = max_err(a, b, n, &abs_e);
+	return ok(rel <= tol, "%s: max abs err %.3g, rel %.3g (tol %.1g)", what, abs_e, rel, tol);
+}
+
+static void test_matmul(enum ggml_type t, int n, int in, int out)
+{
+	size_t rb = ggml_row_bytes(t, in);
+	float *x = rand_vec((size_t)n * in, 1), *wf = rand_vec((size_t)out * in, 0.1f);
+	char *w = xmalloc(rb * out);
+	float *y = xcalloc((size_t)n * out, sizeof *y), *yr = xcalloc((size_t)n * out, sizeof *yr);
+	for (int r = 0; r < out; r++) {
+		if (t == GGML_F32)
+			memcpy(w + r * rb, wf + (size_t)r * in, rb);
+		else
+			quant_row(w + r * rb, wf + (size_t)r * in, t, in);
+	}
+	matmul_forward(y, x, w, t, n, in, out);
+	matmul_forward_ref(yr, x, w, t, n, in, out);
+	char what[96];
+	snprintf(what, sizeof what, "matmul %s N=%d in=%d out=%d", ggml_type_name(t), n, in, out);
+	close_enough(what, y, yr, (size_t)n * out, 1e-5);
+	free(x), free(wf), free(w), free(y), free(yr);
+}
+
+/* Tiles are the same whatever the thread count: results agree bitwise. */
+static void test_matmul_threads(void)
+{
+	int n = 5, in = 256, out = 1000;
+	float *x = rand_vec((size_t)n * in, 1), *w = rand_vec((size_t)out * in, 0.1f);
+	float *y1 = xmalloc((size_t)n * out * sizeof *y1), *y2 = xmalloc((size_t)n * out * sizeof *y2);
+	kernels_set_threads(1);
+	matmul_forward(y1, x, w, GGML_F32, n, in, out);
+	kernels_set_threads(3);
+	matmul_forward(y2, x, w, GGML_F32, n, in, out);
+	kernels_set_threads(2);
+	ok(!memcmp(y1, y2, (size_t)n * out * sizeof *y1), "matmul: 1 and 3 threads agree bitwise");
+	free(x), free(w), free(y1), free(y2);
+}
+
+static void test_rmsnorm(void)
+{
+	int n = 7, d = 100;
+	float *x = rand_vec((size_t)n * d, 3), *w = rand_vec(d, 1);
+	float *y = xmalloc((size_t)n * d * sizeof *y), *yr = xmalloc((size_t)n * d * sizeof *yr);
+	rmsnorm_forward(y, x, w, n, d, 1e-5f);
+	rmsnorm_forward_ref(yr, x, w, n, d, 1e-5f);
+	close_enough("rmsnorm", y, yr, (size_t)n * d, 1e-6);
+	rmsnorm_forward(x, x, w, n, d, 1e-5f);
+	close_enough("rmsnorm in place", x, yr, (size_t)n * d, 1e-6);
+	free(x), free(w), free(y), free(yr);
+}
+
+static void test_rope(void)
+{
+	int n = 4, heads = 3, hd = 16, pos[4] = { 0, 1, 37, 500 };
+	size_t count = (size_t)n * heads * hd;
+	float *x = rand_vec(count, 1), *a = xmemdup(x, count * 4), *b = xmemdup(x, count * 4);
+	rope_forward(a, pos, n, heads, hd, 10000);
+	rope_forward_ref(b, pos, n, heads, hd, 10000);
+	close_enough("rope", a, b, count, 1e-6);
+	ok(!memcmp(a, x, (size_t)heads * hd * 4), "rope at position 0 is the identity");
+	/* position 1, pair 0 turns by exactly 1 radian */
+	float *v = x + (size_t)heads * hd, *r = a + (size_t)heads * hd;
+	float want0 = v[0] * cosf(1) - v[1] * sinf(1);
+	ok(fabsf(r[0] - want0) < 1e-6f, "rope rotates adjacent pairs (x0, x1) by pos * base^0");
+	free(x), free(a), free(b);
+}
+
+static void test_attention(void)
+{
+	enum { N = 5, H = 4, G = 2, HD = 8, T = 40 };
+	int pos[N] = { 0, 3, 4, 39, 10 };
+	float *cache_k[2], *cache_v[2];
+	const float *kc[N], *vc[N];
+	for (int s = 0; s < 2; s++) {
+		cache_k[s] = rand_vec((size_t)T * G * HD, 2);
+		cache_v[s] = rand_vec((size_t)T * G * HD, 1);
+	}
+	for (int i = 0; i < N; i++)
+		kc[i] = cache_k[i % 2], vc[i] = cache_v[i % 2];
+	float *q = rand_vec((size_t)N * H * HD, 2);
+	float *o = xcalloc((size_t)N * H * HD, 4), *or = xcalloc((size_t)N * H * HD, 4);
+	attention_forward(o, q, kc, vc, pos, N, H, G, HD);
+	attention_forward_ref(or, q, kc, vc, pos, N, H, G, HD);
+	close_enough("attention (GQA, mixed positions)", o, or, (size_t)N * H * HD, 1e-5);
+	/* at position 0 the output is V[0] of the head's kv group */
+	ok(fabsf(o[2 * HD] - cache_v[0][1 * HD]) < 1e-6f, "attention at pos 0 copies V of kv head h/(H/G)");
+	for (int s = 0; s < 2; s++)
+		free(cache_k[s]), free(cache_v[s]);
+	free(q), free(o), free(or);
+}
+
+static void test_swiglu_softmax(void)
+{
+	int n = 3, v = 1000;
+	float *g = rand_vec((size_t)n * v, 8), *u = rand_vec((size_t)n * v, 2);
+	float *a = xmalloc((size_t)n * v * 4), *b = xmalloc((size_t)n * v * 4);
+	swiglu_forward(a, g, u, (int64_t)n * v);
+	swiglu_forward_ref(b, g, u, (int64_t)n * v);
+	close_enough("swiglu", a, b, (size_t)n * v, 1e-6);
+	g[5] = 80;                      /* a peaked row */
+	softmax_forward(a, g, n, v);
+	softmax_forward_ref(b, g, n, v);
+	close_enough("softmax", a, b, (size_t)n * v, 1e-6);
+	log_softmax_forward(a, g, n, v);
+	log_softmax_forward_ref(b, g, n, v);
+	close_enough("log_softmax", a, b, (size_t)n * v, 1e-6);
+	double sum = 0;
+	for (int k = 0; k < v; k++)
+		sum += exp(a[v + k]);
+	ok(fabs(sum - 1) < 1e-5, "log_softmax row sums to 1 in probability (%.8f)", sum);
+	free(g), free(u), free(a), free(b);
+}
+
+int main(void)
+{
+	static const enum ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
+	(void)skip, (void)fixtures_dir;
+	kernels_set_threads(2);
+	for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+		test_matmul(types[i], 1, 96, 300);
+		test_matmul(types[i], 9, 160, 77);
+		test_matmul(types[i], 3, 2048, 40);
+	}
+	test_matmul_threads();
+	test_rmsnorm();
+	test_rope();
+	test_attention();
+	test_swiglu_softmax();
+	return tap_done();
+}
