@@ -60,7 +60,11 @@ typedef struct {
 } parm_record;
 
 /* Reading.  Functions return 0, or -1 with parm_error set; the record and
- * header own their memory until the next call / parm_header_free. */
+ * header own their memory until the next call / parm_header_free.  Record
+ * fields point into buffers the reader owns and reuses.  After FIN,
+ * parm_read_record returns FIN again without reading.  parm_header_free
+ * frees every field, each piece and chain entry separately (pieces are
+ * NUL-ended beyond piece_len for convenience). */
 typedef struct parm_reader parm_reader;
 parm_reader *parm_reader_new(int fd);
 void parm_reader_free(parm_reader *r);
@@ -98,8 +102,9 @@ const char *parm_feedback_path(const parm_feedback *f);
  * went away ends the wait (-1, errno EPIPE).  A sampler that closed the
  * channel early gives -1 "the sampler closed the feedback channel". */
 int parm_feedback_recv(parm_feedback *f, int out_fd, parm_choice *c, int n);
-void parm_feedback_remove(parm_feedback *f);            /* unlink FIFO and dir */
-void parm_feedback_free(parm_feedback *f);
+void parm_feedback_remove(parm_feedback *f);            /* unlink FIFO and dir;
+							   async-signal-safe */
+void parm_feedback_free(parm_feedback *f);      /* closes; removes if created here */
 parm_feedback *parm_feedback_connect(const char *path); /* sampler */
 int parm_feedback_send(parm_feedback *f, const parm_choice *c, int n);
 

@@ -6,6 +6,7 @@
 #include "util.h"
 
 #include <getopt.h>
+#include <poll.h>
 #include <jansson.h>
 #include <errno.h>
 #include <signal.h>
@@ -301,6 +302,15 @@ static void apply_choices(struct gen *g, int n_steps)
 	}
 }
 
+/* A sampler that exits closes the feedback channel and its input at about
+ * the same time; when its input is gone too, it left on purpose (or said
+ * why itself), so we leave quietly. */
+static int reader_gone(int fd)
+{
+	struct pollfd p = {fd, 0, 0};
+	return poll(&p, 1, 200) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
 static void generate(struct gen *g)
 {
 	int V = g->m->cfg.n_vocab, n_steps;
@@ -315,7 +325,7 @@ static void generate(struct gen *g)
 	while ((n_steps = run_round(g)) > 0) {
 		if (parm_feedback_recv(feedback, STDOUT_FILENO, g->choices, n_steps) < 0) {
 			parm_feedback_remove(feedback);
-			if (errno == EPIPE)
+			if (errno == EPIPE || reader_gone(STDOUT_FILENO))
 				exit(0);
 			die("%s", parm_error());
 		}
