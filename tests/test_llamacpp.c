@@ -1,0 +1,592 @@
+/* test_llamacpp - libparm against a real llama.cpp (built by `make llamacpp`
+ * into $HOME/.cache/parm/llama.cpp/bin): tokenizer ids on every fixture
+ * vocabulary, logits of small models we write, and models llama-quantize
+ * writes loaded here.  Without the reference every check is skipped, with
+ * the reason. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "tap.h"
+#include "util.h"
+#include "gguf.h"
+#include "quant.h"
+#include "tokenizer.h"
+#include "model.h"
+
+#define NO_REF "llama.cpp reference not built: run make llamacpp"
+#define N_SEQ 20                /* tokens in the logits sequence */
+#define MAX_DIAG 4              /* mismatches shown per vocabulary */
+
+static const char *const vocabs[] = {
+	"llama-spm", "gpt-2", "llama-bpe", "qwen2", "phi-3",
+};
+
+/* Texts beyond the .inp vectors: what tokenizers tend to get wrong. */
+static const char *const extra_texts[] = {
+	"Hello, 世界! Привет, мир. مرحبا بالعالم. Γειά σου κόσμε.",
+	"日本語のテキストと中文文本，还有한국어 텍스트도 있습니다。",
+	"emoji 😀👍🏽 flags 🇺🇸🇩🇪 family 👨‍👩‍👧 and ❤️",
+	"1234567 89 3.14159 1,000,000 0x1F 2024-05-06 12345678901234567890",
+	"I'M YOU'RE WE'VE THEY'LL SHE'S IT'D DON'T i'm you're we've",
+	"two  spaces   three    four\n\nnewlines\n\n\n\ttab\t\ttabs \t \n mixed",
+	"   leading spaces",
+	"\n\n\nleading newlines",
+	"\t\tleading tabs",
+	"trailing spaces   ",
+	"ÄÖÜ äöü ß café naïve résumé Ångström",
+	"for (int i = 0; i < n; ++i) { x[i] += y[i] * 2; } // done",
+	"<s> </s> <|endoftext|> <unk> <|im_start|>",
+	"a",
+	" ",
+	"  \t  \n ",
+	"नमस्ते दुनिया สวัสดีชาวโลก שלום עולם",
+	"Ω≈ç√∫˜µ≤≥÷ ∀∂∈ℝ ﬁ ½ ① ２ ＡＢＣ",
+	"zero\xe2\x80\x8bwidth non\xc2\xa0" "breaking",
+	"supercalifragilisticexpialidocious antidisestablishmentarianism",
+	"HELLO hello Hello hELLO",
+	"$$$ ... --- !!! ??? ''' \"\"\" ``` ~~~",
+};
+
+static char ref_bin[4096], quantize_bin[4096], tmp_dir[256];
+
+static int find_reference(void)
+{
+	const char *home = getenv("HOME");
+	snprintf(ref_bin, sizeof ref_bin, "%s/.cache/parm/llama.cpp/bin/llama-ref", home ? home : "");
+	snprintf(quantize_bin, sizeof quantize_bin, "%s/.cache/parm/llama.cpp/bin/llama-quantize", home ? home : "");
+	return access(ref_bin, X_OK) == 0 && access(quantize_bin, X_OK) == 0;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	size_t cap = 1 << 16, n = 0, got;
+	char *buf;
+	if (!f)
+		return NULL;
+	buf = xmalloc(cap);
+	while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+		n += got;
+		if (n + 1 == cap)
+			buf = xrealloc(buf, cap *= 2);
+	}
+	fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/* ---- tokenizer ---- */
+
+typedef struct {
+	char **text;
+	size_t *len;
+	int n, cap;
+} texts;
+
+static void texts_add(texts *t, const char *s, size_t len)
+{
+	if (t->n == t->cap) {
+		t->cap = t->cap ? 2 * t->cap : 64;
+		t->text = xrealloc(t->text, t->cap * sizeof *t->text);
+		t->len = xrealloc(t->len, t->cap * sizeof *t->len);
+	}
+	t->text[t->n] = xmemdup(s, len + 1);
+	t->text[t->n][len] = '\0';
+	t->len[t->n++] = len;
+}
+
+/* The .inp format of llama.cpp's test-tokenizer-0: each case is followed
+ * by "\n__ggml_vocab_test__\n". */
+static int texts_add_inp(texts *t, const char *path)
+{
+	static const char sep[] = "\n__ggml_vocab_test__\n";
+	size_t len;
+	char *data = slurp(path, &len), *p, *end;
+	if (!data)
+		return -1;
+	for (p = data; (end = strstr(p, sep)); p = end + strlen(sep))
+		texts_add(t, p, end - p);
+	free(data);
+	return 0;
+}
+
+static void texts_free(texts *t)
+{
+	int i;
+	for (i = 0; i < t->n; i++)
+		free(t->text[i]);
+	free(t->text);
+	free(t->len);
+}
+
+static void fixture_path(char *out, size_t size, const char *vocab, const char *ext)
+{
+	snprintf(out, size, "%s/ggml-vocab-%s.gguf%s", fixtures_dir(), vocab, ext);
+}
+
+/* Every .inp case of every vocabulary, then the extra texts. */
+static void gather_texts(texts *t)
+{
+	char path[4096];
+	size_t i;
+	for (i = 0; i < sizeof vocabs / sizeof *vocabs; i++) {
+		fixture_path(path, sizeof path, vocabs[i], ".inp");
+		texts_add_inp(t, path);         /* not every vocab has one */
+	}
+	for (i = 0; i < sizeof extra_texts / sizeof *extra_texts; i++)
+		texts_add(t, extra_texts[i], strlen(extra_texts[i]));
+}
+
+/* Lines of a command's stdout, or NULL when it fails. */
+static char **run_lines(const char *cmd, int *n_lines)
+{
+	FILE *p = popen(cmd, "r");
+	char *line = NULL, **lines = NULL;
+	size_t cap = 0;
+	ssize_t got;
+	int n = 0;
+	if (!p)
+		return NULL;
+	while ((got = getline(&line, &cap, p)) >= 0) {
+		if (got > 0 && line[got - 1] == '\n')
+			line[got - 1] = '\0';
+		lines = xrealloc(lines, (n + 1) * sizeof *lines);
+		lines[n++] = xstrdup(line);
+	}
+	free(line);
+	if (pclose(p) != 0) {
+		while (n > 0)
+			free(lines[--n]);
+		free(lines);
+		return NULL;
+	}
+	*n_lines = n;
+	return lines;
+}
+
+static void free_lines(char **lines, int n)
+{
+	while (n > 0)
+		free(lines[--n]);
+	free(lines);
+}
+
+/* llama.cpp's ids of each text, one line each (tokenize-all mode: the
+ * texts NUL-terminated on stdin, so one process loads the vocab once). */
+static char **ref_tokenize(const char *model, const texts *t)
+{
+	char path[512], cmd[16384];
+	char **lines;
+	FILE *f;
+	int i, n = 0;
+	snprintf(path, sizeof path, "%s/texts", tmp_dir);
+	if (!(f = fopen(path, "wb")))
+		return NULL;
+	for (i = 0; i < t->n; i++)
+		fwrite(t->text[i], 1, t->len[i] + 1, f);
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "'%s' tokenize-all '%s' < '%s'", ref_bin, model, path);
+	lines = run_lines(cmd, &n);
+	if (lines && n != t->n) {
+		free_lines(lines, n);
+		return NULL;
+	}
+	return lines;
+}
+
+/* Our ids as the reference prints them: "1 2 3". */
+static char *our_ids(const parm_tokenizer *tok, const char *text, size_t len)
+{
+	int max = (int)len + 16, n, i;
+	int *ids = xmalloc(max * sizeof *ids);
+	char *out, *p;
+	n = parm_tokenize(tok, text, len, 0, ids, max);
+	if (n > max) {
+		ids = xrealloc(ids, n * sizeof *ids);
+		n = parm_tokenize(tok, text, len, 0, ids, n);
+	}
+	if (n < 0) {
+		free(ids);
+		return xstrdup(parm_error());
+	}
+	p = out = xmalloc(12 * (size_t)n + 1);
+	*p = '\0';
+	for (i = 0; i < n; i++)
+		p += sprintf(p, i ? " %d" : "%d", ids[i]);
+	free(ids);
+	return out;
+}
+
+/* The text as a C string literal would show it, cut short. */
+static void show_text(const char *s, size_t len)
+{
+	size_t i;
+	printf("#   text:     \"");
+	for (i = 0; i < len && i < 120; i++) {
+		unsigned char c = s[i];
+		if (c == '\n')
+			printf("\\n");
+		else if (c == '\t')
+			printf("\\t");
+		else if (c < 32 || c == '"' || c == '\\')
+			printf("\\x%02x", c);
+		else
+			putchar(c);
+	}
+	printf("%s\"\n", len > 120 ? "..." : "");
+}
+
+static int compare_ids(const parm_tokenizer *tok, const texts *t, char **expected)
+{
+	int i, bad = 0;
+	for (i = 0; i < t->n; i++) {
+		char *got = our_ids(tok, t->text[i], t->len[i]);
+		if (strcmp(got, expected[i]) != 0 && ++bad <= MAX_DIAG) {
+			show_text(t->text[i], t->len[i]);
+			printf("#   expected: %s\n#   got:      %s\n", expected[i], got);
+		}
+		free(got);
+	}
+	return bad;
+}
+
+static void test_vocab(const char *vocab, const texts *t)
+{
+	char path[4096];
+	char **expected;
+	gguf_file *g;
+	parm_tokenizer *tok = NULL;
+	int bad;
+	fixture_path(path, sizeof path, vocab, "");
+	if (!(g = gguf_open(path)) || !(tok = parm_tokenizer_load(g))) {
+		ok(0, "tokenizer %s: %s", vocab, parm_error());
+		gguf_close(g);
+		return;
+	}
+	if (!(expected = ref_tokenize(path, t))) {
+		ok(0, "tokenizer %s: llama-ref tokenize-all failed", vocab);
+	} else {
+		bad = compare_ids(tok, t, expected);
+		ok(bad == 0, "tokenizer %s: %d texts tokenised as llama.cpp does (%d differ)",
+		   vocab, t->n, bad);
+		free_lines(expected, t->n);
+	}
+	parm_tokenizer_free(tok);
+	gguf_close(g);
+}
+
+/* The reference itself, checked against the vectors shipped with the
+ * fixtures, through its one-text mode: guards the rest of this test. */
+static void test_reference_vectors(void)
+{
+	char inp[4096], out[4096], model[4096], one[512], cmd[16384];
+	texts t = { 0 };
+	char **want, **got;
+	int n_want = 0, n_got = 0, i, bad = 0, n_vec = 0;
+	fixture_path(model, sizeof model, "gpt-2", "");
+	fixture_path(inp, sizeof inp, "gpt-2", ".inp");
+	fixture_path(out, sizeof out, "gpt-2", ".out");
+	texts_add_inp(&t, inp);
+	snprintf(cmd, sizeof cmd, "cat '%s'", out);
+	want = run_lines(cmd, &n_want);
+	for (i = 0; want && i < t.n && i < n_want; i++, n_vec++) {
+		FILE *f;
+		snprintf(one, sizeof one, "%s/one", tmp_dir);
+		if (!(f = fopen(one, "wb")))
+			break;
+		fwrite(t.text[i], 1, t.len[i], f);
+		fclose(f);
+		snprintf(cmd, sizeof cmd, "'%s' tokenize '%s' < '%s'", ref_bin, model, one);
+		got = run_lines(cmd, &n_got);
+		/* .out lines have a leading space; compare ignoring it */
+		bad += !got || n_got != 1 || strcmp(got[0], want[i] + strspn(want[i], " "));
+		if (got)
+			free_lines(got, n_got);
+		if (i == 7)
+			break;          /* a few are enough: each loads the vocab */
+	}
+	ok(want && n_vec > 0 && bad == 0, "llama-ref tokenize reproduces %d gpt-2 .out vectors", n_vec);
+	if (want)
+		free_lines(want, n_want);
+	texts_free(&t);
+}
+
+static void test_tokenizers(void)
+{
+	texts t = { 0 };
+	size_t i;
+	gather_texts(&t);
+	test_reference_vectors();
+	for (i = 0; i < sizeof vocabs / sizeof *vocabs; i++)
+		test_vocab(vocabs[i], &t);
+	texts_free(&t);
+}
+
+/* ---- logits ---- */
+
+typedef struct {
+	double max_diff, scale;         /* max |ours - ref|, rms of ref */
+} diff;
+
+/* Reference logits [n][V] of ids[n] through llama-ref, or NULL. */
+static float *ref_logits(const char *model, const int *ids, int n, int n_vocab)
+{
+	size_t cap = 64 + strlen(ref_bin) + strlen(model) + 12 * (size_t)n, want = (size_t)n * n_vocab;
+	char *cmd = xmalloc(cap), *p = cmd;
+	float *out = xmalloc(want * sizeof *out);
+	FILE *f;
+	size_t got;
+	int i;
+	p += sprintf(p, "'%s' logits '%s'", ref_bin, model);
+	for (i = 0; i < n; i++)
+		p += sprintf(p, " %d", ids[i]);
+	f = popen(cmd, "r");
+	got = f ? fread(out, sizeof *out, want, f) : 0;
+	if ((f && pclose(f) != 0) || got != want) {
+		free(out);
+		out = NULL;
+	}
+	free(cmd);
+	return out;
+}
+
+/* Our logits [n][V] of ids[n], every position wanted, or NULL. */
+static float *our_logits(const parm_model *m, const int *ids, int n)
+{
+	parm_kv *kv = parm_kv_new(m, 1, 64);
+	int *slot = xcalloc(n, sizeof *slot);
+	uint8_t *want = xmalloc(n);
+	float *out = xmalloc((size_t)n * m->cfg.n_vocab * sizeof *out);
+	memset(want, 1, n);
+	if (!kv || parm_forward(m, kv, n, ids, slot, want, out) != n) {
+		free(out);
+		out = NULL;
+	}
+	parm_kv_free(kv);
+	free(slot);
+	free(want);
+	return out;
+}
+
+static diff compare_logits(const float *ours, const float *ref, size_t n)
+{
+	diff d = { 0, 0 };
+	double sq = 0;
+	size_t i;
+	for (i = 0; i < n; i++) {
+		double e = fabs((double)ours[i] - ref[i]);
+		if (e > d.max_diff || isnan(e))
+			d.max_diff = isnan(e) ? INFINITY : e;
+		sq += (double)ref[i] * ref[i];
+	}
+	d.scale = sqrt(sq / n);
+	return d;
+}
+
+/* A deterministic sequence: BOS (if any), then ids spread over the vocab. */
+static void make_sequence(int *ids, int n, const parm_tokenizer *tok)
+{
+	int i, v = parm_tok_n_vocab(tok);
+	for (i = 0; i < n; i++)
+		ids[i] = (int)((i * 7919L + 101) % v);
+	if (parm_tok_bos(tok) >= 0)
+		ids[0] = parm_tok_bos(tok);
+}
+
+/* Ours against llama.cpp on one file; what = a label for the diagnostics. */
+static void check_file(const char *path, const char *what, double tol)
+{
+	parm_model *m = parm_model_load(path);
+	int ids[N_SEQ];
+	float *ours = NULL, *ref = NULL;
+	diff d;
+	if (!m) {
+		ok(0, "%s: parm_model_load: %s", what, parm_error());
+		return;
+	}
+	make_sequence(ids, N_SEQ, m->tok);
+	if (!(ours = our_logits(m, ids, N_SEQ)))
+		ok(0, "%s: parm_forward: %s", what, parm_error());
+	else if (!(ref = ref_logits(path, ids, N_SEQ, m->cfg.n_vocab)))
+		ok(0, "%s: llama-ref logits failed on our file", what);
+	else {
+		d = compare_logits(ours, ref, (size_t)N_SEQ * m->cfg.n_vocab);
+		ok(d.max_diff <= tol * d.scale,
+		   "%s: logits agree with llama.cpp (max |diff| %.3g = %.3g x rms %.3g, limit %.0e)",
+		   what, d.max_diff, d.max_diff / d.scale, d.scale, tol);
+	}
+	free(ours);
+	free(ref);
+	parm_model_free(m);
+}
+
+/* llama.cpp rounds activations to f16 for f16 weights and to q8_0 for
+ * q8_0/q4_0 weights; we keep them f32, hence the looser limits. */
+static double tolerance(enum ggml_type type)
+{
+	switch (type) {
+	case GGML_F32: return 1e-3;
+	case GGML_F16: return 1e-3;
+	default: return 1e-2;
+	}
+}
+
+static int make_model(const char *out, const char *vocab, int dim, int kv_heads,
+		      enum ggml_type type)
+{
+	char path[4096];
+	gguf_file *g;
+	parm_tokenizer *tok;
+	parm_config cfg = { dim, 2, 4, kv_heads, 3 * dim, 0, 64, 1e-5f, 10000.0f };
+	int rc = -1;
+	fixture_path(path, sizeof path, vocab, "");
+	if (!(g = gguf_open(path)))
+		return -1;
+	if ((tok = parm_tokenizer_load(g))) {
+		cfg.n_vocab = parm_tok_n_vocab(tok);
+		rc = parm_model_init(out, g, &cfg, type, 1234);
+		parm_tokenizer_free(tok);
+	}
+	gguf_close(g);
+	return rc;
+}
+
+static void test_our_files(void)
+{
+	static const enum ggml_type types[] = { GGML_F32, GGML_F16, GGML_Q8_0, GGML_Q4_0 };
+	static const struct { const char *vocab; int dim, kv_heads; } shapes[] = {
+		{ "llama-spm", 64, 2 }, { "llama-spm", 64, 4 },
+		{ "gpt-2", 128, 2 }, { "gpt-2", 128, 4 },
+	};
+	char path[512], what[256];
+	size_t s, t;
+	for (s = 0; s < sizeof shapes / sizeof *shapes; s++)
+		for (t = 0; t < sizeof types / sizeof *types; t++) {
+			snprintf(what, sizeof what, "our %s model, %s vocab, dim %d, heads 4, kv heads %d",
+				 ggml_type_name(types[t]), shapes[s].vocab, shapes[s].dim, shapes[s].kv_heads);
+			snprintf(path, sizeof path, "%s/ours.gguf", tmp_dir);
+			if (make_model(path, shapes[s].vocab, shapes[s].dim, shapes[s].kv_heads, types[t]))
+				ok(0, "%s: parm_model_init: %s", what, parm_error());
+			else
+				check_file(path, what, tolerance(types[t]));
+			unlink(path);
+		}
+}
+
+/* ---- files llama.cpp writes ---- */
+
+static int run_quantize(const char *in, const char *out, const char *type)
+{
+	char cmd[16384];
+	snprintf(cmd, sizeof cmd, "'%s' --pure '%s' '%s' %s 2 >'%s/quantize.log' 2>&1",
+		 quantize_bin, in, out, type, tmp_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Tensors llama-quantize wrote, against our own quantiser on the same f32
+ * data: the same bytes, or the count of tensors that differ. */
+static int count_differing_tensors(const char *f32_path, const char *q_path)
+{
+	gguf_file *a = gguf_open(f32_path), *b = gguf_open(q_path);
+	int i, bad = -1;
+	if (a && b)
+		for (bad = 0, i = 0; i < gguf_n_tensors(b); i++) {
+			const gguf_tensor *tq = gguf_tensor_at(b, i);
+			const gguf_tensor *tf = gguf_find_tensor(a, tq->name);
+			int64_t r, rows = tq->n_elements / tq->ne[0];
+			size_t rb = ggml_row_bytes(tq->type, tq->ne[0]);
+			char *row = xmalloc(rb);
+			if (!tf || tf->type != GGML_F32 || tf->n_elements != tq->n_elements) {
+				bad++;
+				free(row);
+				continue;
+			}
+			for (r = 0; r < rows; r++) {
+				quant_row(row, (const float *)tf->data + r * tq->ne[0], tq->type, tq->ne[0]);
+				if (memcmp(row, (const char *)tq->data + r * rb, rb)) {
+					bad++;
+					break;
+				}
+			}
+			free(row);
+		}
+	gguf_close(a);
+	gguf_close(b);
+	return bad;
+}
+
+static void test_their_files(void)
+{
+	static const struct { const char *arg; enum ggml_type type; } types[] = {
+		{ "F16", GGML_F16 }, { "Q8_0", GGML_Q8_0 }, { "Q4_0", GGML_Q4_0 },
+	};
+	char src[512], dst[512], what[256];
+	size_t i;
+	int bad;
+	snprintf(src, sizeof src, "%s/f32.gguf", tmp_dir);
+	if (make_model(src, "llama-spm", 64, 2, GGML_F32)) {
+		for (i = 0; i < 2 * sizeof types / sizeof *types; i++)
+			ok(0, "llama-quantize files: parm_model_init: %s", parm_error());
+		return;
+	}
+	for (i = 0; i < sizeof types / sizeof *types; i++) {
+		snprintf(what, sizeof what, "llama-quantize %s file", types[i].arg);
+		snprintf(dst, sizeof dst, "%s/theirs.gguf", tmp_dir);
+		if (run_quantize(src, dst, types[i].arg)) {
+			ok(0, "%s: llama-quantize failed (log in %s)", what, tmp_dir);
+			ok(0, "%s: no file to compare tensors", what);
+			continue;
+		}
+		check_file(dst, what, tolerance(types[i].type));
+		bad = count_differing_tensors(src, dst);
+		ok(bad == 0, "%s: every tensor matches our quant_row on the same data (%d differ)",
+		   what, bad);
+		unlink(dst);
+	}
+	unlink(src);
+}
+
+static void remove_tmp_dir(void)
+{
+	static const char *const names[] = { "texts", "one", "quantize.log" };
+	char path[512];
+	size_t i;
+	for (i = 0; i < sizeof names / sizeof *names; i++) {
+		snprintf(path, sizeof path, "%s/%s", tmp_dir, names[i]);
+		unlink(path);
+	}
+	rmdir(tmp_dir);
+}
+
+static void skip_all(const char *why)
+{
+	size_t i;
+	for (i = 0; i < 1 + sizeof vocabs / sizeof *vocabs; i++)
+		skip(why, "tokenizer check %zu", i);
+	for (i = 0; i < 16; i++)
+		skip(why, "logits of our model %zu", i);
+	for (i = 0; i < 6; i++)
+		skip(why, "llama-quantize file check %zu", i);
+}
+
+int main(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	if (!find_reference() || !fixtures_dir()) {
+		skip_all(!fixtures_dir() ? "tokenizer fixtures not found" : NO_REF);
+		return tap_done();
+	}
+	snprintf(tmp_dir, sizeof tmp_dir, "%s/parm-llamacpp.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(tmp_dir))
+		die("mkdtemp %s: %s", tmp_dir, strerror(errno));
+	parm_set_threads(2);
+	test_tokenizers();
+	test_our_files();
+	test_their_files();
+	remove_tmp_dir();
+	return tap_done();
+}
