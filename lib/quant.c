@@ -1,0 +1,302 @@
+/* quant.c - half precision, bfloat16 and the Q8_0 / Q4_0 block types.
+ *
+ * The scalar conversions work on the bits so they are exact on any host;
+ * dequant_row is the matmul hot path (weights are dequantised a tile of
+ * rows at a time), so it uses F16C where the compiler targets it and is
+ * otherwise written as loops gcc vectorises.  Every fast path is checked
+ * bit for bit against dequant_row_ref in tests/test_quant.c.
+ */
+#include "quant.h"
+#include "util.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
+
+#define QK 32                   /* elements per Q8_0 / Q4_0 block */
+
+/* On-disk blocks, as ggml lays them out (no padding: 34 and 18 bytes). */
+typedef struct {
+	uint16_t d;
+	int8_t qs[QK];
+} block_q8_0;
+
+typedef struct {
+	uint16_t d;
+	uint8_t qs[QK / 2];
+} block_q4_0;
+
+_Static_assert(sizeof(block_q8_0) == 34, "block_q8_0 is 34 bytes");
+_Static_assert(sizeof(block_q4_0) == 18, "block_q4_0 is 18 bytes");
+
+static uint32_t float_bits(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, 4);
+	return x;
+}
+
+static float bits_float(uint32_t x)
+{
+	float f;
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+float f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+	if (exp == 0x1f && mant)        /* nan: quieted, payload kept, as F16C does */
+		return bits_float(sign | 0x7fc00000 | mant << 13);
+	if (exp == 0x1f)
+		return bits_float(sign | 0x7f800000);
+	if (exp == 0) {                 /* zero, subnormal: mant * 2^-24, exact */
+		float f = (float)mant * 0x1p-24f;
+		return sign ? -f : f;
+	}
+	return bits_float(sign | (exp + 112) << 23 | mant << 13);
+}
+
+/* |x| below 2^-14: a half subnormal, round(|x| * 2^24) to nearest even. */
+static uint16_t f16_subnormal(uint32_t ax)
+{
+	uint32_t exp = ax >> 23;
+	uint32_t mant = (ax & 0x7fffff) | 0x800000;
+	uint32_t shift = 126 - exp;     /* >= 14 since exp <= 112 */
+	if (exp == 0 || shift > 24)     /* below 2^-25: rounds to zero */
+		return 0;
+	uint32_t r = mant >> shift, rem = mant & ((1u << shift) - 1);
+	uint32_t half = 1u << (shift - 1);
+	if (rem > half || (rem == half && (r & 1)))
+		r++;                    /* may reach 0x400, the smallest normal */
+	return r;
+}
+
+uint16_t f32_to_f16(float f)
+{
+	uint32_t x = float_bits(f);
+	uint16_t sign = (x >> 16) & 0x8000;
+	uint32_t ax = x & 0x7fffffff;
+	if (ax > 0x7f800000)            /* nan: keep it quiet and the top payload */
+		return sign | 0x7e00 | ((ax >> 13) & 0x3ff);
+	if (ax >= 0x477ff000)           /* 65520 and up round to inf */
+		return sign | 0x7c00;
+	if (ax < 0x38800000)
+		return sign | f16_subnormal(ax);
+	ax -= 112u << 23;               /* rebias the exponent from 127 to 15 */
+	return sign | ((ax + 0xfff + ((ax >> 13) & 1)) >> 13);
+}
+
+float bf16_to_f32(uint16_t h)
+{
+	return bits_float((uint32_t)h << 16);
+}
+
+uint16_t f32_to_bf16(float f)
+{
+	uint32_t x = float_bits(f);
+	if ((x & 0x7fffffff) > 0x7f800000)
+		return (x >> 16) | 0x40;        /* force quiet so it stays a nan */
+	return (x + 0x7fff + ((x >> 16) & 1)) >> 16;
+}
+
+/* Dequantisation: the plain loops. */
+
+static void dequant_f16_ref(float *out, const uint16_t *in, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		out[i] = f16_to_f32(in[i]);
+}
+
+static void dequant_q8_0_ref(float *out, const block_q8_0 *b, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		out[i] = f16_to_f32(b[i / QK].d) * b[i / QK].qs[i % QK];
+}
+
+static void dequant_q4_0_ref(float *out, const block_q4_0 *b, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		const block_q4_0 *blk = &b[i / QK];
+		int j = i % QK;
+		int q = j < QK / 2 ? blk->qs[j] & 15 : blk->qs[j - QK / 2] >> 4;
+		out[i] = f16_to_f32(blk->d) * (q - 8);
+	}
+}
+
+void dequant_row_ref(float *out, const void *row, enum ggml_type t, int64_t n)
+{
+	switch (t) {
+	case GGML_F32:
+		for (int64_t i = 0; i < n; i++)
+			out[i] = ((const float *)row)[i];
+		break;
+	case GGML_F16:
+		dequant_f16_ref(out, row, n);
+		break;
+	case GGML_BF16:
+		for (int64_t i = 0; i < n; i++)
+			out[i] = bf16_to_f32(((const uint16_t *)row)[i]);
+		break;
+	case GGML_Q8_0:
+		dequant_q8_0_ref(out, row, n);
+		break;
+	case GGML_Q4_0:
+		dequant_q4_0_ref(out, row, n);
+		break;
+	}
+}
+
+/* Dequantisation: the fast paths. */
+
+#ifdef __F16C__
+static void dequant_f16(float *out, const uint16_t *in, int64_t n)
+{
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m128i h = _mm_loadu_si128((const __m128i *)(in + i));
+		_mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
+	}
+	for (; i < n; i++)
+		out[i] = _cvtsh_ss(in[i]);
+}
+#else
+static float f16_table[1 << 16];        /* every half's value, filled once */
+static pthread_once_t f16_table_once = PTHREAD_ONCE_INIT;
+
+static void fill_f16_table(void)
+{
+	for (uint32_t h = 0; h < 1 << 16; h++)
+		f16_table[h] = f16_to_f32(h);
+}
+
+static void dequant_f16(float *out, const uint16_t *in, int64_t n)
+{
+	pthread_once(&f16_table_once, fill_f16_table);
+	for (int64_t i = 0; i < n; i++)
+		out[i] = f16_table[in[i]];
+}
+#endif
+
+static void dequant_bf16(float *restrict out, const uint16_t *restrict in, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		uint32_t x = (uint32_t)in[i] << 16;
+		memcpy(&out[i], &x, 4);
+	}
+}
+
+static void dequant_q8_0(float *restrict out, const block_q8_0 *restrict b, int64_t n)
+{
+	for (int64_t k = 0; k < n / QK; k++) {
+		const float d = f16_to_f32(b[k].d);
+		const int8_t *qs = b[k].qs;
+		float *o = out + k * QK;
+		for (int j = 0; j < QK; j++)
+			o[j] = d * qs[j];
+	}
+}
+
+static void dequant_q4_0(float *restrict out, const block_q4_0 *restrict b, int64_t n)
+{
+	for (int64_t k = 0; k < n / QK; k++) {
+		const float d = f16_to_f32(b[k].d);
+		const uint8_t *qs = b[k].qs;
+		float *o = out + k * QK;
+		for (int j = 0; j < QK / 2; j++) {
+			o[j] = d * ((qs[j] & 15) - 8);
+			o[j + QK / 2] = d * ((qs[j] >> 4) - 8);
+		}
+	}
+}
+
+void dequant_row(float *out, const void *row, enum ggml_type t, int64_t n)
+{
+	switch (t) {
+	case GGML_F32:
+		memcpy(out, row, n * sizeof(float));
+		break;
+	case GGML_F16:
+		dequant_f16(out, row, n);
+		break;
+	case GGML_BF16:
+		dequant_bf16(out, row, n);
+		break;
+	case GGML_Q8_0:
+		dequant_q8_0(out, row, n);
+		break;
+	case GGML_Q4_0:
+		dequant_q4_0(out, row, n);
+		break;
+	}
+}
+
+/* Quantisation: ggml's reference quantisers (quantize_row_q8_0_ref and
+ * quantize_row_q4_0_ref), so files match llama.cpp's byte for byte.  Both
+ * multiply by the reciprocal of the unrounded scale, as ggml does. */
+
+static void quant_q8_0(block_q8_0 *b, const float *in, int64_t n)
+{
+	for (int64_t k = 0; k < n / QK; k++) {
+		const float *x = in + k * QK;
+		float amax = 0.0f;
+		for (int j = 0; j < QK; j++)
+			amax = fmaxf(amax, fabsf(x[j]));
+		const float d = amax / 127;
+		const float id = d ? 1.0f / d : 0.0f;
+		b[k].d = f32_to_f16(d);
+		for (int j = 0; j < QK; j++)
+			b[k].qs[j] = (int8_t)roundf(x[j] * id);
+	}
+}
+
+/* The scale maps the value of largest magnitude, sign kept, to -8. */
+static void quant_q4_0(block_q4_0 *b, const float *in, int64_t n)
+{
+	for (int64_t k = 0; k < n / QK; k++) {
+		const float *x = in + k * QK;
+		float amax = 0.0f, max = 0.0f;
+		for (int j = 0; j < QK; j++)
+			if (amax < fabsf(x[j])) {
+				amax = fabsf(x[j]);
+				max = x[j];
+			}
+		const float d = max / -8;
+		const float id = d ? 1.0f / d : 0.0f;
+		b[k].d = f32_to_f16(d);
+		for (int j = 0; j < QK / 2; j++) {
+			int8_t lo = (int8_t)(x[j] * id + 8.5f);
+			int8_t hi = (int8_t)(x[j + QK / 2] * id + 8.5f);
+			b[k].qs[j] = (lo < 15 ? lo : 15) | (hi < 15 ? hi : 15) << 4;
+		}
+	}
+}
+
+void quant_row(void *out, const float *in, enum ggml_type t, int64_t n)
+{
+	uint16_t *h = out;
+	switch (t) {
+	case GGML_F32:
+		memcpy(out, in, n * sizeof(float));
+		break;
+	case GGML_F16:
+		for (int64_t i = 0; i < n; i++)
+			h[i] = f32_to_f16(in[i]);
+		break;
+	case GGML_BF16:
+		for (int64_t i = 0; i < n; i++)
+			h[i] = f32_to_bf16(in[i]);
+		break;
+	case GGML_Q8_0:
+		quant_q8_0(out, in, n);
+		break;
+	case GGML_Q4_0:
+		quant_q4_0(out, in, n);
+		break;
+	}
+}

@@ -1,0 +1,239 @@
+/* test_quant.c - f16/bf16 conversions, Q8_0/Q4_0 round trips, and every
+ * fast dequantiser against its plain loop, bit for bit. */
+#include "quant.h"
+#include "tap.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint32_t rng_u32(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state >> 32;
+}
+
+static float rng_normal(void)
+{
+	float u = (rng_u32() + 0.5f) / 4294967296.0f;
+	float v = (rng_u32() + 0.5f) / 4294967296.0f;
+	return sqrtf(-2 * logf(u)) * cosf(6.2831853f * v);
+}
+
+static uint32_t bits(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, 4);
+	return x;
+}
+
+static float from_bits(uint32_t x)
+{
+	float f;
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+static void test_f16_cases(void)
+{
+	static const struct { float f; uint16_t h; } cases[] = {
+		{ 0.0f, 0x0000 }, { -0.0f, 0x8000 }, { 1.0f, 0x3c00 }, { -2.5f, 0xc100 },
+		{ 65504.0f, 0x7bff }, { 0x1p-14f, 0x0400 }, { 0x1p-24f, 0x0001 },
+		{ 0x3ffp-24f, 0x03ff }, { -0x1p-24f, 0x8001 }, { INFINITY, 0x7c00 },
+		{ -INFINITY, 0xfc00 }, { 0.5f, 0x3800 }, { 0.333251953125f, 0x3555 },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ok(f32_to_f16(cases[i].f) == cases[i].h, "f32_to_f16(%a) = 0x%04x", cases[i].f, cases[i].h);
+		ok(bits(f16_to_f32(cases[i].h)) == bits(cases[i].f), "f16_to_f32(0x%04x) = %a", cases[i].h, cases[i].f);
+	}
+}
+
+static void test_f16_rounding(void)
+{
+	/* 1 + 2^-11 lies halfway between 1 and 1 + 2^-10: ties go to even. */
+	ok(f32_to_f16(1.0f + 0x1p-11f) == 0x3c00, "tie 1+2^-11 rounds down to even");
+	ok(f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3c02, "tie 1+3*2^-11 rounds up to even");
+	ok(f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f) == 0x3c01, "above the tie rounds up");
+	ok(f32_to_f16(65519.0f) == 0x7bff, "65519 rounds to 65504");
+	ok(f32_to_f16(65520.0f) == 0x7c00, "65520 rounds to inf");
+	ok(f32_to_f16(1e10f) == 0x7c00, "1e10 overflows to inf");
+	ok(f32_to_f16(0x1p-25f) == 0x0000, "2^-25 (tie) rounds to zero");
+	ok(f32_to_f16(0x1.8p-25f) == 0x0001, "1.5*2^-25 rounds to the smallest subnormal");
+	ok(f32_to_f16(3 * 0x1p-25f) == 0x0002, "subnormal tie 1.5*2^-24 rounds to even 2");
+	ok(f32_to_f16(0x1p-30f) == 0x0000, "tiny underflows to zero");
+	ok(f32_to_f16(0x1.ffcp-15f) == 0x0400, "largest subnormal tie carries into the smallest normal");
+	ok(f32_to_f16(1e-45f) == 0x0000, "an f32 subnormal becomes zero");
+	uint16_t qnan = f32_to_f16(NAN);
+	ok((qnan & 0x7c00) == 0x7c00 && (qnan & 0x3ff), "nan stays nan (0x%04x)", qnan);
+	ok(isnan(f16_to_f32(0x7e00)) && isnan(f16_to_f32(0xfd01)), "f16 nans decode as nan");
+	uint16_t snan = f32_to_f16(from_bits(0x7f800001));
+	ok((snan & 0x7c00) == 0x7c00 && (snan & 0x3ff), "a signalling nan with a low payload stays nan");
+}
+
+static void test_f16_exhaustive(void)
+{
+	int bad = 0;
+	for (uint32_t h = 0; h < 1 << 16; h++) {
+		float f = f16_to_f32(h);
+		uint16_t back = f32_to_f16(f);
+		if (isnan(f) ? !(back & 0x3ff) || (back & 0x7c00) != 0x7c00 || (back & 0x8000) != (h & 0x8000)
+			     : back != h)
+			bad++;
+	}
+	ok(bad == 0, "every half survives f16 -> f32 -> f16 (%d bad)", bad);
+}
+
+/* The half nearest to f found by search: the reference for rounding. */
+static int f16_rounding_matches(float f)
+{
+	uint16_t h = f32_to_f16(f);
+	double err = fabs((double)f16_to_f32(h) - f);
+	for (int d = -1; d <= 1; d += 2) {
+		uint16_t n = h + d;
+		if ((n & 0x7fff) >= 0x7c00 || (n & 0x8000) != (h & 0x8000))
+			continue;
+		double e2 = fabs((double)f16_to_f32(n) - f);
+		if (e2 < err || (e2 == err && (n & 1) == 0))
+			return 0;
+	}
+	return 1;
+}
+
+static void test_f16_random(void)
+{
+	int bad = 0;
+	for (int i = 0; i < 200000; i++) {
+		float f = from_bits(rng_u32() % 0x477fe000u | (rng_u32() & 0x80000000u));
+		if (!f16_rounding_matches(f))
+			bad++;
+	}
+	ok(bad == 0, "200000 random f32s round to the nearest half, ties to even (%d bad)", bad);
+}
+
+static void test_bf16(void)
+{
+	ok(f32_to_bf16(1.0f) == 0x3f80, "bf16(1) = 0x3f80");
+	ok(f32_to_bf16(-2.5f) == 0xc020, "bf16(-2.5) = 0xc020");
+	ok(f32_to_bf16(from_bits(0x3f808000)) == 0x3f80, "bf16 tie rounds down to even");
+	ok(f32_to_bf16(from_bits(0x3f818000)) == 0x3f82, "bf16 tie rounds up to even");
+	ok(f32_to_bf16(from_bits(0x3f808001)) == 0x3f81, "bf16 above the tie rounds up");
+	ok(f32_to_bf16(INFINITY) == 0x7f80 && f32_to_bf16(-INFINITY) == 0xff80, "bf16 inf");
+	ok(f32_to_bf16(from_bits(0x7f7fffff)) == 0x7f80, "bf16 FLT_MAX rounds to inf");
+	ok(isnan(bf16_to_f32(f32_to_bf16(from_bits(0x7f800001)))), "bf16 keeps a low-payload nan a nan");
+	ok(isnan(bf16_to_f32(f32_to_bf16(NAN))), "bf16 nan");
+	ok(bf16_to_f32(0x4049) == 3.140625f, "bf16_to_f32(0x4049) = 3.140625");
+}
+
+/* Quantise n random values of type t, dequantise (fast and ref), compare. */
+static void test_block_type(enum ggml_type t, float tolerance)
+{
+	enum { N = 32 * 257 };
+	static float in[N], out[N], ref[N];
+	static uint8_t q[N * 4];
+	for (int i = 0; i < N; i++)
+		in[i] = rng_normal() * (i % 64 == 0 ? 10.0f : 1.0f);
+	quant_row(q, in, t, N);
+	dequant_row(out, q, t, N);
+	dequant_row_ref(ref, q, t, N);
+	ok(!memcmp(out, ref, sizeof out), "%s: dequant_row equals dequant_row_ref bit for bit", ggml_type_name(t));
+	int worst_block = 0;
+	float worst = 0;
+	for (int b = 0; b < N / 32; b++) {
+		float amax = 0, err = 0;
+		for (int j = 0; j < 32; j++) {
+			amax = fmaxf(amax, fabsf(in[b * 32 + j]));
+			err = fmaxf(err, fabsf(in[b * 32 + j] - out[b * 32 + j]));
+		}
+		if (err / amax > worst) {
+			worst = err / amax;
+			worst_block = b;
+		}
+	}
+	ok(worst <= tolerance, "%s: max error %.4f of the block's max (bound %.4f, block %d)",
+	   ggml_type_name(t), worst, tolerance, worst_block);
+}
+
+static void test_q4_0_layout(void)
+{
+	float in[32], out[32];
+	uint8_t q[18];
+	for (int i = 0; i < 32; i++)
+		in[i] = i - 16;         /* max magnitude -16: d = 2, q = x/2 + 8 */
+	quant_row(q, in, GGML_Q4_0, 32);
+	ok(q[0] == 0 && q[1] == 0x40, "q4_0 scale is f16 2.0");
+	ok(q[2] == (0 | 8 << 4) && q[17] == (8 | 15 << 4),
+	   "q4_0 packs x[j] low, x[j+16] high (0x%02x 0x%02x)", q[2], q[17]);
+	dequant_row(out, q, GGML_Q4_0, 32);
+	ok(out[0] == -16 && out[16] == 0 && out[31] == 14, "q4_0 decodes -16, 0, 14 (the top clips to 15)");
+}
+
+static void test_q8_0_layout(void)
+{
+	float in[32] = { 0 }, out[32];
+	uint8_t q[34];
+	in[0] = 127;
+	in[1] = -63.5f;         /* -63.5 * 127/127 rounds away from zero: -64 */
+	in[2] = 2.4f;
+	quant_row(q, in, GGML_Q8_0, 32);
+	ok(q[0] == 0x00 && q[1] == 0x3c, "q8_0 scale is f16 1.0");
+	ok((int8_t)q[2] == 127 && (int8_t)q[3] == -64 && (int8_t)q[4] == 2, "q8_0 rounds half away from zero");
+	dequant_row(out, q, GGML_Q8_0, 32);
+	ok(out[0] == 127 && out[1] == -64 && out[2] == 2 && out[3] == 0, "q8_0 decodes");
+	float zeros[32] = { 0 };
+	quant_row(q, zeros, GGML_Q8_0, 32);
+	dequant_row(out, q, GGML_Q8_0, 32);
+	ok(out[0] == 0 && out[31] == 0, "an all-zero block stays zero");
+}
+
+static void test_fast_vs_ref_random_bits(void)
+{
+	enum { N = 32 * 64 };
+	static uint8_t raw[N * 4];
+	static float out[N], ref[N];
+	const enum ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
+	for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+		for (size_t i = 0; i < sizeof raw; i++)
+			raw[i] = rng_u32();
+		if (types[k] == GGML_F32)    /* keep nans out: memcmp of nan payloads is not the point */
+			for (int i = 0; i < N; i++)
+				raw[i * 4 + 3] &= 0x7f, raw[i * 4 + 2] &= 0x7f;
+		dequant_row(out, raw, types[k], N);
+		dequant_row_ref(ref, raw, types[k], N);
+		ok(!memcmp(out, ref, N * sizeof(float)), "%s: fast = ref on random bits", ggml_type_name(types[k]));
+	}
+	uint16_t all[1 << 16];
+	static float f[1 << 16], fr[1 << 16];
+	for (uint32_t h = 0; h < 1 << 16; h++)
+		all[h] = h;
+	dequant_row(f, all, GGML_F16, 1 << 16);
+	dequant_row_ref(fr, all, GGML_F16, 1 << 16);
+	ok(!memcmp(f, fr, sizeof f), "f16: fast = ref on all 65536 halves");
+	dequant_row(f + 3, all, GGML_F16, 13);      /* odd length and alignment: the scalar tail */
+	ok(!memcmp(f + 3, fr, 13 * sizeof(float)), "f16: fast = ref on an unaligned 13-element tail");
+}
+
+int main(void)
+{
+	(void)skip, (void)fixtures_dir;         /* tap.h helpers not needed here */
+	test_f16_cases();
+	test_f16_rounding();
+	test_f16_exhaustive();
+	test_f16_random();
+	test_bf16();
+	test_q8_0_layout();
+	test_q4_0_layout();
+	/* Q8_0: error at most half a step, d/2 = amax/254, plus f16 scale error. */
+	test_block_type(GGML_Q8_0, 1.0f / 254 + 1e-3f);
+	/* Q4_0: half a step of amax/8, except the +8 side which clips at 7 steps. */
+	test_block_type(GGML_Q4_0, 1.0f / 8 + 1e-3f);
+	test_block_type(GGML_F16, 1.0f / 1024);
+	test_block_type(GGML_BF16, 1.0f / 128);
+	test_block_type(GGML_F32, 0);
+	test_fast_vs_ref_random_bits();
+	return tap_done();
+}
