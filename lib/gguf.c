@@ -858,6 +858,15 @@ void gguf_w_set_str(gguf_writer *w, const char *key, const char *s)
 	buf_str(w_slot(w, key, GGUF_STRING), s, strlen(s));
 }
 
+void gguf_w_set_val(gguf_writer *w, const char *key, enum gguf_vtype type, const void *v)
+{
+	if ((unsigned)type >= GGUF_NVTYPES || !vtype_size[type]) {
+		w_error(w, "key '%s': %s is not a fixed-size type", key, vtype_name(type));
+		return;
+	}
+	buf_put(w_slot(w, key, type), v, vtype_size[type]);
+}
+
 void gguf_w_set_arr(gguf_writer *w, const char *key, enum gguf_vtype etype, const void *data, uint64_t n)
 {
 	if ((unsigned)etype >= GGUF_NVTYPES || !vtype_size[etype]) {

@@ -80,6 +80,8 @@ void gguf_w_set_u64(gguf_writer *w, const char *key, uint64_t v);
 void gguf_w_set_f32(gguf_writer *w, const char *key, float v);
 void gguf_w_set_bool(gguf_writer *w, const char *key, int v);
 void gguf_w_set_str(gguf_writer *w, const char *key, const char *s);
+/* Any fixed-size scalar type (u8 ... f64, bool); v points at one value of it. */
+void gguf_w_set_val(gguf_writer *w, const char *key, enum gguf_vtype type, const void *v);
 void gguf_w_set_arr(gguf_writer *w, const char *key, enum gguf_vtype etype, const void *data, uint64_t n); /* numeric */
 void gguf_w_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n);
 /* Copy one key (any type, arrays included) from an open file. */

@@ -183,12 +183,18 @@ static void dequant_f16(float *out, const uint16_t *in, int64_t n)
 }
 #endif
 
+/* Fixed-length chunks: gcc -O2 only vectorises loops with a known count. */
 static void dequant_bf16(float *restrict out, const uint16_t *restrict in, int64_t n)
 {
-	for (int64_t i = 0; i < n; i++) {
-		uint32_t x = (uint32_t)in[i] << 16;
-		memcpy(&out[i], &x, 4);
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		uint32_t x[16];
+		for (int j = 0; j < 16; j++)
+			x[j] = (uint32_t)in[i + j] << 16;
+		memcpy(out + i, x, sizeof x);
 	}
+	for (; i < n; i++)
+		out[i] = bf16_to_f32(in[i]);
 }
 
 static void dequant_q8_0(float *restrict out, const block_q8_0 *restrict b, int64_t n)

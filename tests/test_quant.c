@@ -215,6 +215,9 @@ static void test_fast_vs_ref_random_bits(void)
 	ok(!memcmp(f, fr, sizeof f), "f16: fast = ref on all 65536 halves");
 	dequant_row(f + 3, all, GGML_F16, 13);      /* odd length and alignment: the scalar tail */
 	ok(!memcmp(f + 3, fr, 13 * sizeof(float)), "f16: fast = ref on an unaligned 13-element tail");
+	dequant_row(f + 1, all + 0x3f00, GGML_BF16, 37);
+	dequant_row_ref(fr, all + 0x3f00, GGML_BF16, 37);
+	ok(!memcmp(f + 1, fr, 37 * sizeof(float)), "bf16: fast = ref on a 37-element row (chunks and tail)");
 }
 
 int main(void)
