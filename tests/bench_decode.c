@@ -1,0 +1,139 @@
+/* bench_decode.c - decode speed of random llama models beside the memory
+ * bandwidth bound: a token must read every weight once, so tokens/s can
+ * be at most bandwidth / weight bytes (times the batch, which shares the
+ * read).  usage: bench_decode VOCAB.gguf [CACHE_DIR] */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model.h"
+#include "util.h"
+
+enum { STEPS = 24, WARM = 4, MAX_BATCH = 8 };
+
+/* Bytes moved per second by a big memcpy (read + write), best of 5. */
+static double copy_bandwidth(void)
+{
+	size_t n = (size_t)256 << 20;
+	char *a = xmalloc(n), *b = xmalloc(n);
+	double best = 0;
+	memset(a, 1, n);
+	memset(b, 2, n);
+	for (int i = 0; i < 5; i++) {
+		double t = parm_now();
+		memcpy(b, a, n);
+		t = parm_now() - t;
+		best = 2.0 * n / t > best ? 2.0 * n / t : best;
+	}
+	free(a);
+	free(b);
+	return best;
+}
+
+static int argmax(const float *x, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+/* Tokens per second of greedy decoding with `batch` slots in step. */
+static double decode_rate(const parm_model *m, int batch)
+{
+	int V = m->cfg.n_vocab, tokens[MAX_BATCH], slot[MAX_BATCH];
+	float *logits = xmalloc((size_t)batch * V * sizeof *logits);
+	parm_kv *kv = parm_kv_new(m, batch, STEPS + WARM + 2);
+	double t = 0;
+	for (int s = 0; s < batch; s++)
+		tokens[s] = 1 + 100 * s, slot[s] = s;
+	for (int step = 0; step < STEPS + WARM; step++) {
+		double t0 = parm_now();
+		if (parm_forward(m, kv, batch, tokens, slot, NULL, logits) != batch)
+			die("forward: %s", parm_error());
+		if (step >= WARM)
+			t += parm_now() - t0;
+		for (int s = 0; s < batch; s++)
+			tokens[s] = argmax(logits + (size_t)s * V, V);
+	}
+	parm_kv_free(kv);
+	free(logits);
+	return (double)STEPS * batch / t;
+}
+
+struct bench_model {
+	const char *name;
+	int dim, layers, heads, kv_heads, ff;
+	enum ggml_type type;
+};
+
+static const char *ensure_model(const struct bench_model *b, const char *cache, const char *vocab_path)
+{
+	static char path[4200];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/%s-%s-v1.gguf", cache, b->name, ggml_type_name(b->type));
+	if (stat(path, &st) == 0)
+		return path;
+	gguf_file *vocab = gguf_open(vocab_path);
+	if (!vocab)
+		die("%s", parm_error());
+	parm_config c = { .dim = b->dim, .n_layers = b->layers, .n_heads = b->heads,
+			  .n_kv_heads = b->kv_heads, .ff = b->ff, .n_ctx = 512,
+			  .rms_eps = 1e-5f, .rope_theta = 10000 };
+	fprintf(stderr, "bench: creating %s\n", path);
+	if (parm_model_init(path, vocab, &c, b->type, 1) < 0)
+		die("%s", parm_error());
+	gguf_close(vocab);
+	return path;
+}
+
+static void bench_one(const struct bench_model *b, const char *cache, const char *vocab,
+		      double bandwidth)
+{
+	parm_model *m = parm_model_load(ensure_model(b, cache, vocab));
+	if (!m)
+		die("%s", parm_error());
+	double bytes = (double)parm_model_bytes_per_token(m);
+	double r1 = decode_rate(m, 1), r8 = decode_rate(m, 8);
+	printf("%-6s %-5s %8.1f %9.1f %9.1f %9.1f %5.0f%% %9.1f\n", b->name,
+	       ggml_type_name(b->type), bytes / 1e6, bandwidth / bytes, r1, r8,
+	       100 * r1 / (bandwidth / bytes), r8 / r1);
+	fflush(stdout);
+	parm_model_free(m);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct bench_model models[] = {
+		{ "tiny", 64, 2, 4, 2, 192, GGML_F32 },
+		{ "134M", 768, 12, 12, 12, 2048, GGML_F32 },
+		{ "134M", 768, 12, 12, 12, 2048, GGML_Q8_0 },
+	};
+	char cache[4096];
+	const char *home = getenv("HOME");
+	parm_setprog(argv[0]);
+	if (argc < 2)
+		die("usage: bench_decode VOCAB.gguf [CACHE_DIR]");
+	snprintf(cache, sizeof cache, "%s", argc > 2 ? argv[2] : "");
+	if (!cache[0]) {
+		snprintf(cache, sizeof cache, "%s/.cache/parm/bench", home ? home : "/tmp");
+		char parent[4200];
+		snprintf(parent, sizeof parent, "%s/.cache/parm", home ? home : "/tmp");
+		mkdir(parent, 0777);
+	}
+	mkdir(cache, 0777);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	parm_set_threads(cpus > 0 ? (int)cpus : 1);
+	double bw = copy_bandwidth();
+	printf("memcpy bandwidth %.1f GB/s (read + write), %ld threads; tok/s of greedy decode\n",
+	       bw / 1e9, cpus);
+	printf("%-6s %-5s %8s %9s %9s %9s %6s %9s\n", "model", "type", "MB/tok",
+	       "bound", "batch1", "batch8", "b1/bd", "b8/b1");
+	for (size_t i = 0; i < sizeof models / sizeof *models; i++)
+		bench_one(&models[i], cache, argv[1], bw);
+	return 0;
+}
