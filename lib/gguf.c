@@ -405,10 +405,10 @@ static int read_header(struct cursor *c, uint64_t *n_tensors, uint64_t *n_kv)
 		return -1;
 	uint64_t left = c->end - c->p;
 	if (*n_kv > left / MIN_KV_BYTES || *n_kv > INT_MAX)
-		return parm_fail("%s: kv count %llu does not fit the file",
+		return parm_fail("%s: truncated in header (kv count %llu is more than the file holds)",
 				 c->path, (unsigned long long)*n_kv);
 	if (*n_tensors > left / MIN_TENSOR_INFO_BYTES || *n_tensors > INT_MAX)
-		return parm_fail("%s: tensor count %llu does not fit the file",
+		return parm_fail("%s: truncated in header (tensor count %llu is more than the file holds)",
 				 c->path, (unsigned long long)*n_tensors);
 	return 0;
 }
@@ -510,6 +510,11 @@ void gguf_close(gguf_file *g)
 const char *gguf_path(const gguf_file *g)
 {
 	return g->path;
+}
+
+size_t gguf_data_offset(const gguf_file *g)
+{
+	return g->data_start;
 }
 
 /* Metadata getters. */
@@ -726,6 +731,8 @@ struct buf {
 
 static void buf_put(struct buf *b, const void *p, size_t n)
 {
+	if (!n)
+		return;
 	if (b->n + n > b->cap) {
 		b->cap = (b->n + n) * 2 + 64;
 		b->p = xrealloc(b->p, b->cap);
@@ -911,13 +918,14 @@ static int w_check_tensor(gguf_writer *w, const char *name, enum ggml_type type,
 	else if (ne[0] % ti->block)
 		w_error(w, "tensor '%s' row of %lld is not a multiple of %s's block of %d",
 			name, (long long)ne[0], ti->name, ti->block);
-	else
-		for (int i = 0; i < w->n_t; i++)
-			if (!strcmp(w->t[i].name, name))
-				w_error(w, "duplicate tensor '%s'", name);
-	for (int j = 0; ti && j < n_dims && j < GGUF_MAX_DIMS; j++)
+	if (w->error)
+		return -1;
+	for (int j = 0; j < n_dims; j++)
 		if (ne[j] < 0)
 			w_error(w, "tensor '%s' has a negative dimension", name);
+	for (int i = 0; i < w->n_t; i++)
+		if (!strcmp(w->t[i].name, name))
+			w_error(w, "duplicate tensor '%s'", name);
 	return w->error ? -1 : 0;
 }
 

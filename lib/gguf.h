@@ -38,6 +38,7 @@ typedef struct gguf_file gguf_file;
 gguf_file *gguf_open(const char *path);         /* NULL + parm_error */
 void gguf_close(gguf_file *g);
 const char *gguf_path(const gguf_file *g);
+size_t gguf_data_offset(const gguf_file *g);    /* file offset of the tensor data section */
 
 /* Metadata.  Getters return 0, or -1 with parm_error set when the key is
  * missing or of an incompatible type.  Integer getters accept every
