@@ -1,0 +1,138 @@
+/* tok_bpe.c - byte-level BPE as llama.cpp's llm_tokenizer_bpe does it:
+ * pre-tokenise into words, write each word's bytes as GPT-2's printable
+ * codepoints, then within the word repeatedly merge the adjacent pair of
+ * lowest merge rank (leftmost first on ties).  A symbol left that is not a
+ * token falls back to its single bytes, where those are tokens. */
+#include <stdlib.h>
+#include <string.h>
+#include "tok_internal.h"
+#include "unicode.h"
+#include "util.h"
+
+struct bpe_work {
+	const parm_tokenizer *t;
+	char *word;                     /* byte-encoded word */
+	size_t len, cap;
+	struct tok_sym *sym;
+	size_t sym_cap;
+	struct tok_heap heap;
+};
+
+static void try_pair(struct bpe_work *w, int left, int right)
+{
+	struct tok_sym *l, *r;
+	int rank;
+	if (left < 0 || right < 0)
+		return;
+	l = &w->sym[left];
+	r = &w->sym[right];
+	rank = tok_merge_rank(w->t, w->word + l->off, l->n, w->word + r->off, r->n);
+	if (rank < 0)
+		return;
+	/* a float holds ranks below 2^24 exactly; lower rank goes first */
+	heap_push(&w->heap, (struct tok_pair){ -(float)rank, left, right, l->n + r->n });
+}
+
+static void merge_all(struct bpe_work *w)
+{
+	while (w->heap.n) {
+		struct tok_pair p = heap_pop(&w->heap);
+		struct tok_sym *l = &w->sym[p.left], *r = &w->sym[p.right];
+		if (!l->n || !r->n || l->n + r->n != p.size)
+			continue;
+		l->n += r->n;
+		r->n = 0;
+		l->next = r->next;
+		if (r->next >= 0)
+			w->sym[r->next].prev = p.left;
+		try_pair(w, l->prev, p.left);
+		try_pair(w, p.left, l->next);
+	}
+}
+
+/* The word's codepoints as UTF-8, each byte as GPT-2's codepoint. */
+static void byte_encode(struct bpe_work *w, const uint32_t *cpts, size_t n)
+{
+	const parm_tokenizer *t = w->t;
+	w->len = 0;
+	if (w->cap < n * 8) {
+		w->cap = n * 8;
+		w->word = xrealloc(w->word, w->cap);
+	}
+	for (size_t i = 0; i < n; i++) {
+		char u[4];
+		int k = parm_utf8_put(u, cpts[i]);
+		for (int j = 0; j < k; j++) {
+			unsigned char b = (unsigned char)u[j];
+			memcpy(w->word + w->len, t->byte_utf8[b], t->byte_utf8_len[b]);
+			w->len += t->byte_utf8_len[b];
+		}
+	}
+}
+
+static int split_symbols(struct bpe_work *w)
+{
+	int n = 0;
+	if (w->sym_cap < w->len + 1) {
+		w->sym_cap = w->len + 1;
+		w->sym = xrealloc(w->sym, w->sym_cap * sizeof *w->sym);
+	}
+	for (size_t off = 0; off < w->len; n++) {
+		size_t cl = (size_t)parm_utf8_len((unsigned char)w->word[off]);
+		if (cl > w->len - off)
+			cl = w->len - off;
+		w->sym[n] = (struct tok_sym){ n - 1, off + cl == w->len ? -1 : n + 1,
+					      (uint32_t)off, (uint32_t)cl };
+		off += cl;
+	}
+	return n;
+}
+
+static void emit_symbol(const parm_tokenizer *t, const char *s, size_t n, struct idvec *out)
+{
+	int id = tok_find(t, s, n);
+	if (id >= 0) {
+		idvec_push(out, id);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)          /* as llama.cpp: raw bytes */
+		if ((id = tok_find(t, s + i, 1)) >= 0)
+			idvec_push(out, id);
+}
+
+static void encode_word(struct bpe_work *w, const uint32_t *cpts, size_t n, struct idvec *out)
+{
+	int id, nsym;
+	byte_encode(w, cpts, n);
+	if (w->t->ignore_merges && (id = tok_find(w->t, w->word, w->len)) >= 0) {
+		idvec_push(out, id);
+		return;
+	}
+	nsym = split_symbols(w);
+	for (int i = 1; i < nsym; i++)
+		try_pair(w, i - 1, i);
+	merge_all(w);
+	for (int i = nsym ? 0 : -1; i >= 0; i = w->sym[i].next)
+		emit_symbol(w->t, w->word + w->sym[i].off, w->sym[i].n, out);
+}
+
+int bpe_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out)
+{
+	struct bpe_work w = { .t = t };
+	struct seglist words = {0};
+	uint32_t *cpts = xmalloc((len + 1) * sizeof *cpts);
+	size_t n = 0, start = 0;
+	for (size_t off = 0; off < len; )
+		cpts[n++] = parm_utf8_next(text, len, &off);
+	pretok_split(t->pre, cpts, n, &words);
+	for (size_t i = 0; i < words.n; i++) {
+		encode_word(&w, cpts + start, words.len[i], out);
+		start += words.len[i];
+	}
+	free(words.len);
+	free(cpts);
+	free(w.word);
+	free(w.sym);
+	free(w.heap.v);
+	return 0;
+}

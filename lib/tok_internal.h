@@ -1,0 +1,97 @@
+/* tok_internal.h - what tokenizer.c, tok_spm.c, tok_bpe.c and pretok.c
+ * share: the tokenizer's innards, the merge queue and the pre-tokenisers.
+ * Not part of libparm's interface. */
+#ifndef PARM_TOK_INTERNAL_H
+#define PARM_TOK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "tokenizer.h"
+
+/* GGUF tokenizer.ggml.token_type values */
+enum { TT_UNDEFINED, TT_NORMAL, TT_UNKNOWN, TT_CONTROL, TT_USER_DEFINED,
+       TT_UNUSED, TT_BYTE };
+
+/* The pre-tokeniser regexes of llama.cpp we support (tokenizer.ggml.pre). */
+enum pretok { PRETOK_DEFAULT, PRETOK_GPT2, PRETOK_LLAMA3, PRETOK_QWEN2 };
+
+/* Open-addressing table of ids (slot holds id + 1, 0 is empty); the keys
+ * live elsewhere and are compared by the caller's lookup function. */
+struct idtab {
+	uint32_t *slot;
+	uint32_t mask;
+};
+
+struct merge {                          /* "left right" of rank = index */
+	uint32_t left, left_len, right, right_len;  /* offsets in the arena */
+};
+
+struct parm_tokenizer {
+	enum parm_tok_kind kind;
+	enum pretok pre;
+	int n_vocab;
+	char *arena;                    /* token texts, then merge texts */
+	size_t *text_off;               /* [n_vocab] */
+	uint32_t *text_len;
+	float *score;
+	int32_t *type;                  /* as stored in the GGUF */
+	unsigned char *is_control;      /* control or unknown: decodes to "" */
+	char *pieces;                   /* decoded token bytes */
+	size_t *piece_off;              /* [n_vocab + 1] */
+	struct idtab vocab;
+	struct merge *merges;
+	int n_merges;
+	struct idtab merge_tab;
+	int bos, eos, add_bos, add_space_prefix, ignore_merges;
+	int *splitters;                 /* user-defined tokens split out first */
+	int n_splitters;
+	int rstrip_splitters;           /* Phi-3: eat whitespace after them */
+	char byte_utf8[256][2];         /* GPT-2 byte -> its codepoint's UTF-8 */
+	unsigned char byte_utf8_len[256];
+	int byte_token[256];            /* SPM: <0xNN> ids */
+	uint64_t fingerprint;
+};
+
+/* A growable list of ids. */
+struct idvec {
+	int *v;
+	size_t n, cap;
+};
+void idvec_push(struct idvec *o, int id);
+
+int tok_find(const parm_tokenizer *t, const char *s, size_t n);  /* -1: none */
+int tok_merge_rank(const parm_tokenizer *t, const char *l, size_t ln,
+		   const char *r, size_t rn);                     /* -1: none */
+
+/* Symbols being merged: a doubly linked list over a byte string. */
+struct tok_sym {
+	int prev, next;
+	uint32_t off, n;
+};
+
+/* Max-first queue of candidate merges; ties go to the leftmost pair. */
+struct tok_pair {
+	float key;
+	int left, right;
+	uint32_t size;
+};
+struct tok_heap {
+	struct tok_pair *v;
+	size_t n, cap;
+};
+void heap_push(struct tok_heap *h, struct tok_pair p);
+struct tok_pair heap_pop(struct tok_heap *h);
+
+/* Split one fragment of text into symbols and merge; append ids. */
+int spm_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out);
+int bpe_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out);
+
+/* Pre-tokenise cpts[n]: appends the words' lengths, in codepoints. */
+struct seglist {
+	size_t *len;
+	size_t n, cap;
+};
+void seg_push(struct seglist *s, size_t len);
+void pretok_split(enum pretok kind, const uint32_t *cpts, size_t n, struct seglist *out);
+
+#endif
