@@ -942,6 +942,9 @@ static struct wtensor *w_add_tensor(gguf_writer *w, const char *name, enum ggml_
 		t->ne[j] = j < n_dims ? ne[j] : 1;
 		n *= t->ne[j];
 	}
+	/* Trailing 1s are dropped, as ggml does, so our files match its byte for byte. */
+	while (t->n_dims > 1 && t->ne[t->n_dims - 1] == 1)
+		t->n_dims--;
 	t->nbytes = ggml_row_bytes(type, n);
 	return t;
 }

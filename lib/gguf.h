@@ -87,7 +87,9 @@ void gguf_w_set_arr(gguf_writer *w, const char *key, enum gguf_vtype etype, cons
 void gguf_w_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n);
 /* Copy one key (any type, arrays included) from an open file. */
 int gguf_w_copy_kv(gguf_writer *w, const gguf_file *g, const char *key);
-/* Data is f32 for GGML_F32, else already in the target type's layout. */
+/* Data is f32 for GGML_F32, else already in the target type's layout.
+ * Trailing dimensions of 1 are not written (ggml's rule), so n_dims reads
+ * back as the number of dimensions up to the last one above 1. */
 void gguf_w_tensor(gguf_writer *w, const char *name, enum ggml_type type,
 		   int n_dims, const int64_t *ne, const void *data);
 void gguf_w_tensor_ref(gguf_writer *w, const char *name, enum ggml_type type,

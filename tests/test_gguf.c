@@ -305,19 +305,20 @@ static void test_writer_errors(void)
 static void test_alignment(void)
 {
 	float x[64];
-	int64_t ne[1] = { 3 };
+	int64_t ne[3] = { 3, 1, 1 };
 	for (int i = 0; i < 64; i++)
 		x[i] = i;
 	gguf_writer *w = gguf_w_new();
 	gguf_w_set_u32(w, "general.alignment", 256);
 	gguf_w_tensor(w, "a", GGML_F32, 1, ne, x);
-	gguf_w_tensor(w, "b", GGML_F32, 1, ne, x + 3);
+	gguf_w_tensor(w, "b", GGML_F32, 3, ne, x + 3);     /* 3 x 1 x 1 */
 	ok(gguf_w_save(w, tmp_path("a256.gguf")) == 0, "save with alignment 256");
 	gguf_w_free(w);
 	gguf_file *g = gguf_open(tmp_path("a256.gguf"));
 	const gguf_tensor *a = g ? gguf_find_tensor(g, "a") : NULL, *b = g ? gguf_find_tensor(g, "b") : NULL;
 	ok(a && b && (const char *)b->data - (const char *)a->data == 256 && (uintptr_t)a->data % 256 == 0
 	   && ((const float *)b->data)[2] == 5, "general.alignment 256 honoured by writer and reader");
+	ok(b && b->n_dims == 1 && b->ne[1] == 1 && b->n_elements == 3, "trailing dimensions of 1 dropped, as ggml does");
 	gguf_close(g);
 }
 
