@@ -153,6 +153,68 @@ static int job_tiles(const matmul_job *j)
 	return (j->out + rows - 1) / rows;
 }
 
+/* Few tokens (decode): our own dot products, 4 rows x 2 tokens at a time
+ * with 8-wide vectors; it streams W once at memory speed whatever kernels
+ * OpenBLAS picked for this CPU.  Many tokens: sgemm. */
+enum { SMALL_N = 8 };
+
+typedef float v8f __attribute__((vector_size(32)));
+
+static inline v8f load8(const float *p)
+{
+	v8f v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static inline float hsum8(v8f v)
+{
+	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+/* Four rows of w against one or two tokens of x; in a multiple of 8.
+ * The accumulators are named so they stay in registers. */
+__attribute__((optimize("fp-contract=fast")))  /* let a += v * x be one FMA */
+static void dot_4x2(float *y, int ys, const float *x, const float *w, int in, int two)
+{
+	const float *w0 = w, *w1 = w + in, *w2 = w + 2 * in, *w3 = w + 3 * in;
+	const float *x0 = x, *x1 = two ? x + in : x;
+	v8f a0 = { 0 }, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+	for (int k = 0; k < in; k += 8) {
+		v8f xa = load8(x0 + k), xb = load8(x1 + k), v;
+		v = load8(w0 + k), a0 += v * xa, b0 += v * xb;
+		v = load8(w1 + k), a1 += v * xa, b1 += v * xb;
+		v = load8(w2 + k), a2 += v * xa, b2 += v * xb;
+		v = load8(w3 + k), a3 += v * xa, b3 += v * xb;
+	}
+	y[0] = hsum8(a0), y[1] = hsum8(a1), y[2] = hsum8(a2), y[3] = hsum8(a3);
+	if (two)
+		y[ys] = hsum8(b0), y[ys + 1] = hsum8(b1), y[ys + 2] = hsum8(b2), y[ys + 3] = hsum8(b3);
+}
+
+static float dot_plain(const float *x, const float *w, int in)
+{
+	float sum = 0;
+	for (int k = 0; k < in; k++)
+		sum += x[k] * w[k];
+	return sum;
+}
+
+/* y[n][ys] (columns 0..rows) = x[n][in] w[rows][in]^T */
+static void dot_rows(float *y, int ys, const float *x, int n, const float *w, int rows, int in)
+{
+	for (int t = 0; t < n; t += 2) {
+		int r = 0, two = n - t >= 2;
+		if (in % 8 == 0)
+			for (; r + 4 <= rows; r += 4)
+				dot_4x2(y + (size_t)t * ys + r, ys, x + (size_t)t * in,
+					w + (size_t)r * in, in, two);
+		for (; r < rows; r++)
+			for (int u = t; u < t + 1 + two; u++)
+				y[(size_t)u * ys + r] = dot_plain(x + (size_t)u * in, w + (size_t)r * in, in);
+	}
+}
+
 /* y[:, r0:r0+rows] = x W[r0:r0+rows]^T, W dequantised into scratch first
  * unless it is f32 already. */
 static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker)
@@ -168,9 +230,8 @@ static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker
 				    (const char *)j->w + (size_t)(r0 + r) * rb, j->t, j->in);
 		wt = s;
 	}
-	if (n == 1)
-		cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, j->in, 1.0f, wt, j->in,
-			    j->x, 1, 0.0f, j->y + r0, 1);
+	if (n <= SMALL_N)
+		dot_rows(j->y + r0, j->out, j->x, n, wt, rows, j->in);
 	else
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, j->in,
 			    1.0f, j->x, j->in, wt, j->in, 0.0f, j->y + r0, j->out);
