@@ -10,7 +10,7 @@
 static int tap_count, tap_failures;
 
 __attribute__((format(printf, 2, 3)))
-static int ok(int pass, const char *fmt, ...)
+__attribute__((unused)) static int ok(int pass, const char *fmt, ...)
 {
 	va_list ap;
 	printf("%sok %d - ", pass ? "" : "not ", ++tap_count);
@@ -25,7 +25,7 @@ static int ok(int pass, const char *fmt, ...)
 }
 
 __attribute__((format(printf, 2, 3)))
-static void skip(const char *why, const char *fmt, ...)
+__attribute__((unused)) static void skip(const char *why, const char *fmt, ...)
 {
 	va_list ap;
 	printf("ok %d - ", ++tap_count);
@@ -44,7 +44,7 @@ static int tap_done(void)
 
 /* The llama.cpp tokenizer fixtures: $PARM_FIXTURES, ../shared/fixtures/vocab
  * beside the checkout, or the cache `make fixtures` fills.  NULL: none. */
-static const char *fixtures_dir(void)
+__attribute__((unused)) static const char *fixtures_dir(void)
 {
 	static char buf[4096];
 	const char *env = getenv("PARM_FIXTURES");
