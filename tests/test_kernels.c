@@ -166,6 +166,8 @@ int main(void)
 		test_matmul(types[i], 9, 160, 77);
 		test_matmul(types[i], 3, 2048, 40);
 	}
+	test_matmul(GGML_F32, 8, 100, 37);     /* in not a multiple of 8 */
+	test_matmul(GGML_F16, 2, 36, 5);
 	test_matmul_threads();
 	test_rmsnorm();
 	test_rope();
