@@ -316,7 +316,8 @@ static void test_pre_names(const char *dir)
 	parm_tokenizer_free(t);
 }
 
-/* A few MB of mixed text, each tokeniser well under two seconds. */
+/* Two MB of mixed text, each tokeniser in under two seconds even on a
+ * busy machine (about half a second when idle). */
 static void test_speed(const char *dir)
 {
 	static const char *const names[] = { "llama-spm", "gpt-2", "llama-bpe", "qwen2" };
@@ -326,8 +327,8 @@ static void test_speed(const char *dir)
 	snprintf(path, sizeof path, "%s/ggml-vocab-llama-spm.gguf.inp", dir);
 	if (!(inp = read_file(path, &len)))
 		return (void)ok(0, "speed: test text readable");
-	big = xmalloc(3 << 20 | 1);
-	while (total + len < 3 << 20) {
+	big = xmalloc(2 << 20 | 1);
+	while (total + len < 2 << 20) {
 		memcpy(big + total, inp, len);
 		total += len;
 	}
