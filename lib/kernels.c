@@ -224,6 +224,15 @@ static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker
 {
 	const float *wt;
 	size_t rb = ggml_row_bytes(j->t, j->in);
+	if (n <= SMALL_N && j->t != GGML_F32) {
+		/* row by row: each dequantised row is used while it is in L1 */
+		float *s = pool_scratch(worker, j->in);
+		for (int r = 0; r < rows; r++) {
+			dequant_row(s, (const char *)j->w + (size_t)(r0 + r) * rb, j->t, j->in);
+			dot_rows(j->y + r0 + r, j->out, j->x, n, s, 1, j->in);
+		}
+		return;
+	}
 	if (j->t == GGML_F32) {
 		wt = (const float *)j->w + (size_t)r0 * j->in;
 	} else {
