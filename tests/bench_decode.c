@@ -3,6 +3,7 @@
  * be at most bandwidth / weight bytes (times the batch, which shares the
  * read).  usage: bench_decode VOCAB.gguf [CACHE_DIR] */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,28 +34,44 @@ static double copy_bandwidth(void)
 	return best;
 }
 
-/* Bytes read per second by a sweep that sums a big buffer with 8-wide
- * vectors, best of 5: decoding only reads weights, so this is its bound. */
+/* Bytes read per second by sweeps that sum a big buffer with 8-wide
+ * vectors, one part per thread, best of 5: decoding only reads weights,
+ * so this is its bound. */
 typedef float v8f __attribute__((vector_size(32)));
 
-static double read_bandwidth(void)
+struct sweep { const v8f *a; size_t count; float sum; };
+
+static void *sweep_part(void *p)
 {
-	size_t n = (size_t)256 << 20, count = n / sizeof(v8f);
+	struct sweep *sw = p;
+	v8f s0 = { 0 }, s1 = s0, s2 = s0, s3 = s0;
+	for (size_t i = 0; i + 4 <= sw->count; i += 4)
+		s0 += sw->a[i], s1 += sw->a[i + 1], s2 += sw->a[i + 2], s3 += sw->a[i + 3];
+	s0 += s1 + s2 + s3;
+	sw->sum = s0[0] + s0[7];
+	return NULL;
+}
+
+static double read_bandwidth(int threads)
+{
+	size_t n = (size_t)512 << 20, count = n / sizeof(v8f);
 	v8f *a = xmalloc(n);
+	struct sweep sw[64];
+	pthread_t tid[64];
 	double best = 0;
-	volatile float sink;
 	memset(a, 0, n);
+	threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
 	for (int r = 0; r < 5; r++) {
-		v8f s0 = { 0 }, s1 = s0, s2 = s0, s3 = s0;
 		double t = parm_now();
-		for (size_t i = 0; i < count; i += 4)
-			s0 += a[i], s1 += a[i + 1], s2 += a[i + 2], s3 += a[i + 3];
+		for (int i = 0; i < threads; i++) {
+			sw[i] = (struct sweep){ a + count / threads * i, count / threads, 0 };
+			pthread_create(&tid[i], NULL, sweep_part, &sw[i]);
+		}
+		for (int i = 0; i < threads; i++)
+			pthread_join(tid[i], NULL);
 		t = parm_now() - t;
-		s0 += s1 + s2 + s3;
-		sink = s0[0] + s0[7];
 		best = n / t > best ? n / t : best;
 	}
-	(void)sink;
 	free(a);
 	return best;
 }
@@ -154,7 +171,7 @@ int main(int argc, char **argv)
 	mkdir(cache, 0777);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	parm_set_threads(cpus > 0 ? (int)cpus : 1);
-	double copy = copy_bandwidth(), bw = read_bandwidth();
+	double copy = copy_bandwidth(), bw = read_bandwidth((int)cpus);
 	printf("memcpy %.1f GB/s (read + write), read sweep %.1f GB/s; bound = read / weight bytes\n",
 	       copy / 1e9, bw / 1e9);
 	printf("%ld threads; tok/s of greedy decode, batch8 = aggregate over 8 sequences\n"
