@@ -3,7 +3,7 @@
 include config.mk
 
 DEBS = libopenblas-dev libmsgpack-dev libarchive-dev libcurl4-openssl-dev \
-       libjansson-dev pkg-config
+       libjansson-dev libssl-dev pkg-config
 PKG_CFLAGS = `pkg-config --cflags $(PKGS) 2>/dev/null`
 PKG_LIBS = `pkg-config --libs $(PKGS) 2>/dev/null`
 

@@ -11,7 +11,7 @@ INCDIR = $(PREFIX)/include/parm
 CACHE = $(HOME)/.cache/parm
 
 # flags
-PKGS = openblas msgpack libarchive libcurl jansson
+PKGS = openblas msgpack libarchive libcurl jansson libcrypto
 CC = cc
 CPPFLAGS = -D_DEFAULT_SOURCE -D_GNU_SOURCE -DPARM_VERSION=\"$(VERSION)\"
 CFLAGS = -std=c11 -O2 -march=native -g -Wall -Wextra -Wno-unused-parameter -pthread
