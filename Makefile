@@ -33,6 +33,19 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
 	fi
 
+# The tests also build llama.cpp as a reference (cmake, g++, git) from an
+# npm package; install those tools only where the command is missing.
+test-deps: deps
+	@missing=; for c in cmake:cmake g++:g++ git:git npm:npm; do \
+		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		sudo=; [ "`id -u`" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
 lib/%.o: lib/%.c $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -49,7 +62,7 @@ tests/test_%: tests/test_%.c tests/tap.h libparm.a $(LIBHDR)
 tests/bench_%: tests/bench_%.c libparm.a $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -o $@ $< libparm.a $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
 
-check: all $(TESTS) test-fixtures llamacpp
+check: all test-deps $(TESTS) test-fixtures llamacpp
 	@sh tests/run.sh
 
 # Tests read llama.cpp's vocab fixtures from $$PARM_FIXTURES or
@@ -99,4 +112,4 @@ clean:
 	rm -rf tests/tmp
 
 
-.PHONY: all deps check test-fixtures llamacpp bench demo fixtures install uninstall clean
+.PHONY: all deps test-deps check test-fixtures llamacpp bench demo fixtures install uninstall clean
