@@ -49,4 +49,12 @@ void pblora_backward(float *dx, parm_pblora *grad, const float *dy,
 /* W[out][in] += s B M A: merge the adapter for a fixed alpha. */
 void pblora_merge(float *W, const parm_pblora *p, const float *M);
 
+/* Inverted dropout on the adapter input (the official code applies it to
+ * x before dW, one mask per adapted layer): xd[count] = x * keep / (1 -
+ * rate).  The mask is a pure function of (seed, element), so the backward
+ * pass, dx[count] += dxd * keep / (1 - rate), regenerates it. */
+void pblora_dropout(float *xd, const float *x, float rate, uint64_t seed, size_t count);
+void pblora_dropout_backward(float *dx, const float *dxd, float rate, uint64_t seed,
+			     size_t count);
+
 #endif
