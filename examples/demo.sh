@@ -32,7 +32,8 @@ run() {
 }
 
 # The llama.cpp vocabulary fixtures, found as the tests find them, or
-# fetched once into the cache.
+# fetched once into the cache (from the npm package node-llama-cpp; make
+# test-deps installs npm when it is missing).
 find_vocab() {
 	for d in "${PARM_FIXTURES:-}" "$top/../shared/fixtures/vocab" "$cache/fixtures"; do
 		if [ -n "$d" ] && [ -f "$d/ggml-vocab-llama-spm.gguf" ]; then
@@ -41,6 +42,7 @@ find_vocab() {
 		fi
 	done
 	echo "demo: fetching llama.cpp's vocabulary fixtures into $cache/fixtures" >&2
+	command -v npm >/dev/null || make -s test-deps >&2
 	sh "$top/tests/fetch-fixtures.sh" "$cache/fixtures" >&2
 	echo "$cache/fixtures/ggml-vocab-llama-spm.gguf"
 }
@@ -63,7 +65,7 @@ printf '%s\n' 'The capital of France is' 'Once upon a time' \
 	'The best way to learn to program is' > "$work/prompts.txt"
 run cat prompts.txt
 echo "   The tokenizer gives the same ids as llama.cpp's:"
-run "head -n 1 prompts.txt | parm-logits --tokenize model.gguf"
+run "printf 'The capital of France is' | parm-logits --tokenize model.gguf"
 
 say "3. Greedy generation through the pipe: parm-logits runs the model and"
 echo "   streams logits; parm-sample picks each token and feeds it back."
