@@ -1,0 +1,996 @@
+/* stream.c - the parm stream (msgpack maps on a pipe) and its feedback FIFO.
+ *
+ * Every record is one msgpack map with short string keys, so a stage can be
+ * written in any language with a msgpack library (man parm-stream.5).  The
+ * reader copies what it keeps out of msgpack's zone into buffers it owns and
+ * reuses, so a round of dense logits costs one memcpy per step.
+ */
+#include "stream.h"
+#include "util.h"
+
+#include <msgpack.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define READ_CHUNK (256 * 1024)
+#define AUTO_FLUSH (4 * 1024 * 1024)    /* bytes buffered before writing anyway */
+#define MAX_VOCAB (1 << 24)
+
+/* ---- little-endian float and int32 arrays ---- */
+
+static int host_is_big_endian(void)
+{
+	return __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__;
+}
+
+static void swap32(void *p, size_t n)
+{
+	uint32_t *w = p;
+	for (size_t i = 0; i < n; i++)
+		w[i] = __builtin_bswap32(w[i]);
+}
+
+/* dst[n] = the n little-endian 32-bit values at src (unaligned) */
+static void copy_le32(void *dst, const char *src, size_t n)
+{
+	memcpy(dst, src, n * 4);
+	if (host_is_big_endian())
+		swap32(dst, n);
+}
+
+/* ---- growable buffers ---- */
+
+static void grow(void **p, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return;
+	size_t n = *cap ? *cap : 16;
+	while (n < need)
+		n *= 2;
+	*p = xrealloc(*p, n * size);
+	*cap = n;
+}
+
+/* ---- looking at msgpack objects ---- */
+
+static const msgpack_object *map_get(const msgpack_object *map, const char *key)
+{
+	size_t len = strlen(key);
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len &&
+		    !memcmp(k->via.str.ptr, key, len))
+			return &map->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
+/* 0 and *out set; -1 not an integer; -2 out of [lo, hi] */
+static int obj_int(const msgpack_object *o, long lo, long hi, long *out)
+{
+	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+		if (o->via.u64 > (uint64_t)hi)
+			return -2;
+		*out = (long)o->via.u64;
+	} else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+		if (o->via.i64 < lo)
+			return -2;
+		*out = (long)o->via.i64;
+	} else {
+		return -1;
+	}
+	return *out < lo || *out > hi ? -2 : 0;
+}
+
+static int field_int(const msgpack_object *map, const char *rec, const char *key,
+		     long lo, long hi, int *out)
+{
+	const msgpack_object *o = map_get(map, key);
+	long v;
+	int r;
+	if (!o)
+		return parm_fail("malformed stream: %s has no \"%s\"", rec, key);
+	if ((r = obj_int(o, lo, hi, &v)) == -1)
+		return parm_fail("malformed stream: %s \"%s\" is not an integer", rec, key);
+	if (r == -2)
+		return parm_fail("malformed stream: %s \"%s\" is out of range [%ld, %ld]",
+				 rec, key, lo, hi);
+	*out = (int)v;
+	return 0;
+}
+
+/* A str or bin field (bytes either way); NULL with parm_error when absent
+ * or of another type, unless optional and absent/nil (then *absent = 1). */
+static const msgpack_object *field_bytes(const msgpack_object *map, const char *rec,
+					 const char *key, int optional, int *absent)
+{
+	const msgpack_object *o = map_get(map, key);
+	if (absent)
+		*absent = 0;
+	if (optional && (!o || o->type == MSGPACK_OBJECT_NIL)) {
+		*absent = 1;
+		return NULL;
+	}
+	if (!o)
+		return parm_failp("malformed stream: %s has no \"%s\"", rec, key);
+	if (o->type != MSGPACK_OBJECT_STR && o->type != MSGPACK_OBJECT_BIN)
+		return parm_failp("malformed stream: %s \"%s\" is not a string", rec, key);
+	return o;
+}
+
+static const msgpack_object *field_array(const msgpack_object *map, const char *rec,
+					 const char *key)
+{
+	const msgpack_object *o = map_get(map, key);
+	if (!o)
+		return parm_failp("malformed stream: %s has no \"%s\"", rec, key);
+	if (o->type != MSGPACK_OBJECT_ARRAY)
+		return parm_failp("malformed stream: %s \"%s\" is not an array", rec, key);
+	return o;
+}
+
+/* str and bin share their layout in msgpack_object */
+static const char *bytes_ptr(const msgpack_object *o) { return o->via.str.ptr; }
+static uint32_t bytes_len(const msgpack_object *o) { return o->via.str.size; }
+
+static char *dup_bytes(const msgpack_object *o)
+{
+	char *s = xmalloc(bytes_len(o) + 1);
+	memcpy(s, bytes_ptr(o), bytes_len(o));
+	s[bytes_len(o)] = '\0';
+	return s;
+}
+
+static int is_key(const msgpack_object *o, const char *s)
+{
+	size_t len = strlen(s);
+	return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == len &&
+	       !memcmp(o->via.str.ptr, s, len);
+}
+
+/* ---- reader ---- */
+
+struct parm_reader {
+	int fd;
+	int n_vocab;                    /* 0 until the header is read */
+	int seen_bytes;                 /* any byte read: tells "empty" apart */
+	int finished;                   /* FIN read */
+	msgpack_unpacker up;
+	msgpack_unpacked obj;
+	/* storage of the current record, reused */
+	parm_step *steps;
+	size_t steps_cap;
+	float *logits;
+	size_t logits_cap;
+	int32_t *ids;
+	size_t ids_cap;
+	int *tokens;
+	size_t tokens_cap;
+	char *prompt, *meta, *reason;
+	size_t prompt_cap, meta_cap, reason_cap;
+};
+
+parm_reader *parm_reader_new(int fd)
+{
+	parm_reader *r = xcalloc(1, sizeof *r);
+	r->fd = fd;
+	if (!msgpack_unpacker_init(&r->up, READ_CHUNK))
+		die("out of memory (msgpack unpacker)");
+	msgpack_unpacked_init(&r->obj);
+	return r;
+}
+
+void parm_reader_free(parm_reader *r)
+{
+	if (!r)
+		return;
+	msgpack_unpacked_destroy(&r->obj);
+	msgpack_unpacker_destroy(&r->up);
+	free(r->steps);
+	free(r->logits);
+	free(r->ids);
+	free(r->tokens);
+	free(r->prompt);
+	free(r->meta);
+	free(r->reason);
+	free(r);
+}
+
+/* Read more bytes into the unpacker: 1 got some, 0 end of input, -1 error. */
+static int fill(parm_reader *r)
+{
+	if (!msgpack_unpacker_reserve_buffer(&r->up, READ_CHUNK))
+		die("out of memory (msgpack buffer)");
+	for (;;) {
+		ssize_t n = read(r->fd, msgpack_unpacker_buffer(&r->up),
+				 msgpack_unpacker_buffer_capacity(&r->up));
+		if (n > 0) {
+			msgpack_unpacker_buffer_consumed(&r->up, n);
+			r->seen_bytes = 1;
+			return 1;
+		}
+		if (n == 0)
+			return 0;
+		if (errno != EINTR)
+			return parm_fail("reading the stream: %s", strerror(errno));
+	}
+}
+
+/* The next whole msgpack object into r->obj. */
+static int next_object(parm_reader *r)
+{
+	for (;;) {
+		int ret = msgpack_unpacker_next(&r->up, &r->obj);
+		if (ret == MSGPACK_UNPACK_SUCCESS)
+			return 0;
+		if (ret == MSGPACK_UNPACK_PARSE_ERROR)
+			return parm_fail(r->n_vocab ? "malformed stream: not msgpack"
+						    : "not a parm stream");
+		if (ret == MSGPACK_UNPACK_NOMEM_ERROR)
+			return parm_fail("malformed stream: a record too large for memory");
+		int got = fill(r);
+		if (got < 0)
+			return -1;
+		if (got == 0)
+			return parm_fail("unexpected end of stream");
+	}
+}
+
+/* ---- header ---- */
+
+static int read_fingerprint(const msgpack_object *map, uint64_t *out)
+{
+	const msgpack_object *o = field_bytes(map, "header", "fingerprint", 0, NULL);
+	char hex[17];
+	if (!o)
+		return -1;
+	if (bytes_len(o) != 16)
+		return parm_fail("malformed stream: header \"fingerprint\" is not 16 hex digits");
+	memcpy(hex, bytes_ptr(o), 16);
+	hex[16] = '\0';
+	if (strspn(hex, "0123456789abcdefABCDEF") != 16)
+		return parm_fail("malformed stream: header \"fingerprint\" is not 16 hex digits");
+	*out = strtoull(hex, NULL, 16);
+	return 0;
+}
+
+static int read_pieces(const msgpack_object *map, parm_header *h)
+{
+	const msgpack_object *a = field_array(map, "header", "pieces");
+	if (!a)
+		return -1;
+	if (a->via.array.size != (uint32_t)h->n_vocab)
+		return parm_fail("malformed stream: header has %u pieces for n_vocab %d",
+				 a->via.array.size, h->n_vocab);
+	h->pieces = xcalloc(h->n_vocab, sizeof *h->pieces);
+	h->piece_len = xcalloc(h->n_vocab, sizeof *h->piece_len);
+	for (int i = 0; i < h->n_vocab; i++) {
+		const msgpack_object *o = &a->via.array.ptr[i];
+		if (o->type != MSGPACK_OBJECT_BIN && o->type != MSGPACK_OBJECT_STR)
+			return parm_fail("malformed stream: header piece %d is not bytes", i);
+		h->pieces[i] = dup_bytes(o);
+		h->piece_len[i] = bytes_len(o);
+	}
+	return 0;
+}
+
+static int read_chain(const msgpack_object *map, parm_header *h)
+{
+	const msgpack_object *a = map_get(map, "chain");
+	if (!a || a->type == MSGPACK_OBJECT_NIL)
+		return 0;
+	if (a->type != MSGPACK_OBJECT_ARRAY)
+		return parm_fail("malformed stream: header \"chain\" is not an array");
+	h->chain = xcalloc(a->via.array.size, sizeof *h->chain);
+	for (uint32_t i = 0; i < a->via.array.size; i++) {
+		const msgpack_object *o = &a->via.array.ptr[i];
+		if (o->type != MSGPACK_OBJECT_STR)
+			return parm_fail("malformed stream: header chain entry %u is not a string", i);
+		h->chain[h->n_chain++] = dup_bytes(o);
+	}
+	return 0;
+}
+
+static int check_magic_version(const msgpack_object *map)
+{
+	const msgpack_object *v;
+	long version;
+	if (map->type != MSGPACK_OBJECT_MAP || !is_key(map_get(map, "magic"), PARM_STREAM_MAGIC))
+		return parm_fail("not a parm stream");
+	v = map_get(map, "version");
+	if (!v || obj_int(v, LONG_MIN, LONG_MAX, &version) < 0)
+		return parm_fail("malformed stream: header has no integer \"version\"");
+	if (version != PARM_STREAM_VERSION)
+		return parm_fail("stream version %ld is not supported (this is version %d)",
+				 version, PARM_STREAM_VERSION);
+	if (!is_key(map_get(map, "type"), "header"))
+		return parm_fail("malformed stream: the first record is not a header");
+	return 0;
+}
+
+static int optional_token(const msgpack_object *map, const char *key, int n_vocab, int *out)
+{
+	const msgpack_object *o = map_get(map, key);
+	*out = -1;
+	if (!o || o->type == MSGPACK_OBJECT_NIL)
+		return 0;
+	return field_int(map, "header", key, -1, n_vocab - 1, out);
+}
+
+static int parse_header(const msgpack_object *map, parm_header *h)
+{
+	const msgpack_object *fb;
+	int absent;
+	if (check_magic_version(map) < 0)
+		return -1;
+	h->version = PARM_STREAM_VERSION;
+	if (field_int(map, "header", "n_vocab", 1, MAX_VOCAB, &h->n_vocab) < 0 ||
+	    read_fingerprint(map, &h->fingerprint) < 0 ||
+	    optional_token(map, "bos", h->n_vocab, &h->bos) < 0 ||
+	    optional_token(map, "eos", h->n_vocab, &h->eos) < 0)
+		return -1;
+	fb = field_bytes(map, "header", "feedback", 1, &absent);
+	if (!fb && !absent)
+		return -1;
+	h->feedback = fb ? dup_bytes(fb) : NULL;
+	if (read_pieces(map, h) < 0 || read_chain(map, h) < 0)
+		return -1;
+	return 0;
+}
+
+int parm_read_header(parm_reader *r, parm_header *h)
+{
+	memset(h, 0, sizeof *h);
+	if (next_object(r) < 0) {
+		if (!r->seen_bytes && !strcmp(parm_error(), "unexpected end of stream"))
+			parm_fail("unexpected end of stream (no header: empty input)");
+		return -1;
+	}
+	if (parse_header(&r->obj.data, h) < 0) {
+		parm_header_free(h);
+		return -1;
+	}
+	r->n_vocab = h->n_vocab;
+	return 0;
+}
+
+void parm_header_free(parm_header *h)
+{
+	if (!h)
+		return;
+	if (h->pieces)
+		for (int i = 0; i < h->n_vocab; i++)
+			free(h->pieces[i]);
+	free(h->pieces);
+	free(h->piece_len);
+	free(h->feedback);
+	for (int i = 0; i < h->n_chain; i++)
+		free(h->chain[i]);
+	free(h->chain);
+	memset(h, 0, sizeof *h);
+}
+
+void parm_header_copy(parm_header *dst, const parm_header *src, const char *stage_json)
+{
+	*dst = *src;
+	dst->pieces = xcalloc(src->n_vocab, sizeof *dst->pieces);
+	dst->piece_len = xmemdup(src->piece_len, src->n_vocab * sizeof *src->piece_len);
+	for (int i = 0; i < src->n_vocab; i++) {
+		dst->pieces[i] = xmalloc(src->piece_len[i] + 1);
+		memcpy(dst->pieces[i], src->pieces[i], src->piece_len[i]);
+		dst->pieces[i][src->piece_len[i]] = '\0';
+	}
+	dst->feedback = src->feedback ? xstrdup(src->feedback) : NULL;
+	dst->chain = xcalloc(src->n_chain + 1, sizeof *dst->chain);
+	for (int i = 0; i < src->n_chain; i++)
+		dst->chain[i] = xstrdup(src->chain[i]);
+	if (stage_json)
+		dst->chain[dst->n_chain++] = xstrdup(stage_json);
+}
+
+/* ---- records ---- */
+
+/* Copy a str/bin into a reused NUL-ended buffer. */
+static char *keep_bytes(char **buf, size_t *cap, const msgpack_object *o)
+{
+	grow((void **)buf, cap, bytes_len(o) + 1, 1);
+	memcpy(*buf, bytes_ptr(o), bytes_len(o));
+	(*buf)[bytes_len(o)] = '\0';
+	return *buf;
+}
+
+static int parse_tokens(parm_reader *r, const msgpack_object *map, parm_record *rec)
+{
+	const msgpack_object *a = field_array(map, "start", "tokens");
+	long v;
+	if (!a)
+		return -1;
+	grow((void **)&r->tokens, &r->tokens_cap, a->via.array.size, sizeof *r->tokens);
+	for (uint32_t i = 0; i < a->via.array.size; i++) {
+		if (obj_int(&a->via.array.ptr[i], 0, r->n_vocab - 1, &v) < 0)
+			return parm_fail("malformed stream: start token %u is not a token id "
+					 "in [0, %d)", i, r->n_vocab);
+		r->tokens[i] = (int)v;
+	}
+	rec->tokens = r->tokens;
+	rec->n_tokens = (int)a->via.array.size;
+	return 0;
+}
+
+static int parse_start(parm_reader *r, const msgpack_object *map, parm_record *rec)
+{
+	const msgpack_object *prompt, *meta;
+	int absent;
+	if (field_int(map, "start", "seq", 0, INT_MAX, &rec->seq) < 0)
+		return -1;
+	if (!(prompt = field_bytes(map, "start", "prompt", 0, NULL)))
+		return -1;
+	meta = field_bytes(map, "start", "meta", 1, &absent);
+	if (!meta && !absent)
+		return -1;
+	rec->prompt = keep_bytes(&r->prompt, &r->prompt_cap, prompt);
+	rec->meta = meta ? keep_bytes(&r->meta, &r->meta_cap, meta) : NULL;
+	return parse_tokens(r, map, rec);
+}
+
+static int parse_end(parm_reader *r, const msgpack_object *map, parm_record *rec)
+{
+	const msgpack_object *reason;
+	if (field_int(map, "end", "seq", 0, INT_MAX, &rec->seq) < 0 ||
+	    field_int(map, "end", "tok", -1, r->n_vocab - 1, &rec->tok) < 0 ||
+	    field_int(map, "end", "length", 0, INT_MAX, &rec->length) < 0)
+		return -1;
+	if (!(reason = field_bytes(map, "end", "reason", 0, NULL)))
+		return -1;
+	rec->reason = keep_bytes(&r->reason, &r->reason_cap, reason);
+	return 0;
+}
+
+/* The logits (and ids) bins of a step, checked against the vocabulary:
+ * *k entries, sparse or dense. */
+static int step_shape(const msgpack_object *step, int n_vocab, const char *what,
+		      int *k, int *sparse)
+{
+	const msgpack_object *logits, *ids;
+	if (step->type != MSGPACK_OBJECT_MAP)
+		return parm_fail("malformed stream: %s is not a map", what);
+	logits = map_get(step, "logits");
+	ids = map_get(step, "ids");
+	if (!logits || logits->type != MSGPACK_OBJECT_BIN)
+		return parm_fail("malformed stream: %s has no \"logits\" bin", what);
+	*sparse = ids && ids->type != MSGPACK_OBJECT_NIL;
+	if (*sparse && ids->type != MSGPACK_OBJECT_BIN)
+		return parm_fail("malformed stream: %s \"ids\" is not a bin", what);
+	if (*sparse && ids->via.bin.size != logits->via.bin.size)
+		return parm_fail("malformed stream: %s has %u bytes of ids for %u of logits",
+				 what, ids->via.bin.size, logits->via.bin.size);
+	if (logits->via.bin.size % 4 || logits->via.bin.size / 4 > (uint32_t)n_vocab ||
+	    (!*sparse && logits->via.bin.size / 4 != (uint32_t)n_vocab))
+		return parm_fail("malformed stream: %s logits bin has %u bytes for n_vocab %d",
+				 what, logits->via.bin.size, n_vocab);
+	*k = logits->via.bin.size / 4;
+	return 0;
+}
+
+static int copy_ids(int32_t *ids, const msgpack_object *bin, int k, int n_vocab,
+		    const char *what)
+{
+	copy_le32(ids, bin->via.bin.ptr, k);
+	for (int i = 0; i < k; i++)
+		if (ids[i] < 0 || ids[i] >= n_vocab)
+			return parm_fail("malformed stream: %s id %d is out of [0, %d)",
+					 what, ids[i], n_vocab);
+	return 0;
+}
+
+/* Second pass: the steps are known to be well formed; copy them out. */
+static int copy_steps(parm_reader *r, const msgpack_object *a, parm_record *rec)
+{
+	size_t off_logits = 0, off_ids = 0;
+	char what[64];
+	for (int i = 0; i < rec->n_steps; i++) {
+		const msgpack_object *m = &a->via.array.ptr[i];
+		parm_step *s = &r->steps[i];
+		snprintf(what, sizeof what, "round step %d", i);
+		if (field_int(m, what, "seq", 0, INT_MAX, &s->seq) < 0 ||
+		    field_int(m, what, "tok", -1, r->n_vocab - 1, &s->tok) < 0)
+			return -1;
+		s->logits = r->logits + off_logits;
+		copy_le32(s->logits, map_get(m, "logits")->via.bin.ptr, s->k);
+		off_logits += s->k;
+		s->ids = NULL;
+		if (s->sparse) {
+			s->ids = r->ids + off_ids;
+			if (copy_ids(s->ids, map_get(m, "ids"), s->k, r->n_vocab, what) < 0)
+				return -1;
+			off_ids += s->k;
+		}
+	}
+	return 0;
+}
+
+static int parse_round(parm_reader *r, const msgpack_object *map, parm_record *rec)
+{
+	const msgpack_object *a = field_array(map, "round", "steps");
+	size_t n_logits = 0, n_ids = 0;
+	char what[64];
+	if (!a)
+		return -1;
+	rec->n_steps = (int)a->via.array.size;
+	grow((void **)&r->steps, &r->steps_cap, rec->n_steps, sizeof *r->steps);
+	for (int i = 0; i < rec->n_steps; i++) {
+		parm_step *s = &r->steps[i];
+		snprintf(what, sizeof what, "round step %d", i);
+		if (step_shape(&a->via.array.ptr[i], r->n_vocab, what, &s->k, &s->sparse) < 0)
+			return -1;
+		n_logits += s->k;
+		n_ids += s->sparse ? s->k : 0;
+	}
+	grow((void **)&r->logits, &r->logits_cap, n_logits, sizeof *r->logits);
+	grow((void **)&r->ids, &r->ids_cap, n_ids, sizeof *r->ids);
+	rec->steps = r->steps;
+	return copy_steps(r, a, rec);
+}
+
+static int parse_record(parm_reader *r, const msgpack_object *map, parm_record *rec)
+{
+	const msgpack_object *type;
+	if (map->type != MSGPACK_OBJECT_MAP)
+		return parm_fail("malformed stream: a record is not a map");
+	type = map_get(map, "type");
+	if (!type || type->type != MSGPACK_OBJECT_STR)
+		return parm_fail("malformed stream: a record has no \"type\" string");
+	if (is_key(type, "round")) {
+		rec->type = PARM_REC_ROUND;
+		return parse_round(r, map, rec);
+	}
+	if (is_key(type, "start")) {
+		rec->type = PARM_REC_START;
+		return parse_start(r, map, rec);
+	}
+	if (is_key(type, "end")) {
+		rec->type = PARM_REC_END;
+		return parse_end(r, map, rec);
+	}
+	if (is_key(type, "fin")) {
+		rec->type = PARM_REC_FIN;
+		r->finished = 1;
+		return 0;
+	}
+	return parm_fail("malformed stream: unknown record type \"%.*s\"",
+			 (int)(type->via.str.size > 32 ? 32 : type->via.str.size),
+			 type->via.str.ptr);
+}
+
+int parm_read_record(parm_reader *r, parm_record *rec)
+{
+	memset(rec, 0, sizeof *rec);
+	rec->tok = -1;
+	if (!r->n_vocab)
+		return parm_fail("parm_read_record: the header was not read");
+	if (r->finished) {
+		rec->type = PARM_REC_FIN;
+		return 0;
+	}
+	if (next_object(r) < 0)
+		return -1;
+	return parse_record(r, &r->obj.data, rec);
+}
+
+/* ---- writer ---- */
+
+struct parm_writer {
+	int fd;
+	msgpack_sbuffer buf;
+	msgpack_packer pk;
+};
+
+parm_writer *parm_writer_new(int fd)
+{
+	parm_writer *w = xcalloc(1, sizeof *w);
+	w->fd = fd;
+	msgpack_sbuffer_init(&w->buf);
+	msgpack_packer_init(&w->pk, &w->buf, msgpack_sbuffer_write);
+	return w;
+}
+
+void parm_writer_free(parm_writer *w)
+{
+	if (!w)
+		return;
+	msgpack_sbuffer_destroy(&w->buf);
+	free(w);
+}
+
+/* write(2) all of p[n], through partial writes and EINTR */
+static int write_all(int fd, const char *p, size_t n, const char *what)
+{
+	while (n > 0) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			int e = errno;
+			if (e == EPIPE)
+				parm_fail("%s: the reader went away", what);
+			else
+				parm_fail("writing %s: %s", what, strerror(e));
+			errno = e;
+			return -1;
+		}
+		p += k;
+		n -= k;
+	}
+	return 0;
+}
+
+int parm_flush(parm_writer *w)
+{
+	int r = write_all(w->fd, w->buf.data, w->buf.size, "the stream");
+	w->buf.size = 0;
+	return r;
+}
+
+static int maybe_flush(parm_writer *w)
+{
+	return w->buf.size >= AUTO_FLUSH ? parm_flush(w) : 0;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+	size_t n = strlen(s);
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+static void pack_str_or_nil(msgpack_packer *pk, const char *s)
+{
+	if (s)
+		pack_str(pk, s);
+	else
+		msgpack_pack_nil(pk);
+}
+
+/* n little-endian 32-bit values as one bin */
+static void pack_le32(msgpack_packer *pk, const void *v, size_t n)
+{
+	msgpack_pack_bin(pk, n * 4);
+	if (!host_is_big_endian()) {
+		msgpack_pack_bin_body(pk, v, n * 4);
+		return;
+	}
+	uint32_t *tmp = xmemdup(v, n * 4);
+	swap32(tmp, n);
+	msgpack_pack_bin_body(pk, tmp, n * 4);
+	free(tmp);
+}
+
+static void pack_header_body(msgpack_packer *pk, const parm_header *h)
+{
+	char hex[17];
+	snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h->fingerprint);
+	pack_str(pk, "fingerprint");
+	pack_str(pk, hex);
+	pack_str(pk, "bos");
+	msgpack_pack_int(pk, h->bos);
+	pack_str(pk, "eos");
+	msgpack_pack_int(pk, h->eos);
+	pack_str(pk, "pieces");
+	msgpack_pack_array(pk, h->n_vocab);
+	for (int i = 0; i < h->n_vocab; i++) {
+		msgpack_pack_bin(pk, h->piece_len[i]);
+		msgpack_pack_bin_body(pk, h->pieces[i], h->piece_len[i]);
+	}
+	pack_str(pk, "feedback");
+	pack_str_or_nil(pk, h->feedback);
+	pack_str(pk, "chain");
+	msgpack_pack_array(pk, h->n_chain);
+	for (int i = 0; i < h->n_chain; i++)
+		pack_str(pk, h->chain[i]);
+}
+
+int parm_write_header(parm_writer *w, const parm_header *h)
+{
+	msgpack_pack_map(&w->pk, 10);
+	pack_str(&w->pk, "type");
+	pack_str(&w->pk, "header");
+	pack_str(&w->pk, "magic");
+	pack_str(&w->pk, PARM_STREAM_MAGIC);
+	pack_str(&w->pk, "version");
+	msgpack_pack_int(&w->pk, PARM_STREAM_VERSION);
+	pack_str(&w->pk, "n_vocab");
+	msgpack_pack_int(&w->pk, h->n_vocab);
+	pack_header_body(&w->pk, h);
+	return maybe_flush(w);
+}
+
+int parm_write_start(parm_writer *w, int seq, const char *prompt,
+		     const int *tokens, int n_tokens, const char *meta)
+{
+	msgpack_packer *pk = &w->pk;
+	msgpack_pack_map(pk, 5);
+	pack_str(pk, "type");
+	pack_str(pk, "start");
+	pack_str(pk, "seq");
+	msgpack_pack_int(pk, seq);
+	pack_str(pk, "prompt");
+	pack_str(pk, prompt ? prompt : "");
+	pack_str(pk, "tokens");
+	msgpack_pack_array(pk, n_tokens);
+	for (int i = 0; i < n_tokens; i++)
+		msgpack_pack_int(pk, tokens[i]);
+	pack_str(pk, "meta");
+	pack_str_or_nil(pk, meta);
+	return maybe_flush(w);
+}
+
+static void pack_step(msgpack_packer *pk, const parm_step *s, int n_vocab)
+{
+	msgpack_pack_map(pk, s->sparse ? 4 : 3);
+	pack_str(pk, "seq");
+	msgpack_pack_int(pk, s->seq);
+	pack_str(pk, "tok");
+	msgpack_pack_int(pk, s->tok);
+	if (s->sparse) {
+		pack_str(pk, "ids");
+		pack_le32(pk, s->ids, s->k);
+	}
+	pack_str(pk, "logits");
+	pack_le32(pk, s->logits, s->sparse ? s->k : n_vocab);
+}
+
+int parm_write_round(parm_writer *w, int n_steps, const parm_step *steps, int n_vocab)
+{
+	msgpack_pack_map(&w->pk, 2);
+	pack_str(&w->pk, "type");
+	pack_str(&w->pk, "round");
+	pack_str(&w->pk, "steps");
+	msgpack_pack_array(&w->pk, n_steps);
+	for (int i = 0; i < n_steps; i++)
+		pack_step(&w->pk, &steps[i], n_vocab);
+	return maybe_flush(w);
+}
+
+int parm_write_end(parm_writer *w, int seq, int tok, int length, const char *reason)
+{
+	msgpack_packer *pk = &w->pk;
+	msgpack_pack_map(pk, 5);
+	pack_str(pk, "type");
+	pack_str(pk, "end");
+	pack_str(pk, "seq");
+	msgpack_pack_int(pk, seq);
+	pack_str(pk, "tok");
+	msgpack_pack_int(pk, tok);
+	pack_str(pk, "length");
+	msgpack_pack_int(pk, length);
+	pack_str(pk, "reason");
+	pack_str(pk, reason ? reason : "");
+	return maybe_flush(w);
+}
+
+int parm_write_fin(parm_writer *w)
+{
+	msgpack_pack_map(&w->pk, 1);
+	pack_str(&w->pk, "type");
+	pack_str(&w->pk, "fin");
+	return maybe_flush(w);
+}
+
+/* ---- feedback channel ---- */
+
+struct parm_feedback {
+	int fd;
+	int owner;                      /* made by parm_feedback_create */
+	volatile sig_atomic_t removed;
+	msgpack_unpacker up;
+	msgpack_unpacked obj;
+	/* preformatted so parm_feedback_remove is async-signal-safe */
+	char dir[PATH_MAX - 16];       /* room left for "/feedback" in fifo */
+	char fifo[PATH_MAX];
+};
+
+static parm_feedback *feedback_new(void)
+{
+	parm_feedback *f = xcalloc(1, sizeof *f);
+	f->fd = -1;
+	f->removed = 1;
+	if (!msgpack_unpacker_init(&f->up, 4096))
+		die("out of memory (msgpack unpacker)");
+	msgpack_unpacked_init(&f->obj);
+	return f;
+}
+
+static int make_fifo_dir(parm_feedback *f)
+{
+	const char *tmp = getenv("TMPDIR");
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	if (snprintf(f->dir, sizeof f->dir, "%s/parm.XXXXXX", tmp) >= (int)sizeof f->dir)
+		return parm_fail("feedback channel: TMPDIR is too long");
+	if (!mkdtemp(f->dir))
+		return parm_fail("cannot make a directory for the feedback channel in %s: %s",
+				 tmp, strerror(errno));
+	snprintf(f->fifo, sizeof f->fifo, "%s/feedback", f->dir);
+	f->removed = 0;
+	if (mkfifo(f->fifo, 0600) < 0) {
+		int e = errno;
+		rmdir(f->dir);
+		f->removed = 1;
+		return parm_fail("cannot make the feedback FIFO %s: %s", f->fifo, strerror(e));
+	}
+	return 0;
+}
+
+parm_feedback *parm_feedback_create(void)
+{
+	parm_feedback *f = feedback_new();
+	f->owner = 1;
+	if (make_fifo_dir(f) < 0) {
+		parm_feedback_free(f);
+		return NULL;
+	}
+	/* non-blocking: the sampler connects only when it has a first choice */
+	f->fd = open(f->fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (f->fd < 0) {
+		int e = errno;
+		parm_feedback_free(f);
+		return parm_failp("cannot open the feedback FIFO: %s", strerror(e));
+	}
+	return f;
+}
+
+const char *parm_feedback_path(const parm_feedback *f)
+{
+	return f->fifo;
+}
+
+void parm_feedback_remove(parm_feedback *f)
+{
+	if (!f || f->removed)
+		return;
+	f->removed = 1;
+	unlink(f->fifo);
+	rmdir(f->dir);
+}
+
+void parm_feedback_free(parm_feedback *f)
+{
+	if (!f)
+		return;
+	if (f->owner)
+		parm_feedback_remove(f);
+	if (f->fd >= 0)
+		close(f->fd);
+	msgpack_unpacked_destroy(&f->obj);
+	msgpack_unpacker_destroy(&f->up);
+	free(f);
+}
+
+static int check_choice(const msgpack_object *o, parm_choice *c)
+{
+	long v[3];
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3)
+		return parm_fail("malformed feedback: a choice is not [seq, tok, stop]");
+	const msgpack_object *e = o->via.array.ptr;
+	if (e[2].type == MSGPACK_OBJECT_BOOLEAN)
+		v[2] = e[2].via.boolean;
+	else if (obj_int(&e[2], 0, 1, &v[2]) < 0)
+		return parm_fail("malformed feedback: stop is not 0 or 1");
+	if (obj_int(&e[0], 0, INT_MAX, &v[0]) < 0)
+		return parm_fail("malformed feedback: seq is not an integer >= 0");
+	if (obj_int(&e[1], -1, INT_MAX, &v[1]) < 0)
+		return parm_fail("malformed feedback: tok is not an integer >= -1");
+	c->seq = (int)v[0];
+	c->tok = (int)v[1];
+	c->stop = (int)v[2];
+	return 0;
+}
+
+/* 1 a choice, 0 need more bytes, -1 bad input */
+static int next_choice(parm_feedback *f, parm_choice *c)
+{
+	int ret = msgpack_unpacker_next(&f->up, &f->obj);
+	if (ret == MSGPACK_UNPACK_SUCCESS)
+		return check_choice(&f->obj.data, c) < 0 ? -1 : 1;
+	if (ret == MSGPACK_UNPACK_CONTINUE)
+		return 0;
+	return parm_fail("malformed feedback: not msgpack");
+}
+
+static int read_feedback(parm_feedback *f)
+{
+	if (!msgpack_unpacker_reserve_buffer(&f->up, 4096))
+		die("out of memory (msgpack buffer)");
+	ssize_t n = read(f->fd, msgpack_unpacker_buffer(&f->up),
+			 msgpack_unpacker_buffer_capacity(&f->up));
+	if (n > 0)
+		msgpack_unpacker_buffer_consumed(&f->up, n);
+	else if (n == 0)
+		return parm_fail("the sampler closed the feedback channel");
+	else if (errno != EAGAIN && errno != EINTR)
+		return parm_fail("reading the feedback channel: %s", strerror(errno));
+	return 0;
+}
+
+/* Wait until the FIFO is readable (or closed) or the output reader left. */
+static int wait_feedback(parm_feedback *f, int out_fd)
+{
+	struct pollfd p[2] = { { f->fd, POLLIN, 0 }, { out_fd, 0, 0 } };
+	int n = poll(p, out_fd >= 0 ? 2 : 1, -1);
+	if (n < 0 && errno == EINTR)
+		return 0;
+	if (n < 0)
+		return parm_fail("waiting for feedback: %s", strerror(errno));
+	if (out_fd >= 0 && (p[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
+		parm_fail("the reader of the stream went away");
+		errno = EPIPE;
+		return -1;
+	}
+	if (p[0].revents)
+		return read_feedback(f);
+	return 0;
+}
+
+int parm_feedback_recv(parm_feedback *f, int out_fd, parm_choice *c, int n)
+{
+	int got = 0;
+	while (got < n) {
+		int r = next_choice(f, &c[got]);
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			got++;
+		else if (wait_feedback(f, out_fd) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+parm_feedback *parm_feedback_connect(const char *path)
+{
+	parm_feedback *f = feedback_new();
+	int e;
+	/* non-blocking open fails (ENXIO) rather than hangs when nobody listens */
+	f->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (f->fd < 0 || fcntl(f->fd, F_SETFL, 0) < 0) {
+		e = errno;
+		parm_feedback_free(f);
+		if (e == ENXIO)
+			return parm_failp("cannot open feedback channel %s: no producer is "
+					  "listening", path);
+		return parm_failp("cannot open feedback channel %s: %s", path, strerror(e));
+	}
+	snprintf(f->fifo, sizeof f->fifo, "%s", path);
+	return f;
+}
+
+int parm_feedback_send(parm_feedback *f, const parm_choice *c, int n)
+{
+	msgpack_sbuffer buf;
+	msgpack_packer pk;
+	int r = 0;
+	msgpack_sbuffer_init(&buf);
+	msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+	for (int i = 0; i < n && r == 0; i++) {
+		msgpack_pack_array(&pk, 3);
+		msgpack_pack_int(&pk, c[i].seq);
+		msgpack_pack_int(&pk, c[i].tok);
+		msgpack_pack_int(&pk, c[i].stop ? 1 : 0);
+		/* a choice is at most 19 bytes: keep each write under PIPE_BUF */
+		if (buf.size > PIPE_BUF - 32 || i == n - 1) {
+			r = write_all(f->fd, buf.data, buf.size, "the feedback channel");
+			buf.size = 0;
+		}
+	}
+	msgpack_sbuffer_destroy(&buf);
+	return r;
+}
