@@ -16,7 +16,8 @@ BUILD=$DIR/build
 BIN=$DIR/bin
 STAMP=$DIR/stamp
 REF_C=$TOP/tests/llama-ref.c
-NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+NO_AMX=
+case $(uname -m) in x86_64|amd64) NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" ;; esac
 
 say() { echo "llamacpp: $*"; }
 die() { echo "llamacpp: error: $*" >&2; exit 1; }
@@ -27,7 +28,7 @@ up_to_date() {
 	done
 	[ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$RECIPE" ] || return 1
 	# llama-ref is ours: rebuild it when its source changed
-	[ ! "$REF_C" -nt "$BIN/llama-ref" ]
+	[ -z "$(find "$REF_C" -newer "$BIN/llama-ref")" ]
 }
 
 fetch_source() {
