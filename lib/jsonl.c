@@ -1,0 +1,276 @@
+/* jsonl.c - lines and JSONL records from plain, compressed or archived
+ * files, through libarchive and jansson. */
+#include "dataset.h"
+#include "util.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define BLOCK_SIZE 65536
+
+struct parm_input {
+	struct archive *a;
+	char *path;
+	char *member;           /* NULL when the input is not an archive */
+	char *blk;              /* BLOCK_SIZE bytes read from the member */
+	size_t blk_len, blk_pos;
+	char *line;             /* the line being assembled */
+	size_t line_len, line_cap;
+	long lineno;
+	int member_done;        /* the member's data is exhausted */
+};
+
+/* Raw format after all the others: tar and zip are recognised by their
+ * headers, anything else (plain or merely compressed) is one stream. */
+parm_input *parm_input_open(const char *path)
+{
+	parm_input *in = xcalloc(1, sizeof *in);
+	int rc;
+	in->a = archive_read_new();
+	archive_read_support_filter_all(in->a);
+	archive_read_support_format_all(in->a);
+	archive_read_support_format_raw(in->a);
+	in->path = xstrdup(strcmp(path, "-") ? path : "stdin");
+	if (!strcmp(path, "-"))
+		rc = archive_read_open_fd(in->a, 0, BLOCK_SIZE);
+	else
+		rc = archive_read_open_filename(in->a, path, BLOCK_SIZE);
+	if (rc != ARCHIVE_OK) {
+		parm_fail("%s: %s", in->path, archive_error_string(in->a));
+		parm_input_close(in);
+		return NULL;
+	}
+	in->blk = xmalloc(BLOCK_SIZE);
+	in->member_done = 1;
+	return in;
+}
+
+void parm_input_close(parm_input *in)
+{
+	if (!in)
+		return;
+	archive_read_free(in->a);
+	free(in->path);
+	free(in->member);
+	free(in->blk);
+	free(in->line);
+	free(in);
+}
+
+const char *parm_input_path(const parm_input *in) { return in->path; }
+const char *parm_input_member(const parm_input *in) { return in->member; }
+long parm_input_lineno(const parm_input *in) { return in->lineno; }
+
+/* Directories, links and the like in an archive are not data. */
+int parm_input_next_member(parm_input *in)
+{
+	struct archive_entry *e;
+	int rc;
+	while ((rc = archive_read_next_header(in->a, &e)) == ARCHIVE_OK ||
+	       rc == ARCHIVE_WARN) {
+		int raw = archive_format(in->a) == ARCHIVE_FORMAT_RAW;
+		if (!raw && archive_entry_filetype(e) != AE_IFREG)
+			continue;
+		free(in->member);
+		in->member = raw ? NULL : xstrdup(archive_entry_pathname(e));
+		in->blk_len = in->blk_pos = 0;
+		in->line_len = 0;
+		in->lineno = 0;
+		in->member_done = 0;
+		return 1;
+	}
+	if (rc == ARCHIVE_EOF)
+		return 0;
+	return parm_fail("%s: %s", in->path, archive_error_string(in->a));
+}
+
+/* Refill the block; 1 bytes ready, 0 end of member, -1 error. */
+static int fill_block(parm_input *in)
+{
+	la_ssize_t got;
+	if (in->member_done)
+		return 0;
+	got = archive_read_data(in->a, in->blk, BLOCK_SIZE);
+	if (got < 0)
+		return parm_fail("%s%s%s: %s", in->path, in->member ? ":" : "",
+				 in->member ? in->member : "", archive_error_string(in->a));
+	in->blk_len = (size_t)got;
+	in->blk_pos = 0;
+	if (got == 0)
+		in->member_done = 1;
+	return got > 0;
+}
+
+int parm_input_peek(parm_input *in, const char **bytes, size_t *n)
+{
+	if (in->blk_pos == in->blk_len && fill_block(in) < 0)
+		return -1;
+	*bytes = in->blk + in->blk_pos;
+	*n = in->blk_len - in->blk_pos;
+	return 0;
+}
+
+static void line_append(parm_input *in, const char *p, size_t n)
+{
+	if (in->line_len + n + 1 > in->line_cap) {
+		in->line_cap = 2 * (in->line_len + n + 1);
+		in->line = xrealloc(in->line, in->line_cap);
+	}
+	memcpy(in->line + in->line_len, p, n);
+	in->line_len += n;
+	in->line[in->line_len] = '\0';
+}
+
+/* Gather bytes up to the next newline; 1 a whole line, 0 end of member
+ * with nothing pending, -1 error. */
+static int gather_line(parm_input *in)
+{
+	in->line_len = 0;
+	line_append(in, "", 0);
+	for (;;) {
+		if (in->blk_pos == in->blk_len) {
+			int rc = fill_block(in);
+			if (rc < 0)
+				return -1;
+			if (rc == 0)
+				return in->line_len > 0;
+		}
+		const char *p = in->blk + in->blk_pos;
+		size_t avail = in->blk_len - in->blk_pos;
+		const char *nl = memchr(p, '\n', avail);
+		size_t take = nl ? (size_t)(nl - p) : avail;
+		line_append(in, p, take);
+		in->blk_pos += take + (nl != NULL);
+		if (nl)
+			return 1;
+	}
+}
+
+int parm_input_getline(parm_input *in, const char **line, size_t *len)
+{
+	int rc = gather_line(in);
+	if (rc <= 0)
+		return rc;
+	in->lineno++;
+	if (memchr(in->line, '\0', in->line_len))
+		return parm_fail("%s%s%s:%ld: NUL byte in a line", in->path,
+				 in->member ? ":" : "", in->member ? in->member : "",
+				 in->lineno);
+	if (in->line_len > 0 && in->line[in->line_len - 1] == '\r')
+		in->line[--in->line_len] = '\0';
+	*line = in->line;
+	*len = in->line_len;
+	return 1;
+}
+
+int parm_input_slurp(parm_input *in, char **text, size_t *len)
+{
+	in->line_len = 0;
+	line_append(in, in->blk + in->blk_pos, in->blk_len - in->blk_pos);
+	in->blk_pos = in->blk_len;
+	for (int rc; (rc = fill_block(in)) != 0; in->blk_pos = in->blk_len) {
+		if (rc < 0)
+			return -1;
+		line_append(in, in->blk, in->blk_len);
+	}
+	*text = xmemdup(in->line, in->line_len + 1);
+	*len = in->line_len;
+	return 0;
+}
+
+int parm_badrec(parm_badrecs *bad, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (bad->strict)
+		return parm_fail("%s", msg);
+	bad->n_skipped++;
+	if (bad->on_skip)
+		bad->on_skip(bad->ctx, msg);
+	return 0;
+}
+
+static int is_blank(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strchr(" \t\r\f\v", s[i]))
+			return 0;
+	return 1;
+}
+
+static char *origin_of(const parm_input *in)
+{
+	char *s;
+	if (in->member)
+		s = xmalloc(strlen(in->path) + strlen(in->member) + 32),
+		sprintf(s, "%s:%s:%ld", in->path, in->member, in->lineno);
+	else
+		s = xmalloc(strlen(in->path) + 32),
+		sprintf(s, "%s:%ld", in->path, in->lineno);
+	return s;
+}
+
+/* One line: 1 a record went to fn, 0 skipped, -1 stop. */
+static int jsonl_line(parm_input *in, const char *line, size_t len,
+		      parm_badrecs *bad, parm_record_fn fn, void *ctx)
+{
+	json_error_t err;
+	char *origin = origin_of(in);
+	json_t *obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err);
+	int rc;
+	if (!obj)
+		rc = parm_badrec(bad, "%s: bad JSON at column %d: %s", origin,
+				 err.column, err.text);
+	else if (!json_is_object(obj))
+		rc = parm_badrec(bad, "%s: not a JSON object", origin);
+	else
+		rc = fn(ctx, obj, origin) < 0 ? -1 : 1;
+	json_decref(obj);
+	free(origin);
+	return rc;
+}
+
+long parm_input_jsonl(parm_input *in, parm_badrecs *bad, parm_record_fn fn, void *ctx)
+{
+	const char *line;
+	size_t len;
+	long n = 0;
+	int rc;
+	while ((rc = parm_input_getline(in, &line, &len)) > 0) {
+		if (is_blank(line, len))
+			continue;
+		int got = jsonl_line(in, line, len, bad, fn, ctx);
+		if (got < 0)
+			return -1;
+		n += got;
+	}
+	return rc < 0 ? -1 : n;
+}
+
+long parm_jsonl_foreach(const char *const *paths, int n, parm_badrecs *bad,
+			parm_record_fn fn, void *ctx)
+{
+	long total = 0;
+	for (int i = 0; i < n; i++) {
+		parm_input *in = parm_input_open(paths[i]);
+		int rc;
+		if (!in)
+			return -1;
+		while ((rc = parm_input_next_member(in)) > 0) {
+			long got = parm_input_jsonl(in, bad, fn, ctx);
+			if (got < 0)
+				break;
+			total += got;
+		}
+		parm_input_close(in);
+		if (rc != 0)
+			return -1;
+	}
+	return total;
+}
