@@ -3,6 +3,7 @@
 #include "prompts.h"
 #include "util.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- Tokenising ---- */

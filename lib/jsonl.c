@@ -7,6 +7,7 @@
 #include <archive_entry.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BLOCK_SIZE 65536
