@@ -549,3 +549,426 @@ void log_softmax_forward_ref(float *out, const float *x, int n, int v)
 			out[i * v + k] = (float)(x[i * v + k] - m - log(sum));
 	}
 }
+
+/* ==== training: backward passes (gradients accumulate) ==== */
+
+/* ---- matmul ---- */
+
+void matmul_backward(float *dx, float *dw, const float *dy, const float *x,
+		     const void *w, enum ggml_type t, int n, int in, int out)
+{
+	if (n <= 0)
+		return;
+	if (dw)         /* dw[out][in] += dy^T x */
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f,
+			    dy, out, x, in, 1.0f, dw, in);
+	if (!dx)
+		return;
+	if (t == GGML_F32) {    /* dx[N][in] += dy W */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f,
+			    dy, out, w, in, 1.0f, dx, in);
+		return;
+	}
+	/* dx += dy[:, r0:r0+rows] W[r0:r0+rows], a dequantised tile at a time;
+	 * every tile's sgemm runs on all of OpenBLAS's threads */
+	int rows = tile_rows(in);
+	size_t rb = ggml_row_bytes(t, in);
+	float *tile = xmalloc((size_t)rows * in * sizeof *tile);
+	for (int r0 = 0; r0 < out; r0 += rows) {
+		int nr = out - r0 < rows ? out - r0 : rows;
+		for (int r = 0; r < nr; r++)
+			dequant_row(tile + (size_t)r * in, (const char *)w + (size_t)(r0 + r) * rb, t, in);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, nr, 1.0f,
+			    dy + r0, out, tile, in, 1.0f, dx, in);
+	}
+	free(tile);
+}
+
+void matmul_backward_ref(float *dx, float *dw, const float *dy, const float *x,
+			 const void *w, enum ggml_type t, int n, int in, int out)
+{
+	float *row = xmalloc((size_t)in * sizeof *row);
+	size_t rb = ggml_row_bytes(t, in);
+	for (int o = 0; o < out; o++) {
+		dequant_row_ref(row, (const char *)w + (size_t)o * rb, t, in);
+		for (int i = 0; i < n; i++) {
+			float g = dy[(size_t)i * out + o];
+			for (int k = 0; k < in; k++) {
+				if (dx)
+					dx[(size_t)i * in + k] += g * row[k];
+				if (dw)
+					dw[(size_t)o * in + k] += g * x[(size_t)i * in + k];
+			}
+		}
+	}
+	free(row);
+}
+
+void embed_backward(float *dtable, const float *dout, const int *tokens, int n, int d)
+{
+	for (int i = 0; i < n; i++) {
+		float *row = dtable + (size_t)tokens[i] * d;
+		for (int k = 0; k < d; k++)
+			row[k] += dout[(size_t)i * d + k];
+	}
+}
+
+/* ---- rmsnorm: y = x r w, r = 1 / sqrt(mean(x^2) + eps) ----
+ * dx = r (dy w) - x r^3 / D sum(dy w x);  dw = sum over rows of dy x r */
+
+void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+		      const float *w, int n, int d, float eps)
+{
+	for (int i = 0; i < n; i++) {
+		const float *xi = x + (size_t)i * d, *gi = dout + (size_t)i * d;
+		float ss = 0, dot = 0;
+		for (int k = 0; k < d; k++) {
+			ss += xi[k] * xi[k];
+			dot += gi[k] * w[k] * xi[k];
+		}
+		float r = 1.0f / sqrtf(ss / d + eps), c = dot * r * r * r / d;
+		if (dw)
+			for (int k = 0; k < d; k++)
+				dw[k] += gi[k] * xi[k] * r;
+		if (dx)
+			for (int k = 0; k < d; k++)
+				dx[(size_t)i * d + k] += r * gi[k] * w[k] - c * xi[k];
+	}
+}
+
+void rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *x,
+			  const float *w, int n, int d, float eps)
+{
+	for (int i = 0; i < n; i++) {
+		double ss = 0, dot = 0;
+		for (int k = 0; k < d; k++) {
+			ss += (double)x[i * d + k] * x[i * d + k];
+			dot += (double)dout[i * d + k] * w[k] * x[i * d + k];
+		}
+		double r = 1.0 / sqrt(ss / d + eps);
+		for (int k = 0; k < d; k++) {
+			if (dw)
+				dw[k] += (float)(dout[i * d + k] * x[i * d + k] * r);
+			if (dx)
+				dx[i * d + k] += (float)(r * dout[i * d + k] * w[k] -
+							 dot * r * r * r / d * x[i * d + k]);
+		}
+	}
+}
+
+/* ---- rope ---- */
+
+void rope_backward(float *dx, const int *pos, int n, int heads, int hd, float base)
+{
+	int *neg = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *neg);
+	for (int i = 0; i < n; i++)
+		neg[i] = -pos[i];
+	rope_forward(dx, neg, n, heads, hd, base);
+	free(neg);
+}
+
+/* ---- training attention: per (sequence, head) S = Q K^T / sqrt(hd) with
+ * sgemm on a [L][L] scratch, causal softmax, O = P V ---- */
+
+typedef struct {
+	float *out, *lse, *dq, *dk, *dv;
+	const float *q, *k, *v, *dout, *fout, *flse;
+	const int *start, *len;
+	int n_seq, heads, kv_heads, hd, max_len;
+	atomic_int next;
+} attn_train_work;
+
+/* P[L][L] = causal softmax of the scaled scores of head h; lse per row
+ * written (forward) or read (backward: exp(s - lse), no renormalising). */
+static void attn_probs(float *P, float *lse_rows, int write_lse, const float *q,
+		       const float *k, int L, int H, int G, int h, int hd)
+{
+	int g = h / (H / G);
+	float scale = 1.0f / sqrtf((float)hd);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, scale,
+		    q + (size_t)h * hd, H * hd, k + (size_t)g * hd, G * hd, 0.0f, P, L);
+	for (int i = 0; i < L; i++) {
+		float *p = P + (size_t)i * L, *lse = lse_rows + (size_t)i * H;
+		if (write_lse) {
+			float m = row_max(p, i + 1), sum = 0;
+			for (int j = 0; j <= i; j++)
+				sum += expf(p[j] - m);
+			*lse = m + logf(sum);
+		}
+		for (int j = 0; j <= i; j++)
+			p[j] = expf(p[j] - *lse);
+		for (int j = i + 1; j < L; j++)
+			p[j] = 0;
+	}
+}
+
+static void attn_train_fwd_worker(void *arg, int worker, int n_workers)
+{
+	attn_train_work *w = arg;
+	int H = w->heads, G = w->kv_heads, hd = w->hd, item;
+	float *P = pool_scratch(worker, (size_t)w->max_len * w->max_len);
+	while ((item = atomic_fetch_add(&w->next, 1)) < w->n_seq * H) {
+		int s = item / H, h = item % H, L = w->len[s], g = h / (H / G);
+		size_t r0 = w->start[s];
+		if (L <= 0)
+			continue;
+		attn_probs(P, w->lse + r0 * H + h, 1, w->q + r0 * H * hd, w->k + r0 * G * hd,
+			   L, H, G, h, hd);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f,
+			    P, L, w->v + r0 * G * hd + (size_t)g * hd, G * hd, 0.0f,
+			    w->out + r0 * H * hd + (size_t)h * hd, H * hd);
+	}
+}
+
+static int max_of(const int *a, int n)
+{
+	int m = 0;
+	for (int i = 0; i < n; i++)
+		m = a[i] > m ? a[i] : m;
+	return m;
+}
+
+void attention_train_forward(float *out, float *lse, const float *q, const float *k,
+			     const float *v, const int *start, const int *len, int n_seq,
+			     int heads, int kv_heads, int hd)
+{
+	attn_train_work w = { .out = out, .lse = lse, .q = q, .k = k, .v = v, .start = start,
+			      .len = len, .n_seq = n_seq, .heads = heads, .kv_heads = kv_heads,
+			      .hd = hd, .max_len = max_of(len, n_seq) };
+	atomic_init(&w.next, 0);
+	if (n_seq > 0)
+		pool_run(attn_train_fwd_worker, &w);
+}
+
+/* One head of one sequence, backward, all [L][...] views at row r0:
+ *   dP = dO V^T;  dS = P (dP - rowsum(dO * O));  dV += P^T dO;
+ *   dQ += dS K / sqrt(hd);  dK += dS^T Q / sqrt(hd). */
+static void attn_head_backward(attn_train_work *w, float *P, float *dP, int s, int h)
+{
+	int H = w->heads, G = w->kv_heads, hd = w->hd, L = w->len[s], g = h / (H / G);
+	size_t r0 = w->start[s], qo = r0 * H * hd + (size_t)h * hd, ko = r0 * G * hd + (size_t)g * hd;
+	float scale = 1.0f / sqrtf((float)hd);
+	attn_probs(P, (float *)w->flse + r0 * H + h, 0, w->q + r0 * H * hd, w->k + r0 * G * hd,
+		   L, H, G, h, hd);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f,
+		    w->dout + qo, H * hd, w->v + ko, G * hd, 0.0f, dP, L);
+	for (int i = 0; i < L; i++) {
+		const float *o = w->fout + qo + (size_t)i * H * hd, *go = w->dout + qo + (size_t)i * H * hd;
+		float di = 0;
+		for (int e = 0; e < hd; e++)
+			di += o[e] * go[e];
+		float *p = P + (size_t)i * L, *dp = dP + (size_t)i * L;
+		for (int j = 0; j <= i; j++)
+			dp[j] = p[j] * (dp[j] - di);
+		for (int j = i + 1; j < L; j++)
+			dp[j] = 0;
+	}
+	if (w->dv)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hd, L, 1.0f,
+			    P, L, w->dout + qo, H * hd, 1.0f, w->dv + ko, G * hd);
+	if (w->dq)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, scale,
+			    dP, L, w->k + ko, G * hd, 1.0f, w->dq + qo, H * hd);
+	if (w->dk)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, hd, L, scale,
+			    dP, L, w->q + qo, H * hd, 1.0f, w->dk + ko, G * hd);
+}
+
+/* Work items are (sequence, kv head): the heads of one group write the
+ * same dK, dV rows, so one thread takes them all. */
+static void attn_train_bwd_worker(void *arg, int worker, int n_workers)
+{
+	attn_train_work *w = arg;
+	int H = w->heads, G = w->kv_heads, group = H / G, item;
+	size_t l2 = (size_t)w->max_len * w->max_len;
+	float *P = pool_scratch(worker, 2 * l2), *dP = P + l2;
+	while ((item = atomic_fetch_add(&w->next, 1)) < w->n_seq * G) {
+		int s = item / G, g = item % G;
+		if (w->len[s] <= 0)
+			continue;
+		for (int h = g * group; h < (g + 1) * group; h++)
+			attn_head_backward(w, P, dP, s, h);
+	}
+}
+
+void attention_train_backward(float *dq, float *dk, float *dv, const float *dout,
+			      const float *q, const float *k, const float *v,
+			      const float *out, const float *lse, const int *start,
+			      const int *len, int n_seq, int heads, int kv_heads, int hd)
+{
+	attn_train_work w = { .dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k,
+			      .v = v, .fout = out, .flse = lse, .start = start, .len = len,
+			      .n_seq = n_seq, .heads = heads, .kv_heads = kv_heads, .hd = hd,
+			      .max_len = max_of(len, n_seq) };
+	atomic_init(&w.next, 0);
+	if (n_seq > 0)
+		pool_run(attn_train_bwd_worker, &w);
+}
+
+/* The references: plain loops in double, one (row, head) at a time. */
+static double ref_score(const float *q, const float *k, int i, int j, int H, int G,
+			int h, int hd)
+{
+	double s = 0;
+	for (int e = 0; e < hd; e++)
+		s += (double)q[((size_t)i * H + h) * hd + e] * k[((size_t)j * G + h / (H / G)) * hd + e];
+	return s / sqrt(hd);
+}
+
+void attention_train_forward_ref(float *out, float *lse, const float *q, const float *k,
+				 const float *v, const int *start, const int *len, int n_seq,
+				 int heads, int kv_heads, int hd)
+{
+	int H = heads, G = kv_heads;
+	for (int s = 0; s < n_seq; s++)
+		for (int h = 0; h < H; h++)
+			for (int i = start[s]; i < start[s] + len[s]; i++) {
+				double m = -INFINITY, sum = 0;
+				for (int j = start[s]; j <= i; j++)
+					m = fmax(m, ref_score(q, k, i, j, H, G, h, hd));
+				for (int j = start[s]; j <= i; j++)
+					sum += exp(ref_score(q, k, i, j, H, G, h, hd) - m);
+				double l = m + log(sum);
+				lse[(size_t)i * H + h] = (float)l;
+				for (int e = 0; e < hd; e++) {
+					double o = 0;
+					for (int j = start[s]; j <= i; j++)
+						o += exp(ref_score(q, k, i, j, H, G, h, hd) - l) *
+						     v[((size_t)j * G + h / (H / G)) * hd + e];
+					out[((size_t)i * H + h) * hd + e] = (float)o;
+				}
+			}
+}
+
+static void ref_head_row_backward(float *dq, float *dk, float *dv, const float *dout,
+				  const float *q, const float *k, const float *v,
+				  const float *out, const float *lse, int j0, int i,
+				  int H, int G, int h, int hd)
+{
+	size_t qi = ((size_t)i * H + h) * hd;
+	double di = 0, sc = 1.0 / sqrt(hd);
+	for (int e = 0; e < hd; e++)
+		di += (double)dout[qi + e] * out[qi + e];
+	for (int j = j0; j <= i; j++) {
+		size_t kj = ((size_t)j * G + h / (H / G)) * hd;
+		double p = exp(ref_score(q, k, i, j, H, G, h, hd) - lse[(size_t)i * H + h]), dp = 0;
+		for (int e = 0; e < hd; e++)
+			dp += (double)dout[qi + e] * v[kj + e];
+		double ds = p * (dp - di);
+		for (int e = 0; e < hd; e++) {
+			dv[kj + e] += (float)(p * dout[qi + e]);
+			dq[qi + e] += (float)(ds * sc * k[kj + e]);
+			dk[kj + e] += (float)(ds * sc * q[qi + e]);
+		}
+	}
+}
+
+void attention_train_backward_ref(float *dq, float *dk, float *dv, const float *dout,
+				  const float *q, const float *k, const float *v,
+				  const float *out, const float *lse, const int *start,
+				  const int *len, int n_seq, int heads, int kv_heads, int hd)
+{
+	for (int s = 0; s < n_seq; s++)
+		for (int h = 0; h < heads; h++)
+			for (int i = start[s]; i < start[s] + len[s]; i++)
+				ref_head_row_backward(dq, dk, dv, dout, q, k, v, out, lse,
+						      start[s], i, heads, kv_heads, h, hd);
+}
+
+/* ---- swiglu: out = g sigmoid(g) u ---- */
+
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+		     const float *up, int64_t count)
+{
+	for (int64_t i = 0; i < count; i++) {
+		float g = gate[i], sig = 1.0f / (1.0f + expf(-g));
+		if (dup)
+			dup[i] += dout[i] * g * sig;
+		if (dgate)
+			dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+	}
+}
+
+/* ---- log-softmax, log-prob gather, cross-entropy ---- */
+
+void log_softmax_backward(float *dx, const float *dout, const float *out, int n, int v)
+{
+	for (int i = 0; i < n; i++) {
+		const float *g = dout + (size_t)i * v, *o = out + (size_t)i * v;
+		float sum = 0;
+		for (int k = 0; k < v; k++)
+			sum += g[k];
+		for (int k = 0; k < v; k++)
+			dx[(size_t)i * v + k] += g[k] - expf(o[k]) * sum;
+	}
+}
+
+static float row_lse(const float *x, int v)
+{
+	float m = row_max(x, v), sum = 0;
+	for (int k = 0; k < v; k++)
+		sum += expf(x[k] - m);
+	return m + logf(sum);
+}
+
+void logprob_forward(float *logp, const float *logits, const int *targets, int n, int v)
+{
+	for (int i = 0; i < n; i++) {
+		const float *x = logits + (size_t)i * v;
+		logp[i] = x[targets[i]] - row_lse(x, v);
+	}
+}
+
+void logprob_backward(float *dlogits, const float *dlogp, const float *logits,
+		      const int *targets, int n, int v)
+{
+	for (int i = 0; i < n; i++) {
+		const float *x = logits + (size_t)i * v;
+		float *dx = dlogits + (size_t)i * v, g = dlogp[i];
+		if (g == 0)
+			continue;
+		float lse = row_lse(x, v);
+		for (int k = 0; k < v; k++)
+			dx[k] -= g * expf(x[k] - lse);
+		dx[targets[i]] += g;
+	}
+}
+
+void logprob_forward_ref(float *logp, const float *logits, const int *targets, int n, int v)
+{
+	float *row = xmalloc((size_t)v * sizeof *row);
+	for (int i = 0; i < n; i++) {
+		log_softmax_forward_ref(row, logits + (size_t)i * v, 1, v);
+		logp[i] = row[targets[i]];
+	}
+	free(row);
+}
+
+void logprob_backward_ref(float *dlogits, const float *dlogp, const float *logits,
+			  const int *targets, int n, int v)
+{
+	float *p = xmalloc((size_t)v * sizeof *p);
+	for (int i = 0; i < n; i++) {
+		softmax_forward_ref(p, logits + (size_t)i * v, 1, v);
+		for (int k = 0; k < v; k++)
+			dlogits[(size_t)i * v + k] += (float)(dlogp[i] * ((k == targets[i]) - (double)p[k]));
+	}
+	free(p);
+}
+
+void crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int v)
+{
+	logprob_forward(losses, logits, targets, n, v);
+	for (int i = 0; i < n; i++)
+		losses[i] = -losses[i];
+}
+
+void crossentropy_backward(float *dlogits, const float *dlosses, const float *logits,
+			   const int *targets, int n, int v)
+{
+	float *neg = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *neg);
+	for (int i = 0; i < n; i++)
+		neg[i] = -dlosses[i];
+	logprob_backward(dlogits, neg, logits, targets, n, v);
+	free(neg);
+}

@@ -69,4 +69,77 @@ void softmax_forward_ref(float *out, const float *x, int n, int v);
 void log_softmax_forward(float *out, const float *x, int n, int v);
 void log_softmax_forward_ref(float *out, const float *x, int n, int v);
 
+/* ---- training ----
+ *
+ * Backward passes, llm.c style: each _backward sits beside its forward,
+ * takes the output's gradient and ACCUMULATES (+=) into the gradients of
+ * the inputs and weights, so a tensor used twice (a tied embedding, the
+ * residual stream) simply receives both contributions.  Any gradient
+ * output given as NULL is not computed.  Legend: N = tokens of a packed
+ * batch, S = sequences in it.
+ */
+
+/* dx[N][in] += dy[N][out] W for W[out][in] of any type (a tile of rows is
+ * dequantised at a time, so frozen quantised weights are read in place);
+ * dw[out][in] += dy^T x (f32 weights only: trainable weights are f32). */
+void matmul_backward(float *dx, float *dw, const float *dy, const float *x,
+		     const void *w, enum ggml_type t, int n, int in, int out);
+void matmul_backward_ref(float *dx, float *dw, const float *dy, const float *x,
+			 const void *w, enum ggml_type t, int n, int in, int out);
+
+/* dtable[V][D] (f32) rows tokens[n] += dout[N][D]. */
+void embed_backward(float *dtable, const float *dout, const int *tokens, int n, int d);
+
+/* From the forward's input x[N][D] (not its output). */
+void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+		      const float *w, int n, int d, float eps);
+void rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *x,
+			  const float *w, int n, int d, float eps);
+
+/* The rotation is orthogonal: the gradient of the rotated x[N][heads][hd]
+ * is turned back in place by the inverse rotation (angle -theta). */
+void rope_backward(float *dx, const int *pos, int n, int heads, int hd, float base);
+
+/* Causal grouped-query attention for training, no cache: the tokens of
+ * sequence s are rows start[s] .. start[s] + len[s] - 1 of q[N][H][hd],
+ * k[N][G][hd], v[N][G][hd], and each attends to its own sequence up to
+ * itself.  lse[N][H] keeps every row's log-sum-exp of the scaled scores:
+ * the backward pass recomputes the probabilities from it (one more Q K^T
+ * per head) instead of keeping S x H x T x T of them. */
+void attention_train_forward(float *out, float *lse, const float *q, const float *k,
+			     const float *v, const int *start, const int *len, int n_seq,
+			     int heads, int kv_heads, int hd);
+void attention_train_forward_ref(float *out, float *lse, const float *q, const float *k,
+				 const float *v, const int *start, const int *len, int n_seq,
+				 int heads, int kv_heads, int hd);
+void attention_train_backward(float *dq, float *dk, float *dv, const float *dout,
+			      const float *q, const float *k, const float *v,
+			      const float *out, const float *lse, const int *start,
+			      const int *len, int n_seq, int heads, int kv_heads, int hd);
+void attention_train_backward_ref(float *dq, float *dk, float *dv, const float *dout,
+				  const float *q, const float *k, const float *v,
+				  const float *out, const float *lse, const int *start,
+				  const int *len, int n_seq, int heads, int kv_heads, int hd);
+
+/* From the forward's inputs gate, up [count]. */
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+		     const float *up, int64_t count);
+
+/* dx[N][V] += dout - exp(out) sum(dout), out = log_softmax(x). */
+void log_softmax_backward(float *dx, const float *dout, const float *out, int n, int v);
+
+/* logp[N] = log_softmax(logits[n])[targets[n]], without writing the row. */
+void logprob_forward(float *logp, const float *logits, const int *targets, int n, int v);
+void logprob_forward_ref(float *logp, const float *logits, const int *targets, int n, int v);
+/* dlogits[N][V] += dlogp[n] (onehot(targets[n]) - softmax(logits[n])). */
+void logprob_backward(float *dlogits, const float *dlogp, const float *logits,
+		      const int *targets, int n, int v);
+void logprob_backward_ref(float *dlogits, const float *dlogp, const float *logits,
+			  const int *targets, int n, int v);
+
+/* Cross-entropy is the negated log-prob: losses[N] = -logp. */
+void crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int v);
+void crossentropy_backward(float *dlogits, const float *dlosses, const float *logits,
+			   const int *targets, int n, int v);
+
 #endif
