@@ -26,7 +26,7 @@ example_commands() {
 }
 
 # Run the commands of one page; on failure name the command and show
-# what it printed on stderr.
+# what it printed on stderr (or, when nothing, the end of its stdout).
 run_examples() {
 	page=$1
 	dir=$T/$(basename "$page")
@@ -50,7 +50,7 @@ run_examples() {
 	at=$(cat "$dir.at" 2>/dev/null || echo 1)
 	echo "$page: example command $at failed:" >&2
 	sed -n "${at}p" "$dir.cmds" | tr '\001' '\n' | sed 's/^/  $ /' >&2
-	tail -n 5 "$dir.err" >&2
+	if [ -s "$dir.err" ]; then tail -n 5 "$dir.err"; else tail -n 3 "$dir.out"; fi >&2
 	return 1
 }
 
