@@ -57,9 +57,10 @@ int parm_parse_targets(const char *s, unsigned *mask)
 	for (char *tok = m ? NULL : strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		int t = parm_target_from_name(tok);
 		if (t < 0) {
+			parm_fail("targets '%s': unknown target '%s' (q k v o gate up down, "
+				  "attn_q ... ffn_down, or all)", s, tok);
 			free(copy);
-			return parm_fail("targets '%s': unknown target '%s' (q k v o gate up down, "
-					 "attn_q ... ffn_down, or all)", s, tok);
+			return -1;
 		}
 		m |= 1u << t;
 	}
