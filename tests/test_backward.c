@@ -1,0 +1,305 @@
+/* test_backward.c - every backward kernel against central finite
+ * differences of its (double-accumulating) reference forward, and every
+ * optimised backward against its plain-loop reference. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "quant.h"
+#include "tap.h"
+#include "util.h"
+
+static uint64_t rng = 12345;
+
+static float frand(void)        /* uniform in [-1, 1) */
+{
+	rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (float)((rng >> 40) * 0x1.0p-24 * 2 - 1);
+}
+
+static float *rand_vec(size_t n, float scale)
+{
+	float *v = xmalloc(n * sizeof *v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = frand() * scale;
+	return v;
+}
+
+static float *zeros(size_t n)
+{
+	return xcalloc(n, sizeof(float));
+}
+
+/* A forward under test: fills out[] from the inputs it holds in ctx. */
+typedef void fwd_fn(void *ctx, float *out);
+
+static double weighted(fwd_fn *f, void *ctx, float *out, const float *r, size_t n_out)
+{
+	double s = 0;
+	f(ctx, out);
+	for (size_t i = 0; i < n_out; i++)
+		s += (double)r[i] * out[i];
+	return s;
+}
+
+/* max |analytic - numeric| / max |numeric| over (up to 300 sampled)
+ * coordinates of x, the loss being sum r * out. */
+static double fd_error(fwd_fn *f, void *ctx, float *x, size_t nx, const float *grad,
+		       const float *r, size_t n_out, float h)
+{
+	float *out = xmalloc(n_out * sizeof *out);
+	double max_diff = 0, max_num = 1e-6;
+	size_t step = nx > 300 ? nx / 300 : 1;
+	for (size_t i = 0; i < nx; i += step) {
+		float keep = x[i];
+		x[i] = keep + h;
+		double up = weighted(f, ctx, out, r, n_out);
+		x[i] = keep - h;
+		double down = weighted(f, ctx, out, r, n_out);
+		x[i] = keep;
+		double num = (up - down) / (2.0 * h);
+		max_diff = fmax(max_diff, fabs(num - grad[i]));
+		max_num = fmax(max_num, fabs(num));
+	}
+	free(out);
+	return max_diff / max_num;
+}
+
+static double max_rel_diff(const float *a, const float *b, size_t n)
+{
+	double d = 0, m = 1e-6;
+	for (size_t i = 0; i < n; i++) {
+		d = fmax(d, fabs((double)a[i] - b[i]));
+		m = fmax(m, fabs((double)b[i]));
+	}
+	return d / m;
+}
+
+static void report(const char *op, double err, double tol)
+{
+	printf("# %-22s max rel err %.2e\n", op, err);
+	ok(err < tol, "%s backward matches finite differences (%.1e < %.0e)", op, err, tol);
+}
+
+/* ---- matmul ---- */
+
+typedef struct { float *x; const void *w; enum ggml_type t; int n, in, out; } mm_ctx;
+
+static void mm_fwd(void *c, float *out)
+{
+	mm_ctx *m = c;
+	matmul_forward_ref(out, m->x, m->w, m->t, m->n, m->in, m->out);
+}
+
+static void test_matmul(void)
+{
+	int n = 5, in = 64, out = 24;
+	float *x = rand_vec((size_t)n * in, 1), *w = rand_vec((size_t)out * in, 0.5f);
+	float *r = rand_vec((size_t)n * out, 1), *dx = zeros((size_t)n * in), *dw = zeros((size_t)out * in);
+	float *dx2 = zeros((size_t)n * in), *dw2 = zeros((size_t)out * in);
+	mm_ctx c = { x, w, GGML_F32, n, in, out };
+	matmul_backward(dx, dw, r, x, w, GGML_F32, n, in, out);
+	matmul_backward_ref(dx2, dw2, r, x, w, GGML_F32, n, in, out);
+	ok(max_rel_diff(dx, dx2, (size_t)n * in) < 1e-5 && max_rel_diff(dw, dw2, (size_t)out * in) < 1e-5,
+	   "matmul_backward equals its reference (f32)");
+	report("matmul dx (f32)", fd_error(mm_fwd, &c, x, (size_t)n * in, dx, r, (size_t)n * out, 1e-2f), 1e-3);
+	report("matmul dW (f32)", fd_error(mm_fwd, &c, w, (size_t)out * in, dw, r, (size_t)n * out, 1e-2f), 1e-3);
+	/* a frozen q8_0 weight read in place: dx only */
+	size_t rb = ggml_row_bytes(GGML_Q8_0, in);
+	char *q = xmalloc(rb * out);
+	for (int o = 0; o < out; o++)
+		quant_row(q + o * rb, w + (size_t)o * in, GGML_Q8_0, in);
+	memset(dx, 0, (size_t)n * in * sizeof *dx);
+	memset(dx2, 0, (size_t)n * in * sizeof *dx2);
+	matmul_backward(dx, NULL, r, x, q, GGML_Q8_0, n, in, out);
+	matmul_backward_ref(dx2, NULL, r, x, q, GGML_Q8_0, n, in, out);
+	ok(max_rel_diff(dx, dx2, (size_t)n * in) < 1e-5, "matmul_backward equals its reference (q8_0)");
+	c = (mm_ctx){ x, q, GGML_Q8_0, n, in, out };
+	report("matmul dx (q8_0)", fd_error(mm_fwd, &c, x, (size_t)n * in, dx, r, (size_t)n * out, 1e-2f), 1e-3);
+	/* accumulation: a second call adds the same again */
+	matmul_backward(dx, NULL, r, x, q, GGML_Q8_0, n, in, out);
+	for (size_t i = 0; i < (size_t)n * in; i++)
+		dx2[i] *= 2;
+	ok(max_rel_diff(dx, dx2, (size_t)n * in) < 1e-5, "matmul_backward accumulates");
+	free(x), free(w), free(r), free(dx), free(dw), free(dx2), free(dw2), free(q);
+}
+
+/* ---- embedding ---- */
+
+typedef struct { float *table; const int *tok; int n, d; } emb_ctx;
+
+static void emb_fwd(void *c, float *out)
+{
+	emb_ctx *e = c;
+	embed_forward(out, e->table, GGML_F32, e->tok, e->n, e->d);
+}
+
+static void test_embed(void)
+{
+	int V = 7, d = 8, tok[6] = { 3, 1, 3, 0, 6, 3 };
+	float *table = rand_vec((size_t)V * d, 1), *r = rand_vec(6 * d, 1), *dt = zeros((size_t)V * d);
+	emb_ctx c = { table, tok, 6, d };
+	embed_backward(dt, r, tok, 6, d);
+	report("embedding", fd_error(emb_fwd, &c, table, (size_t)V * d, dt, r, 6 * d, 1e-2f), 1e-4);
+	free(table), free(r), free(dt);
+}
+
+/* ---- rmsnorm ---- */
+
+typedef struct { float *x, *w; int n, d; } rms_ctx;
+
+static void rms_fwd(void *c, float *out)
+{
+	rms_ctx *m = c;
+	rmsnorm_forward_ref(out, m->x, m->w, m->n, m->d, 1e-5f);
+}
+
+static void test_rmsnorm(void)
+{
+	int n = 4, d = 40;
+	float *x = rand_vec((size_t)n * d, 2), *w = rand_vec(d, 1), *r = rand_vec((size_t)n * d, 1);
+	float *dx = zeros((size_t)n * d), *dw = zeros(d), *dx2 = zeros((size_t)n * d), *dw2 = zeros(d);
+	rms_ctx c = { x, w, n, d };
+	rmsnorm_backward(dx, dw, r, x, w, n, d, 1e-5f);
+	rmsnorm_backward_ref(dx2, dw2, r, x, w, n, d, 1e-5f);
+	ok(max_rel_diff(dx, dx2, (size_t)n * d) < 1e-5 && max_rel_diff(dw, dw2, d) < 1e-5,
+	   "rmsnorm_backward equals its reference");
+	report("rmsnorm dx", fd_error(rms_fwd, &c, x, (size_t)n * d, dx, r, (size_t)n * d, 1e-3f), 1e-3);
+	report("rmsnorm dw", fd_error(rms_fwd, &c, w, d, dw, r, (size_t)n * d, 1e-3f), 1e-3);
+	free(x), free(w), free(r), free(dx), free(dw), free(dx2), free(dw2);
+}
+
+/* ---- rope ---- */
+
+typedef struct { float *x; const int *pos; int n, heads, hd; } rope_ctx;
+
+static void rope_fwd(void *c, float *out)
+{
+	rope_ctx *m = c;
+	memcpy(out, m->x, (size_t)m->n * m->heads * m->hd * sizeof *out);
+	rope_forward_ref(out, m->pos, m->n, m->heads, m->hd, 10000);
+}
+
+static void test_rope(void)
+{
+	int n = 4, heads = 3, hd = 8, pos[4] = { 0, 1, 5, 17 };
+	size_t count = (size_t)n * heads * hd;
+	float *x = rand_vec(count, 1), *r = rand_vec(count, 1), *dx = xmalloc(count * sizeof *dx);
+	rope_ctx c = { x, pos, n, heads, hd };
+	memcpy(dx, r, count * sizeof *dx);
+	rope_backward(dx, pos, n, heads, hd, 10000);
+	report("rope", fd_error(rope_fwd, &c, x, count, dx, r, count, 1e-2f), 1e-3);
+	free(x), free(r), free(dx);
+}
+
+/* ---- training attention ---- */
+
+typedef struct { float *q, *k, *v, *lse; const int *start, *len; int n_seq, H, G, hd; } att_ctx;
+
+static void att_fwd(void *c, float *out)
+{
+	att_ctx *a = c;
+	attention_train_forward_ref(out, a->lse, a->q, a->k, a->v, a->start, a->len, a->n_seq,
+				    a->H, a->G, a->hd);
+}
+
+static void test_attention(void)
+{
+	int start[3] = { 0, 6, 9 }, len[3] = { 6, 3, 1 }, N = 10, H = 4, G = 2, hd = 8;
+	size_t nq = (size_t)N * H * hd, nk = (size_t)N * G * hd;
+	float *q = rand_vec(nq, 1), *k = rand_vec(nk, 1), *v = rand_vec(nk, 1), *r = rand_vec(nq, 1);
+	float *out = zeros(nq), *out2 = zeros(nq), *lse = zeros((size_t)N * H), *lse2 = zeros((size_t)N * H);
+	float *g[6];
+	for (int i = 0; i < 6; i++)
+		g[i] = zeros(i % 3 == 0 ? nq : nk);
+	attention_train_forward(out, lse, q, k, v, start, len, 3, H, G, hd);
+	attention_train_forward_ref(out2, lse2, q, k, v, start, len, 3, H, G, hd);
+	ok(max_rel_diff(out, out2, nq) < 1e-5 && max_rel_diff(lse, lse2, (size_t)N * H) < 1e-5,
+	   "attention_train_forward equals its reference");
+	attention_train_backward(g[0], g[1], g[2], r, q, k, v, out, lse, start, len, 3, H, G, hd);
+	attention_train_backward_ref(g[3], g[4], g[5], r, q, k, v, out2, lse2, start, len, 3, H, G, hd);
+	ok(max_rel_diff(g[0], g[3], nq) < 1e-5 && max_rel_diff(g[1], g[4], nk) < 1e-5 &&
+	   max_rel_diff(g[2], g[5], nk) < 1e-5, "attention_train_backward equals its reference");
+	att_ctx c = { q, k, v, lse2, start, len, 3, H, G, hd };
+	report("attention dq", fd_error(att_fwd, &c, q, nq, g[0], r, nq, 1e-2f), 1e-3);
+	report("attention dk", fd_error(att_fwd, &c, k, nk, g[1], r, nq, 1e-2f), 1e-3);
+	report("attention dv", fd_error(att_fwd, &c, v, nk, g[2], r, nq, 1e-2f), 1e-3);
+	free(q), free(k), free(v), free(r), free(out), free(out2), free(lse), free(lse2);
+	for (int i = 0; i < 6; i++)
+		free(g[i]);
+}
+
+/* ---- swiglu ---- */
+
+typedef struct { float *gate, *up; int n; } sw_ctx;
+
+static void sw_fwd(void *c, float *out)
+{
+	sw_ctx *s = c;
+	swiglu_forward_ref(out, s->gate, s->up, s->n);
+}
+
+static void test_swiglu(void)
+{
+	int n = 50;
+	float *gate = rand_vec(n, 4), *up = rand_vec(n, 2), *r = rand_vec(n, 1);
+	float *dg = zeros(n), *du = zeros(n);
+	sw_ctx c = { gate, up, n };
+	swiglu_backward(dg, du, r, gate, up, n);
+	report("swiglu dgate", fd_error(sw_fwd, &c, gate, n, dg, r, n, 1e-3f), 1e-3);
+	report("swiglu dup", fd_error(sw_fwd, &c, up, n, du, r, n, 1e-3f), 1e-3);
+	free(gate), free(up), free(r), free(dg), free(du);
+}
+
+/* ---- log-softmax, log-prob gather, cross-entropy ---- */
+
+typedef struct { float *x; const int *tgt; int n, v, which; } ls_ctx;
+
+static void ls_fwd(void *c, float *out)
+{
+	ls_ctx *s = c;
+	if (s->which == 0)
+		log_softmax_forward_ref(out, s->x, s->n, s->v);
+	else if (s->which == 1)
+		logprob_forward_ref(out, s->x, s->tgt, s->n, s->v);
+	else
+		crossentropy_forward(out, s->x, s->tgt, s->n, s->v);
+}
+
+static void test_softmax_family(void)
+{
+	int n = 3, v = 37, tgt[3] = { 0, 36, 11 };
+	size_t count = (size_t)n * v;
+	float *x = rand_vec(count, 3), *r = rand_vec(count, 1), *out = zeros(count), *dx = zeros(count);
+	float *dx2 = zeros(count), *lp = zeros(n), *lp2 = zeros(n);
+	ls_ctx c = { x, tgt, n, v, 0 };
+	log_softmax_forward(out, x, n, v);
+	log_softmax_backward(dx, r, out, n, v);
+	report("log_softmax", fd_error(ls_fwd, &c, x, count, dx, r, count, 1e-2f), 1e-3);
+	memset(dx, 0, count * sizeof *dx);
+	logprob_forward(lp, x, tgt, n, v);
+	logprob_forward_ref(lp2, x, tgt, n, v);
+	ok(max_rel_diff(lp, lp2, n) < 1e-5, "logprob_forward equals its reference");
+	logprob_backward(dx, r, x, tgt, n, v);
+	logprob_backward_ref(dx2, r, x, tgt, n, v);
+	ok(max_rel_diff(dx, dx2, count) < 1e-5, "logprob_backward equals its reference");
+	c.which = 1;
+	report("logprob gather", fd_error(ls_fwd, &c, x, count, dx, r, n, 1e-2f), 1e-3);
+	memset(dx, 0, count * sizeof *dx);
+	crossentropy_backward(dx, r, x, tgt, n, v);
+	c.which = 2;
+	report("cross-entropy", fd_error(ls_fwd, &c, x, count, dx, r, n, 1e-2f), 1e-3);
+	free(x), free(r), free(out), free(dx), free(dx2), free(lp), free(lp2);
+}
+
+int main(void)
+{
+	test_matmul();
+	test_embed();
+	test_rmsnorm();
+	test_rope();
+	test_attention();
+	test_swiglu();
+	test_softmax_family();
+	return tap_done();
+}
