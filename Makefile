@@ -2,7 +2,7 @@
 .POSIX:
 include config.mk
 
-DEBS = libopenblas-dev libmsgpack-dev libarchive-dev libcurl4-openssl-dev \
+DEBS = build-essential libopenblas-dev libmsgpack-dev libarchive-dev libcurl4-openssl-dev \
        libjansson-dev libssl-dev pkg-config
 PKG_CFLAGS = `pkg-config --cflags $(PKGS) 2>/dev/null`
 PKG_LIBS = `pkg-config --libs $(PKGS) 2>/dev/null`
@@ -78,7 +78,7 @@ llamacpp:
 bench: all $(BENCH)
 	@sh tests/bench.sh
 
-demo: all
+demo: all test-deps test-fixtures
 	@sh examples/demo.sh
 
 fixtures:
