@@ -152,6 +152,48 @@ static void test_formats(void)
 	records_free(&plain);
 }
 
+/* Files made by the real tools, where they are installed (Debian: gzip,
+ * xz-utils, zstd, bzip2, tar, zip), read like libarchive's own. */
+static void test_external_tools(void)
+{
+	static const struct { const char *tool, *out, *cmd; } ext[] = {
+		{ "gzip", "x.jsonl.gz", "gzip -c pku.jsonl > x.jsonl.gz" },
+		{ "xz", "x.jsonl.xz", "xz -c pku.jsonl > x.jsonl.xz" },
+		{ "zstd", "x.jsonl.zst", "zstd -q -c pku.jsonl > x.jsonl.zst" },
+		{ "bzip2", "x.jsonl.bz2", "bzip2 -c pku.jsonl > x.jsonl.bz2" },
+		{ "tar", "x.tar.xz", "tar -cJf x.tar.xz pku.jsonl" },
+		{ "zip", "x.zip", "zip -q x.zip pku.jsonl" },
+	};
+	records plain = {0}, r = {0};
+	char cmd[1200];
+	read_records("pku.jsonl", &plain, NULL);
+	for (size_t i = 0; i < sizeof ext / sizeof *ext; i++) {
+		snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", ext[i].tool);
+		if (system(cmd) != 0) {
+			skip("not installed", "%s made by %s", ext[i].out, ext[i].tool);
+			continue;
+		}
+		snprintf(cmd, sizeof cmd, "cd '%s' && %s", dir, ext[i].cmd);
+		long n = system(cmd) == 0 ? read_records(ext[i].out, &r, NULL) : -2;
+		ok(n == 3 && same_records(&plain, &r), "%s made by %s reads to the same records",
+		   ext[i].out, ext[i].tool);
+		records_free(&r);
+	}
+	records_free(&plain);
+}
+
+static void test_empty_and_missing(void)
+{
+	records r = {0};
+	write_plain("empty.jsonl", "");
+	write_archive("empty.jsonl.gz", "gzip", "raw", &(member){ "d", "" }, 1);
+	ok(read_records("empty.jsonl", &r, NULL) == 0 && read_records("empty.jsonl.gz", &r, NULL) == 0,
+	   "empty files, plain or compressed, hold no records");
+	long n = read_records("nonexistent.jsonl", &r, NULL);
+	ok(n < 0 && strstr(parm_error(), "nonexistent.jsonl"),
+	   "a missing file is an error naming it (%s)", parm_error());
+}
+
 static void test_long_line_and_stdin(void)
 {
 	size_t big = 300000;
@@ -476,6 +518,8 @@ int main(void)
 	if (!mkdtemp(dir))
 		die("mkdtemp: cannot make %s", dir);
 	test_formats();
+	test_external_tools();
+	test_empty_and_missing();
 	test_long_line_and_stdin();
 	test_malformed();
 	test_objectives();
