@@ -6,6 +6,7 @@
 #ifndef PARM_SAMPLE_H
 #define PARM_SAMPLE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -28,6 +29,11 @@ double parm_rng_uniform(parm_rng *r);   /* [0, 1) */
 size_t parm_sample_scratch(int n);
 int parm_sample(const parm_sampler *s, parm_rng *rng, const float *logits,
 		const int32_t *ids, int n, void *scratch);
+
+/* The same choice the plain way (sort everything, cut, draw): the
+ * reference parm_sample is tested against; same rng use, same result. */
+int parm_sample_ref(const parm_sampler *s, parm_rng *rng, const float *logits,
+		    const int32_t *ids, int n);
 
 /* log_softmax in place over n entries (-inf stays -inf). */
 void parm_log_softmax(float *x, int n);
