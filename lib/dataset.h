@@ -62,6 +62,9 @@ typedef int (*parm_record_fn)(void *ctx, json_t *obj, const char *origin);
 
 /* Read every record of the JSONL files paths[n].  Blank lines are not
  * records; bad JSON or a non-object line is malformed (see parm_badrecs).
+ * A file (or member) whose first non-blank byte is '[' is read as one JSON
+ * array of records instead (origins "file:record N"; bad JSON there is
+ * fatal).
  * Returns the number of records given to fn, or -1 + parm_error. */
 long parm_jsonl_foreach(const char *const *paths, int n, parm_badrecs *bad,
 			parm_record_fn fn, void *ctx);

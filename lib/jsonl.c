@@ -40,7 +40,10 @@ parm_input *parm_input_open(const char *path)
 	else
 		rc = archive_read_open_filename(in->a, path, BLOCK_SIZE);
 	if (rc != ARCHIVE_OK) {
-		parm_fail("%s: %s", in->path, archive_error_string(in->a));
+		if (archive_errno(in->a) > 0)
+			parm_fail("%s: %s", in->path, strerror(archive_errno(in->a)));
+		else
+			parm_fail("%s: %s", in->path, archive_error_string(in->a));
 		parm_input_close(in);
 		return NULL;
 	}
@@ -205,16 +208,23 @@ static int is_blank(const char *s, size_t n)
 	return 1;
 }
 
+/* "file:pos" or "file:member:pos"; pos is a line number or "record N". */
+static char *origin_at(const parm_input *in, const char *pos)
+{
+	size_t n = strlen(in->path) + (in->member ? strlen(in->member) : 0) + strlen(pos) + 3;
+	char *s = xmalloc(n);
+	if (in->member)
+		snprintf(s, n, "%s:%s:%s", in->path, in->member, pos);
+	else
+		snprintf(s, n, "%s:%s", in->path, pos);
+	return s;
+}
+
 static char *origin_of(const parm_input *in)
 {
-	char *s;
-	if (in->member)
-		s = xmalloc(strlen(in->path) + strlen(in->member) + 32),
-		sprintf(s, "%s:%s:%ld", in->path, in->member, in->lineno);
-	else
-		s = xmalloc(strlen(in->path) + 32),
-		sprintf(s, "%s:%ld", in->path, in->lineno);
-	return s;
+	char pos[32];
+	snprintf(pos, sizeof pos, "%ld", in->lineno);
+	return origin_at(in, pos);
 }
 
 /* One line: 1 a record went to fn, 0 skipped, -1 stop. */
@@ -237,12 +247,49 @@ static int jsonl_line(parm_input *in, const char *line, size_t len,
 	return rc;
 }
 
+/* A member holding one JSON array of objects (as HF's JSON loader also
+ * accepts) instead of JSON lines: origins are "file:record N". */
+static long read_json_array(parm_input *in, parm_badrecs *bad, parm_record_fn fn, void *ctx)
+{
+	json_error_t err;
+	char *text, where[64];
+	size_t len, i;
+	json_t *arr, *obj;
+	long n = 0;
+	if (parm_input_slurp(in, &text, &len) < 0)
+		return -1;
+	arr = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+	free(text);
+	if (!arr)
+		return parm_fail("%s%s%s:%d: bad JSON: %s", in->path, in->member ? ":" : "",
+				 in->member ? in->member : "", err.line, err.text);
+	json_array_foreach(arr, i, obj) {
+		char *origin;
+		snprintf(where, sizeof where, "record %zu", i + 1);
+		origin = origin_at(in, where);
+		int rc = json_is_object(obj) ? fn(ctx, obj, origin) :
+			parm_badrec(bad, "%s: not a JSON object", origin);
+		free(origin);
+		if (rc < 0)
+			return json_decref(arr), -1;
+		n += json_is_object(obj);
+	}
+	json_decref(arr);
+	return n;
+}
+
 long parm_input_jsonl(parm_input *in, parm_badrecs *bad, parm_record_fn fn, void *ctx)
 {
-	const char *line;
+	const char *line, *head;
 	size_t len;
 	long n = 0;
 	int rc;
+	if (parm_input_peek(in, &head, &len) < 0)
+		return -1;
+	while (len > 0 && strchr(" \t\r\n", *head))
+		head++, len--;
+	if (len > 0 && *head == '[')
+		return read_json_array(in, bad, fn, ctx);
 	while ((rc = parm_input_getline(in, &line, &len)) > 0) {
 		if (is_blank(line, len))
 			continue;

@@ -192,6 +192,14 @@ static void test_empty_and_missing(void)
 	long n = read_records("nonexistent.jsonl", &r, NULL);
 	ok(n < 0 && strstr(parm_error(), "nonexistent.jsonl"),
 	   "a missing file is an error naming it (%s)", parm_error());
+	write_plain("array.json", "  [{\"prompt\": \"How do I bake bread?\", \"response_0\": \" Knead it.\", "
+		"\"response_1\": \" Buy it.\", \"better_response_id\": 0, \"safer_response_id\": \"1\"},\n"
+		" 7]\n");
+	n = read_records("array.json", &r, &(parm_badrecs){ .strict = 1 });
+	ok(n < 0 && strstr(parm_error(), "array.json:record 2: not a JSON object"),
+	   "a JSON array of records: origins count records (%s)", parm_error());
+	ok(r.n == 1 && strstr(r.text[0], "Knead it."), "a JSON array of records reads its objects");
+	records_free(&r);
 }
 
 static void test_long_line_and_stdin(void)
