@@ -887,8 +887,8 @@ static int check_choice(const msgpack_object *o, parm_choice *c)
 		return parm_fail("malformed feedback: stop is not 0 or 1");
 	if (obj_int(&e[0], 0, INT_MAX, &v[0]) < 0)
 		return parm_fail("malformed feedback: seq is not an integer >= 0");
-	if (obj_int(&e[1], -1, INT_MAX, &v[1]) < 0)
-		return parm_fail("malformed feedback: tok is not an integer >= -1");
+	if (obj_int(&e[1], 0, INT_MAX, &v[1]) < 0)
+		return parm_fail("malformed feedback: tok is not a token id");
 	c->seq = (int)v[0];
 	c->tok = (int)v[1];
 	c->stop = (int)v[2];
