@@ -413,6 +413,13 @@ static void test_versions(void)
 	expect(&b, 0, "stream version 2 is not supported (this is version 1)", "version 2");
 	pb_init(&b), pack_min_header(&b, "parm-strean", 1, 0), pack_fin(&b);
 	expect(&b, 0, "not a parm stream", "wrong magic");
+	pb_init(&b), msgpack_pack_array(&b.pk, 0), pack_fin(&b);
+	expect(&b, 0, "not a parm stream", "an array first");
+	pb_init(&b);
+	msgpack_pack_map(&b.pk, 3);
+	pstr(&b, "type"), pstr(&b, "header"), pstr(&b, "magic"), pstr(&b, "parm-stream");
+	pstr(&b, "version"), msgpack_pack_int(&b.pk, 1);
+	expect(&b, 0, "malformed stream: header has no \"n_vocab\"", "header without n_vocab");
 }
 
 static void test_malformed_records(void)
@@ -596,6 +603,69 @@ static void test_feedback_out_gone(void)
 	parm_feedback_free(f);
 }
 
+/* a child writes raw bytes on the FIFO, then closes it */
+static void expect_bad_feedback(const char *bytes, size_t n, const char *want)
+{
+	parm_feedback *f = parm_feedback_create();
+	parm_choice c[2];
+	int status;
+	pid_t pid = fork();
+	if (pid == 0) {
+		FILE *w = fopen(parm_feedback_path(f), "w");
+		_exit(!w || fwrite(bytes, 1, n, w) != n || fclose(w));
+	}
+	ok(parm_feedback_recv(f, -1, c, 2) < 0 && !strcmp(parm_error(), want),
+	   "feedback %s", parm_error());
+	waitpid(pid, &status, 0);
+	parm_feedback_free(f);
+}
+
+static void test_feedback_malformed(void)
+{
+	expect_bad_feedback("\xc1", 1, "malformed feedback: not msgpack");
+	expect_bad_feedback("\x92\x01\x02", 3, "malformed feedback: a choice is not [seq, tok, stop]");
+	expect_bad_feedback("\x93\x01\xff\x00", 4, "malformed feedback: tok is not a token id");
+	expect_bad_feedback("\x93\x01\x02\xc3\x93\x01\x02\x05", 8,
+			    "malformed feedback: stop is not 0 or 1");
+}
+
+static parm_feedback *signal_channel;
+
+static void on_term(int sig)
+{
+	parm_feedback_remove(signal_channel);
+	_exit(0);
+}
+
+/* the producer's SIGTERM handler removes the channel */
+static void test_feedback_signal(void)
+{
+	char path[4096] = "", dir[4096];
+	int p[2], status;
+	pid_t pid;
+	if (pipe(p) < 0)
+		die("pipe");
+	if ((pid = fork()) == 0) {
+		signal_channel = parm_feedback_create();
+		signal(SIGTERM, on_term);
+		if (!signal_channel || write(p[1], parm_feedback_path(signal_channel),
+					     strlen(parm_feedback_path(signal_channel))) < 0)
+			_exit(1);
+		close(p[1]);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	if (read(p[0], path, sizeof path - 1) <= 0)
+		die("no path from the child");
+	close(p[0]);
+	dirname_of(dir, sizeof dir, path);
+	ok(dir_exists(dir), "the child's channel exists: %s", path);
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	ok(!dir_exists(dir), "after SIGTERM its handler removed %s", dir);
+}
+
 static void test_feedback_connect_errors(void)
 {
 	parm_feedback *f = parm_feedback_connect("/nonexistent/parm.x/feedback");
@@ -617,6 +687,8 @@ int main(void)
 	test_feedback_basic();
 	test_feedback_early_close();
 	test_feedback_out_gone();
+	test_feedback_malformed();
+	test_feedback_signal();
 	test_feedback_connect_errors();
 	return tap_done();
 }
