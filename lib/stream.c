@@ -618,6 +618,11 @@ static int write_all(int fd, const char *p, size_t n, const char *what)
 		ssize_t k = write(fd, p, n);
 		if (k < 0 && errno == EINTR)
 			continue;
+		if (k < 0 && errno == EAGAIN) { /* a non-blocking fd we were given */
+			struct pollfd pf = { fd, POLLOUT, 0 };
+			poll(&pf, 1, -1);
+			continue;
+		}
 		if (k < 0) {
 			int e = errno;
 			if (e == EPIPE)

@@ -515,6 +515,7 @@ static pid_t spawn_sampler(const char *path, int n, const int *hold)
 	if (pid == 0) {
 		if (hold)
 			close(hold[1]);
+		usleep(50000);  /* the producer must wait for a late sampler */
 		parm_feedback *f = parm_feedback_connect(path);
 		parm_choice c[1000];
 		char x;
