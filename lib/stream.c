@@ -790,6 +790,22 @@ int parm_write_fin(parm_writer *w)
 	return maybe_flush(w);
 }
 
+int parm_write_record(parm_writer *w, const parm_record *rec, int n_vocab)
+{
+	switch (rec->type) {
+	case PARM_REC_START:
+		return parm_write_start(w, rec->seq, rec->prompt, rec->tokens, rec->n_tokens,
+					rec->meta);
+	case PARM_REC_ROUND:
+		return parm_write_round(w, rec->n_steps, rec->steps, n_vocab);
+	case PARM_REC_END:
+		return parm_write_end(w, rec->seq, rec->tok, rec->length, rec->reason);
+	case PARM_REC_FIN:
+		return parm_write_fin(w);
+	}
+	return parm_fail("parm_write_record: unknown record type %d", (int)rec->type);
+}
+
 /* ---- feedback channel ---- */
 
 struct parm_feedback {

@@ -84,6 +84,9 @@ int parm_write_start(parm_writer *w, int seq, const char *prompt,
 int parm_write_round(parm_writer *w, int n_steps, const parm_step *steps, int n_vocab);
 int parm_write_end(parm_writer *w, int seq, int tok, int length, const char *reason);
 int parm_write_fin(parm_writer *w);
+/* Any record as read: how a middle stage passes START, END and FIN on
+ * (and a ROUND it did not change). */
+int parm_write_record(parm_writer *w, const parm_record *rec, int n_vocab);
 int parm_flush(parm_writer *w);
 
 /* Copy a header, adding one stage to the provenance chain. */

@@ -331,6 +331,45 @@ static void test_garbage(void)
 	free(buf);
 }
 
+/* a middle stage that changes nothing writes the same bytes back */
+static void test_pass_through(void)
+{
+	size_t len, len2;
+	char *buf = slurp_stream(&len, 300), *buf2;
+	FILE *in = tmpfile(), *out = tmpfile();
+	parm_reader *rd;
+	parm_writer *w;
+	parm_header h, copy;
+	parm_record rec;
+	int rc;
+	if (write(fileno(in), buf, len) != (ssize_t)len)
+		die("write");
+	lseek(fileno(in), 0, SEEK_SET);
+	rd = parm_reader_new(fileno(in));
+	w = parm_writer_new(fileno(out));
+	rc = parm_read_header(rd, &h);
+	parm_header_copy(&copy, &h, NULL);
+	rc |= parm_write_header(w, &copy);
+	do {
+		rc |= parm_read_record(rd, &rec);
+		rc |= parm_write_record(w, &rec, h.n_vocab);
+	} while (rc == 0 && rec.type != PARM_REC_FIN);
+	rc |= parm_flush(w);
+	len2 = lseek(fileno(out), 0, SEEK_END);
+	buf2 = xmalloc(len2 + 1);
+	ok(rc == 0 && len2 == len && pread(fileno(out), buf2, len2, 0) == (ssize_t)len &&
+	   !memcmp(buf, buf2, len), "read and written back record by record: the same %zu bytes",
+	   len);
+	parm_reader_free(rd);
+	parm_writer_free(w);
+	parm_header_free(&h);
+	parm_header_free(&copy);
+	fclose(in);
+	fclose(out);
+	free(buf);
+	free(buf2);
+}
+
 /* ---- hand-made records ---- */
 
 typedef struct {
@@ -680,6 +719,7 @@ int main(void)
 	test_round_trip(50);
 	test_round_trip(BIG_VOCAB);
 	test_header_copy();
+	test_pass_through();
 	test_truncation();
 	test_garbage();
 	test_versions();
