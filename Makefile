@@ -34,9 +34,11 @@ deps:
 	fi
 
 # The tests also build llama.cpp as a reference (cmake, g++, git) from an
-# npm package; install those tools only where the command is missing.
+# npm package, and make compressed datasets with the usual compressors;
+# install those tools only where the command is missing.
 test-deps: deps
-	@missing=; for c in cmake:cmake g++:g++ git:git npm:npm; do \
+	@missing=; for c in cmake:cmake g++:g++ git:git npm:npm gzip:gzip xz:xz-utils \
+		 zstd:zstd bzip2:bzip2 zip:zip tar:tar; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
