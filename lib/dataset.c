@@ -1,6 +1,7 @@
 /* dataset.c - LM corpora, preference pairs, splits and epoch orders */
 #include "dataset.h"
 #include "prompts.h"
+#include "rng.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -498,19 +499,11 @@ int parm_pairs_tokenize(parm_pairs *p, const parm_tokenizer *t, const parm_pair_
 
 /* ---- Splits and epoch orders ---- */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 /* Uniform in [0, bound), without modulo bias. */
 static uint64_t below(uint64_t *s, uint64_t bound)
 {
 	uint64_t limit = UINT64_MAX - UINT64_MAX % bound, x;
-	while ((x = splitmix64(s)) >= limit)
+	while ((x = parm_splitmix64(s)) >= limit)
 		;
 	return x % bound;
 }
@@ -519,8 +512,8 @@ static uint64_t below(uint64_t *s, uint64_t bound)
 static void permute(long *order, long n, uint64_t seed, uint64_t stream, uint64_t k)
 {
 	uint64_t s = seed ^ 0x5eed5eed5eed5eedULL;
-	s = splitmix64(&s) ^ stream;
-	s = splitmix64(&s) ^ k;
+	s = parm_splitmix64(&s) ^ stream;
+	s = parm_splitmix64(&s) ^ k;
 	for (long i = 0; i < n; i++)
 		order[i] = i;
 	for (long i = n - 1; i > 0; i--) {

@@ -11,6 +11,7 @@
  * the [k][r2*r2] parameter, not r2).  The official forward builds the dense
  * dW per call; here x goes through A, M and B, O(r (in + out)) per token.
  */
+#include "rng.h"
 #include "pblora.h"
 
 #include <cblas.h>
@@ -38,21 +39,12 @@ void pblora_carve(parm_pblora *p, float *params, int in, int out, int k,
 	p->W2 = p->W1 + (size_t)r1 * r1;
 }
 
-/* splitmix64: one stream per seed, the same draws on every machine. */
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's kaiming_uniform_(a = sqrt 5). */
 static void kaiming_uniform(float *w, size_t count, int fan_in, uint64_t *s)
 {
 	double bound = fan_in > 0 ? 1.0 / sqrt((double)fan_in) : 0;
 	for (size_t i = 0; i < count; i++) {
-		double u = (splitmix64(s) >> 11) * 0x1.0p-53;   /* [0, 1) */
+		double u = parm_splitmix_uniform(s);   /* [0, 1) */
 		w[i] = (float)((2 * u - 1) * bound);
 	}
 }
@@ -160,7 +152,7 @@ void pblora_merge(float *W, const parm_pblora *p, const float *M)
 static inline int dropout_keep(uint64_t seed, uint64_t i, uint32_t threshold)
 {
 	uint64_t s = seed ^ (i * 0xd1342543de82ef95ULL);
-	return (uint32_t)(splitmix64(&s) >> 32) >= threshold;
+	return (uint32_t)(parm_splitmix64(&s) >> 32) >= threshold;
 }
 
 static uint32_t dropout_threshold(float rate)

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "rng.h"
 
 typedef struct {
 	float temperature;      /* 0: greedy */
@@ -16,11 +17,6 @@ typedef struct {
 	float min_p;            /* 0: off */
 } parm_sampler;
 
-/* A small, seedable, reproducible RNG (xoshiro256**-like, splitmix seeded). */
-typedef struct { uint64_t s[4]; } parm_rng;
-void parm_rng_seed(parm_rng *r, uint64_t seed);
-uint64_t parm_rng_next(parm_rng *r);
-double parm_rng_uniform(parm_rng *r);   /* [0, 1) */
 
 /* Choose among n candidates with logits[n] (-inf entries are never
  * chosen); ids[n] names them (NULL: the index is the id).  scratch holds
