@@ -23,30 +23,14 @@ all: deps $(TOOLS)
 
 # Install the Debian packages we build against, only when one is missing.
 deps:
-	@missing=; for p in $(DEBS); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		sudo=; [ "`id -u`" = 0 ] || sudo=sudo; \
-		$$sudo apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
-	fi
+	@sh contrib/ensure-debs.sh $(DEBS)
 
 # The tests also build llama.cpp as a reference (cmake, g++, git) from an
 # npm package, and make compressed datasets with the usual compressors;
 # install those tools only where the command is missing.
 test-deps: deps
-	@missing=; for c in cmake:cmake g++:g++ git:git npm:npm gzip:gzip xz:xz-utils \
-		 zstd:zstd bzip2:bzip2 zip:zip tar:tar; do \
-		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		sudo=; [ "`id -u`" = 0 ] || sudo=sudo; \
-		$$sudo apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
-	fi
+	@sh contrib/ensure-debs.sh --cmd cmake:cmake g++:g++ git:git npm:npm \
+		gzip:gzip xz:xz-utils zstd:zstd bzip2:bzip2 zip:zip tar:tar
 
 lib/%.o: lib/%.c $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
@@ -58,9 +42,9 @@ libparm.a: $(LIBOBJ)
 tools/parm-%: tools/parm-%.c libparm.a $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -o $@ $< libparm.a $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
 
-tests/test_% tests/bench_%: tests/%.c
 tests/test_%: tests/test_%.c tests/tap.h libparm.a $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -o $@ $< libparm.a $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
+
 tests/bench_%: tests/bench_%.c libparm.a $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -o $@ $< libparm.a $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
 
