@@ -12,23 +12,6 @@
 #include "quant.h"
 #include "util.h"
 
-static const char *const target_names[PARM_T_COUNT] = {
-	"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
-};
-
-const char *parm_target_name(int target)
-{
-	return target >= 0 && target < PARM_T_COUNT ? target_names[target] : NULL;
-}
-
-int parm_target_from_name(const char *name)
-{
-	for (int i = 0; i < PARM_T_COUNT; i++)
-		if (!strcmp(name, target_names[i]))
-			return i;
-	return -1;
-}
-
 void parm_adapter_opts_default(parm_adapter_opts *o, int k)
 {
 	*o = (parm_adapter_opts){ .k = k, .r1 = 4, .r2 = 4, .lora_alpha = 8, .dropout = 0.05f,
@@ -148,7 +131,7 @@ static void setup_full(parm_trainer *t)
 		add_tensor(t, name, c->dim, 1, 0);
 		for (int k = 0; k < PARM_T_COUNT; k++) {
 			const parm_weight *w = layer_weight(pl, k);
-			snprintf(name, sizeof name, "blk.%d.%s.weight", l, target_names[k]);
+			snprintf(name, sizeof name, "blk.%d.%s.weight", l, parm_target_name(k));
 			add_tensor(t, name, w->cols, w->rows, 1);
 		}
 	}
@@ -198,7 +181,7 @@ static void setup_adapters(parm_trainer *t)
 			if (!(o->targets >> k & 1))
 				continue;
 			for (int p = 0; p < 4; p++) {
-				snprintf(name, sizeof name, "blk.%d.%s.%s", l, target_names[k], part[p]);
+				snprintf(name, sizeof name, "blk.%d.%s.%s", l, parm_target_name(k), part[p]);
 				add_tensor(t, name, shape[p][0], shape[p][1], 1);
 			}
 		}

@@ -27,15 +27,16 @@
 #include "model.h"
 #include "pblora.h"
 
-/* The matrices of a layer an adapter can sit on (bit i of a target mask). */
-enum parm_target {
-	PARM_T_Q, PARM_T_K, PARM_T_V, PARM_T_O, PARM_T_GATE, PARM_T_UP, PARM_T_DOWN,
-	PARM_T_COUNT
+/* The matrices of a layer an adapter can sit on (bit i of a target mask):
+ * arm.h's enum parm_target, parm_target_name and parm_target_from_name
+ * (one definition for both, so a program can train and save ARMs), under
+ * the short names this file uses. */
+#include "arm.h"
+enum {
+	PARM_T_Q = PARM_T_ATTN_Q, PARM_T_K = PARM_T_ATTN_K, PARM_T_V = PARM_T_ATTN_V,
+	PARM_T_O = PARM_T_ATTN_OUTPUT, PARM_T_GATE = PARM_T_FFN_GATE,
+	PARM_T_UP = PARM_T_FFN_UP, PARM_T_DOWN = PARM_T_FFN_DOWN, PARM_T_COUNT = PARM_N_TARGETS
 };
-#define PARM_TARGETS_DEFAULT ((1u << PARM_T_Q) | (1u << PARM_T_K) | (1u << PARM_T_V))
-/* "attn_q", ... "ffn_down" (the GGUF tensor names); -1 if unknown. */
-const char *parm_target_name(int target);
-int parm_target_from_name(const char *name);
 
 typedef struct {
 	int k, r1, r2;          /* objectives and ranks (official: 4, 4) */
