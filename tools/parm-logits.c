@@ -1,7 +1,10 @@
 /* parm-logits - run a base model on prompts and drive the generation loop:
- * emit a parm stream of next-token logits, read the chosen tokens back. */
+ * emit a parm stream of next-token logits, read the chosen tokens back.
+ * The base is a local GGUF model (dense logits) or a server asked over
+ * HTTP (--remote: sparse top-K log-probabilities). */
 #include "model.h"
 #include "prompts.h"
+#include "remote.h"
 #include "stream.h"
 #include "util.h"
 
@@ -17,6 +20,7 @@
 
 static const char usage_text[] =
 "usage: parm-logits [options] MODEL.gguf < PROMPTS\n"
+"       parm-logits --remote URL --vocab FILE.gguf [options] < PROMPTS\n"
 "       parm-logits --tokenize MODEL.gguf < TEXT\n"
 "Run MODEL on each prompt (a line of text, or a JSONL record with a\n"
 "\"prompt\" field) and write a parm stream of next-token logits for a\n"
@@ -28,6 +32,17 @@ static const char usage_text[] =
 "  -T, --template TEXT  wrap each prompt; {prompt} marks where it goes\n"
 "      --no-bos         do not start prompts with the BOS token\n"
 "      --tokenize       print the token ids of stdin and exit\n"
+"Remote base (the -b sequences are requested at once):\n"
+"  -r, --remote URL     ask a server at URL instead of running MODEL\n"
+"      --api API        llamacpp (POST /completion, default) or openai\n"
+"                       (POST /v1/completions, e.g. vLLM)\n"
+"  -k, --top-k K        log-probabilities per step (default 20)\n"
+"      --vocab FILE     the tokenizer (a GGUF file: the ARM's or the base's)\n"
+"      --model NAME     the openai \"model\" (default: the server's first)\n"
+"      --timeout S      give up on a request after S seconds (default 600)\n"
+"      --retries N      retry connection errors, 429 and 5xx N times (default 4)\n"
+"      --cacert FILE    verify TLS with the CA certificates in FILE\n"
+"  PARM_API_KEY in the environment is sent as a bearer token.\n"
 "  -h, --help           show this help\n"
 "  -V, --version        show the version\n";
 
@@ -35,6 +50,11 @@ struct opts {
 	long max_tokens, batch, ctx, threads;
 	const char *tmpl, *model_path;
 	int no_bos, tokenize;
+	/* --remote */
+	const char *remote, *vocab, *cacert, *model_name;
+	enum parm_api api;
+	long top_k, retries;
+	double timeout;
 };
 
 struct slot {                   /* one sequence in flight */
@@ -42,6 +62,8 @@ struct slot {                   /* one sequence in flight */
 	int pending;                /* token to feed next round, -1 none */
 	int answered;               /* the sampler chose for it this round */
 	long generated;
+	int *hist, len, cap;        /* every token fed so far (a remote base
+				       is sent the whole sequence each step) */
 };
 
 static parm_feedback *feedback;
@@ -56,17 +78,43 @@ static void on_signal(int sig)
 
 
 
+static enum parm_api parse_api(const char *s)
+{
+	if (!strcmp(s, "llamacpp"))
+		return PARM_API_LLAMACPP;
+	if (!strcmp(s, "openai"))
+		return PARM_API_OPENAI;
+	usage_error("--api: expected llamacpp or openai, not '%s'", s);
+}
+
+static void check_args(const struct opts *o, int n_models)
+{
+	if (o->remote && n_models > 0)
+		usage_error("--remote takes the place of a model file; give only --vocab");
+	if (o->remote && !o->vocab)
+		usage_error("--remote needs --vocab FILE.gguf (the tokenizer)");
+	if (!o->remote && o->vocab && !o->tokenize)
+		usage_error("--vocab goes with --remote");
+	if (o->remote || (o->tokenize && o->vocab && n_models == 0))
+		return;
+	if (n_models != 1)
+		usage_error("%s", n_models == 0 ? "no model given" : "more than one model given");
+}
+
 static void parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
 		{"max-tokens", 1, 0, 'n'}, {"batch", 1, 0, 'b'}, {"ctx", 1, 0, 'c'},
 		{"threads", 1, 0, 't'}, {"template", 1, 0, 'T'}, {"no-bos", 0, 0, 'B'},
-		{"tokenize", 0, 0, 'k'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},
-		{0, 0, 0, 0}};
+		{"tokenize", 0, 0, 'z'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},
+		{"remote", 1, 0, 'r'}, {"api", 1, 0, 'A'}, {"top-k", 1, 0, 'k'},
+		{"vocab", 1, 0, 'v'}, {"model", 1, 0, 'M'}, {"timeout", 1, 0, 'O'},
+		{"retries", 1, 0, 'R'}, {"cacert", 1, 0, 'C'}, {0, 0, 0, 0}};
 	int c;
-	*o = (struct opts){.max_tokens = 128, .batch = 8};
+	*o = (struct opts){.max_tokens = 128, .batch = 8, .top_k = 20, .retries = 4,
+			   .timeout = 600};
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":n:b:c:t:T:hV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":n:b:c:t:T:r:k:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': o->max_tokens = opt_long("--max-tokens", optarg, 1, 1 << 24); break;
 		case 'b': o->batch = opt_long("--batch", optarg, 1, 4096); break;
@@ -74,15 +122,22 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 't': o->threads = opt_long("--threads", optarg, 1, 1024); break;
 		case 'T': o->tmpl = optarg; break;
 		case 'B': o->no_bos = 1; break;
-		case 'k': o->tokenize = 1; break;
+		case 'z': o->tokenize = 1; break;
+		case 'r': o->remote = optarg; break;
+		case 'A': o->api = parse_api(optarg); break;
+		case 'k': o->top_k = opt_long("--top-k", optarg, 1, 1 << 20); break;
+		case 'v': o->vocab = optarg; break;
+		case 'M': o->model_name = optarg; break;
+		case 'O': o->timeout = opt_float("--timeout", optarg, 0.001, 1e6); break;
+		case 'R': o->retries = opt_long("--retries", optarg, 0, 100); break;
+		case 'C': o->cacert = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-logits " PARM_VERSION); exit(0);
 		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
 		default: usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (optind != argc - 1)
-		usage_error("%s", optind >= argc ? "no model given" : "more than one model given");
+	check_args(o, argc - optind);
 	o->model_path = argv[optind];
 }
 
@@ -112,18 +167,26 @@ struct job {                    /* a tokenised prompt waiting for a slot */
 	int *tokens, n_tokens;
 };
 
-static struct job *tokenize_prompts(const parm_model *m, const struct opts *o,
+struct base {                   /* what gives the logits */
+	const parm_tokenizer *tok;
+	int n_vocab, n_ctx;
+	parm_model *m;              /* a local model (dense logits) ... */
+	parm_kv *kv;
+	parm_remote *remote;        /* ... or a server (sparse log-probs) */
+};
+
+static struct job *tokenize_prompts(const parm_tokenizer *tok, const struct opts *o,
 				    parm_prompt *p, long n, int n_ctx)
 {
 	struct job *jobs = xcalloc(n, sizeof *jobs);
-	int add_bos = !o->no_bos && parm_tok_add_bos(m->tok) && parm_tok_bos(m->tok) >= 0;
+	int add_bos = !o->no_bos && parm_tok_add_bos(tok) && parm_tok_bos(tok) >= 0;
 	for (long i = 0; i < n; i++) {
 		char *text = parm_apply_template(o->tmpl, p[i].text);
-		int need = parm_tokenize(m->tok, text, strlen(text), add_bos, NULL, 0);
+		int need = parm_tokenize(tok, text, strlen(text), add_bos, NULL, 0);
 		if (need < 0)
 			die("stdin:%ld: %s", p[i].line, parm_error());
 		jobs[i].tokens = xmalloc((need + 1) * sizeof(int));
-		jobs[i].n_tokens = parm_tokenize(m->tok, text, strlen(text), add_bos,
+		jobs[i].n_tokens = parm_tokenize(tok, text, strlen(text), add_bos,
 						 jobs[i].tokens, need);
 		free(text);
 		if (jobs[i].n_tokens == 0)
@@ -135,11 +198,22 @@ static struct job *tokenize_prompts(const parm_model *m, const struct opts *o,
 	return jobs;
 }
 
-static char *stage_json(const struct opts *o, const parm_model *m, int n_ctx)
+static char *stage_json(const struct opts *o, const struct base *b)
 {
-	json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i}", "stage", "parm-logits",
-			      "model", o->model_path, "n_vocab", m->cfg.n_vocab,
-			      "max_tokens", (json_int_t)o->max_tokens, "ctx", n_ctx);
+	json_t *j = json_pack("{s:s}", "stage", "parm-logits");
+	if (o->remote) {
+		json_object_set_new(j, "remote", json_string(parm_remote_url(b->remote)));
+		json_object_set_new(j, "api", json_string(o->api == PARM_API_OPENAI ? "openai" : "llamacpp"));
+		if (o->model_name)
+			json_object_set_new(j, "model", json_string(o->model_name));
+		json_object_set_new(j, "vocab", json_string(o->vocab));
+		json_object_set_new(j, "top_k", json_integer(o->top_k));
+	} else {
+		json_object_set_new(j, "model", json_string(o->model_path));
+	}
+	json_object_set_new(j, "n_vocab", json_integer(b->n_vocab));
+	json_object_set_new(j, "max_tokens", json_integer(o->max_tokens));
+	json_object_set_new(j, "ctx", json_integer(b->n_ctx));
 	if (o->tmpl)
 		json_object_set_new(j, "template", json_string(o->tmpl));
 	char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -147,20 +221,19 @@ static char *stage_json(const struct opts *o, const parm_model *m, int n_ctx)
 	return s;
 }
 
-static void make_header(parm_header *h, const parm_model *m, char *stage)
+static void make_header(parm_header *h, const parm_tokenizer *tok, int V, char *stage)
 {
-	int V = m->cfg.n_vocab;
 	memset(h, 0, sizeof *h);
 	h->version = PARM_STREAM_VERSION;
 	h->n_vocab = V;
-	h->fingerprint = parm_tok_fingerprint(m->tok);
-	h->bos = parm_tok_bos(m->tok);
-	h->eos = parm_tok_eos(m->tok);
+	h->fingerprint = parm_tok_fingerprint(tok);
+	h->bos = parm_tok_bos(tok);
+	h->eos = parm_tok_eos(tok);
 	h->pieces = xmalloc(V * sizeof *h->pieces);
 	h->piece_len = xmalloc(V * sizeof *h->piece_len);
 	for (int i = 0; i < V; i++) {
 		size_t len;
-		h->pieces[i] = (char *)parm_tok_piece(m->tok, i, &len);
+		h->pieces[i] = (char *)parm_tok_piece(tok, i, &len);
 		h->piece_len[i] = len;
 	}
 	h->feedback = (char *)parm_feedback_path(feedback);
@@ -171,9 +244,8 @@ static void make_header(parm_header *h, const parm_model *m, char *stage)
 
 /* The generation loop.  State lives here; one round per iteration. */
 struct gen {
-	const parm_model *m;
+	struct base *b;
 	const struct opts *o;
-	parm_kv *kv;
 	parm_writer *w;
 	parm_prompt *prompts;
 	struct job *jobs;
@@ -184,6 +256,8 @@ struct gen {
 	int *tokens, *slot_of, cap;
 	uint8_t *want;
 	float *logits;
+	const int **seq_tokens;     /* remote: each wanted slot's sequence */
+	int *seq_len;
 	parm_step *steps;
 	parm_choice *choices;
 };
@@ -202,6 +276,10 @@ static void check_write(int rc)
 
 static void push_token(struct gen *g, int *n, int tok, int slot, int want)
 {
+	struct slot *sl = &g->slots[slot];
+	if (sl->len == sl->cap)
+		sl->hist = xrealloc(sl->hist, (sl->cap = sl->cap ? 2 * sl->cap : 64) * sizeof *sl->hist);
+	sl->hist[sl->len++] = tok;
 	if (*n == g->cap) {
 		g->cap *= 2;
 		g->tokens = xrealloc(g->tokens, g->cap * sizeof *g->tokens);
@@ -223,8 +301,11 @@ static void start_sequences(struct gen *g, int *n)
 			continue;
 		long j = g->next_job++;
 		struct job *job = &g->jobs[j];
-		parm_kv_clear(g->kv, s);
-		g->slots[s] = (struct slot){.busy = 1, .seq = (int)j, .pending = -1};
+		struct slot *sl = &g->slots[s];
+		if (g->b->kv)
+			parm_kv_clear(g->b->kv, s);
+		*sl = (struct slot){.busy = 1, .seq = (int)j, .pending = -1,
+				    .hist = sl->hist, .cap = sl->cap};
 		check_write(parm_write_start(g->w, (int)j, g->prompts[j].text,
 					     job->tokens, job->n_tokens, g->prompts[j].meta));
 		for (int i = 0; i < job->n_tokens; i++)
@@ -234,30 +315,63 @@ static void start_sequences(struct gen *g, int *n)
 	}
 }
 
-/* One round: a forward pass over every busy slot, one ROUND record.
+/* Fill g->steps for the n queued tokens: one step per wanted token, in
+ * queue order.  Returns the number of steps, or -1 + parm_error. */
+static int local_steps(struct gen *g, int n)
+{
+	int n_steps = 0, V = g->b->n_vocab;
+	if (parm_forward(g->b->m, g->b->kv, n, g->tokens, g->slot_of, g->want, g->logits) < 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (!g->want[i])
+			continue;
+		g->steps[n_steps] = (parm_step){.logits = g->logits + (size_t)n_steps * V};
+		n_steps++;
+	}
+	return n_steps;
+}
+
+/* The server sees whole sequences; it keeps its own cache of prefixes. */
+static int remote_steps(struct gen *g, int n)
+{
+	int n_steps = 0;
+	for (int i = 0; i < n; i++) {
+		if (!g->want[i])
+			continue;
+		struct slot *sl = &g->slots[g->slot_of[i]];
+		g->seq_tokens[n_steps] = sl->hist;
+		g->seq_len[n_steps++] = sl->len;
+	}
+	if (parm_remote_step(g->b->remote, n_steps, g->seq_tokens, g->seq_len,
+			     g->b->n_vocab, g->steps) < 0)
+		return -1;
+	return n_steps;
+}
+
+/* One round: a step for every busy slot, one ROUND record.
  * Returns the number of steps (0: nothing left to do). */
 static int run_round(struct gen *g)
 {
-	int n = 0, n_steps = 0, V = g->m->cfg.n_vocab;
+	int n = 0, n_steps;
 	for (int s = 0; s < g->n_slots; s++)
 		if (g->slots[s].busy && g->slots[s].pending >= 0)
 			push_token(g, &n, g->slots[s].pending, s, 1);
 	start_sequences(g, &n);
 	if (n == 0)
 		return 0;
-	if (parm_forward(g->m, g->kv, n, g->tokens, g->slot_of, g->want, g->logits) < 0) {
+	n_steps = g->b->remote ? remote_steps(g, n) : local_steps(g, n);
+	if (n_steps < 0) {
 		parm_feedback_remove(feedback);
 		die("%s", parm_error());
 	}
-	for (int i = 0; i < n; i++) {
+	for (int i = 0, k = 0; i < n; i++) {
 		if (!g->want[i])
 			continue;
 		struct slot *sl = &g->slots[g->slot_of[i]];
-		g->steps[n_steps] = (parm_step){.seq = sl->seq, .tok = sl->pending,
-			.logits = g->logits + (size_t)n_steps * V};
-		n_steps++;
+		g->steps[k].seq = sl->seq;
+		g->steps[k++].tok = sl->pending;
 	}
-	check_write(parm_write_round(g->w, n_steps, g->steps, V));
+	check_write(parm_write_round(g->w, n_steps, g->steps, g->b->n_vocab));
 	check_write(parm_flush(g->w));
 	return n_steps;
 }
@@ -273,7 +387,7 @@ static struct slot *find_seq(struct gen *g, int seq)
 /* Apply the sampler's choices: feed them next round, or end sequences. */
 static void apply_choices(struct gen *g, int n_steps)
 {
-	int V = g->m->cfg.n_vocab, n_ctx = parm_kv_ctx(g->kv);
+	int V = g->b->n_vocab, n_ctx = g->b->n_ctx;
 	for (int s = 0; s < g->n_slots; s++)
 		g->slots[s].answered = 0;
 	for (int i = 0; i < n_steps; i++) {
@@ -293,7 +407,7 @@ static void apply_choices(struct gen *g, int n_steps)
 			reason = "stop";
 		else if (sl->generated >= g->o->max_tokens)
 			reason = "length";
-		else if (parm_kv_len(g->kv, (int)(sl - g->slots)) + 1 > n_ctx)
+		else if (sl->len + 1 > n_ctx)
 			reason = "ctx";
 		if (reason) {
 			check_write(parm_write_end(g->w, sl->seq, c->tok, (int)sl->generated, reason));
@@ -313,12 +427,15 @@ static int reader_gone(int fd)
 
 static void generate(struct gen *g)
 {
-	int V = g->m->cfg.n_vocab, n_steps;
+	int V = g->b->n_vocab, n_steps;
 	g->cap = 256;
 	g->tokens = xmalloc(g->cap * sizeof *g->tokens);
 	g->slot_of = xmalloc(g->cap * sizeof *g->slot_of);
 	g->want = xmalloc(g->cap);
-	g->logits = xmalloc((size_t)g->n_slots * V * sizeof *g->logits);
+	if (!g->b->remote)
+		g->logits = xmalloc((size_t)g->n_slots * V * sizeof *g->logits);
+	g->seq_tokens = xmalloc(g->n_slots * sizeof *g->seq_tokens);
+	g->seq_len = xmalloc(g->n_slots * sizeof *g->seq_len);
 	g->steps = xmalloc(g->n_slots * sizeof *g->steps);
 	g->choices = xmalloc(g->n_slots * sizeof *g->choices);
 	g->slots = xcalloc(g->n_slots, sizeof *g->slots);
@@ -335,33 +452,66 @@ static void generate(struct gen *g)
 	check_write(parm_flush(g->w));
 }
 
+static const parm_tokenizer *load_vocab(const char *path)
+{
+	gguf_file *g = gguf_open(path);
+	parm_tokenizer *t = g ? parm_tokenizer_load(g) : NULL;
+	if (!t)
+		die("%s", parm_error());
+	return t;                   /* the file stays open: the tokenizer uses it */
+}
+
+static void open_local(struct base *b, const struct opts *o)
+{
+	if (!(b->m = parm_model_load(o->model_path)))
+		die("%s", parm_error());
+	b->tok = b->m->tok;
+	b->n_vocab = b->m->cfg.n_vocab;
+	b->n_ctx = o->ctx ? (int)o->ctx : b->m->cfg.n_ctx;
+	if (o->threads)
+		parm_set_threads((int)o->threads);
+}
+
+static void open_remote(struct base *b, const struct opts *o, int n_slots)
+{
+	parm_remote_opts ro = {.url = o->remote, .api = o->api, .top_k = (int)o->top_k,
+		.n_slots = n_slots, .timeout = o->timeout, .retries = (int)o->retries,
+		.cacert = o->cacert, .api_key = getenv("PARM_API_KEY"), .model = o->model_name};
+	b->tok = load_vocab(o->vocab);
+	b->n_vocab = parm_tok_n_vocab(b->tok);
+	if (!(b->remote = parm_remote_new(&ro)) ||
+	    parm_remote_check_tokenizer(b->remote, b->tok, o->vocab) < 0)
+		die("%s", parm_error());
+	b->n_ctx = o->ctx ? (int)o->ctx : parm_remote_ctx(b->remote);
+	if (b->n_ctx <= 0)          /* unknown: the server says when it is full */
+		b->n_ctx = 1 << 30;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
+	struct base b = {0};
 	parm_setprog(argv[0]);
 	parse_args(argc, argv, &o);
-	parm_model *m = parm_model_load(o.model_path);
-	if (!m)
-		die("%s", parm_error());
 	if (o.tokenize)
-		return tokenize_stdin(m->tok);
+		return tokenize_stdin(o.model_path ? (open_local(&b, &o), b.tok) : load_vocab(o.vocab));
 	if (isatty(STDOUT_FILENO))
 		die("standard output is a terminal; pipe it into a sampler such as parm-sample");
-	if (o.threads)
-		parm_set_threads((int)o.threads);
+	if (!o.remote)
+		open_local(&b, &o);
 
 	parm_prompt *prompts;
 	long n = parm_read_prompts(stdin, "stdin", &prompts);
 	if (n < 0)
 		die("%s", parm_error());
-	int n_ctx = o.ctx ? (int)o.ctx : m->cfg.n_ctx;
-	struct gen g = {.m = m, .o = &o, .prompts = prompts, .n_jobs = n,
-			.n_slots = (int)(o.batch < n ? o.batch : (n ? n : 1)),
-			.eos = parm_tok_eos(m->tok)};
-	g.jobs = tokenize_prompts(m, &o, prompts, n, n_ctx);
-	g.kv = parm_kv_new(m, g.n_slots, n_ctx);
-	if (!g.kv)
+	struct gen g = {.b = &b, .o = &o, .prompts = prompts, .n_jobs = n,
+			.n_slots = (int)(o.batch < n ? o.batch : (n ? n : 1))};
+	if (o.remote)
+		open_remote(&b, &o, g.n_slots);
+	else if (!(b.kv = parm_kv_new(b.m, g.n_slots, b.n_ctx)))
 		die("%s", parm_error());
+	g.eos = parm_tok_eos(b.tok);
+	g.jobs = tokenize_prompts(b.tok, &o, prompts, n, b.n_ctx);
 
 	signal(SIGPIPE, SIG_IGN);
 	if (!(feedback = parm_feedback_create()))
@@ -371,7 +521,7 @@ int main(int argc, char **argv)
 	signal(SIGHUP, on_signal);
 
 	parm_header h;
-	make_header(&h, m, stage_json(&o, m, n_ctx));
+	make_header(&h, b.tok, b.n_vocab, stage_json(&o, &b));
 	g.w = parm_writer_new(STDOUT_FILENO);
 	check_write(parm_write_header(g.w, &h));
 	generate(&g);

@@ -1,0 +1,60 @@
+/* remote.h - a base model served over HTTP: llama.cpp's server or an
+ * OpenAI-compatible one (vLLM), asked for the top-K next-token
+ * log-probabilities of token-id sequences (never re-tokenised text).
+ *
+ * Requests for the sequences of one round go out together (libcurl multi),
+ * one easy handle per slot, reused so connections stay alive.  Connection
+ * errors, 429 and 5xx are retried with exponential backoff; other 4xx are
+ * not, and their message is passed on.  Every failure is one line naming
+ * the URL and what was wrong.  TLS verification is always on.
+ */
+#ifndef PARM_REMOTE_H
+#define PARM_REMOTE_H
+
+#include "stream.h"
+#include "tokenizer.h"
+
+enum parm_api { PARM_API_LLAMACPP, PARM_API_OPENAI };
+
+typedef struct {
+	const char *url;        /* server root, e.g. http://127.0.0.1:8080
+				   (openai: a trailing /v1 is accepted) */
+	enum parm_api api;
+	int top_k;              /* log-probabilities asked for per step */
+	int n_slots;            /* sequences requested at once */
+	double timeout;         /* seconds per request (connect: at most 10) */
+	int retries;            /* extra attempts after a retryable failure */
+	const char *cacert;     /* CA bundle to verify with, or NULL */
+	const char *api_key;    /* sent as a bearer token, or NULL */
+	const char *model;      /* openai "model"; NULL: the server's first */
+} parm_remote_opts;
+
+typedef struct parm_remote parm_remote;
+
+/* Set up and ask the server what it serves (GET /v1/models where there is
+ * one: model name, context length, vocabulary size).  NULL + parm_error. */
+parm_remote *parm_remote_new(const parm_remote_opts *o);
+void parm_remote_free(parm_remote *r);
+
+const char *parm_remote_url(const parm_remote *r);     /* the completion URL */
+int parm_remote_ctx(const parm_remote *r);      /* context per sequence, 0 unknown */
+int parm_remote_vocab(const parm_remote *r);    /* vocabulary size, 0 unknown */
+
+/* Does the server tokenise like t?  A probe text is tokenised on the
+ * server (POST /tokenize, where it has one) and locally; 0 when they agree
+ * or the server cannot tokenise, -1 + parm_error naming the first
+ * difference (or a failed request). */
+int parm_remote_check_tokenizer(parm_remote *r, const parm_tokenizer *t, const char *name);
+
+/* One step for n sequences (n <= n_slots) at once: sequence i is
+ * tokens[i][0..len[i]).  steps[i] gets sparse ids and log-probabilities
+ * (k <= top_k entries, best first; the storage belongs to r and lasts until
+ * the next call); seq and tok are left alone.  Ids are checked against
+ * n_vocab.  0, or -1 + parm_error. */
+int parm_remote_step(parm_remote *r, int n, const int *const *tokens, const int *len,
+		     int n_vocab, parm_step *steps);
+
+/* Requests sent and seconds spent waiting for replies (for benchmarks). */
+void parm_remote_stats(const parm_remote *r, long *requests, double *seconds);
+
+#endif
