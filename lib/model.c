@@ -195,13 +195,51 @@ void parm_model_free(parm_model *m)
 {
 	if (!m)
 		return;
-	if (m->tok)
-		parm_tokenizer_free(m->tok);
-	if (m->file)
-		gguf_close(m->file);
+	if (!m->parent) {
+		if (m->tok)
+			parm_tokenizer_free(m->tok);
+		if (m->file)
+			gguf_close(m->file);
+		free(m->norms);
+	}
+	for (int i = 0; i < m->n_owned; i++)
+		free(m->owned[i]);
+	free(m->owned);
 	free(m->layers);
-	free(m->norms);
 	free(m);
+}
+
+const parm_weight *parm_layer_proj(const parm_layer *l, int proj)
+{
+	const parm_weight *all[PARM_N_PROJ] = {
+		&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down,
+	};
+	return proj >= 0 && proj < PARM_N_PROJ ? all[proj] : NULL;
+}
+
+parm_model *parm_model_view(const parm_model *m)
+{
+	parm_model *v = xmalloc(sizeof *v);
+	*v = *m;
+	v->parent = m;
+	v->layers = xmemdup(m->layers, (size_t)m->cfg.n_layers * sizeof *m->layers);
+	v->owned = NULL;
+	v->n_owned = 0;
+	return v;
+}
+
+int parm_model_set_weight(parm_model *v, int layer, int proj, float *f32)
+{
+	if (!v->parent)
+		return parm_fail("set weight: the model is not a view");
+	if (layer < 0 || layer >= v->cfg.n_layers || proj < 0 || proj >= PARM_N_PROJ)
+		return parm_fail("set weight: no projection %d in layer %d", proj, layer);
+	parm_weight *w = (parm_weight *)parm_layer_proj(&v->layers[layer], proj);
+	v->owned = xrealloc(v->owned, (v->n_owned + 1) * sizeof *v->owned);
+	v->owned[v->n_owned++] = f32;
+	w->data = f32;
+	w->type = GGML_F32;
+	return 0;
 }
 
 size_t parm_model_bytes_per_token(const parm_model *m)
@@ -275,6 +313,24 @@ int parm_kv_ctx(const parm_kv *kv)
 	return kv->n_ctx;
 }
 
+int parm_kv_slots(const parm_kv *kv)
+{
+	return kv->n_slots;
+}
+
+/* Slots are the outermost dimension, so growing appends. */
+void parm_kv_grow(parm_kv *kv, int n_slots)
+{
+	if (n_slots <= kv->n_slots)
+		return;
+	size_t per_slot = (size_t)kv->n_layers * kv->n_ctx * kv->kv_dim, old = kv->n_slots;
+	kv->k = xrealloc(kv->k, n_slots * per_slot * sizeof(float));
+	kv->v = xrealloc(kv->v, n_slots * per_slot * sizeof(float));
+	kv->len = xrealloc(kv->len, n_slots * sizeof *kv->len);
+	memset(kv->len + old, 0, (n_slots - old) * sizeof *kv->len);
+	kv->n_slots = n_slots;
+}
+
 static size_t kv_offset(const parm_kv *kv, int slot, int layer, int pos)
 {
 	return (((size_t)slot * kv->n_layers + layer) * kv->n_ctx + pos) * kv->kv_dim;
@@ -334,8 +390,20 @@ static void add_into(float *x, const float *y, size_t count)
 		x[i] += y[i];
 }
 
-static void attention_block(const parm_model *m, parm_kv *kv, batch *b, int l,
-			    const int *slot, int n)
+/* y[n][out] += s B M A x from the adapter on (layer l, proj), if any. */
+static void adapt(float *y, const float *x, const parm_adapter *ad, int l, int proj, int n)
+{
+	const parm_adapter *a = ad ? &ad[l * PARM_N_PROJ + proj] : NULL;
+	if (!a || !a->p)
+		return;
+	size_t r = a->p->r1 + a->p->r2;
+	float *h = xmalloc(2 * n * r * sizeof *h);
+	pblora_forward(y, h, h + n * r, x, a->p, a->M, n);
+	free(h);
+}
+
+static void attention_block(const parm_model *m, const parm_adapter *ad, parm_kv *kv,
+			    batch *b, int l, const int *slot, int n)
 {
 	const parm_config *c = &m->cfg;
 	const parm_layer *w = &m->layers[l];
@@ -347,6 +415,9 @@ static void attention_block(const parm_model *m, parm_kv *kv, batch *b, int l,
 		{ b->v, b->xb, w->wv.data, w->wv.type, c->dim, kvd },
 	};
 	matmul_many_forward(qkv, 3, n);
+	adapt(b->q, b->xb, ad, l, 0, n);
+	adapt(b->k, b->xb, ad, l, 1, n);
+	adapt(b->v, b->xb, ad, l, 2, n);
 	rope_forward(b->q, b->pos, n, c->n_heads, hd, c->rope_theta);
 	rope_forward(b->k, b->pos, n, c->n_kv_heads, hd, c->rope_theta);
 	for (int i = 0; i < n; i++) {
@@ -358,10 +429,11 @@ static void attention_block(const parm_model *m, parm_kv *kv, batch *b, int l,
 	}
 	attention_forward(b->att, b->q, b->kc, b->vc, b->pos, n, c->n_heads, c->n_kv_heads, hd);
 	matmul_forward(b->xb2, b->att, w->wo.data, w->wo.type, n, c->dim, c->dim);
+	adapt(b->xb2, b->att, ad, l, 3, n);
 	add_into(b->x, b->xb2, (size_t)n * c->dim);
 }
 
-static void ffn_block(const parm_model *m, batch *b, int l, int n)
+static void ffn_block(const parm_model *m, const parm_adapter *ad, batch *b, int l, int n)
 {
 	const parm_config *c = &m->cfg;
 	const parm_layer *w = &m->layers[l];
@@ -371,8 +443,11 @@ static void ffn_block(const parm_model *m, batch *b, int l, int n)
 		{ b->hb2, b->xb, w->w_up.data, w->w_up.type, c->dim, c->ff },
 	};
 	matmul_many_forward(gate_up, 2, n);
+	adapt(b->hb, b->xb, ad, l, 4, n);
+	adapt(b->hb2, b->xb, ad, l, 5, n);
 	swiglu_forward(b->hb, b->hb, b->hb2, (int64_t)n * c->ff);
 	matmul_forward(b->xb2, b->hb, w->w_down.data, w->w_down.type, n, c->ff, c->dim);
+	adapt(b->xb2, b->hb, ad, l, 6, n);
 	add_into(b->x, b->xb2, (size_t)n * c->dim);
 }
 
@@ -398,6 +473,13 @@ static int output_logits(const parm_model *m, batch *b, int n, const int *slot,
 int parm_forward(const parm_model *m, parm_kv *kv, int n, const int *tokens,
 		 const int *slot, const uint8_t *want, float *logits)
 {
+	return parm_forward_adapted(m, NULL, kv, n, tokens, slot, want, logits);
+}
+
+int parm_forward_adapted(const parm_model *m, const parm_adapter *ad, parm_kv *kv,
+			 int n, const int *tokens, const int *slot,
+			 const uint8_t *want, float *logits)
+{
 	batch b;
 	if (n <= 0)
 		return 0;
@@ -408,8 +490,8 @@ int parm_forward(const parm_model *m, parm_kv *kv, int n, const int *tokens,
 	}
 	embed_forward(b.x, m->token_embd.data, m->token_embd.type, tokens, n, m->cfg.dim);
 	for (int l = 0; l < m->cfg.n_layers; l++) {
-		attention_block(m, kv, &b, l, slot, n);
-		ffn_block(m, &b, l, n);
+		attention_block(m, ad, kv, &b, l, slot, n);
+		ffn_block(m, ad, &b, l, n);
 	}
 	int n_out = output_logits(m, &b, n, slot, want, logits);
 	for (int i = 0; i < n; i++)

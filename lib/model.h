@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 #include "gguf.h"
+#include "pblora.h"
 #include "tokenizer.h"
 
 typedef struct {
@@ -37,6 +38,11 @@ typedef struct parm_model {
 	parm_weight token_embd, output_norm, output; /* output may alias token_embd */
 	parm_layer *layers;
 	float *norms;                   /* f32 copies of f16/bf16 norm vectors */
+	/* A view (parm_model_view) shares the parent's file, tokenizer and
+	 * norms and owns only its layer table and the f32 weights put in it. */
+	const struct parm_model *parent;
+	float **owned;
+	int n_owned;
 } parm_model;
 
 parm_model *parm_model_load(const char *path);  /* NULL + parm_error */
@@ -58,6 +64,35 @@ int parm_kv_ctx(const parm_kv *kv);
  * or -1 + parm_error (a slot would pass its context: nothing is changed). */
 int parm_forward(const parm_model *m, parm_kv *kv, int n, const int *tokens,
 		 const int *slot, const uint8_t *want, float *logits);
+
+/* The projections of a layer an adapter can sit on, in the order of
+ * arm.h's enum parm_target (q k v o gate up down). */
+#define PARM_N_PROJ 7
+const parm_weight *parm_layer_proj(const parm_layer *l, int proj);
+
+/* Unmerged adapters for a forward pass: ad[layer * PARM_N_PROJ + proj]
+ * adds s B M A x to that projection's output (p NULL: none), M[r][r] the
+ * mix for the current preference (pblora_mix).  O(r (in + out)) a token. */
+typedef struct {
+	const parm_pblora *p;
+	const float *M;
+} parm_adapter;
+
+/* parm_forward with adapters (ad NULL: exactly parm_forward). */
+int parm_forward_adapted(const parm_model *m, const parm_adapter *ad, parm_kv *kv,
+			 int n, const int *tokens, const int *slot,
+			 const uint8_t *want, float *logits);
+
+/* The merged path: a view of m (m must outlive it) whose weights are m's
+ * until parm_model_set_weight replaces one projection of one layer by an
+ * f32 [rows][cols] array of the same shape, which the view then owns.
+ * parm_model_free frees a view's own parts only. */
+parm_model *parm_model_view(const parm_model *m);
+int parm_model_set_weight(parm_model *view, int layer, int proj, float *f32);
+
+/* Grow a cache to n_slots (never shrinks); held slots keep their tokens. */
+void parm_kv_grow(parm_kv *kv, int n_slots);
+int parm_kv_slots(const parm_kv *kv);
 
 /* Bytes of weights one decode step reads (every matmul, the output
  * included, one embedding row): the memory-bandwidth cost of a token. */

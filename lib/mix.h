@@ -1,0 +1,74 @@
+/* mix.h - ARM guidance on a logit stream (parm-mix): the mixing maths and
+ * the runner that keeps an ARM's KV cache in step with the stream.
+ *
+ * For each step of a round, with in the logits that came down the pipe
+ * and a_j = log_softmax(ARM_j(. | context, alpha_j)) over the full
+ * vocabulary:
+ *
+ *   out = log_softmax(log_softmax(in) + sum_j w_j a_j)
+ *
+ * The output is renormalised log-probabilities, so chaining stages (one
+ * ARM each) gives the same rows as one stage with all of them: the
+ * inner log_softmax only shifts a row by a constant.  A sparse step
+ * (top-K ids) is guided on its K candidates only, a_j gathered at the
+ * ids, and the softmax runs over the K; it stays sparse.  -inf entries
+ * stay -inf.
+ *
+ * A guide runs one ARM: merged (dW(alpha) added into f32 copies of the
+ * adapted matrices once, so a step is a plain forward) or unmerged (the
+ * adapters run beside the frozen weights, O(r) a token).  Each sequence
+ * gets a KV slot at START; its prompt runs through the ARM in the round
+ * it first appears, then each step's token.
+ */
+#ifndef PARM_MIX_H
+#define PARM_MIX_H
+
+#include <stdint.h>
+#include "arm.h"
+#include "stream.h"
+
+/* out[n] = log_softmax(x[n]) (out may be x); a row of only -inf or NaN
+ * is copied unchanged.  Double accumulation. */
+void mix_log_softmax(float *out, const float *x, int n);
+/* acc[n] += w * lp[ids[j]] (ids NULL: lp[j]). */
+void mix_add_guidance(float *acc, const float *lp, const int32_t *ids, int n, float w);
+/* The whole formula above for one step: row[n] in place (ids NULL:
+ * dense, n = V), lp[n_guides] the ARMs' log-prob rows over the full
+ * vocabulary, w[n_guides]. */
+void mix_row(float *row, const int32_t *ids, int n, const float *const *lp,
+	     const float *w, int n_guides);
+
+typedef struct parm_guide parm_guide;
+
+/* Load an ARM file and get it ready at preference pref ("0.7,0.3",
+ * "helpful=0.7,harmless=0.3"; NULL allowed only when k = 1, meaning (1)),
+ * weight w.  merge: the fast path.  NULL + parm_error. */
+parm_guide *parm_guide_load(const char *path, const char *pref, float w, int merge);
+void parm_guide_free(parm_guide *g);
+const parm_arm *parm_guide_arm(const parm_guide *g);
+float parm_guide_weight(const parm_guide *g);
+const float *parm_guide_alpha(const parm_guide *g);     /* [k] */
+
+/* The stream's tokenizer must be the ARM's; ctx (0: the ARM's) bounds
+ * the KV cache.  Call once, after the header. */
+int parm_guide_begin(parm_guide *g, const parm_header *h, int ctx);
+/* A sequence joins (START) / leaves (END). */
+int parm_guide_start(parm_guide *g, int seq, const int *tokens, int n_tokens);
+void parm_guide_end(parm_guide *g, int seq);
+/* One batched forward for the steps of a round: lp[n_steps][V] gets
+ * log_softmax of the ARM's next-token logits for each step's sequence,
+ * after its prompt (first round) and the step's tok.  -1 + parm_error
+ * (unknown sequence, a sequence past the ARM's context, ...). */
+int parm_guide_round(parm_guide *g, int n_steps, const parm_step *steps, float *lp);
+
+/* The stage's provenance object (malloc'd JSON text):
+ * one guide: {"stage":"parm-mix","arm":..,"objectives":[..],"pref":[..],
+ * "weight":W,"merged":b}; several: {"stage":"parm-mix","arms":[{...}]}. */
+char *parm_mix_stage_json(parm_guide *const *g, int n);
+
+/* Guide every step of a ROUND record in place with all the guides
+ * (weights all 0: nothing changes, no ARM runs).  lp is scratch of
+ * n_guides * n_steps * V floats.  -1 + parm_error. */
+int parm_mix_round(parm_guide *const *g, int n_guides, parm_record *rec, int V, float *lp);
+
+#endif

@@ -1,0 +1,202 @@
+/* parm-mix - a middle stage: add ARM guidance (PARM at a preference, or
+ * GenARM ARMs) to the logits of a parm stream. */
+#include "mix.h"
+#include "model.h"
+#include "stream.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+"usage: parm-mix [options] [ARM.gguf] < STREAM > STREAM\n"
+"Add the guidance of autoregressive reward models to a parm stream:\n"
+"each step's logits become log_softmax(in) + W log_softmax(ARM(. | pref)),\n"
+"renormalised.  A PARM takes a preference over its objectives; several\n"
+"ARMs (GenARM) are added together.\n"
+"  -p, --pref A,B,...   preference for ARM: k numbers >= 0 summing to 1,\n"
+"                       or NAME=V,... (objectives not named get 0);\n"
+"                       needed when ARM has more than one objective\n"
+"  -w, --weight W       guidance weight for ARM (default 1; 0 passes the\n"
+"                       stream through unchanged)\n"
+"  -a, --arm FILE:W[:PREF]  another ARM with weight W (and preference PREF\n"
+"                       for a PARM); repeatable\n"
+"      --no-merge       run the adapters beside the frozen weights instead\n"
+"                       of merging them into a copy once at start\n"
+"  -t, --threads N      threads for the forward pass (default: all cores)\n"
+"  -h, --help           show this help\n"
+"  -V, --version        show the version\n";
+
+struct spec {                   /* one ARM as given on the command line */
+	const char *path, *pref;
+	float weight;
+};
+
+struct opts {
+	struct spec *arms;
+	int n_arms, merge;
+	long threads;
+	const char *pref;
+	float weight;
+	int weight_set;
+};
+
+/* FILE:W or FILE:W:PREF (a preference has no ':'; a weight is a number). */
+static struct spec parse_arm_spec(const char *arg)
+{
+	char *s = xstrdup(arg), *last = strrchr(s, ':');
+	struct spec sp = { .pref = NULL };
+	double w;
+	if (!last || last == s)
+		usage_error("--arm '%s': expected FILE:WEIGHT or FILE:WEIGHT:PREF", arg);
+	*last = '\0';
+	if (parm_parse_float(last + 1, &w) < 0) {
+		sp.pref = last + 1;
+		if (!(last = strrchr(s, ':')) || last == s)
+			usage_error("--arm '%s': expected FILE:WEIGHT or FILE:WEIGHT:PREF", arg);
+		*last = '\0';
+		if (parm_parse_float(last + 1, &w) < 0)
+			usage_error("--arm '%s': weight '%s' is not a number", arg, last + 1);
+	}
+	if (!isfinite(w) || fabs(w) > 1000)
+		usage_error("--arm '%s': weight must be in [-1000, 1000]", arg);
+	sp.path = s;
+	sp.weight = (float)w;
+	return sp;
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{"pref", 1, 0, 'p'}, {"weight", 1, 0, 'w'}, {"arm", 1, 0, 'a'},
+		{"no-merge", 0, 0, 'M'}, {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
+		{"version", 0, 0, 'V'}, {0, 0, 0, 0}};
+	int c;
+	*o = (struct opts){ .merge = 1, .weight = 1 };
+	o->arms = xcalloc(argc + 1, sizeof *o->arms);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":p:w:a:t:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'p': o->pref = optarg; break;
+		case 'w': o->weight = opt_float("--weight", optarg, -1000, 1000), o->weight_set = 1; break;
+		case 'a': o->arms[o->n_arms++] = parse_arm_spec(optarg); break;
+		case 'M': o->merge = 0; break;
+		case 't': o->threads = opt_long("--threads", optarg, 1, 1024); break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V': puts("parm-mix " PARM_VERSION); exit(0);
+		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc - 1)
+		usage_error("more than one ARM given (use --arm FILE:WEIGHT for more)");
+	if (optind == argc - 1)
+		o->arms[o->n_arms++] = (struct spec){ argv[optind], o->pref, o->weight };
+	else if (o->pref || o->weight_set)
+		usage_error("--pref and --weight apply to the ARM argument, and none was given");
+	if (o->n_arms == 0)
+		usage_error("no ARM given");
+}
+
+static void check_write(int rc)
+{
+	if (rc == 0)
+		return;
+	if (errno == EPIPE)             /* the reader went away: not our error */
+		exit(0);
+	die("%s", parm_error());
+}
+
+/* The base's context, from the first stage that records one (0: none). */
+static int stream_ctx(const parm_header *h)
+{
+	for (int i = 0; i < h->n_chain; i++) {
+		json_t *j = json_loads(h->chain[i], 0, NULL);
+		json_int_t ctx = json_integer_value(json_object_get(j, "ctx"));
+		json_decref(j);
+		if (ctx > 0 && ctx < (1 << 30))
+			return (int)ctx;
+	}
+	return 0;
+}
+
+struct run {
+	parm_guide **g;
+	int n_guides;
+	parm_reader *in;
+	parm_writer *out;
+	parm_header h;
+	float *lp;
+	size_t lp_cap;
+};
+
+static void guide_round(struct run *r, parm_record *rec)
+{
+	size_t need = (size_t)r->n_guides * rec->n_steps * r->h.n_vocab;
+	if (need > r->lp_cap)
+		r->lp = xrealloc(r->lp, (r->lp_cap = need) * sizeof *r->lp);
+	if (parm_mix_round(r->g, r->n_guides, rec, r->h.n_vocab, r->lp) < 0)
+		die("%s", parm_error());
+}
+
+/* Pass every record on, guided; flush after each, so a round is never
+ * held back waiting for input (the sampler's choice comes after it). */
+static void mix_stream(struct run *r)
+{
+	parm_record rec;
+	do {
+		if (parm_read_record(r->in, &rec) < 0)
+			die("%s", parm_error());
+		for (int j = 0; j < r->n_guides; j++) {
+			if (rec.type == PARM_REC_START &&
+			    parm_guide_start(r->g[j], rec.seq, rec.tokens, rec.n_tokens) < 0)
+				die("%s", parm_error());
+			if (rec.type == PARM_REC_END)
+				parm_guide_end(r->g[j], rec.seq);
+		}
+		if (rec.type == PARM_REC_ROUND)
+			guide_round(r, &rec);
+		check_write(parm_write_record(r->out, &rec, r->h.n_vocab));
+		check_write(parm_flush(r->out));
+	} while (rec.type != PARM_REC_FIN);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	struct run r = { 0 };
+	parm_header out;
+	parm_setprog(argv[0]);
+	parse_args(argc, argv, &o);
+	if (o.threads)
+		parm_set_threads((int)o.threads);
+	signal(SIGPIPE, SIG_IGN);
+	r.n_guides = o.n_arms;
+	r.g = xcalloc(o.n_arms, sizeof *r.g);
+	for (int i = 0; i < o.n_arms; i++)
+		if (!(r.g[i] = parm_guide_load(o.arms[i].path, o.arms[i].pref, o.arms[i].weight,
+					       o.merge)))
+			die("%s", parm_error());
+	r.in = parm_reader_new(STDIN_FILENO);
+	if (parm_read_header(r.in, &r.h) < 0)
+		die("%s", parm_error());
+	int ctx = stream_ctx(&r.h);
+	for (int i = 0; i < r.n_guides; i++)
+		if (parm_guide_begin(r.g[i], &r.h, ctx) < 0)
+			die("%s", parm_error());
+	char *stage = parm_mix_stage_json(r.g, r.n_guides);
+	parm_header_copy(&out, &r.h, stage);
+	free(stage);
+	r.out = parm_writer_new(STDOUT_FILENO);
+	check_write(parm_write_header(r.out, &out));
+	check_write(parm_flush(r.out));
+	mix_stream(&r);
+	return 0;
+}
