@@ -471,7 +471,7 @@ static int bt_label(uint64_t *rng, double r0, double r1, const struct opts *o)
 
 /* pair holds prompt, response_0 and response_1; labelled, it is written
  * (the strings passed through as they came, NUL bytes and all). */
-static void label_pair(uint64_t *rng, json_t *pair, const struct opts *o)
+static void label_pair(uint64_t *rng, json_t *pair, const struct opts *o, json_t *out)
 {
 	int k = o->humour ? 3 : 2, label[3], tie = 0;
 	for (int i = 0; i < k; i++) {
@@ -483,7 +483,7 @@ static void label_pair(uint64_t *rng, json_t *pair, const struct opts *o)
 		return;
 	for (int i = 0; i < k; i++)
 		json_object_set_new(pair, label_fields[i], json_integer(label[i]));
-	put_record(json_incref(pair));
+	json_array_append(out, pair);
 }
 
 /* A pair from two records of generations (prompt, response). */
@@ -502,13 +502,16 @@ static FILE *open_or_die(const char *path)
 }
 
 /* Pairs on stdin (prompt, response_0, response_1), or two files of
- * generations (prompt, response) read side by side. */
+ * generations (prompt, response) read side by side.  Nothing is written
+ * until all is read, so an error leaves stdout empty. */
 static void cmd_label(const struct opts *o, int nfiles, char **files)
 {
 	uint64_t rng = o->seed;
 	long line_a = 0, line_b = 0;
 	FILE *a = nfiles ? open_or_die(files[0]) : stdin, *b = nfiles ? open_or_die(files[1]) : NULL;
-	json_t *ra, *rb;
+	json_t *ra, *rb, *out = json_array();
+	size_t i;
+	json_t *rec;
 	while ((ra = next_record(a, nfiles ? files[0] : "<stdin>", &line_a))) {
 		json_t *pair = ra;
 		if (b) {
@@ -518,11 +521,14 @@ static void cmd_label(const struct opts *o, int nfiles, char **files)
 			json_decref(ra);
 			json_decref(rb);
 		}
-		label_pair(&rng, pair, o);
+		label_pair(&rng, pair, o, out);
 		json_decref(pair);
 	}
 	if (b && next_record(b, files[1], &line_b))
 		die("%s: more records than %s", files[1], files[0]);
+	json_array_foreach(out, i, rec)
+		put_record(json_incref(rec));
+	json_decref(out);
 }
 
 static void need_args(int n, int lo, int hi, const char *what)
