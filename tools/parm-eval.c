@@ -1,0 +1,788 @@
+/* parm-eval - preference accuracy of an ARM on held-out pairs, and
+ * scores of generated responses aggregated over the alpha grid (mean
+ * rewards with standard errors, hypervolume, MIP, Pareto fronts, a plot). */
+#include "arm.h"
+#include "dataset.h"
+#include "metrics.h"
+#include "prompts.h"
+#include "scorer.h"
+#include "svg.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef PARM_VERSION
+#define PARM_VERSION "dev"
+#endif
+
+static const char usage_text[] =
+"usage: parm-eval accuracy [options] ARM.gguf PAIRS...\n"
+"       parm-eval score [options] RESULTS.jsonl...\n"
+"accuracy: the share of preference pairs the ARM ranks right (S_w > S_l,\n"
+"S = sum of log pi over the response), per objective, at alpha = e_i and\n"
+"at any alpha asked for.\n"
+"  -O, --objective NAME=FIELD|NAME=@FILE  label fields (default PKU-SafeRLHF's\n"
+"                       helpful=better_response_id, harmless=safer_response_id)\n"
+"  -T, --template TEXT  prompt template, {prompt} marks the prompt (default\n"
+"                       'BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:')\n"
+"  -L, --max-length N   drop pairs longer than N tokens (default: the context)\n"
+"      --truncate       cut over-long responses instead of dropping the pair\n"
+"  -g, --grid M         also the M-point simplex grid (11: (0,1), (0.1,0.9), ...)\n"
+"  -p, --pref ALPHA     also at ALPHA ('0.3,0.7' or 'helpful=0.3,...'; repeatable)\n"
+"score: score parm-sample --jsonl records, group them by method and alpha\n"
+"(from the provenance chain) and compare the methods.\n"
+"  -s, --scorer NAME=COMMAND   a command (run by /bin/sh) reading the records\n"
+"                       as JSONL on stdin and printing one number per line\n"
+"  -r, --reward NAME=ARM.gguf[@ALPHA]  an ARM as reward model: beta * sum of\n"
+"                       log pi over the response (ALPHA needed when k > 1)\n"
+"  -T, --template TEXT  for --reward: wrap prompts (default: the chain's\n"
+"                       parm-logits template, else the prompt as it is)\n"
+"  -m, --method-field F take the method from the records' field F\n"
+"  -R, --ref A,B,...    hypervolume reference point (default: per-objective\n"
+"                       minimum over all points compared)\n"
+"      --records        print each record's scores instead of the summary\n"
+"  -P, --plot FILE.svg  draw the fronts of the methods compared\n"
+"both:\n"
+"  -j, --json           JSON (JSONL with --records) instead of TSV\n"
+"  -t, --threads N      threads for the model (default: all)\n"
+"  -h, --help           show this help\n"
+"  -V, --version        show the version\n";
+
+enum { OPT_TRUNCATE = 256, OPT_RECORDS };
+
+struct opts {
+	/* accuracy */
+	parm_objectives obj;
+	long max_len, grid;
+	int truncate, n_prefs;
+	char **prefs;
+	/* score */
+	char **scorers;         /* "NAME=COMMAND" or "@NAME=ARM[@ALPHA]" */
+	int n_scorers, records;
+	const char *method_field, *ref, *plot;
+	/* both */
+	const char *tmpl;
+	int json;
+	char **args;
+	int n_args;
+};
+
+static void add_objective(struct opts *o, const char *spec)
+{
+	if (parm_objectives_add(&o->obj, spec) < 0)
+		usage_error("--objective: %s", parm_error());
+}
+
+static void add_scorer(struct opts *o, const char *spec, int arm)
+{
+	const char *eq = strchr(spec, '=');
+	if (!eq || eq == spec || !eq[1])
+		usage_error("--%s: expected NAME=%s, got '%s'", arm ? "reward" : "scorer",
+			    arm ? "ARM.gguf[@ALPHA]" : "COMMAND", spec);
+	if (o->n_scorers == PARM_PROV_MAX)
+		usage_error("more than %d scorers", PARM_PROV_MAX);
+	for (int i = 0; i < o->n_scorers; i++) {
+		const char *s = o->scorers[i] + (o->scorers[i][0] == '@');
+		if (!strncmp(s, spec, eq - spec + 1))
+			usage_error("scorer name '%.*s' given twice", (int)(eq - spec), spec);
+	}
+	size_t len = strlen(spec) + 2;
+	char *s = xmalloc(len);
+	snprintf(s, len, "%s%s", arm ? "@" : "", spec);
+	o->scorers[o->n_scorers++] = s;
+}
+
+static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
+{
+	static const struct option longopts[] = {
+		{"objective", 1, 0, 'O'}, {"template", 1, 0, 'T'}, {"max-length", 1, 0, 'L'},
+		{"truncate", 0, 0, OPT_TRUNCATE}, {"grid", 1, 0, 'g'}, {"pref", 1, 0, 'p'},
+		{"scorer", 1, 0, 's'}, {"reward", 1, 0, 'r'}, {"method-field", 1, 0, 'm'},
+		{"ref", 1, 0, 'R'}, {"records", 0, 0, OPT_RECORDS}, {"plot", 1, 0, 'P'},
+		{"json", 0, 0, 'j'}, {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
+		{"version", 0, 0, 'V'}, {0, 0, 0, 0}};
+	const char *acc_only = "OLgp", *score_only = "srmRP";
+	int c;
+	o->prefs = xcalloc(argc, sizeof *o->prefs);
+	o->scorers = xcalloc(PARM_PROV_MAX, sizeof *o->scorers);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":O:T:L:g:p:s:r:m:R:P:jt:hV", longopts, NULL)) != -1) {
+		if (c < 256 && c != ':' && c != '?' && strchr(accuracy ? score_only : acc_only, c))
+			usage_error("option '%s' is for parm-eval %s", argv[optind - 1],
+				    accuracy ? "score" : "accuracy");
+		switch (c) {
+		case 'O': add_objective(o, optarg); break;
+		case 'T': o->tmpl = optarg; break;
+		case 'L': o->max_len = opt_long("--max-length", optarg, 2, 1 << 24); break;
+		case OPT_TRUNCATE: o->truncate = 1; break;
+		case 'g': o->grid = opt_long("--grid", optarg, 2, 1001); break;
+		case 'p': o->prefs[o->n_prefs++] = optarg; break;
+		case 's': add_scorer(o, optarg, 0); break;
+		case 'r': add_scorer(o, optarg, 1); break;
+		case 'm': o->method_field = optarg; break;
+		case 'R': o->ref = optarg; break;
+		case OPT_RECORDS: o->records = 1; break;
+		case 'P': o->plot = optarg; break;
+		case 'j': o->json = 1; break;
+		case 't': parm_set_threads((int)opt_long("--threads", optarg, 1, 1024)); break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V': puts("parm-eval " PARM_VERSION); exit(0);
+		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	o->args = argv + optind;
+	o->n_args = argc - optind;
+}
+
+/* ---- output ---- */
+
+static void finish_output(void)
+{
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		if (errno == EPIPE)
+			exit(0);
+		die("error writing output: %s", strerror(errno));
+	}
+}
+
+static void print_json(json_t *j, int flags)
+{
+	char *s = json_dumps(j, flags | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+	puts(s);
+	free(s);
+	json_decref(j);
+}
+
+static json_t *json_doubles(const double *x, int n)
+{
+	json_t *a = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, json_real(x[i]));
+	return a;
+}
+
+/* "0.3,0.7" */
+static void format_alpha(char *buf, size_t size, const double *alpha, int k)
+{
+	size_t used = 0;
+	buf[0] = 0;
+	for (int j = 0; j < k && used < size; j++)
+		used += snprintf(buf + used, size - used, "%s%.4g", j ? "," : "", alpha[j]);
+}
+
+/* ---- accuracy ---- */
+
+struct acc_run {
+	parm_arm *arm;
+	parm_pairs pairs;
+	int obj_of[PARM_PROV_MAX];      /* ARM objective i -> pair label index */
+	int n_alpha;
+	float *alpha;                   /* [n_alpha][k] */
+	long *correct, *labelled;       /* [n_alpha][k] */
+};
+
+/* Map the ARM's objectives onto the pairs' labels: by name, or by position
+ * when no name matches and the counts agree. */
+static void match_objectives(struct acc_run *r, const parm_objectives *obj)
+{
+	int k = r->arm->k, named = 0;
+	for (int i = 0; i < k; i++)
+		named += (r->obj_of[i] = parm_objective_index(obj, r->arm->objectives[i])) >= 0;
+	if (named == k)
+		return;
+	if (named == 0 && obj->k == k) {
+		for (int i = 0; i < k; i++)
+			r->obj_of[i] = i;
+		return;
+	}
+	for (int i = 0; i < k; i++)
+		if (r->obj_of[i] < 0)
+			die("%s: objective '%s' has no labels in the pairs (name it with --objective %s=FIELD)",
+			    r->arm->path, r->arm->objectives[i], r->arm->objectives[i]);
+}
+
+static void add_alpha(struct acc_run *r, const float *a)
+{
+	int k = r->arm->k;
+	for (int i = 0; i < r->n_alpha; i++)
+		if (!memcmp(r->alpha + (size_t)i * k, a, k * sizeof *a))
+			return;
+	r->alpha = xrealloc(r->alpha, (size_t)(r->n_alpha + 1) * k * sizeof *a);
+	memcpy(r->alpha + (size_t)r->n_alpha++ * k, a, k * sizeof *a);
+}
+
+/* e_i, then the grid, then each --pref. */
+static void list_alphas(struct acc_run *r, const struct opts *o)
+{
+	int k = r->arm->k;
+	float a[PARM_PROV_MAX];
+	for (int i = 0; i < k; i++) {
+		for (int j = 0; j < k; j++)
+			a[j] = i == j;
+		add_alpha(r, a);
+	}
+	if (o->grid) {
+		long n = parm_pref_grid(NULL, k, (int)o->grid);
+		float *g = xmalloc((size_t)n * k * sizeof *g);
+		parm_pref_grid(g, k, (int)o->grid);
+		for (long i = 0; i < n; i++)
+			add_alpha(r, g + i * k);
+		free(g);
+	}
+	for (int i = 0; i < o->n_prefs; i++) {
+		if (parm_arm_parse_pref(r->arm, o->prefs[i], a) < 0)
+			usage_error("--pref: %s", parm_error());
+		add_alpha(r, a);
+	}
+}
+
+static void load_pairs(struct acc_run *r, struct opts *o)
+{
+	parm_badrecs bad = {.strict = 1};
+	parm_pair_opts po = {o->tmpl, (int)o->max_len, o->truncate ? PARM_OVERLONG_TRUNCATE : PARM_OVERLONG_DROP};
+	if (!po.max_len)
+		po.max_len = r->arm->backbone->cfg.n_ctx;
+	if (o->obj.k == 0)
+		parm_objectives_default(&o->obj);
+	match_objectives(r, &o->obj);
+	if (parm_pairs_load(&r->pairs, &o->obj, (const char *const *)o->args + 1, o->n_args - 1, &bad) < 0 ||
+	    parm_pairs_tokenize(&r->pairs, r->arm->backbone->tok, &po) < 0)
+		die("%s", parm_error());
+	if (r->pairs.n == 0)
+		die("no pairs to evaluate (%ld dropped as longer than %d tokens)", r->pairs.n_dropped, po.max_len);
+}
+
+/* Count the pairs ranked right at alpha number ai. */
+static void count_pairs(struct acc_run *r, parm_arm_scorer *s, int ai)
+{
+	int k = r->arm->k;
+	for (long p = 0; p < r->pairs.n; p++) {
+		const parm_pair *q = &r->pairs.pair[p];
+		double S[2];
+		for (int j = 0; j < 2; j++)
+			if (parm_arm_scorer_logp(s, q->seq[j], q->n_seq[j], q->resp_start[j], &S[j]) < 0)
+				die("%s: %s", q->origin, parm_error());
+		for (int i = 0; i < k; i++) {
+			int w = q->label[r->obj_of[i]];
+			if (w == PARM_LABEL_NONE)
+				continue;
+			r->labelled[ai * k + i]++;
+			r->correct[ai * k + i] += S[w] > S[1 - w];
+		}
+	}
+}
+
+static double share(long a, long b) { return b ? (double)a / b : 0; }
+
+static void print_accuracy(const struct acc_run *r, int json)
+{
+	int k = r->arm->k;
+	json_t *rows = json_array();
+	if (!json) {
+		fputs("alpha", stdout);
+		for (int i = 0; i < k; i++)
+			printf("\t%s", r->arm->objectives[i]);
+		putchar('\n');
+	}
+	for (int a = 0; a < r->n_alpha; a++) {
+		double alpha[PARM_PROV_MAX], acc[PARM_PROV_MAX];
+		char text[256];
+		for (int i = 0; i < k; i++)
+			alpha[i] = r->alpha[a * k + i], acc[i] = share(r->correct[a * k + i], r->labelled[a * k + i]);
+		format_alpha(text, sizeof text, alpha, k);
+		if (json)
+			json_array_append_new(rows, json_pack("{s:o, s:o}", "alpha", json_doubles(alpha, k),
+							      "accuracy", json_doubles(acc, k)));
+		else {
+			fputs(text, stdout);
+			for (int i = 0; i < k; i++)
+				printf("\t%.4f", acc[i]);
+			putchar('\n');
+		}
+	}
+	if (json) {
+		json_t *names = json_array(), *lab = json_array();
+		for (int i = 0; i < k; i++) {
+			json_array_append_new(names, json_string(r->arm->objectives[i]));
+			json_array_append_new(lab, json_integer(r->labelled[i]));
+		}
+		print_json(json_pack("{s:s, s:o, s:I, s:o, s:o}", "arm", r->arm->path, "objectives", names,
+				     "pairs", (json_int_t)r->pairs.n, "labelled", lab, "rows", rows), JSON_COMPACT);
+	} else
+		json_decref(rows);
+}
+
+static int run_accuracy(struct opts *o)
+{
+	struct acc_run r = {0};
+	if (o->n_args < 2)
+		usage_error("%s", "accuracy needs an ARM and at least one pairs file");
+	if (!(r.arm = parm_arm_load(o->args[0])))
+		die("%s", parm_error());
+	load_pairs(&r, o);
+	list_alphas(&r, o);
+	int k = r.arm->k;
+	r.correct = xcalloc((size_t)r.n_alpha * k, sizeof *r.correct);
+	r.labelled = xcalloc((size_t)r.n_alpha * k, sizeof *r.labelled);
+	parm_arm_scorer *s = parm_arm_scorer_new(r.arm, r.alpha);
+	if (!s)
+		die("%s: %s", o->args[0], parm_error());
+	for (int a = 0; a < r.n_alpha; a++) {
+		if (parm_arm_scorer_set_pref(s, r.alpha + (size_t)a * k) < 0)
+			die("%s: %s", o->args[0], parm_error());
+		count_pairs(&r, s, a);
+	}
+	print_accuracy(&r, o->json);
+	finish_output();
+	parm_arm_scorer_free(s);
+	parm_pairs_free(&r.pairs);
+	parm_arm_free(r.arm);
+	free(r.alpha), free(r.correct), free(r.labelled);
+	return 0;
+}
+
+/* ---- score ---- */
+
+struct records {
+	json_t **rec;
+	char **origin, **line;
+	long n, cap;
+};
+
+static int keep_record(void *ctx, json_t *obj, const char *origin)
+{
+	struct records *r = ctx;
+	if (r->n == r->cap) {
+		r->cap = r->cap ? 2 * r->cap : 64;
+		r->rec = xrealloc(r->rec, r->cap * sizeof *r->rec);
+		r->origin = xrealloc(r->origin, r->cap * sizeof *r->origin);
+		r->line = xrealloc(r->line, r->cap * sizeof *r->line);
+	}
+	r->rec[r->n] = json_incref(obj);
+	r->origin[r->n] = xstrdup(origin);
+	r->line[r->n++] = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	return 0;
+}
+
+static const char *record_string(const struct records *r, long i, const char *field)
+{
+	const char *s = json_string_value(json_object_get(r->rec[i], field));
+	if (!s)
+		die("%s: no string field \"%s\"", r->origin[i], field);
+	return s;
+}
+
+/* The template the base saw: the chain's parm-logits stage's, if any. */
+static const char *chain_template(const json_t *rec)
+{
+	json_t *chain = json_object_get(rec, "chain");
+	for (size_t i = 0; i < json_array_size(chain); i++) {
+		json_t *t = json_object_get(json_array_get(chain, i), "template");
+		if (json_is_string(t))
+			return json_string_value(t);
+	}
+	return "{prompt}";
+}
+
+/* Record i as the ARM's tokens: templated prompt + response, EOS kept
+ * only when the response stopped there. */
+static void tokenize_record(parm_pairs *one, const struct records *r, long i,
+			    const parm_tokenizer *tok, const char *tmpl)
+{
+	const char *resp = record_string(r, i, "response");
+	const char *stop = json_string_value(json_object_get(r->rec[i], "stop"));
+	parm_pair_opts po = {tmpl ? tmpl : chain_template(r->rec[i]), 0, PARM_OVERLONG_DROP};
+	parm_pair *q = &one->pair[0];
+	memset(q, 0, sizeof *q);
+	q->prompt = xstrdup(record_string(r, i, "prompt"));
+	q->resp[0] = xstrdup(resp);
+	q->resp[1] = xstrdup("");
+	q->origin = xstrdup(r->origin[i]);
+	one->n = 1;
+	if (parm_pairs_tokenize(one, tok, &po) < 0)
+		die("%s: %s", r->origin[i], parm_error());
+	int eos = parm_tok_eos(tok);
+	if (stop && strcmp(stop, "eos") && q->n_seq[0] > q->resp_start[0] && q->seq[0][q->n_seq[0] - 1] == eos)
+		q->n_seq[0]--;
+}
+
+/* spec "ARM.gguf[@ALPHA]" */
+static void score_with_arm(double *out, const char *name, const char *spec,
+			   const struct records *r, const char *tmpl)
+{
+	char *path = xstrdup(spec), *at = strrchr(path, '@');
+	float alpha[PARM_MAX_OBJECTIVES];
+	if (at)
+		*at++ = 0;
+	parm_arm *arm = parm_arm_load(path);
+	if (!arm)
+		die("--reward %s: %s", name, parm_error());
+	if (!at && arm->k > 1)
+		usage_error("--reward %s: %s has %d objectives: give ALPHA (%s@0.5,0.5)", name, path, arm->k, path);
+	if (!at)
+		alpha[0] = 1;
+	else if (parm_arm_parse_pref(arm, at, alpha) < 0)
+		usage_error("--reward %s: %s", name, parm_error());
+	parm_arm_scorer *s = parm_arm_scorer_new(arm, alpha);
+	if (!s)
+		die("--reward %s: %s: %s", name, path, parm_error());
+	parm_pairs one = {xcalloc(1, sizeof *one.pair), 0, 0, 0};
+	for (long i = 0; i < r->n; i++) {
+		tokenize_record(&one, r, i, arm->backbone->tok, tmpl);
+		const parm_pair *q = &one.pair[0];
+		if (parm_arm_scorer_logp(s, q->seq[0], q->n_seq[0], q->resp_start[0], &out[i]) < 0)
+			die("%s: --reward %s: %s", r->origin[i], name, parm_error());
+		out[i] *= arm->beta;
+		parm_pairs_free(&one);
+		one.pair = xcalloc(1, sizeof *one.pair);
+	}
+	parm_pairs_free(&one);
+	parm_arm_scorer_free(s);
+	parm_arm_free(arm);
+	free(path);
+}
+
+/* scores[n_scorers][n] */
+static double *score_all(const struct opts *o, const struct records *r, char **names)
+{
+	double *scores = xmalloc(((size_t)o->n_scorers * r->n + 1) * sizeof *scores);
+	for (int j = 0; j < o->n_scorers; j++) {
+		int arm = o->scorers[j][0] == '@';
+		char *spec = o->scorers[j] + arm, *eq = strchr(spec, '=');
+		names[j] = xmemdup(spec, eq - spec + 1);
+		names[j][eq - spec] = 0;
+		if (arm)
+			score_with_arm(scores + (size_t)j * r->n, names[j], eq + 1, r, o->tmpl);
+		else if (parm_run_scorer(scores + (size_t)j * r->n, names[j], eq + 1,
+					 (const char *const *)r->line, (const char *const *)r->origin, r->n) < 0)
+			die("%s", parm_error());
+	}
+	return scores;
+}
+
+/* ---- grouping and the summary ---- */
+
+struct group {
+	char method[64];
+	int has_alpha, front, method_rank;
+	double alpha[PARM_PROV_MAX], mean[PARM_PROV_MAX], se[PARM_PROV_MAX];
+	long n, *idx;
+};
+
+struct summary {
+	int k, n_groups;
+	const char *const *names;
+	struct group *g;
+	double *pts;                    /* [n_groups][k] means */
+	double ref[PARM_PROV_MAX], lo[PARM_PROV_MAX], hi[PARM_PROV_MAX];
+};
+
+static struct group *find_group(struct summary *s, const parm_provenance *p, const double *alpha)
+{
+	int k = s->k, rank = s->n_groups;
+	for (int i = 0; i < s->n_groups; i++) {
+		struct group *g = &s->g[i];
+		if (strcmp(g->method, p->method))
+			continue;
+		rank = g->method_rank;
+		if (g->has_alpha == (alpha != NULL) && (!alpha || !memcmp(g->alpha, alpha, k * sizeof *alpha)))
+			return g;
+	}
+	s->g = xrealloc(s->g, (s->n_groups + 1) * sizeof *s->g);
+	struct group *g = memset(&s->g[s->n_groups++], 0, sizeof *g);
+	snprintf(g->method, sizeof g->method, "%s", p->method);
+	g->method_rank = rank;
+	g->has_alpha = alpha != NULL;
+	if (alpha)
+		memcpy(g->alpha, alpha, k * sizeof *alpha);
+	return g;
+}
+
+static void group_records(struct summary *s, const struct records *r, const char *method_field)
+{
+	for (long i = 0; i < r->n; i++) {
+		parm_provenance p;
+		double alpha[PARM_PROV_MAX];
+		if (parm_provenance_get(&p, r->rec[i], method_field) < 0)
+			die("%s: %s", r->origin[i], parm_error());
+		int has = parm_provenance_align(alpha, &p, s->names, s->k) == 0;
+		if (!has && p.k)
+			die("%s: %s", r->origin[i], parm_error());
+		struct group *g = find_group(s, &p, has ? alpha : NULL);
+		g->idx = xrealloc(g->idx, (g->n + 1) * sizeof *g->idx);
+		g->idx[g->n++] = i;
+	}
+}
+
+/* Methods in order of first appearance, alpha ascending within one. */
+static int group_order(const void *a, const void *b)
+{
+	const struct group *x = a, *y = b;
+	if (x->method_rank != y->method_rank)
+		return x->method_rank - y->method_rank;
+	for (int j = 0; j < PARM_PROV_MAX; j++)
+		if (x->alpha[j] != y->alpha[j])
+			return x->alpha[j] < y->alpha[j] ? -1 : 1;
+	return 0;
+}
+
+static void group_means(struct summary *s, const double *scores, long n_rec)
+{
+	double *x = xmalloc((n_rec + 1) * sizeof *x);
+	s->pts = xmalloc(((size_t)s->n_groups * s->k + 1) * sizeof *s->pts);
+	for (int gi = 0; gi < s->n_groups; gi++) {
+		struct group *g = &s->g[gi];
+		for (int j = 0; j < s->k; j++) {
+			for (long i = 0; i < g->n; i++)
+				x[i] = scores[(size_t)j * n_rec + g->idx[i]];
+			parm_mean_se(&g->mean[j], &g->se[j], x, g->n);
+			s->pts[(size_t)gi * s->k + j] = g->mean[j];
+		}
+	}
+	free(x);
+}
+
+static void parse_ref(struct summary *s, const char *ref)
+{
+	char *copy = xstrdup(ref), *save = NULL, *tok = strtok_r(copy, ",", &save);
+	int j = 0;
+	for (; tok; tok = strtok_r(NULL, ",", &save), j++)
+		if (j >= s->k || parm_parse_float(tok, &s->ref[j]) < 0 || !isfinite(s->ref[j]))
+			usage_error("--ref: expected %d numbers, got '%s'", s->k, ref);
+	if (j != s->k)
+		usage_error("--ref: expected %d numbers, got '%s'", s->k, ref);
+	free(copy);
+}
+
+/* One method: its groups are s->g[first .. first + n). */
+struct method_stats { double hv, mip; int has_mip, n_front; };
+
+static struct method_stats method_stats(struct summary *s, int first, int n)
+{
+	struct method_stats m = {0};
+	int k = s->k;
+	const double *pts = s->pts + (size_t)first * k;
+	uint8_t *front = xmalloc(n);
+	double *alpha = xmalloc((size_t)n * k * sizeof *alpha);
+	m.n_front = parm_pareto_front(front, pts, n, k);
+	m.hv = parm_hypervolume(pts, n, k, s->ref);
+	m.has_mip = 1;
+	for (int i = 0; i < n; i++) {
+		s->g[first + i].front = front[i];
+		m.has_mip &= s->g[first + i].has_alpha;
+		memcpy(alpha + (size_t)i * k, s->g[first + i].alpha, k * sizeof *alpha);
+	}
+	if (m.has_mip)
+		m.mip = parm_mip(alpha, pts, n, k, s->lo, s->hi);
+	free(front), free(alpha);
+	return m;
+}
+
+static int method_end(const struct summary *s, int first)
+{
+	int e = first + 1;
+	while (e < s->n_groups && !strcmp(s->g[e].method, s->g[first].method))
+		e++;
+	return e;
+}
+
+static void tsv_groups(const struct summary *s)
+{
+	fputs("method\talpha\tn", stdout);
+	for (int j = 0; j < s->k; j++)
+		printf("\t%s\t%s_se", s->names[j], s->names[j]);
+	fputs("\tfront\n", stdout);
+	for (int gi = 0; gi < s->n_groups; gi++) {
+		const struct group *g = &s->g[gi];
+		char alpha[256] = "-";
+		if (g->has_alpha)
+			format_alpha(alpha, sizeof alpha, g->alpha, s->k);
+		printf("%s\t%s\t%ld", g->method, alpha, g->n);
+		for (int j = 0; j < s->k; j++)
+			printf("\t%.6g\t%.6g", g->mean[j], g->se[j]);
+		printf("\t%d\n", g->front);
+	}
+}
+
+static json_t *json_group(const struct summary *s, const struct group *g)
+{
+	return json_pack("{s:s, s:o, s:I, s:o, s:o, s:b}", "method", g->method,
+			 "alpha", g->has_alpha ? json_doubles(g->alpha, s->k) : json_null(),
+			 "n", (json_int_t)g->n, "mean", json_doubles(g->mean, s->k),
+			 "se", json_doubles(g->se, s->k), "front", g->front);
+}
+
+static json_t *json_method(const char *name, int points, struct method_stats m)
+{
+	return json_pack("{s:s, s:i, s:i, s:f, s:o}", "method", name, "points", points,
+			 "front", m.n_front, "hv", m.hv, "mip", m.has_mip ? json_real(m.mip) : json_null());
+}
+
+static void print_summary(struct summary *s, int json)
+{
+	json_t *methods = json_array(), *groups = json_array(), *names = json_array();
+	struct method_stats m[64];
+	int first[64], n_methods = 0;
+	for (int f = 0; f < s->n_groups && n_methods < 64; f = method_end(s, f)) {
+		first[n_methods] = f;
+		m[n_methods++] = method_stats(s, f, method_end(s, f) - f);
+	}
+	if (!json) {
+		tsv_groups(s);
+		fputs("\nmethod\tpoints\tfront\thv\tmip\n", stdout);
+	}
+	for (int i = 0; i < n_methods; i++) {
+		int n = method_end(s, first[i]) - first[i];
+		const char *name = s->g[first[i]].method;
+		if (json)
+			json_array_append_new(methods, json_method(name, n, m[i]));
+		else if (m[i].has_mip)
+			printf("%s\t%d\t%d\t%.6g\t%.6g\n", name, n, m[i].n_front, m[i].hv, m[i].mip);
+		else
+			printf("%s\t%d\t%d\t%.6g\t-\n", name, n, m[i].n_front, m[i].hv);
+	}
+	for (int gi = 0; json && gi < s->n_groups; gi++)
+		json_array_append_new(groups, json_group(s, &s->g[gi]));
+	for (int j = 0; j < s->k; j++)
+		json_array_append_new(names, json_string(s->names[j]));
+	if (json)
+		print_json(json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "objectives", names,
+				     "ref", json_doubles(s->ref, s->k), "min", json_doubles(s->lo, s->k),
+				     "max", json_doubles(s->hi, s->k), "groups", groups, "methods", methods),
+			   JSON_INDENT(1));
+	else
+		json_decref(groups), json_decref(methods), json_decref(names);
+}
+
+static void plot(const struct summary *s, const char *path)
+{
+	parm_plot_series series[64];
+	char **labels = xcalloc(s->n_groups + 1, sizeof *labels);
+	uint8_t *front = xmalloc(s->n_groups + 1);
+	int n = 0;
+	if (s->k < 2)
+		die("--plot: a plot needs 2 or more scores, there is %d", s->k);
+	for (int f = 0; f < s->n_groups && n < 64; f = method_end(s, f), n++) {
+		int e = method_end(s, f);
+		for (int i = f; i < e; i++) {
+			front[i] = s->g[i].front;
+			if (s->g[i].has_alpha) {
+				char buf[256];
+				/* with two objectives alpha_1 says it all */
+				format_alpha(buf, sizeof buf, s->g[i].alpha, s->k == 2 ? 1 : s->k);
+				labels[i] = xstrdup(buf);
+			}
+		}
+		series[n] = (parm_plot_series){s->g[f].method, e - f, s->pts + (size_t)f * s->k,
+					       (const char *const *)labels + f, front + f};
+	}
+	char title[256];
+	snprintf(title, sizeof title, "Mean rewards; points labelled with \u03b1%s%s",
+		 s->k == 2 ? " of " : "", s->k == 2 ? s->names[0] : "");
+	if (parm_plot_svg(path, title, s->names, s->k, series, n) < 0)
+		die("--plot: %s", parm_error());
+	for (int i = 0; i < s->n_groups; i++)
+		free(labels[i]);
+	free(labels), free(front);
+}
+
+static void summarise(const struct opts *o, const struct records *r, const double *scores,
+		      const char *const *names)
+{
+	struct summary s = {.k = o->n_scorers, .names = names};
+	group_records(&s, r, o->method_field);
+	qsort(s.g, s.n_groups, sizeof *s.g, group_order);
+	group_means(&s, scores, r->n);
+	parm_bounds(s.lo, s.hi, s.pts, s.n_groups, s.k);
+	memcpy(s.ref, s.lo, sizeof s.ref);
+	if (o->ref)
+		parse_ref(&s, o->ref);
+	print_summary(&s, o->json);
+	if (o->plot)
+		plot(&s, o->plot);
+	for (int i = 0; i < s.n_groups; i++)
+		free(s.g[i].idx);
+	free(s.g), free(s.pts);
+}
+
+static void print_records(const struct opts *o, const struct records *r, const double *scores,
+			  char **names)
+{
+	int k = o->n_scorers;
+	if (!o->json) {
+		fputs("record", stdout);
+		for (int j = 0; j < k; j++)
+			printf("\t%s", names[j]);
+		putchar('\n');
+	}
+	for (long i = 0; i < r->n; i++) {
+		if (o->json) {
+			json_t *sc = json_object();
+			for (int j = 0; j < k; j++)
+				json_object_set_new(sc, names[j], json_real(scores[(size_t)j * r->n + i]));
+			json_object_set_new(r->rec[i], "scores", sc);
+			print_json(json_incref(r->rec[i]), JSON_COMPACT);
+			continue;
+		}
+		fputs(r->origin[i], stdout);
+		for (int j = 0; j < k; j++)
+			printf("\t%.6g", scores[(size_t)j * r->n + i]);
+		putchar('\n');
+	}
+}
+
+static int run_score(struct opts *o)
+{
+	struct records r = {0};
+	parm_badrecs bad = {.strict = 1};
+	char *names[PARM_PROV_MAX];
+	if (o->n_scorers == 0)
+		usage_error("%s", "score needs at least one --scorer or --reward");
+	if (o->n_args < 1)
+		usage_error("%s", "score needs a results file (- for stdin)");
+	if (o->records && o->plot)
+		usage_error("%s", "--plot draws the summary, not --records");
+	if (parm_jsonl_foreach((const char *const *)o->args, o->n_args, &bad, keep_record, &r) < 0)
+		die("%s", parm_error());
+	if (r.n == 0)
+		die("no records in %s%s", o->args[0], o->n_args > 1 ? " ..." : "");
+	double *scores = score_all(o, &r, names);
+	if (o->records)
+		print_records(o, &r, scores, names);
+	else
+		summarise(o, &r, scores, (const char *const *)names);
+	finish_output();
+	for (long i = 0; i < r.n; i++)
+		json_decref(r.rec[i]), free(r.origin[i]), free(r.line[i]);
+	for (int j = 0; j < o->n_scorers; j++)
+		free(names[j]);
+	free(r.rec), free(r.origin), free(r.line), free(scores);
+	return 0;
+}
+
+
+int main(int argc, char **argv)
+{
+	struct opts o = {0};
+	parm_setprog(argv[0]);
+	signal(SIGPIPE, SIG_IGN);
+	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")))
+		fputs(usage_text, stdout), exit(0);
+	if (argc >= 2 && (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")))
+		puts("parm-eval " PARM_VERSION), exit(0);
+	if (argc < 2)
+		usage_error("%s", "say what to do: accuracy or score");
+	int accuracy = !strcmp(argv[1], "accuracy");
+	if (!accuracy && strcmp(argv[1], "score"))
+		usage_error("unknown mode '%s' (accuracy or score)", argv[1]);
+	parse_args(argc - 1, argv + 1, &o, accuracy);
+	return accuracy ? run_accuracy(&o) : run_score(&o);
+}
