@@ -541,6 +541,11 @@ static void mix_adapters(parm_trainer *t)
 		}
 }
 
+void parm_train_set_forward_count(parm_trainer *t, uint64_t n)
+{
+	t->n_forward = n;
+}
+
 int parm_train_forward(parm_trainer *t, const int *tokens, const int *lengths,
 		       int B, int T, const uint8_t *want, float *logp)
 {

@@ -76,6 +76,11 @@ void parm_train_zero_grad(parm_trainer *t);
 
 /* Dropout is applied only while training is on (default on). */
 void parm_train_set_training(parm_trainer *t, int on);
+/* Dropout masks depend on (seed, a count of forward passes).  A training
+ * loop sets the count before each training forward from its own position
+ * (step, micro-batch), so a resumed run draws the masks an uninterrupted
+ * run drew, whatever evaluations ran in between. */
+void parm_train_set_forward_count(parm_trainer *t, uint64_t n);
 /* alpha[k] for every adapter, used from the next forward on (default: the
  * uniform vector 1/k).  -1 + parm_error if the trainer has no adapters. */
 int parm_train_set_pref(parm_trainer *t, const float *alpha);

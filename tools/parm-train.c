@@ -1,20 +1,33 @@
-/* parm-train - create models, train base LMs and ARMs.  Modes so far:
- * init (a llama model with random weights and a given tokenizer). */
+/* parm-train - create models, train base LMs and ARMs.  Modes: init (a
+ * llama model with random weights and a given tokenizer), lm (full-
+ * parameter next-token training), arm (PARM / GenARM reward models on
+ * preference pairs) and accuracy (an ARM's preference accuracy). */
+#include "arm.h"
+#include "dataset.h"
 #include "gguf.h"
 #include "model.h"
+#include "trainer.h"
 #include "util.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char usage_text[] =
 "usage: parm-train init --vocab FILE.gguf --dim D --layers L --heads H\n"
 "                       [--kv-heads G] [--ff F] [--ctx N] [--type TYPE]\n"
 "                       [--seed S] -o OUT.gguf\n"
-"Write a llama model with random weights (normal, std 0.02; norms 1) and\n"
-"the tokenizer of FILE.gguf, loadable here and by llama.cpp.\n"
+"       parm-train lm [options] -o OUT.gguf MODEL.gguf CORPUS...\n"
+"       parm-train arm [options] -o ARM.gguf BACKBONE.gguf DATA...\n"
+"       parm-train accuracy [--pref A] [data options] ARM.gguf DATA...\n"
+"init: write a llama model with random weights (normal, std 0.02; norms 1)\n"
+"and the tokenizer of FILE.gguf, loadable here and by llama.cpp.\n"
 "  -v, --vocab FILE     a GGUF file holding tokenizer.* metadata\n"
 "  -d, --dim D          embedding width\n"
 "  -l, --layers L       transformer blocks\n"
@@ -25,7 +38,48 @@ static const char usage_text[] =
 "  -t, --type TYPE      f32, f16, bf16, q8_0 or q4_0 (default f32)\n"
 "  -s, --seed S         random seed (default 1)\n"
 "  -o, --output FILE    the model to write\n"
-"  -h, --help           show this help\n";
+"lm: train every weight on next-token prediction (text files, or JSONL\n"
+"with \"text\" or \"prompt\" + \"response\", loss on the response).\n"
+"arm: train PBLoRA adapters on preference pairs (PARM for k > 1\n"
+"objectives, GenARM for k = 1).  accuracy: an ARM's preference accuracy.\n"
+"Training options (lm and arm):\n"
+"  -o, --output FILE        the model or ARM to write\n"
+"      --steps N            optimiser steps (default: --epochs worth)\n"
+"      --epochs N           passes over the training set (default 2)\n"
+"      --batch N            examples per micro-batch (default 32)\n"
+"      --accum N            micro-batches per step (default 1)\n"
+"      --lr X               peak learning rate (default 5e-4)\n"
+"      --warmup N           warm-up steps of the cosine schedule (default 20)\n"
+"      --weight-decay X     AdamW weight decay (default 0.05)\n"
+"      --clip X             gradient norm clip, 0 off (default 1)\n"
+"      --seed S             split, order, alpha and dropout seed (default 42)\n"
+"      --threads N          threads (default: all processors)\n"
+"      --max-length N       tokens per sequence (default 1024; lm: <= ctx)\n"
+"      --heldout X          held-out fraction (< 1) or count (arm 0.05, lm 0)\n"
+"      --eval-every N       held-out evaluation every N steps (default 50)\n"
+"      --log-every N        progress line every N steps off a tty (default 10)\n"
+"      --checkpoint FILE    checkpoint path (default OUT.ckpt)\n"
+"      --checkpoint-every N checkpoint every N steps (default 100; 0: end only)\n"
+"      --resume             continue from the checkpoint\n"
+"      --strict             stop at the first malformed record\n"
+"lm only:\n"
+"      --type TYPE          output weight type (default: the input's)\n"
+"arm (and accuracy) only:\n"
+"      --objective N=FIELD  objective N labelled by FIELD, or N=@FILE of\n"
+"                           chosen/rejected pairs (repeatable; default\n"
+"                           helpful=better_response_id\n"
+"                           harmless=safer_response_id)\n"
+"      --template T         prompt template with {prompt} (default PKU's)\n"
+"      --overlong drop|truncate  pairs over --max-length (default drop)\n"
+"      --r1 N, --r2 N       PBLoRA ranks (default 4, 4)\n"
+"      --lora-alpha X       adapter scale lora_alpha / r2 (default 8)\n"
+"      --dropout X          adapter input dropout (default 0.05)\n"
+"      --targets LIST       q,k,v,o,gate,up,down or all (default q,k,v)\n"
+"      --beta X             reward scale in the loss (default 0.01)\n"
+"      --embed-backbone     copy the backbone into the ARM file\n"
+"      --pref A             accuracy: the preference vector (default: e_i\n"
+"                           for each objective i in turn)\n"
+"  -h, --help               show this help\n";
 
 struct init_opts {
 	const char *vocab, *out;
@@ -122,16 +176,586 @@ static int cmd_init(int argc, char **argv)
 	return 0;
 }
 
+/* ---- lm, arm and accuracy ---- */
+
+enum mode { MODE_LM, MODE_ARM, MODE_ACC };
+
+struct train_opts {
+	enum mode mode;
+	const char *out, *ckpt, *tmpl, *pref;
+	parm_loop_opts loop;
+	long threads, max_len, log_every;
+	double heldout;
+	int strict, embed, type, overlong, have_objectives;
+	parm_objectives objs;
+	parm_adapter_opts ad;
+	double beta;
+	char **inputs;          /* MODEL/BACKBONE/ARM then data */
+	int n_inputs;
+};
+
+enum {
+	O_STEPS = 256, O_EPOCHS, O_BATCH, O_ACCUM, O_LR, O_WARMUP, O_WD, O_CLIP, O_SEED,
+	O_THREADS, O_MAXLEN, O_HELD, O_EVAL, O_LOG, O_CKPT, O_CKPT_EVERY, O_RESUME, O_STRICT,
+	O_TYPE, O_OBJ, O_TEMPLATE, O_OVERLONG, O_R1, O_R2, O_LALPHA, O_DROPOUT, O_TARGETS,
+	O_BETA, O_EMBED, O_PREF,
+};
+
+static const struct option train_longopts[] = {
+	{"output", 1, 0, 'o'}, {"steps", 1, 0, O_STEPS}, {"epochs", 1, 0, O_EPOCHS},
+	{"batch", 1, 0, O_BATCH}, {"accum", 1, 0, O_ACCUM}, {"lr", 1, 0, O_LR},
+	{"warmup", 1, 0, O_WARMUP}, {"weight-decay", 1, 0, O_WD}, {"clip", 1, 0, O_CLIP},
+	{"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS}, {"max-length", 1, 0, O_MAXLEN},
+	{"heldout", 1, 0, O_HELD}, {"eval-every", 1, 0, O_EVAL}, {"log-every", 1, 0, O_LOG},
+	{"checkpoint", 1, 0, O_CKPT}, {"checkpoint-every", 1, 0, O_CKPT_EVERY},
+	{"resume", 0, 0, O_RESUME}, {"strict", 0, 0, O_STRICT}, {"type", 1, 0, O_TYPE},
+	{"objective", 1, 0, O_OBJ}, {"template", 1, 0, O_TEMPLATE},
+	{"overlong", 1, 0, O_OVERLONG}, {"r1", 1, 0, O_R1}, {"r2", 1, 0, O_R2},
+	{"lora-alpha", 1, 0, O_LALPHA}, {"dropout", 1, 0, O_DROPOUT},
+	{"targets", 1, 0, O_TARGETS}, {"beta", 1, 0, O_BETA},
+	{"embed-backbone", 0, 0, O_EMBED}, {"pref", 1, 0, O_PREF},
+	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+
+static void train_defaults(struct train_opts *o, enum mode mode)
+{
+	*o = (struct train_opts){ .mode = mode, .max_len = 1024, .log_every = 10,
+				  .heldout = mode == MODE_LM ? 0 : 0.05, .type = -1,
+				  .beta = 0.01, .threads = sysconf(_SC_NPROCESSORS_ONLN) };
+	o->loop = (parm_loop_opts){ .epochs = 2, .batch = 32, .accum = 1, .lr = 5e-4f,
+				    .weight_decay = 0.05f, .clip = 1, .warmup = 20, .seed = 42,
+				    .eval_every = 50, .ckpt_every = 100 };
+	parm_adapter_opts_default(&o->ad, 1);
+	o->ad.targets = PARM_TARGETS_DEFAULT;
+}
+
+/* Options every training mode shares; 0 if c is not one of them. */
+static int loop_option(struct train_opts *o, int c, const char *a)
+{
+	parm_loop_opts *l = &o->loop;
+	switch (c) {
+	case O_STEPS: l->steps = opt_long("--steps", a, 1, 1L << 40); break;
+	case O_EPOCHS: l->epochs = opt_long("--epochs", a, 1, 1L << 30); break;
+	case O_BATCH: l->batch = (int)opt_long("--batch", a, 1, 1 << 16); break;
+	case O_ACCUM: l->accum = (int)opt_long("--accum", a, 1, 1 << 16); break;
+	case O_LR: l->lr = (float)opt_float("--lr", a, 0, 10); break;
+	case O_WARMUP: l->warmup = opt_long("--warmup", a, 0, 1L << 40); break;
+	case O_WD: l->weight_decay = (float)opt_float("--weight-decay", a, 0, 10); break;
+	case O_CLIP: l->clip = (float)opt_float("--clip", a, 0, 1e9); break;
+	case O_SEED: l->seed = (uint64_t)opt_long("--seed", a, 0, 0x7fffffffffffffffL); break;
+	case O_THREADS: o->threads = opt_long("--threads", a, 1, 4096); break;
+	case O_MAXLEN: o->max_len = opt_long("--max-length", a, 2, 1 << 24); break;
+	case O_HELD: o->heldout = opt_float("--heldout", a, 0, 1e12); break;
+	case O_EVAL: l->eval_every = opt_long("--eval-every", a, 0, 1L << 40); break;
+	case O_LOG: o->log_every = opt_long("--log-every", a, 1, 1L << 40); break;
+	case O_CKPT: o->ckpt = a; break;
+	case O_CKPT_EVERY: l->ckpt_every = opt_long("--checkpoint-every", a, 0, 1L << 40); break;
+	case O_RESUME: l->resume = 1; break;
+	case O_STRICT: o->strict = 1; break;
+	case 'o': o->out = a; break;
+	default: return 0;
+	}
+	return 1;
+}
+
+static int arm_option(struct train_opts *o, int c, const char *a)
+{
+	switch (c) {
+	case O_OBJ:
+		if (parm_objectives_add(&o->objs, a) < 0)
+			usage_error("--objective: %s", parm_error());
+		o->have_objectives = 1;
+		break;
+	case O_TEMPLATE:
+		if (!strstr(a, "{prompt}"))
+			usage_error("--template: '%s' has no {prompt}", a);
+		o->tmpl = a;
+		break;
+	case O_OVERLONG:
+		if (strcmp(a, "drop") && strcmp(a, "truncate"))
+			usage_error("--overlong: expected drop or truncate, got '%s'", a);
+		o->overlong = !strcmp(a, "drop") ? PARM_OVERLONG_DROP : PARM_OVERLONG_TRUNCATE;
+		break;
+	case O_R1: o->ad.r1 = (int)opt_long("--r1", a, 1, 4096); break;
+	case O_R2: o->ad.r2 = (int)opt_long("--r2", a, 1, 4096); break;
+	case O_LALPHA: o->ad.lora_alpha = (float)opt_float("--lora-alpha", a, 1e-9, 1e9); break;
+	case O_DROPOUT: o->ad.dropout = (float)opt_float("--dropout", a, 0, 0.99); break;
+	case O_TARGETS:
+		if (parm_parse_targets(a, &o->ad.targets) < 0)
+			usage_error("--targets: %s", parm_error());
+		break;
+	case O_BETA: o->beta = opt_float("--beta", a, 1e-9, 1e9); break;
+	case O_EMBED: o->embed = 1; break;
+	case O_PREF: o->pref = a; break;
+	default: return 0;
+	}
+	return 1;
+}
+
+/* Options a mode does not take are refused by name. */
+static int option_allowed(enum mode m, int c)
+{
+	if (c == O_TYPE)
+		return m == MODE_LM;
+	if (c == O_PREF)
+		return m == MODE_ACC;
+	if (c >= O_OBJ && c <= O_EMBED)
+		return m == MODE_ARM || (m == MODE_ACC && (c == O_OBJ || c == O_TEMPLATE ||
+							    c == O_OVERLONG));
+	if (m == MODE_ACC)
+		return c == O_BATCH || c == O_THREADS || c == O_MAXLEN || c == O_STRICT;
+	return 1;
+}
+
+static void parse_train(int argc, char **argv, struct train_opts *o, enum mode mode)
+{
+	int c;
+	train_defaults(o, mode);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":o:h", train_longopts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(usage_text, stdout);
+			exit(fflush(stdout) != 0);
+		}
+		if (c == ':')
+			usage_error("option '%s' needs a value", argv[optind - 1]);
+		if (c == '?' || !option_allowed(mode, c))
+			usage_error("%s: unknown option '%s'", argv[0], argv[optind - 1]);
+		if (c == O_TYPE)
+			o->type = type_opt(optarg);
+		else if (!loop_option(o, c, optarg) && !arm_option(o, c, optarg))
+			usage_error("unknown option '%s'", argv[optind - 1]);
+	}
+	o->inputs = argv + optind;
+	o->n_inputs = argc - optind;
+	if (o->n_inputs < 1)
+		usage_error("%s: no %s given", argv[0], mode == MODE_LM ? "model" :
+			    mode == MODE_ARM ? "backbone" : "ARM");
+	if (mode != MODE_ACC && !o->out)
+		usage_error("%s: -o OUT is required", argv[0]);
+	if (!o->have_objectives)
+		parm_objectives_default(&o->objs);
+}
+
+/* ---- shared pieces ---- */
+
+#define MAX_SKIP_SHOWN 5
+
+struct skips {
+	char *first[MAX_SKIP_SHOWN];
+	int n;
+};
+
+static void on_skip(void *ctx, const char *msg)
+{
+	struct skips *s = ctx;
+	if (s->n < MAX_SKIP_SHOWN)
+		s->first[s->n++] = xstrdup(msg);
+}
+
+static void report_skips(const parm_badrecs *bad, struct skips *s)
+{
+	if (!bad->n_skipped)
+		return;
+	warn("skipped %ld malformed record%s (--strict stops at the first)", bad->n_skipped,
+	     bad->n_skipped == 1 ? "" : "s");
+	for (int i = 0; i < s->n; i++) {
+		warn("  %s", s->first[i]);
+		free(s->first[i]);
+	}
+	s->n = 0;
+}
+
+/* A "key=value" line of the checkpoint fingerprint. */
+static void fp_add(char **fp, size_t *len, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void fp_add(char **fp, size_t *len, const char *key, const char *fmt, ...)
+{
+	char val[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(val, sizeof val, fmt, ap);
+	va_end(ap);
+	size_t n = strlen(key) + strlen(val) + 3;
+	*fp = xrealloc(*fp, *len + n);
+	*len += (size_t)snprintf(*fp + *len, n, "%s=%s\n", key, val);
+}
+
+/* Every option and input that changes the trained weights. */
+static char *fingerprint(const struct train_opts *o)
+{
+	char *fp = xstrdup("");
+	size_t n = 0;
+	const parm_loop_opts *l = &o->loop;
+	struct stat st;
+	fp_add(&fp, &n, "mode", "%s", o->mode == MODE_LM ? "lm" : "arm");
+	char key[32];
+	for (int i = 0; i < o->n_inputs; i++) {
+		snprintf(key, sizeof key, i ? "data %d" : "model", i);
+		fp_add(&fp, &n, key, "%s (%lld bytes)", o->inputs[i],
+		       stat(o->inputs[i], &st) ? -1LL : (long long)st.st_size);
+	}
+	fp_add(&fp, &n, "steps", "%ld", l->steps);
+	fp_add(&fp, &n, "epochs", "%ld", l->epochs);
+	fp_add(&fp, &n, "batch", "%d", l->batch);
+	fp_add(&fp, &n, "accum", "%d", l->accum);
+	fp_add(&fp, &n, "lr", "%.9g", (double)l->lr);
+	fp_add(&fp, &n, "warmup", "%ld", l->warmup);
+	fp_add(&fp, &n, "weight-decay", "%.9g", (double)l->weight_decay);
+	fp_add(&fp, &n, "clip", "%.9g", (double)l->clip);
+	fp_add(&fp, &n, "seed", "%llu", (unsigned long long)l->seed);
+	fp_add(&fp, &n, "max-length", "%ld", o->max_len);
+	fp_add(&fp, &n, "heldout", "%.9g", o->heldout);
+	fp_add(&fp, &n, "strict", "%d", o->strict);
+	if (o->mode == MODE_ARM) {
+		for (int i = 0; i < o->objs.k; i++) {
+			snprintf(key, sizeof key, "objective %d", i + 1);
+			fp_add(&fp, &n, key, "%s=%s%s", o->objs.obj[i].name,
+			       o->objs.obj[i].field ? "" : "@",
+			       o->objs.obj[i].field ? o->objs.obj[i].field : o->objs.obj[i].file);
+		}
+		fp_add(&fp, &n, "template", "%s", o->tmpl ? o->tmpl : PARM_PAIR_TEMPLATE);
+		fp_add(&fp, &n, "overlong", "%d", o->overlong);
+		fp_add(&fp, &n, "pblora", "r1 %d r2 %d alpha %.9g dropout %.9g targets %#x",
+		       o->ad.r1, o->ad.r2, (double)o->ad.lora_alpha, (double)o->ad.dropout,
+		       o->ad.targets);
+		fp_add(&fp, &n, "beta", "%.9g", o->beta);
+	}
+	return fp;
+}
+
+/* Refuse a checkpoint of another run before any data is read. */
+static void check_resume(const struct train_opts *o)
+{
+	parm_ckpt c;
+	if (access(o->ckpt, F_OK))
+		die("--resume: no checkpoint %s", o->ckpt);
+	if (parm_ckpt_load(o->ckpt, &c) < 0)
+		die("%s", parm_error());
+	const char *why = parm_ckpt_mismatch(c.fingerprint, o->loop.fingerprint);
+	if (why)
+		die("%s: made by a different run (%s); remove it or use the same options",
+		    o->ckpt, why);
+	parm_ckpt_free(&c);
+}
+
+static void setup_loop(struct train_opts *o, char **ckpt_buf)
+{
+	if (!o->ckpt) {
+		size_t n = strlen(o->out) + 6;
+		*ckpt_buf = xmalloc(n);
+		snprintf(*ckpt_buf, n, "%s.ckpt", o->out);
+		o->ckpt = *ckpt_buf;
+	}
+	o->loop.ckpt_path = o->ckpt;
+	o->loop.fingerprint = fingerprint(o);
+	if (o->loop.resume)
+		check_resume(o);
+	parm_set_threads((int)o->threads);
+}
+
+/* A seeded train / held-out split of n examples. */
+static long split(const struct train_opts *o, long n, long **train, long **held)
+{
+	long n_held = parm_heldout_count(n, o->heldout);
+	if (n_held < 0 || (n_held >= n && n > 0))
+		die("--heldout %g leaves no training examples out of %ld", o->heldout, n);
+	*train = xmalloc(sizeof(long) * (size_t)(n + 1));
+	*held = xmalloc(sizeof(long) * (size_t)(n_held + 1));
+	parm_split(*train, *held, n, n_held, o->loop.seed);
+	return n_held;
+}
+
+static void run_loop(parm_trainer *t, parm_task *task, struct train_opts *o, double *metric)
+{
+	parm_progress prog;
+	parm_progress_init(&prog, stderr, isatty(2), o->log_every);
+	task->report = parm_progress_report;
+	task->rctx = &prog;
+	if (parm_loop_run(t, task, &o->loop, metric) < 0)
+		die("%s", parm_error());
+}
+
+/* ---- lm ---- */
+
+static void save_model_atomic(parm_trainer *t, const char *path, enum ggml_type type)
+{
+	size_t n = strlen(path) + 5;
+	char *tmp = xmalloc(n);
+	snprintf(tmp, n, "%s.tmp", path);
+	if (parm_train_save_model(t, tmp, type) < 0) {
+		unlink(tmp);
+		die("%s", parm_error());
+	}
+	if (rename(tmp, path) < 0) {
+		unlink(tmp);
+		die("%s: cannot write: %s", path, strerror(errno));
+	}
+	free(tmp);
+}
+
+static enum ggml_type model_type(const parm_model *m)
+{
+	return m->layers[0].wq.type;
+}
+
+static int cmd_lm(int argc, char **argv)
+{
+	struct train_opts o;
+	char *ckpt_buf = NULL;
+	parse_train(argc, argv, &o, MODE_LM);
+	if (o.n_inputs < 2)
+		usage_error("lm: no corpus given");
+	setup_loop(&o, &ckpt_buf);
+	parm_model *m = parm_model_load(o.inputs[0]);
+	if (!m)
+		die("%s", parm_error());
+	if (o.max_len > m->cfg.n_ctx)
+		o.max_len = m->cfg.n_ctx;
+	struct skips sk = { 0 };
+	parm_badrecs bad = { .strict = o.strict, .on_skip = on_skip, .ctx = &sk };
+	parm_lm_opts lo = { .max_len = (int)o.max_len, .layout = PARM_LM_PACK };
+	parm_lm_data d;
+	if (parm_lm_load(&d, m->tok, (const char *const *)o.inputs + 1, o.n_inputs - 1, &lo, &bad) < 0)
+		die("%s", parm_error());
+	report_skips(&bad, &sk);
+	long *train, *held, n_held = split(&o, d.n_seq, &train, &held);
+	warn("lm: %ld documents, %ld loss tokens, %ld sequences (%ld held out)", d.n_docs,
+	     d.n_loss_tokens, d.n_seq, n_held);
+	parm_trainer *t = parm_train_new_full(m, o.loop.batch, (int)o.max_len);
+	if (!t)
+		die("%s", parm_error());
+	parm_lm_task lt;
+	parm_task task;
+	parm_lm_task_init(&task, &lt, &d, train, d.n_seq - n_held, held, n_held, o.loop.batch);
+	run_loop(t, &task, &o, NULL);
+	save_model_atomic(t, o.out, o.type >= 0 ? (enum ggml_type)o.type : model_type(m));
+	parm_lm_task_free(&lt);
+	parm_train_free(t);
+	parm_lm_free(&d);
+	parm_model_free(m);
+	free(train);
+	free(held);
+	free(ckpt_buf);
+	return 0;
+}
+
+/* ---- arm ---- */
+
+static void load_pairs(parm_pairs *p, const struct train_opts *o, const parm_tokenizer *tok,
+		       int n_data)
+{
+	struct skips sk = { 0 };
+	parm_badrecs bad = { .strict = o->strict, .on_skip = on_skip, .ctx = &sk };
+	if (parm_pairs_load(p, &o->objs, (const char *const *)o->inputs + 1, n_data, &bad) < 0)
+		die("%s", parm_error());
+	report_skips(&bad, &sk);
+	parm_pair_opts po = { .tmpl = o->tmpl, .max_len = (int)o->max_len,
+			      .overlong = (enum parm_overlong)o->overlong };
+	if (parm_pairs_tokenize(p, tok, &po) < 0)
+		die("%s", parm_error());
+	if (p->n_dropped || p->n_truncated)
+		warn("pairs over --max-length %ld: %ld dropped, %ld truncated", o->max_len,
+		     p->n_dropped, p->n_truncated);
+	if (p->n < 1)
+		die("no preference pairs to train on");
+}
+
+static parm_arm *new_arm(const struct train_opts *o)
+{
+	const char *names[PARM_MAX_OBJECTIVES];
+	for (int i = 0; i < o->objs.k; i++)
+		names[i] = o->objs.obj[i].name;
+	parm_arm_options ao;
+	parm_arm_default_options(&ao);
+	ao.k = o->objs.k;
+	ao.r1 = o->ad.r1;
+	ao.r2 = o->ad.r2;
+	ao.lora_alpha = o->ad.lora_alpha;
+	ao.beta = (float)o->beta;
+	ao.objectives = names;
+	ao.targets = o->ad.targets;
+	ao.seed = o->loop.seed;
+	parm_arm *arm = parm_arm_new(o->inputs[0], &ao);
+	if (!arm)
+		die("%s", parm_error());
+	return arm;
+}
+
+static void set_provenance(parm_arm *arm, const struct train_opts *o, long total, long n_train)
+{
+	char buf[64], *data = xstrdup("");
+	size_t n = 1;
+	for (int i = 1; i < o->n_inputs; i++) {
+		n += strlen(o->inputs[i]) + 1;
+		data = xrealloc(data, n);
+		if (i > 1)
+			strcat(data, ",");
+		strcat(data, o->inputs[i]);
+	}
+	for (int i = 0; i < o->objs.k; i++)
+		if (o->objs.obj[i].file) {
+			n += strlen(o->objs.obj[i].file) + 1;
+			data = xrealloc(data, n);
+			strcat(strcat(data, *data ? "," : ""), o->objs.obj[i].file);
+		}
+	parm_arm_set_info(arm, "data", data);
+	snprintf(buf, sizeof buf, "%ld", total);
+	parm_arm_set_info(arm, "steps", buf);
+	snprintf(buf, sizeof buf, "%llu", (unsigned long long)o->loop.seed);
+	parm_arm_set_info(arm, "seed", buf);
+	snprintf(buf, sizeof buf, "%ld", n_train);
+	parm_arm_set_info(arm, "pairs", buf);
+	snprintf(buf, sizeof buf, "%g", (double)o->loop.lr);
+	parm_arm_set_info(arm, "lr", buf);
+	parm_arm_set_info(arm, "tool", "parm-train arm " PARM_VERSION);
+	free(data);
+}
+
+static int cmd_arm(int argc, char **argv)
+{
+	struct train_opts o;
+	char *ckpt_buf = NULL;
+	parse_train(argc, argv, &o, MODE_ARM);
+	setup_loop(&o, &ckpt_buf);
+	parm_arm *arm = new_arm(&o);
+	parm_pairs p;
+	load_pairs(&p, &o, arm->backbone->tok, o.n_inputs - 1);
+	long *train, *held, n_held = split(&o, p.n, &train, &held);
+	long n_train = p.n - n_held;
+	warn("arm: %ld pairs (%ld held out), k = %d", p.n, n_held, o.objs.k);
+	o.ad.k = o.objs.k;
+	o.ad.seed = o.loop.seed;
+	parm_trainer *t = parm_train_new_adapters(arm->backbone, &o.ad, 2 * o.loop.batch,
+						  parm_pairs_max_len(&p));
+	if (!t)
+		die("%s", parm_error());
+	parm_arm_task at;
+	parm_task task;
+	const char *names[PARM_MAX_OBJECTIVES];
+	for (int i = 0; i < o.objs.k; i++)
+		names[i] = o.objs.obj[i].name;
+	parm_arm_task_init(&task, &at, &p, train, n_train, held, n_held, o.objs.k, o.beta,
+			   o.loop.batch);
+	task.metric_names = names;
+	run_loop(t, &task, &o, NULL);
+	set_provenance(arm, &o, parm_loop_total_steps(&o.loop, n_train), n_train);
+	if (parm_arm_from_trainer(arm, t) < 0 || parm_arm_save(arm, o.out, o.embed) < 0)
+		die("%s", parm_error());
+	parm_arm_task_free(&at);
+	parm_train_free(t);
+	parm_pairs_free(&p);
+	parm_arm_free(arm);
+	free(train);
+	free(held);
+	free(ckpt_buf);
+	return 0;
+}
+
+/* ---- accuracy ---- */
+
+/* The data objectives in the ARM's order: each ARM objective must be
+ * mapped (by --objective or the defaults), and no other may be named. */
+static void order_objectives(struct train_opts *o, const parm_arm *arm)
+{
+	parm_objectives ord = { 0 };
+	for (int i = 0; i < o->objs.k; i++)
+		if (parm_arm_objective_index(arm, o->objs.obj[i].name) < 0)
+			die("unknown objective '%s': %s has %s%s%s", o->objs.obj[i].name,
+			    arm->path, arm->objectives[0], arm->k > 1 ? ", " : "",
+			    arm->k > 1 ? arm->objectives[1] : "");
+	for (int i = 0; i < arm->k; i++) {
+		int j = parm_objective_index(&o->objs, arm->objectives[i]);
+		if (j < 0)
+			die("objective '%s' of %s has no --objective NAME=FIELD", arm->objectives[i],
+			    arm->path);
+		const parm_objective *ob = &o->objs.obj[j];
+		char spec[1024];
+		snprintf(spec, sizeof spec, "%s=%s%s", ob->name, ob->field ? "" : "@",
+			 ob->field ? ob->field : ob->file);
+		if (parm_objectives_add(&ord, spec) < 0)
+			die("%s", parm_error());
+	}
+	parm_objectives_free(&o->objs);
+	o->objs = ord;
+}
+
+static void print_accuracy(const parm_arm *arm, const long *correct, const long *labelled,
+			   const double *margin, int only)
+{
+	for (int i = 0; i < arm->k; i++) {
+		if (only >= 0 && i != only)
+			continue;
+		printf("%s %.4f %ld %ld %.6g\n", arm->objectives[i],
+		       labelled[i] ? (double)correct[i] / (double)labelled[i] : NAN, correct[i],
+		       labelled[i], labelled[i] ? margin[i] / (double)labelled[i] : NAN);
+	}
+}
+
+static void accuracy_at(parm_arm_task *at, parm_trainer *t, const parm_arm *arm,
+			const long *idx, long n, const float *alpha, int only)
+{
+	long correct[PARM_MAX_OBJECTIVES], labelled[PARM_MAX_OBJECTIVES];
+	double margin[PARM_MAX_OBJECTIVES];
+	if (parm_arm_accuracy(at, t, idx, n, alpha, correct, labelled, margin) < 0)
+		die("%s", parm_error());
+	print_accuracy(arm, correct, labelled, margin, only);
+}
+
+static int cmd_accuracy(int argc, char **argv)
+{
+	struct train_opts o;
+	parse_train(argc, argv, &o, MODE_ACC);
+	parm_set_threads((int)o.threads);
+	parm_arm *arm = parm_arm_load(o.inputs[0]);
+	if (!arm)
+		die("%s", parm_error());
+	float alpha[PARM_MAX_OBJECTIVES];
+	if (o.pref && parm_arm_parse_pref(arm, o.pref, alpha) < 0)
+		die("--pref: %s", parm_error());
+	order_objectives(&o, arm);
+	parm_pairs p;
+	load_pairs(&p, &o, arm->backbone->tok, o.n_inputs - 1);
+	parm_adapter_opts ao;
+	parm_adapter_opts_of_arm(&ao, arm);
+	parm_trainer *t = parm_train_new_adapters(arm->backbone, &ao, 2 * o.loop.batch,
+						  parm_pairs_max_len(&p));
+	if (!t || parm_trainer_from_arm(t, arm) < 0)
+		die("%s", parm_error());
+	long *all = xmalloc(sizeof(long) * (size_t)p.n);
+	for (long i = 0; i < p.n; i++)
+		all[i] = i;
+	parm_arm_task at;
+	parm_task task;
+	parm_arm_task_init(&task, &at, &p, all, p.n, all, p.n, arm->k, arm->beta, o.loop.batch);
+	for (int i = 0; i < (o.pref ? 1 : arm->k); i++) {
+		float e[PARM_MAX_OBJECTIVES] = { 0 };
+		e[i] = 1;
+		accuracy_at(&at, t, arm, all, p.n, o.pref ? alpha : e, o.pref ? -1 : i);
+	}
+	parm_arm_task_free(&at);
+	parm_train_free(t);
+	parm_pairs_free(&p);
+	parm_arm_free(arm);
+	free(all);
+	return fflush(stdout) != 0 || ferror(stdout);
+}
+
 int main(int argc, char **argv)
 {
 	parm_setprog(argv[0]);
 	if (argc < 2)
-		die("no mode given (see parm-train --help)");
+		usage_error("no mode given");
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		fputs(usage_text, stdout);
 		return fflush(stdout) || ferror(stdout);
 	}
 	if (!strcmp(argv[1], "init"))
 		return cmd_init(argc - 1, argv + 1);
-	die("unknown mode '%s'", argv[1]);
+	if (!strcmp(argv[1], "lm"))
+		return cmd_lm(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "arm"))
+		return cmd_arm(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "accuracy"))
+		return cmd_accuracy(argc - 1, argv + 1);
+	usage_error("unknown mode '%s' (init, lm, arm or accuracy)", argv[1]);
 }

@@ -1,0 +1,177 @@
+/* trainer.h - the training loop behind parm-train lm and arm: batches,
+ * gradient accumulation, AdamW steps on a cosine schedule, held-out
+ * evaluation, progress reports and resumable checkpoints.
+ *
+ * Everything a step does is a function of (options, data, step number):
+ * the epoch order comes from parm_epoch_order(seed, epoch), a micro-batch's
+ * preference vector and dropout masks from (seed, step, micro-batch), so a
+ * run resumed from a checkpoint (parameters, AdamW m, v and step) computes
+ * exactly what an uninterrupted run computes, bit for bit.
+ *
+ * Steps and epochs: an optimiser step takes batch * accum examples of the
+ * epoch order (the last step of an epoch takes what is left), in accum
+ * micro-batches of up to batch examples, each weighted by its share of the
+ * step's examples, so the step's gradient is the mean over its examples.
+ */
+#ifndef PARM_TRAINER_H
+#define PARM_TRAINER_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "arm.h"
+#include "dataset.h"
+#include "optim.h"
+#include "train.h"
+
+typedef struct {
+	long steps;             /* optimiser steps; 0: epochs * steps per epoch */
+	long epochs;
+	int batch, accum;       /* examples per micro-batch, micro-batches per step */
+	float lr, weight_decay, clip;
+	long warmup;            /* linear warm-up steps of the cosine schedule */
+	uint64_t seed;
+	long eval_every;        /* held-out evaluation every N steps (0: only at the end) */
+	long ckpt_every;        /* checkpoint every N steps (0: only at the end) */
+	const char *ckpt_path;  /* NULL: no checkpoints */
+	int resume;             /* continue from ckpt_path */
+	/* "key=value\n" lines of every option that changes the result; a
+	 * checkpoint made with other lines is refused, naming the first. */
+	const char *fingerprint;
+} parm_loop_opts;
+
+/* What a report says; the loop calls report() after every step (and once
+ * with step = start before the first, with the first evaluation). */
+typedef struct {
+	long step, total, steps_per_epoch;
+	long epoch;             /* 1-based: the epoch the last step was in */
+	double loss;            /* of this step; NAN before the first */
+	float lr, grad_norm;
+	double tokens_per_s, elapsed, eta;      /* seconds */
+	int n_metrics;
+	const char *const *metric_names;
+	const double *metric;   /* NULL until the first evaluation */
+	int evaluated;          /* this report follows a fresh evaluation */
+	int checkpointed, final;
+} parm_report;
+
+/* A task: the examples and what a micro-batch does with them. */
+typedef struct {
+	void *ctx;
+	long n_train;
+	/* Forward and backward over training examples idx[n], gradients
+	 * accumulated times weight; returns the loss (before weighting) and
+	 * adds the tokens processed to *tokens.  key is unique to (step,
+	 * micro-batch), for anything random.  -1 + parm_error: NAN. */
+	double (*micro)(void *ctx, parm_trainer *t, const long *idx, int n, float weight,
+			uint64_t key, int64_t *tokens);
+	/* Held-out metrics into metric[n_metrics]; -1 + parm_error. */
+	int (*eval)(void *ctx, parm_trainer *t, double *metric);
+	int n_metrics;          /* 0: no evaluation */
+	const char *const *metric_names;
+	void (*report)(void *rctx, const parm_report *r);
+	void *rctx;
+} parm_task;
+
+long parm_loop_steps_per_epoch(long n_train, int batch, int accum);
+long parm_loop_total_steps(const parm_loop_opts *o, long n_train);
+
+/* Train t on task; on return the parameters are the final ones and the
+ * final checkpoint (if any) is written.  metric (may be NULL) gets the last
+ * evaluation.  -1 + parm_error (a refused checkpoint, a bad batch...). */
+int parm_loop_run(parm_trainer *t, const parm_task *task, const parm_loop_opts *o,
+		  double *metric);
+
+/* ---- checkpoints (checkpoint.c) ---- */
+
+typedef struct {
+	char *fingerprint;
+	long step, epoch, pos;  /* steps done; epoch and position in its order */
+	uint64_t rng;           /* the seed the keys derive from */
+	size_t n_params;
+	float *params, *m, *v;  /* [n_params] each */
+	long adam_step;
+} parm_ckpt;
+
+/* Written to PATH.tmp, flushed, synced and renamed over PATH. */
+int parm_ckpt_save(const char *path, const parm_ckpt *c);
+int parm_ckpt_load(const char *path, parm_ckpt *c);     /* allocates */
+void parm_ckpt_free(parm_ckpt *c);
+/* NULL if the fingerprints agree, else a message naming the first
+ * option that differs (static buffer). */
+const char *parm_ckpt_mismatch(const char *saved, const char *now);
+
+/* ---- tasks (train_tasks.c) ---- */
+
+/* LM: sequences of d by index; metric: held-out loss (nats per token). */
+typedef struct {
+	const parm_lm_data *d;
+	const long *train_idx, *held;
+	long n_held;
+	int batch, max_len;
+	int *tok, *len;         /* scratch */
+	uint8_t *mask;
+	float *logp, *dlogp;
+} parm_lm_task;
+
+void parm_lm_task_init(parm_task *task, parm_lm_task *lt, const parm_lm_data *d,
+		       const long *train, long n_train, const long *held, long n_held,
+		       int batch);
+void parm_lm_task_free(parm_lm_task *lt);
+
+/* ARM: pairs by index, PARM's loss with alpha ~ Dirichlet(0.5) per
+ * micro-batch (k > 1) or GenARM's (k = 1); metrics: held-out preference
+ * accuracy of objective i at alpha = e_i. */
+typedef struct {
+	const parm_pairs *p;
+	const long *train_idx, *held;
+	long n_held;
+	int k, batch, max_len;
+	double beta;
+	int *tok, *len, *plen;  /* scratch */
+	int8_t *label;
+	uint8_t *want;
+	float *logp, *dlogp, *S;
+} parm_arm_task;
+
+void parm_arm_task_init(parm_task *task, parm_arm_task *at, const parm_pairs *p,
+			const long *train, long n_train, const long *held, long n_held,
+			int k, double beta, int batch);
+void parm_arm_task_free(parm_arm_task *at);
+/* Longest sequence of the pairs (tokens). */
+int parm_pairs_max_len(const parm_pairs *p);
+
+/* Preference accuracy of pairs idx[n] at alpha: for each objective i,
+ * correct[i] of labelled[i] pairs rank the winner higher, margin[i] the
+ * sum of beta (S_w - S_l) over them.  Training mode is turned off. */
+int parm_arm_accuracy(parm_arm_task *at, parm_trainer *t, const long *idx, long n,
+		      const float *alpha, long *correct, long *labelled, double *margin);
+
+/* alpha[k] ~ Dirichlet(0.5, ..., 0.5), a pure function of key. */
+void parm_dirichlet_half(float *alpha, int k, uint64_t key);
+
+/* ---- between trainer adapters and ARM files (arm_train.c) ---- */
+
+/* Copy t's adapters into arm's (to save) or arm's into t's (to evaluate);
+ * -1 + parm_error if their layers, targets or shapes differ. */
+int parm_arm_from_trainer(parm_arm *arm, parm_trainer *t);
+int parm_trainer_from_arm(parm_trainer *t, const parm_arm *arm);
+/* The adapter options matching an ARM's. */
+void parm_adapter_opts_of_arm(parm_adapter_opts *o, const parm_arm *arm);
+
+/* ---- progress (progress.c) ---- */
+
+/* Prints reports to f: on a terminal one line redrawn in place (at most
+ * ten times a second, and at every evaluation); otherwise a line every
+ * log_every steps, after every evaluation and at the end. */
+typedef struct {
+	FILE *f;
+	int tty;
+	long log_every;
+	double last_draw, loss_sum;
+	long loss_n;
+} parm_progress;
+
+void parm_progress_init(parm_progress *p, FILE *f, int tty, long log_every);
+void parm_progress_report(void *p, const parm_report *r);
+
+#endif
