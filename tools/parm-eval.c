@@ -99,6 +99,15 @@ static void add_scorer(struct opts *o, const char *spec, int arm)
 	o->scorers[o->n_scorers++] = s;
 }
 
+static const char *long_name(const struct option *o, int c)
+{
+	static char buf[64];
+	for (; o->name; o++)
+		if (o->val == c)
+			return snprintf(buf, sizeof buf, "--%s", o->name), buf;
+	return "?";
+}
+
 static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 {
 	static const struct option longopts[] = {
@@ -115,7 +124,7 @@ static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":O:T:L:g:p:s:r:m:R:P:jt:hV", longopts, NULL)) != -1) {
 		if (c < 256 && c != ':' && c != '?' && strchr(accuracy ? score_only : acc_only, c))
-			usage_error("option '%s' is for parm-eval %s", argv[optind - 1],
+			usage_error("option '%s' is for parm-eval %s", long_name(longopts, c),
 				    accuracy ? "score" : "accuracy");
 		switch (c) {
 		case 'O': add_objective(o, optarg); break;
@@ -668,8 +677,6 @@ static void plot(const struct summary *s, const char *path)
 	char **labels = xcalloc(s->n_groups + 1, sizeof *labels);
 	uint8_t *front = xmalloc(s->n_groups + 1);
 	int n = 0;
-	if (s->k < 2)
-		die("--plot: a plot needs 2 or more scores, there is %d", s->k);
 	for (int f = 0; f < s->n_groups && n < 64; f = method_end(s, f), n++) {
 		int e = method_end(s, f);
 		for (int i = f; i < e; i++) {
@@ -750,6 +757,12 @@ static int run_score(struct opts *o)
 		usage_error("%s", "score needs a results file (- for stdin)");
 	if (o->records && o->plot)
 		usage_error("%s", "--plot draws the summary, not --records");
+	if (o->plot && o->n_scorers < 2)
+		usage_error("--plot: a plot needs 2 or more scores, there is %d", o->n_scorers);
+	if (o->ref) {
+		struct summary check = {.k = o->n_scorers};
+		parse_ref(&check, o->ref);
+	}
 	if (parm_jsonl_foreach((const char *const *)o->args, o->n_args, &bad, keep_record, &r) < 0)
 		die("%s", parm_error());
 	if (r.n == 0)
