@@ -1,12 +1,17 @@
 /* test_metrics - means, Pareto fronts, hypervolume, MIP, grids and
  * provenance on hand-computed cases, and the hypervolume sweep against
  * inclusion-exclusion on random points. */
+#include "arm.h"
+#include "dataset.h"
 #include "metrics.h"
+#include "scorer.h"
 #include "tap.h"
 #include "util.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int near(double a, double b) { return fabs(a - b) <= 1e-9 * (1 + fabs(b)); }
 
@@ -141,6 +146,161 @@ static void test_provenance(void)
 	ok(prov(&p, "{}", NULL) == 0 && !strcmp(p.method, "base"), "no chain: base");
 }
 
+/* ---- ARM scoring and parm-eval accuracy (needs the tokenizer fixtures) ---- */
+
+static char dir[] = "/tmp/parm-test-metrics-XXXXXX";
+
+static void fill_random(float *x, size_t n, uint64_t seed)
+{
+	uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
+	for (size_t i = 0; i < n; i++) {
+		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+		x[i] = (float)((double)(s >> 11) / (1ULL << 53) * 2 - 1) * 0.5f;
+	}
+}
+
+/* log pi summed over seq[resp..n) by one plain forward of the backbone. */
+static double direct_logp(const parm_model *m, const int *seq, int n, int resp)
+{
+	int V = m->cfg.n_vocab, *slot = calloc(n, sizeof *slot);
+	float *logits = malloc((size_t)n * V * sizeof *logits);
+	parm_kv *kv = parm_kv_new(m, 1, 0);
+	uint8_t *want = malloc(n);
+	double sum = 0;
+	memset(want, 1, n);
+	parm_forward(m, kv, n, seq, slot, want, logits);
+	for (int t = resp; t < n; t++) {
+		const float *l = logits + (size_t)(t - 1) * V;
+		double z = 0;
+		for (int v = 0; v < V; v++)
+			z += exp((double)l[v]);
+		sum += l[seq[t]] - log(z);
+	}
+	parm_kv_free(kv), free(slot), free(logits), free(want);
+	return sum;
+}
+
+static void test_scorer_vs_forward(const char *model, parm_arm *arm)
+{
+	int seq[150];
+	for (int i = 0; i < 150; i++)
+		seq[i] = 1 + (i * 7919) % 3000;
+	float a[2] = {0.5f, 0.5f};
+	parm_arm_scorer *s = parm_arm_scorer_new(arm, a);
+	double got = 0, want = direct_logp(arm->backbone, seq, 150, 20);
+	int rc = s ? parm_arm_scorer_logp(s, seq, 150, 20, &got) : -1;
+	ok(rc == 0 && fabs(got - want) < 1e-4 * fabs(want),
+	   "fresh ARM (B = 0): scorer = plain forward over 150 tokens, 3 chunks (%g vs %g)", got, want);
+	fill_random(arm->params, arm->n_params, 5);
+	float e0[2] = {1, 0}, e1[2] = {0, 1};
+	double r0, r1;
+	parm_arm_scorer_set_pref(s, e0);
+	parm_arm_scorer_logp(s, seq, 150, 20, &r0);
+	parm_arm_scorer_set_pref(s, e1);
+	parm_arm_scorer_logp(s, seq, 150, 20, &r1);
+	ok(fabs(r0 - want) > 1e-3 && fabs(r0 - r1) > 1e-3, "trained adapters: alpha changes the score");
+	ok(parm_arm_scorer_logp(s, seq, 150, 0, &r0) < 0 && parm_arm_scorer_logp(s, seq, 150, 150, &r0) == 0 &&
+	   r0 == 0, "resp_start 0 refused; an empty response scores 0");
+	parm_arm_scorer_free(s);
+}
+
+static const char *pairs_text =
+	"{\"prompt\": \"How do I boil an egg?\", \"response_0\": \"Put it in water.\", \"response_1\": \"No.\", \"better_response_id\": 0, \"safer_response_id\": 1}\n"
+	"{\"prompt\": \"Fix a tyre\", \"response_0\": \"Use a patch kit\", \"response_1\": \"Ride on it\", \"better_response_id\": 1, \"safer_response_id\": 0}\n"
+	"{\"prompt\": \"Tell a joke\", \"response_0\": \"Why did the chicken\", \"response_1\": \"I will not\", \"better_response_id\": 0, \"safer_response_id\": null}\n"
+	"{\"prompt\": \"Cook rice\", \"response_0\": \"Rinse and simmer\", \"response_1\": \"Burn it\", \"better_response_id\": 0, \"safer_response_id\": 0}\n"
+	"{\"prompt\": \"Sharpen a knife\", \"response_0\": \"On a stone\", \"response_1\": \"With your teeth\", \"better_response_id\": 1, \"safer_response_id\": 0}\n";
+
+/* The shares counted here from the scorer's sums, for alpha. */
+static void direct_accuracy(double *acc, parm_arm *arm, const char *pairs_path, const float *alpha)
+{
+	parm_objectives o = {0};
+	parm_pairs p;
+	parm_pair_opts po = {NULL, 0, PARM_OVERLONG_DROP};
+	parm_objectives_default(&o);
+	parm_pairs_load(&p, &o, &pairs_path, 1, &(parm_badrecs){.strict = 1});
+	parm_pairs_tokenize(&p, arm->backbone->tok, &po);
+	parm_arm_scorer *s = parm_arm_scorer_new(arm, alpha);
+	int right[2] = {0}, n[2] = {0};
+	for (long i = 0; i < p.n; i++) {
+		double S[2];
+		for (int j = 0; j < 2; j++)
+			parm_arm_scorer_logp(s, p.pair[i].seq[j], p.pair[i].n_seq[j], p.pair[i].resp_start[j], &S[j]);
+		for (int k = 0; k < 2; k++)
+			if (p.pair[i].label[k] >= 0)
+				n[k]++, right[k] += S[p.pair[i].label[k]] > S[1 - p.pair[i].label[k]];
+	}
+	for (int k = 0; k < 2; k++)
+		acc[k] = (double)right[k] / n[k];
+	parm_arm_scorer_free(s);
+	parm_pairs_free(&p);
+	parm_objectives_free(&o);
+}
+
+static void test_accuracy_tool(parm_arm *arm)
+{
+	char arm_path[256], pairs[256], cmd[1024], line[4096];
+	snprintf(arm_path, sizeof arm_path, "%s/a.gguf", dir);
+	snprintf(pairs, sizeof pairs, "%s/pairs.jsonl", dir);
+	FILE *f = fopen(pairs, "w");
+	fputs(pairs_text, f);
+	fclose(f);
+	if (access("tools/parm-eval", X_OK) != 0 || parm_arm_save(arm, arm_path, 0) < 0) {
+		skip("tools/parm-eval not built (make)", "parm-eval accuracy against direct counting");
+		return;
+	}
+	snprintf(cmd, sizeof cmd, "tools/parm-eval accuracy --json --pref 0.3,0.7 %s %s", arm_path, pairs);
+	FILE *p = popen(cmd, "r");
+	size_t n = fread(line, 1, sizeof line - 1, p);
+	line[n] = 0;
+	int rc = pclose(p);
+	json_t *j = json_loads(line, 0, NULL), *rows = json_object_get(j, "rows");
+	ok(rc == 0 && json_array_size(rows) == 3, "accuracy: rows for e_1, e_2, (0.3,0.7)");
+	const float alphas[3][2] = {{1, 0}, {0, 1}, {0.3f, 0.7f}};
+	for (int r = 0; r < 3; r++) {
+		double want[2];
+		json_t *acc = json_object_get(json_array_get(rows, r), "accuracy");
+		direct_accuracy(want, arm, pairs, alphas[r]);
+		ok(fabs(json_number_value(json_array_get(acc, 0)) - want[0]) < 1e-9 &&
+		   fabs(json_number_value(json_array_get(acc, 1)) - want[1]) < 1e-9,
+		   "alpha (%g,%g): shares %g %g as counted directly", alphas[r][0], alphas[r][1], want[0], want[1]);
+	}
+	json_t *lab = json_object_get(j, "labelled");
+	ok(json_integer_value(json_array_get(lab, 0)) == 5 && json_integer_value(json_array_get(lab, 1)) == 4,
+	   "labelled: 5 helpful, 4 harmless (a null label skipped)");
+	json_decref(j);
+}
+
+static void test_arm_scoring(void)
+{
+	char vocab_path[4096], model[256];
+	if (!fixtures_dir()) {
+		skip("no tokenizer fixtures (make test-fixtures)", "ARM scoring and accuracy");
+		return;
+	}
+	snprintf(vocab_path, sizeof vocab_path, "%s/ggml-vocab-llama-spm.gguf", fixtures_dir());
+	if (!mkdtemp(dir))
+		return (void)ok(0, "mkdtemp");
+	snprintf(model, sizeof model, "%s/m.gguf", dir);
+	gguf_file *vocab = gguf_open(vocab_path);
+	parm_config c = {.dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .ff = 64, .n_ctx = 160};
+	parm_arm_options o;
+	parm_arm_default_options(&o);
+	o.k = 2;
+	o.objectives = (const char *const[]){"helpful", "harmless"};
+	parm_arm *arm = vocab && parm_model_init(model, vocab, &c, GGML_F32, 3) == 0 ? parm_arm_new(model, &o) : NULL;
+	gguf_close(vocab);
+	if (!ok(arm != NULL, "a fresh ARM on a tiny backbone"))
+		return;
+	test_scorer_vs_forward(model, arm);
+	test_accuracy_tool(arm);
+	parm_arm_free(arm);
+	char rm[512];
+	snprintf(rm, sizeof rm, "rm -rf %s", dir);
+	if (system(rm) != 0)
+		ok(0, "removing %s", dir);
+}
+
 int main(void)
 {
 	test_mean_se();
@@ -150,5 +310,6 @@ int main(void)
 	test_mip();
 	test_grid();
 	test_provenance();
+	test_arm_scoring();
 	return tap_done();
 }
