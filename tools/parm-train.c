@@ -308,18 +308,20 @@ static int option_allowed(enum mode m, int c)
 
 static void parse_train(int argc, char **argv, struct train_opts *o, enum mode mode)
 {
-	int c;
+	int c, li = -1;
 	train_defaults(o, mode);
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":o:h", train_longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:h", train_longopts, &li)) != -1) {
 		if (c == 'h') {
 			fputs(usage_text, stdout);
 			exit(fflush(stdout) != 0);
 		}
 		if (c == ':')
 			usage_error("option '%s' needs a value", argv[optind - 1]);
-		if (c == '?' || !option_allowed(mode, c))
+		if (c == '?')
 			usage_error("%s: unknown option '%s'", argv[0], argv[optind - 1]);
+		if (!option_allowed(mode, c))
+			usage_error("%s: unknown option '--%s'", argv[0], train_longopts[li].name);
 		if (c == O_TYPE)
 			o->type = type_opt(optarg);
 		else if (!loop_option(o, c, optarg) && !arm_option(o, c, optarg))

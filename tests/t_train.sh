@@ -1,0 +1,134 @@
+#!/bin/sh
+# t_train - parm-train lm and arm on tiny models and synthetic data made
+# here: loss falls, held-out accuracy rises, a PARM on two conflicting
+# objectives follows alpha, a killed run resumes to the same bytes, and
+# every kind of bad input is one clear line with nothing written.
+. tests/lib.sh
+fx=$(fixtures_dir)
+if [ -z "$fx" ]; then
+	skip "no tokenizer fixtures (make test-fixtures)" "training tests"
+	done_testing; exit
+fi
+cd "$T" || exit 1
+parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 32 --layers 1 \
+	--heads 2 --ctx 64 --seed 3 -o m.gguf 2>init.err ||
+	{ echo "not ok 1 - parm-train init"; cat init.err; exit 1; }
+
+# Pairs whose responses differ only by a marker word, "good" or "bad"
+# (one token each, so the untrained model has no length bias).  Field a
+# prefers "good", field b prefers "bad": two conflicting objectives.
+pairs() {  # pairs SEED COUNT
+	awk -v seed="$1" -v n="$2" 'BEGIN { srand(seed)
+	split("the a my your one some big small red blue", w, " ")
+	for (i = 0; i < n; i++) {
+		p = w[int(rand() * 10) + 1] " " w[int(rand() * 10) + 1]
+		f = w[int(rand() * 10) + 1]; x = rand() < 0.5
+		printf "{\"prompt\":\"%s\",\"response_0\":\"%s %s\",\"response_1\":\"%s %s\",\"a\":%d,\"b\":%d}\n",
+			p, x ? "good" : "bad", f, x ? "bad" : "good", f, x ? 0 : 1, x ? 1 : 0
+	} }'
+}
+pairs 7 160 > train.jsonl
+pairs 8 40 > held.jsonl
+common="--template {prompt}: --batch 8 --lr 1e-2 --warmup 5 --beta 1 --seed 5"
+AB="--objective A=a --objective B=b"
+
+ok "GenARM (k = 1): loss falls, held-out accuracy rises" sh -c "
+	parm-train arm $common --objective A=a --steps 20 --heldout 40 --eval-every 20 \
+		--log-every 5 -o g.gguf m.gguf train.jsonl held.jsonl 2> log &&
+	first=\$(grep '^step.* loss ' log | head -1 | awk '{ for (i = 1; i < NF; i++) if (\$i == \"loss\") print \$(i+1) }') &&
+	last=\$(grep '^step.* loss ' log | tail -1 | awk '{ for (i = 1; i < NF; i++) if (\$i == \"loss\") print \$(i+1) }') &&
+	a0=\$(grep '^step 0/' log | awk '{ for (i = 1; i < NF; i++) if (\$i == \"A\") print \$(i+1) }') &&
+	a1=\$(grep '^step 20/' log | awk '{ for (i = 1; i < NF; i++) if (\$i == \"A\") print \$(i+1) }') &&
+	echo \"loss \$first -> \$last, accuracy \$a0 -> \$a1\" >&2 &&
+	awk -v f=\$first -v l=\$last -v a=\$a0 -v b=\$a1 'BEGIN { exit !(l < f && b > a && b >= 0.9) }'"
+
+parm-train arm $common $AB --steps 40 --heldout 0 --log-every 100 \
+	-o parm.gguf m.gguf train.jsonl 2>parm.log
+for pref in 1,0 0.5,0.5 0,1; do
+	parm-train accuracy --template '{prompt}:' $AB --pref $pref parm.gguf held.jsonl \
+		> "acc.$pref" 2>>parm.log
+done
+ok "PARM: at alpha = e_A it ranks held-out pairs by A" \
+	awk '$1 == "A" && $2 >= 0.9 { f = 1 } END { exit !f }' acc.1,0
+ok "PARM: at alpha = e_B it ranks held-out pairs by B" \
+	awk '$1 == "B" && $2 >= 0.9 { f = 1 } END { exit !f }' acc.0,1
+ok "PARM: alpha = (0.5, 0.5) lies in between (A's mean margin)" sh -c '
+	m1=$(awk "\$1 == \"A\" { print \$5 }" acc.1,0)
+	mh=$(awk "\$1 == \"A\" { print \$5 }" acc.0.5,0.5)
+	m0=$(awk "\$1 == \"A\" { print \$5 }" acc.0,1)
+	echo "margins $m1 $mh $m0" >&2
+	awk -v a=$m1 -v b=$mh -v c=$m0 "BEGIN { exit !(a > b && b > c) }"'
+ok "accuracy with no --pref reports each objective at e_i" sh -c "
+	parm-train accuracy --template '{prompt}:' $AB parm.gguf held.jsonl > out &&
+	[ \$(wc -l < out) -eq 2 ] && awk '\$2 < 0.9 { exit 1 }' out"
+ok "ARM provenance: steps, data, seed" sh -c "
+	grep -a -q 'parm.train.steps' parm.gguf && grep -a -q 'train.jsonl' parm.gguf"
+
+# kill -9 mid-run, then --resume: the same bytes as a run never stopped
+run="parm-train arm $common $AB --steps 30 --heldout 20 --eval-every 10 --checkpoint-every 5"
+ok "uninterrupted run" sh -c "$run -o full.gguf m.gguf train.jsonl 2>/dev/null"
+$run -o r.gguf m.gguf train.jsonl 2>/dev/null &
+pid=$!
+i=0
+while [ ! -e r.gguf.ckpt ] && [ $i -lt 400 ]; do sleep 0.02; i=$((i + 1)); done
+sleep 0.3
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+ok "killed run left a checkpoint and no output" sh -c '[ -s r.gguf.ckpt ] && [ ! -e r.gguf ]'
+ok "--resume finishes it" sh -c "$run --resume -o r.gguf m.gguf train.jsonl 2>/dev/null"
+ok "resumed run's ARM is byte-identical to the uninterrupted one" cmp full.gguf r.gguf
+fails "--resume refuses a checkpoint made with other options" \
+	'^parm-train: r\.gguf\.ckpt: made by a different run \(checkpoint lr=.*this run lr=' \
+	sh -c "$run --lr 2e-2 --resume -o r.gguf m.gguf train.jsonl"
+fails "--resume with no checkpoint" '^parm-train: --resume: no checkpoint none\.ckpt' \
+	sh -c "$run --resume -o none m.gguf train.jsonl"
+
+ok "--embed-backbone: the ARM works without the backbone file" sh -c "
+	parm-train arm $common --objective A=a --steps 2 --embed-backbone --heldout 0 \
+		-o emb.gguf m.gguf train.jsonl 2>/dev/null &&
+	mkdir e && mv emb.gguf e/ && cd e &&
+	parm-train accuracy --template '{prompt}:' --objective A=a emb.gguf ../held.jsonl > out &&
+	[ \$(wc -l < out) -eq 1 ]"
+
+# lm: next-token training on text and JSONL
+for i in 1 2 3 4 5 6 7 8; do echo "the cat sat on the mat and the dog sat on the log"; done > c.txt
+printf '{"prompt":"Q: two? A:","response":" two"}\n{"text":"hello world"}\n' > c.jsonl
+ok "lm: loss falls and the model is written, same type" sh -c '
+	parm-train lm --steps 12 --batch 4 --lr 3e-3 --warmup 2 --max-length 24 \
+		--log-every 4 -o lm.gguf m.gguf c.txt c.jsonl 2> log &&
+	first=$(grep "^step.* loss " log | head -1 | sed "s/.* loss \([0-9.]*\).*/\1/") &&
+	last=$(grep "^step.* loss " log | tail -1 | sed "s/.* loss \([0-9.]*\).*/\1/") &&
+	echo "loss $first -> $last" >&2 &&
+	awk -v f=$first -v l=$last "BEGIN { exit !(l < f) }" &&
+	[ $(wc -c < lm.gguf) -eq $(wc -c < m.gguf) ] &&
+	echo the cat | parm-logits -n 3 lm.gguf | parm-sample -t 0 > out && [ -s out ]'
+ok "lm --type q8_0 writes a smaller model" sh -c '
+	parm-train lm --steps 1 --batch 4 --max-length 24 --type q8_0 -o q8.gguf \
+		m.gguf c.txt 2>/dev/null && [ $(wc -c < q8.gguf) -lt $(wc -c < m.gguf) ]'
+
+# bad input: one line, non-zero exit, nothing written
+{ head -3 train.jsonl; echo '{"prompt": broken'; head -2 held.jsonl; } > bad.jsonl
+{ head -3 train.jsonl; echo '{"prompt":"x","response_0":"a","response_1":"b","a":0}'; } > nob.jsonl
+fails "--strict: a malformed line names file and line" '^parm-train: .*bad\.jsonl:4' \
+	parm-train arm $common $AB --strict --steps 1 -o x.gguf m.gguf bad.jsonl
+ok "nothing written after the error" sh -c '[ ! -e x.gguf ] && [ ! -e x.gguf.tmp ]'
+ok "without --strict the malformed line is skipped and reported" sh -c "
+	parm-train arm $common $AB --steps 1 --heldout 0 -o y.gguf m.gguf bad.jsonl 2> log &&
+	grep -q 'skipped 1 malformed record' log && grep -q 'bad.jsonl:4' log"
+fails "a missing field names the objective and the field" '^parm-train: .*nob\.jsonl:4.*\bb\b' \
+	parm-train arm $common $AB --strict --steps 1 -o x.gguf m.gguf nob.jsonl
+fails "accuracy: unknown objective" "^parm-train: unknown objective 'C'" \
+	parm-train accuracy --objective C=a parm.gguf held.jsonl
+fails "accuracy: alpha of the wrong length" '^parm-train: --pref: ' \
+	parm-train accuracy $AB --pref 0.2,0.3,0.5 parm.gguf held.jsonl
+fails "bad option value" '^parm-train: --lr' \
+	parm-train arm --lr fast -o x.gguf m.gguf train.jsonl
+fails "bad --overlong" '^parm-train: --overlong' \
+	parm-train arm --overlong chop -o x.gguf m.gguf train.jsonl
+fails "option of another mode" "^parm-train: .*unknown option '--type'" \
+	parm-train arm --type f16 -o x.gguf m.gguf train.jsonl
+fails "no -o" '^parm-train: .*-o' parm-train arm m.gguf train.jsonl
+fails "missing backbone" '^parm-train: .*nosuch\.gguf' \
+	parm-train arm --steps 1 -o x.gguf nosuch.gguf train.jsonl
+ok "no output file after any of these" sh -c '[ ! -e x.gguf ]'
+done_testing
