@@ -116,11 +116,17 @@ else
 		printf '{"prompt": "q%s", "response_0": "yes %s", "response_1": "no", "better_response_id": 0, "safer_response_id": 1}\n' $i $i
 	done > pairs.jsonl
 	ok "accuracy at e_i and a 3-point grid: a row per alpha, shares in [0, 1]" sh -c '
-		parm-train arm -O helpful=better_response_id -O harmless=safer_response_id \
-			--steps 1 -o a.gguf m.gguf pairs.jsonl >/dev/null 2>&1 &&
+		parm-train arm --objective helpful=better_response_id --objective harmless=safer_response_id \
+			--steps 1 --batch 2 -o a.gguf m.gguf pairs.jsonl >/dev/null 2>&1 &&
 		parm-eval accuracy --grid 3 a.gguf pairs.jsonl > acc &&
 		[ $(wc -l < acc) -eq 4 ] && head -1 acc | grep -q "^alpha	helpful	harmless$" &&
 		awk "NR > 1 && (\$2 < 0 || \$2 > 1) { exit 1 }" acc'
+	ok "accuracy at e_i agrees with parm-train accuracy" sh -c '
+		parm-train accuracy a.gguf pairs.jsonl 2>/dev/null > ref &&
+		[ "$(awk "\$1 == \"helpful\" { printf \"%.4f\", \$2 }" ref)" = "$(awk "NR == 2 { print \$2 }" acc)" ] &&
+		[ "$(awk "\$1 == \"harmless\" { printf \"%.4f\", \$2 }" ref)" = "$(awk "NR == 3 { print \$3 }" acc)" ]'
+	fails "--overlong takes drop or truncate" "^parm-eval: --overlong: drop or truncate" \
+		parm-eval accuracy --overlong cut a.gguf pairs.jsonl
 fi
 cd "$top" || exit 1
 done_testing

@@ -33,7 +33,7 @@ static const char usage_text[] =
 "  -T, --template TEXT  prompt template, {prompt} marks the prompt (default\n"
 "                       'BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:')\n"
 "  -L, --max-length N   drop pairs longer than N tokens (default: the context)\n"
-"      --truncate       cut over-long responses instead of dropping the pair\n"
+"      --overlong drop|truncate  pairs over --max-length (default drop)\n"
 "  -g, --grid M         also the M-point simplex grid (11: (0,1), (0.1,0.9), ...)\n"
 "  -p, --pref ALPHA     also at ALPHA ('0.3,0.7' or 'helpful=0.3,...'; repeatable)\n"
 "score: score parm-sample --jsonl records, group them by method and alpha\n"
@@ -55,7 +55,7 @@ static const char usage_text[] =
 "  -h, --help           show this help\n"
 "  -V, --version        show the version\n";
 
-enum { OPT_TRUNCATE = 256, OPT_RECORDS };
+enum { OPT_OVERLONG = 256, OPT_RECORDS };
 
 struct opts {
 	/* accuracy */
@@ -112,25 +112,31 @@ static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 {
 	static const struct option longopts[] = {
 		{"objective", 1, 0, 'O'}, {"template", 1, 0, 'T'}, {"max-length", 1, 0, 'L'},
-		{"truncate", 0, 0, OPT_TRUNCATE}, {"grid", 1, 0, 'g'}, {"pref", 1, 0, 'p'},
+		{"overlong", 1, 0, OPT_OVERLONG}, {"grid", 1, 0, 'g'}, {"pref", 1, 0, 'p'},
 		{"scorer", 1, 0, 's'}, {"reward", 1, 0, 'r'}, {"method-field", 1, 0, 'm'},
 		{"ref", 1, 0, 'R'}, {"records", 0, 0, OPT_RECORDS}, {"plot", 1, 0, 'P'},
 		{"json", 0, 0, 'j'}, {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
 		{"version", 0, 0, 'V'}, {0, 0, 0, 0}};
 	const char *acc_only = "OLgp", *score_only = "srmRP";
+	const int acc_long_only[] = {OPT_OVERLONG, 0}, score_long_only[] = {OPT_RECORDS, 0};
 	int c;
 	o->prefs = xcalloc(argc, sizeof *o->prefs);
 	o->scorers = xcalloc(PARM_PROV_MAX, sizeof *o->scorers);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":O:T:L:g:p:s:r:m:R:P:jt:hV", longopts, NULL)) != -1) {
-		if (c < 256 && c != ':' && c != '?' && strchr(accuracy ? score_only : acc_only, c))
+		if ((c < 256 && c != ':' && c != '?' && strchr(accuracy ? score_only : acc_only, c)) ||
+		    (c >= 256 && c == (accuracy ? score_long_only : acc_long_only)[0]))
 			usage_error("option '%s' is for parm-eval %s", long_name(longopts, c),
 				    accuracy ? "score" : "accuracy");
 		switch (c) {
 		case 'O': add_objective(o, optarg); break;
 		case 'T': o->tmpl = optarg; break;
 		case 'L': o->max_len = opt_long("--max-length", optarg, 2, 1 << 24); break;
-		case OPT_TRUNCATE: o->truncate = 1; break;
+		case OPT_OVERLONG:
+			if (strcmp(optarg, "drop") && strcmp(optarg, "truncate"))
+				usage_error("--overlong: drop or truncate, not '%s'", optarg);
+			o->truncate = !strcmp(optarg, "truncate");
+			break;
 		case 'g': o->grid = opt_long("--grid", optarg, 2, 1001); break;
 		case 'p': o->prefs[o->n_prefs++] = optarg; break;
 		case 's': add_scorer(o, optarg, 0); break;
