@@ -1,0 +1,101 @@
+/* test_trainer.c - the pieces of the training loop that need no model:
+ * step arithmetic, Dirichlet(0.5) draws, checkpoint files (round trip,
+ * atomic write, corruption, option fingerprints). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "trainer.h"
+#include "util.h"
+
+static void steps(void)
+{
+	parm_loop_opts o = { .epochs = 2, .batch = 4, .accum = 2 };
+	ok(parm_loop_steps_per_epoch(17, 4, 2) == 3 && parm_loop_steps_per_epoch(16, 4, 2) == 2,
+	   "steps per epoch round up (17 examples, 8 a step: 3)");
+	ok(parm_loop_total_steps(&o, 17) == 6, "epochs give the total");
+	o.steps = 5;
+	ok(parm_loop_total_steps(&o, 17) == 5, "--steps overrides epochs");
+}
+
+static void dirichlet(void)
+{
+	enum { K = 3, N = 20000 };
+	double mean[K] = { 0 }, small = 0;
+	int valid = 1;
+	for (int n = 0; n < N; n++) {
+		float a[K];
+		double sum = 0;
+		parm_dirichlet_half(a, K, (uint64_t)n * 7919 + 1);
+		for (int i = 0; i < K; i++) {
+			valid &= a[i] >= 0 && a[i] <= 1;
+			sum += a[i];
+			mean[i] += a[i] / N;
+		}
+		valid &= fabs(sum - 1) < 1e-5;
+		small += a[0] < 0.05;
+	}
+	float a1[K], a2[K], b[K];
+	parm_dirichlet_half(a1, K, 99);
+	parm_dirichlet_half(a2, K, 99);
+	parm_dirichlet_half(b, K, 100);
+	ok(valid, "every draw is on the simplex");
+	ok(!memcmp(a1, a2, sizeof a1) && memcmp(a1, b, sizeof a1), "a draw is a function of its key");
+	ok(fabs(mean[0] - 1.0 / K) < 0.01 && fabs(mean[2] - 1.0 / K) < 0.01,
+	   "mean is 1/k (%.4f %.4f %.4f)", mean[0], mean[1], mean[2]);
+	/* The marginal is Beta(0.5, 1): P(a < x) = sqrt(x), 0.224 at 0.05 --
+	 * concentration 0.5 puts mass near the corners; a uniform Dirichlet's
+	 * Beta(1, 2) gives 0.0975. */
+	ok(fabs(small / N - sqrt(0.05)) < 0.015, "P(alpha_1 < 0.05) = %.3f, Dirichlet(0.5)'s %.3f",
+	   small / N, sqrt(0.05));
+}
+
+static void checkpoint(void)
+{
+	char path[] = "/tmp/test_trainer.XXXXXX";
+	int fd = mkstemp(path);
+	close(fd);
+	float p[5] = { 1, 2, 3, 4, 5 }, m[5] = { .1f, .2f }, v[5] = { 9, 8, 7 };
+	parm_ckpt c = { .fingerprint = "lr=0.1\nseed=3\n", .step = 7, .epoch = 1, .pos = 12,
+			.rng = 42, .n_params = 5, .params = p, .m = m, .v = v, .adam_step = 7 };
+	parm_ckpt r;
+	ok(parm_ckpt_save(path, &c) == 0 && parm_ckpt_load(path, &r) == 0, "checkpoint round trip");
+	ok(r.step == 7 && r.epoch == 1 && r.pos == 12 && r.rng == 42 && r.adam_step == 7 &&
+	   r.n_params == 5 && !memcmp(r.params, p, sizeof p) && !memcmp(r.m, m, sizeof m) &&
+	   !memcmp(r.v, v, sizeof v) && !strcmp(r.fingerprint, c.fingerprint),
+	   "everything comes back");
+	parm_ckpt_free(&r);
+	char tmp[64];
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	ok(access(tmp, F_OK) != 0, "no temporary file left");
+	const char *why = parm_ckpt_mismatch("lr=0.1\nseed=3\n", "lr=0.2\nseed=3\n");
+	ok(why && strstr(why, "checkpoint lr=0.1") && strstr(why, "this run lr=0.2"),
+	   "a differing option is named: %s", why ? why : "(none)");
+	why = parm_ckpt_mismatch("lr=0.1\n", "lr=0.1\nbeta=1\n");
+	ok(why && strstr(why, "beta=1"), "an added option is named: %s", why ? why : "(none)");
+	ok(!parm_ckpt_mismatch("a=1\nb=2\n", "a=1\nb=2\n"), "same options: no mismatch");
+	FILE *f = fopen(path, "r+b");
+	fseek(f, 60, SEEK_SET);
+	fputc('X', f);
+	fclose(f);
+	int rc = parm_ckpt_load(path, &r);
+	ok(rc < 0 && strstr(parm_error(), "corrupt"), "a corrupted checkpoint is refused: %s",
+	   parm_error());
+	rc = truncate(path, 30);
+	rc = rc ? rc : parm_ckpt_load(path, &r);
+	ok(rc < 0 && strstr(parm_error(), path), "a truncated checkpoint is refused: %s",
+	   parm_error());
+	unlink(path);
+	rc = parm_ckpt_load(path, &r);
+	ok(rc < 0 && strstr(parm_error(), "cannot resume"), "a missing one: %s", parm_error());
+}
+
+int main(void)
+{
+	steps();
+	dirichlet();
+	checkpoint();
+	return tap_done();
+}
