@@ -202,6 +202,20 @@ static void test_empty_and_missing(void)
 	records_free(&r);
 }
 
+/* libarchive's mtree reader once claimed compact JSON as its own format
+ * and read nothing: parm-sample --jsonl writes exactly such lines. */
+static void test_compact_json(void)
+{
+	records r = {0};
+	write_plain("compact.jsonl", "{\"a\":1}\n{\"prompt\":\"x\",\"response\":\"y\"}\n");
+	write_archive("compact.jsonl.gz", "gzip", "raw",
+		      &(member){ "d", "{\"a\":1}\n{\"prompt\":\"x\",\"response\":\"y\"}\n" }, 1);
+	ok(read_records("compact.jsonl", &r, NULL) == 2 && r.n == 2, "compact JSON lines are read");
+	records_free(&r);
+	ok(read_records("compact.jsonl.gz", &r, NULL) == 2 && r.n == 2, "compact JSON lines, gzipped, are read");
+	records_free(&r);
+}
+
 static void test_long_line_and_stdin(void)
 {
 	size_t big = 300000;
@@ -528,6 +542,7 @@ int main(void)
 	test_formats();
 	test_external_tools();
 	test_empty_and_missing();
+	test_compact_json();
 	test_long_line_and_stdin();
 	test_malformed();
 	test_objectives();
