@@ -10,4 +10,5 @@ if [ -z "$fx" ] || [ ! -f "$fx/ggml-vocab-llama-spm.gguf" ]; then
 	echo "bench: no llama.cpp vocab fixtures (make fixtures)" >&2
 	exit 1
 fi
+tests/bench_train "$fx/ggml-vocab-llama-spm.gguf" "$@" || exit 1
 exec tests/bench_decode "$fx/ggml-vocab-llama-spm.gguf" "$@"
