@@ -903,35 +903,160 @@ void log_softmax_backward(float *dx, const float *dout, const float *out, int n,
 	}
 }
 
+/* ---- exp with 8-wide vectors: x = n ln2 + r, |r| <= ln2 / 2, e^r by
+ * Cephes' expf polynomial, 2^n as two exponent-built factors so every n
+ * in range stays a normal float and tiny results underflow gradually ---- */
+
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline v8f splat8(float a)
+{
+	return (v8f){ a, a, a, a, a, a, a, a };
+}
+
+static inline v8f select8(v8i mask, v8f a, v8f b)
+{
+	return (v8f)((mask & (v8i)a) | (~mask & (v8i)b));
+}
+
+__attribute__((optimize("fp-contract=fast")))
+static inline v8f exp8(v8f x)
+{
+	v8f xc = select8(x > splat8(88.8f), splat8(88.8f), x);
+	xc = select8(xc < splat8(-104.0f), splat8(-104.0f), xc);
+	v8f t = xc * splat8(1.44269504088896341f) + splat8(0x1.8p23f);    /* round */
+	v8f nf = t - splat8(0x1.8p23f);
+	v8i n = (v8i)t - 0x4b400000, n1 = n >> 1, n2 = n - n1;
+	v8f r = xc - nf * splat8(0.693359375f);
+	r = r - nf * splat8(-2.12194440e-4f);
+	v8f p = splat8(1.9875691500e-4f);
+	p = p * r + splat8(1.3981999507e-3f);
+	p = p * r + splat8(8.3334519073e-3f);
+	p = p * r + splat8(4.1665795894e-2f);
+	p = p * r + splat8(1.6666665459e-1f);
+	p = p * r + splat8(5.0000001201e-1f);
+	p = p * (r * r) + r + splat8(1.0f);
+	v8f y = p * (v8f)((n1 + 127) << 23) * (v8f)((n2 + 127) << 23);
+	return select8(x != x, x, y);                   /* NaN stays NaN */
+}
+
+/* The last count % 8 elements as a vector padded with pad. */
+static inline v8f load_tail8(const float *p, int count, float pad)
+{
+	float buf[8];
+	for (int i = 0; i < 8; i++)
+		buf[i] = i < count ? p[i] : pad;
+	return load8(buf);
+}
+
+void vexp(float *y, const float *x, int64_t count)
+{
+	int64_t i = 0;
+	for (; i + 8 <= count; i += 8) {
+		v8f e = exp8(load8(x + i));
+		memcpy(y + i, &e, sizeof e);
+	}
+	if (i < count) {
+		v8f e = exp8(load_tail8(x + i, (int)(count - i), 0));
+		memcpy(y + i, &e, (size_t)(count - i) * sizeof *y);
+	}
+}
+
+void vexp_ref(float *y, const float *x, int64_t count)
+{
+	for (int64_t i = 0; i < count; i++)
+		y[i] = expf(x[i]);
+}
+
+static float row_max8(const float *x, int v)
+{
+	v8f m = splat8(-INFINITY);
+	int k = 0;
+	for (; k + 8 <= v; k += 8) {
+		v8f a = load8(x + k);
+		m = select8(a > m, a, m);
+	}
+	float best = row_max(x + k, v - k);
+	for (int i = 0; i < 8; i++)
+		best = m[i] > best ? m[i] : best;
+	return best;
+}
+
+/* log sum exp of a row, the sum in 8 float lanes. */
 static float row_lse(const float *x, int v)
 {
-	float m = row_max(x, v), sum = 0;
-	for (int k = 0; k < v; k++)
-		sum += expf(x[k] - m);
-	return m + logf(sum);
+	float m = row_max8(x, v);
+	v8f sum = splat8(0), vm = splat8(m);
+	int k = 0;
+	for (; k + 8 <= v; k += 8)
+		sum += exp8(load8(x + k) - vm);
+	if (k < v)
+		sum += exp8(load_tail8(x + k, v - k, -INFINITY) - vm);
+	return m + logf(hsum8(sum));
+}
+
+/* Rows of a log-prob kernel shared out over the pool. */
+typedef struct {
+	float *out;
+	const float *dlogp, *logits;
+	const int *targets;
+	int n, v;
+	atomic_int next;
+} logprob_work;
+
+static void logprob_fwd_worker(void *arg, int worker, int n_workers)
+{
+	logprob_work *w = arg;
+	int i;
+	while ((i = atomic_fetch_add(&w->next, 1)) < w->n) {
+		const float *x = w->logits + (size_t)i * w->v;
+		w->out[i] = x[w->targets[i]] - row_lse(x, w->v);
+	}
 }
 
 void logprob_forward(float *logp, const float *logits, const int *targets, int n, int v)
 {
-	for (int i = 0; i < n; i++) {
-		const float *x = logits + (size_t)i * v;
-		logp[i] = x[targets[i]] - row_lse(x, v);
+	logprob_work w = { .out = logp, .logits = logits, .targets = targets, .n = n, .v = v };
+	atomic_init(&w.next, 0);
+	if (n > 0)
+		pool_run(logprob_fwd_worker, &w);
+}
+
+/* dx -= g softmax(x), 8 at a time. */
+__attribute__((optimize("fp-contract=fast")))
+static void logprob_row_backward(float *dx, const float *x, float g, int v)
+{
+	v8f lse = splat8(row_lse(x, v)), vg = splat8(g);
+	int k = 0;
+	for (; k + 8 <= v; k += 8) {
+		v8f d = load8(dx + k) - vg * exp8(load8(x + k) - lse);
+		memcpy(dx + k, &d, sizeof d);
+	}
+	for (; k < v; k++)
+		dx[k] -= g * exp8(splat8(x[k]) - lse)[0];
+}
+
+static void logprob_bwd_worker(void *arg, int worker, int n_workers)
+{
+	logprob_work *w = arg;
+	int i;
+	while ((i = atomic_fetch_add(&w->next, 1)) < w->n) {
+		float g = w->dlogp[i], *dx = w->out + (size_t)i * w->v;
+		if (g == 0)
+			continue;
+		logprob_row_backward(dx, w->logits + (size_t)i * w->v, g, w->v);
+		dx[w->targets[i]] += g;
 	}
 }
 
 void logprob_backward(float *dlogits, const float *dlogp, const float *logits,
 		      const int *targets, int n, int v)
 {
-	for (int i = 0; i < n; i++) {
-		const float *x = logits + (size_t)i * v;
-		float *dx = dlogits + (size_t)i * v, g = dlogp[i];
-		if (g == 0)
-			continue;
-		float lse = row_lse(x, v);
-		for (int k = 0; k < v; k++)
-			dx[k] -= g * expf(x[k] - lse);
-		dx[targets[i]] += g;
-	}
+	logprob_work w = { .out = dlogits, .dlogp = dlogp, .logits = logits,
+			   .targets = targets, .n = n, .v = v };
+	atomic_init(&w.next, 0);
+	if (n > 0)
+		pool_run(logprob_bwd_worker, &w);
 }
 
 void logprob_forward_ref(float *logp, const float *logits, const int *targets, int n, int v)

@@ -292,8 +292,65 @@ static void test_softmax_family(void)
 	free(x), free(r), free(out), free(dx), free(dx2), free(lp), free(lp2);
 }
 
+/* ---- vexp (the log-probs' exp) against exp in double and expf ---- */
+
+static void test_vexp(void)
+{
+	enum { N = 400003 };
+	static float x[N], y[N], y2[N];
+	double worst = 0, worst_x = 0;
+	for (int i = 0; i < N; i++)     /* every normal result, and some below */
+		x[i] = -103.0f + 192.0f * i / (N - 1);
+	x[0] = -INFINITY, x[1] = INFINITY, x[2] = NAN, x[3] = 0, x[4] = -0.0f;
+	vexp(y, x, N);
+	vexp_ref(y2, x, N);
+	for (int i = 5; i < N; i++) {
+		double e = exp((double)x[i]);
+		if (e < 0x1p-126 || e > 0x1.fffffep127)
+			continue;
+		double rel = fabs(y[i] - e) / e;
+		if (rel > worst)
+			worst = rel, worst_x = x[i];
+	}
+	printf("# vexp: max relative error %.2e at %g (expf: %.2e there)\n", worst, worst_x,
+	       fabs(expf((float)worst_x) - exp(worst_x)) / exp(worst_x));
+	ok(worst < 2.5e-7, "vexp within 2.5e-7 relative of exp for normal results (%.2e)", worst);
+	ok(y[0] == 0 && isinf(y[1]) && isnan(y[2]) && y[3] == 1 && y[4] == 1,
+	   "vexp of -inf, inf, nan, 0, -0: %g %g %g %g %g", y[0], y[1], y[2], y[3], y[4]);
+	double under = 0;
+	for (int i = 5; i < N; i++)
+		if (exp((double)x[i]) < 0x1p-126)
+			under = fmax(under, fabs(y[i] - y2[i]));
+	ok(under < 0x1p-126, "vexp underflows like expf (max diff %.1e)", under);
+	float tail[5] = { 1, 2, 3, 4, 5 };
+	vexp(tail, tail, 3);
+	ok(fabsf(tail[2] - expf(3)) < 1e-5f && tail[3] == 4, "vexp in place, a short tail only");
+}
+
+/* The log-prob kernels at a vocabulary's size: vector bodies, tails,
+ * rows spread over threads, large logits. */
+static void test_logprob_wide(void)
+{
+	int n = 9, v = 32003, tgt[9] = { 0, 32002, 5, 77, 31999, 1, 2, 3, 16000 };
+	size_t count = (size_t)n * v;
+	float *x = rand_vec(count, 30), *g = rand_vec(n, 1), *dx = zeros(count), *dx2 = zeros(count);
+	float lp[9], lp2[9];
+	g[4] = 0;
+	logprob_forward(lp, x, tgt, n, v);
+	logprob_forward_ref(lp2, x, tgt, n, v);
+	ok(max_rel_diff(lp, lp2, n) < 1e-5, "logprob_forward at V = %d equals its reference (%.1e)",
+	   v, max_rel_diff(lp, lp2, n));
+	logprob_backward(dx, g, x, tgt, n, v);
+	logprob_backward_ref(dx2, g, x, tgt, n, v);
+	ok(max_rel_diff(dx, dx2, count) < 1e-5, "logprob_backward at V = %d equals its reference (%.1e)",
+	   v, max_rel_diff(dx, dx2, count));
+	free(x), free(g), free(dx), free(dx2);
+}
+
 int main(void)
 {
+	test_vexp();
+	test_logprob_wide();
 	test_matmul();
 	test_embed();
 	test_rmsnorm();
