@@ -24,7 +24,7 @@ static struct {
 	pthread_cond_t go, done;
 	pool_fn *fn;
 	void *arg;
-	unsigned long gen;
+	unsigned long gen, start_gen;   /* start_gen: gen when the workers began */
 	int pending, quit;
 	float **scratch;                /* one buffer per thread */
 	size_t *scratch_n;
@@ -34,8 +34,8 @@ static struct {
 static void *pool_worker(void *p)
 {
 	int id = (int)(intptr_t)p;
-	unsigned long seen = 0;
 	pthread_mutex_lock(&pool.mu);
+	unsigned long seen = pool.start_gen;    /* not 0: a restarted pool must not rerun old work */
 	for (;;) {
 		while (pool.gen == seen && !pool.quit)
 			pthread_cond_wait(&pool.go, &pool.mu);
@@ -80,6 +80,7 @@ void kernels_set_threads(int n)
 	if (pool.n)
 		pool_stop();
 	pool.n = n;
+	pool.start_gen = pool.gen;
 	pool.tid = xcalloc(n, sizeof *pool.tid);
 	pool.scratch = xcalloc(n, sizeof *pool.scratch);
 	pool.scratch_n = xcalloc(n, sizeof *pool.scratch_n);
@@ -875,34 +876,6 @@ void attention_train_backward_ref(float *dq, float *dk, float *dv, const float *
 						      start[s], i, heads, kv_heads, h, hd);
 }
 
-/* ---- swiglu: out = g sigmoid(g) u ---- */
-
-void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-		     const float *up, int64_t count)
-{
-	for (int64_t i = 0; i < count; i++) {
-		float g = gate[i], sig = 1.0f / (1.0f + expf(-g));
-		if (dup)
-			dup[i] += dout[i] * g * sig;
-		if (dgate)
-			dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
-	}
-}
-
-/* ---- log-softmax, log-prob gather, cross-entropy ---- */
-
-void log_softmax_backward(float *dx, const float *dout, const float *out, int n, int v)
-{
-	for (int i = 0; i < n; i++) {
-		const float *g = dout + (size_t)i * v, *o = out + (size_t)i * v;
-		float sum = 0;
-		for (int k = 0; k < v; k++)
-			sum += g[k];
-		for (int k = 0; k < v; k++)
-			dx[(size_t)i * v + k] += g[k] - expf(o[k]) * sum;
-	}
-}
-
 /* ---- exp with 8-wide vectors: x = n ln2 + r, |r| <= ln2 / 2, e^r by
  * Cephes' expf polynomial, 2^n as two exponent-built factors so every n
  * in range stays a normal float and tiny results underflow gradually ---- */
@@ -938,6 +911,89 @@ static inline v8f exp8(v8f x)
 	p = p * (r * r) + r + splat8(1.0f);
 	v8f y = p * (v8f)((n1 + 127) << 23) * (v8f)((n2 + 127) << 23);
 	return select8(x != x, x, y);                   /* NaN stays NaN */
+}
+
+/* ---- swiglu: out = g sigmoid(g) u ---- */
+
+typedef struct {
+	float *dgate, *dup;
+	const float *dout, *gate, *up;
+	int64_t count;
+	atomic_llong next;
+} swiglu_work;
+
+enum { SWIGLU_BLOCK = 8192 };
+
+/* Elements i0 .. i1 (i1 - i0 a multiple of 8, but for the last block). */
+__attribute__((optimize("fp-contract=fast")))
+static void swiglu_bwd_range(const swiglu_work *w, int64_t i0, int64_t i1)
+{
+	int64_t i = i0;
+	for (; i + 8 <= i1; i += 8) {
+		v8f g = load8(w->gate + i), u = load8(w->up + i), d = load8(w->dout + i);
+		v8f sig = splat8(1.0f) / (splat8(1.0f) + exp8(-g)), a;
+		if (w->dup) {
+			a = load8(w->dup + i) + d * g * sig;
+			memcpy(w->dup + i, &a, sizeof a);
+		}
+		if (w->dgate) {
+			a = load8(w->dgate + i) + d * u * sig * (splat8(1.0f) + g * (splat8(1.0f) - sig));
+			memcpy(w->dgate + i, &a, sizeof a);
+		}
+	}
+	for (; i < i1; i++) {
+		float g = w->gate[i], sig = 1.0f / (1.0f + exp8(splat8(-g))[0]);
+		if (w->dup)
+			w->dup[i] += w->dout[i] * g * sig;
+		if (w->dgate)
+			w->dgate[i] += w->dout[i] * w->up[i] * sig * (1.0f + g * (1.0f - sig));
+	}
+}
+
+static void swiglu_bwd_worker(void *arg, int worker, int n_workers)
+{
+	swiglu_work *w = arg;
+	int64_t i0;
+	while ((i0 = atomic_fetch_add(&w->next, SWIGLU_BLOCK)) < w->count)
+		swiglu_bwd_range(w, i0, i0 + SWIGLU_BLOCK < w->count ? i0 + SWIGLU_BLOCK : w->count);
+}
+
+void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+		     const float *up, int64_t count)
+{
+	swiglu_work w = { .dgate = dgate, .dup = dup, .dout = dout, .gate = gate, .up = up,
+			  .count = count };
+	atomic_init(&w.next, 0);
+	if (count <= SWIGLU_BLOCK)
+		swiglu_bwd_range(&w, 0, count > 0 ? count : 0);
+	else
+		pool_run(swiglu_bwd_worker, &w);
+}
+
+void swiglu_backward_ref(float *dgate, float *dup, const float *dout, const float *gate,
+			 const float *up, int64_t count)
+{
+	for (int64_t i = 0; i < count; i++) {
+		double g = gate[i], sig = 1 / (1 + exp(-g));
+		if (dup)
+			dup[i] += (float)(dout[i] * g * sig);
+		if (dgate)
+			dgate[i] += (float)(dout[i] * up[i] * sig * (1 + g * (1 - sig)));
+	}
+}
+
+/* ---- log-softmax, log-prob gather, cross-entropy ---- */
+
+void log_softmax_backward(float *dx, const float *dout, const float *out, int n, int v)
+{
+	for (int i = 0; i < n; i++) {
+		const float *g = dout + (size_t)i * v, *o = out + (size_t)i * v;
+		float sum = 0;
+		for (int k = 0; k < v; k++)
+			sum += g[k];
+		for (int k = 0; k < v; k++)
+			dx[(size_t)i * v + k] += g[k] - expf(o[k]) * sum;
+	}
 }
 
 /* The last count % 8 elements as a vector padded with pad. */

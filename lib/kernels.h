@@ -121,9 +121,11 @@ void attention_train_backward_ref(float *dq, float *dk, float *dv, const float *
 				  const float *out, const float *lse, const int *start,
 				  const int *len, int n_seq, int heads, int kv_heads, int hd);
 
-/* From the forward's inputs gate, up [count]. */
+/* From the forward's inputs gate, up [count] (vexp's exp, on the pool). */
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
 		     const float *up, int64_t count);
+void swiglu_backward_ref(float *dgate, float *dup, const float *dout, const float *gate,
+			 const float *up, int64_t count);
 
 /* dx[N][V] += dout - exp(out) sum(dout), out = log_softmax(x). */
 void log_softmax_backward(float *dx, const float *dout, const float *out, int n, int v);

@@ -596,8 +596,10 @@ static void layer_backward(parm_trainer *t, int l, grads_scratch *s)
 	const parm_config *c = &t->m->cfg;
 	tlayer *tl = &t->layers[l];
 	int n = t->n, D = c->dim, F = c->ff, hd = D / c->n_heads, kvd = c->n_kv_heads * hd;
-	/* feed-forward: res_out = res1 + down(swiglu(gate(xn2), up(xn2))) */
-	swiglu_forward(s->hb, tl->gate, tl->up, (int64_t)n * F);
+	/* feed-forward: res_out = res1 + down(swiglu(gate(xn2), up(xn2))); a
+	 * frozen down without adapter needs no input, so none is recomputed */
+	if (tl->lin[PARM_T_DOWN].dw || tl->lin[PARM_T_DOWN].has_adapter)
+		swiglu_forward(s->hb, tl->gate, tl->up, (int64_t)n * F);
 	float *dhb = s->dup, *dup = s->hb;      /* hb is free once down is done */
 	zero(dhb, (size_t)n * F);
 	linear_backward(t, l, PARM_T_DOWN, dhb, s->dres, s->hb);

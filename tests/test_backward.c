@@ -249,6 +249,20 @@ static void test_swiglu(void)
 	report("swiglu dgate", fd_error(sw_fwd, &c, gate, n, dg, r, n, 1e-3f), 1e-3);
 	report("swiglu dup", fd_error(sw_fwd, &c, up, n, du, r, n, 1e-3f), 1e-3);
 	free(gate), free(up), free(r), free(dg), free(du);
+	/* blocks over the pool, vector bodies and a tail, one output NULL */
+	int big = 3 * 8192 + 13;
+	float *gate2 = rand_vec(big, 12), *up2 = rand_vec(big, 2), *r2 = rand_vec(big, 1);
+	float *dg2 = rand_vec(big, 1), *du2 = zeros(big), *dg3 = zeros(big), *du3 = zeros(big);
+	memcpy(dg3, dg2, big * sizeof *dg3);
+	swiglu_backward(dg2, du2, r2, gate2, up2, big);
+	swiglu_backward_ref(dg3, du3, r2, gate2, up2, big);
+	ok(max_rel_diff(dg2, dg3, big) < 1e-6 && max_rel_diff(du2, du3, big) < 1e-6,
+	   "swiglu_backward accumulates as its reference (%.1e, %.1e)",
+	   max_rel_diff(dg2, dg3, big), max_rel_diff(du2, du3, big));
+	memset(du2, 0, big * sizeof *du2);
+	swiglu_backward(NULL, du2, r2, gate2, up2, big);
+	ok(max_rel_diff(du2, du3, big) < 1e-6, "swiglu_backward without dgate");
+	free(gate2), free(up2), free(r2), free(dg2), free(du2), free(dg3), free(du3);
 }
 
 /* ---- log-softmax, log-prob gather, cross-entropy ---- */
