@@ -1,0 +1,82 @@
+#!/bin/sh
+# t_mix - parm-mix in the pipe as a user types it (weak-to-strong: the
+# base is dim 64 with 4 layers, the ARMs' backbone dim 32 with 2), and its
+# bad inputs: one line naming parm-mix, non-zero exit, nothing on stdout.
+# ARMs are made by tests/test_mix --make-arm (random adapters).
+. tests/lib.sh
+fx=$(fixtures_dir)
+if [ -z "$fx" ]; then
+	skip "no tokenizer fixtures (make test-fixtures)" "parm-mix tests"
+	done_testing; exit
+fi
+mkarm="$PWD/tests/test_mix --make-arm"
+cd "$T" || exit 1
+init() {
+	parm-train init --vocab "$1" --dim "$2" --layers "$3" --heads 4 --kv-heads 2 \
+		--ctx 64 --seed "$4" -o "$5" 2>init.err || { cat init.err; exit 1; }
+}
+init "$fx/ggml-vocab-llama-spm.gguf" 64 4 3 base.gguf
+init "$fx/ggml-vocab-llama-spm.gguf" 32 2 4 small.gguf
+init "$fx/ggml-vocab-gpt-2.gguf" 32 2 5 gpt2.gguf
+$mkarm small.gguf 2 q,k,v 7 parm.gguf && $mkarm small.gguf 1 q,v 8 arm1.gguf &&
+	$mkarm small.gguf 3 all 9 parm3.gguf && $mkarm gpt2.gguf 1 q,v 10 gpt2arm.gguf ||
+	{ echo "not ok 1 - make ARMs"; exit 1; }
+printf 'Hello there\nHow do I boil an egg?\n\nThe end\n' > prompts.txt
+
+ok "the pipe works exactly as typed, one line per prompt" sh -c '
+	parm-logits base.gguf < prompts.txt | parm-mix --pref 0.5,0.5 parm.gguf | parm-sample > out &&
+	[ $(wc -l < out) -eq 3 ]'
+ok "greedy guidance changes the responses, and the preference matters" sh -c '
+	parm-logits -n 8 base.gguf < prompts.txt | parm-sample -t 0 > plain &&
+	parm-logits -n 8 base.gguf < prompts.txt | parm-mix -w 3 --pref 1,0 parm.gguf | parm-sample -t 0 > a &&
+	parm-logits -n 8 base.gguf < prompts.txt | parm-mix -w 3 --pref 0,1 parm.gguf | parm-sample -t 0 > b &&
+	! cmp -s plain a && ! cmp -s a b'
+ok "W = 0 gives the responses of the base alone" sh -c '
+	parm-logits -n 8 base.gguf < prompts.txt | parm-sample -t 0 > plain &&
+	parm-logits -n 8 base.gguf < prompts.txt | parm-mix -w 0 --pref 1,0 parm.gguf | parm-sample -t 0 > z &&
+	cmp plain z'
+ok "JSONL records the ARM, objectives, pref, weight and merged" sh -c '
+	echo Hi | parm-logits -n 3 base.gguf | parm-mix --pref harmless=0.7,helpful=0.3 -w 0.5 parm.gguf |
+	parm-sample --jsonl > out &&
+	grep -Eq "\"stage\": *\"parm-mix\", *\"arm\": *\"parm.gguf\", *\"objectives\": *\[\"helpful\", *\"harmless\"\], *\"pref\": *\[0\.(3|29)[0-9]*, *0\.(7|69)[0-9]*\], *\"weight\": *0.5, *\"merged\": *true" out'
+ok "GenARM: two --arm in one stage, JSONL lists both" sh -c '
+	echo Hi | parm-logits -n 3 base.gguf | parm-mix --arm arm1.gguf:0.5 --arm parm3.gguf:0.5:0.2,0.3,0.5 --no-merge |
+	parm-sample --jsonl > out && grep -q "\"arms\": *\[{\"arm\": *\"arm1.gguf\"" out &&
+	grep -q "\"merged\": *false" out'
+ok "GenARM: one stage and two chained stages give the same responses" sh -c '
+	parm-logits -n 8 base.gguf < prompts.txt | parm-mix --arm arm1.gguf:1 --arm parm.gguf:2:0.5,0.5 |
+	parm-sample -t 0 > one &&
+	parm-logits -n 8 base.gguf < prompts.txt | parm-mix arm1.gguf | parm-mix -w 2 --pref 0.5,0.5 parm.gguf |
+	parm-sample -t 0 > two && cmp one two'
+ok "more sequences than the first KV cache: slots grow" sh -c '
+	seq 1 20 | parm-logits -n 4 -b 16 base.gguf | parm-mix arm1.gguf | parm-sample -t 0 > out &&
+	[ $(wc -l < out) -eq 20 ]'
+ok "the reader going away ends parm-mix quietly" sh -c '
+	seq 1 12 | parm-logits -n 40 base.gguf | parm-mix arm1.gguf 2>err | head -c 100 > /dev/null;
+	[ ! -s err ]'
+
+# bad input
+# a recorded stream (a sampler must answer, or parm-logits waits for it)
+echo Hello | parm-logits -n 3 base.gguf | tee good.stream | parm-sample > /dev/null
+fails "unknown option" '^parm-mix: unknown option' parm-mix --frobnicate arm1.gguf
+fails "no ARM" '^parm-mix: no ARM given' parm-mix
+fails "--pref of the wrong length" "^parm-mix: .*preference.*" sh -c 'parm-mix --pref 0.5,0.3,0.2 parm.gguf < good.stream'
+fails "--pref with a negative entry" "^parm-mix: .*preference.*" sh -c 'parm-mix --pref -0.5,1.5 parm.gguf < good.stream'
+fails "--pref with an unknown name" "^parm-mix: .*(unknown|no objective).*kind" sh -c 'parm-mix --pref kind=1 parm.gguf < good.stream'
+fails "k = 2 without --pref" '^parm-mix: .*needs a preference, e.g. --pref 0.5,0.5' sh -c 'parm-mix parm.gguf < good.stream'
+fails "bad --arm" "^parm-mix: --arm 'arm1.gguf'" parm-mix --arm arm1.gguf
+fails "bad --weight" '^parm-mix: --weight' parm-mix --weight x arm1.gguf
+fails "missing ARM file" '^parm-mix: .*nope.gguf' sh -c 'parm-mix nope.gguf < good.stream'
+fails "a model that is not an ARM" '^parm-mix: .*base.gguf' sh -c 'parm-mix base.gguf < good.stream'
+fails "an ARM of another tokenizer: both sizes and fingerprints" \
+	'^parm-mix: .*32000 tokens, fingerprint [0-9a-f]+.*gpt2arm.gguf.*50257 tokens, fingerprint [0-9a-f]+' \
+	sh -c 'parm-mix gpt2arm.gguf < good.stream'
+head -c 300000 good.stream > short.stream
+# (what was guided before the end has gone down the pipe already)
+fails "stream ending early" '^parm-mix: .*unexpected end of stream' \
+	sh -c 'parm-mix arm1.gguf < short.stream > s.out; rc=$?; [ -s s.out ] || exit 99; exit $rc'
+fails "empty input" '^parm-mix: .*(unexpected end|empty)' sh -c 'parm-mix arm1.gguf < /dev/null'
+printf 'garbage that is not msgpack \301\301' > junk.stream
+fails "malformed stream" '^parm-mix: .*(malformed|not a parm stream)' sh -c 'parm-mix arm1.gguf < junk.stream'
+ok "--help and --version" sh -c 'parm-mix --help | grep -q -- --no-merge && parm-mix --version | grep -q parm-mix'
+done_testing
