@@ -14,7 +14,7 @@
 
 struct buf { char *p; size_t n, cap; };
 
-enum xstate { X_IDLE, X_RUNNING, X_WAITING, X_DONE };
+enum xstate { X_IDLE, X_RUNNING, X_WAITING, X_DONE, X_FINISHED };	/* DONE: reply in */
 
 struct xfer {                   /* one request in flight, per slot */
 	CURL *h;
@@ -35,6 +35,7 @@ struct parm_remote {
 	char *cacert, *model;
 	int llamacpp;           /* the server is llama.cpp (its own fields) */
 	int n_ctx, n_vocab;
+	json_t *ban;            /* logit_bias banning tokens held back */
 	CURLM *multi;
 	struct curl_slist *headers;
 	struct xfer *x;
@@ -171,7 +172,7 @@ static void abort_all(parm_remote *r, int n)
 	for (int i = 0; i < n; i++) {
 		if (r->x[i].state == X_RUNNING)
 			curl_multi_remove_handle(r->multi, r->x[i].h);
-		r->x[i].state = X_IDLE;
+		r->x[i].state = X_FINISHED;
 	}
 }
 
@@ -195,9 +196,10 @@ static long restart_due(parm_remote *r, int n)
 static int run_all(parm_remote *r, int n)
 {
 	double t0 = parm_now();
-	int left = n, running, queued;
-	for (int i = 0; i < n; i++)
-		xfer_start(r, &r->x[i]);
+	int left = 0, running, queued;
+	for (int i = 0; i < n; i++)     /* those set up anew */
+		if (r->x[i].state == X_IDLE)
+			xfer_start(r, &r->x[i]), left++;
 	while (left > 0) {
 		CURLMcode mc = curl_multi_perform(r->multi, &running);
 		if (mc != CURLM_OK)
@@ -209,7 +211,6 @@ static int run_all(parm_remote *r, int n)
 				continue;
 			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
 			curl_multi_remove_handle(r->multi, x->h);
-			x->state = X_IDLE;
 			int rc = xfer_finish(r, x, m->data.result);
 			if (rc < 0)
 				return abort_all(r, n), -1;
@@ -291,6 +292,32 @@ static void set_urls(parm_remote *r, const char *url)
 	}
 }
 
+/* Does the text end inside a UTF-8 sequence?  (llama.cpp's test.) */
+static int incomplete_utf8(const unsigned char *s, size_t len)
+{
+	for (size_t i = 1; i <= 4 && i <= len; i++) {
+		unsigned char c = s[len - i];
+		if ((c & 0xC0) == 0x80)
+			continue;
+		size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+		return need > i;
+	}
+	return 0;
+}
+
+/* [[id, false], ...] for every token the server would hold back. */
+static json_t *held_back(const parm_tokenizer *t)
+{
+	json_t *ban = json_array();
+	for (int id = 0; t && id < parm_tok_n_vocab(t); id++) {
+		size_t len;
+		const char *p = parm_tok_piece(t, id, &len);
+		if (incomplete_utf8((const unsigned char *)p, len))
+			json_array_append_new(ban, json_pack("[i, b]", id, 0));
+	}
+	return ban;
+}
+
 parm_remote *parm_remote_new(const parm_remote_opts *o)
 {
 	static int curl_ready;
@@ -313,6 +340,7 @@ parm_remote *parm_remote_new(const parm_remote_opts *o)
 	r->x = xcalloc(r->n_slots, sizeof *r->x);
 	for (int i = 0; i < r->n_slots; i++)
 		xfer_setup(r, &r->x[i]);
+	r->ban = held_back(o->tok);
 	r->ids = xmalloc((size_t)r->n_slots * r->top_k * sizeof *r->ids);
 	r->vals = xmalloc((size_t)r->n_slots * r->top_k * sizeof *r->vals);
 	if (ask_models(r) < 0) {
@@ -334,6 +362,7 @@ void parm_remote_free(parm_remote *r)
 	}
 	curl_multi_cleanup(r->multi);
 	curl_slist_free_all(r->headers);
+	json_decref(r->ban);
 	free(r->x);
 	free(r->ids);
 	free(r->vals);
@@ -423,7 +452,7 @@ int parm_remote_check_tokenizer(parm_remote *r, const parm_tokenizer *t, const c
 	return i < n || i < m ? -1 : 0;
 }
 
-static char *step_body(const parm_remote *r, const int *tokens, int len)
+static char *step_body(const parm_remote *r, const int *tokens, int len, int ban)
 {
 	json_t *p = json_array();
 	for (int i = 0; i < len; i++)
@@ -444,6 +473,8 @@ static char *step_body(const parm_remote *r, const int *tokens, int len)
 		if (r->llamacpp)        /* its /v1/completions reads n_probs */
 			json_object_set_new(j, "n_probs", json_integer(r->top_k));
 	}
+	if (ban)
+		json_object_set(j, "logit_bias", r->ban);
 	char *s = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return s;
@@ -500,7 +531,7 @@ static int map_entries(json_t *map, struct entry *e, int max, const char **bad)
 }
 
 /* The top log-probabilities of the one token asked for; -1 + parm_error. */
-static int parse_reply(const parm_remote *r, json_t *j, struct entry *e, int max)
+static int parse_reply(const parm_remote *r, json_t *j, struct entry *e, int max, int banned)
 {
 	const char *bad = NULL, *what;
 	int n = -1;
@@ -508,6 +539,8 @@ static int parse_reply(const parm_remote *r, json_t *j, struct entry *e, int max
 		what = "no completion_probabilities[0].top_logprobs with ids (is it llama.cpp's server? else try --api openai)";
 		json_t *p = json_array_get(json_object_get(j, "completion_probabilities"), 0);
 		json_t *list = json_object_get(p, "top_logprobs");
+		if (!banned && json_array_size(json_object_get(j, "completion_probabilities")) == 0)
+			return -2;      /* a token held back, or not llama.cpp */
 		if (json_is_array(list))
 			n = list_entries(list, e, max);
 	} else {
@@ -515,6 +548,8 @@ static int parse_reply(const parm_remote *r, json_t *j, struct entry *e, int max
 		json_t *lp = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "logprobs");
 		json_t *top = json_array_get(json_object_get(lp, "top_logprobs"), 0);
 		json_t *content = json_array_get(json_object_get(lp, "content"), 0);
+		if (!banned && r->llamacpp && !content)
+			return -2;
 		if (json_is_object(top))
 			n = map_entries(top, e, max, &bad);
 		else if (json_is_array(json_object_get(content, "top_logprobs")))
@@ -530,7 +565,7 @@ static int parse_reply(const parm_remote *r, json_t *j, struct entry *e, int max
 	return n;
 }
 
-static int read_step(parm_remote *r, int i, int n_vocab, parm_step *st)
+static int read_step(parm_remote *r, int i, int n_vocab, int banned, parm_step *st)
 {
 	struct xfer *x = &r->x[i];
 	json_error_t err;
@@ -540,10 +575,10 @@ static int read_step(parm_remote *r, int i, int n_vocab, parm_step *st)
 				 strstr(err.text, "premature end") ? "truncated" : "malformed", err.text);
 	int max = r->top_k + 1;         /* vLLM adds the chosen token */
 	struct entry *e = xmalloc(max * sizeof *e);
-	int n = parse_reply(r, j, e, max);
+	int n = parse_reply(r, j, e, max, banned);
 	json_decref(j);
 	if (n < 0)
-		return free(e), -1;
+		return free(e), n;
 	qsort(e, n, sizeof *e, by_val_desc);
 	if (n > r->top_k)
 		n = r->top_k;
@@ -572,11 +607,24 @@ int parm_remote_step(parm_remote *r, int n, const int *const *tokens, const int 
 	if (n > r->n_slots)
 		return parm_fail("%s: %d requests at once, room for %d", r->root, n, r->n_slots);
 	for (int i = 0; i < n; i++)
-		xfer_set(&r->x[i], r->complete_url, step_body(r, tokens[i], len[i]));
-	if (run_all(r, n) < 0)
-		return -1;
-	for (int i = 0; i < n; i++)
-		if (read_step(r, i, n_vocab, &steps[i]) < 0)
+		xfer_set(&r->x[i], r->complete_url, step_body(r, tokens[i], len[i], 0));
+	for (int ban = 0; ban < 2; ban++) {
+		int again = 0;
+		if (run_all(r, n) < 0)
 			return -1;
+		for (int i = 0; i < n; i++) {
+			if (r->x[i].state != X_DONE)
+				continue;
+			int rc = read_step(r, i, n_vocab, ban, &steps[i]);
+			if (rc == -1)
+				return -1;
+			if (rc == -2)   /* ask again, held-back tokens banned */
+				xfer_set(&r->x[i], r->complete_url, step_body(r, tokens[i], len[i], 1)), again++;
+			else
+				r->x[i].state = X_FINISHED;
+		}
+		if (!again)
+			return 0;
+	}
 	return 0;
 }

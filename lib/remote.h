@@ -27,6 +27,7 @@ typedef struct {
 	const char *cacert;     /* CA bundle to verify with, or NULL */
 	const char *api_key;    /* sent as a bearer token, or NULL */
 	const char *model;      /* openai "model"; NULL: the server's first */
+	const parm_tokenizer *tok;      /* the vocabulary (see parm_remote_step) */
 } parm_remote_opts;
 
 typedef struct parm_remote parm_remote;
@@ -50,7 +51,11 @@ int parm_remote_check_tokenizer(parm_remote *r, const parm_tokenizer *t, const c
  * tokens[i][0..len[i]).  steps[i] gets sparse ids and log-probabilities
  * (k <= top_k entries, best first; the storage belongs to r and lasts until
  * the next call); seq and tok are left alone.  Ids are checked against
- * n_vocab.  0, or -1 + parm_error. */
+ * n_vocab.  llama.cpp's server holds back a token whose text ends in an
+ * incomplete UTF-8 sequence, and with it the log-probabilities; when its
+ * greedy choice is one, the step is asked again with every such token of
+ * the vocabulary banned from the choice (the log-probabilities come from
+ * the raw logits, so they stay as they were).  0, or -1 + parm_error. */
 int parm_remote_step(parm_remote *r, int n, const int *const *tokens, const int *len,
 		     int n_vocab, parm_step *steps);
 

@@ -474,10 +474,11 @@ static void open_local(struct base *b, const struct opts *o)
 
 static void open_remote(struct base *b, const struct opts *o, int n_slots)
 {
+	b->tok = load_vocab(o->vocab);
 	parm_remote_opts ro = {.url = o->remote, .api = o->api, .top_k = (int)o->top_k,
 		.n_slots = n_slots, .timeout = o->timeout, .retries = (int)o->retries,
-		.cacert = o->cacert, .api_key = getenv("PARM_API_KEY"), .model = o->model_name};
-	b->tok = load_vocab(o->vocab);
+		.cacert = o->cacert, .api_key = getenv("PARM_API_KEY"), .model = o->model_name,
+		.tok = b->tok};
 	b->n_vocab = parm_tok_n_vocab(b->tok);
 	if (!(b->remote = parm_remote_new(&ro)) ||
 	    parm_remote_check_tokenizer(b->remote, b->tok, o->vocab) < 0)

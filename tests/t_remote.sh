@@ -1,0 +1,144 @@
+#!/bin/sh
+# t_remote - parm-logits --remote.  Faults against a loopback server that
+# misbehaves on purpose (tests/fault-server.c); correctness against the real
+# llama.cpp server serving a small f32 model (f32: the cached build has
+# AMX off because its kernels crashed on q8_0), compared with running the
+# same file locally.
+. tests/lib.sh
+fx=$(fixtures_dir)
+if [ -z "$fx" ]; then
+	skip "no tokenizer fixtures (make test-fixtures)" "remote tests"
+	done_testing; exit
+fi
+top=$PWD
+server_bin="$HOME/.cache/parm/llama.cpp/bin/llama-server"
+pids=
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+cd "$T" || exit 1
+pkgs="msgpack libcurl jansson openblas libarchive"
+cc -std=c11 -O2 -Wall -D_GNU_SOURCE -o fault-server "$top/tests/fault-server.c" &&
+cc -std=c11 -O2 -Wall -D_GNU_SOURCE -I"$top/lib" -o rcmp "$top/tests/remote-compare.c" \
+	"$top/libparm.a" $(pkg-config --libs $pkgs libcrypto 2>/dev/null || pkg-config --libs $pkgs) \
+	-lm -pthread ||
+	{ echo "not ok 1 - build the test helpers"; exit 1; }
+parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 64 --layers 2 --heads 4 \
+	--seed 3 -o m.gguf 2>init.err || { echo "not ok 1 - parm-train init"; cat init.err; exit 1; }
+printf 'Hello there\nHow do I boil an egg?\nThe end\n' > p.txt
+
+# fault-server MODE: start one, its port in $port, its request log in MODE.log
+fault() {
+	rm -f port
+	./fault-server "$1" port "$1.log" & pids="$pids $!"
+	i=0; while [ ! -s port ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	port=$(cat port)
+}
+# rl ARGS: parm-logits --vocab m.gguf ARGS < p.txt into a sampler; its
+# stderr and exit status (the sampler's complaint about the cut stream and
+# its stdout are dropped)
+rl() {
+	{ parm-logits --vocab m.gguf "$@" < p.txt 2>&3; echo $? > rc; } 3>&2 |
+		parm-sample > /dev/null 2>&1
+	return "$(cat rc)"
+}
+
+# port 1 on loopback: nobody listens there
+fault ok; okport=$port
+fails "server down: retried, then one line naming the URL" \
+	"^parm-logits: http://127.0.0.1:1/v1/models: .*connect.*\(after 2 retries\)" \
+	rl --retries 2 --remote http://127.0.0.1:1
+ok "a working server: the pipe runs, every prompt answered" sh -c "
+	parm-logits --vocab m.gguf -n 2 --remote http://127.0.0.1:$okport < p.txt | parm-sample -t 0 > out &&
+	[ \$(wc -l < out) -eq 3 ]"
+fault slow
+fails "server too slow: --timeout" "^parm-logits: http://127.0.0.1:$port/completion: .*[Tt]imed? ?out" \
+	rl --timeout 1 --remote http://127.0.0.1:$port
+fault 500
+ok "500s then success: retries succeed" sh -c "
+	parm-logits --vocab m.gguf -n 2 -b 1 --remote http://127.0.0.1:$port < p.txt | parm-sample -t 0 > out &&
+	[ \$(wc -l < out) -eq 3 ] && [ \$(grep -c /completion 500.log) -eq 8 ]"
+fault 500
+fails "500s and no retries left: the server's message" \
+	"^parm-logits: http://127.0.0.1:$port/completion: HTTP 500: busy, try again" \
+	rl -b 1 --retries 1 --remote http://127.0.0.1:$port
+fault garbage
+fails "garbage reply" "^parm-logits: http://127.0.0.1:$port/completion: malformed reply" \
+	rl --remote http://127.0.0.1:$port
+fault truncated
+fails "truncated reply" "^parm-logits: http://127.0.0.1:$port/completion: truncated reply" \
+	rl --remote http://127.0.0.1:$port
+fault 400
+fails "a 400 is shown, with the logprobs hint" \
+	"^parm-logits: http://127.0.0.1:$port/completion: HTTP 400: Requested sample logprobs .*--max-logprobs" \
+	rl -b 1 --remote http://127.0.0.1:$port
+ok "a 400 is not retried" [ "$(grep -c /completion 400.log)" -eq 1 ]
+fault tokenize
+fails "a server that tokenises otherwise is refused" \
+	"^parm-logits: http://127.0.0.1:$port: the server tokenises unlike m.gguf" \
+	rl --remote http://127.0.0.1:$port
+fails "--remote needs --vocab" '^parm-logits: --remote needs --vocab' \
+	parm-logits --remote http://127.0.0.1:1
+fails "--remote with a model file" '^parm-logits: --remote takes the place of a model' \
+	parm-logits --remote http://127.0.0.1:1 --vocab m.gguf m.gguf
+fails "--api other than llamacpp or openai" '^parm-logits: --api: expected llamacpp or openai' \
+	parm-logits --remote http://127.0.0.1:1 --vocab m.gguf --api grpc
+ok "the API key is sent as a bearer token and never printed" sh -c "
+	PARM_API_KEY=sekrit-key-123 parm-logits --vocab m.gguf --retries 0 \
+		--remote http://127.0.0.1:1 < p.txt > out 2> err; [ \$? -ne 0 ] &&
+	! grep -q sekrit out err"
+
+# the real server
+if [ ! -x "$server_bin" ]; then
+	skip "llama.cpp reference not built: run make llamacpp" "remote against llama-server"
+	done_testing; exit
+fi
+start_server() {  # a free loopback port: try a few at random
+	for try in 1 2 3 4 5; do
+		sport=$(( 20000 + ($$ * 7 + try * 7919 + $(date +%N | sed 's/^0*//;s/^$/0/') / 1000) % 30000 ))
+		"$server_bin" -m m.gguf --host 127.0.0.1 --port "$sport" -np 4 -c 2048 -t 2 \
+			--no-webui > server.log 2>&1 &
+		spid=$!
+		if ./rcmp wait "http://127.0.0.1:$sport/health" 60; then
+			pids="$pids $spid"; return 0
+		fi
+		kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null
+	done
+	return 1
+}
+if ! start_server; then
+	echo "not ok $((tap_n + 1)) - llama-server starts"; sed 's/^/#   /' server.log | tail -5
+	tap_n=$((tap_n + 1)); tap_fail=$((tap_fail + 1)); done_testing; exit
+fi
+url=http://127.0.0.1:$sport
+ok "top-8 ids and log-probs from llama-server match the local model (1e-3)" sh -c "
+	parm-logits -n 8 -b 2 m.gguf < p.txt | ./rcmp dump 8 > local.txt &&
+	parm-logits -n 8 -b 2 -k 8 --remote $url --vocab m.gguf < p.txt | ./rcmp dump 8 > remote.txt &&
+	./rcmp diff 1e-3 local.txt remote.txt >&2"
+ok "the openai API (/v1/completions) gives the same" sh -c "
+	parm-logits -n 8 -b 2 -k 8 --api openai --remote $url/v1 --vocab m.gguf < p.txt |
+	./rcmp dump 8 > openai.txt && ./rcmp diff 1e-3 local.txt openai.txt >&2"
+ok "greedy generation is the same remote and local" sh -c "
+	parm-logits -n 12 m.gguf < p.txt | parm-sample -t 0 > local.out &&
+	parm-logits -n 12 -k 1 --remote $url --vocab m.gguf < p.txt | parm-sample -t 0 > remote.out &&
+	[ -s local.out ] && cmp local.out remote.out"
+ok "provenance names the server, the API and the vocabulary" sh -c "
+	echo hi | parm-logits -n 2 --remote $url --vocab m.gguf | parm-sample -t 0 --jsonl > j &&
+	grep -q '\"remote\": *\"$url/completion\"' j && grep -q '\"api\": *\"llamacpp\"' j &&
+	grep -q '\"vocab\": *\"m.gguf\"' j"
+fails "a vocabulary other than the server's is refused" \
+	"^parm-logits: $url: the server's vocabulary has 32000 tokens" \
+	sh -c 'parm-logits --remote "$0" --vocab "$1" < p.txt > s.out' "$url" "$fx/ggml-vocab-gpt-2.gguf"
+if [ -x "$top/tools/parm-mix" ] && [ -x "$top/tests/test_mix" ]; then
+	"$top/tests/test_mix" --make-arm m.gguf 2 q,v 7 parm.gguf > /dev/null 2>&1
+	ok "parm-logits --remote | parm-mix --pref | parm-sample" sh -c "
+		parm-logits -n 6 --remote $url --vocab m.gguf < p.txt |
+		parm-mix --pref 0.3,0.7 parm.gguf | parm-sample -t 0 > mixed && [ \$(wc -l < mixed) -eq 3 ]"
+else
+	skip "tools/parm-mix or tests/test_mix not built yet" "parm-logits --remote | parm-mix | parm-sample"
+fi
+done_testing
