@@ -106,7 +106,7 @@ static void xfer_set(struct xfer *x, const char *url, char *body)
 /* The server's own words about a failed request, on one line. */
 static char *reply_message(const struct buf *b)
 {
-	json_t *j = json_loadb(b->p ? b->p : "", b->n, 0, NULL), *m = NULL;
+	json_t *j = json_loadb(b->p ? b->p : "", b->n, JSON_ALLOW_NUL, NULL), *m = NULL;
 	if (j) {
 		json_t *e = json_object_get(j, "error");
 		m = json_is_object(e) ? json_object_get(e, "message") : e;
@@ -233,7 +233,7 @@ static json_t *request(parm_remote *r, const char *url, char *body, long *status
 		return NULL;
 	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, status);
 	json_error_t e;
-	json_t *j = json_loadb(x->reply.p ? x->reply.p : "", x->reply.n, 0, &e);
+	json_t *j = json_loadb(x->reply.p ? x->reply.p : "", x->reply.n, JSON_ALLOW_NUL, &e);
 	if (!j)
 		return parm_failp("%s: malformed reply: %s", url, e.text);
 	return j;
@@ -569,7 +569,7 @@ static int read_step(parm_remote *r, int i, int n_vocab, int banned, parm_step *
 {
 	struct xfer *x = &r->x[i];
 	json_error_t err;
-	json_t *j = json_loadb(x->reply.p ? x->reply.p : "", x->reply.n, 0, &err);
+	json_t *j = json_loadb(x->reply.p ? x->reply.p : "", x->reply.n, JSON_ALLOW_NUL, &err);
 	if (!j)
 		return parm_fail("%s: %s reply: %s", x->url,
 				 strstr(err.text, "premature end") ? "truncated" : "malformed", err.text);
