@@ -98,6 +98,11 @@ static void build_unmerged(parm_guide *g)
 		}
 }
 
+static const char *arm_name(const parm_guide *g)
+{
+	return g->arm->path ? g->arm->path : "the ARM";
+}
+
 static int set_pref(parm_guide *g, const char *pref)
 {
 	parm_arm *a = g->arm;
@@ -116,19 +121,37 @@ static int set_pref(parm_guide *g, const char *pref)
 	return 0;
 }
 
+static parm_guide *guide_ready(parm_guide *g)
+{
+	if (g->merged && build_merged(g) < 0) {
+		parm_guide_free(g);
+		return NULL;
+	}
+	if (!g->merged)
+		build_unmerged(g);
+	return g;
+}
+
 parm_guide *parm_guide_load(const char *path, const char *pref, float w, int merge)
 {
 	parm_guide *g = xcalloc(1, sizeof *g);
 	g->w = w;
 	g->merged = merge;
-	if (!(g->arm = parm_arm_load(path)) || set_pref(g, pref) < 0 ||
-	    (merge && build_merged(g) < 0)) {
+	if (!(g->arm = parm_arm_load(path)) || set_pref(g, pref) < 0) {
 		parm_guide_free(g);
 		return NULL;
 	}
-	if (!merge)
-		build_unmerged(g);
-	return g;
+	return guide_ready(g);
+}
+
+parm_guide *parm_guide_new(parm_arm *arm, const float *alpha, float w, int merge)
+{
+	parm_guide *g = xcalloc(1, sizeof *g);
+	g->arm = arm;
+	g->w = w;
+	g->merged = merge;
+	g->alpha = xmemdup(alpha, arm->k * sizeof *alpha);
+	return guide_ready(g);
 }
 
 void parm_guide_free(parm_guide *g)
@@ -153,7 +176,7 @@ const float *parm_guide_alpha(const parm_guide *g) { return g->alpha; }
 int parm_guide_begin(parm_guide *g, const parm_header *h, int ctx)
 {
 	const parm_model *b = g->arm->backbone;
-	if (parm_check_tokenizer(h, b->tok, g->arm->path) < 0)
+	if (parm_check_tokenizer(h, b->tok, arm_name(g)) < 0)
 		return -1;
 	g->V = b->cfg.n_vocab;
 	if (ctx <= 0 || ctx > b->cfg.n_ctx)
@@ -231,7 +254,7 @@ static int queue_step(parm_guide *g, int *n, const parm_step *st)
 	if (parm_kv_len(g->kv, s) + add > parm_kv_ctx(g->kv))
 		return parm_fail("%s: sequence %d passes the ARM's context of %d tokens "
 				 "(shorten the prompts or --max-tokens)",
-				 g->arm->path, st->seq, parm_kv_ctx(g->kv));
+				 arm_name(g), st->seq, parm_kv_ctx(g->kv));
 	for (int i = 0; sl->prompt && i < sl->n_prompt; i++)
 		push(g, n, sl->prompt[i], s, --add == 0);
 	if (st->tok >= 0)

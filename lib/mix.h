@@ -44,6 +44,9 @@ typedef struct parm_guide parm_guide;
  * "helpful=0.7,harmless=0.3"; NULL allowed only when k = 1, meaning (1)),
  * weight w.  merge: the fast path.  NULL + parm_error. */
 parm_guide *parm_guide_load(const char *path, const char *pref, float w, int merge);
+/* The same for an ARM in memory, which the guide then owns (freed with
+ * it, also on failure), at alpha[k] (not checked). */
+parm_guide *parm_guide_new(parm_arm *arm, const float *alpha, float w, int merge);
 void parm_guide_free(parm_guide *g);
 const parm_arm *parm_guide_arm(const parm_guide *g);
 float parm_guide_weight(const parm_guide *g);

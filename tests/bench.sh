@@ -11,4 +11,5 @@ if [ -z "$fx" ] || [ ! -f "$fx/ggml-vocab-llama-spm.gguf" ]; then
 	exit 1
 fi
 tests/bench_train "$fx/ggml-vocab-llama-spm.gguf" "$@" || exit 1
+tests/bench_mix "$fx/ggml-vocab-llama-spm.gguf" "$@" || exit 1
 exec tests/bench_decode "$fx/ggml-vocab-llama-spm.gguf" "$@"

@@ -1,0 +1,194 @@
+/* bench_mix.c - what ARM guidance costs per decoded token, as a ratio to
+ * the base alone: PARM (k = 2, 3; merged and unmerged) against GenARM
+ * (2 and 3 ARMs, one pass each).  The ARMs' backbone is the base's own
+ * shape (the ~134M llama of bench_decode, cached in ~/.cache/parm/bench).
+ * A step is what parm-logits and parm-mix do for it: the base forward,
+ * each ARM's forward and log_softmax, and the mix of the rows; no pipes.
+ * Timed in CPU seconds on one thread (median step), so a busy machine
+ * shifts the ratios little.
+ * usage: bench_mix VOCAB.gguf [CACHE_DIR] */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arm.h"
+#include "mix.h"
+#include "model.h"
+#include "rng.h"
+#include "util.h"
+
+enum { STEPS = 16, WARM = 2, MAX_BATCH = 4, MAX_GUIDES = 3 };
+
+static const char *ensure_model(const char *cache, const char *vocab_path, enum ggml_type t)
+{
+	static char path[4200];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/134M-%s-v1.gguf", cache, ggml_type_name(t));
+	if (stat(path, &st) == 0)
+		return path;
+	gguf_file *vocab = gguf_open(vocab_path);
+	parm_config c = { .dim = 768, .n_layers = 12, .n_heads = 12, .n_kv_heads = 12,
+			  .ff = 2048, .n_ctx = 512, .rms_eps = 1e-5f, .rope_theta = 10000 };
+	fprintf(stderr, "bench: creating %s\n", path);
+	if (!vocab || parm_model_init(path, vocab, &c, t, 1) < 0)
+		die("%s", parm_error());
+	gguf_close(vocab);
+	return path;
+}
+
+/* An ARM on the backbone with k objectives and random non-zero B. */
+static parm_guide *make_guide(const char *backbone, int k, int merge, uint64_t seed)
+{
+	parm_arm_options o;
+	parm_arm_default_options(&o);
+	o.k = k;
+	o.seed = seed;
+	parm_arm *a = parm_arm_new(backbone, &o);
+	if (!a)
+		die("%s", parm_error());
+	uint64_t s = seed;
+	for (int i = 0; i < a->backbone->cfg.n_layers * a->n_targets; i++) {
+		parm_pblora *p = &a->adapters[i];
+		for (int j = 0; j < p->out * (p->r1 + p->r2); j++)
+			p->B[j] = 0.01f * (float)(parm_splitmix64(&s) >> 40) / (1 << 24);
+	}
+	float alpha[3] = { 1.0f / k, 1.0f / k, 1.0f / k };
+	parm_guide *g = parm_guide_new(a, alpha, 1.0f, merge);
+	if (!g)
+		die("%s", parm_error());
+	return g;
+}
+
+static int argmax(const float *x, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+/* CPU seconds of the process: on one thread, a measure that other jobs
+ * on a shared machine disturb far less than wall time. */
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Median seconds per step of decoding `batch` sequences with the guides. */
+static double step_time(const parm_model *base, parm_guide **g, int n_g, int batch)
+{
+	int V = base->cfg.n_vocab, tokens[MAX_BATCH], slot[MAX_BATCH];
+	parm_header h = { .n_vocab = V, .fingerprint = parm_tok_fingerprint(base->tok) };
+	parm_kv *kv = parm_kv_new(base, batch, STEPS + WARM + 2);
+	float *logits = xmalloc((size_t)batch * V * sizeof *logits);
+	float *lp = xmalloc((size_t)(n_g ? n_g : 1) * batch * V * sizeof *lp);
+	parm_step steps[MAX_BATCH];
+	parm_record rec = { .type = PARM_REC_ROUND, .n_steps = batch, .steps = steps };
+	double t[STEPS];
+	for (int j = 0; j < n_g; j++)
+		if (parm_guide_begin(g[j], &h, STEPS + WARM + 2) < 0)
+			die("%s", parm_error());
+	for (int s = 0; s < batch; s++) {
+		tokens[s] = 1 + 100 * s, slot[s] = s;
+		for (int j = 0; j < n_g; j++)
+			parm_guide_start(g[j], s, &tokens[s], 1);
+	}
+	for (int step = 0; step < STEPS + WARM; step++) {
+		double t0 = cpu_now();
+		if (parm_forward(base, kv, batch, tokens, slot, NULL, logits) != batch)
+			die("forward: %s", parm_error());
+		for (int s = 0; s < batch; s++)
+			steps[s] = (parm_step){ .seq = s, .tok = step ? tokens[s] : -1,
+						.logits = logits + (size_t)s * V };
+		if (parm_mix_round(g, n_g, &rec, V, lp) < 0)
+			die("%s", parm_error());
+		if (step >= WARM)
+			t[step - WARM] = cpu_now() - t0;
+		for (int s = 0; s < batch; s++)
+			tokens[s] = argmax(logits + (size_t)s * V, V);
+	}
+	for (int s = 0; s < batch; s++)
+		for (int j = 0; j < n_g; j++)
+			parm_guide_end(g[j], s);
+	parm_kv_free(kv);
+	free(logits);
+	free(lp);
+	qsort(t, STEPS, sizeof *t, cmp_double);
+	return t[STEPS / 2];            /* the median: the machine may be busy */
+}
+
+struct setup { const char *name; int k, n_arms, merge; };
+
+static void bench_type(const char *cache, const char *vocab, enum ggml_type type)
+{
+	static const struct setup setups[] = {
+		{ "base alone", 0, 0, 1 },
+		{ "PARM k=2 merged", 2, 1, 1 }, { "PARM k=2 unmerged", 2, 1, 0 },
+		{ "PARM k=3 merged", 3, 1, 1 }, { "PARM k=3 unmerged", 3, 1, 0 },
+		{ "GenARM 2 ARMs", 1, 2, 1 }, { "GenARM 3 ARMs", 1, 3, 1 },
+	};
+	const char *path = ensure_model(cache, vocab, type);
+	parm_model *base = parm_model_load(path);
+	if (!base)
+		die("%s", parm_error());
+	double base_t[2] = { 0, 0 };
+	int batches[2] = { 1, MAX_BATCH };
+	printf("\nbase 134M %s (dim 768, 12 layers, vocab 32000); ARM backbones the same model\n",
+	       ggml_type_name(type));
+	printf("%-20s %12s %8s %12s %8s\n", "setup", "ms/step b1", "ratio",
+	       "ms/step b4", "ratio");
+	for (size_t i = 0; i < sizeof setups / sizeof *setups; i++) {
+		const struct setup *su = &setups[i];
+		double ms[2];
+		for (int b = 0; b < 2; b++) {
+			parm_guide *g[MAX_GUIDES];
+			for (int j = 0; j < su->n_arms; j++)
+				g[j] = make_guide(path, su->k, su->merge, 11 + j);
+			ms[b] = 1e3 * step_time(base, g, su->n_arms, batches[b]);
+			for (int j = 0; j < su->n_arms; j++)
+				parm_guide_free(g[j]);
+			if (i == 0)
+				base_t[b] = ms[b];
+		}
+		printf("%-20s %12.1f %8.2f %12.1f %8.2f\n", su->name, ms[0], ms[0] / base_t[0],
+		       ms[1], ms[1] / base_t[1]);
+		fflush(stdout);
+	}
+	parm_model_free(base);
+}
+
+int main(int argc, char **argv)
+{
+	char cache[4096];
+	const char *home = getenv("HOME");
+	parm_setprog(argv[0]);
+	if (argc < 2)
+		die("usage: bench_mix VOCAB.gguf [CACHE_DIR]");
+	snprintf(cache, sizeof cache, "%s", argc > 2 ? argv[2] : "");
+	if (!cache[0]) {
+		char parent[4200];
+		snprintf(parent, sizeof parent, "%s/.cache/parm", home ? home : "/tmp");
+		mkdir(parent, 0777);
+		snprintf(cache, sizeof cache, "%s/.cache/parm/bench", home ? home : "/tmp");
+	}
+	mkdir(cache, 0777);
+	parm_set_threads(1);
+	printf("guided decoding, median CPU ms per step (base forward + ARM forwards +\n"
+	       "log_softmax + mix), one thread; ratio = time / base alone at the same batch\n");
+	bench_type(cache, argv[1], GGML_F32);
+	bench_type(cache, argv[1], GGML_Q8_0);
+	return 0;
+}
