@@ -19,6 +19,7 @@ enum xstate { X_IDLE, X_RUNNING, X_WAITING, X_DONE, X_FINISHED };	/* DONE: reply
 struct xfer {                   /* one request in flight, per slot */
 	CURL *h;
 	char *url, *body;       /* body NULL: GET */
+	int banned;             /* the body bans held-back tokens */
 	struct buf reply;
 	char err[CURL_ERROR_SIZE];
 	int attempt;
@@ -100,6 +101,7 @@ static void xfer_set(struct xfer *x, const char *url, char *body)
 	x->url = xstrdup(url);
 	x->body = body;
 	x->attempt = 0;
+	x->banned = 0;
 	x->state = X_IDLE;
 }
 
@@ -138,7 +140,10 @@ static int xfer_finish(parm_remote *r, struct xfer *x, CURLcode res)
 	long status = 0;
 	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
 	int again = res != CURLE_OK ? retryable_curl(res) : status == 429 || status >= 500;
-	if (res == CURLE_OK && status >= 200 && status < 300) {
+	/* llama.cpp's parser refuses a reply ending in a broken character:
+	 * the caller asks again with such tokens banned */
+	int broken = status == 500 && x->reply.n && strstr(x->reply.p, "does not match the expected");
+	if (res == CURLE_OK && ((status >= 200 && status < 300) || (broken && !x->banned))) {
 		x->state = X_DONE;
 		return 1;
 	}
@@ -292,17 +297,21 @@ static void set_urls(parm_remote *r, const char *url)
 	}
 }
 
-/* Does the text end inside a UTF-8 sequence?  (llama.cpp's test.) */
-static int incomplete_utf8(const unsigned char *s, size_t len)
+/* Is the text whole UTF-8?  A token that is not (a byte, part of a
+ * character) is held back by llama.cpp's server, or fails its parser. */
+static int whole_utf8(const unsigned char *s, size_t len)
 {
-	for (size_t i = 1; i <= 4 && i <= len; i++) {
-		unsigned char c = s[len - i];
-		if ((c & 0xC0) == 0x80)
-			continue;
-		size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-		return need > i;
+	for (size_t i = 0; i < len;) {
+		unsigned char c = s[i];
+		size_t need = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+		if (need == 0 || i + need > len)
+			return 0;
+		for (size_t k = 1; k < need; k++)
+			if ((s[i + k] & 0xC0) != 0x80)
+				return 0;
+		i += need;
 	}
-	return 0;
+	return 1;
 }
 
 /* [[id, false], ...] for every token the server would hold back. */
@@ -312,7 +321,7 @@ static json_t *held_back(const parm_tokenizer *t)
 	for (int id = 0; t && id < parm_tok_n_vocab(t); id++) {
 		size_t len;
 		const char *p = parm_tok_piece(t, id, &len);
-		if (incomplete_utf8((const unsigned char *)p, len))
+		if (!whole_utf8((const unsigned char *)p, len))
 			json_array_append_new(ban, json_pack("[i, b]", id, 0));
 	}
 	return ban;
@@ -535,6 +544,8 @@ static int parse_reply(const parm_remote *r, json_t *j, struct entry *e, int max
 {
 	const char *bad = NULL, *what;
 	int n = -1;
+	if (!banned && json_is_object(json_object_get(j, "error")))
+		return -2;      /* see xfer_finish */
 	if (r->api == PARM_API_LLAMACPP) {
 		what = "no completion_probabilities[0].top_logprobs with ids (is it llama.cpp's server? else try --api openai)";
 		json_t *p = json_array_get(json_object_get(j, "completion_probabilities"), 0);
@@ -618,8 +629,11 @@ int parm_remote_step(parm_remote *r, int n, const int *const *tokens, const int 
 			int rc = read_step(r, i, n_vocab, ban, &steps[i]);
 			if (rc == -1)
 				return -1;
-			if (rc == -2)   /* ask again, held-back tokens banned */
-				xfer_set(&r->x[i], r->complete_url, step_body(r, tokens[i], len[i], 1)), again++;
+			if (rc == -2) { /* ask again, held-back tokens banned */
+				xfer_set(&r->x[i], r->complete_url, step_body(r, tokens[i], len[i], 1));
+				r->x[i].banned = 1;
+				again++;
+			}
 			else
 				r->x[i].state = X_FINISHED;
 		}

@@ -7,9 +7,9 @@
  *   remote-compare diff TOL A B
  *	exit 0 when two dumps agree: same steps, same ids (a near tie may
  *	swap), every log-probability within TOL; else say where they differ.
- *   remote-compare wait URL SECONDS
- *	exit 0 once GET URL answers 200 (a server's /health), 1 at the
- *	deadline.
+ *   remote-compare wait URL SECONDS TEXT
+ *	exit 0 once GET URL answers 200 with TEXT in the reply (our server,
+ *	not another one on the same port), 1 at the deadline.
  */
 #include "stream.h"
 #include "util.h"
@@ -133,20 +133,32 @@ static int diff(double tol, const char *pa, const char *pb)
 	return 0;
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *arg) { return size * n; }
+static char reply[1 << 16];
+static size_t n_reply;
 
-static int wait_ok(const char *url, double seconds)
+static size_t keep(char *p, size_t size, size_t n, void *arg)
+{
+	size_t room = sizeof reply - 1 - n_reply, len = size * n;
+	memcpy(reply + n_reply, p, len < room ? len : room);
+	n_reply += len < room ? len : room;
+	reply[n_reply] = 0;
+	return len;
+}
+
+static int wait_ok(const char *url, double seconds, const char *text)
 {
 	double deadline = parm_now() + seconds;
 	CURL *h = curl_easy_init();
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, keep);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, 2L);
 	while (parm_now() < deadline) {
 		long status = 0;
+		n_reply = 0;
+		reply[0] = 0;
 		if (curl_easy_perform(h) == CURLE_OK &&
 		    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 200)
-			return 0;
+			return strstr(reply, text) ? 0 : 1;
 		usleep(100000);
 	}
 	return 1;
@@ -159,7 +171,7 @@ int main(int argc, char **argv)
 		return dump(atoi(argv[2]) > 0 ? atoi(argv[2]) : 1);
 	if (argc == 5 && !strcmp(argv[1], "diff"))
 		return diff(atof(argv[2]), argv[3], argv[4]);
-	if (argc == 4 && !strcmp(argv[1], "wait"))
-		return wait_ok(argv[2], atof(argv[3]));
-	usage_error("usage: remote-compare dump K | diff TOL A B | wait URL SECONDS");
+	if (argc == 5 && !strcmp(argv[1], "wait"))
+		return wait_ok(argv[2], atof(argv[3]), argv[4]);
+	usage_error("usage: remote-compare dump K | diff TOL A B | wait URL SECONDS TEXT");
 }
