@@ -69,9 +69,9 @@ fails "bad --weight" '^parm-mix: --weight' parm-mix --weight x arm1.gguf
 fails "missing ARM file" '^parm-mix: .*nope.gguf' sh -c 'parm-mix nope.gguf < good.stream'
 fails "a model that is not an ARM" '^parm-mix: .*base.gguf' sh -c 'parm-mix base.gguf < good.stream'
 fails "an ARM of another tokenizer: both sizes and fingerprints" \
-	'^parm-mix: .*32000 tokens, fingerprint [0-9a-f]+.*gpt2arm.gguf.*50257 tokens, fingerprint [0-9a-f]+' \
+	'^parm-mix: .*[0-9]+ tokens, fingerprint [0-9a-f]+.*gpt2arm.gguf.*50257 tokens, fingerprint [0-9a-f]+' \
 	sh -c 'parm-mix gpt2arm.gguf < good.stream'
-head -c 300000 good.stream > short.stream
+head -c $(($(wc -c < good.stream) * 2 / 3)) good.stream > short.stream
 # (what was guided before the end has gone down the pipe already)
 fails "stream ending early" '^parm-mix: .*unexpected end of stream' \
 	sh -c 'parm-mix arm1.gguf < short.stream > s.out; rc=$?; [ -s s.out ] || exit 99; exit $rc'

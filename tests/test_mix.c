@@ -79,7 +79,9 @@ static int make_arm(const char *backbone, int k, const char *targets, uint64_t s
 }
 
 struct seqdef { const char *prompt; int toks[3]; int n_toks; };
-static const struct seqdef seqs[2] = {
+/* Token ids are taken modulo the vocabulary size (fit_tokens): the
+ * fixture's vocabulary may be small. */
+static struct seqdef seqs[2] = {
 	{ "Hello world", { 450, 1576, 29892 }, 3 },
 	{ "How do I boil an egg?", { 3869, 13 }, 2 },
 };
@@ -462,7 +464,7 @@ static void test_pref_basis(const parm_arm *a, const struct parsed *in)
 		parm_guide_begin(g, &in->h, 0);
 		parm_guide_start(g, 0, in->ptok[0], in->np[0]);
 		double err = 0;
-		int V = in->h.n_vocab, cand[4] = { 450, 13, 29892, 1 };
+		int V = in->h.n_vocab, cand[4] = { 450 % V, 13 % V, 29892 % V, 1 };
 		float *lp = xmalloc((size_t)V * sizeof *lp);
 		for (int r = 0; r <= 2; r++) {
 			parm_step st = { .seq = 0, .tok = r ? seqs[0].toks[r - 1] : -1 };
@@ -545,6 +547,13 @@ static void test_errors(const struct parsed *in)
 	parm_guide_free(g);
 }
 
+static void fit_tokens(int V)
+{
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < seqs[i].n_toks; j++)
+			seqs[i].toks[j] %= V;
+}
+
 static int make_fixtures(const char *vocab, const parm_model **base_out)
 {
 	if (make_model(path_in("base.gguf"), vocab, 64, 4, 11) < 0 ||
@@ -554,6 +563,8 @@ static int make_fixtures(const char *vocab, const parm_model **base_out)
 	    make_arm(path_in("small.gguf"), 1, "q,v", 23, path_in("arm1.gguf")) < 0)
 		return -1;
 	parm_model *base = parm_model_load(path_in("base.gguf"));
+	if (base)
+		fit_tokens(base->cfg.n_vocab);
 	if (!base || make_stream(path_in("dense.stream"), base, 0) < 0 ||
 	    make_stream(path_in("sparse.stream"), base, 1) < 0)
 		return -1;
@@ -571,7 +582,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	const char *fx = fixtures_dir();
-	char vocab[512];
+	char vocab[4200];
 	const parm_model *base = NULL;
 	test_maths();
 	if (!fx) {
