@@ -30,7 +30,7 @@ example_commands() {
 run_examples() {
 	page=$1
 	dir=$T/$(basename "$page")
-	mkdir "$dir" && ln -s "$vocab" "$dir/vocab.gguf" || return 1
+	mkdir "$dir" && cp "$vocab" "$dir/vocab.gguf" || return 1
 	printf '%s\n' 'The capital of France is' 'Once upon a time' \
 		'Water boils at' > "$dir/prompts.txt"
 	example_commands "$page" > "$dir.cmds"
