@@ -9,7 +9,8 @@ if [ -z "$fx" ]; then
 	skip "no tokenizer fixtures (make test-fixtures)" "parm-mix tests"
 	done_testing; exit
 fi
-mkarm="$PWD/tests/test_mix --make-arm"
+top=$PWD
+mkarm="$top/tests/test_mix --make-arm"
 cd "$T" || exit 1
 init() {
 	parm-train init --vocab "$1" --dim "$2" --layers "$3" --heads 4 --kv-heads 2 \
@@ -54,6 +55,23 @@ ok "more sequences than the first KV cache: slots grow" sh -c '
 ok "the reader going away ends parm-mix quietly" sh -c '
 	seq 1 12 | parm-logits -n 40 base.gguf | parm-mix arm1.gguf 2>err | head -c 100 > /dev/null;
 	[ ! -s err ]'
+
+# a remote base sends sparse top-K steps: guided on the K, still sparse
+if cc -std=c11 -O2 -Wall -D_GNU_SOURCE -o fault-server "$top/tests/fault-server.c" 2>cc.err; then
+	./fault-server ok port ok.log & server=$!
+	trap 'kill $server 2>/dev/null; rm -rf "$T"' EXIT
+	i=0; while [ ! -s port ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	url=http://127.0.0.1:$(cat port)
+	ok "remote base (sparse steps) through parm-mix: every prompt answered" sh -c "
+		parm-logits --vocab base.gguf -n 3 --remote $url < prompts.txt | parm-mix -w 2 arm1.gguf |
+		parm-sample -t 0 > out && [ \$(wc -l < out) -eq 3 ]"
+	ok "remote base: W = 0 gives the unguided responses" sh -c "
+		parm-logits --vocab base.gguf -n 3 --remote $url < prompts.txt | parm-sample -t 0 > plain &&
+		parm-logits --vocab base.gguf -n 3 --remote $url < prompts.txt | parm-mix -w 0 arm1.gguf |
+		parm-sample -t 0 > z && cmp plain z"
+else
+	skip "fault-server does not build" "remote base through parm-mix"
+fi
 
 # bad input
 # a recorded stream (a sampler must answer, or parm-logits waits for it)
