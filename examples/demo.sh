@@ -1,95 +1,201 @@
 #!/bin/sh
-# examples/demo.sh - what `make demo` runs: the generation pipe end to end.
+# examples/demo.sh - what `make demo` runs: PARM steering a frozen model
+# along a preference vector, measured against GenARM and the unguided base,
+# on the controlled task of examples/world (known rewards, nothing fetched).
 #
-# It makes a small llama model with random weights and the SentencePiece
-# vocabulary of llama.cpp's test fixtures (parm-train init), then generates
-# from three prompts through `parm-logits | parm-sample`: greedy, with one
-# sequence or eight in flight, sampled with two seeds, and JSONL in and out
-# with a passed-through field and the provenance chain.
+#  1. trains a small base on the world's corpus (parm-train lm);
+#  2. samples preference pairs from it, labelled by the oracles
+#     (examples/world/make-pairs.sh over several seeds);
+#  3. trains on the same backbone, data and budget one PARM (k = 2:
+#     helpful, harmless) and two GenARM ARMs (k = 1 each);
+#  4. generates for the 11 preference vectors (0,1) ... (1,0) through the
+#     pipe: parm-logits | [parm-mix] | parm-sample, timing each method;
+#  5. scores every response with the oracles (parm-eval score), prints the
+#     table (mean rewards with standard errors, HV, MIP, time per token)
+#     and draws the fronts (fronts.svg).
 #
-# Until the training tools land, the model is random, so its text is
-# gibberish: the demo shows the machinery (real tokenizer, real forward
-# pass, the stream and its feedback loop), not a model worth reading.
-#
-# Run from the top of the checkout after `make`.
+# Run from the top of the checkout after `make`.  Everything goes into
+# $DEMO_DIR (default demo-out/): a step whose output is there is not run
+# again, so an interrupted demo continues where it stopped; the same
+# settings give the same numbers (fixed seeds).  The DEMO_* variables below
+# change the sizes; tests/t_demo.sh runs this script with tiny ones.
 set -eu
 
 top=$(pwd)
-[ -x "$top/tools/parm-logits" ] || {
+[ -x "$top/tools/parm-logits" ] && [ -f "$top/examples/world/prepare.sh" ] || {
 	echo "demo: run me from the top of the checkout after make" >&2
 	exit 1
 }
 PATH="$top/tools:$PATH"
 export PATH
-cache=${PARM_CACHE:-$HOME/.cache/parm}
+
+# The sizes and hyper-parameters, each overridable from the environment.
+: "${DEMO_DIR:=$top/demo-out}"
+: "${DEMO_SEED:=1}"             # every seed below is derived from it
+: "${DEMO_DOCS:=3000}"          # corpus documents for the base
+: "${DEMO_DIM:=128}" "${DEMO_LAYERS:=4}" "${DEMO_HEADS:=4}" "${DEMO_CTX:=256}"
+: "${DEMO_LM_EPOCHS:=4}" "${DEMO_LM_LR:=2e-3}" "${DEMO_LM_BATCH:=16}"
+: "${DEMO_PAIR_SEEDS:=20}"      # make-pairs.sh runs (~40 pairs each)
+: "${DEMO_PAIR_PROMPTS:=120}"   # prompts each run samples from
+: "${DEMO_ARM_EPOCHS:=2}" "${DEMO_ARM_LR:=5e-3}" "${DEMO_ARM_BATCH:=16}"
+: "${DEMO_BETA:=0.1}" "${DEMO_R1:=4}" "${DEMO_R2:=4}" "${DEMO_TARGETS:=q,k,v}"
+: "${DEMO_WEIGHT:=1}"           # guidance weight w
+: "${DEMO_TOKENS:=48}"          # tokens per response
+: "${DEMO_TEMP:=0}"             # sampling temperature (0: greedy, as PARM's code)
+: "${DEMO_EVAL_PROMPTS:=40}"    # evaluation prompts (at most 40)
+: "${DEMO_EVAL_REPEAT:=3}"      # responses sampled per prompt and vector
+: "${DEMO_GRID:=11}"            # preference vectors (0,1) ... (1,0)
+
+out=$DEMO_DIR
+template='BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:'
+objectives='helpful=better_response_id harmless=safer_response_id'
+mkdir -p "$out" "$out/gen"
+case $out in /*) ;; *) out=$(cd "$out" && pwd) ;; esac
 
 say() { printf '\n== %s\n' "$*"; }
 
-# Show a command, then run it in the work directory.
+# Show a command, then run it in the output directory.
 run() {
 	printf '$ %s\n' "$*"
-	(cd "$work" && eval "$*")
+	(cd "$out" && eval "$*")
 }
 
-# The llama.cpp vocabulary fixtures, found as the tests find them, or
-# fetched once into the cache (from the npm package node-llama-cpp; make
-# test-deps installs npm when it is missing).
-find_vocab() {
-	for d in "${PARM_FIXTURES:-}" "$top/../shared/fixtures/vocab" "$cache/fixtures"; do
-		if [ -n "$d" ] && [ -f "$d/ggml-vocab-llama-spm.gguf" ]; then
-			echo "$d/ggml-vocab-llama-spm.gguf"
-			return
-		fi
+# Show a command, then run it from the top of the checkout.
+run_top() {
+	printf '$ %s\n' "$*"
+	eval "$*"
+}
+
+# Every step records the settings it depends on (those of the steps before
+# it too) in FILE.stamp before it starts: a finished output with the same
+# stamp is kept, a killed training run with the same stamp resumes, and
+# anything made with other settings is made again.
+stamp=
+depends() { for v; do stamp="$stamp $v=$(eval echo "\$$v")"; done; }
+have() {  # have FILE: FILE is there, or its step must run (it is stamped)
+	if [ "$(cat "$out/$1.stamp" 2>/dev/null)" = "$stamp" ]; then
+		[ -s "$out/$1" ] && { echo "   ($1 is there from an earlier run)"; return 0; }
+	else
+		rm -f "$out/$1" "$out/$1.ckpt"
+		echo "$stamp" > "$out/$1.stamp"
+	fi
+	return 1
+}
+resume() { [ -e "$out/$1.ckpt" ] && echo --resume || true; }  # a killed run continues
+
+start=$(date +%s)
+echo "parm demo, in $out"
+
+say "0. The world: corpus, BPE vocabulary and prompts (examples/world)"
+depends DEMO_SEED DEMO_DOCS
+have eval-prompts.jsonl ||
+	run_top sh examples/world/prepare.sh -s "$DEMO_SEED" -n "$DEMO_DOCS" "'$out'"
+world=$top/examples/world/world
+
+say "1. The base: a llama of dim $DEMO_DIM, $DEMO_LAYERS layers, trained on the corpus"
+depends DEMO_DIM DEMO_LAYERS DEMO_HEADS DEMO_CTX
+have init.gguf ||
+	run parm-train init --vocab vocab.gguf --dim "$DEMO_DIM" --layers "$DEMO_LAYERS" \
+		--heads "$DEMO_HEADS" --ctx "$DEMO_CTX" --seed "$DEMO_SEED" -o init.gguf
+depends DEMO_LM_EPOCHS DEMO_LM_LR DEMO_LM_BATCH
+have base.gguf ||
+	run parm-train lm --epochs "$DEMO_LM_EPOCHS" --batch "$DEMO_LM_BATCH" \
+		--lr "$DEMO_LM_LR" --max-length "$DEMO_CTX" --seed "$DEMO_SEED" \
+		$(resume base.gguf) -o base.gguf init.gguf corpus.jsonl
+
+say "2. Preference pairs: two responses per prompt sampled from the base,"
+echo "   labelled by the oracles with Bradley-Terry noise, $DEMO_PAIR_SEEDS seeds"
+depends DEMO_PAIR_SEEDS DEMO_PAIR_PROMPTS DEMO_TOKENS
+if ! have pairs.jsonl; then
+	head -n "$DEMO_PAIR_PROMPTS" "$out/prompts.jsonl" > "$out/pair-prompts.jsonl"
+	i=0
+	: > "$out/pairs.part"
+	while [ $i -lt "$DEMO_PAIR_SEEDS" ]; do
+		# make-pairs.sh samples with seeds S and S+1: odd S never share one
+		s=$((DEMO_SEED * 1000 + 2 * i + 1))
+		run sh "'$top/examples/world/make-pairs.sh'" -s $s -n "$DEMO_TOKENS" \
+			base.gguf pair-prompts.jsonl ">>" pairs.part
+		i=$((i + 1))
 	done
-	echo "demo: fetching llama.cpp's vocabulary fixtures into $cache/fixtures" >&2
-	command -v npm >/dev/null || make -s test-deps >&2
-	sh "$top/tests/fetch-fixtures.sh" "$cache/fixtures" >&2
-	echo "$cache/fixtures/ggml-vocab-llama-spm.gguf"
+	mv "$out/pairs.part" "$out/pairs.jsonl"
+fi
+echo "   $(wc -l < "$out/pairs.jsonl") pairs; one:"
+head -n 1 "$out/pairs.jsonl" | cut -c 1-300
+
+say "3. The reward models, same backbone, data and budget: PARM (k = 2) and"
+echo "   GenARM (one ARM per objective); accuracy on held-out pairs as they train"
+arm() {  # arm OUT OBJECTIVE...
+	o=$1; shift
+	obj=
+	for x in "$@"; do obj="$obj --objective $x"; done
+	have "$o" ||
+		run parm-train arm --epochs "$DEMO_ARM_EPOCHS" --batch "$DEMO_ARM_BATCH" \
+			--lr "$DEMO_ARM_LR" --beta "$DEMO_BETA" --r1 "$DEMO_R1" --r2 "$DEMO_R2" \
+			--targets "$DEMO_TARGETS" --max-length "$DEMO_CTX" --overlong truncate \
+			--seed "$DEMO_SEED" $obj $(resume "$o") -o "$o" base.gguf pairs.jsonl
 }
+depends DEMO_ARM_EPOCHS DEMO_ARM_LR DEMO_ARM_BATCH DEMO_BETA DEMO_R1 DEMO_R2 DEMO_TARGETS
+arm parm.gguf $objectives
+for x in $objectives; do
+	arm "genarm-${x%%=*}.gguf" "$x"
+done
 
-vocab=$(find_vocab)
-work=$(mktemp -d "${TMPDIR:-/tmp}/parm-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
-ln -s "$vocab" "$work/vocab.gguf"
-echo "parm demo, in $work (removed at the end)"
-echo "vocab.gguf is $vocab"
+say "4. Generation for $DEMO_GRID preference vectors, $DEMO_EVAL_PROMPTS prompts $DEMO_EVAL_REPEAT times each,"
+echo "   temperature $DEMO_TEMP, $DEMO_TOKENS tokens at most, guidance weight $DEMO_WEIGHT"
+head -n "$DEMO_EVAL_PROMPTS" "$out/eval-prompts.jsonl" > "$out/gen/once.jsonl"
+for i in $(seq "$DEMO_EVAL_REPEAT"); do cat "$out/gen/once.jsonl"; done > "$out/gen/prompts.jsonl"
+logits="parm-logits -n $DEMO_TOKENS -T '$template' base.gguf < gen/prompts.jsonl"
+sample="parm-sample -t $DEMO_TEMP --seed $DEMO_SEED --jsonl"
+now_ms() { date +%s%3N; }
+depends DEMO_WEIGHT DEMO_TEMP DEMO_EVAL_PROMPTS DEMO_EVAL_REPEAT DEMO_GRID
+made_base= made_parm= made_genarm=
+# gen METHOD NAME MIX: one generation, timed, listed among METHOD's
+gen() {
+	f=gen/$2.jsonl
+	eval "made_$1=\"\$made_$1 $f\""
+	have $f && return 0
+	t0=$(now_ms)
+	run "$logits |${3:+ $3 |} $sample > $f.part"
+	echo "$(($(now_ms) - t0))" > "$out/$f.ms"
+	mv "$out/$f.part" "$out/$f"
+}
+gen base base ""
+i=0
+while [ $i -lt "$DEMO_GRID" ]; do
+	a1=$(awk -v i=$i -v n="$DEMO_GRID" 'BEGIN { print i / (n - 1) }')
+	a2=$(awk -v i=$i -v n="$DEMO_GRID" 'BEGIN { print 1 - i / (n - 1) }')
+	gen parm "parm-$a1" "parm-mix --pref $a1,$a2 -w $DEMO_WEIGHT parm.gguf"
+	# GenARM: log pi_base + w (a1 log pi_helpful + a2 log pi_harmless)
+	w1=$(awk -v a="$a1" -v w="$DEMO_WEIGHT" 'BEGIN { print a * w }')
+	w2=$(awk -v a="$a2" -v w="$DEMO_WEIGHT" 'BEGIN { print a * w }')
+	gen genarm "genarm-$a1" \
+		"parm-mix -w $w1 genarm-helpful.gguf | parm-mix -w $w2 genarm-harmless.gguf"
+	i=$((i + 1))
+done
 
-say "1. A model: 4 layers, dim 128, 4 heads sharing 2 KV heads, random weights,"
-echo "   the 32000-token SentencePiece vocabulary of llama.cpp's tests."
-run parm-train init --vocab vocab.gguf --dim 128 --layers 4 --heads 4 \
-	--kv-heads 2 --seed 1 -o model.gguf
-run ls -l model.gguf
+# Time per token: each method's wall time over the tokens it generated.
+for m in base parm genarm; do
+	files=$(eval echo "\$made_$m")
+	(cd "$out" && for f in $files; do cat $f.ms; done) |
+		awk -v m=$m '{ ms += $1 } END { printf "%s\t%.3f\t", m, ms / 1000 }'
+	(cd "$out" && cat $files) | grep -o '"tokens":\[[^]]*\]' |
+		awk -F, '{ n += ($0 ~ /\[\]/) ? 0 : NF } END { print n }'
+done | awk 'BEGIN { print "method\tseconds\ttokens\tms_per_token" }
+	{ printf "%s\t%s\t%d\t%.3f\n", $1, $2, $3, 1000 * $2 / $3 }' > "$out/times.tsv"
 
-say "2. Three prompts, one per line."
-printf '%s\n' 'The capital of France is' 'Once upon a time' \
-	'The best way to learn to program is' > "$work/prompts.txt"
-run cat prompts.txt
-echo "   The tokenizer gives the same ids as llama.cpp's:"
-run "printf 'The capital of France is' | parm-logits --tokenize model.gguf"
-
-say "3. Greedy generation through the pipe: parm-logits runs the model and"
-echo "   streams logits; parm-sample picks each token and feeds it back."
-run "parm-logits -n 16 model.gguf < prompts.txt | parm-sample -t 0"
-echo "   One sequence in flight instead of eight gives the same text:"
-run "parm-logits -n 16 -b 8 model.gguf < prompts.txt | parm-sample -t 0 > b8.txt"
-run "parm-logits -n 16 -b 1 model.gguf < prompts.txt | parm-sample -t 0 > b1.txt"
-run "cmp b8.txt b1.txt && echo same"
-
-say "4. Sampled (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05): each"
-echo "   seed gives its own text, and the same text every time."
-run "parm-logits -n 16 model.gguf < prompts.txt | parm-sample --seed 1"
-run "parm-logits -n 16 model.gguf < prompts.txt | parm-sample --seed 2"
-
-say "5. JSONL in and out: the \"qid\" field passes through; the output record"
-echo "   has the response, its token ids, why it stopped, and the provenance"
-echo "   chain of the stages it went through (here with a template)."
-cat > "$work/prompts.jsonl" <<'EOF'
-{"prompt": "How do I make tea?", "qid": "q1"}
-{"prompt": "Is it safe to swim after eating?", "qid": "q2"}
-EOF
-run cat prompts.jsonl
-run "parm-logits -n 8 -T 'BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:' \\
-	model.gguf < prompts.jsonl | parm-sample -t 0 --jsonl"
-
-say "Done.  The model is random, so the text is noise; once ARMs can be"
-echo "trained, parm-mix will slot into the middle of this pipe (see man/parm.7)."
+say "5. Scores: the oracles read every response (world score), parm-eval groups"
+echo "   them by method and preference vector and compares the fronts"
+if ! have table.tsv || [ ! -s "$out/fronts.svg" ]; then
+	run parm-eval score -s "'helpful=$world score helpful'" \
+		-s "'harmless=$world score harmless'" -P fronts.svg \
+		$made_base $made_parm $made_genarm "> table.part"
+	mv "$out/table.part" "$out/table.tsv"
+fi
+echo
+cat "$out/table.tsv"
+echo
+echo "time per token (wall time of each method's generation, all prompts and alphas):"
+cat "$out/times.tsv"
+echo
+echo "the fronts: $out/fronts.svg; the responses: $out/gen/"
+echo "demo: done in $(($(date +%s) - start)) s"
