@@ -3,6 +3,7 @@
  * of the packed batch, S = its sequences. */
 #include "train.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -436,11 +437,17 @@ static void linear_forward(parm_trainer *t, int l, int first, int count, float *
 {
 	tlayer *tl = &t->layers[l];
 	matmul_job jobs[3];
+	int n_jobs = 0;
 	for (int j = 0; j < count; j++) {
 		tlinear *lin = &tl->lin[first + j];
-		jobs[j] = (matmul_job){ y[j], x, lin->w, lin->type, lin->in, lin->out };
+		if (lin->type == GGML_F32 && t->n > 8)  /* no tiles: x is packed once, not per tile */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t->n, lin->out, lin->in,
+				    1.0f, x, lin->in, lin->w, lin->in, 0.0f, y[j], lin->out);
+		else
+			jobs[n_jobs++] = (matmul_job){ y[j], x, lin->w, lin->type, lin->in, lin->out };
 	}
-	matmul_many_forward(jobs, count, t->n);
+	if (n_jobs)
+		matmul_many_forward(jobs, n_jobs, t->n);
 	for (int j = 0; j < count; j++) {
 		tlinear *lin = &tl->lin[first + j];
 		if (!lin->has_adapter)
