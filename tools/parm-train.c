@@ -459,7 +459,9 @@ static void setup_loop(struct train_opts *o, char **ckpt_buf)
 static long split(const struct train_opts *o, long n, long **train, long **held)
 {
 	long n_held = parm_heldout_count(n, o->heldout);
-	if (n_held < 0 || (n_held >= n && n > 0))
+	if (n < 1)
+		die("no training examples in the data");
+	if (n_held < 0 || n_held >= n)
 		die("--heldout %g leaves no training examples out of %ld", o->heldout, n);
 	*train = xmalloc(sizeof(long) * (size_t)(n + 1));
 	*held = xmalloc(sizeof(long) * (size_t)(n_held + 1));
