@@ -181,6 +181,10 @@ int parm_guide_begin(parm_guide *g, const parm_header *h, int ctx)
 	g->V = b->cfg.n_vocab;
 	if (ctx <= 0 || ctx > b->cfg.n_ctx)
 		ctx = b->cfg.n_ctx;
+	for (int i = 0; i < g->n_slots; i++)   /* a new stream: start afresh */
+		free(g->slots[i].prompt);
+	free(g->slots);
+	parm_kv_free(g->kv);
 	g->kv = parm_kv_new(b, 1, ctx);
 	g->n_slots = 1;
 	g->slots = xmalloc(sizeof *g->slots);

@@ -53,7 +53,8 @@ float parm_guide_weight(const parm_guide *g);
 const float *parm_guide_alpha(const parm_guide *g);     /* [k] */
 
 /* The stream's tokenizer must be the ARM's; ctx (0: the ARM's) bounds
- * the KV cache.  Call once, after the header. */
+ * the KV cache.  Call after the header; calling again (a new stream)
+ * drops every sequence. */
 int parm_guide_begin(parm_guide *g, const parm_header *h, int ctx);
 /* A sequence joins (START) / leaves (END). */
 int parm_guide_start(parm_guide *g, int seq, const int *tokens, int n_tokens);
