@@ -64,8 +64,7 @@ struct parm_guide {
 	int V;
 	struct gslot *slots;
 	int n_slots;
-	int *tokens, *slot_of, cap; /* one round's batch */
-	uint8_t *want;
+	parm_batch batch;           /* one round's tokens */
 	float *logits;
 	size_t logits_cap;
 };
@@ -165,7 +164,7 @@ void parm_guide_free(parm_guide *g)
 	parm_model_free(g->view);
 	parm_arm_free(g->arm);
 	free(g->alpha), free(g->ad), free(g->M);
-	free(g->tokens), free(g->slot_of), free(g->want), free(g->logits);
+	parm_batch_free(&g->batch), free(g->logits);
 	free(g);
 }
 
@@ -229,23 +228,9 @@ void parm_guide_end(parm_guide *g, int seq)
 	parm_kv_clear(g->kv, s);
 }
 
-static void push(parm_guide *g, int *n, int tok, int slot, int want)
-{
-	if (*n == g->cap) {
-		g->cap = 2 * g->cap + 64;
-		g->tokens = xrealloc(g->tokens, g->cap * sizeof *g->tokens);
-		g->slot_of = xrealloc(g->slot_of, g->cap * sizeof *g->slot_of);
-		g->want = xrealloc(g->want, g->cap);
-	}
-	g->tokens[*n] = tok;
-	g->slot_of[*n] = slot;
-	g->want[*n] = want;
-	(*n)++;
-}
-
 /* Queue what one step's sequence has not yet shown the ARM: its prompt
  * (first round) and the step's token. */
-static int queue_step(parm_guide *g, int *n, const parm_step *st)
+static int queue_step(parm_guide *g, const parm_step *st)
 {
 	int s = find_slot(g, st->seq);
 	if (s < 0)
@@ -260,9 +245,9 @@ static int queue_step(parm_guide *g, int *n, const parm_step *st)
 				 "(shorten the prompts or --max-tokens)",
 				 arm_name(g), st->seq, parm_kv_ctx(g->kv));
 	for (int i = 0; sl->prompt && i < sl->n_prompt; i++)
-		push(g, n, sl->prompt[i], s, --add == 0);
+		parm_batch_push(&g->batch, sl->prompt[i], s, --add == 0);
 	if (st->tok >= 0)
-		push(g, n, st->tok, s, 1);
+		parm_batch_push(&g->batch, st->tok, s, 1);
 	free(sl->prompt);
 	sl->prompt = NULL;
 	return 0;
@@ -270,17 +255,18 @@ static int queue_step(parm_guide *g, int *n, const parm_step *st)
 
 int parm_guide_round(parm_guide *g, int n_steps, const parm_step *steps, float *lp)
 {
-	int n = 0;
+	parm_batch *b = &g->batch;
 	const parm_model *m = g->view ? g->view : g->arm->backbone;
+	b->n = 0;
 	for (int i = 0; i < n_steps; i++) {
 		for (int j = 0; j < i; j++)
 			if (steps[j].seq == steps[i].seq)
 				return parm_fail("malformed stream: sequence %d twice in a round",
 						 steps[i].seq);
-		if (queue_step(g, &n, &steps[i]) < 0)
+		if (queue_step(g, &steps[i]) < 0)
 			return -1;
 	}
-	int rows = parm_forward_adapted(m, g->ad, g->kv, n, g->tokens, g->slot_of, g->want, lp);
+	int rows = parm_forward_adapted(m, g->ad, g->kv, b->n, b->tokens, b->slot, b->want, lp);
 	if (rows < 0)
 		return -1;
 	for (int i = 0; i < rows; i++)

@@ -658,3 +658,23 @@ int parm_model_init(const char *out_path, const gguf_file *vocab,
 	gguf_w_free(w);
 	return rc;
 }
+
+void parm_batch_push(parm_batch *b, int tok, int slot, int want)
+{
+	if (b->n == b->cap) {
+		b->cap = 2 * b->cap + 64;
+		b->tokens = xrealloc(b->tokens, b->cap * sizeof *b->tokens);
+		b->slot = xrealloc(b->slot, b->cap * sizeof *b->slot);
+		b->want = xrealloc(b->want, b->cap);
+	}
+	b->tokens[b->n] = tok;
+	b->slot[b->n] = slot;
+	b->want[b->n] = want;
+	b->n++;
+}
+
+void parm_batch_free(parm_batch *b)
+{
+	free(b->tokens), free(b->slot), free(b->want);
+	*b = (parm_batch){0};
+}

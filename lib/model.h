@@ -98,6 +98,16 @@ int parm_kv_slots(const parm_kv *kv);
  * included, one embedding row): the memory-bandwidth cost of a token. */
 size_t parm_model_bytes_per_token(const parm_model *m);
 
+/* The tokens of one forward pass, queued one by one: the arrays that
+ * parm_forward takes, grown as needed.  Set n = 0 to start a new batch. */
+typedef struct {
+	int n, cap;
+	int *tokens, *slot;
+	uint8_t *want;
+} parm_batch;
+void parm_batch_push(parm_batch *b, int tok, int slot, int want);
+void parm_batch_free(parm_batch *b);
+
 /* Threads for matmuls and attention (OpenBLAS and our own loops). */
 void parm_set_threads(int n);
 

@@ -252,9 +252,7 @@ struct gen {
 	long n_jobs, next_job;
 	struct slot *slots;
 	int n_slots, eos;
-	/* per-round batch */
-	int *tokens, *slot_of, cap;
-	uint8_t *want;
+	parm_batch batch;           /* one round's tokens */
 	float *logits;
 	const int **seq_tokens;     /* remote: each wanted slot's sequence */
 	int *seq_len;
@@ -274,27 +272,20 @@ static void check_write(int rc)
 	die("%s", parm_error());
 }
 
-static void push_token(struct gen *g, int *n, int tok, int slot, int want)
+/* Queue a token for this round's pass, and keep it in the slot's history
+ * (a remote server is sent whole sequences). */
+static void push_token(struct gen *g, int tok, int slot, int want)
 {
 	struct slot *sl = &g->slots[slot];
 	if (sl->len == sl->cap)
 		sl->hist = xrealloc(sl->hist, (sl->cap = sl->cap ? 2 * sl->cap : 64) * sizeof *sl->hist);
 	sl->hist[sl->len++] = tok;
-	if (*n == g->cap) {
-		g->cap *= 2;
-		g->tokens = xrealloc(g->tokens, g->cap * sizeof *g->tokens);
-		g->slot_of = xrealloc(g->slot_of, g->cap * sizeof *g->slot_of);
-		g->want = xrealloc(g->want, g->cap);
-	}
-	g->tokens[*n] = tok;
-	g->slot_of[*n] = slot;
-	g->want[*n] = want;
-	(*n)++;
+	parm_batch_push(&g->batch, tok, slot, want);
 }
 
 /* Give free slots the next prompts, announcing each with a START record,
  * and queue their prompt tokens. */
-static void start_sequences(struct gen *g, int *n)
+static void start_sequences(struct gen *g)
 {
 	for (int s = 0; s < g->n_slots && g->next_job < g->n_jobs; s++) {
 		if (g->slots[s].busy)
@@ -309,21 +300,22 @@ static void start_sequences(struct gen *g, int *n)
 		check_write(parm_write_start(g->w, (int)j, g->prompts[j].text,
 					     job->tokens, job->n_tokens, g->prompts[j].meta));
 		for (int i = 0; i < job->n_tokens; i++)
-			push_token(g, n, job->tokens[i], s, i == job->n_tokens - 1);
+			push_token(g, job->tokens[i], s, i == job->n_tokens - 1);
 		free(job->tokens);
 		job->tokens = NULL;
 	}
 }
 
-/* Fill g->steps for the n queued tokens: one step per wanted token, in
+/* Fill g->steps for the queued tokens: one step per wanted token, in
  * queue order.  Returns the number of steps, or -1 + parm_error. */
-static int local_steps(struct gen *g, int n)
+static int local_steps(struct gen *g)
 {
+	const parm_batch *b = &g->batch;
 	int n_steps = 0, V = g->b->n_vocab;
-	if (parm_forward(g->b->m, g->b->kv, n, g->tokens, g->slot_of, g->want, g->logits) < 0)
+	if (parm_forward(g->b->m, g->b->kv, b->n, b->tokens, b->slot, b->want, g->logits) < 0)
 		return -1;
-	for (int i = 0; i < n; i++) {
-		if (!g->want[i])
+	for (int i = 0; i < b->n; i++) {
+		if (!b->want[i])
 			continue;
 		g->steps[n_steps] = (parm_step){.logits = g->logits + (size_t)n_steps * V};
 		n_steps++;
@@ -332,13 +324,14 @@ static int local_steps(struct gen *g, int n)
 }
 
 /* The server sees whole sequences; it keeps its own cache of prefixes. */
-static int remote_steps(struct gen *g, int n)
+static int remote_steps(struct gen *g)
 {
+	const parm_batch *b = &g->batch;
 	int n_steps = 0;
-	for (int i = 0; i < n; i++) {
-		if (!g->want[i])
+	for (int i = 0; i < b->n; i++) {
+		if (!b->want[i])
 			continue;
-		struct slot *sl = &g->slots[g->slot_of[i]];
+		struct slot *sl = &g->slots[b->slot[i]];
 		g->seq_tokens[n_steps] = sl->hist;
 		g->seq_len[n_steps++] = sl->len;
 	}
@@ -352,22 +345,24 @@ static int remote_steps(struct gen *g, int n)
  * Returns the number of steps (0: nothing left to do). */
 static int run_round(struct gen *g)
 {
-	int n = 0, n_steps;
+	const parm_batch *b = &g->batch;
+	int n_steps;
+	g->batch.n = 0;
 	for (int s = 0; s < g->n_slots; s++)
 		if (g->slots[s].busy && g->slots[s].pending >= 0)
-			push_token(g, &n, g->slots[s].pending, s, 1);
-	start_sequences(g, &n);
-	if (n == 0)
+			push_token(g, g->slots[s].pending, s, 1);
+	start_sequences(g);
+	if (b->n == 0)
 		return 0;
-	n_steps = g->b->remote ? remote_steps(g, n) : local_steps(g, n);
+	n_steps = g->b->remote ? remote_steps(g) : local_steps(g);
 	if (n_steps < 0) {
 		parm_feedback_remove(feedback);
 		die("%s", parm_error());
 	}
-	for (int i = 0, k = 0; i < n; i++) {
-		if (!g->want[i])
+	for (int i = 0, k = 0; i < b->n; i++) {
+		if (!b->want[i])
 			continue;
-		struct slot *sl = &g->slots[g->slot_of[i]];
+		struct slot *sl = &g->slots[b->slot[i]];
 		g->steps[k].seq = sl->seq;
 		g->steps[k++].tok = sl->pending;
 	}
@@ -428,10 +423,6 @@ static int reader_gone(int fd)
 static void generate(struct gen *g)
 {
 	int V = g->b->n_vocab, n_steps;
-	g->cap = 256;
-	g->tokens = xmalloc(g->cap * sizeof *g->tokens);
-	g->slot_of = xmalloc(g->cap * sizeof *g->slot_of);
-	g->want = xmalloc(g->cap);
 	if (!g->b->remote)
 		g->logits = xmalloc((size_t)g->n_slots * V * sizeof *g->logits);
 	g->seq_tokens = xmalloc(g->n_slots * sizeof *g->seq_tokens);
