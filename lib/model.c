@@ -10,6 +10,7 @@
 
 #include "kernels.h"
 #include "quant.h"
+#include "rng.h"
 #include "util.h"
 
 /* ---- loading ---- */
@@ -502,21 +503,12 @@ int parm_forward_adapted(const parm_model *m, const parm_adapter *ad, parm_kv *k
 
 /* ---- random initialisation ---- */
 
-/* splitmix64: small, seedable, and good enough for initial weights. */
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 /* count normal(0, std) samples by Box-Muller, in pairs. */
 static void fill_normal(float *out, size_t count, float std, uint64_t *s)
 {
 	for (size_t i = 0; i < count; i += 2) {
-		double u1 = ((splitmix64(s) >> 11) + 1) * 0x1.0p-53;   /* (0, 1] */
-		double u2 = (splitmix64(s) >> 11) * 0x1.0p-53;
+		double u1 = parm_splitmix_uniform(s) + 0x1.0p-53;    /* (0, 1] */
+		double u2 = parm_splitmix_uniform(s);
 		double r = sqrt(-2 * log(u1)) * std;
 		out[i] = (float)(r * cos(2 * M_PI * u2));
 		if (i + 1 < count)
