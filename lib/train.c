@@ -61,6 +61,8 @@ struct parm_trainer {
 	int n, n_seq, n_rows, B, T;
 	float *chunk;                   /* logits and their gradient, [C][V] x 2 */
 	int chunk_rows;
+	float *pw;                      /* frozen output: E_p[W] per wanted row, [N][D] */
+	int pw_ok;                      /* pw is the last forward's */
 };
 
 /* ---- parameters: one allocation carved into named tensors ---- */
@@ -248,6 +250,8 @@ static void alloc_activations(parm_trainer *t)
 	t->chunk_rows = (int)(((size_t)8 << 20) / c->n_vocab);
 	t->chunk_rows = t->chunk_rows < 16 ? 16 : t->chunk_rows > 512 ? 512 : t->chunk_rows;
 	t->chunk = xmalloc((size_t)2 * t->chunk_rows * (c->n_vocab + D) * sizeof(float));
+	if (!t->full)
+		t->pw = xmalloc(N * D * sizeof(float));
 	t->tokens = xmalloc(N * sizeof(int) * 5 + (size_t)t->max_seqs * 2 * sizeof(int));
 	t->pos = t->tokens + N;
 	t->rows = t->pos + N;
@@ -321,6 +325,7 @@ void parm_train_free(parm_trainer *t)
 	free(t->act);
 	free(t->scratch);
 	free(t->chunk);
+	free(t->pw);
 	free(t->tokens);
 	free(t);
 }
@@ -511,6 +516,11 @@ static void layer_forward(parm_trainer *t, int l, float *res_out)
 	add_rows(res_out, tl->res1, tmp, (size_t)n * D);
 }
 
+static void zero_rows(float *p, size_t count)
+{
+	memset(p, 0, count * sizeof *p);
+}
+
 /* Rows r0 .. r0 + nc of the wanted positions: their normed final states
  * gathered into cx[C][D] and their logits into logits[C][V]. */
 static void chunk_logits(parm_trainer *t, float *logits, float *cx, int r0, int nc)
@@ -521,6 +531,24 @@ static void chunk_logits(parm_trainer *t, float *logits, float *cx, int r0, int 
 	matmul_forward(logits, cx, t->out_w, t->out_type, nc, D, t->m->cfg.n_vocab);
 }
 
+/* A frozen output needs only dx from its backward, and for a row with
+ * dlogp g that is g (onehot(target) - softmax) W = g (W[target] - P W):
+ * while training, the forward keeps P W of every wanted row (one matmul,
+ * where the backward would recompute the logits and multiply again). */
+static void keep_expected_rows(parm_trainer *t, float *logits, const float *lp, int r0, int nc)
+{
+	int V = t->m->cfg.n_vocab, D = t->m->cfg.dim;
+	for (int i = 0; i < nc; i++) {
+		float *x = logits + (size_t)i * V, lse = x[t->targets[r0 + i]] - lp[i];
+		for (int k = 0; k < V; k++)
+			x[k] -= lse;
+		vexp(x, x, V);          /* the row's softmax */
+	}
+	float *pw = t->pw + (size_t)r0 * D;
+	zero_rows(pw, (size_t)nc * D);
+	matmul_backward(pw, NULL, logits, NULL, t->out_w, t->out_type, nc, D, V);
+}
+
 static void output_forward(parm_trainer *t, float *logp)
 {
 	const parm_config *c = &t->m->cfg;
@@ -528,6 +556,7 @@ static void output_forward(parm_trainer *t, float *logp)
 	float *logits = t->chunk, *cx = logits + (size_t)2 * C * V;
 	float lp[512];
 	rmsnorm_forward(t->xnf, t->resf, t->out_norm, t->n, c->dim, c->rms_eps);
+	t->pw_ok = t->pw && t->training;
 	memset(logp, 0, (size_t)t->B * (t->T - 1) * sizeof *logp);
 	for (int r0 = 0; r0 < t->n_rows; r0 += C) {
 		int nc = t->n_rows - r0 < C ? t->n_rows - r0 : C;
@@ -535,6 +564,8 @@ static void output_forward(parm_trainer *t, float *logp)
 		logprob_forward(lp, logits, t->targets + r0, nc, V);
 		for (int i = 0; i < nc; i++)
 			logp[t->row_bt[r0 + i]] = lp[i];
+		if (t->pw_ok)
+			keep_expected_rows(t, logits, lp, r0, nc);
 	}
 }
 
@@ -634,6 +665,23 @@ static void layer_backward(parm_trainer *t, int l, grads_scratch *s)
 	rmsnorm_backward(s->dres, tl->d_attn_norm, s->dxn, tl->res0, tl->attn_norm, n, D, c->rms_eps);
 }
 
+/* dxnf[row] += g (W[target] - P W) for the wanted rows (see above). */
+static void output_backward_kept(parm_trainer *t, const float *dlogp, float *dxnf)
+{
+	int D = t->m->cfg.dim;
+	size_t rb = ggml_row_bytes(t->out_type, D);
+	float *w = t->chunk;
+	for (int i = 0; i < t->n_rows; i++) {
+		float g = dlogp[t->row_bt[i]], *dst = dxnf + (size_t)t->rows[i] * D;
+		const float *pw = t->pw + (size_t)i * D;
+		if (g == 0)
+			continue;
+		dequant_row(w, (const char *)t->out_w + (size_t)t->targets[i] * rb, t->out_type, D);
+		for (int e = 0; e < D; e++)
+			dst[e] += g * (w[e] - pw[e]);
+	}
+}
+
 /* The logits' gradient a chunk at a time, into dxnf[N][D] (zeroed here). */
 static void output_backward(parm_trainer *t, const float *dlogp, float *dxnf)
 {
@@ -643,6 +691,10 @@ static void output_backward(parm_trainer *t, const float *dlogp, float *dxnf)
 	float *cx = dlogits + (size_t)C * V, *dcx = cx + (size_t)C * D;
 	float g[512];
 	zero(dxnf, (size_t)t->n * D);
+	if (t->pw_ok) {
+		output_backward_kept(t, dlogp, dxnf);
+		return;
+	}
 	for (int r0 = 0; r0 < t->n_rows; r0 += C) {
 		int nc = t->n_rows - r0 < C ? t->n_rows - r0 : C, any = 0;
 		for (int i = 0; i < nc; i++)

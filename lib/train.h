@@ -18,6 +18,9 @@
  * held for the whole batch: they are made a chunk of rows at a time in
  * forward (for the log-probs) and made again in backward (for the
  * gradient), which costs one more output matmul and saves N x V floats.
+ * A frozen output (adapters) needs only dx = g (W[target] - P W) per row:
+ * while training is on, the forward keeps P W [N][D] and the backward
+ * makes no logits (the forward's one extra matmul replaces two).
  */
 #ifndef PARM_TRAIN_H
 #define PARM_TRAIN_H

@@ -8,8 +8,9 @@
  *
  * Achieved GFLOP/s counts the work actually done: parm_train_flops() for
  * full training; for adapters the same minus the frozen weights' dW,
- * which is never computed (so 2 N P forward + 2 N P for dx, the output
- * layer 6 per multiply-add: forward, recomputed logits, dx).
+ * which is never computed, so 2 N P forward + 2 N P for dx over the
+ * layers, and 4 per multiply-add of the output layer's wanted rows
+ * (the logits, and P W kept for the backward: train.h).
  * usage: bench_train VOCAB.gguf [CACHE_DIR] */
 #include <cblas.h>
 #include <stdio.h>
@@ -180,7 +181,7 @@ static double work_flops(const parm_trainer *t, const parm_model *m, int arm, in
 	double flops = parm_train_flops(t);
 	if (arm)
 		flops -= 2.0 * parm_train_tokens(t) * c->n_layers * (2 * D * D + 2 * D * kvd + 3 * D * F) +
-			 2.0 * n_rows * D * c->n_vocab;
+			 4.0 * n_rows * D * c->n_vocab;
 	return flops;
 }
 

@@ -169,6 +169,27 @@ static void test_full(parm_model *m, const char *dir)
 	parm_train_free(t);
 }
 
+/* A frozen output's backward from the rows kept by a training forward
+ * equals the one that recomputes the logits (training off). */
+static void check_output_paths(parm_trainer *t)
+{
+	size_t n = parm_train_n_params(t);
+	float *kept = xmalloc(n * sizeof *kept), *g = parm_train_grads(t);
+	parm_train_zero_grad(t);
+	arm_loss(t, 1);
+	memcpy(kept, g, n * sizeof *kept);
+	parm_train_set_training(t, 0);
+	parm_train_zero_grad(t);
+	arm_loss(t, 1);
+	parm_train_set_training(t, 1);
+	double d = 0, big = 1e-12;
+	for (size_t i = 0; i < n; i++)
+		d = fmax(d, fabs(kept[i] - g[i])), big = fmax(big, fabs(g[i]));
+	ok(d / big < 1e-4, "frozen output: kept expected rows give the recomputed gradient (%.1e)",
+	   d / big);
+	free(kept);
+}
+
 static void test_adapters(parm_model *m)
 {
 	parm_adapter_opts o;
@@ -190,6 +211,7 @@ static void test_adapters(parm_model *m)
 	}
 	double err = grad_check(t, "adapters", 3);
 	ok(err < 2e-2, "PBLoRA training: adapter gradients match finite differences (%.1e)", err);
+	check_output_paths(t);
 	ok(parm_train_adapter(t, 1, PARM_T_DOWN) != NULL && parm_train_adapter(t, 5, 0) == NULL,
 	   "adapters are found by layer and target");
 	sgd_steps(t, "adapters", 2.0f);
