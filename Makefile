@@ -64,7 +64,7 @@ llamacpp:
 bench: all $(BENCH)
 	@sh tests/bench.sh
 
-demo: all test-deps test-fixtures
+demo: all
 	@sh examples/demo.sh
 
 fixtures:
