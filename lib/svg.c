@@ -164,8 +164,9 @@ static void draw_legend(FILE *f, const char *title, const parm_plot_series *s, i
 		fputs("</text>\n", f);
 		x += 30 + 8 * (int)strlen(s[i].name ? s[i].name : "");
 	}
-	fprintf(f, "<text x=\"%d\" y=\"50\" class=\"label\">filled: on the method's Pareto front;"
-		" hollow: dominated</text>\n", x + 10);
+	/* on a line of its own: beside the names it ran off narrow plots */
+	fprintf(f, "<text x=\"%d\" y=\"70\" class=\"label\">filled: on the method's Pareto front;"
+		" hollow: dominated</text>\n", LEFT - 5);
 }
 
 static void draw(FILE *f, const char *title, const char *const *axes, int k,
