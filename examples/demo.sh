@@ -41,7 +41,7 @@ export PATH
 : "${DEMO_BETA:=0.1}" "${DEMO_R1:=4}" "${DEMO_R2:=4}" "${DEMO_TARGETS:=q,k,v}"
 : "${DEMO_WEIGHT:=1}"           # guidance weight w
 : "${DEMO_TOKENS:=48}"          # tokens per response
-: "${DEMO_TEMP:=0}"             # sampling temperature (0: greedy, as PARM's code)
+: "${DEMO_TEMP:=0.8}"           # sampling temperature (0: greedy, as PARM's code)
 : "${DEMO_EVAL_PROMPTS:=40}"    # evaluation prompts (at most 40)
 : "${DEMO_EVAL_REPEAT:=3}"      # responses sampled per prompt and vector
 : "${DEMO_GRID:=11}"            # preference vectors (0,1) ... (1,0)
