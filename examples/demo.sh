@@ -16,9 +16,10 @@
 #
 # Run from the top of the checkout after `make`.  Everything goes into
 # $DEMO_DIR (default demo-out/): a step whose output is there is not run
-# again, so an interrupted demo continues where it stopped; the same
-# settings give the same numbers (fixed seeds).  The DEMO_* variables below
-# change the sizes; tests/t_demo.sh runs this script with tiny ones.
+# again, so an interrupted demo continues where it stopped.  The seeds are
+# fixed: the same settings give the same base, and ARMs that differ only in
+# rounding.  The DEMO_* variables below change the sizes; tests/t_demo.sh
+# runs this script with tiny ones.
 set -eu
 
 top=$(pwd)
