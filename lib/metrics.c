@@ -245,7 +245,8 @@ static int read_parm_stage(parm_provenance *p, const json_t *stage, int i, int k
 	return 0;
 }
 
-/* Single-objective stages: alpha from their weights. */
+/* Single-objective guides (stages or "arms" entries): alpha from their
+ * weights. */
 static int read_genarm_stages(parm_provenance *p, json_t *const *stages, int n)
 {
 	double total = 0;
@@ -253,23 +254,56 @@ static int read_genarm_stages(parm_provenance *p, json_t *const *stages, int n)
 		json_t *w = json_object_get(stages[i], "weight");
 		const char *name = json_string_value(json_array_get(json_object_get(stages[i], "objectives"), 0));
 		if (w && !json_is_number(w))
-			return parm_fail("a parm-mix stage's \"weight\" is not a number");
+			return parm_fail("a parm-mix ARM's \"weight\" is not a number");
 		p->alpha[i] = w ? json_number_value(w) : 1;
 		if (!(p->alpha[i] >= 0))
-			return parm_fail("a parm-mix stage has a negative weight");
+			return parm_fail("a parm-mix ARM has a negative weight");
 		total += p->alpha[i];
 		if (set_name(p, i, name) < 0)
 			return -1;
 		for (int j = 0; j < i; j++)
 			if (!strcmp(p->names[j], p->names[i]))
-				return parm_fail("two parm-mix stages guide the same objective '%s'", name);
+				return parm_fail("two parm-mix ARMs guide the same objective '%s'", name);
 	}
 	if (!(total > 0))
-		return parm_fail("the parm-mix stages' weights sum to 0");
+		return parm_fail("the parm-mix ARMs' weights sum to 0");
 	for (int i = 0; i < n; i++)
 		p->alpha[i] /= total;
 	p->k = n;
 	snprintf(p->method, sizeof p->method, "genarm");
+	return 0;
+}
+
+/* Add one guide (a chained stage, or one entry of a stage's "arms") to
+ * mix[]; *multi counts the guides of several objectives. */
+static int add_guide(json_t **mix, int *n, int *multi, json_t *guide, int i)
+{
+	int k = stage_objectives(guide, i);
+	if (k < 0)
+		return -1;
+	if (*n == PARM_PROV_MAX)
+		return parm_fail("the chain has more than %d parm-mix ARMs", PARM_PROV_MAX);
+	*multi += k > 1;
+	mix[(*n)++] = guide;
+	return 0;
+}
+
+/* parm-mix writes one ARM's fields into the stage itself, several ARMs as
+ * an "arms" array of the same fields: both are a list of guides. */
+static int add_mix_stage(json_t **mix, int *n, int *multi, json_t *stage, int i)
+{
+	json_t *arms = json_object_get(stage, "arms");
+	if (!arms)
+		return add_guide(mix, n, multi, stage, i);
+	if (!json_is_array(arms) || json_array_size(arms) < 1)
+		return parm_fail("chain stage %d (parm-mix): \"arms\" is not an array of ARMs", i);
+	for (size_t j = 0; j < json_array_size(arms); j++) {
+		json_t *arm = json_array_get(arms, j);
+		if (!json_is_object(arm))
+			return parm_fail("chain stage %d (parm-mix): arms entry %zu is not an object", i, j);
+		if (add_guide(mix, n, multi, arm, i) < 0)
+			return -1;
+	}
 	return 0;
 }
 
@@ -281,22 +315,15 @@ static int read_chain(parm_provenance *p, const json_t *chain)
 		return parm_fail("\"chain\" is not an array");
 	for (size_t i = 0; chain && i < json_array_size(chain); i++) {
 		json_t *stage = json_array_get(chain, i);
-		if (!is_mix_stage(stage))
-			continue;
-		int k = stage_objectives(stage, (int)i);
-		if (k < 0)
+		if (is_mix_stage(stage) && add_mix_stage(mix, &n, &multi, stage, (int)i) < 0)
 			return -1;
-		if (n == PARM_PROV_MAX)
-			return parm_fail("the chain has more than %d parm-mix stages", PARM_PROV_MAX);
-		multi += k > 1;
-		mix[n++] = stage;
 	}
 	if (n == 0)
 		return snprintf(p->method, sizeof p->method, "base"), 0;
 	if (multi == 1 && n == 1)
 		return read_parm_stage(p, mix[0], 0, stage_objectives(mix[0], 0));
 	if (multi)
-		return parm_fail("the chain mixes %d parm-mix stages, %d of several objectives: "
+		return parm_fail("the chain mixes %d parm-mix ARMs, %d of several objectives: "
 				 "cannot tell the method (name it with a method field)", n, multi);
 	return read_genarm_stages(p, mix, n);
 }

@@ -55,11 +55,14 @@ typedef struct {
 	double alpha[PARM_PROV_MAX];
 } parm_provenance;
 
-/* Read rec's "chain" (parm-sample --jsonl): no parm-mix stage is "base"
- * (k = 0); one parm-mix stage whose ARM has k >= 2 objectives is "parm"
- * with alpha its "pref"; one or more stages of one objective each are
- * "genarm", objective i named by stage i with alpha_i = weight_i / sum of
- * weights ("weight" defaults to 1).  method_field (NULL: none) names a
+/* Read rec's "chain" (parm-sample --jsonl).  Each parm-mix stage holds its
+ * ARMs (guides): one ARM as the stage's own "objectives", "pref" and
+ * "weight", several (one-stage GenARM) as an "arms" array of objects with
+ * those fields; both forms read alike.  No ARM is "base" (k = 0); one
+ * ARM of k >= 2 objectives is "parm" with alpha its "pref"; one or more
+ * ARMs of one objective each, in one stage or chained, are "genarm",
+ * objective i named by ARM i with alpha_i = weight_i / sum of weights
+ * ("weight" defaults to 1).  method_field (NULL: none) names a
  * string field of rec that overrides the method (alpha still comes from
  * the chain).  A missing chain counts as no stages.  -1 + parm_error (no
  * origin: the caller adds it) on a chain it cannot read. */

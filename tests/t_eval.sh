@@ -69,6 +69,16 @@ ok "a scorer that writes as it reads does not deadlock on a large input" \
 	sh -c "awk 'BEGIN { for (i = 0; i < 20000; i++) printf \"{\\\"id\\\": %d, \\\"pad\\\": \\\"%0500d\\\"}\\n\", i, 0 }' > big.jsonl &&
 	parm-eval score --records -s 'n=awk \"{ print length(\\\$0) }\"' big.jsonl | sed -n 2p | grep -q '	5[0-9][0-9]\$'"
 
+# one-stage GenARM (parm-mix --arm a:0.5 --arm b:0.5 writes one stage with
+# an "arms" array) groups exactly like the two chained stages of record 6
+arms='{"stage": "parm-mix", "arms": [{"arm": "a.gguf", "objectives": ["h"], "pref": [1], "weight": 0.5, "merged": false}, {"arm": "b.gguf", "objectives": ["s"], "pref": [1], "weight": 0.5, "merged": false}]}'
+ok "one-stage GenARM (an \"arms\" array) reads as the chained stages: same summary" \
+	sh -c "sed '7s/\"chain\": .*/\"chain\": [$arms]}/' r.jsonl > one.jsonl && grep -q '\"arms\"' one.jsonl &&
+	parm-eval score -s '$H' -s '$S' one.jsonl > got1.tsv && diff want.tsv got1.tsv"
+ok "one-stage and chained GenARM records at the same alpha share one group" \
+	sh -c "{ cat r.jsonl; sed -n 7p one.jsonl; } > both.jsonl &&
+	parm-eval score -s '$H' -s '$S' both.jsonl | grep -q '^genarm	0.5,0.5	2	3	0	3	0	1\$'"
+
 # scorer failures: one line naming the record, the scorer and its command
 fails "scorer exits non-zero" '^parm-eval: r\.jsonl:1: scorer h \(exit 3\) exited with status 3' \
 	parm-eval score -s 'h=exit 3' r.jsonl

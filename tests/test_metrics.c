@@ -133,6 +133,17 @@ static void test_provenance(void)
 		"{\"stage\":\"parm-mix\",\"objectives\":[\"harmless\"],\"weight\":0.2}]}", NULL) == 0 &&
 	   !strcmp(p.method, "genarm") && p.k == 2 && near(p.alpha[0], 0.75) && near(p.alpha[1], 0.25),
 	   "two one-objective stages: genarm, alpha = weights normalised (0.75, 0.25)");
+	ok(prov(&p, "{\"chain\":[{\"stage\":\"parm-mix\",\"arms\":["
+		"{\"arm\":\"a.gguf\",\"objectives\":[\"helpful\"],\"pref\":[1],\"weight\":0.6},"
+		"{\"arm\":\"b.gguf\",\"objectives\":[\"harmless\"],\"pref\":[1],\"weight\":0.2}]}]}", NULL) == 0 &&
+	   !strcmp(p.method, "genarm") && p.k == 2 && near(p.alpha[0], 0.75) && near(p.alpha[1], 0.25) &&
+	   !strcmp(p.names[1], "harmless"),
+	   "one stage with two one-objective arms: the same genarm and alpha as two stages");
+	ok(prov(&p, "{\"chain\":[{\"stage\":\"parm-mix\",\"arms\":["
+		"{\"objectives\":[\"a\",\"b\"],\"pref\":[0.5,0.5]},{\"objectives\":[\"c\"]}]}]}", NULL) == -1 &&
+	   strstr(parm_error(), "cannot tell"), "arms mixing a PARM ARM and a GenARM one: error");
+	ok(prov(&p, "{\"chain\":[{\"stage\":\"parm-mix\",\"arms\":[{\"weight\":1}]}]}", NULL) == -1 &&
+	   strstr(parm_error(), "objectives"), "arms entry without objectives: error");
 	ok(prov(&p, "{\"chain\":[{\"stage\":\"parm-mix\",\"objectives\":[\"harmless\"]}]}", NULL) == 0 &&
 	   parm_provenance_align(a, &p, names, 2) == 0 && a[0] == 1 && a[1] == 0,
 	   "one one-objective stage, default weight: alpha e_harmless");
