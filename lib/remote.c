@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #define MAX_BACKOFF 10.0        /* seconds between attempts, at most */
+#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"   /* Debian's */
 
 struct buf { char *p; size_t n, cap; };
 
@@ -33,7 +35,8 @@ struct parm_remote {
 	double timeout;
 	char *root;             /* server root, no trailing slash */
 	char *complete_url;     /* where steps are asked for */
-	char *cacert, *model;
+	struct buf ca;          /* system CAs + --cacert's, PEM; empty: libcurl's own */
+	char *model;
 	int llamacpp;           /* the server is llama.cpp (its own fields) */
 	int n_ctx, n_vocab;
 	json_t *ban;            /* logit_bias banning tokens held back */
@@ -75,8 +78,49 @@ static void xfer_setup(parm_remote *r, struct xfer *x)
 			 (long)((r->timeout < 10 ? r->timeout : 10) * 1000));
 	curl_easy_setopt(x->h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
-	if (r->cacert)
-		curl_easy_setopt(x->h, CURLOPT_CAINFO, r->cacert);
+	if (r->ca.n) {
+		struct curl_blob blob = {r->ca.p, r->ca.n, CURL_BLOB_NOCOPY};
+		curl_easy_setopt(x->h, CURLOPT_CAINFO_BLOB, &blob);
+	}
+}
+
+/* Append the contents of path to b; -1 with errno set on failure. */
+static int buf_read_file(struct buf *b, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	char chunk[1 << 16];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		on_data(chunk, 1, n, b);
+	int err = ferror(f) ? errno : 0;
+	fclose(f);
+	return err ? (errno = err, -1) : 0;
+}
+
+/* The system's CA bundle followed by the certificates in path: a private
+ * CA is added to those trusted, not put in their place (as CURLOPT_CAINFO
+ * would).  The bundle is libcurl's built-in default, else Debian's; with
+ * neither readable only path's CAs are trusted. */
+static int load_cacert(struct buf *ca, const char *path)
+{
+	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+	const char *bundles[] = {v->cainfo, SYSTEM_CA_BUNDLE};
+	for (int i = 0; i < 2; i++) {
+		ca->n = 0;
+		if (bundles[i] && buf_read_file(ca, bundles[i]) == 0)
+			break;
+		ca->n = 0;
+	}
+	if (ca->n && ca->p[ca->n - 1] != '\n')
+		on_data("\n", 1, 1, ca);
+	size_t start = ca->n;
+	if (buf_read_file(ca, path) < 0)
+		return parm_fail("--cacert %s: %s", path, strerror(errno));
+	if (ca->n == start || !memmem(ca->p + start, ca->n - start, "-----BEGIN CERTIFICATE-----", 27))
+		return parm_fail("--cacert %s: no PEM certificate in it (-----BEGIN CERTIFICATE-----)", path);
+	return 0;
 }
 
 /* (Re)start a transfer with its current url and body. */
@@ -160,7 +204,8 @@ static int xfer_finish(parm_remote *r, struct xfer *x, CURLcode res)
 	if (res != CURLE_OK) {
 		if (res == CURLE_PARTIAL_FILE)
 			return parm_fail("%s: truncated reply (the connection closed early)%s", x->url, tries);
-		return parm_fail("%s: %s%s", x->url, x->err[0] ? x->err : curl_easy_strerror(res), tries);
+		return parm_fail("%s: %s%s%s", x->url, x->err[0] ? x->err : curl_easy_strerror(res), tries,
+				 res == CURLE_PEER_FAILED_VERIFICATION ? " (a private CA: add it with --cacert)" : "");
 	}
 	char *msg = reply_message(&x->reply);
 	const char *hint = status == 400 && strstr(msg, "logprobs") ?
@@ -336,8 +381,12 @@ parm_remote *parm_remote_new(const parm_remote_opts *o)
 	parm_remote *r = xcalloc(1, sizeof *r);
 	*r = (parm_remote){.api = o->api, .top_k = o->top_k, .n_slots = o->n_slots,
 		.retries = o->retries, .timeout = o->timeout > 0 ? o->timeout : 600,
-		.cacert = o->cacert ? xstrdup(o->cacert) : NULL,
 		.model = o->model ? xstrdup(o->model) : NULL};
+	if (o->cacert && load_cacert(&r->ca, o->cacert) < 0) {
+		free(r->ca.p);
+		free(r);
+		return NULL;
+	}
 	set_urls(r, o->url);
 	r->multi = curl_multi_init();
 	r->headers = curl_slist_append(NULL, "Content-Type: application/json");
@@ -377,7 +426,7 @@ void parm_remote_free(parm_remote *r)
 	free(r->vals);
 	free(r->root);
 	free(r->complete_url);
-	free(r->cacert);
+	free(r->ca.p);
 	free(r->model);
 	free(r);
 }

@@ -6,7 +6,9 @@
  * one easy handle per slot, reused so connections stay alive.  Connection
  * errors, 429 and 5xx are retried with exponential backoff; other 4xx are
  * not, and their message is passed on.  Every failure is one line naming
- * the URL and what was wrong.  TLS verification is always on.
+ * the URL and what was wrong.  TLS verification is always on, against the
+ * system's CAs and those of opts.cacert (given to libcurl in memory,
+ * CURLOPT_CAINFO_BLOB: no temporary file).
  */
 #ifndef PARM_REMOTE_H
 #define PARM_REMOTE_H
@@ -24,7 +26,9 @@ typedef struct {
 	int n_slots;            /* sequences requested at once */
 	double timeout;         /* seconds per request (connect: at most 10) */
 	int retries;            /* extra attempts after a retryable failure */
-	const char *cacert;     /* CA bundle to verify with, or NULL */
+	const char *cacert;     /* PEM CA certificates trusted besides the
+				   system's, or NULL (unreadable or no
+				   certificate: parm_remote_new fails) */
 	const char *api_key;    /* sent as a bearer token, or NULL */
 	const char *model;      /* openai "model"; NULL: the server's first */
 	const parm_tokenizer *tok;      /* the vocabulary (see parm_remote_step) */

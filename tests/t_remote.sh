@@ -92,6 +92,32 @@ ok "the API key is sent as a bearer token and never printed" sh -c "
 		--remote http://127.0.0.1:1 < p.txt > out 2> err; [ \$? -ne 0 ] &&
 	! grep -q sekrit out err"
 
+# TLS: a loopback openssl s_server with a self-signed certificate (its
+# -www reply is an HTML page, so a passed handshake ends in "malformed reply")
+if ! command -v openssl > /dev/null; then
+	skip "no openssl command" "--cacert against a self-signed HTTPS server"
+elif ! openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+	-addext subjectAltName=IP:127.0.0.1 -keyout tls.key -out tls.pem 2> tls.err; then
+	echo "not ok $((tap_n + 1)) - make a self-signed certificate"; sed 's/^/#   /' tls.err
+	tap_n=$((tap_n + 1)); tap_fail=$((tap_fail + 1))
+else
+	openssl s_server -accept 127.0.0.1:0 -cert tls.pem -key tls.key -www > tls.out 2>&1 &
+	pids="$pids $!"
+	i=0; while ! grep -q '^ACCEPT' tls.out && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	tport=$(sed -n 's/^ACCEPT .*:\([0-9]*\)$/\1/p' tls.out)
+	turl=https://127.0.0.1:$tport
+	fails "a self-signed server is refused: TLS verification, with the --cacert hint" \
+		"^parm-logits: $turl/v1/models: SSL certificate problem: self-signed certificate .*--cacert" \
+		rl --retries 0 --remote "$turl"
+	fails "--cacert with its certificate: the handshake passes (then the HTML reply is malformed)" \
+		"^parm-logits: $turl/v1/models: malformed reply" \
+		rl --retries 0 --cacert tls.pem --remote "$turl"
+	fails "--cacert of an unreadable file" "^parm-logits: --cacert nope\\.pem: No such file" \
+		rl --cacert nope.pem --remote "$turl"
+	fails "--cacert of a file with no PEM certificate" "^parm-logits: --cacert tls\\.key: no PEM certificate" \
+		rl --cacert tls.key --remote "$turl"
+fi
+
 # the real server
 if [ ! -x "$server_bin" ]; then
 	skip "llama.cpp reference not built: run make llamacpp" "remote against llama-server"

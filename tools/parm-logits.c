@@ -41,7 +41,7 @@ static const char usage_text[] =
 "      --model NAME     the openai \"model\" (default: the server's first)\n"
 "      --timeout S      give up on a request after S seconds (default 600)\n"
 "      --retries N      retry connection errors, 429 and 5xx N times (default 4)\n"
-"      --cacert FILE    verify TLS with the CA certificates in FILE\n"
+"      --cacert FILE    trust the CA certificates in FILE (PEM) too\n"
 "  PARM_API_KEY in the environment is sent as a bearer token.\n"
 "  -h, --help           show this help\n"
 "  -V, --version        show the version\n";
