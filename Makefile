@@ -30,7 +30,7 @@ deps:
 # install those tools only where the command is missing.
 test-deps: deps
 	@sh contrib/ensure-debs.sh --cmd cmake:cmake g++:g++ git:git npm:npm \
-		gzip:gzip xz:xz-utils zstd:zstd bzip2:bzip2 zip:zip tar:tar
+		gzip:gzip xz:xz-utils zstd:zstd bzip2:bzip2 zip:zip tar:tar openssl:openssl
 
 lib/%.o: lib/%.c $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
