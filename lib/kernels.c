@@ -136,6 +136,70 @@ static void pool_run(pool_fn *fn, void *arg)
 		openblas_set_num_threads(blas_threads);
 }
 
+/* ---- sgemm on the pool, over blocks of C of a fixed size ----
+ * OpenBLAS's own threads split C by their number, and its kernels for the
+ * ragged edges add in another order, so its results change in the last
+ * bits with the thread count.  Blocks of a size that does not depend on
+ * the threads, each one single-threaded sgemm, make every element of C a
+ * function of the inputs alone: the same bits on any number of threads,
+ * whichever thread takes which block.  A block repacks its share of A and
+ * B, a few per cent at these sizes. */
+enum { GEMM_BLOCK_M = 32, GEMM_BLOCK_N = 128 };
+
+typedef struct {
+	enum CBLAS_TRANSPOSE ta, tb;
+	int m, n, k, lda, ldb, ldc;
+	float alpha, beta;
+	const float *a, *b;
+	float *c;
+} gemm_args;
+
+static int gemm_blocks_n(const gemm_args *g)
+{
+	return (g->n + GEMM_BLOCK_N - 1) / GEMM_BLOCK_N;
+}
+
+static int gemm_blocks(const gemm_args *g)
+{
+	return (g->m + GEMM_BLOCK_M - 1) / GEMM_BLOCK_M * gemm_blocks_n(g);
+}
+
+/* Block number b of C (row-major order of blocks). */
+static void gemm_block(const gemm_args *g, int block)
+{
+	int i0 = block / gemm_blocks_n(g) * GEMM_BLOCK_M;
+	int j0 = block % gemm_blocks_n(g) * GEMM_BLOCK_N;
+	int bm = g->m - i0 < GEMM_BLOCK_M ? g->m - i0 : GEMM_BLOCK_M;
+	int bn = g->n - j0 < GEMM_BLOCK_N ? g->n - j0 : GEMM_BLOCK_N;
+	const float *a = g->a + (g->ta == CblasNoTrans ? (size_t)i0 * g->lda : (size_t)i0);
+	const float *b = g->b + (g->tb == CblasNoTrans ? (size_t)j0 : (size_t)j0 * g->ldb);
+	cblas_sgemm(CblasRowMajor, g->ta, g->tb, bm, bn, g->k, g->alpha, a, g->lda, b, g->ldb,
+		    g->beta, g->c + (size_t)i0 * g->ldc + j0, g->ldc);
+}
+
+typedef struct {
+	const gemm_args *g;
+	atomic_int next;
+} gemm_work;
+
+static void gemm_worker(void *arg, int worker, int n_workers)
+{
+	gemm_work *w = arg;
+	int b, total = gemm_blocks(w->g);
+	while ((b = atomic_fetch_add(&w->next, 1)) < total)
+		gemm_block(w->g, b);
+}
+
+/* C[m][n] = alpha op(A) op(B) + beta C, row-major, on the pool. */
+static void gemm_pool(const gemm_args *g)
+{
+	gemm_work w = { .g = g };
+	if (g->m <= 0 || g->n <= 0)
+		return;
+	atomic_init(&w.next, 0);
+	pool_run(gemm_worker, &w);
+}
+
 /* ---- matmul ---- */
 
 /* Rows per tile: a dequantised tile of about 256 KB stays in L2. */
@@ -257,21 +321,53 @@ typedef struct {
 	int total;
 } matmul_work;
 
+/* f32 weights and many tokens: one sgemm for the job, in fixed blocks of
+ * y (x is packed per block of tokens, not once per tile of W). */
+static int job_is_gemm(const matmul_job *j, int n)
+{
+	return j->t == GGML_F32 && n > SMALL_N;
+}
+
+static gemm_args job_gemm(const matmul_job *j, int n)
+{
+	return (gemm_args){ .ta = CblasNoTrans, .tb = CblasTrans, .m = n, .n = j->out,
+			    .k = j->in, .alpha = 1.0f, .a = j->x, .lda = j->in, .b = j->w,
+			    .ldb = j->in, .beta = 0.0f, .c = j->y, .ldc = j->out };
+}
+
+static int job_items(const matmul_job *j, int n)
+{
+	if (job_is_gemm(j, n)) {
+		gemm_args g = job_gemm(j, n);
+		return gemm_blocks(&g);
+	}
+	return job_tiles(j);
+}
+
+static void matmul_item(const matmul_job *job, int n, int t, int worker)
+{
+	if (job_is_gemm(job, n)) {
+		gemm_args g = job_gemm(job, n);
+		gemm_block(&g, t);
+		return;
+	}
+	int rows = tile_rows(job->in), r0 = t * rows;
+	if (r0 + rows > job->out)
+		rows = job->out - r0;
+	matmul_tile(job, n, r0, rows, worker);
+}
+
 static void matmul_worker(void *arg, int worker, int n_workers)
 {
 	matmul_work *mw = arg;
 	int t;
 	while ((t = atomic_fetch_add(&mw->next, 1)) < mw->total) {
 		int j = 0, nt;
-		while (t >= (nt = job_tiles(&mw->jobs[j]))) {
+		while (t >= (nt = job_items(&mw->jobs[j], mw->n))) {
 			t -= nt;
 			j++;
 		}
-		const matmul_job *job = &mw->jobs[j];
-		int rows = tile_rows(job->in), r0 = t * rows;
-		if (r0 + rows > job->out)
-			rows = job->out - r0;
-		matmul_tile(job, mw->n, r0, rows, worker);
+		matmul_item(&mw->jobs[j], mw->n, t, worker);
 	}
 }
 
@@ -282,7 +378,7 @@ void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n)
 		return;
 	atomic_init(&mw.next, 0);
 	for (int j = 0; j < n_jobs; j++)
-		mw.total += job_tiles(&jobs[j]);
+		mw.total += job_items(&jobs[j], n);
 	pool_run(matmul_worker, &mw);
 }
 
@@ -561,17 +657,19 @@ void matmul_backward(float *dx, float *dw, const float *dy, const float *x,
 	if (n <= 0)
 		return;
 	if (dw)         /* dw[out][in] += dy^T x */
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f,
-			    dy, out, x, in, 1.0f, dw, in);
+		gemm_pool(&(gemm_args){ .ta = CblasTrans, .tb = CblasNoTrans, .m = out, .n = in,
+					.k = n, .alpha = 1.0f, .a = dy, .lda = out, .b = x,
+					.ldb = in, .beta = 1.0f, .c = dw, .ldc = in });
 	if (!dx)
 		return;
+	gemm_args g = { .ta = CblasNoTrans, .tb = CblasNoTrans, .m = n, .n = in, .k = out,
+			.alpha = 1.0f, .a = dy, .lda = out, .b = w, .ldb = in, .beta = 1.0f,
+			.c = dx, .ldc = in };
 	if (t == GGML_F32) {    /* dx[N][in] += dy W */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f,
-			    dy, out, w, in, 1.0f, dx, in);
+		gemm_pool(&g);
 		return;
 	}
-	/* dx += dy[:, r0:r0+rows] W[r0:r0+rows], a dequantised tile at a time;
-	 * every tile's sgemm runs on all of OpenBLAS's threads */
+	/* dx += dy[:, r0:r0+rows] W[r0:r0+rows], a dequantised tile at a time */
 	int rows = tile_rows(in);
 	size_t rb = ggml_row_bytes(t, in);
 	float *tile = xmalloc((size_t)rows * in * sizeof *tile);
@@ -579,8 +677,8 @@ void matmul_backward(float *dx, float *dw, const float *dy, const float *x,
 		int nr = out - r0 < rows ? out - r0 : rows;
 		for (int r = 0; r < nr; r++)
 			dequant_row(tile + (size_t)r * in, (const char *)w + (size_t)(r0 + r) * rb, t, in);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, nr, 1.0f,
-			    dy + r0, out, tile, in, 1.0f, dx, in);
+		g.a = dy + r0, g.k = nr, g.b = tile;
+		gemm_pool(&g);
 	}
 	free(tile);
 }

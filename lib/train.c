@@ -442,17 +442,11 @@ static void linear_forward(parm_trainer *t, int l, int first, int count, float *
 {
 	tlayer *tl = &t->layers[l];
 	matmul_job jobs[3];
-	int n_jobs = 0;
 	for (int j = 0; j < count; j++) {
 		tlinear *lin = &tl->lin[first + j];
-		if (lin->type == GGML_F32 && t->n > 8)  /* no tiles: x is packed once, not per tile */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t->n, lin->out, lin->in,
-				    1.0f, x, lin->in, lin->w, lin->in, 0.0f, y[j], lin->out);
-		else
-			jobs[n_jobs++] = (matmul_job){ y[j], x, lin->w, lin->type, lin->in, lin->out };
+		jobs[j] = (matmul_job){ y[j], x, lin->w, lin->type, lin->in, lin->out };
 	}
-	if (n_jobs)
-		matmul_many_forward(jobs, n_jobs, t->n);
+	matmul_many_forward(jobs, count, t->n);
 	for (int j = 0; j < count; j++) {
 		tlinear *lin = &tl->lin[first + j];
 		if (!lin->has_adapter)
@@ -584,6 +578,24 @@ void parm_train_set_forward_count(parm_trainer *t, uint64_t n)
 	t->n_forward = n;
 }
 
+/* OpenBLAS's results change with its thread count (kernels.c's gemm_pool):
+ * forward and backward keep it on one thread, so the sgemm calls made here
+ * (the adapters') give the same bits whatever --threads is, and the big
+ * ones run on the kernel pool in fixed blocks. */
+static int blas_single(void)
+{
+	int n = openblas_get_num_threads();
+	if (n != 1)
+		openblas_set_num_threads(1);
+	return n;
+}
+
+static void blas_restore(int n)
+{
+	if (n != 1)
+		openblas_set_num_threads(n);
+}
+
 int parm_train_forward(parm_trainer *t, const int *tokens, const int *lengths,
 		       int B, int T, const uint8_t *want, float *logp)
 {
@@ -591,11 +603,13 @@ int parm_train_forward(parm_trainer *t, const int *tokens, const int *lengths,
 	if (pack_batch(t, tokens, lengths, B, T, want) < 0)
 		return -1;
 	t->n_forward++;
+	int blas = blas_single();
 	mix_adapters(t);
 	embed_forward(t->layers[0].res0, t->embd, t->embd_type, t->tokens, t->n, c->dim);
 	for (int l = 0; l < c->n_layers; l++)
 		layer_forward(t, l, l + 1 < c->n_layers ? t->layers[l + 1].res0 : t->resf);
 	output_forward(t, logp);
+	blas_restore(blas);
 	return 0;
 }
 
@@ -718,6 +732,7 @@ void parm_train_backward(parm_trainer *t, const float *dlogp)
 {
 	const parm_config *c = &t->m->cfg;
 	grads_scratch s = carve_scratch(t);
+	int blas = blas_single();
 	output_backward(t, dlogp, s.dxn);
 	zero(s.dres, (size_t)t->n * c->dim);
 	rmsnorm_backward(s.dres, t->d_out_norm, s.dxn, t->resf, t->out_norm, t->n, c->dim,
@@ -726,6 +741,7 @@ void parm_train_backward(parm_trainer *t, const float *dlogp)
 		layer_backward(t, l, &s);
 	if (t->d_embd)
 		embed_backward(t->d_embd, s.dres, t->tokens, t->n, c->dim);
+	blas_restore(blas);
 }
 
 int64_t parm_train_tokens(const parm_trainer *t)

@@ -131,4 +131,24 @@ fails "no -o" '^parm-train: .*-o' parm-train arm m.gguf train.jsonl
 fails "missing backbone" '^parm-train: .*nosuch\.gguf' \
 	parm-train arm --steps 1 -o x.gguf nosuch.gguf train.jsonl
 ok "no output file after any of these" sh -c '[ ! -e x.gguf ]'
+
+# The same inputs and options give the same bytes, on any --threads: a
+# model wide enough for OpenBLAS to split its sgemms over its threads
+# (whose results change with their number) unless the kernels do it.
+parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 64 --layers 2 \
+	--heads 4 --ctx 128 --seed 4 -o w.gguf 2>/dev/null
+for run in a.2 b.2 c.1 d.3; do
+	parm-train arm $common $AB --template "Answer the user, who asks about {prompt}, as well as you can:" \
+		--batch 16 --steps 4 --heldout 0 --threads ${run#?.} \
+		--checkpoint-every 0 -o $run.gguf w.gguf train.jsonl 2>/dev/null
+done
+ok "parm-train arm twice: byte-identical ARMs" cmp a.2.gguf b.2.gguf
+ok "parm-train arm on 1, 2 and 3 threads: byte-identical ARMs" \
+	sh -c 'cmp a.2.gguf c.1.gguf && cmp a.2.gguf d.3.gguf'
+tr -d '{}"' < train.jsonl > corpus.txt
+for n in 1 2; do
+	parm-train lm --batch 16 --steps 2 --max-length 64 --threads $n --checkpoint-every 0 \
+		-o lm.$n.gguf w.gguf corpus.txt 2>/dev/null
+done
+ok "parm-train lm on 1 and 2 threads: byte-identical models" cmp lm.1.gguf lm.2.gguf
 done_testing
