@@ -20,7 +20,10 @@ void kernels_set_threads(int n);
 int kernels_threads(void);
 
 /* y[N][out] = x[N][in] W^T, W[out][in] rows of type t (in a multiple of
- * the type's block).  Weights are read in place, a tile of rows at a time. */
+ * the type's block).  Weights are read in place: quantised ones, and any
+ * for a few tokens, a tile of rows at a time; f32 weights for many tokens
+ * in output blocks of a fixed size, so the result is the same bytes
+ * whatever the thread count. */
 void matmul_forward(float *y, const float *x, const void *w, enum ggml_type t,
 		    int n, int in, int out);
 void matmul_forward_ref(float *y, const float *x, const void *w, enum ggml_type t,
