@@ -72,19 +72,12 @@ int parm_parse_targets(const char *s, unsigned *mask)
 	return 0;
 }
 
+/* Targets and model.h's projections are numbered alike: q k v o gate up down. */
+_Static_assert(PARM_N_TARGETS == PARM_N_PROJ, "targets and projections differ");
+
 const parm_weight *parm_target_weight(const parm_model *m, int layer, enum parm_target t)
 {
-	const parm_layer *l = &m->layers[layer];
-	switch (t) {
-	case PARM_T_ATTN_Q: return &l->wq;
-	case PARM_T_ATTN_K: return &l->wk;
-	case PARM_T_ATTN_V: return &l->wv;
-	case PARM_T_ATTN_OUTPUT: return &l->wo;
-	case PARM_T_FFN_GATE: return &l->w_gate;
-	case PARM_T_FFN_UP: return &l->w_up;
-	case PARM_T_FFN_DOWN: return &l->w_down;
-	default: return NULL;
-	}
+	return parm_layer_proj(&m->layers[layer], t);
 }
 
 /* ---- SHA-256 ---- */

@@ -214,15 +214,7 @@ enum { CHUNK = 64 };            /* tokens per forward call */
 
 static parm_weight *layer_weight(parm_layer *l, enum parm_target t)
 {
-	switch (t) {
-	case PARM_T_ATTN_Q: return &l->wq;
-	case PARM_T_ATTN_K: return &l->wk;
-	case PARM_T_ATTN_V: return &l->wv;
-	case PARM_T_ATTN_OUTPUT: return &l->wo;
-	case PARM_T_FFN_GATE: return &l->w_gate;
-	case PARM_T_FFN_UP: return &l->w_up;
-	default: return &l->w_down;
-	}
+	return (parm_weight *)parm_layer_proj(l, t);
 }
 
 int parm_arm_scorer_set_pref(parm_arm_scorer *s, const float *alpha)
