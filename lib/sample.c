@@ -48,9 +48,7 @@ static int before(float va, int ida, float vb, int idb)
 	return va > vb || (va == vb && ida < idb);
 }
 
-/* Greedy: the largest logit, smallest id on ties; -1 if none is finite
- * or +inf. */
-static int argmax(const float *logits, const int32_t *ids, int n)
+int parm_argmax(const float *logits, const int32_t *ids, int n)
 {
 	int best = -1;
 	for (int i = 0; i < n; i++) {
@@ -311,7 +309,7 @@ int parm_sample(const parm_sampler *s, parm_rng *rng, const float *logits,
 	c.v = (float *)(c.idx + n);
 	c.w = c.v + n;
 	if (s->temperature <= 0)
-		return argmax(logits, ids, n);
+		return parm_argmax(logits, ids, n);
 	if ((m = collect(&c, logits, n, any_posinf)) == 0)
 		return -1;
 	cut = m;
@@ -371,7 +369,7 @@ int parm_sample_ref(const parm_sampler *s, parm_rng *rng, const float *logits,
 	int any_posinf = has_posinf(logits, n), m = 0, kept = 0, r;
 	ref_cand *c = xmalloc(n * sizeof *c);
 	if (s->temperature <= 0)
-		return free(c), argmax(logits, ids, n);
+		return free(c), parm_argmax(logits, ids, n);
 	for (int i = 0; i < n; i++)
 		if (candidate_value(logits[i], any_posinf, &c[m].v))
 			c[m].idx = i, c[m++].id = id_of(ids, i);

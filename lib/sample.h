@@ -31,6 +31,10 @@ int parm_sample(const parm_sampler *s, parm_rng *rng, const float *logits,
 int parm_sample_ref(const parm_sampler *s, parm_rng *rng, const float *logits,
 		    const int32_t *ids, int n);
 
+/* Greedy: the id of the largest logit, the smallest id on ties; -1 when
+ * every logit is -inf or NaN.  ids as for parm_sample. */
+int parm_argmax(const float *logits, const int32_t *ids, int n);
+
 /* log_softmax in place over n entries (-inf stays -inf). */
 void parm_log_softmax(float *x, int n);
 

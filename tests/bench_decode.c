@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "model.h"
+#include "sample.h"
 #include "util.h"
 
 enum { STEPS = 24, WARM = 4, MAX_BATCH = 8 };
@@ -76,15 +77,6 @@ static double read_bandwidth(int threads)
 	return best;
 }
 
-static int argmax(const float *x, int n)
-{
-	int best = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
-}
-
 /* Tokens per second of greedy decoding with `batch` slots in step. */
 static double decode_rate(const parm_model *m, int batch)
 {
@@ -101,7 +93,7 @@ static double decode_rate(const parm_model *m, int batch)
 		if (step >= WARM)
 			t += parm_now() - t0;
 		for (int s = 0; s < batch; s++)
-			tokens[s] = argmax(logits + (size_t)s * V, V);
+			tokens[s] = parm_argmax(logits + (size_t)s * V, NULL, V);
 	}
 	parm_kv_free(kv);
 	free(logits);

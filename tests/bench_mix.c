@@ -18,6 +18,7 @@
 #include "arm.h"
 #include "mix.h"
 #include "model.h"
+#include "sample.h"
 #include "rng.h"
 #include "util.h"
 
@@ -61,15 +62,6 @@ static parm_guide *make_guide(const char *backbone, int k, int merge, uint64_t s
 	if (!g)
 		die("%s", parm_error());
 	return g;
-}
-
-static int argmax(const float *x, int n)
-{
-	int best = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
 }
 
 /* CPU seconds of the process: on one thread, a measure that other jobs
@@ -118,7 +110,7 @@ static double step_time(const parm_model *base, parm_guide **g, int n_g, int bat
 		if (step >= WARM)
 			t[step - WARM] = cpu_now() - t0;
 		for (int s = 0; s < batch; s++)
-			tokens[s] = argmax(logits + (size_t)s * V, V);
+			tokens[s] = parm_argmax(logits + (size_t)s * V, NULL, V);
 	}
 	for (int s = 0; s < batch; s++)
 		for (int j = 0; j < n_g; j++)

@@ -2,6 +2,7 @@
  * decoding in one process through the library, and its reproducibility
  * across batch sizes and seeds. */
 #include "model.h"
+#include "sample.h"
 #include "tap.h"
 #include "util.h"
 
@@ -18,15 +19,6 @@ static const char *prompts[] = {
 #define N_PROMPTS (int)(sizeof prompts / sizeof *prompts)
 #define MAX_TOKENS 12
 
-static int argmax(const float *x, int n)
-{
-	int best = 0;
-	for (int i = 1; i < n; i++)
-		if (x[i] > x[best])
-			best = i;
-	return best;
-}
-
 /* Greedy decoding of one prompt, one sequence at a time. */
 static void greedy_one(const parm_model *m, const char *prompt, char *out, size_t cap)
 {
@@ -38,7 +30,7 @@ static void greedy_one(const parm_model *m, const char *prompt, char *out, size_
 	size_t len = 0;
 	parm_forward(m, kv, n, ids, slots, NULL, logits);
 	for (int t = 0; t < MAX_TOKENS; t++) {
-		int tok = argmax(logits, V);
+		int tok = parm_argmax(logits, NULL, V);
 		if (tok == parm_tok_eos(m->tok))
 			break;
 		size_t pl;
