@@ -11,9 +11,10 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
-#ifdef __F16C__
+#if defined(__F16C__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -305,4 +306,182 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n)
 		quant_q4_0(out, in, n);
 		break;
 	}
+}
+
+/* Fused dot products: a quantised row against float vectors, read in place.
+ * A block contributes d * sum(q * x): 32 products summed unscaled, one
+ * multiply by the scale, so the weights are never written out as floats.
+ * The vectors are gcc's generic ones (16 floats: one zmm with AVX-512, two
+ * ymm with AVX2, plain loops elsewhere); fp-contract lets a += v * x be an
+ * FMA where the target has one. */
+
+void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,
+		   const float *x, int nx, int64_t n)
+{
+	float *w = xmalloc(n * sizeof *w);
+	dequant_row_ref(w, row, t, n);
+	for (int i = 0; i < nx; i++) {
+		double sum = 0;
+		for (int64_t k = 0; k < n; k++)
+			sum += (double)w[k] * x[i * n + k];
+		y[i * ys] = (float)sum;
+	}
+	free(w);
+}
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int8_t v16i8 __attribute__((vector_size(16)));
+typedef uint8_t v16u8 __attribute__((vector_size(16)));
+
+#define FUSED __attribute__((always_inline, optimize("fp-contract=fast"))) static inline
+
+FUSED v16f load16(const float *p)
+{
+	v16f v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+/* A block's scale, converted inline: this runs once per 32 weights. */
+FUSED float block_scale(uint16_t h)
+{
+#ifdef __F16C__
+	return _cvtsh_ss(h);
+#else
+	return f16_to_f32(h);
+#endif
+}
+
+FUSED float hsum16(v16f v)
+{
+	float s = 0;
+	for (int i = 0; i < 16; i++)
+		s += v[i];
+	return s;
+}
+
+/* 16 signed bytes as floats.  Spelled out: gcc's __builtin_convertvector
+ * widens bytes to floats one element at a time. */
+FUSED v16f widen_i8(v16i8 b)
+{
+	v16f v;
+#if defined(__AVX512F__)
+	__m128i q;
+	memcpy(&q, &b, sizeof q);
+	__m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+	memcpy(&v, &f, sizeof v);
+#elif defined(__AVX2__)
+	__m128i q;
+	memcpy(&q, &b, sizeof q);
+	__m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+	__m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
+	memcpy(&v, &lo, sizeof lo);
+	memcpy((char *)&v + sizeof lo, &hi, sizeof hi);
+#else
+	for (int i = 0; i < 16; i++)
+		v[i] = b[i];
+#endif
+	return v;
+}
+
+/* Block b unscaled as its elements 0..15 (lo) and 16..31 (hi). */
+typedef void unpack_fn(v16f *lo, v16f *hi, float *d, const void *b);
+
+FUSED void unpack_q8_0(v16f *lo, v16f *hi, float *d, const void *p)
+{
+	const block_q8_0 *b = p;
+	v16i8 a, c;
+	memcpy(&a, b->qs, sizeof a);
+	memcpy(&c, b->qs + 16, sizeof c);
+	*lo = widen_i8(a);
+	*hi = widen_i8(c);
+	*d = block_scale(b->d);
+}
+
+FUSED void unpack_q4_0(v16f *lo, v16f *hi, float *d, const void *p)
+{
+	const block_q4_0 *b = p;
+	v16u8 q;
+	memcpy(&q, b->qs, sizeof q);
+	*lo = widen_i8((v16i8)(q & 15) - 8);
+	*hi = widen_i8((v16i8)(q >> 4) - 8);
+	*d = block_scale(b->d);
+}
+
+FUSED v16f block_dot(v16f lo, v16f hi, const float *x)
+{
+	return lo * load16(x) + hi * load16(x + 16);
+}
+
+/* y[0] (and y[ys] when two) = row . x (x1): nb blocks of bb bytes, two at
+ * a time into separate sums so the adds do not wait on each other. */
+FUSED void dot_blocks(float *y, size_t ys, const char *row, size_t bb, unpack_fn *unpack,
+		      const float *x, const float *x1, int two, int64_t nb)
+{
+	v16f a0 = { 0 }, a1 = a0, b0 = a0, b1 = a0, lo, hi, lo2, hi2;
+	float d, d2;
+	int64_t k = 0;
+	for (; k + 2 <= nb; k += 2) {
+		const float *xk = x + k * QK, *x1k = x1 + k * QK;
+		unpack(&lo, &hi, &d, row + k * bb);
+		unpack(&lo2, &hi2, &d2, row + (k + 1) * bb);
+		a0 += block_dot(lo, hi, xk) * d;
+		a1 += block_dot(lo2, hi2, xk + QK) * d2;
+		if (two) {
+			b0 += block_dot(lo, hi, x1k) * d;
+			b1 += block_dot(lo2, hi2, x1k + QK) * d2;
+		}
+	}
+	if (k < nb) {
+		unpack(&lo, &hi, &d, row + k * bb);
+		a0 += block_dot(lo, hi, x + k * QK) * d;
+		if (two)
+			b0 += block_dot(lo, hi, x1 + k * QK) * d;
+	}
+	y[0] = hsum16(a0 + a1);
+	if (two)
+		y[ys] = hsum16(b0 + b1);
+}
+
+/* Two vectors per pass over the row (it stays in L1 for the next pair). */
+FUSED void dot_pairs(float *y, size_t ys, const void *row, size_t bb, unpack_fn *unpack,
+		     const float *x, int nx, int64_t n)
+{
+	int i = 0;
+	for (; i + 2 <= nx; i += 2)
+		dot_blocks(y + i * ys, ys, row, bb, unpack, x + i * n, x + (i + 1) * n, 1, n / QK);
+	if (i < nx)
+		dot_blocks(y + i * ys, ys, row, bb, unpack, x + i * n, x + i * n, 0, n / QK);
+}
+
+/* Other types: dequantised a chunk at a time onto the stack. */
+static void dot_dequant(float *y, size_t ys, const void *row, enum ggml_type t,
+			const float *x, int nx, int64_t n)
+{
+	enum { CHUNK = 256 };
+	float w[CHUNK];
+	for (int i = 0; i < nx; i++)
+		y[i * ys] = 0;
+	for (int64_t k = 0; k < n; k += CHUNK) {
+		int64_t len = n - k < CHUNK ? n - k : CHUNK;
+		dequant_row(w, (const char *)row + ggml_row_bytes(t, k), t, len);
+		for (int i = 0; i < nx; i++) {
+			float sum = 0;
+			for (int64_t j = 0; j < len; j++)
+				sum += w[j] * x[i * n + k + j];
+			y[i * ys] += sum;
+		}
+	}
+}
+
+__attribute__((optimize("fp-contract=fast")))
+void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
+	       const float *x, int nx, int64_t n)
+{
+	if (t == GGML_Q8_0)
+		dot_pairs(y, ys, row, sizeof(block_q8_0), unpack_q8_0, x, nx, n);
+	else if (t == GGML_Q4_0)
+		dot_pairs(y, ys, row, sizeof(block_q4_0), unpack_q4_0, x, nx, n);
+	else
+		dot_dequant(y, ys, row, t, x, nx, n);
 }

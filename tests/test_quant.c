@@ -220,6 +220,34 @@ static void test_fast_vs_ref_random_bits(void)
 	ok(!memcmp(f + 1, fr, 37 * sizeof(float)), "bf16: fast = ref on a 37-element row (chunks and tail)");
 }
 
+/* The fused dot against the dequantise-then-dot reference, for one vector
+ * and for pairs plus an odd one out, an odd block count, every type;
+ * tolerance relative to sum |w x|, since summing per block reorders. */
+static void test_quant_dot(enum ggml_type t, int nx, int64_t n)
+{
+	enum { MAXX = 5, MAXN = 32 * 33 };
+	static float x[MAXX * MAXN], wf[MAXN], w[MAXN], y[MAXX * 3], yr[MAXX * 3];
+	static uint8_t row[MAXN * 4];
+	for (int64_t i = 0; i < nx * n; i++)
+		x[i] = rng_normal();
+	for (int64_t k = 0; k < n; k++)
+		wf[k] = rng_normal() * 0.1f;
+	quant_row(row, wf, t, n);
+	dequant_row_ref(w, row, t, n);
+	quant_dot(y, 3, row, t, x, nx, n);
+	quant_dot_ref(yr, 3, row, t, x, nx, n);
+	double worst = 0;
+	for (int i = 0; i < nx; i++) {
+		double mag = 0;
+		for (int64_t k = 0; k < n; k++)
+			mag += fabs((double)w[k] * x[i * n + k]);
+		double e = fabs((double)y[i * 3] - yr[i * 3]) / (mag > 0 ? mag : 1);
+		worst = e > worst || e != e ? e : worst;
+	}
+	ok(worst < 1e-6, "%s: quant_dot = ref for %d x %lld (rel err %.2g)",
+	   ggml_type_name(t), nx, (long long)n, worst);
+}
+
 int main(void)
 {
 	(void)skip, (void)fixtures_dir;         /* tap.h helpers not needed here */
@@ -238,5 +266,11 @@ int main(void)
 	test_block_type(GGML_BF16, 1.0f / 128);
 	test_block_type(GGML_F32, 0);
 	test_fast_vs_ref_random_bits();
+	const enum ggml_type dot_types[] = { GGML_Q8_0, GGML_Q4_0, GGML_F16, GGML_BF16, GGML_F32 };
+	for (size_t k = 0; k < sizeof dot_types / sizeof dot_types[0]; k++) {
+		test_quant_dot(dot_types[k], 1, 32);
+		test_quant_dot(dot_types[k], 5, 32 * 33);
+		test_quant_dot(dot_types[k], 2, 32 * 8);
+	}
 	return tap_done();
 }
