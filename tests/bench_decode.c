@@ -147,6 +147,7 @@ int main(int argc, char **argv)
 		{ "tiny", 64, 2, 4, 2, 192, GGML_F32 },
 		{ "134M", 768, 12, 12, 12, 2048, GGML_F32 },
 		{ "134M", 768, 12, 12, 12, 2048, GGML_Q8_0 },
+		{ "134M", 768, 12, 12, 12, 2048, GGML_Q4_0 },
 	};
 	char cache[4096];
 	const char *home = getenv("HOME");
