@@ -628,29 +628,35 @@ void log_softmax_forward(float *out, const float *x, int n, int v)
 	}
 }
 
+/* The row's maximum and log of the sum of exp(x - max), in double. */
+static void row_max_logsum_ref(const float *x, int v, double *max, double *logsum)
+{
+	double m = -INFINITY, sum = 0;
+	for (int k = 0; k < v; k++)
+		m = x[k] > m ? x[k] : m;
+	for (int k = 0; k < v; k++)
+		sum += exp(x[k] - m);
+	*max = m;
+	*logsum = log(sum);
+}
+
 void softmax_forward_ref(float *out, const float *x, int n, int v)
 {
 	for (int i = 0; i < n; i++) {
-		double m = -INFINITY, sum = 0;
+		double m, logsum;
+		row_max_logsum_ref(x + (size_t)i * v, v, &m, &logsum);
 		for (int k = 0; k < v; k++)
-			m = x[i * v + k] > m ? x[i * v + k] : m;
-		for (int k = 0; k < v; k++)
-			sum += exp(x[i * v + k] - m);
-		for (int k = 0; k < v; k++)
-			out[i * v + k] = (float)(exp(x[i * v + k] - m) / sum);
+			out[(size_t)i * v + k] = (float)exp(x[(size_t)i * v + k] - m - logsum);
 	}
 }
 
 void log_softmax_forward_ref(float *out, const float *x, int n, int v)
 {
 	for (int i = 0; i < n; i++) {
-		double m = -INFINITY, sum = 0;
+		double m, logsum;
+		row_max_logsum_ref(x + (size_t)i * v, v, &m, &logsum);
 		for (int k = 0; k < v; k++)
-			m = x[i * v + k] > m ? x[i * v + k] : m;
-		for (int k = 0; k < v; k++)
-			sum += exp(x[i * v + k] - m);
-		for (int k = 0; k < v; k++)
-			out[i * v + k] = (float)(x[i * v + k] - m - log(sum));
+			out[(size_t)i * v + k] = (float)(x[(size_t)i * v + k] - m - logsum);
 	}
 }
 

@@ -49,6 +49,16 @@ fixtures_dir() {
 	fi
 }
 
+# need_fixtures WHAT: set $fx to the vocab fixtures' directory, or report
+# WHAT as skipped (saying why) and end the test script.
+need_fixtures() {
+	fx=$(fixtures_dir)
+	[ -n "$fx" ] && return
+	skip "no tokenizer fixtures (make test-fixtures)" "$1"
+	done_testing
+	exit
+}
+
 done_testing() {
 	echo "1..$tap_n"
 	[ $tap_fail -eq 0 ]

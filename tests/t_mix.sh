@@ -4,11 +4,7 @@
 # bad inputs: one line naming parm-mix, non-zero exit, nothing on stdout.
 # ARMs are made by tests/test_mix --make-arm (random adapters).
 . tests/lib.sh
-fx=$(fixtures_dir)
-if [ -z "$fx" ]; then
-	skip "no tokenizer fixtures (make test-fixtures)" "parm-mix tests"
-	done_testing; exit
-fi
+need_fixtures "parm-mix tests"
 top=$PWD
 mkarm="$top/tests/test_mix --make-arm"
 cd "$T" || exit 1

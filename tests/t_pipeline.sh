@@ -2,11 +2,7 @@
 # t_pipeline - the generation pipe as a user types it, and every kind of
 # bad input: one line naming the tool, non-zero exit, nothing on stdout.
 . tests/lib.sh
-fx=$(fixtures_dir)
-if [ -z "$fx" ]; then
-	skip "no tokenizer fixtures (make test-fixtures)" "pipeline tests"
-	done_testing; exit
-fi
+need_fixtures "pipeline tests"
 cd "$T" || exit 1
 parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 64 --layers 2 \
 	--heads 4 --kv-heads 2 --ctx 64 --seed 3 -o m.gguf 2>init.err ||

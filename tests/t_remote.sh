@@ -5,11 +5,7 @@
 # AMX off because its kernels crashed on q8_0), compared with running the
 # same file locally.
 . tests/lib.sh
-fx=$(fixtures_dir)
-if [ -z "$fx" ]; then
-	skip "no tokenizer fixtures (make test-fixtures)" "remote tests"
-	done_testing; exit
-fi
+need_fixtures "remote tests"
 top=$PWD
 server_bin="$HOME/.cache/parm/llama.cpp/bin/llama-server"
 pids=

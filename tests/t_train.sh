@@ -4,11 +4,7 @@
 # objectives follows alpha, a killed run resumes to the same bytes, and
 # every kind of bad input is one clear line with nothing written.
 . tests/lib.sh
-fx=$(fixtures_dir)
-if [ -z "$fx" ]; then
-	skip "no tokenizer fixtures (make test-fixtures)" "training tests"
-	done_testing; exit
-fi
+need_fixtures "training tests"
 cd "$T" || exit 1
 parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 32 --layers 1 \
 	--heads 2 --ctx 64 --seed 3 -o m.gguf 2>init.err ||
