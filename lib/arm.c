@@ -868,3 +868,31 @@ float *parm_arm_merged_weight(const parm_arm *a, int l, enum parm_target t, cons
 	free(M);
 	return W;
 }
+
+/* ---- the unmerged path ---- */
+
+/* The mix of adapter i (layer-major, as arm->adapters) in a buffer of them. */
+static float *mix_of(const parm_arm *a, float *M, int i)
+{
+	int r = a->r1 + a->r2;
+	return M + (size_t)i * r * r;
+}
+
+void parm_arm_mix_adapters(const parm_arm *a, const float *alpha, float *M)
+{
+	for (int i = 0; i < a->backbone->cfg.n_layers * a->n_targets; i++)
+		pblora_mix(mix_of(a, M, i), &a->adapters[i], alpha);
+}
+
+parm_adapter *parm_arm_adapters(const parm_arm *a, const float *alpha, float **M)
+{
+	int L = a->backbone->cfg.n_layers, r = a->r1 + a->r2;
+	parm_adapter *ad = xcalloc((size_t)L * PARM_N_PROJ, sizeof *ad);
+	*M = xmalloc(((size_t)L * a->n_targets * r * r + 1) * sizeof **M);
+	parm_arm_mix_adapters(a, alpha, *M);
+	for (int l = 0; l < L; l++)
+		for (int i = 0; i < a->n_targets; i++)
+			ad[l * PARM_N_PROJ + a->targets[i]] = (parm_adapter){
+				&a->adapters[l * a->n_targets + i], mix_of(a, *M, l * a->n_targets + i) };
+	return ad;
+}

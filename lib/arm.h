@@ -136,6 +136,14 @@ int parm_arm_parse_pref(const parm_arm *arm, const char *s, float *alpha);
 float *parm_arm_merged_weight(const parm_arm *arm, int l, enum parm_target t,
 			      const float *alpha);
 
+/* The unmerged path: adapters[n_layers * PARM_N_PROJ] for
+ * parm_forward_adapted at preference alpha[k], pointing at the ARM's
+ * adapters (so it must outlive them) and at the mixes, stored in *M
+ * (both xmalloc; free both).  After alpha or the adapters change,
+ * parm_arm_mix_adapters refills *M in place. */
+parm_adapter *parm_arm_adapters(const parm_arm *arm, const float *alpha, float **M);
+void parm_arm_mix_adapters(const parm_arm *arm, const float *alpha, float *M);
+
 /* SHA-256 of a whole file, streamed, as 64 hex digits + NUL in hex[65];
  * size gets the byte count when not NULL. */
 int parm_sha256_file(const char *path, char hex[65], uint64_t *size);

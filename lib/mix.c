@@ -82,21 +82,6 @@ static int build_merged(parm_guide *g)
 	return 0;
 }
 
-static void build_unmerged(parm_guide *g)
-{
-	const parm_arm *a = g->arm;
-	int L = a->backbone->cfg.n_layers, r = a->r1 + a->r2;
-	g->ad = xcalloc((size_t)L * PARM_N_PROJ, sizeof *g->ad);
-	g->M = xmalloc((size_t)L * a->n_targets * r * r * sizeof *g->M);
-	for (int l = 0; l < L; l++)
-		for (int i = 0; i < a->n_targets; i++) {
-			float *M = g->M + ((size_t)l * a->n_targets + i) * r * r;
-			const parm_pblora *p = &a->adapters[l * a->n_targets + i];
-			pblora_mix(M, p, g->alpha);
-			g->ad[l * PARM_N_PROJ + a->targets[i]] = (parm_adapter){ p, M };
-		}
-}
-
 static const char *arm_name(const parm_guide *g)
 {
 	return g->arm->path ? g->arm->path : "the ARM";
@@ -127,7 +112,7 @@ static parm_guide *guide_ready(parm_guide *g)
 		return NULL;
 	}
 	if (!g->merged)
-		build_unmerged(g);
+		g->ad = parm_arm_adapters(g->arm, g->alpha, &g->M);
 	return g;
 }
 

@@ -204,48 +204,28 @@ int parm_run_scorer(double *scores, const char *name, const char *command,
 
 struct parm_arm_scorer {
 	const parm_arm *arm;
-	parm_model view;        /* the backbone with merged matrices */
-	float **merged;         /* [n_layers * n_targets], owned */
+	parm_adapter *ad;       /* [n_layers * PARM_N_PROJ], on the ARM's adapters */
+	float *M;               /* the mixes ad points at, for the current alpha */
 	parm_kv *kv;
 	float *logits;          /* [CHUNK][V] */
 };
 
 enum { CHUNK = 64 };            /* tokens per forward call */
 
-static parm_weight *layer_weight(parm_layer *l, enum parm_target t)
-{
-	return (parm_weight *)parm_layer_proj(l, t);
-}
-
 int parm_arm_scorer_set_pref(parm_arm_scorer *s, const float *alpha)
 {
-	const parm_arm *arm = s->arm;
-	for (int l = 0; l < arm->backbone->cfg.n_layers; l++)
-		for (int i = 0; i < arm->n_targets; i++) {
-			float **slot = &s->merged[l * arm->n_targets + i];
-			float *w = parm_arm_merged_weight(arm, l, arm->targets[i], alpha);
-			if (!w)
-				return -1;
-			free(*slot);
-			*slot = w;
-			parm_weight *dst = layer_weight(&s->view.layers[l], arm->targets[i]);
-			dst->data = w;
-			dst->type = GGML_F32;
-		}
+	parm_arm_mix_adapters(s->arm, alpha, s->M);
 	return 0;
 }
 
 parm_arm_scorer *parm_arm_scorer_new(const parm_arm *arm, const float *alpha)
 {
 	const parm_model *m = arm->backbone;
-	int L = m->cfg.n_layers;
 	parm_arm_scorer *s = xcalloc(1, sizeof *s);
 	s->arm = arm;
-	s->view = *m;
-	s->view.layers = xmemdup(m->layers, L * sizeof *m->layers);
-	s->merged = xcalloc((size_t)L * arm->n_targets + 1, sizeof *s->merged);
+	s->ad = parm_arm_adapters(arm, alpha, &s->M);
 	s->logits = xmalloc((size_t)CHUNK * m->cfg.n_vocab * sizeof *s->logits);
-	if (parm_arm_scorer_set_pref(s, alpha) < 0 || !(s->kv = parm_kv_new(&s->view, 1, 0))) {
+	if (!(s->kv = parm_kv_new(m, 1, 0))) {
 		parm_arm_scorer_free(s);
 		return NULL;
 	}
@@ -256,10 +236,8 @@ void parm_arm_scorer_free(parm_arm_scorer *s)
 {
 	if (!s)
 		return;
-	for (int i = 0; i < s->arm->backbone->cfg.n_layers * s->arm->n_targets; i++)
-		free(s->merged[i]);
-	free(s->merged);
-	free(s->view.layers);
+	free(s->ad);
+	free(s->M);
 	parm_kv_free(s->kv);
 	free(s->logits);
 	free(s);
@@ -280,7 +258,8 @@ static double log_prob(const float *logits, int V, int tok)
 int parm_arm_scorer_logp(parm_arm_scorer *s, const int *seq, int n, int resp_start,
 			 double *sum)
 {
-	int V = s->view.cfg.n_vocab, slot[CHUNK] = {0};
+	const parm_model *m = s->arm->backbone;
+	int V = m->cfg.n_vocab, slot[CHUNK] = {0};
 	uint8_t want[CHUNK];
 	if (resp_start < 1 || resp_start > n)
 		return parm_fail("scoring: response starts at %d of %d tokens", resp_start, n);
@@ -290,12 +269,12 @@ int parm_arm_scorer_logp(parm_arm_scorer *s, const int *seq, int n, int resp_sta
 	*sum = 0;
 	/* token t's logits predict token t + 1; the last token predicts nothing */
 	for (int at = 0; at < n - 1; at += CHUNK) {
-		int m = n - 1 - at < CHUNK ? n - 1 - at : CHUNK, rows = 0;
-		for (int i = 0; i < m; i++)
+		int len = n - 1 - at < CHUNK ? n - 1 - at : CHUNK, rows = 0;
+		for (int i = 0; i < len; i++)
 			want[i] = at + i + 1 >= resp_start;
-		if (parm_forward(&s->view, s->kv, m, seq + at, slot, want, s->logits) < 0)
+		if (parm_forward_adapted(m, s->ad, s->kv, len, seq + at, slot, want, s->logits) < 0)
 			return -1;
-		for (int i = 0; i < m; i++)
+		for (int i = 0; i < len; i++)
 			if (want[i])
 				*sum += log_prob(s->logits + (size_t)rows++ * V, V, seq[at + i + 1]);
 	}

@@ -17,14 +17,17 @@
 int parm_run_scorer(double *scores, const char *name, const char *command,
 		    const char *const *records, const char *const *origins, long n);
 
-/* An ARM as a reward model at a fixed alpha: a view of its backbone with
- * every adapted matrix replaced by W + s B M(alpha) A (parm_arm_merged_weight),
- * run by parm_forward with no dropout. */
+/* An ARM as a reward model at a fixed alpha: its backbone run by
+ * parm_forward_adapted with the adapters unmerged (parm_arm_adapters:
+ * s B M(alpha) A x beside each adapted matrix, no dropout), so nothing
+ * the size of a weight matrix is copied. */
 typedef struct parm_arm_scorer parm_arm_scorer;
 
-/* alpha[arm->k]; the ARM must outlive the scorer. */
+/* alpha[arm->k]; the ARM must outlive the scorer, which reads its
+ * adapters in place (changes to arm->params take effect at the next
+ * parm_arm_scorer_set_pref). */
 parm_arm_scorer *parm_arm_scorer_new(const parm_arm *arm, const float *alpha);
-/* Merge again for another alpha; -1 + parm_error. */
+/* Mix again for another alpha (cheap: r x r a matrix); returns 0. */
 int parm_arm_scorer_set_pref(parm_arm_scorer *s, const float *alpha);
 void parm_arm_scorer_free(parm_arm_scorer *s);
 /* *sum = sum of log pi(seq[t] | seq[<t]) over t in [resp_start, n)

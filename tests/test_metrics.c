@@ -191,6 +191,19 @@ static double direct_logp(const parm_model *m, const int *seq, int n, int resp)
 	return sum;
 }
 
+/* The same sum by one plain forward of the merged model W + s B M(alpha) A. */
+static double merged_logp(const parm_arm *arm, const float *alpha, const int *seq, int n, int resp)
+{
+	parm_model *view = parm_model_view(arm->backbone);
+	for (int l = 0; l < arm->backbone->cfg.n_layers; l++)
+		for (int i = 0; i < arm->n_targets; i++)
+			parm_model_set_weight(view, l, arm->targets[i],
+					      parm_arm_merged_weight(arm, l, arm->targets[i], alpha));
+	double sum = direct_logp(view, seq, n, resp);
+	parm_model_free(view);
+	return sum;
+}
+
 static void test_scorer_vs_forward(const char *model, parm_arm *arm)
 {
 	int seq[150];
@@ -210,6 +223,11 @@ static void test_scorer_vs_forward(const char *model, parm_arm *arm)
 	parm_arm_scorer_set_pref(s, e1);
 	parm_arm_scorer_logp(s, seq, 150, 20, &r1);
 	ok(fabs(r0 - want) > 1e-3 && fabs(r0 - r1) > 1e-3, "trained adapters: alpha changes the score");
+	double m0 = merged_logp(arm, e0, seq, 150, 20), m1 = merged_logp(arm, e1, seq, 150, 20);
+	/* the adapters move the sum by ~0.4, so the bound must be far tighter */
+	ok(fabs(r0 - m0) < 1e-3 && fabs(r1 - m1) < 1e-3,
+	   "trained adapters: unmerged scorer = forward of the merged weights at both alphas (off by %.2g, %.2g)",
+	   r0 - m0, r1 - m1);
 	ok(parm_arm_scorer_logp(s, seq, 150, 0, &r0) < 0 && parm_arm_scorer_logp(s, seq, 150, 150, &r0) == 0 &&
 	   r0 == 0, "resp_start 0 refused; an empty response scores 0");
 	parm_arm_scorer_free(s);
