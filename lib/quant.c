@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__F16C__) || defined(__AVX2__)
+#if defined(__F16C__) || defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -309,11 +309,14 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n)
 }
 
 /* Fused dot products: a quantised row against float vectors, read in place.
- * A block contributes d * sum(q * x): 32 products summed unscaled, one
- * multiply by the scale, so the weights are never written out as floats.
- * The vectors are gcc's generic ones (16 floats: one zmm with AVX-512, two
- * ymm with AVX2, plain loops elsewhere); fp-contract lets a += v * x be an
- * FMA where the target has one. */
+ * A block is unpacked and scaled into registers once, then multiplied into
+ * every vector of the group, so the weights are never written out as floats
+ * and batched decode reads each row once, not once per vector or pair.
+ * A block is NV registers of VL floats (zmm, ymm, or gcc's 16-byte vectors
+ * elsewhere); fp-contract lets a += w * x be an FMA where there is one.
+ * GROUP is the vectors per pass over a row and SPLIT the sums per block
+ * and vector: enough independent adds to hide the FMA latency, few enough
+ * that the sums and a block stay in registers. */
 
 void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,
 		   const float *x, int nx, int64_t n)
@@ -329,15 +332,22 @@ void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,
 	free(w);
 }
 
-typedef float v16f __attribute__((vector_size(64)));
-typedef int8_t v16i8 __attribute__((vector_size(16)));
-typedef uint8_t v16u8 __attribute__((vector_size(16)));
+#if defined(__AVX512F__)
+enum { VL = 16, GROUP = 8, SPLIT = 2 };
+#elif defined(__AVX2__) && defined(__FMA__)
+enum { VL = 8, GROUP = 4, SPLIT = 2 };
+#else
+enum { VL = 4, GROUP = 4, SPLIT = 1 };
+#endif
+enum { NV = QK / VL };
+
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 
 #define FUSED __attribute__((always_inline, optimize("fp-contract=fast"))) static inline
 
-FUSED v16f load16(const float *p)
+FUSED vf loadv(const float *p)
 {
-	v16f v;
+	vf v;
 	memcpy(&v, p, sizeof v);
 	return v;
 }
@@ -352,109 +362,160 @@ FUSED float block_scale(uint16_t h)
 #endif
 }
 
-FUSED float hsum16(v16f v)
+/* Halving, not a loop: a serial chain of adds costs as much as a short
+ * row's worth of blocks, once per row and vector. */
+FUSED float hsum(vf v)
 {
-	float s = 0;
-	for (int i = 0; i < 16; i++)
-		s += v[i];
-	return s;
+#if defined(__AVX512F__)
+	__m512 z;
+	memcpy(&z, &v, sizeof z);
+	return _mm512_reduce_add_ps(z);
+#elif defined(__AVX2__) && defined(__FMA__)
+	__m256 a;
+	memcpy(&a, &v, sizeof a);
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+#else
+	return (v[0] + v[1]) + (v[2] + v[3]);
+#endif
 }
 
-/* 16 signed bytes as floats.  Spelled out: gcc's __builtin_convertvector
+/* VL signed bytes as floats.  Spelled out: gcc's __builtin_convertvector
  * widens bytes to floats one element at a time. */
-FUSED v16f widen_i8(v16i8 b)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+FUSED vf widen_i8(const int8_t *q)
 {
-	v16f v;
+	vf v;
 #if defined(__AVX512F__)
-	__m128i q;
-	memcpy(&q, &b, sizeof q);
-	__m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
-	memcpy(&v, &f, sizeof v);
-#elif defined(__AVX2__)
-	__m128i q;
-	memcpy(&q, &b, sizeof q);
-	__m256 lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-	__m256 hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
-	memcpy(&v, &lo, sizeof lo);
-	memcpy((char *)&v + sizeof lo, &hi, sizeof hi);
+	__m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
 #else
-	for (int i = 0; i < 16; i++)
-		v[i] = b[i];
+	__m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
 #endif
+	memcpy(&v, &f, sizeof v);
 	return v;
 }
+#endif
 
-/* Block b unscaled as its elements 0..15 (lo) and 16..31 (hi). */
-typedef void unpack_fn(v16f *lo, v16f *hi, float *d, const void *b);
+/* Block b as w[j] = its elements j * VL .. j * VL + VL - 1, scaled: each
+ * weight is f32(d) * q rounded once, the value dequant_row_ref gives. */
+typedef void unpack_fn(vf w[NV], const void *b);
 
-FUSED void unpack_q8_0(v16f *lo, v16f *hi, float *d, const void *p)
+FUSED void unpack_q8_0(vf w[NV], const void *p)
 {
 	const block_q8_0 *b = p;
-	v16i8 a, c;
-	memcpy(&a, b->qs, sizeof a);
-	memcpy(&c, b->qs + 16, sizeof c);
-	*lo = widen_i8(a);
-	*hi = widen_i8(c);
-	*d = block_scale(b->d);
+	const float d = block_scale(b->d);
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#pragma GCC unroll 8
+	for (int j = 0; j < NV; j++)
+		w[j] = widen_i8(b->qs + j * VL) * d;
+#else
+	float f[QK];            /* a whole block: a loop gcc vectorises */
+	for (int j = 0; j < QK; j++)
+		f[j] = d * b->qs[j];
+	memcpy(w, f, sizeof f);
+#endif
 }
 
-FUSED void unpack_q4_0(v16f *lo, v16f *hi, float *d, const void *p)
+/* Q4_0 nibbles are split on 32-bit lanes (x86 has no byte shift), and
+ * (q - 8) * d is one fused q * d - 8d: 8d is exact, so it rounds once. */
+#if defined(__AVX512F__)
+FUSED void unpack_q4_0(vf w[NV], const void *p)
 {
 	const block_q4_0 *b = p;
-	v16u8 q;
-	memcpy(&q, b->qs, sizeof q);
-	*lo = widen_i8((v16i8)(q & 15) - 8);
-	*hi = widen_i8((v16i8)(q >> 4) - 8);
-	*d = block_scale(b->d);
+	const __m512 d = _mm512_set1_ps(block_scale(b->d)), off = -8 * d;
+	__m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)b->qs));
+	__m512 f[2] = {
+		_mm512_cvtepi32_ps(_mm512_and_si512(q, _mm512_set1_epi32(15))),
+		_mm512_cvtepi32_ps(_mm512_srli_epi32(q, 4)),
+	};
+	for (int j = 0; j < 2; j++)
+		f[j] = _mm512_fmadd_ps(f[j], d, off);
+	memcpy(w, f, sizeof f);
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+FUSED void unpack_q4_0(vf w[NV], const void *p)
+{
+	const block_q4_0 *b = p;
+	const __m256 d = _mm256_set1_ps(block_scale(b->d)), off = -8 * d;
+	const __m256i m = _mm256_set1_epi32(15);
+	__m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+	__m256i q0 = _mm256_cvtepu8_epi32(raw), q1 = _mm256_cvtepu8_epi32(_mm_srli_si128(raw, 8));
+	__m256 f[4] = {
+		_mm256_cvtepi32_ps(_mm256_and_si256(q0, m)), _mm256_cvtepi32_ps(_mm256_and_si256(q1, m)),
+		_mm256_cvtepi32_ps(_mm256_srli_epi32(q0, 4)), _mm256_cvtepi32_ps(_mm256_srli_epi32(q1, 4)),
+	};
+	for (int j = 0; j < 4; j++)
+		f[j] = _mm256_fmadd_ps(f[j], d, off);
+	memcpy(w, f, sizeof f);
+}
+#else
+FUSED void unpack_q4_0(vf w[NV], const void *p)
+{
+	const block_q4_0 *b = p;
+	const float d = block_scale(b->d);
+	float f[QK];
+	for (int j = 0; j < QK / 2; j++) {
+		f[j] = d * ((b->qs[j] & 15) - 8);
+		f[j + QK / 2] = d * ((b->qs[j] >> 4) - 8);
+	}
+	memcpy(w, f, sizeof f);
+}
+#endif
+
+/* acc[i][u][*] += block . x[i] for i < nt, over s sums. */
+FUSED void dot_block(vf acc[GROUP][2][2], const char *blk, unpack_fn *unpack,
+		     const float *x, int64_t n, int nt, int u, int s)
+{
+	vf w[NV];
+	unpack(w, blk);
+#pragma GCC unroll 8
+	for (int i = 0; i < nt; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < NV; j++)
+			acc[i][u][j % s] += w[j] * loadv(x + i * n + j * VL);
 }
 
-FUSED v16f block_dot(v16f lo, v16f hi, const float *x)
+/* y[i * ys] = row . x[i] for i < nt (a constant once inlined), the row
+ * read once for all of them; one vector alternates two blocks' sums. */
+FUSED void dot_group(float *y, size_t ys, const char *row, size_t bb, unpack_fn *unpack,
+		     const float *x, int64_t n, const int nt)
 {
-	return lo * load16(x) + hi * load16(x + 16);
-}
-
-/* y[0] (and y[ys] when two) = row . x (x1): nb blocks of bb bytes, two at
- * a time into separate sums so the adds do not wait on each other. */
-FUSED void dot_blocks(float *y, size_t ys, const char *row, size_t bb, unpack_fn *unpack,
-		      const float *x, const float *x1, int two, int64_t nb)
-{
-	v16f a0 = { 0 }, a1 = a0, b0 = a0, b1 = a0, lo, hi, lo2, hi2;
-	float d, d2;
-	int64_t k = 0;
-	for (; k + 2 <= nb; k += 2) {
-		const float *xk = x + k * QK, *x1k = x1 + k * QK;
+	const int steps = nt == 1 ? 2 : 1, s = nt <= 2 ? 2 : SPLIT;
+	vf acc[GROUP][2][2] = { 0 };
+	int64_t nb = n / QK, k = 0;
+	for (; k + steps <= nb; k += steps) {
 		/* 4 KB ahead, into the next rows of the tile: the hardware
 		 * prefetcher alone leaves the stream short of memory speed */
 		__builtin_prefetch(row + k * bb + 4096);
-		unpack(&lo, &hi, &d, row + k * bb);
-		unpack(&lo2, &hi2, &d2, row + (k + 1) * bb);
-		a0 += block_dot(lo, hi, xk) * d;
-		a1 += block_dot(lo2, hi2, xk + QK) * d2;
-		if (two) {
-			b0 += block_dot(lo, hi, x1k) * d;
-			b1 += block_dot(lo2, hi2, x1k + QK) * d2;
-		}
+#pragma GCC unroll 2
+		for (int u = 0; u < steps; u++)
+			dot_block(acc, row + (k + u) * bb, unpack, x + (k + u) * QK, n, nt, u, s);
 	}
-	if (k < nb) {
-		unpack(&lo, &hi, &d, row + k * bb);
-		a0 += block_dot(lo, hi, x + k * QK) * d;
-		if (two)
-			b0 += block_dot(lo, hi, x1 + k * QK) * d;
-	}
-	y[0] = hsum16(a0 + a1);
-	if (two)
-		y[ys] = hsum16(b0 + b1);
+	for (; k < nb; k++)
+		dot_block(acc, row + k * bb, unpack, x + k * QK, n, nt, 0, s);
+#pragma GCC unroll 8
+	for (int i = 0; i < nt; i++)
+		y[i * ys] = hsum(acc[i][0][0] + acc[i][0][1] + acc[i][1][0] + acc[i][1][1]);
 }
 
-/* Two vectors per pass over the row (it stays in L1 for the next pair). */
-FUSED void dot_pairs(float *y, size_t ys, const void *row, size_t bb, unpack_fn *unpack,
-		     const float *x, int nx, int64_t n)
+/* The vectors a group at a time (the row stays in L1 for the next group). */
+FUSED void dot_groups(float *y, size_t ys, const void *row, size_t bb, unpack_fn *unpack,
+		      const float *x, int nx, int64_t n)
 {
-	int i = 0;
-	for (; i + 2 <= nx; i += 2)
-		dot_blocks(y + i * ys, ys, row, bb, unpack, x + i * n, x + (i + 1) * n, 1, n / QK);
-	if (i < nx)
-		dot_blocks(y + i * ys, ys, row, bb, unpack, x + i * n, x + i * n, 0, n / QK);
+	for (int i = 0; i < nx;) {
+		int left = nx - i;
+		const float *xi = x + (size_t)i * n;
+		float *yi = y + (size_t)i * ys;
+		if (left >= 8 && GROUP >= 8)
+			dot_group(yi, ys, row, bb, unpack, xi, n, 8), i += 8;
+		else if (left >= 4)
+			dot_group(yi, ys, row, bb, unpack, xi, n, 4), i += 4;
+		else if (left >= 2)
+			dot_group(yi, ys, row, bb, unpack, xi, n, 2), i += 2;
+		else
+			dot_group(yi, ys, row, bb, unpack, xi, n, 1), i += 1;
+	}
 }
 
 /* Other types: dequantised a chunk at a time onto the stack. */
@@ -482,9 +543,9 @@ void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
 	       const float *x, int nx, int64_t n)
 {
 	if (t == GGML_Q8_0)
-		dot_pairs(y, ys, row, sizeof(block_q8_0), unpack_q8_0, x, nx, n);
+		dot_groups(y, ys, row, sizeof(block_q8_0), unpack_q8_0, x, nx, n);
 	else if (t == GGML_Q4_0)
-		dot_pairs(y, ys, row, sizeof(block_q4_0), unpack_q4_0, x, nx, n);
+		dot_groups(y, ys, row, sizeof(block_q4_0), unpack_q4_0, x, nx, n);
 	else
 		dot_dequant(y, ys, row, t, x, nx, n);
 }

@@ -27,8 +27,9 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n);
 /* y[i * ys] = row . x[i][n] for i < nx: one row of type t (n a multiple of
  * its block) against nx float vectors, the row read in place, so decoding
  * streams quantised weights without writing them out as floats.  Q8_0 and
- * Q4_0 sum q * x per block and scale once, so they differ from a dot with
- * dequant_row's output in the last bits. */
+ * Q4_0 read the row once per group of up to 8 vectors (4 without AVX-512)
+ * and use dequant_row's weights, but sum in another order, so they differ
+ * from a plain dot in the last bits. */
 void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
 	       const float *x, int nx, int64_t n);
 void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,

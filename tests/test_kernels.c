@@ -168,8 +168,9 @@ int main(void)
 	}
 	test_matmul(GGML_F32, 8, 100, 37);     /* in not a multiple of 8 */
 	test_matmul(GGML_F16, 2, 36, 5);
-	test_matmul(GGML_Q8_0, 8, 800, 50);    /* fused decode dot: 4 pairs, odd blocks */
-	test_matmul(GGML_Q4_0, 7, 800, 50);    /* 3 pairs and a single */
+	test_matmul(GGML_Q8_0, 8, 800, 50);    /* fused decode dot: one pass of 8 or two of 4, odd blocks */
+	test_matmul(GGML_Q4_0, 7, 800, 50);    /* passes of 4, 2 and 1 */
+	test_matmul(GGML_Q8_0, 6, 800, 50);    /* 4 and 2 */
 	test_matmul_threads();
 	test_rmsnorm();
 	test_rope();

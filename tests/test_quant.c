@@ -220,12 +220,12 @@ static void test_fast_vs_ref_random_bits(void)
 	ok(!memcmp(f + 1, fr, 37 * sizeof(float)), "bf16: fast = ref on a 37-element row (chunks and tail)");
 }
 
-/* The fused dot against the dequantise-then-dot reference, for one vector
- * and for pairs plus an odd one out, an odd block count, every type;
+/* The fused dot against the dequantise-then-dot reference, for one to
+ * eight vectors, odd block counts, every type;
  * tolerance relative to sum |w x|, since summing per block reorders. */
 static void test_quant_dot(enum ggml_type t, int nx, int64_t n)
 {
-	enum { MAXX = 5, MAXN = 32 * 33 };
+	enum { MAXX = 8, MAXN = 32 * 33 };
 	static float x[MAXX * MAXN], wf[MAXN], w[MAXN], y[MAXX * 3], yr[MAXX * 3];
 	static uint8_t row[MAXN * 4];
 	for (int64_t i = 0; i < nx * n; i++)
@@ -272,5 +272,12 @@ int main(void)
 		test_quant_dot(dot_types[k], 5, 32 * 33);
 		test_quant_dot(dot_types[k], 2, 32 * 8);
 	}
+	/* every group size and remainder the fused path splits 1..8 into,
+	 * with odd block counts so the two-block step leaves a tail */
+	for (int nx = 1; nx <= 8; nx++)
+		for (int k = 0; k < 2; k++) {
+			test_quant_dot(GGML_Q8_0, nx, 32 * (k ? 33 : 3));
+			test_quant_dot(GGML_Q4_0, nx, 32 * (k ? 33 : 3));
+		}
 	return tap_done();
 }
