@@ -10,6 +10,8 @@ PKG_LIBS = `pkg-config --libs $(PKGS) 2>/dev/null`
 LIBSRC = $(wildcard lib/*.c)
 LIBOBJ = $(LIBSRC:.c=.o)
 LIBHDR = $(wildcard lib/*.h)
+# installed headers: not the library's private ones
+PUBHDR = $(filter-out lib/tok_internal.h lib/unicode_tab.h,$(LIBHDR))
 TOOLS = $(patsubst %.c,%,$(wildcard tools/parm-*.c))
 TESTS = $(patsubst %.c,%,$(wildcard tests/test_*.c))
 BENCH = $(patsubst %.c,%,$(wildcard tests/bench_*.c))
@@ -71,7 +73,7 @@ fixtures:
 	@sh tests/fetch-fixtures.sh "$(CACHE)/fixtures"
 
 libparm.pc: Makefile config.mk
-	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libparm\nDescription: PARM multi-objective test-time alignment\nVersion: %s\nRequires.private: %s\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lparm\n' \
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libparm\nDescription: PARM multi-objective test-time alignment\nVersion: %s\nRequires: %s\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lparm\n' \
 		"$(PREFIX)" "$(LIBDIR)" "$(INCDIR)" "$(VERSION)" "$(PKGS)" > $@
 
 install: all libparm.a libparm.pc
@@ -80,7 +82,7 @@ install: all libparm.a libparm.pc
 	cp -f $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	cp -f libparm.a $(DESTDIR)$(LIBDIR)/
 	cp -f libparm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
-	cp -f $(LIBHDR) $(DESTDIR)$(INCDIR)/
+	cp -f $(PUBHDR) $(DESTDIR)$(INCDIR)/
 	cp -f $(MAN1) $(DESTDIR)$(MANPREFIX)/man1/
 	cp -f $(MAN5) $(DESTDIR)$(MANPREFIX)/man5/
 	cp -f $(MAN7) $(DESTDIR)$(MANPREFIX)/man7/
