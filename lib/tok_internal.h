@@ -82,6 +82,13 @@ struct tok_heap {
 void heap_push(struct tok_heap *h, struct tok_pair p);
 struct tok_pair heap_pop(struct tok_heap *h);
 
+/* Apply the queued merges best first, skipping stale ones; after each,
+ * offer the merged symbol's new neighbour pairs to try_pair (which pushes
+ * a pair when the encoder's vocabulary or merge table knows it).  The one
+ * merge loop of SentencePiece and byte-level BPE. */
+void tok_merge_all(struct tok_sym *sym, struct tok_heap *heap,
+		   void (*try_pair)(void *work, int left, int right), void *work);
+
 /* Split one fragment of text into symbols and merge; append ids. */
 int spm_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out);
 int bpe_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out);

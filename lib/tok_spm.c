@@ -16,8 +16,9 @@ struct spm_work {
 	struct tok_heap heap;
 };
 
-static void try_pair(struct spm_work *w, int left, int right)
+static void try_pair(void *work, int left, int right)
 {
+	struct spm_work *w = work;
 	struct tok_sym *l, *r;
 	int id;
 	if (left < 0 || right < 0)
@@ -32,19 +33,7 @@ static void try_pair(struct spm_work *w, int left, int right)
 
 static void merge_all(struct spm_work *w)
 {
-	while (w->heap.n) {
-		struct tok_pair p = heap_pop(&w->heap);
-		struct tok_sym *l = &w->sym[p.left], *r = &w->sym[p.right];
-		if (!l->n || !r->n || l->n + r->n != p.size)
-			continue;       /* one side merged since: stale */
-		l->n += r->n;
-		r->n = 0;
-		l->next = r->next;
-		if (r->next >= 0)
-			w->sym[r->next].prev = p.left;
-		try_pair(w, l->prev, p.left);
-		try_pair(w, p.left, l->next);
-	}
+	tok_merge_all(w->sym, &w->heap, try_pair, w);
 }
 
 static int emit_symbol(const parm_tokenizer *t, const char *s, size_t n, struct idvec *out)

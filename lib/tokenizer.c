@@ -61,6 +61,24 @@ struct tok_pair heap_pop(struct tok_heap *h)
 	return top;
 }
 
+void tok_merge_all(struct tok_sym *sym, struct tok_heap *heap,
+		   void (*try_pair)(void *work, int left, int right), void *work)
+{
+	while (heap->n) {
+		struct tok_pair p = heap_pop(heap);
+		struct tok_sym *l = &sym[p.left], *r = &sym[p.right];
+		if (!l->n || !r->n || l->n + r->n != p.size)
+			continue;       /* one side merged since: stale */
+		l->n += r->n;
+		r->n = 0;
+		l->next = r->next;
+		if (r->next >= 0)
+			sym[r->next].prev = p.left;
+		try_pair(work, l->prev, p.left);
+		try_pair(work, p.left, l->next);
+	}
+}
+
 /* Hash tables: token text -> id, (left, right) -> merge rank. */
 
 /* Eight bytes at a time, multiply-mixed: token lookups are the inner loop
