@@ -1,0 +1,56 @@
+#!/bin/sh
+# tests/check-asan.sh DIR CACHE [TARGET...] - make check (or the TARGETs)
+# under ASan + UBSan: make check-asan.  It builds in DIR, a copy of the tracked files as they are in
+# the working tree, so that sanitized objects never mix with the normal
+# build (make decides by dates, not flags) and a build running in the tree
+# is left alone; the copy keeps the files' dates, so a second run rebuilds
+# only what changed.  Fixtures and the llama.cpp reference in CACHE are
+# shared with the tree.  Every report fails: the tool exits non-zero, its
+# stderr holds the report, and tests/san-report.c also logs it, so a report
+# no test looked at still fails the run at the end.
+# $CFLAGS and $LDFLAGS: the normal flags, to which the sanitizers are added.
+set -eu
+usage="usage: sh tests/check-asan.sh DIR CACHE [TARGET...]"
+DIR=${1:?$usage}
+CACHE=${2:?$usage}
+shift 2
+[ $# -gt 0 ] || set -- check
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+CC=${CC:-cc}
+
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+cd "$TOP"
+# tar keeps dates; --ignore-failed-read skips a tracked file deleted in the tree
+git ls-files -z | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xpf - -C "$DIR"
+
+# the copy is not next to ../shared: tell the tests where the fixtures are
+if [ -z "${PARM_FIXTURES:-}" ] && [ -f ../shared/fixtures/vocab/README.md ]; then
+	PARM_FIXTURES=$(cd ../shared/fixtures/vocab && pwd)
+	export PARM_FIXTURES
+fi
+
+hook=$DIR/tests/san-report.o
+$CC $SAN -O1 -g -c -o "$hook" "$DIR/tests/san-report.c"
+
+# halt at the first error; exit 23, an error status of no tool, so a test
+# that checks the status fails; LSan on at exit; what we keep on purpose
+# and do not own is in tests/lsan.supp
+export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:exitcode=23:detect_leaks=1:detect_stack_use_after_return=0"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=23"
+export LSAN_OPTIONS="suppressions=$DIR/tests/lsan.supp:print_suppressions=0"
+export PARM_SAN_LOG="$DIR/sanitizer-reports.log"
+rm -f "$PARM_SAN_LOG"
+
+start=$(date +%s)
+rc=0
+make -C "$DIR" "$@" CACHE="$CACHE" \
+	CFLAGS="${CFLAGS:-} $SAN" LDFLAGS="${LDFLAGS:-} $SAN $hook" || rc=$?
+echo "check-asan: $(( $(date +%s) - start )) s"
+if [ -s "$PARM_SAN_LOG" ]; then
+	echo "check-asan: sanitizer reports (full reports on each tool's stderr):"
+	sed 's/^/    /' "$PARM_SAN_LOG"
+	rc=1
+fi
+exit $rc
