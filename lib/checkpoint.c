@@ -79,18 +79,24 @@ int parm_ckpt_save(const char *path, const parm_ckpt *c)
 typedef struct {
 	FILE *f;
 	uint64_t sum;
+	uint64_t left;          /* bytes of the file not read yet */
 } source;
 
 static int get(source *s, void *p, size_t n)
 {
-	if (fread(p, 1, n, s->f) != n)
+	if (n > s->left || fread(p, 1, n, s->f) != n)
 		return -1;
+	s->left -= n;
 	s->sum = parm_fnv1a(s->sum, p, n);
 	return 0;
 }
 
+/* n floats, allocated only once the file is known to hold them: a corrupt
+ * count must cost an error, not an allocation of what it claims. */
 static int get_floats(source *s, float **out, uint64_t n)
 {
+	if (n > s->left / sizeof(float))
+		return -1;
 	*out = xmalloc(n * sizeof(float) + 1);
 	return get(s, *out, n * sizeof(float));
 }
@@ -105,12 +111,12 @@ static int get_body(source *s, parm_ckpt *c, const char *path)
 		return parm_fail("%s: not a parm-train checkpoint", path);
 	if (get(s, &version, 4) < 0 || version != CKPT_VERSION)
 		return parm_fail("%s: checkpoint version %u, expected %u", path, version, CKPT_VERSION);
-	if (get(s, &fl, 4) < 0 || fl > (1u << 20))
+	if (get(s, &fl, 4) < 0 || fl > (1u << 20) || fl > s->left)
 		return parm_fail("%s: checkpoint is truncated or corrupt", path);
 	c->fingerprint = xcalloc(fl + 1, 1);
 	if (get(s, c->fingerprint, fl) < 0 || get(s, ints, sizeof ints) < 0 ||
 	    get(s, &c->rng, 8) < 0 || get(s, &n, 8) < 0 || get(s, &astep, 8) < 0 ||
-	    n > ((uint64_t)1 << 36) || get_floats(s, &c->params, n) < 0 ||
+	    n > (s->left / 3) / sizeof(float) || get_floats(s, &c->params, n) < 0 ||
 	    get_floats(s, &c->m, n) < 0 || get_floats(s, &c->v, n) < 0)
 		return parm_fail("%s: checkpoint is truncated or corrupt", path);
 	uint64_t want = s->sum;
@@ -124,16 +130,36 @@ static int get_body(source *s, parm_ckpt *c, const char *path)
 	return 0;
 }
 
-int parm_ckpt_load(const char *path, parm_ckpt *c)
+/* The file's size bounds every count in it. */
+static int file_size(FILE *f, uint64_t *size)
 {
+	long end;
+	if (fseek(f, 0, SEEK_END) < 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0)
+		return -1;
+	*size = (uint64_t)end;
+	return 0;
+}
+
+int parm_ckpt_read(FILE *f, const char *name, parm_ckpt *c)
+{
+	source s = { .f = f, .sum = PARM_FNV_SEED };
 	*c = (parm_ckpt){ 0 };
-	source s = { .f = fopen(path, "rb"), .sum = PARM_FNV_SEED };
-	if (!s.f)
-		return parm_fail("%s: cannot resume: %s", path, strerror(errno));
-	int rc = get_body(&s, c, path);
-	fclose(s.f);
+	if (file_size(f, &s.left) < 0)
+		return parm_fail("%s: cannot resume: %s", name, strerror(errno));
+	int rc = get_body(&s, c, name);
 	if (rc < 0)
 		parm_ckpt_free(c);
+	return rc;
+}
+
+int parm_ckpt_load(const char *path, parm_ckpt *c)
+{
+	FILE *f = fopen(path, "rb");
+	*c = (parm_ckpt){ 0 };
+	if (!f)
+		return parm_fail("%s: cannot resume: %s", path, strerror(errno));
+	int rc = parm_ckpt_read(f, path, c);
+	fclose(f);
 	return rc;
 }
 

@@ -57,6 +57,7 @@ struct gguf_file {
 	char *path;
 	const uint8_t *map;
 	size_t size;
+	int mapped;             /* map is ours to munmap (else the caller's buffer) */
 	int n_kv, n_tensors;
 	struct gguf_kv *kv;
 	gguf_tensor *tensors;
@@ -388,8 +389,6 @@ static int read_header(struct cursor *c, uint64_t *n_tensors, uint64_t *n_kv)
 {
 	uint32_t version;
 	snprintf(c->where, sizeof c->where, "header");
-	if (c->end == c->p)
-		return parm_fail("%s: empty file", c->path);
 	if (c->end - c->p < 4 || memcmp(c->p, "GGUF", 4))
 		return parm_fail("%s: not a GGUF file (bad magic)", c->path);
 	c->p += 4;
@@ -430,6 +429,9 @@ static int read_alignment(gguf_file *g)
 
 static int parse(gguf_file *g)
 {
+	/* An empty file has no mapping: map + 0 would be NULL + 0, undefined. */
+	if (!g->size)
+		return parm_fail("%s: empty file", g->path);
 	struct cursor c = { g->map, g->map + g->size, g->path, "" };
 	uint64_t n_tensors = 0, n_kv = 0;
 	if (read_header(&c, &n_tensors, &n_kv) < 0)
@@ -472,6 +474,7 @@ static int map_file(gguf_file *g)
 			return parm_fail("%s: mmap: %s", g->path, strerror(err));
 		}
 		g->map = m;
+		g->mapped = 1;
 	}
 	close(fd);
 	return 0;
@@ -482,6 +485,19 @@ gguf_file *gguf_open(const char *path)
 	gguf_file *g = xcalloc(1, sizeof *g);
 	g->path = xstrdup(path);
 	if (map_file(g) < 0 || parse(g) < 0) {
+		gguf_close(g);
+		return NULL;
+	}
+	return g;
+}
+
+gguf_file *gguf_open_mem(const void *buf, size_t size, const char *name)
+{
+	gguf_file *g = xcalloc(1, sizeof *g);
+	g->path = xstrdup(name);
+	g->map = buf;
+	g->size = size;
+	if (parse(g) < 0) {
 		gguf_close(g);
 		return NULL;
 	}
@@ -501,7 +517,7 @@ void gguf_close(gguf_file *g)
 		free((char *)g->tensors[i].name);
 	free(g->kv);
 	free(g->tensors);
-	if (g->map)
+	if (g->mapped)
 		munmap((void *)g->map, g->size);
 	free(g->path);
 	free(g);

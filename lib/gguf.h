@@ -36,6 +36,9 @@ typedef struct {
 typedef struct gguf_file gguf_file;
 
 gguf_file *gguf_open(const char *path);         /* NULL + parm_error */
+/* The same parse on size bytes at buf, which must outlive the file (tensor
+ * data points into it); name stands for the path in messages. */
+gguf_file *gguf_open_mem(const void *buf, size_t size, const char *name);
 void gguf_close(gguf_file *g);
 const char *gguf_path(const gguf_file *g);
 size_t gguf_data_offset(const gguf_file *g);    /* file offset of the tensor data section */

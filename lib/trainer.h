@@ -95,6 +95,8 @@ typedef struct {
 /* Written to PATH.tmp, flushed, synced and renamed over PATH. */
 int parm_ckpt_save(const char *path, const parm_ckpt *c);
 int parm_ckpt_load(const char *path, parm_ckpt *c);     /* allocates */
+/* The same from an open seekable stream (fmemopen too); name is for messages. */
+int parm_ckpt_read(FILE *f, const char *name, parm_ckpt *c);
 void parm_ckpt_free(parm_ckpt *c);
 /* NULL if the fingerprints agree, else a message naming the first
  * option that differs (static buffer). */

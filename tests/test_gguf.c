@@ -412,6 +412,33 @@ static void test_not_gguf(void)
 	ok(fails_with(text, "bad magic"), "3-byte file: %s", parm_error());
 }
 
+/* gguf_open_mem parses a buffer as gguf_open parses the file; an empty one
+ * (NULL, 0) is "empty file", not NULL + 0 (issue 9 item 5). */
+static void test_open_mem(void)
+{
+	size_t n;
+	uint8_t *file = read_bytes(tmp_path("sample.gguf"), &n);
+	/* tensor data is used in place: the buffer's alignment is the data's */
+	uint8_t *img = file ? aligned_alloc(64, (n + 63) / 64 * 64) : NULL;
+	if (img)
+		memcpy(img, file, n);
+	free(file);
+	gguf_file *g = img ? gguf_open_mem(img, n, "memory sample") : NULL;
+	ok(g != NULL, "the sample opens from memory");
+	if (g) {
+		check_scalars(g);
+		check_arrays(g);
+		check_tensors(g);
+		ok(!strcmp(gguf_path(g), "memory sample"), "named as given");
+		gguf_close(g);
+	}
+	g = gguf_open_mem(NULL, 0, "nothing");
+	ok(!g && strstr(parm_error(), "nothing: empty file"), "empty buffer: %s", parm_error());
+	g = img ? gguf_open_mem(img, n / 2, "half") : NULL;
+	ok(!g && strstr(parm_error(), "half: truncated"), "half a sample: %s", parm_error());
+	free(img);
+}
+
 /* Patch `len` bytes at `at` in a copy of the sample and open it. */
 static int patched_fails(const uint8_t *img, size_t n, size_t at, const void *val, size_t len, const char *what)
 {
@@ -578,6 +605,7 @@ int main(void)
 	test_alignment();
 	test_vocab_fixtures();
 	test_not_gguf();
+	test_open_mem();
 	test_corruption();
 	remove_tmpdir();
 	return tap_done();

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tap.h"
@@ -92,10 +93,46 @@ static void checkpoint(void)
 	ok(rc < 0 && strstr(parm_error(), "cannot resume"), "a missing one: %s", parm_error());
 }
 
+/* Issue 9 item 4: a checkpoint claiming 2^36 floats must be refused as
+ * corrupt, not allocated (xmalloc's "out of memory" exits the process).
+ * The load runs in a child so that an exit shows as a failed check. */
+static void checkpoint_huge_count(void)
+{
+	char path[] = "/tmp/test_trainer.XXXXXX";
+	int fd = mkstemp(path);
+	uint32_t version = 1, fl = 0;
+	int64_t ints[3] = { 1, 0, 0 }, astep = 1;
+	uint64_t rng = 1, n = (uint64_t)1 << 36;
+	float some[16] = { 0 };
+	FILE *f = fdopen(fd, "wb");
+	fwrite("PARMCKPT", 1, 8, f);
+	fwrite(&version, 4, 1, f);
+	fwrite(&fl, 4, 1, f);
+	fwrite(ints, sizeof ints, 1, f);
+	fwrite(&rng, 8, 1, f);
+	fwrite(&n, 8, 1, f);
+	fwrite(&astep, 8, 1, f);
+	fwrite(some, sizeof some, 1, f);
+	fclose(f);
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		parm_ckpt r;
+		int rc = parm_ckpt_load(path, &r);
+		_exit(rc < 0 && strstr(parm_error(), "corrupt") ? 0 : 3);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	   "a checkpoint claiming 2^36 floats is refused as corrupt (child status %#x)", status);
+	unlink(path);
+}
+
 int main(void)
 {
 	steps();
 	dirichlet();
 	checkpoint();
+	checkpoint_huge_count();
 	return tap_done();
 }
