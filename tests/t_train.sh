@@ -60,17 +60,20 @@ ok "accuracy with no --pref reports each objective at e_i" sh -c "
 ok "ARM provenance: steps, data, seed" sh -c "
 	grep -a -q 'parm.train.steps' parm.gguf && grep -a -q 'train.jsonl' parm.gguf"
 
-# kill -9 mid-run, then --resume: the same bytes as a run never stopped
+# SIGKILL at chosen steps (the trainer's test hook kills it right after the
+# checkpoint of that step, so no race with the clock), each time --resume:
+# the same bytes as a run never stopped.  Step 30 is the last: killed
+# between the final checkpoint and the output.
 run="parm-train arm $common $AB --steps 30 --heldout 20 --eval-every 10 --checkpoint-every 5"
 ok "uninterrupted run" sh -c "$run -o full.gguf m.gguf train.jsonl 2>/dev/null"
-$run -o r.gguf m.gguf train.jsonl 2>/dev/null &
-pid=$!
-i=0
-while [ ! -e r.gguf.ckpt ] && [ $i -lt 400 ]; do sleep 0.02; i=$((i + 1)); done
-sleep 0.3
-kill -9 $pid 2>/dev/null
-wait $pid 2>/dev/null
-ok "killed run left a checkpoint and no output" sh -c '[ -s r.gguf.ckpt ] && [ ! -e r.gguf ]'
+resume=
+for step in 5 10 20 30; do
+	PARM_TEST_KILL_AFTER_CHECKPOINT=$step $run $resume -o r.gguf m.gguf train.jsonl 2>/dev/null
+	rc=$?
+	ok "killed after step $step's checkpoint: SIGKILL, a checkpoint, no output" sh -c "
+		[ $rc -eq 137 ] && [ -s r.gguf.ckpt ] && [ ! -e r.gguf ] && [ ! -e r.gguf.tmp ]"
+	resume=--resume
+done
 ok "--resume finishes it" sh -c "$run --resume -o r.gguf m.gguf train.jsonl 2>/dev/null"
 ok "resumed run's ARM is byte-identical to the uninterrupted one" cmp full.gguf r.gguf
 fails "--resume refuses a checkpoint made with other options" \
@@ -127,6 +130,86 @@ fails "no -o" '^parm-train: .*-o' parm-train arm m.gguf train.jsonl
 fails "missing backbone" '^parm-train: .*nosuch\.gguf' \
 	parm-train arm --steps 1 -o x.gguf nosuch.gguf train.jsonl
 ok "no output file after any of these" sh -c '[ ! -e x.gguf ]'
+
+# Output paths are checked before any training: one line naming the path.
+mkdir outdir
+fails "-o a directory" '^parm-train: outdir: is a directory$' \
+	parm-train arm $common $AB --steps 2 -o outdir m.gguf train.jsonl
+fails "--checkpoint a directory" '^parm-train: outdir: is a directory$' \
+	parm-train lm --steps 2 --checkpoint outdir -o x.gguf m.gguf c.txt
+fails "-o in a missing directory" '^parm-train: nodir/x\.gguf: cannot write: nodir: No such file' \
+	parm-train lm --steps 2 -o nodir/x.gguf m.gguf c.txt
+fails "--checkpoint in a missing directory" '^parm-train: nodir/c: cannot write: nodir: No such file' \
+	parm-train arm $common $AB --steps 2 --checkpoint nodir/c -o x.gguf m.gguf train.jsonl
+mkdir ro && chmod 555 ro
+if [ "$(id -u)" -eq 0 ]; then
+	skip "running as root, which ignores permissions" "-o in a read-only directory"
+else
+	fails "-o in a read-only directory" '^parm-train: ro/x\.gguf: cannot write: ro: Permission denied' \
+		parm-train arm $common $AB --steps 2 -o ro/x.gguf m.gguf train.jsonl
+fi
+ok "nothing written by any of these" sh -c '
+	[ ! -e x.gguf ] && [ -z "$(ls -A outdir)" ] && [ -z "$(ls -A ro)" ]'
+
+# A full filesystem (ENOSPC) and a read-only one (EROFS, which binds root
+# too): small tmpfs mounts, so root and a mount that works are needed.
+# The last line names the file, and no half-written file is left behind.
+# fails_late DESC REGEX COMMAND...: like fails, but after training's
+# progress lines: the error is the last stderr line, and said once.
+fails_late() {
+	desc=$1; re=$2; shift 2
+	tap_n=$((tap_n + 1))
+	( "$@" ) >"$T/out" 2>"$T/err"
+	rc=$?
+	if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ ! -s "$T/out" ] &&
+	   [ "$(grep -Ec -- "$re" "$T/err")" -eq 1 ] && tail -n 1 "$T/err" | grep -Eq -- "$re"; then
+		echo "ok $tap_n - $desc"
+	else
+		echo "not ok $tap_n - $desc (exit $rc)"
+		sed 's/^/#   /' "$T/err" | tail -n 5
+		tap_fail=$((tap_fail + 1))
+	fi
+}
+mkdir full rofs
+if [ "$(id -u)" -ne 0 ]; then
+	why="not root: no tmpfs to fill"
+elif ! mount -t tmpfs -o size=1m parm-test-full full 2>/dev/null; then
+	why="mount -t tmpfs is not permitted here"
+elif ! mount -t tmpfs -o ro,size=1m parm-test-ro rofs 2>/dev/null; then
+	umount full
+	why="mount -t tmpfs -o ro is not permitted here"
+fi
+if [ -n "$why" ]; then
+	for d in "lm: the model does not fit" "lm: the checkpoint does not fit" \
+		"arm: an ARM with its backbone does not fit" "-o on a read-only filesystem"; do
+		skip "$why" "ENOSPC/EROFS: $d"
+	done
+else
+	trap 'umount "$T/full" "$T/rofs" 2>/dev/null; rm -rf "$T"' EXIT
+	fails_late "ENOSPC: lm: the model does not fit" \
+		'^parm-train: full/lm\.gguf(\.tmp)?: .*No space left on device' \
+		parm-train lm --steps 1 --batch 4 --max-length 24 --checkpoint lm.ckpt \
+		-o full/lm.gguf m.gguf c.txt
+	ok "ENOSPC: no half-written model" sh -c '[ -z "$(ls -A full)" ]'
+	fails_late "ENOSPC: lm: the checkpoint does not fit" \
+		'^parm-train: full/lm\.ckpt(\.tmp)?: .*No space left on device' \
+		parm-train lm --steps 1 --batch 4 --max-length 24 --checkpoint full/lm.ckpt \
+		-o lm2.gguf m.gguf c.txt
+	ok "ENOSPC: no half-written checkpoint, and no model" sh -c '
+		[ -z "$(ls -A full)" ] && [ ! -e lm2.gguf ]'
+	fails_late "ENOSPC: arm: an ARM with its backbone does not fit" \
+		'^parm-train: full/e\.gguf(\.tmp)?: .*No space left on device' \
+		parm-train arm $common --objective A=a --steps 2 --heldout 0 --embed-backbone \
+		-o full/e.gguf m.gguf train.jsonl
+	ok "ENOSPC: only the checkpoint is left, whole: it resumes elsewhere" sh -c "
+		[ \"\$(ls -A full)\" = e.gguf.ckpt ] &&
+		parm-train arm $common --objective A=a --steps 2 --heldout 0 --embed-backbone \
+			--resume --checkpoint full/e.gguf.ckpt -o e.gguf m.gguf train.jsonl 2>/dev/null &&
+		[ -s e.gguf ] && rm full/e.gguf.ckpt"
+	fails "EROFS: -o on a read-only filesystem" '^parm-train: rofs/x\.gguf: cannot write: rofs: Read-only file system' \
+		parm-train arm $common $AB --steps 2 -o rofs/x.gguf m.gguf train.jsonl
+	umount full rofs
+fi
 
 # The same inputs and options give the same bytes, on any --threads: a
 # model wide enough for OpenBLAS to split its sgemms over its threads

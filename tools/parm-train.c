@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,6 +441,29 @@ static void check_resume(const struct train_opts *o)
 	parm_ckpt_free(&c);
 }
 
+/* Refuse an output path that cannot be written now rather than after all
+ * the training: a directory, a missing or read-only directory to put it in.
+ * Files are written as PATH.tmp then renamed, so the directory's
+ * permissions are what count, not those of an old file at PATH. */
+static void check_output_path(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		die("%s: is a directory", path);
+	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else
+		slash[slash == dir] = '\0';    /* "/x" lives in "/" */
+	if (stat(dir, &st) != 0)
+		die("%s: cannot write: %s: %s", path, dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		die("%s: cannot write: %s is not a directory", path, dir);
+	if (access(dir, W_OK | X_OK) != 0)
+		die("%s: cannot write: %s: %s", path, dir, strerror(errno));
+	free(dir);
+}
+
 static void setup_loop(struct train_opts *o, char **ckpt_buf)
 {
 	if (!o->ckpt) {
@@ -448,6 +472,8 @@ static void setup_loop(struct train_opts *o, char **ckpt_buf)
 		snprintf(*ckpt_buf, n, "%s.ckpt", o->out);
 		o->ckpt = *ckpt_buf;
 	}
+	check_output_path(o->out);
+	check_output_path(o->ckpt);
 	o->loop.ckpt_path = o->ckpt;
 	o->loop.fingerprint = fingerprint(o);
 	if (o->loop.resume)
@@ -469,11 +495,22 @@ static long split(const struct train_opts *o, long n, long **train, long **held)
 	return n_held;
 }
 
+/* Test hook, for tests/t_train.sh: PARM_TEST_KILL_AFTER_CHECKPOINT=N makes
+ * the trainer SIGKILL itself right after writing the checkpoint of step N,
+ * so a crash lands at a chosen step whatever the machine's speed. */
+static void report_then_test_kill(void *prog, const parm_report *r)
+{
+	parm_progress_report(prog, r);
+	const char *kill_at = getenv("PARM_TEST_KILL_AFTER_CHECKPOINT");
+	if (r->checkpointed && kill_at && atol(kill_at) == r->step)
+		raise(SIGKILL);
+}
+
 static void run_loop(parm_trainer *t, parm_task *task, struct train_opts *o, double *metric)
 {
 	parm_progress prog;
 	parm_progress_init(&prog, stderr, isatty(2), o->log_every);
-	task->report = parm_progress_report;
+	task->report = report_then_test_kill;
 	task->rctx = &prog;
 	if (parm_loop_run(t, task, &o->loop, metric) < 0)
 		die("%s", parm_error());
@@ -481,20 +518,12 @@ static void run_loop(parm_trainer *t, parm_task *task, struct train_opts *o, dou
 
 /* ---- lm ---- */
 
-static void save_model_atomic(parm_trainer *t, const char *path, enum ggml_type type)
+/* gguf_w_save writes PATH.tmp and renames it: a failed or killed save
+ * leaves no half-written model at PATH. */
+static void save_model(parm_trainer *t, const char *path, enum ggml_type type)
 {
-	size_t n = strlen(path) + 5;
-	char *tmp = xmalloc(n);
-	snprintf(tmp, n, "%s.tmp", path);
-	if (parm_train_save_model(t, tmp, type) < 0) {
-		unlink(tmp);
+	if (parm_train_save_model(t, path, type) < 0)
 		die("%s", parm_error());
-	}
-	if (rename(tmp, path) < 0) {
-		unlink(tmp);
-		die("%s: cannot write: %s", path, strerror(errno));
-	}
-	free(tmp);
 }
 
 static enum ggml_type model_type(const parm_model *m)
@@ -532,7 +561,7 @@ static int cmd_lm(int argc, char **argv)
 	parm_task task;
 	parm_lm_task_init(&task, &lt, &d, train, d.n_seq - n_held, held, n_held, o.loop.batch);
 	run_loop(t, &task, &o, NULL);
-	save_model_atomic(t, o.out, o.type >= 0 ? (enum ggml_type)o.type : model_type(m));
+	save_model(t, o.out, o.type >= 0 ? (enum ggml_type)o.type : model_type(m));
 	parm_lm_task_free(&lt);
 	parm_train_free(t);
 	parm_lm_free(&d);
