@@ -53,6 +53,13 @@ tests/bench_%: tests/bench_%.c libparm.a $(LIBHDR)
 check: all test-deps $(TESTS) test-fixtures llamacpp
 	@sh tests/run.sh
 
+# The whole suite under ASan + UBSan, built and run in a copy of the tree
+# (build/asan) so sanitized objects never mix with the normal build.
+check-asan: test-deps
+	@CC='$(CC)' CFLAGS='$(CFLAGS)' LDFLAGS='$(LDFLAGS)' \
+		sh tests/check-asan.sh build/asan "$(CACHE)"
+.PHONY: check-asan
+
 # Tests read llama.cpp's vocab fixtures from $$PARM_FIXTURES or
 # ../shared/fixtures/vocab; a checkout with neither fetches them once.
 test-fixtures:

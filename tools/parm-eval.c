@@ -157,6 +157,14 @@ static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 	o->n_args = argc - optind;
 }
 
+static void opts_free(struct opts *o)
+{
+	for (int i = 0; i < o->n_scorers; i++)
+		free(o->scorers[i]);
+	free(o->scorers), free(o->prefs);
+	parm_objectives_free(&o->obj);
+}
+
 /* ---- output ---- */
 
 static void finish_output(void)
@@ -803,5 +811,7 @@ int main(int argc, char **argv)
 	if (!accuracy && strcmp(argv[1], "score"))
 		usage_error("unknown mode '%s' (accuracy or score)", argv[1]);
 	parse_args(argc - 1, argv + 1, &o, accuracy);
-	return accuracy ? run_accuracy(&o) : run_score(&o);
+	int rc = accuracy ? run_accuracy(&o) : run_score(&o);
+	opts_free(&o);
+	return rc;
 }
