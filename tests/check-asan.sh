@@ -1,14 +1,14 @@
 #!/bin/sh
 # tests/check-asan.sh DIR CACHE [TARGET...] - make check (or the TARGETs)
-# under ASan + UBSan: make check-asan.  It builds in DIR, a copy of the tracked files as they are in
-# the working tree, so that sanitized objects never mix with the normal
+# under ASan + UBSan: make check-asan.  It builds in DIR, a copy of the
+# working tree's files, so that sanitized objects never mix with the normal
 # build (make decides by dates, not flags) and a build running in the tree
 # is left alone; the copy keeps the files' dates, so a second run rebuilds
 # only what changed.  Fixtures and the llama.cpp reference in CACHE are
 # shared with the tree.  Every report fails: the tool exits non-zero, its
 # stderr holds the report, and tests/san-report.c also logs it, so a report
 # no test looked at still fails the run at the end.
-# $CFLAGS and $LDFLAGS: the normal flags, to which the sanitizers are added.
+# $CC, $CFLAGS and $LDFLAGS: the normal ones; the sanitizers are added.
 set -eu
 usage="usage: sh tests/check-asan.sh DIR CACHE [TARGET...]"
 DIR=${1:?$usage}
@@ -22,8 +22,9 @@ CC=${CC:-cc}
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 cd "$TOP"
-# tar keeps dates; --ignore-failed-read skips a tracked file deleted in the tree
-git ls-files -z | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xpf - -C "$DIR"
+# what the normal build sees: tracked files and new ones not ignored; tar
+# keeps dates, --ignore-failed-read skips a tracked file deleted in the tree
+git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xpf - -C "$DIR"
 
 # the copy is not next to ../shared: tell the tests where the fixtures are
 if [ -z "${PARM_FIXTURES:-}" ] && [ -f ../shared/fixtures/vocab/README.md ]; then
