@@ -44,6 +44,9 @@ export LSAN_OPTIONS="suppressions=$DIR/tests/lsan.supp:print_suppressions=0"
 export PARM_SAN_LOG="$DIR/sanitizer-reports.log"
 rm -f "$PARM_SAN_LOG"
 
+# for the tests and examples that link libparm.a themselves
+export EXTRA_CFLAGS="$SAN" EXTRA_LDFLAGS="$SAN $hook"
+
 start=$(date +%s)
 rc=0
 make -C "$DIR" "$@" CACHE="$CACHE" \

@@ -19,9 +19,10 @@ trap 'exit 1' INT TERM HUP
 cd "$T" || exit 1
 pkgs="msgpack libcurl jansson openblas libarchive"
 cc -std=c11 -O2 -Wall -D_GNU_SOURCE -o fault-server "$top/tests/fault-server.c" &&
-cc -std=c11 -O2 -Wall -D_GNU_SOURCE -I"$top/lib" -o rcmp "$top/tests/remote-compare.c" \
+# shellcheck disable=SC2086 # EXTRA_*FLAGS: make check-asan's sanitizers, as libparm.a's
+cc -std=c11 -O2 -Wall -D_GNU_SOURCE ${EXTRA_CFLAGS:-} -I"$top/lib" -o rcmp "$top/tests/remote-compare.c" \
 	"$top/libparm.a" $(pkg-config --libs $pkgs libcrypto 2>/dev/null || pkg-config --libs $pkgs) \
-	-lm -pthread ||
+	-lm -pthread ${EXTRA_LDFLAGS:-} ||
 	{ echo "not ok 1 - build the test helpers"; exit 1; }
 parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 64 --layers 2 --heads 4 \
 	--seed 3 -o m.gguf 2>init.err || { echo "not ok 1 - parm-train init"; cat init.err; exit 1; }

@@ -3,7 +3,8 @@
 # (run `make` first).  Usage: sh examples/world/build.sh [OUTDIR]
 # OUTDIR defaults to examples/world; the programs are `world` and
 # `make-vocab`.  Run from the top of the checkout.  Rebuilds only what is
-# older than its source or libparm.a.
+# older than its source or libparm.a.  $EXTRA_CFLAGS and $EXTRA_LDFLAGS
+# are added (make check-asan adds the sanitizers libparm.a was built with).
 set -eu
 top=$(pwd)
 [ -f "$top/libparm.a" ] && [ -f "$top/examples/world/world.c" ] || {
@@ -18,7 +19,7 @@ for prog in world make-vocab; do
 	src=$top/examples/world/$prog.c
 	if [ ! -x "$out/$prog" ] || [ "$src" -nt "$out/$prog" ] || [ "$top/libparm.a" -nt "$out/$prog" ]; then
 		# shellcheck disable=SC2046,SC2086
-		${CC:-cc} $cflags -I"$top/lib" $(pkg-config --cflags $pkgs) -o "$out/$prog" "$src" \
-			"$top/libparm.a" $(pkg-config --libs $pkgs) -lm -pthread
+		${CC:-cc} $cflags ${EXTRA_CFLAGS:-} -I"$top/lib" $(pkg-config --cflags $pkgs) -o "$out/$prog" "$src" \
+			"$top/libparm.a" $(pkg-config --libs $pkgs) -lm -pthread ${EXTRA_LDFLAGS:-}
 	fi
 done
