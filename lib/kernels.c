@@ -1,6 +1,9 @@
 /* kernels.c - forward kernels of the llama transformer, and the small
- * thread pool they run on.  Legend in kernels.h. */
+ * thread pool they run on.  Legend in kernels.h.  The hand-vectorised
+ * kernels are in kernels_internal.h, built with and without FMA; the
+ * SIMD path parm_simd() chose picks one (simd.h). */
 #include "kernels.h"
+#include "kernels_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -11,7 +14,28 @@
 #include <unistd.h>
 
 #include "quant.h"
+#include "simd.h"
 #include "util.h"
+
+/* ---- the vector kernels of the chosen SIMD path ---- */
+
+static const kernels_vec *vec_path;
+static pthread_once_t vec_once = PTHREAD_ONCE_INIT;
+
+static void choose_vec(void)
+{
+	vec_path = &kernels_vec_plain;
+#if defined(__x86_64__) || defined(__i386__)
+	if (parm_simd() >= PARM_SIMD_AVX2)
+		vec_path = &kernels_vec_fma;
+#endif
+}
+
+static const kernels_vec *vec(void)
+{
+	pthread_once(&vec_once, choose_vec);
+	return vec_path;
+}
 
 /* ---- the pool: the caller plus n-1 workers run one function together ---- */
 
@@ -223,66 +247,6 @@ static int job_tiles(const matmul_job *j)
  * OpenBLAS picked for this CPU.  Many tokens: sgemm. */
 enum { SMALL_N = 8 };
 
-typedef float v8f __attribute__((vector_size(32)));
-
-static inline v8f load8(const float *p)
-{
-	v8f v;
-	memcpy(&v, p, sizeof v);
-	return v;
-}
-
-static inline float hsum8(v8f v)
-{
-	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-}
-
-/* One row of w against one or two tokens of x; in a multiple of 32.  A
- * single row at a time reads W as one sequential stream, which the
- * hardware prefetcher follows at full memory speed. */
-__attribute__((optimize("fp-contract=fast")))  /* let a += v * x be one FMA */
-static void dot_1x2(float *y, int ys, const float *x, const float *w, int in, int two)
-{
-	const float *x1 = two ? x + in : x;
-	v8f a0 = { 0 }, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, v;
-	for (int k = 0; k < in; k += 32) {
-		__builtin_prefetch(w + k + 1024);
-		__builtin_prefetch(w + k + 1040);
-		v = load8(w + k), a0 += v * load8(x + k), b0 += v * load8(x1 + k);
-		v = load8(w + k + 8), a1 += v * load8(x + k + 8), b1 += v * load8(x1 + k + 8);
-		v = load8(w + k + 16), a2 += v * load8(x + k + 16), b2 += v * load8(x1 + k + 16);
-		v = load8(w + k + 24), a3 += v * load8(x + k + 24), b3 += v * load8(x1 + k + 24);
-	}
-	y[0] = hsum8((a0 + a1) + (a2 + a3));
-	if (two)
-		y[ys] = hsum8((b0 + b1) + (b2 + b3));
-}
-
-static float dot_plain(const float *x, const float *w, int in)
-{
-	float sum = 0;
-	for (int k = 0; k < in; k++)
-		sum += x[k] * w[k];
-	return sum;
-}
-
-/* y[n][ys] (columns 0..rows) = x[n][in] w[rows][in]^T */
-static void dot_rows(float *y, int ys, const float *x, int n, const float *w, int rows, int in)
-{
-	for (int t = 0; t < n; t += 2) {
-		int two = n - t >= 2;
-		for (int r = 0; r < rows; r++) {
-			float *yr = y + (size_t)t * ys + r;
-			const float *xt = x + (size_t)t * in, *wr = w + (size_t)r * in;
-			if (in % 32 == 0)
-				dot_1x2(yr, ys, xt, wr, in, two);
-			else
-				for (int u = 0; u <= two; u++)
-					yr[(size_t)u * ys] = dot_plain(xt + (size_t)u * in, wr, in);
-		}
-	}
-}
-
 /* y[:, r0:r0+rows] = x W[r0:r0+rows]^T, W dequantised into scratch first
  * unless it is f32 already. */
 static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker)
@@ -301,7 +265,7 @@ static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker
 		float *s = pool_scratch(worker, j->in);
 		for (int r = 0; r < rows; r++) {
 			dequant_row(s, (const char *)j->w + (size_t)(r0 + r) * rb, j->t, j->in);
-			dot_rows(j->y + r0 + r, j->out, j->x, n, s, 1, j->in);
+			vec()->dot_rows(j->y + r0 + r, j->out, j->x, n, s, 1, j->in);
 		}
 		return;
 	}
@@ -315,7 +279,7 @@ static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker
 		wt = s;
 	}
 	if (n <= SMALL_N)
-		dot_rows(j->y + r0, j->out, j->x, n, wt, rows, j->in);
+		vec()->dot_rows(j->y + r0, j->out, j->x, n, wt, rows, j->in);
 	else
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, j->in,
 			    1.0f, j->x, j->in, wt, j->in, 0.0f, j->y + r0, j->out);
@@ -987,96 +951,33 @@ void attention_train_backward_ref(float *dq, float *dk, float *dv, const float *
 						      start[s], i, heads, kv_heads, h, hd);
 }
 
-/* ---- exp with 8-wide vectors: x = n ln2 + r, |r| <= ln2 / 2, e^r by
- * Cephes' expf polynomial, 2^n as two exponent-built factors so every n
- * in range stays a normal float and tiny results underflow gradually ---- */
-
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-static inline v8f splat8(float a)
-{
-	return (v8f){ a, a, a, a, a, a, a, a };
-}
-
-static inline v8f select8(v8i mask, v8f a, v8f b)
-{
-	return (v8f)((mask & (v8i)a) | (~mask & (v8i)b));
-}
-
-__attribute__((optimize("fp-contract=fast")))
-static inline v8f exp8(v8f x)
-{
-	v8f xc = select8(x > splat8(88.8f), splat8(88.8f), x);
-	xc = select8(xc < splat8(-104.0f), splat8(-104.0f), xc);
-	v8f t = xc * splat8(1.44269504088896341f) + splat8(0x1.8p23f);    /* round */
-	v8f nf = t - splat8(0x1.8p23f);
-	v8i n = (v8i)t - 0x4b400000, n1 = n >> 1, n2 = n - n1;
-	v8f r = xc - nf * splat8(0.693359375f);
-	r = r - nf * splat8(-2.12194440e-4f);
-	v8f p = splat8(1.9875691500e-4f);
-	p = p * r + splat8(1.3981999507e-3f);
-	p = p * r + splat8(8.3334519073e-3f);
-	p = p * r + splat8(4.1665795894e-2f);
-	p = p * r + splat8(1.6666665459e-1f);
-	p = p * r + splat8(5.0000001201e-1f);
-	p = p * (r * r) + r + splat8(1.0f);
-	v8f y = p * (v8f)((n1 + 127) << 23) * (v8f)((n2 + 127) << 23);
-	return select8(x != x, x, y);                   /* NaN stays NaN */
-}
-
 /* ---- swiglu: out = g sigmoid(g) u ---- */
 
 typedef struct {
-	float *dgate, *dup;
-	const float *dout, *gate, *up;
+	swiglu_range arrays;
 	int64_t count;
 	atomic_llong next;
 } swiglu_work;
 
 enum { SWIGLU_BLOCK = 8192 };
 
-/* Elements i0 .. i1 (i1 - i0 a multiple of 8, but for the last block). */
-__attribute__((optimize("fp-contract=fast")))
-static void swiglu_bwd_range(const swiglu_work *w, int64_t i0, int64_t i1)
-{
-	int64_t i = i0;
-	for (; i + 8 <= i1; i += 8) {
-		v8f g = load8(w->gate + i), u = load8(w->up + i), d = load8(w->dout + i);
-		v8f sig = splat8(1.0f) / (splat8(1.0f) + exp8(-g)), a;
-		if (w->dup) {
-			a = load8(w->dup + i) + d * g * sig;
-			memcpy(w->dup + i, &a, sizeof a);
-		}
-		if (w->dgate) {
-			a = load8(w->dgate + i) + d * u * sig * (splat8(1.0f) + g * (splat8(1.0f) - sig));
-			memcpy(w->dgate + i, &a, sizeof a);
-		}
-	}
-	for (; i < i1; i++) {
-		float g = w->gate[i], sig = 1.0f / (1.0f + exp8(splat8(-g))[0]);
-		if (w->dup)
-			w->dup[i] += w->dout[i] * g * sig;
-		if (w->dgate)
-			w->dgate[i] += w->dout[i] * w->up[i] * sig * (1.0f + g * (1.0f - sig));
-	}
-}
-
 static void swiglu_bwd_worker(void *arg, int worker, int n_workers)
 {
 	swiglu_work *w = arg;
 	int64_t i0;
 	while ((i0 = atomic_fetch_add(&w->next, SWIGLU_BLOCK)) < w->count)
-		swiglu_bwd_range(w, i0, i0 + SWIGLU_BLOCK < w->count ? i0 + SWIGLU_BLOCK : w->count);
+		vec()->swiglu_bwd_range(&w->arrays, i0,
+					i0 + SWIGLU_BLOCK < w->count ? i0 + SWIGLU_BLOCK : w->count);
 }
 
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
 		     const float *up, int64_t count)
 {
-	swiglu_work w = { .dgate = dgate, .dup = dup, .dout = dout, .gate = gate, .up = up,
-			  .count = count };
+	swiglu_work w = { .arrays = { .dgate = dgate, .dup = dup, .dout = dout, .gate = gate,
+				      .up = up }, .count = count };
 	atomic_init(&w.next, 0);
 	if (count <= SWIGLU_BLOCK)
-		swiglu_bwd_range(&w, 0, count > 0 ? count : 0);
+		vec()->swiglu_bwd_range(&w.arrays, 0, count > 0 ? count : 0);
 	else
 		pool_run(swiglu_bwd_worker, &w);
 }
@@ -1107,59 +1008,15 @@ void log_softmax_backward(float *dx, const float *dout, const float *out, int n,
 	}
 }
 
-/* The last count % 8 elements as a vector padded with pad. */
-static inline v8f load_tail8(const float *p, int count, float pad)
-{
-	float buf[8];
-	for (int i = 0; i < 8; i++)
-		buf[i] = i < count ? p[i] : pad;
-	return load8(buf);
-}
-
 void vexp(float *y, const float *x, int64_t count)
 {
-	int64_t i = 0;
-	for (; i + 8 <= count; i += 8) {
-		v8f e = exp8(load8(x + i));
-		memcpy(y + i, &e, sizeof e);
-	}
-	if (i < count) {
-		v8f e = exp8(load_tail8(x + i, (int)(count - i), 0));
-		memcpy(y + i, &e, (size_t)(count - i) * sizeof *y);
-	}
+	vec()->vexp(y, x, count);
 }
 
 void vexp_ref(float *y, const float *x, int64_t count)
 {
 	for (int64_t i = 0; i < count; i++)
 		y[i] = expf(x[i]);
-}
-
-static float row_max8(const float *x, int v)
-{
-	v8f m = splat8(-INFINITY);
-	int k = 0;
-	for (; k + 8 <= v; k += 8) {
-		v8f a = load8(x + k);
-		m = select8(a > m, a, m);
-	}
-	float best = row_max(x + k, v - k);
-	for (int i = 0; i < 8; i++)
-		best = m[i] > best ? m[i] : best;
-	return best;
-}
-
-/* log sum exp of a row, the sum in 8 float lanes. */
-static float row_lse(const float *x, int v)
-{
-	float m = row_max8(x, v);
-	v8f sum = splat8(0), vm = splat8(m);
-	int k = 0;
-	for (; k + 8 <= v; k += 8)
-		sum += exp8(load8(x + k) - vm);
-	if (k < v)
-		sum += exp8(load_tail8(x + k, v - k, -INFINITY) - vm);
-	return m + logf(hsum8(sum));
 }
 
 /* Rows of a log-prob kernel shared out over the pool. */
@@ -1177,7 +1034,7 @@ static void logprob_fwd_worker(void *arg, int worker, int n_workers)
 	int i;
 	while ((i = atomic_fetch_add(&w->next, 1)) < w->n) {
 		const float *x = w->logits + (size_t)i * w->v;
-		w->out[i] = x[w->targets[i]] - row_lse(x, w->v);
+		w->out[i] = x[w->targets[i]] - vec()->row_lse(x, w->v);
 	}
 }
 
@@ -1189,20 +1046,6 @@ void logprob_forward(float *logp, const float *logits, const int *targets, int n
 		pool_run(logprob_fwd_worker, &w);
 }
 
-/* dx -= g softmax(x), 8 at a time. */
-__attribute__((optimize("fp-contract=fast")))
-static void logprob_row_backward(float *dx, const float *x, float g, int v)
-{
-	v8f lse = splat8(row_lse(x, v)), vg = splat8(g);
-	int k = 0;
-	for (; k + 8 <= v; k += 8) {
-		v8f d = load8(dx + k) - vg * exp8(load8(x + k) - lse);
-		memcpy(dx + k, &d, sizeof d);
-	}
-	for (; k < v; k++)
-		dx[k] -= g * exp8(splat8(x[k]) - lse)[0];
-}
-
 static void logprob_bwd_worker(void *arg, int worker, int n_workers)
 {
 	logprob_work *w = arg;
@@ -1211,7 +1054,7 @@ static void logprob_bwd_worker(void *arg, int worker, int n_workers)
 		float g = w->dlogp[i], *dx = w->out + (size_t)i * w->v;
 		if (g == 0)
 			continue;
-		logprob_row_backward(dx, w->logits + (size_t)i * w->v, g, w->v);
+		vec()->logprob_row_backward(dx, w->logits + (size_t)i * w->v, g, w->v);
 		dx[w->targets[i]] += g;
 	}
 }

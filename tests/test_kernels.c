@@ -1,11 +1,14 @@
-/* test_kernels.c - every fast kernel against its plain-loop reference. */
+/* test_kernels.c - every fast kernel against its plain-loop reference;
+ * the vector kernels of every SIMD path the CPU has, each against it. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
+#include "kernels_internal.h"
 #include "quant.h"
+#include "simd.h"
 #include "tap.h"
 #include "util.h"
 
@@ -156,10 +159,71 @@ static void test_swiglu_softmax(void)
 	free(g), free(u), free(a), free(b);
 }
 
+/* One path's vector kernels (kv, called directly whatever PARM_SIMD says)
+ * against the references, on lengths with and without a tail of 8. */
+static void test_vec_path(const kernels_vec *kv, const char *path)
+{
+	enum { N = 3, IN = 96, ROWS = 37, V = 1003 };
+	char what[96];
+	float *x = rand_vec((size_t)N * IN, 1), *w = rand_vec((size_t)ROWS * IN, 0.1f);
+	float *y = xcalloc((size_t)N * ROWS, sizeof *y), *yr = xcalloc((size_t)N * ROWS, sizeof *yr);
+	kv->dot_rows(y, ROWS, x, N, w, ROWS, IN);
+	matmul_forward_ref(yr, x, w, GGML_F32, N, IN, ROWS);
+	snprintf(what, sizeof what, "%s: dot_rows (decode matmul, 3 tokens)", path);
+	close_enough(what, y, yr, (size_t)N * ROWS, 1e-5);
+
+	float *a = rand_vec(V, 30), *e = xmalloc(V * sizeof *e), *er = xmalloc(V * sizeof *er);
+	kv->vexp(e, a, V);
+	vexp_ref(er, a, V);
+	snprintf(what, sizeof what, "%s: vexp", path);
+	close_enough(what, e, er, V, 1e-6);
+
+	int tgt = 17;
+	float lp = a[tgt] - kv->row_lse(a, V), lpr;
+	logprob_forward_ref(&lpr, a, &tgt, 1, V);
+	snprintf(what, sizeof what, "%s: row_lse (log-prob forward)", path);
+	close_enough(what, &lp, &lpr, 1, 1e-6);
+
+	float *dx = xcalloc(V, sizeof *dx), *dxr = xcalloc(V, sizeof *dxr), g = 0.7f;
+	kv->logprob_row_backward(dx, a, g, V);
+	dx[tgt] += g;
+	logprob_backward_ref(dxr, &g, a, &tgt, 1, V);
+	snprintf(what, sizeof what, "%s: logprob_row_backward", path);
+	close_enough(what, dx, dxr, V, 1e-5);
+
+	float *u = rand_vec(V, 2), *d = rand_vec(V, 1);
+	float *dg = xcalloc(V, sizeof *dg), *du = xcalloc(V, sizeof *du);
+	float *dgr = xcalloc(V, sizeof *dgr), *dur = xcalloc(V, sizeof *dur);
+	swiglu_range r = { .dgate = dg, .dup = du, .dout = d, .gate = a, .up = u };
+	kv->swiglu_bwd_range(&r, 0, V);
+	swiglu_backward_ref(dgr, dur, d, a, u, V);
+	snprintf(what, sizeof what, "%s: swiglu backward, dgate", path);
+	close_enough(what, dg, dgr, V, 1e-5);
+	snprintf(what, sizeof what, "%s: swiglu backward, dup", path);
+	close_enough(what, du, dur, V, 1e-5);
+	free(x), free(w), free(y), free(yr), free(a), free(e), free(er), free(dx), free(dxr);
+	free(u), free(d), free(dg), free(du), free(dgr), free(dur);
+}
+
+/* The portable kernels; the FMA ones where the CPU has AVX2 (its AVX-512
+ * path runs the same ones). */
+static void test_vec_paths(void)
+{
+	printf("# simd path %s, the CPU's best %s\n", parm_simd_name(parm_simd()),
+	       parm_simd_name(parm_simd_best()));
+	test_vec_path(&kernels_vec_plain, "portable (no FMA)");
+#if defined(__x86_64__) || defined(__i386__)
+	if (parm_simd_best() >= PARM_SIMD_AVX2)
+		test_vec_path(&kernels_vec_fma, "avx2 and avx512 (FMA)");
+	else
+#endif
+		skip("the CPU has no AVX2 and FMA", "vector kernels with FMA");
+}
+
 int main(void)
 {
 	static const enum ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
-	(void)skip, (void)fixtures_dir;
+	(void)fixtures_dir;
 	kernels_set_threads(2);
 	for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
 		test_matmul(types[i], 1, 96, 300);
@@ -176,5 +240,6 @@ int main(void)
 	test_rope();
 	test_attention();
 	test_swiglu_softmax();
+	test_vec_paths();
 	return tap_done();
 }

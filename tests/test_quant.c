@@ -1,6 +1,9 @@
 /* test_quant.c - f16/bf16 conversions, Q8_0/Q4_0 round trips, and every
- * fast dequantiser against its plain loop, bit for bit. */
+ * fast dequantiser against its plain loop, bit for bit; the fused dot of
+ * every SIMD path the CPU has against its reference; PARM_SIMD's choice. */
 #include "quant.h"
+#include "quant_internal.h"
+#include "simd.h"
 #include "tap.h"
 #include "util.h"
 
@@ -221,9 +224,10 @@ static void test_fast_vs_ref_random_bits(void)
 }
 
 /* The fused dot against the dequantise-then-dot reference, for one to
- * eight vectors, odd block counts, every type;
- * tolerance relative to sum |w x|, since summing per block reorders. */
-static void test_quant_dot(enum ggml_type t, int nx, int64_t n)
+ * eight vectors, odd block counts, every type, on the path dot (NULL:
+ * quant_dot, the path parm_simd() chose); tolerance relative to
+ * sum |w x|, since summing per block reorders. */
+static void test_quant_dot(quant_dot_fn *dot, const char *path, enum ggml_type t, int nx, int64_t n)
 {
 	enum { MAXX = 8, MAXN = 32 * 33 };
 	static float x[MAXX * MAXN], wf[MAXN], w[MAXN], y[MAXX * 3], yr[MAXX * 3];
@@ -234,7 +238,7 @@ static void test_quant_dot(enum ggml_type t, int nx, int64_t n)
 		wf[k] = rng_normal() * 0.1f;
 	quant_row(row, wf, t, n);
 	dequant_row_ref(w, row, t, n);
-	quant_dot(y, 3, row, t, x, nx, n);
+	(dot ? dot : quant_dot)(y, 3, row, t, x, nx, n);
 	quant_dot_ref(yr, 3, row, t, x, nx, n);
 	double worst = 0;
 	for (int i = 0; i < nx; i++) {
@@ -244,13 +248,63 @@ static void test_quant_dot(enum ggml_type t, int nx, int64_t n)
 		double e = fabs((double)y[i * 3] - yr[i * 3]) / (mag > 0 ? mag : 1);
 		worst = e > worst || e != e ? e : worst;
 	}
-	ok(worst < 1e-6, "%s: quant_dot = ref for %d x %lld (rel err %.2g)",
-	   ggml_type_name(t), nx, (long long)n, worst);
+	ok(worst < 1e-6, "%s: quant_dot (%s) = ref for %d x %lld (rel err %.2g)",
+	   ggml_type_name(t), path, nx, (long long)n, worst);
+}
+
+/* Q8_0 and Q4_0 on one path: every group size and remainder the fused
+ * path splits 1..8 into, with odd block counts so the two-block step
+ * leaves a tail. */
+static void test_dot_path(quant_dot_fn *dot, const char *path)
+{
+	for (int nx = 1; nx <= 8; nx++)
+		for (int k = 0; k < 2; k++) {
+			test_quant_dot(dot, path, GGML_Q8_0, nx, 32 * (k ? 33 : 3));
+			test_quant_dot(dot, path, GGML_Q4_0, nx, 32 * (k ? 33 : 3));
+		}
+}
+
+/* Each path the CPU has, called directly whatever PARM_SIMD says. */
+static void test_dot_paths(void)
+{
+	struct { enum parm_simd s; quant_dot_fn *dot; } paths[] = {
+		{ PARM_SIMD_PORTABLE, quant_dot_portable },
+#if defined(__x86_64__) || defined(__i386__)
+		{ PARM_SIMD_AVX2, quant_dot_avx2 },
+		{ PARM_SIMD_AVX512, quant_dot_avx512 },
+#endif
+	};
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		const char *name = parm_simd_name(paths[i].s);
+		if (paths[i].s <= parm_simd_best())
+			test_dot_path(paths[i].dot, name);
+		else
+			skip("the CPU has no such instructions", "quant_dot on the %s path", name);
+	}
+}
+
+/* PARM_SIMD: a request is clamped to the CPU's best; junk is ignored. */
+static void test_simd_choice(void)
+{
+	enum parm_simd best = parm_simd_best();
+	printf("# simd path %s (PARM_SIMD=%s), the CPU's best %s\n", parm_simd_name(parm_simd()),
+	       getenv("PARM_SIMD") ? getenv("PARM_SIMD") : "", parm_simd_name(best));
+	ok(parm_simd() == parm_simd_choose(getenv("PARM_SIMD"), best), "parm_simd() follows PARM_SIMD");
+	ok(parm_simd_choose(NULL, best) == best && parm_simd_choose("", best) == best &&
+	   parm_simd_choose("avx1024", best) == best, "no PARM_SIMD, empty or unknown: the best");
+	ok(parm_simd_choose("portable", PARM_SIMD_AVX512) == PARM_SIMD_PORTABLE &&
+	   parm_simd_choose("avx2", PARM_SIMD_AVX512) == PARM_SIMD_AVX2 &&
+	   parm_simd_choose("avx512", PARM_SIMD_AVX512) == PARM_SIMD_AVX512,
+	   "a path below the best is taken");
+	ok(parm_simd_choose("avx512", PARM_SIMD_AVX2) == PARM_SIMD_AVX2 &&
+	   parm_simd_choose("avx512", PARM_SIMD_PORTABLE) == PARM_SIMD_PORTABLE &&
+	   parm_simd_choose("avx2", PARM_SIMD_PORTABLE) == PARM_SIMD_PORTABLE,
+	   "a path above the best is clamped to it");
 }
 
 int main(void)
 {
-	(void)skip, (void)fixtures_dir;         /* tap.h helpers not needed here */
+	(void)fixtures_dir;                     /* a tap.h helper not needed here */
 	test_f16_cases();
 	test_f16_rounding();
 	test_f16_exhaustive();
@@ -266,18 +320,13 @@ int main(void)
 	test_block_type(GGML_BF16, 1.0f / 128);
 	test_block_type(GGML_F32, 0);
 	test_fast_vs_ref_random_bits();
+	test_simd_choice();
 	const enum ggml_type dot_types[] = { GGML_Q8_0, GGML_Q4_0, GGML_F16, GGML_BF16, GGML_F32 };
 	for (size_t k = 0; k < sizeof dot_types / sizeof dot_types[0]; k++) {
-		test_quant_dot(dot_types[k], 1, 32);
-		test_quant_dot(dot_types[k], 5, 32 * 33);
-		test_quant_dot(dot_types[k], 2, 32 * 8);
+		test_quant_dot(NULL, "chosen", dot_types[k], 1, 32);
+		test_quant_dot(NULL, "chosen", dot_types[k], 5, 32 * 33);
+		test_quant_dot(NULL, "chosen", dot_types[k], 2, 32 * 8);
 	}
-	/* every group size and remainder the fused path splits 1..8 into,
-	 * with odd block counts so the two-block step leaves a tail */
-	for (int nx = 1; nx <= 8; nx++)
-		for (int k = 0; k < 2; k++) {
-			test_quant_dot(GGML_Q8_0, nx, 32 * (k ? 33 : 3));
-			test_quant_dot(GGML_Q4_0, nx, 32 * (k ? 33 : 3));
-		}
+	test_dot_paths();
 	return tap_done();
 }

@@ -1,0 +1,56 @@
+/* simd.c - the SIMD path chosen once per process; see simd.h. */
+#include "simd.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const names[] = {
+	[PARM_SIMD_PORTABLE] = "portable",
+	[PARM_SIMD_AVX2] = "avx2",
+	[PARM_SIMD_AVX512] = "avx512",
+};
+
+const char *parm_simd_name(enum parm_simd s)
+{
+	return s >= PARM_SIMD_PORTABLE && s <= PARM_SIMD_AVX512 ? names[s] : "unknown";
+}
+
+/* What the kernels of each path use: AVX-512F (with AVX2, FMA and F16C,
+ * which every AVX-512 CPU has), or AVX2 + FMA + F16C.  The compiler's
+ * checks include the OS's saving of the wider registers. */
+enum parm_simd parm_simd_best(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_cpu_init();
+	int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		   __builtin_cpu_supports("f16c");
+	if (avx2 && __builtin_cpu_supports("avx512f"))
+		return PARM_SIMD_AVX512;
+	if (avx2)
+		return PARM_SIMD_AVX2;
+#endif
+	return PARM_SIMD_PORTABLE;
+}
+
+enum parm_simd parm_simd_choose(const char *request, enum parm_simd best)
+{
+	for (int s = PARM_SIMD_PORTABLE; request && s <= PARM_SIMD_AVX512; s++)
+		if (!strcmp(request, names[s]))
+			return (enum parm_simd)s < best ? (enum parm_simd)s : best;
+	return best;
+}
+
+static enum parm_simd chosen;
+static pthread_once_t chosen_once = PTHREAD_ONCE_INIT;
+
+static void choose_once(void)
+{
+	chosen = parm_simd_choose(getenv("PARM_SIMD"), parm_simd_best());
+}
+
+enum parm_simd parm_simd(void)
+{
+	pthread_once(&chosen_once, choose_once);
+	return chosen;
+}
