@@ -569,6 +569,7 @@ static int cmd_lm(int argc, char **argv)
 	free(train);
 	free(held);
 	free(ckpt_buf);
+	free((char *)o.loop.fingerprint);
 	return 0;
 }
 
@@ -681,6 +682,8 @@ static int cmd_arm(int argc, char **argv)
 	free(train);
 	free(held);
 	free(ckpt_buf);
+	free((char *)o.loop.fingerprint);
+	parm_objectives_free(&o.objs);
 	return 0;
 }
 
@@ -770,6 +773,7 @@ static int cmd_accuracy(int argc, char **argv)
 	parm_pairs_free(&p);
 	parm_arm_free(arm);
 	free(all);
+	parm_objectives_free(&o.objs);
 	return fflush(stdout) != 0 || ferror(stdout);
 }
 
