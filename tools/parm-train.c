@@ -570,6 +570,7 @@ static int cmd_lm(int argc, char **argv)
 	free(held);
 	free(ckpt_buf);
 	free((char *)o.loop.fingerprint);
+	parm_objectives_free(&o.objs);
 	return 0;
 }
 
