@@ -157,15 +157,172 @@ static int is_key(const msgpack_object *o, const char *s)
 	       !memcmp(o->via.str.ptr, s, len);
 }
 
+/* ---- bounding a record before it is parsed ---- */
+
+/* msgpack-c reserves an array's elements as soon as it reads the count, so a
+ * corrupt count of 2^32 costs 64 GiB before anything can be checked.  The
+ * reader therefore finds where a record ends from its type and length bytes
+ * alone, within limits, and gives msgpack-c only whole records: memory then
+ * follows the bytes that really arrived.  (msgpack-c's C API has no limits;
+ * its C++ unpack_limit has no C counterpart.) */
+struct skim_limits {
+	uint64_t max_count;             /* elements of one array or map */
+	uint64_t max_item;              /* bytes of one str, bin or ext */
+	uint64_t max_record;            /* bytes of one whole record */
+};
+
+/* Length bytes after the type byte c, for 0xc0..0xdf; -1: not msgpack. */
+static const signed char length_bytes[32] = {
+	0, -1, 0, 0, 1, 2, 4, 1, 2, 4, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 2, 4, 2, 4 };
+/* Payload bytes of 0xc0..0xdf besides any length (ext: its type byte). */
+static const unsigned char fixed_payload[32] = {
+	0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 4, 8, 1, 2, 4, 8,
+	1, 2, 4, 8, 2, 3, 5, 9, 17, 0, 0, 0, 0, 0, 0, 0 };
+
+/* Bytes of type and length that start an object (0: not msgpack). */
+static int head_bytes(int c)
+{
+	if (c < 0xc0 || c > 0xdf)
+		return 1;
+	return length_bytes[c - 0xc0] < 0 ? 0 : 1 + length_bytes[c - 0xc0];
+}
+
+/* An object's shape from its head p[0..head_bytes): *payload bytes follow
+ * it, or *count elements (*is_map: key-value pairs). */
+static void object_shape(const unsigned char *p, uint64_t *payload, uint64_t *count,
+			 int *is_map)
+{
+	int c = p[0], w;
+	uint64_t n = 0;
+	*payload = 0, *count = 0, *is_map = 0;
+	if (c <= 0x7f || c >= 0xe0)
+		return;
+	if (c <= 0x9f) {                        /* fixmap, fixarray */
+		*count = c & 0x0f;
+		*is_map = c <= 0x8f;
+		return;
+	}
+	if (c <= 0xbf) {                        /* fixstr */
+		*payload = c & 0x1f;
+		return;
+	}
+	w = length_bytes[c - 0xc0];
+	for (int i = 1; i <= w; i++)
+		n = n << 8 | p[i];
+	if (c >= 0xdc) {                        /* array16/32, map16/32 */
+		*count = n;
+		*is_map = c >= 0xde;
+		return;
+	}
+	*payload = fixed_payload[c - 0xc0] + n;
+}
+
+static int too_large(const struct skim_limits *lim)
+{
+	parm_fail("malformed stream: a record claims more than %llu bytes",
+		  (unsigned long long)lim->max_record);
+	return -2;
+}
+
+/* How many bytes the msgpack object at p[0..n) spans: 1 and *size when it
+ * is all there, 0 when more bytes are needed, -1 when it is not msgpack,
+ * -2 when it breaks a limit (parm_error set). */
+static int skim_object(const unsigned char *p, size_t n, const struct skim_limits *lim,
+		       size_t *size)
+{
+	uint64_t pos = 0, pending = 1, payload, count;
+	int is_map, head;
+	while (pending > 0) {
+		if (pending > lim->max_record - pos)    /* every object takes a byte */
+			return too_large(lim);
+		if (pos >= n)
+			return 0;
+		if (!(head = head_bytes(p[pos])))
+			return parm_fail("malformed stream: not msgpack (byte 0x%02x)", p[pos]);
+		if (pos + head > n)
+			return 0;
+		object_shape(p + pos, &payload, &count, &is_map);
+		if (count > lim->max_count)
+			return parm_fail("malformed stream: an array or map claims %llu elements",
+					 (unsigned long long)count) * 2;
+		if (payload > lim->max_item)
+			return parm_fail("malformed stream: a string claims %llu bytes",
+					 (unsigned long long)payload) * 2;
+		pending += (is_map ? 2 * count : count) - 1;
+		pos += head + payload;
+		if (pos > lim->max_record)
+			return too_large(lim);
+	}
+	if (pos > n)
+		return 0;
+	*size = pos;
+	return 1;
+}
+
+/* Bytes read and not yet parsed, handed to msgpack-c a whole object at a
+ * time; the reader of the stream and the feedback channel each have one. */
+struct msgbuf {
+	unsigned char *buf;             /* buf[pos..len) not parsed yet */
+	size_t len, pos, cap;
+	struct skim_limits lim;
+	msgpack_unpacked obj;           /* the last object; points into buf */
+};
+
+static void msgbuf_init(struct msgbuf *m, struct skim_limits lim)
+{
+	memset(m, 0, sizeof *m);
+	m->lim = lim;
+	msgpack_unpacked_init(&m->obj);
+}
+
+static void msgbuf_free(struct msgbuf *m)
+{
+	msgpack_unpacked_destroy(&m->obj);
+	free(m->buf);
+}
+
+/* Room for at least n more bytes at m->buf + m->len (parsed bytes dropped). */
+static void *msgbuf_room(struct msgbuf *m, size_t n)
+{
+	if (m->pos > 0) {
+		memmove(m->buf, m->buf + m->pos, m->len - m->pos);
+		m->len -= m->pos;
+		m->pos = 0;
+	}
+	grow((void **)&m->buf, &m->cap, m->len + n, 1);
+	return m->buf + m->len;
+}
+
+/* The next whole object into m->obj: 1 done, 0 need more bytes, -1 not
+ * msgpack, -2 beyond the limits. */
+static int msgbuf_next(struct msgbuf *m)
+{
+	size_t size = 0, off = 0;
+	int got = skim_object(m->buf + m->pos, m->len - m->pos, &m->lim, &size);
+	if (got <= 0)
+		return got;
+	if (msgpack_unpack_next(&m->obj, (const char *)m->buf + m->pos, size, &off) !=
+	    MSGPACK_UNPACK_SUCCESS || off != size)
+		return parm_fail("malformed stream: not msgpack");
+	m->pos += size;
+	return 1;
+}
+
 /* ---- reader ---- */
+
+#define MAX_ITEM (64u << 20)            /* a str or bin: 4 * MAX_VOCAB */
+#define MAX_RECORD (1ull << 30)
+#define DEFAULT_TIMEOUT 120             /* seconds; PARM_STREAM_TIMEOUT */
 
 struct parm_reader {
 	int fd;
+	int watch_fd;                   /* our output's reader, or -1 */
+	int timeout_ms;                 /* silence allowed inside a record */
 	int n_vocab;                    /* 0 until the header is read */
 	int seen_bytes;                 /* any byte read: tells "empty" apart */
 	int finished;                   /* FIN read */
-	msgpack_unpacker up;
-	msgpack_unpacked obj;
+	struct msgbuf in;
 	/* storage of the current record, reused */
 	parm_step *steps;
 	size_t steps_cap;
@@ -179,22 +336,40 @@ struct parm_reader {
 	size_t prompt_cap, meta_cap, reason_cap;
 };
 
+int parm_stream_timeout(void)
+{
+	const char *s = getenv("PARM_STREAM_TIMEOUT");
+	double t;
+	if (!s || !*s)
+		return DEFAULT_TIMEOUT * 1000;
+	if (parm_parse_float(s, &t) < 0 || !(t > 0) || t > 86400) {
+		warn("PARM_STREAM_TIMEOUT=%s is not a number of seconds in (0, 86400]; "
+		     "using %d", s, DEFAULT_TIMEOUT);
+		return DEFAULT_TIMEOUT * 1000;
+	}
+	return t * 1000 < 1 ? 1 : (int)(t * 1000);
+}
+
 parm_reader *parm_reader_new(int fd)
 {
 	parm_reader *r = xcalloc(1, sizeof *r);
 	r->fd = fd;
-	if (!msgpack_unpacker_init(&r->up, READ_CHUNK))
-		die("out of memory (msgpack unpacker)");
-	msgpack_unpacked_init(&r->obj);
+	r->watch_fd = -1;
+	r->timeout_ms = parm_stream_timeout();
+	msgbuf_init(&r->in, (struct skim_limits){ MAX_VOCAB, MAX_ITEM, MAX_RECORD });
 	return r;
+}
+
+void parm_reader_watch(parm_reader *r, int out_fd)
+{
+	r->watch_fd = out_fd;
 }
 
 void parm_reader_free(parm_reader *r)
 {
 	if (!r)
 		return;
-	msgpack_unpacked_destroy(&r->obj);
-	msgpack_unpacker_destroy(&r->up);
+	msgbuf_free(&r->in);
 	free(r->steps);
 	free(r->logits);
 	free(r->ids);
@@ -205,44 +380,89 @@ void parm_reader_free(parm_reader *r)
 	free(r);
 }
 
-/* Read more bytes into the unpacker: 1 got some, 0 end of input, -1 error. */
+static int output_gone(void)
+{
+	parm_fail("the reader of our output went away");
+	errno = EPIPE;
+	return -1;
+}
+
+/* Wait until the input can be read.  Between records a producer may think
+ * for as long as it likes; inside one, silence for the timeout means the
+ * record will never end (a corrupt length, a stage stuck), so say so rather
+ * than wait forever for bytes while the producer waits for a choice. */
+static int wait_input(parm_reader *r)
+{
+	struct pollfd p[2] = { { r->fd, POLLIN, 0 }, { r->watch_fd, 0, 0 } };
+	int inside = r->in.len > r->in.pos;
+	int n = poll(p, r->watch_fd >= 0 ? 2 : 1, inside ? r->timeout_ms : -1);
+	if (n < 0)
+		return errno == EINTR ? 0 : parm_fail("waiting for the stream: %s", strerror(errno));
+	if (n == 0)
+		return parm_fail("the stream stalled inside a record (%zu bytes came, then "
+				 "nothing for %g s; see PARM_STREAM_TIMEOUT)",
+				 r->in.len - r->in.pos, r->timeout_ms / 1000.0);
+	if (r->watch_fd >= 0 && (p[1].revents & (POLLERR | POLLHUP | POLLNVAL)))
+		return output_gone();
+	return 1;
+}
+
+/* At the end of input, a stage whose own reader left first (the sampler
+ * exits, then the producer sees it and stops) has nothing to report. */
+static int input_ended(parm_reader *r)
+{
+	struct pollfd p = { r->watch_fd, 0, 0 };
+	if (r->watch_fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)))
+		return output_gone();
+	return parm_fail("unexpected end of stream");
+}
+
+/* Read more bytes: 1 got some, 0 end of input, -1 error. */
 static int fill(parm_reader *r)
 {
-	if (!msgpack_unpacker_reserve_buffer(&r->up, READ_CHUNK))
-		die("out of memory (msgpack buffer)");
+	void *room = msgbuf_room(&r->in, READ_CHUNK);
 	for (;;) {
-		ssize_t n = read(r->fd, msgpack_unpacker_buffer(&r->up),
-				 msgpack_unpacker_buffer_capacity(&r->up));
+		int w = wait_input(r);
+		if (w < 0)
+			return -1;
+		if (w == 0)
+			continue;
+		ssize_t n = read(r->fd, room, r->in.cap - r->in.len);
 		if (n > 0) {
-			msgpack_unpacker_buffer_consumed(&r->up, n);
+			r->in.len += n;
 			r->seen_bytes = 1;
 			return 1;
 		}
 		if (n == 0)
 			return 0;
-		if (errno != EINTR)
+		if (errno != EINTR && errno != EAGAIN)
 			return parm_fail("reading the stream: %s", strerror(errno));
 	}
 }
 
-/* The next whole msgpack object into r->obj. */
+/* The next whole msgpack object into r->in.obj. */
 static int next_object(parm_reader *r)
 {
-	for (;;) {
-		int ret = msgpack_unpacker_next(&r->up, &r->obj);
-		if (ret == MSGPACK_UNPACK_SUCCESS)
-			return 0;
-		if (ret == MSGPACK_UNPACK_PARSE_ERROR)
-			return parm_fail(r->n_vocab ? "malformed stream: not msgpack"
-						    : "not a parm stream");
-		if (ret == MSGPACK_UNPACK_NOMEM_ERROR)
-			return parm_fail("malformed stream: a record too large for memory");
-		int got = fill(r);
-		if (got < 0)
+	int got;
+	errno = 0;                      /* EPIPE below means our reader left */
+	while ((got = msgbuf_next(&r->in)) == 0) {
+		if ((got = fill(r)) < 0)
 			return -1;
 		if (got == 0)
-			return parm_fail("unexpected end of stream");
+			return input_ended(r);
 	}
+	if (got < 0 && !r->n_vocab)
+		return parm_fail("not a parm stream");
+	return got < 0 ? -1 : 0;
+}
+
+/* Past the header, no item is longer than the vocabulary's logits or a
+ * long prompt, and no array longer than the vocabulary or a long context. */
+static void limit_by_header(parm_reader *r, int n_vocab)
+{
+	uint64_t v = (uint64_t)n_vocab;
+	r->in.lim.max_count = v > (1u << 22) ? v : (1u << 22);
+	r->in.lim.max_item = 4 * v > (16u << 20) ? 4 * v : (16u << 20);
 }
 
 /* ---- header ---- */
@@ -355,11 +575,12 @@ int parm_read_header(parm_reader *r, parm_header *h)
 			parm_fail("unexpected end of stream (no header: empty input)");
 		return -1;
 	}
-	if (parse_header(&r->obj.data, h) < 0) {
+	if (parse_header(&r->in.obj.data, h) < 0) {
 		parm_header_free(h);
 		return -1;
 	}
 	r->n_vocab = h->n_vocab;
+	limit_by_header(r, h->n_vocab);
 	return 0;
 }
 
@@ -583,7 +804,7 @@ int parm_read_record(parm_reader *r, parm_record *rec)
 	}
 	if (next_object(r) < 0)
 		return -1;
-	return parse_record(r, &r->obj.data, rec);
+	return parse_record(r, &r->in.obj.data, rec);
 }
 
 /* ---- writer ---- */
@@ -808,12 +1029,16 @@ int parm_write_record(parm_writer *w, const parm_record *rec, int n_vocab)
 
 /* ---- feedback channel ---- */
 
+/* A choice is [seq, tok, stop] and a hello is nil: nothing longer. */
+#define FEEDBACK_LIMITS ((struct skim_limits){ 3, 8, 64 })
+
 struct parm_feedback {
 	int fd;
 	int owner;                      /* made by parm_feedback_create */
+	int connected;                  /* the sampler has written to it */
+	double deadline;                /* for the sampler to connect */
 	volatile sig_atomic_t removed;
-	msgpack_unpacker up;
-	msgpack_unpacked obj;
+	struct msgbuf in;
 	/* preformatted so parm_feedback_remove is async-signal-safe */
 	char dir[PATH_MAX - 16];       /* room left for "/feedback" in fifo */
 	char fifo[PATH_MAX];
@@ -824,9 +1049,7 @@ static parm_feedback *feedback_new(void)
 	parm_feedback *f = xcalloc(1, sizeof *f);
 	f->fd = -1;
 	f->removed = 1;
-	if (!msgpack_unpacker_init(&f->up, 4096))
-		die("out of memory (msgpack unpacker)");
-	msgpack_unpacked_init(&f->obj);
+	msgbuf_init(&f->in, FEEDBACK_LIMITS);
 	return f;
 }
 
@@ -859,13 +1082,14 @@ parm_feedback *parm_feedback_create(void)
 		parm_feedback_free(f);
 		return NULL;
 	}
-	/* non-blocking: the sampler connects only when it has a first choice */
+	/* non-blocking: the sampler connects only after it has read the header */
 	f->fd = open(f->fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (f->fd < 0) {
 		int e = errno;
 		parm_feedback_free(f);
 		return parm_failp("cannot open the feedback FIFO: %s", strerror(e));
 	}
+	f->deadline = parm_now() + parm_stream_timeout() / 1000.0;
 	return f;
 }
 
@@ -891,8 +1115,7 @@ void parm_feedback_free(parm_feedback *f)
 		parm_feedback_remove(f);
 	if (f->fd >= 0)
 		close(f->fd);
-	msgpack_unpacked_destroy(&f->obj);
-	msgpack_unpacker_destroy(&f->up);
+	msgbuf_free(&f->in);
 	free(f);
 }
 
@@ -916,48 +1139,79 @@ static int check_choice(const msgpack_object *o, parm_choice *c)
 	return 0;
 }
 
-/* 1 a choice, 0 need more bytes, -1 bad input */
+/* 1 a choice, 0 need more bytes, -1 bad input.  A hello (nil) says the
+ * sampler is connected: the FIFO's name is no longer needed, so it goes at
+ * once, and a producer killed later leaves nothing in TMPDIR. */
 static int next_choice(parm_feedback *f, parm_choice *c)
 {
-	int ret = msgpack_unpacker_next(&f->up, &f->obj);
-	if (ret == MSGPACK_UNPACK_SUCCESS)
-		return check_choice(&f->obj.data, c) < 0 ? -1 : 1;
-	if (ret == MSGPACK_UNPACK_CONTINUE)
-		return 0;
-	return parm_fail("malformed feedback: not msgpack");
+	int got;
+	while ((got = msgbuf_next(&f->in)) > 0) {
+		if (f->in.obj.data.type != MSGPACK_OBJECT_NIL)
+			return check_choice(&f->in.obj.data, c) < 0 ? -1 : 1;
+		if (f->owner)
+			parm_feedback_remove(f);
+	}
+	if (got == -1)
+		return parm_fail("malformed feedback: not msgpack");
+	if (got < 0)
+		return parm_fail("malformed feedback: a choice is not [seq, tok, stop]");
+	return 0;
+}
+
+/* The producer's consumers are gone: tools exit quietly on EPIPE. */
+static int consumer_gone(const char *why)
+{
+	parm_fail("%s", why);
+	errno = EPIPE;
+	return -1;
 }
 
 static int read_feedback(parm_feedback *f)
 {
-	if (!msgpack_unpacker_reserve_buffer(&f->up, 4096))
-		die("out of memory (msgpack buffer)");
-	ssize_t n = read(f->fd, msgpack_unpacker_buffer(&f->up),
-			 msgpack_unpacker_buffer_capacity(&f->up));
-	if (n > 0)
-		msgpack_unpacker_buffer_consumed(&f->up, n);
-	else if (n == 0)
-		return parm_fail("the sampler closed the feedback channel");
-	else if (errno != EAGAIN && errno != EINTR)
+	void *room = msgbuf_room(&f->in, 4096);
+	ssize_t n = read(f->fd, room, 4096);
+	if (n > 0) {
+		f->in.len += n;
+		f->connected = 1;
+	} else if (n == 0) {
+		return consumer_gone("the sampler closed the feedback channel");
+	} else if (errno != EAGAIN && errno != EINTR) {
 		return parm_fail("reading the feedback channel: %s", strerror(errno));
+	}
 	return 0;
+}
+
+/* Until the sampler connects, wait no longer than the deadline: a sampler
+ * that refused the header before connecting behind a stage that does not
+ * notice (cat), or a stream corrupted on the way, would leave us waiting
+ * for a choice that never comes. */
+static int wait_timeout(const parm_feedback *f)
+{
+	if (f->connected)
+		return -1;
+	double left = f->deadline - parm_now();
+	return left <= 0 ? 0 : (int)(left * 1000) + 1;
 }
 
 /* Wait until the FIFO is readable (or closed) or the output reader left. */
 static int wait_feedback(parm_feedback *f, int out_fd)
 {
 	struct pollfd p[2] = { { f->fd, POLLIN, 0 }, { out_fd, 0, 0 } };
-	int n = poll(p, out_fd >= 0 ? 2 : 1, -1);
+	int n = poll(p, out_fd >= 0 ? 2 : 1, wait_timeout(f));
 	if (n < 0 && errno == EINTR)
 		return 0;
 	if (n < 0)
 		return parm_fail("waiting for feedback: %s", strerror(errno));
-	if (out_fd >= 0 && (p[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
-		parm_fail("the reader of the stream went away");
-		errno = EPIPE;
-		return -1;
-	}
+	if (out_fd >= 0 && (p[1].revents & (POLLERR | POLLHUP | POLLNVAL)))
+		return consumer_gone("the reader of the stream went away");
 	if (p[0].revents)
 		return read_feedback(f);
+	if (n == 0 && !f->connected) {
+		errno = ETIMEDOUT;
+		return parm_fail("no sampler opened the feedback channel in %g s (is a sampler "
+				 "such as parm-sample at the end of the pipe? see PARM_STREAM_TIMEOUT)",
+				 parm_stream_timeout() / 1000.0);
+	}
 	return 0;
 }
 
@@ -966,8 +1220,10 @@ int parm_feedback_recv(parm_feedback *f, int out_fd, parm_choice *c, int n)
 	int got = 0;
 	while (got < n) {
 		int r = next_choice(f, &c[got]);
-		if (r < 0)
+		if (r < 0) {
+			errno = EPROTO;
 			return -1;
+		}
 		if (r > 0)
 			got++;
 		else if (wait_feedback(f, out_fd) < 0)
@@ -978,8 +1234,11 @@ int parm_feedback_recv(parm_feedback *f, int out_fd, parm_choice *c, int n)
 
 parm_feedback *parm_feedback_connect(const char *path)
 {
-	parm_feedback *f = feedback_new();
+	parm_feedback *f;
 	int e;
+	if (!path)
+		return parm_failp("the stream has no feedback channel: its producer takes no choices");
+	f = feedback_new();
 	/* non-blocking open fails (ENXIO) rather than hangs when nobody listens */
 	f->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 	if (f->fd < 0 || fcntl(f->fd, F_SETFL, 0) < 0) {
@@ -991,6 +1250,11 @@ parm_feedback *parm_feedback_connect(const char *path)
 		return parm_failp("cannot open feedback channel %s: %s", path, strerror(e));
 	}
 	snprintf(f->fifo, sizeof f->fifo, "%s", path);
+	static const char hello = (char)0xc0;   /* msgpack nil */
+	if (write_all(f->fd, &hello, 1, "the feedback channel") < 0) {
+		parm_feedback_free(f);
+		return NULL;
+	}
 	return f;
 }
 

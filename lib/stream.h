@@ -8,7 +8,10 @@
  *
  * The reader tells "need more bytes" from "bad input": a stream that stops
  * at a record boundary before FIN, or inside a record, is "unexpected end of
- * stream"; bytes that are not a valid record are "malformed".
+ * stream"; bytes that are not a valid record are "malformed".  Sizes are
+ * bounded before anything is allocated (by the header's vocabulary once it
+ * is read), and a record begun but silent for PARM_STREAM_TIMEOUT seconds
+ * is an error, never a wait forever.
  */
 #ifndef PARM_STREAM_H
 #define PARM_STREAM_H
@@ -67,6 +70,10 @@ typedef struct {
  * NUL-ended beyond piece_len for convenience). */
 typedef struct parm_reader parm_reader;
 parm_reader *parm_reader_new(int fd);
+/* While it waits for input, the reader also watches out_fd (the stage's
+ * own output): when that reader goes away, reading fails with errno EPIPE,
+ * so a middle stage leaves as soon as the sampler does. */
+void parm_reader_watch(parm_reader *r, int out_fd);
 void parm_reader_free(parm_reader *r);
 int parm_read_header(parm_reader *r, parm_header *h);
 int parm_read_record(parm_reader *r, parm_record *rec);
@@ -89,12 +96,18 @@ int parm_write_fin(parm_writer *w);
 int parm_write_record(parm_writer *w, const parm_record *rec, int n_vocab);
 int parm_flush(parm_writer *w);
 
+/* PARM_STREAM_TIMEOUT in milliseconds (default 120 s): how long a record
+ * may stall half-received, and how long a producer waits for a sampler to
+ * open the feedback channel. */
+int parm_stream_timeout(void);
+
 /* Copy a header, adding one stage to the provenance chain. */
 void parm_header_copy(parm_header *dst, const parm_header *src, const char *stage_json);
 
 /* Feedback channel.  The producer makes a FIFO in a private directory
- * (removed by parm_feedback_remove, also called from its signal handler);
- * the sampler connects when it first has a choice to send.  A choice is
+ * (removed by parm_feedback_remove, also called from its signal handler,
+ * and as soon as the sampler says hello); the sampler connects as soon as
+ * it has read the header and sends a hello (msgpack nil).  A choice is
  * the msgpack array [seq, token, stop]: stop = 1 when the sampler ended the
  * sequence itself (a stop string matched). */
 typedef struct { int seq, tok, stop; } parm_choice;
@@ -102,8 +115,9 @@ typedef struct parm_feedback parm_feedback;
 parm_feedback *parm_feedback_create(void);              /* producer */
 const char *parm_feedback_path(const parm_feedback *f);
 /* Wait for n choices (any order); out_fd is polled too, so a reader that
- * went away ends the wait (-1, errno EPIPE).  A sampler that closed the
- * channel early gives -1 "the sampler closed the feedback channel". */
+ * went away ends the wait (-1, errno EPIPE), and so does a sampler that
+ * closed the channel (it said why itself, or left on purpose).  No sampler
+ * connected within parm_stream_timeout() of creation: -1, another errno. */
 int parm_feedback_recv(parm_feedback *f, int out_fd, parm_choice *c, int n);
 void parm_feedback_remove(parm_feedback *f);            /* unlink FIFO and dir;
 							   async-signal-safe */

@@ -2,20 +2,47 @@
 #include "util.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 const char *parm_progname = "parm";
 static char last_error[1024];
+static void (*volatile fatal_cleanup)(void);
+
+void parm_set_cleanup(void (*cleanup)(void))
+{
+	fatal_cleanup = cleanup;
+}
+
+/* Models are mapped, not read: when a file shrinks under us (or its disk
+ * fails) the kernel raises SIGBUS at the first access past the end.  Say so
+ * in one line and leave, after the tool's cleanup; only async-signal-safe
+ * calls from here on. */
+static void on_sigbus(int sig)
+{
+	static const char msg[] = ": a mapped file was truncated or could not be read (SIGBUS)\n";
+	(void)sig;
+	if (fatal_cleanup)
+		fatal_cleanup();
+	ssize_t ignored = write(2, parm_progname, strlen(parm_progname));
+	ignored = write(2, msg, sizeof msg - 1);
+	(void)ignored;
+	_exit(1);
+}
 
 void parm_setprog(const char *argv0)
 {
 	const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+	struct sigaction sa = { .sa_handler = on_sigbus };
 	if (argv0)
 		parm_progname = slash ? slash + 1 : argv0;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
 }
 
 int parm_fail(const char *fmt, ...)

@@ -12,7 +12,12 @@
 #include <stdint.h>
 
 extern const char *parm_progname;       /* "parm-logits"; set by parm_setprog */
-void parm_setprog(const char *argv0);   /* basename of argv0 */
+/* The basename of argv0 names the tool in messages; also catches SIGBUS (a
+ * mapped model truncated under us) with a one-line message. */
+void parm_setprog(const char *argv0);
+/* An async-signal-safe function run before a fatal-signal exit (SIGBUS),
+ * e.g. removing temporary files; NULL for none. */
+void parm_set_cleanup(void (*cleanup)(void));
 
 int parm_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *parm_failp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -68,10 +68,17 @@ struct slot {                   /* one sequence in flight */
 
 static parm_feedback *feedback;
 
-static void on_signal(int sig)
+/* Every way out removes the feedback FIFO: exit (atexit), a fatal signal
+ * (parm_set_cleanup) and an interrupt (on_signal). */
+static void remove_feedback(void)
 {
 	if (feedback)
 		parm_feedback_remove(feedback);
+}
+
+static void on_signal(int sig)
+{
+	remove_feedback();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -264,11 +271,8 @@ static void check_write(int rc)
 {
 	if (rc == 0)
 		return;
-	if (errno == EPIPE) {           /* the reader went away: not our error */
-		parm_feedback_remove(feedback);
+	if (errno == EPIPE)             /* the reader went away: not our error */
 		exit(0);
-	}
-	parm_feedback_remove(feedback);
 	die("%s", parm_error());
 }
 
@@ -355,10 +359,8 @@ static int run_round(struct gen *g)
 	if (b->n == 0)
 		return 0;
 	n_steps = g->b->remote ? remote_steps(g) : local_steps(g);
-	if (n_steps < 0) {
-		parm_feedback_remove(feedback);
+	if (n_steps < 0)
 		die("%s", parm_error());
-	}
 	for (int i = 0, k = 0; i < b->n; i++) {
 		if (!b->want[i])
 			continue;
@@ -388,10 +390,8 @@ static void apply_choices(struct gen *g, int n_steps)
 	for (int i = 0; i < n_steps; i++) {
 		parm_choice *c = &g->choices[i];
 		struct slot *sl = find_seq(g, c->seq);
-		if (!sl || sl->answered || c->tok < 0 || c->tok >= V) {
-			parm_feedback_remove(feedback);
+		if (!sl || sl->answered || c->tok < 0 || c->tok >= V)
 			die("feedback: bad choice (sequence %d, token %d)", c->seq, c->tok);
-		}
 		const char *reason = NULL;
 		sl->answered = 1;
 		sl->pending = c->tok;
@@ -411,15 +411,6 @@ static void apply_choices(struct gen *g, int n_steps)
 	}
 }
 
-/* A sampler that exits closes the feedback channel and its input at about
- * the same time; when its input is gone too, it left on purpose (or said
- * why itself), so we leave quietly. */
-static int reader_gone(int fd)
-{
-	struct pollfd p = {fd, 0, 0};
-	return poll(&p, 1, 200) == 1 && (p.revents & (POLLERR | POLLHUP));
-}
-
 static void generate(struct gen *g)
 {
 	int V = g->b->n_vocab, n_steps;
@@ -431,12 +422,9 @@ static void generate(struct gen *g)
 	g->choices = xmalloc(g->n_slots * sizeof *g->choices);
 	g->slots = xcalloc(g->n_slots, sizeof *g->slots);
 	while ((n_steps = run_round(g)) > 0) {
-		if (parm_feedback_recv(feedback, STDOUT_FILENO, g->choices, n_steps) < 0) {
-			parm_feedback_remove(feedback);
-			if (errno == EPIPE || reader_gone(STDOUT_FILENO))
-				exit(0);
-			die("%s", parm_error());
-		}
+		/* the sampler or our reader left: they said why, or meant to */
+		if (parm_feedback_recv(feedback, STDOUT_FILENO, g->choices, n_steps) < 0)
+			check_write(-1);
 		apply_choices(g, n_steps);
 	}
 	check_write(parm_write_fin(g->w));
@@ -508,6 +496,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (!(feedback = parm_feedback_create()))
 		die("%s", parm_error());
+	atexit(remove_feedback);
+	parm_set_cleanup(remove_feedback);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGHUP, on_signal);

@@ -153,7 +153,7 @@ static void mix_stream(struct run *r)
 	parm_record rec;
 	do {
 		if (parm_read_record(r->in, &rec) < 0)
-			die("%s", parm_error());
+			check_write(-1);        /* our reader gone: quiet; else the error */
 		for (int j = 0; j < r->n_guides; j++) {
 			if (rec.type == PARM_REC_START &&
 			    parm_guide_start(r->g[j], rec.seq, rec.tokens, rec.n_tokens) < 0)
@@ -185,8 +185,9 @@ int main(int argc, char **argv)
 					       o.merge)))
 			die("%s", parm_error());
 	r.in = parm_reader_new(STDIN_FILENO);
+	parm_reader_watch(r.in, STDOUT_FILENO);
 	if (parm_read_header(r.in, &r.h) < 0)
-		die("%s", parm_error());
+		check_write(-1);
 	int ctx = stream_ctx(&r.h);
 	for (int i = 0; i < r.n_guides; i++)
 		if (parm_guide_begin(r.g[i], &r.h, ctx) < 0)

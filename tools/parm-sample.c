@@ -92,6 +92,7 @@ struct run {
 	struct opts *o;
 	parm_header h;
 	parm_feedback *fb;
+	char *no_fb;                    /* why fb could not connect */
 	struct seq *seqs;
 	int n_seqs, next_print;
 	parm_choice *choices;
@@ -175,8 +176,9 @@ static void choose_round(struct run *r, const parm_record *rec)
 		r->choices[i] = (parm_choice){.seq = st->seq, .tok = tok,
 					      .stop = cut_at_stop(r->o, s)};
 	}
-	if (!r->fb && !(r->fb = parm_feedback_connect(r->h.feedback)))
-		die("%s", parm_error());
+	if (!r->fb)
+		die("%s", r->no_fb ? r->no_fb :
+		    "the stream has no feedback channel: its producer takes no choices");
 	if (parm_feedback_send(r->fb, r->choices, rec->n_steps) < 0)
 		die(errno == EPIPE ? "the producer closed the feedback channel" : "%s", parm_error());
 }
@@ -293,6 +295,11 @@ int main(int argc, char **argv)
 	parm_reader *in = parm_reader_new(STDIN_FILENO);
 	if (parm_read_header(in, &r.h) < 0)
 		die("%s", parm_error());
+	/* connect before anything can refuse the stream: when we exit, the
+	 * producer sees the channel close and ends too (exit closes our stdin
+	 * before this descriptor, so a stage between us sees us gone first) */
+	if (r.h.feedback && !(r.fb = parm_feedback_connect(r.h.feedback)))
+		r.no_fb = xstrdup(parm_error()); /* a producer with no prompts is gone */
 	if (o.vocab)
 		check_vocab(&r.h, o.vocab);
 	load_chain(&r);

@@ -1,0 +1,120 @@
+#!/bin/sh
+# t_faults - a pipe never hangs and never leaves files behind: a sampler
+# that refuses the stream, a reader that leaves early, a stage dying
+# mid-pipe, a byte flipped anywhere in the stream, a producer killed, a
+# model truncated while mapped.  Every pipe runs under `timeout`, which only
+# turns a hang into a failure: a healthy run ends in seconds on any machine.
+. tests/lib.sh
+need_fixtures "pipe fault tests"
+top=$PWD
+cd "$T" || exit 1
+mkdir tmp
+TMPDIR=$PWD/tmp PARM_STREAM_TIMEOUT=3
+export TMPDIR PARM_STREAM_TIMEOUT
+GUARD=120
+# ${TAKE}N passes the first N bytes of stdin on, no more, holding nothing
+# back (head -c keeps a stdio buffer until it exits: a deadlock of its own)
+TAKE="dd bs=65536 iflag=count_bytes status=none count="
+init() {
+	parm-train init --vocab "$1" --dim 32 --layers 2 --heads 4 --kv-heads 2 \
+		--ctx 64 --seed "$2" -o "$3" 2>init.err || { cat init.err; exit 1; }
+}
+init "$fx/ggml-vocab-llama-spm.gguf" 3 base.gguf
+init "$fx/ggml-vocab-gpt-2.gguf" 4 other.gguf
+init "$fx/ggml-vocab-llama-spm.gguf" 5 small.gguf
+"$top/tests/test_mix" --make-arm small.gguf 2 q,k,v 7 arm.gguf >/dev/null ||
+	{ echo "not ok 1 - make an ARM"; exit 1; }
+printf 'Hello there\nHow do I boil an egg?\nThe end\n' > prompts.txt
+LOGITS="parm-logits -n 8 base.gguf < prompts.txt"
+MIX="parm-mix --pref .5,.5 arm.gguf"
+
+# pipe STAGE...: run STAGE1 | STAGE2 | ... under the guard; stage i's exit
+# status goes to rc.i, its stderr to err.i; the last one's stdout to out.
+pipe() {
+	rm -f rc.* err.* out
+	i=0 cmd=
+	for s in "$@"; do
+		i=$((i + 1))
+		cmd="$cmd${cmd:+ | }{ ( $s ) 2>err.$i; echo \$? > rc.$i; }"
+	done
+	timeout $GUARD sh -c "$cmd > out"
+}
+
+# stage N STATUS LINES: stage N exited with STATUS, LINES lines on stderr
+stage() {
+	[ "$(cat rc.$1 2>/dev/null)" = "$2" ] && [ "$(wc -l < err.$1)" -eq "$3" ] && return
+	echo "stage $1: exit $(cat rc.$1 2>/dev/null), stderr:" >&2; cat err.$1 >&2
+	return 1
+}
+# cat and the like die of SIGPIPE (141) when their reader has gone
+not_ours() { [ "$(cat rc.$1)" -eq 141 ] && [ ! -s err.$1 ]; }
+clean_tmp() { [ -z "$(ls tmp)" ] || { echo "left in TMPDIR: $(ls tmp)" >&2; false; }; }
+
+# 1. the sampler refuses the header (another vocabulary): it says why,
+# the others end quietly, whatever is in the middle
+refused() {
+	pipe "$LOGITS" "$1" "parm-sample -v other.gguf" &&
+	stage 1 0 0 && { stage 2 0 0 || not_ours 2; } && stage 3 1 1 &&
+	grep -q '^parm-sample: .*tokenizer' err.3 && clean_tmp
+}
+ok "sampler refuses the header behind parm-mix: one error, no hang" refused "$MIX"
+ok "sampler refuses the header behind cat: one error, no hang" refused cat
+
+# 2. the reader of the sampler leaves early: everyone exits 0 quietly
+head_case() {
+	pipe "$LOGITS" "$1" "parm-sample" "head -n 1" &&
+	stage 1 0 0 && stage 2 0 0 && stage 3 0 0 && stage 4 0 0 &&
+	[ "$(wc -l < out)" -eq 1 ] && clean_tmp
+}
+ok "| head -n 1 after parm-mix: all exit 0, quietly" head_case "$MIX"
+ok "| head -n 1 after cat: all exit 0, quietly" head_case cat
+
+# 3. a stage dies mid-pipe: the stages after it say the stream ended early,
+# the ones before leave quietly
+died() {
+	pipe "$LOGITS" "sh -c '$TAKE$1; kill -KILL \$\$'" "$MIX" "parm-sample" &&
+	stage 1 0 0 && [ "$(cat rc.2)" -eq 137 ] && stage 3 1 1 && stage 4 1 1 &&
+	grep -q 'unexpected end of stream' err.4 && clean_tmp
+}
+for n in 100 5000 150000; do
+	ok "a middle stage killed after $n bytes: the rest end" died $n
+done
+# kill the producer once round 2 is on its way: it was written after the
+# sampler's choices for round 1, so after its hello, which removed the FIFO
+first=$(sh -c "parm-logits -n 1 base.gguf < prompts.txt" | tee first.bin | parm-sample >/dev/null &&
+	wc -c < first.bin)
+died_first() {
+	pipe "sh -c 'echo \$\$ > pid; exec $LOGITS'" \
+		"$TAKE$((first + 10)); kill -KILL \$(cat pid); cat" "$MIX" "parm-sample" &&
+	[ "$(cat rc.1)" -eq 137 ] && stage 3 1 1 && stage 4 1 1 && clean_tmp
+}
+ok "the producer killed (SIGKILL) mid-run: the rest end, nothing left in TMPDIR" died_first
+
+# 4. a flipped byte anywhere: a clean error or a finished run, never a hang
+flipped() {
+	pipe "$LOGITS" "$MIX" \
+		"$TAKE$1; ${TAKE}1 | tr '\\000-\\377' '\\200-\\377\\000-\\177'; cat" \
+		"parm-sample" || { echo "hung or failed: $?" >&2; return 1; }
+	for s in 1 2 3 4; do
+		[ $s -eq 3 ] && not_ours 3 && continue
+		rc=$(cat rc.$s) lines=$(wc -l < err.$s)
+		[ "$rc" -lt 128 ] && [ "$lines" -le 1 ] && { [ "$rc" -eq 0 ] || [ "$lines" -eq 1 ]; } ||
+			{ echo "stage $s: exit $rc, $lines lines:" >&2; cat err.$s >&2; return 1; }
+	done
+	clean_tmp
+}
+for off in 0 1 3 9 17 30 45 60 80 120 200 1000 5000 20000 100000 140000 200000 300000; do
+	ok "byte $off flipped after parm-mix: clean error or done, never a hang" flipped $off
+done
+
+# 5. a model truncated while the producer has it mapped: one line, not a
+# bare "Bus error", and no FIFO left behind
+cp base.gguf trunc.gguf
+truncated() {
+	pipe "parm-logits -n 8 trunc.gguf < prompts.txt" \
+		"${TAKE}100; truncate -s 4096 trunc.gguf; cat" "parm-sample" &&
+	stage 1 1 1 && grep -q '^parm-logits: .*truncated.*SIGBUS' err.1 && clean_tmp
+}
+ok "model truncated while mapped: one line (SIGBUS), nothing left" truncated
+
+done_testing
