@@ -283,6 +283,29 @@ static void test_truncation(void)
 	free(buf);
 }
 
+/* The first hlen bytes of buf that make a whole header (0: none). */
+static size_t header_length(const char *buf, size_t len)
+{
+	for (size_t cut = 1; cut <= len; cut++) {
+		FILE *f = tmpfile();
+		parm_header h;
+		parm_reader *rd;
+		int got;
+		if (write(fileno(f), buf, cut) != (ssize_t)cut)
+			die("write");
+		lseek(fileno(f), 0, SEEK_SET);
+		rd = parm_reader_new(fileno(f));
+		got = parm_read_header(rd, &h) == 0;
+		if (got)
+			parm_header_free(&h);
+		parm_reader_free(rd);
+		fclose(f);
+		if (got)
+			return cut;
+	}
+	return 0;
+}
+
 static void test_garbage(void)
 {
 	size_t len, hlen;
@@ -295,20 +318,7 @@ static void test_garbage(void)
 	ok(read_all("\xc1\xc1", 2, err, sizeof err) < 0 && !strcmp(err, "not a parm stream"),
 	   "non-msgpack input: %s", err);
 	/* the header of a V=40 stream, then garbage */
-	hlen = 0;
-	for (size_t cut = 1; cut <= len && !hlen; cut++) {
-		FILE *f = tmpfile();
-		parm_header h;
-		parm_reader *rd;
-		if (write(fileno(f), buf, cut) != (ssize_t)cut)
-			die("write");
-		lseek(fileno(f), 0, SEEK_SET);
-		rd = parm_reader_new(fileno(f));
-		if (parm_read_header(rd, &h) == 0)
-			hlen = cut, parm_header_free(&h);
-		parm_reader_free(rd);
-		fclose(f);
-	}
+	hlen = header_length(buf, len);
 	g = xmalloc(hlen + 64);
 	memcpy(g, buf, hlen);
 	memcpy(g + hlen, "\xc1", 1);
@@ -441,6 +451,76 @@ static void expect(packbuf *b, int want_ok, const char *want_msg, const char *wh
 	else
 		ok(rc < 0 && starts_with(err, want_msg), "%s: %s", what, err);
 	msgpack_sbuffer_destroy(&b->sb);
+}
+
+/* Sizes a corrupt stream claims are refused before anything is allocated:
+ * under a 1 GiB address-space limit, a claim of 2^32 elements would be an
+ * out-of-memory exit, not a message. */
+static void test_claimed_sizes(void)
+{
+	size_t len, hlen;
+	char *buf = slurp_stream(&len, 40), err[1024], *g;
+	static const char header_pieces[] =     /* {"type": "header", "pieces": [2^32-1 ...] */
+		"\x82\xa4type\xa6header\xa6pieces\xdd\xff\xff\xff\xff";
+	ok(read_all(header_pieces, sizeof header_pieces - 1, err, sizeof err) < 0 &&
+	   !strcmp(err, "not a parm stream"), "a header claiming 2^32 pieces: %s", err);
+	hlen = header_length(buf, len);
+	g = xmalloc(hlen + 64);
+	memcpy(g, buf, hlen);
+	static const char steps_2g[] =          /* {"type": "round", "steps": [2^31 steps]} */
+		"\x82\xa4type\xa5round\xa5steps\xdd\x80\x00\x00\x00";
+	static const char bin_2g[] =            /* one step whose logits bin is 2 GiB */
+		"\x82\xa4type\xa5round\xa5steps\x91\x81\xa6logits\xc6\x80\x00\x00\x00";
+	static const char steps_64k[] =         /* 65536 steps, within the limits */
+		"\x82\xa4type\xa5round\xa5steps\xdd\x00\x01\x00\x00";
+	memcpy(g + hlen, steps_2g, sizeof steps_2g - 1);
+	ok(read_all(g, hlen + sizeof steps_2g - 1, err, sizeof err) < 0 &&
+	   starts_with(err, "malformed stream: an array or map claims 2147483648 elements"),
+	   "a round claiming 2^31 steps: %s", err);
+	memcpy(g + hlen, bin_2g, sizeof bin_2g - 1);
+	ok(read_all(g, hlen + sizeof bin_2g - 1, err, sizeof err) < 0 &&
+	   starts_with(err, "malformed stream: a string claims 2147483648 bytes"),
+	   "a bin claiming 2 GiB: %s", err);
+	/* a claim within the limits whose bytes never come: the end says so */
+	memcpy(g + hlen, steps_64k, sizeof steps_64k - 1);
+	ok(read_all(g, hlen + sizeof steps_64k - 1, err, sizeof err) < 0 &&
+	   starts_with(err, "unexpected end of stream"),
+	   "a round claiming 65536 steps, then the end: %s", err);
+	free(g);
+	free(buf);
+}
+
+/* A record begun and then silent (the writer holds the pipe open) is an
+ * error after PARM_STREAM_TIMEOUT, not a wait forever; silence between
+ * records is a producer thinking, and is waited for. */
+static void test_stall(void)
+{
+	size_t len, hlen;
+	char *buf = slurp_stream(&len, 40);
+	int p[2];
+	parm_header h;
+	parm_record rec;
+	parm_reader *rd;
+	double t0;
+	hlen = header_length(buf, len);
+	setenv("PARM_STREAM_TIMEOUT", "0.2", 1);
+	if (pipe(p) < 0)
+		die("pipe");
+	if (write(p[1], buf, hlen + 3) != (ssize_t)(hlen + 3))
+		die("write");
+	rd = parm_reader_new(p[0]);
+	ok(parm_read_header(rd, &h) == 0, "the header of a stream that then stalls");
+	t0 = parm_now();
+	ok(parm_read_record(rd, &rec) < 0 &&
+	   starts_with(parm_error(), "the stream stalled inside a record (3 bytes came"),
+	   "3 bytes of a record then silence: %s", parm_error());
+	ok(parm_now() - t0 >= 0.2, "it waited the timeout first");
+	parm_header_free(&h);
+	parm_reader_free(rd);
+	close(p[0]);
+	close(p[1]);
+	unsetenv("PARM_STREAM_TIMEOUT");
+	free(buf);
 }
 
 static void test_versions(void)
@@ -722,6 +802,8 @@ int main(void)
 	test_pass_through();
 	test_truncation();
 	test_garbage();
+	test_claimed_sizes();
+	test_stall();
 	test_versions();
 	test_malformed_records();
 	test_epipe();
