@@ -1,6 +1,7 @@
 /* arm.c - ARM files (PARM / GenARM reward models): create, load, save,
  * preference vectors and merged weights.  The format is in arm.h. */
 #include "arm.h"
+#include "arm_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -654,7 +655,6 @@ static int open_reference(parm_arm *a, const gguf_file *g)
 
 static int open_backbone(parm_arm *a, const gguf_file *g)
 {
-	int layers;
 	if (gguf_find_key(g, "parm.backbone.embedded") < 0 ||
 	    gguf_get_bool(g, "parm.backbone.embedded", &a->embedded) < 0)
 		return parm_fail("%s: missing key parm.backbone.embedded", gguf_path(g));
@@ -664,11 +664,18 @@ static int open_backbone(parm_arm *a, const gguf_file *g)
 		return -1;
 	if (!(a->backbone = parm_model_load(a->backbone_path)))
 		return -1;
+	return 0;
+}
+
+static int check_block_count(const parm_arm *a, const gguf_file *g)
+{
+	int layers;
 	if (get_int_key(g, "parm.block_count", 1, INT_MAX, &layers) < 0)
 		return -1;
 	if (layers != a->backbone->cfg.n_layers)
 		return parm_fail("%s: adapters for %d layers, but backbone %s has %d", gguf_path(g),
-				 layers, a->backbone_path, a->backbone->cfg.n_layers);
+				 layers, a->backbone_path ? a->backbone_path : "(given)",
+				 a->backbone->cfg.n_layers);
 	return 0;
 }
 
@@ -678,6 +685,7 @@ static int has_shape(const gguf_tensor *t, int64_t ne0, int64_t ne1)
 	return t->n_dims <= 2 && t->ne[0] == ne0 && (t->n_dims == 2 ? t->ne[1] : 1) == ne1;
 }
 
+/* The f32 tensor name of shape [ne0, ne1] into dst (NULL: only check). */
 static int read_tensor(float *dst, const gguf_file *g, const char *name,
 		       int64_t ne0, int64_t ne1, const char *why)
 {
@@ -692,27 +700,32 @@ static int read_tensor(float *dst, const gguf_file *g, const char *name,
 				 gguf_path(g), name, (long long)t->ne[0],
 				 (long long)(t->n_dims > 1 ? t->ne[1] : 1), (long long)ne0,
 				 (long long)ne1, why);
-	memcpy(dst, t->data, (size_t)(ne0 * ne1) * sizeof *dst);
+	if (dst)
+		memcpy(dst, t->data, (size_t)(ne0 * ne1) * sizeof *dst);
 	return 0;
 }
 
-static int read_adapter(parm_pblora *p, const gguf_file *g, int l, enum parm_target t)
+/* Layer l's adapter of target t into p, or with p NULL only checked: the
+ * shapes follow from the backbone and the hyperparameters. */
+static int read_adapter(const parm_arm *a, parm_pblora *p, const gguf_file *g, int l,
+			enum parm_target t)
 {
 	char name[96], why[160];
-	int r = p->r1 + p->r2;
-	snprintf(why, sizeof why, "the backbone's %s is %d x %d", target_names[t], p->out, p->in);
+	const parm_weight *w = parm_target_weight(a->backbone, l, t);
+	int in = (int)w->cols, out = (int)w->rows, r = a->r1 + a->r2;
+	snprintf(why, sizeof why, "the backbone's %s is %d x %d", target_names[t], out, in);
 	adapter_name(name, sizeof name, l, t, "a");
-	if (read_tensor(p->A, g, name, p->in, r, why) < 0)
+	if (read_tensor(p ? p->A : NULL, g, name, in, r, why) < 0)
 		return -1;
 	adapter_name(name, sizeof name, l, t, "b");
-	if (read_tensor(p->B, g, name, r, p->out, why) < 0)
+	if (read_tensor(p ? p->B : NULL, g, name, r, out, why) < 0)
 		return -1;
 	adapter_name(name, sizeof name, l, t, "w1");
-	if (read_tensor(p->W1, g, name, p->r1, p->r1, "r1 x r1") < 0)
+	if (read_tensor(p ? p->W1 : NULL, g, name, a->r1, a->r1, "r1 x r1") < 0)
 		return -1;
-	snprintf(why, sizeof why, "k = %d objectives of r2^2 = %d", p->k, p->r2 * p->r2);
+	snprintf(why, sizeof why, "k = %d objectives of r2^2 = %d", a->k, a->r2 * a->r2);
 	adapter_name(name, sizeof name, l, t, "w2");
-	return read_tensor(p->W2, g, name, (int64_t)p->r2 * p->r2, p->k, why);
+	return read_tensor(p ? p->W2 : NULL, g, name, (int64_t)a->r2 * a->r2, a->k, why);
 }
 
 /* Every adapter tensor in the file must be one we read: a stray one means
@@ -740,29 +753,48 @@ static int check_no_strays(const parm_arm *a, const gguf_file *g)
 	return 0;
 }
 
+/* Every tensor is checked before the adapters are allocated: the sizes
+ * the metadata claims (ranks up to 4096, 256 objectives) are allocated
+ * only once the file is known to hold tensors of those shapes. */
 static int read_adapters(parm_arm *a, const gguf_file *g)
 {
+	int n_layers = a->backbone->cfg.n_layers;
 	if (check_no_strays(a, g) < 0)
 		return -1;
-	alloc_adapters(a);
-	for (int l = 0; l < a->backbone->cfg.n_layers; l++)
+	for (int l = 0; l < n_layers; l++)
 		for (int i = 0; i < a->n_targets; i++)
-			if (read_adapter(&a->adapters[l * a->n_targets + i], g, l, a->targets[i]) < 0)
+			if (read_adapter(a, NULL, g, l, a->targets[i]) < 0)
 				return -1;
+	alloc_adapters(a);
+	for (int l = 0; l < n_layers; l++)
+		for (int i = 0; i < a->n_targets; i++)
+			read_adapter(a, &a->adapters[l * a->n_targets + i], g, l, a->targets[i]);
 	return 0;
 }
 
-parm_arm *parm_arm_load(const char *path)
+parm_arm *parm_arm_from_gguf(const gguf_file *g, parm_model *backbone)
 {
 	parm_arm *a = xcalloc(1, sizeof *a);
-	gguf_file *g = gguf_open(path);
-	if (!g || read_hparams(a, g) < 0 || open_backbone(a, g) < 0 || read_adapters(a, g) < 0) {
-		gguf_close(g);
+	a->backbone = backbone;
+	if (read_hparams(a, g) < 0 || (!backbone && open_backbone(a, g) < 0) ||
+	    check_block_count(a, g) < 0 || read_adapters(a, g) < 0) {
+		if (backbone)
+			a->backbone = NULL;
 		parm_arm_free(a);
 		return NULL;
 	}
 	read_info(a, g);
-	a->path = xstrdup(path);
+	return a;
+}
+
+parm_arm *parm_arm_load(const char *path)
+{
+	gguf_file *g = gguf_open(path);
+	if (!g)
+		return NULL;
+	parm_arm *a = parm_arm_from_gguf(g, NULL);
+	if (a)
+		a->path = xstrdup(path);
 	gguf_close(g);
 	return a;
 }

@@ -20,6 +20,8 @@
 typedef struct parm_input parm_input;
 
 parm_input *parm_input_open(const char *path);          /* NULL + parm_error */
+/* The same on size bytes at buf (kept until closed); name is for messages. */
+parm_input *parm_input_open_mem(const void *buf, size_t size, const char *name);
 void parm_input_close(parm_input *in);
 /* Advance to the next member (call once before the first): 1 a member is
  * ready, 0 no more, -1 + parm_error.  A single file, compressed or not, has

@@ -28,10 +28,9 @@ struct parm_input {
  * recognised by their headers, anything else (plain or merely compressed)
  * is one stream.  Not format_all: its mtree reader claims compact JSON
  * such as {"a":1} as an mtree spec and yields no data. */
-parm_input *parm_input_open(const char *path)
+static parm_input *input_new(const char *name)
 {
 	parm_input *in = xcalloc(1, sizeof *in);
-	int rc;
 	in->a = archive_read_new();
 	archive_read_support_filter_all(in->a);
 	archive_read_support_format_tar(in->a);
@@ -41,11 +40,13 @@ parm_input *parm_input_open(const char *path)
 	archive_read_support_format_cpio(in->a);
 	archive_read_support_format_empty(in->a);
 	archive_read_support_format_raw(in->a);
-	in->path = xstrdup(strcmp(path, "-") ? path : "stdin");
-	if (!strcmp(path, "-"))
-		rc = archive_read_open_fd(in->a, 0, BLOCK_SIZE);
-	else
-		rc = archive_read_open_filename(in->a, path, BLOCK_SIZE);
+	in->path = xstrdup(name);
+	return in;
+}
+
+/* After archive_read_open*: the input, or NULL + parm_error. */
+static parm_input *input_opened(parm_input *in, int rc)
+{
 	if (rc != ARCHIVE_OK) {
 		if (archive_errno(in->a) > 0)
 			parm_fail("%s: %s", in->path, strerror(archive_errno(in->a)));
@@ -57,6 +58,20 @@ parm_input *parm_input_open(const char *path)
 	in->blk = xmalloc(BLOCK_SIZE);
 	in->member_done = 1;
 	return in;
+}
+
+parm_input *parm_input_open(const char *path)
+{
+	int is_stdin = !strcmp(path, "-");
+	parm_input *in = input_new(is_stdin ? "stdin" : path);
+	return input_opened(in, is_stdin ? archive_read_open_fd(in->a, 0, BLOCK_SIZE) :
+			    archive_read_open_filename(in->a, path, BLOCK_SIZE));
+}
+
+parm_input *parm_input_open_mem(const void *buf, size_t size, const char *name)
+{
+	parm_input *in = input_new(name);
+	return input_opened(in, archive_read_open_memory(in->a, buf, size));
 }
 
 void parm_input_close(parm_input *in)

@@ -1,6 +1,7 @@
 /* remote.c - next-token log-probabilities from a model served over HTTP
  * (remote.h).  libcurl moves the bytes, jansson reads and writes JSON. */
 #include "remote.h"
+#include "remote_internal.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -589,13 +590,13 @@ static int map_entries(json_t *map, struct entry *e, int max, const char **bad)
 }
 
 /* The top log-probabilities of the one token asked for; -1 + parm_error. */
-static int parse_reply(const parm_remote *r, json_t *j, struct entry *e, int max, int banned)
+static int parse_reply(const parm_reply_opts *o, json_t *j, struct entry *e, int max, int banned)
 {
 	const char *bad = NULL, *what;
 	int n = -1;
 	if (!banned && json_is_object(json_object_get(j, "error")))
 		return -2;      /* see xfer_finish */
-	if (r->api == PARM_API_LLAMACPP) {
+	if (o->api == PARM_API_LLAMACPP) {
 		what = "no completion_probabilities[0].top_logprobs with ids (is it llama.cpp's server? else try --api openai)";
 		json_t *p = json_array_get(json_object_get(j, "completion_probabilities"), 0);
 		json_t *list = json_object_get(p, "top_logprobs");
@@ -608,7 +609,7 @@ static int parse_reply(const parm_remote *r, json_t *j, struct entry *e, int max
 		json_t *lp = json_object_get(json_array_get(json_object_get(j, "choices"), 0), "logprobs");
 		json_t *top = json_array_get(json_object_get(lp, "top_logprobs"), 0);
 		json_t *content = json_array_get(json_object_get(lp, "content"), 0);
-		if (!banned && r->llamacpp && !content)
+		if (!banned && o->llamacpp && !content)
 			return -2;
 		if (json_is_object(top))
 			n = map_entries(top, e, max, &bad);
@@ -617,47 +618,64 @@ static int parse_reply(const parm_remote *r, json_t *j, struct entry *e, int max
 	}
 	if (n == -2)
 		return parm_fail("%s: token \"%.40s\" is not a token id (start vLLM with a version that "
-				 "knows return_tokens_as_token_ids)", r->complete_url, bad);
+				 "knows return_tokens_as_token_ids)", o->url, bad);
 	if (n < 0)
-		return parm_fail("%s: malformed reply: %s", r->complete_url, what);
+		return parm_fail("%s: malformed reply: %s", o->url, what);
 	if (n == 0)
-		return parm_fail("%s: malformed reply: no log-probabilities", r->complete_url);
+		return parm_fail("%s: malformed reply: no log-probabilities", o->url);
+	return n;
+}
+
+/* Entries e[n], sorted best first, cut to top_k and checked, into ids/vals. */
+static int keep_entries(const parm_reply_opts *o, struct entry *e, int n, int n_vocab,
+			int32_t *ids, float *vals)
+{
+	qsort(e, n, sizeof *e, by_val_desc);
+	if (n > o->top_k)
+		n = o->top_k;
+	for (int k = 0; k < n; k++) {
+		if (e[k].id < 0 || e[k].id >= n_vocab)
+			return parm_fail("%s: reply names token %d, outside the vocabulary (%d)",
+					 o->url, (int)e[k].id, n_vocab);
+		if (isnan(e[k].val))
+			return parm_fail("%s: malformed reply: a log-probability is NaN", o->url);
+		ids[k] = e[k].id;
+		vals[k] = e[k].val;
+	}
+	return n;
+}
+
+int parm_remote_parse_step(const parm_reply_opts *o, const char *body, size_t len,
+			   int n_vocab, int banned, int32_t *ids, float *vals)
+{
+	json_error_t err;
+	json_t *j = json_loadb(body ? body : "", len, JSON_ALLOW_NUL, &err);
+	if (!j)
+		return parm_fail("%s: %s reply: %s", o->url,
+				 strstr(err.text, "premature end") ? "truncated" : "malformed", err.text);
+	int max = o->top_k + 1;         /* vLLM adds the chosen token */
+	struct entry *e = xmalloc(max * sizeof *e);
+	int n = parse_reply(o, j, e, max, banned);
+	json_decref(j);
+	if (n >= 0)
+		n = keep_entries(o, e, n, n_vocab, ids, vals);
+	free(e);
 	return n;
 }
 
 static int read_step(parm_remote *r, int i, int n_vocab, int banned, parm_step *st)
 {
-	struct xfer *x = &r->x[i];
-	json_error_t err;
-	json_t *j = json_loadb(x->reply.p ? x->reply.p : "", x->reply.n, JSON_ALLOW_NUL, &err);
-	if (!j)
-		return parm_fail("%s: %s reply: %s", x->url,
-				 strstr(err.text, "premature end") ? "truncated" : "malformed", err.text);
-	int max = r->top_k + 1;         /* vLLM adds the chosen token */
-	struct entry *e = xmalloc(max * sizeof *e);
-	int n = parse_reply(r, j, e, max, banned);
-	json_decref(j);
+	parm_reply_opts o = { r->api, r->llamacpp, r->top_k, r->x[i].url };
+	int32_t *ids = r->ids + (size_t)i * r->top_k;
+	float *vals = r->vals + (size_t)i * r->top_k;
+	int n = parm_remote_parse_step(&o, r->x[i].reply.p, r->x[i].reply.n, n_vocab, banned,
+				       ids, vals);
 	if (n < 0)
-		return free(e), n;
-	qsort(e, n, sizeof *e, by_val_desc);
-	if (n > r->top_k)
-		n = r->top_k;
+		return n;
 	st->sparse = 1;
 	st->k = n;
-	st->ids = r->ids + (size_t)i * r->top_k;
-	st->logits = r->vals + (size_t)i * r->top_k;
-	for (int k = 0; k < n; k++) {
-		if (e[k].id < 0 || e[k].id >= n_vocab) {
-			parm_fail("%s: reply names token %d, outside the vocabulary (%d)",
-				  x->url, (int)e[k].id, n_vocab);
-			return free(e), -1;
-		}
-		if (isnan(e[k].val))
-			return free(e), parm_fail("%s: malformed reply: a log-probability is NaN", x->url);
-		st->ids[k] = e[k].id;
-		st->logits[k] = e[k].val;
-	}
-	free(e);
+	st->ids = ids;
+	st->logits = vals;
 	return 0;
 }
 
