@@ -16,18 +16,17 @@ const char *parm_simd_name(enum parm_simd s)
 	return s >= PARM_SIMD_PORTABLE && s <= PARM_SIMD_AVX512 ? names[s] : "unknown";
 }
 
-/* What the kernels of each path use: AVX-512F (with AVX2, FMA and F16C,
- * which every AVX-512 CPU has), or AVX2 + FMA + F16C.  The compiler's
- * checks include the OS's saving of the wider registers. */
+/* Each path's files are built for an x86-64 level (quant_dot_*.c,
+ * kernels_*.c): v4 (AVX-512 F, BW, DQ, VL, CD) for avx512, v3 (AVX2, FMA,
+ * F16C, BMI) for avx2, so the CPU must have the whole level.  The
+ * compiler's checks include the OS's saving of the wider registers. */
 enum parm_simd parm_simd_best(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_cpu_init();
-	int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		   __builtin_cpu_supports("f16c");
-	if (avx2 && __builtin_cpu_supports("avx512f"))
+	if (__builtin_cpu_supports("x86-64-v4"))
 		return PARM_SIMD_AVX512;
-	if (avx2)
+	if (__builtin_cpu_supports("x86-64-v3"))
 		return PARM_SIMD_AVX2;
 #endif
 	return PARM_SIMD_PORTABLE;
