@@ -32,8 +32,15 @@ if [ -z "${PARM_FIXTURES:-}" ] && [ -f ../shared/fixtures/vocab/README.md ]; the
 	export PARM_FIXTURES
 fi
 
+# every program links the hooks: when they change, relink them all
 hook=$DIR/tests/san-report.o
-$CC $SAN -O1 -g -c -o "$hook" "$DIR/tests/san-report.c"
+if [ ! -f "$hook" ] || [ "$DIR/tests/san-report.c" -nt "$hook" ]; then
+	$CC $SAN -O1 -g -c -o "$hook" "$DIR/tests/san-report.c"
+	for src in "$DIR"/tools/parm-*.c "$DIR"/tests/test_*.c "$DIR"/tests/bench_*.c \
+		   "$DIR"/examples/world/world.c "$DIR"/examples/world/make-vocab.c; do
+		rm -f "${src%.c}"
+	done
+fi
 
 # halt at the first error; exit 23, an error status of no tool, so a test
 # that checks the status fails; LSan on at exit; what we keep on purpose
