@@ -7,9 +7,10 @@
 # seeded with the generated seeds (build/fuzz/seeds) and the committed ones
 # (tests/fuzz/seeds).  A crash, a leak, a sanitizer report, an input that
 # takes 25 s (generous: the machine may be busy) or one allocation over
-# 2 GB is a finding: libFuzzer writes it to build/fuzz/findings/TARGET/.  Prints per target the executions,
-# executions per second and findings, appends them to build/fuzz/campaign.tsv,
-# and exits non-zero when anything was found.
+# 2 GB is a finding: libFuzzer writes it to build/fuzz/findings/TARGET/.
+# Prints per target the executions, executions per second and findings,
+# appends them to build/fuzz/campaign.tsv, and exits non-zero when anything
+# was found.
 secs=${1:-60}
 shift
 B=build/fuzz
