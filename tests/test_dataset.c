@@ -152,6 +152,33 @@ static void test_formats(void)
 	records_free(&plain);
 }
 
+/* parm_input_open_mem reads a buffer as parm_input_open reads the file:
+ * the same records from the plain and the .tar.gz bytes, named as given. */
+static void test_open_mem(void)
+{
+	static const char *const names[] = { "pku.jsonl", "pku.tar.gz" };
+	records plain = {0};
+	read_records("pku.jsonl", &plain, NULL);
+	for (int i = 0; i < 2; i++) {
+		FILE *f = fopen(path_in(names[i]), "rb");
+		char buf[8192];
+		size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+		records r = {0};
+		parm_badrecs none = {0};
+		long got = 0;
+		if (f)
+			fclose(f);
+		parm_input *in = parm_input_open_mem(buf, n, "memory");
+		while (in && parm_input_next_member(in) > 0)
+			got += parm_input_jsonl(in, &none, collect, &r);
+		ok(in && got == 3 && same_records(&plain, &r) && !strncmp(r.origin[0], "memory:", 7),
+		   "%s from memory: the same records, origin %s", names[i], r.n ? r.origin[0] : "?");
+		parm_input_close(in);
+		records_free(&r);
+	}
+	records_free(&plain);
+}
+
 /* Files made by the real tools, where they are installed (Debian: gzip,
  * xz-utils, zstd, bzip2, tar, zip), read like libarchive's own. */
 static void test_external_tools(void)
@@ -540,6 +567,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		die("mkdtemp: cannot make %s", dir);
 	test_formats();
+	test_open_mem();
 	test_external_tools();
 	test_empty_and_missing();
 	test_compact_json();
