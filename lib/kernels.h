@@ -3,7 +3,9 @@
  * Outputs first, then inputs, then sizes.  Legend: N = tokens, D = model
  * dim, H = heads, G = kv heads, hd = head dim, F = feed-forward, V = vocab,
  * T = cache positions.  Every optimised kernel has a plain-loop _ref beside
- * it; tests/test_kernels.c holds them to each other.
+ * it; tests/test_kernels.c holds them to each other.  The hand-vectorised
+ * ones are built with FMA and without, and run on the SIMD path simd.h
+ * chose (PARM_SIMD): their last bits depend on it.
  *
  * The fast kernels run on a small pool of threads (kernels_set_threads);
  * while they do, OpenBLAS is asked to stay on one thread so the two pools

@@ -28,6 +28,7 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n);
  * its block) against nx float vectors, the row read in place, so decoding
  * streams quantised weights without writing them out as floats.  Q8_0 and
  * Q4_0 read the row once per group of up to 8 vectors (4 without AVX-512)
+ * on the SIMD path simd.h chose (PARM_SIMD), each path summing its way,
  * and use dequant_row's weights, but sum in another order, so they differ
  * from a plain dot in the last bits. */
 void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
