@@ -182,7 +182,10 @@ static int load_tokenizer(parm_model *m)
 
 parm_model *parm_model_load(const char *path)
 {
-	parm_model *m = xcalloc(1, sizeof *m);
+	parm_model *m;
+	if (parm_check_address_limit() < 0)
+		return NULL;
+	m = xcalloc(1, sizeof *m);
 	if (!(m->file = gguf_open(path)) || read_config(&m->cfg, m->file) < 0 ||
 	    find_weights(m) < 0 || load_tokenizer(m) < 0) {
 		parm_model_free(m);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +36,50 @@ static void on_sigbus(int sig)
 	_exit(1);
 }
 
+int parm_address_space_limited(void)
+{
+	struct rlimit r;
+	return getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY;
+}
+
+/* Registered first, so it runs after every other exit handler of ours. */
+static void exit_before_library_destructors(int status, void *arg)
+{
+	(void)arg;
+	fflush(NULL);
+	_exit(status);
+}
+
+/* Under an address-space limit (ulimit -v) OpenBLAS's worker threads may
+ * fail to map their buffers and retry for ever, so exit(), whose OpenBLAS
+ * destructor joins them, would never return: under such a limit the
+ * process ends without running library destructors (the kernel frees all
+ * they would).  parm_check_address_limit refuses to run a model where
+ * OpenBLAS could not get its buffers at all. */
+static void live_with_address_limit(void)
+{
+	if (parm_address_space_limited())
+		on_exit(exit_before_library_destructors, NULL);
+}
+
+/* Every thread that calls sgemm (ours and OpenBLAS's own) maps a buffer of
+ * this size the first time, and if it cannot, retries for ever. */
+#define BLAS_BUFFER_MB 128
+
+int parm_check_address_limit(void)
+{
+	struct rlimit r;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned long long need_mb = (2ull * (cpus > 0 ? cpus : 1)) * BLAS_BUFFER_MB + 256;
+	if (getrlimit(RLIMIT_AS, &r) < 0 || r.rlim_cur == RLIM_INFINITY ||
+	    r.rlim_cur / (1 << 20) >= need_mb)
+		return 0;
+	return parm_fail("the address-space limit (ulimit -v) of %llu MB is too small to run "
+			 "a model here: OpenBLAS maps %d MB per thread (%ld CPUs) and waits for "
+			 "ever when it cannot; allow at least %llu MB",
+			 (unsigned long long)(r.rlim_cur >> 20), BLAS_BUFFER_MB, cpus, need_mb);
+}
+
 void parm_setprog(const char *argv0)
 {
 	const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
@@ -43,6 +88,7 @@ void parm_setprog(const char *argv0)
 		parm_progname = slash ? slash + 1 : argv0;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, NULL);
+	live_with_address_limit();
 }
 
 int parm_fail(const char *fmt, ...)

@@ -13,11 +13,16 @@
 
 extern const char *parm_progname;       /* "parm-logits"; set by parm_setprog */
 /* The basename of argv0 names the tool in messages; also catches SIGBUS (a
- * mapped model truncated under us) with a one-line message. */
+ * mapped model truncated under us) with a one-line message, and under an
+ * address-space limit keeps OpenBLAS from hanging (see util.c). */
 void parm_setprog(const char *argv0);
 /* An async-signal-safe function run before a fatal-signal exit (SIGBUS),
  * e.g. removing temporary files; NULL for none. */
 void parm_set_cleanup(void (*cleanup)(void));
+int parm_address_space_limited(void);   /* ulimit -v is set */
+/* -1 (parm_error) when ulimit -v leaves too little room for OpenBLAS's
+ * per-thread buffers: it would wait for ever instead of failing. */
+int parm_check_address_limit(void);
 
 int parm_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *parm_failp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
