@@ -5,8 +5,9 @@
 # Everything runs once on the SIMD path the CPU picks by default; then the
 # numerical tests run again on every other path the CPU has (PARM_SIMD,
 # lib/simd.h), with OpenBLAS's kernels for a CPU of that kind
-# (OPENBLAS_CORETYPE, unless set already), so a result that depends on a
-# CPU's rounding fails here and not only on another machine.
+# (OPENBLAS_CORETYPE, even if the environment sets it: the default pass
+# keeps that), so a result that depends on a CPU's rounding fails here
+# and not only on another machine.
 cd "$(dirname "$0")/.." || exit 1
 passed=0 failed=0 skipped=0
 log=$(mktemp) || exit 1
@@ -62,7 +63,8 @@ blas_core() {
 
 best=$(simd_path "")
 unset PARM_SIMD
-core_was=${OPENBLAS_CORETYPE:-}
+echo "== OpenBLAS kernels: ${OPENBLAS_CORETYPE:-chosen by OpenBLAS for this CPU} (OPENBLAS_CORETYPE)"
+core_was=${OPENBLAS_CORETYPE-unset}
 start=$(date +%s)
 echo "== every test, on the default SIMD path: ${best:-unknown}"
 for t in tests/test_*.c tests/t_*.sh; do
@@ -75,14 +77,14 @@ for path in avx512 avx2 portable; do
 		skipped=$((skipped + 1))
 		continue
 	fi
-	core=${OPENBLAS_CORETYPE:-$(blas_core $path)}
+	core=$(blas_core $path)
 	echo "== numerical tests on the $path path (PARM_SIMD=$path, OPENBLAS_CORETYPE=$core)"
 	export PARM_SIMD=$path OPENBLAS_CORETYPE=$core
 	for t in $numerical; do
 		[ -e "$t" ] && run_test "$t" " [$path]"
 	done
 	unset PARM_SIMD OPENBLAS_CORETYPE
-	[ -n "$core_was" ] && export OPENBLAS_CORETYPE="$core_was"
+	[ "$core_was" != unset ] && export OPENBLAS_CORETYPE="$core_was"
 done
 echo "(make check's tests took $(($(date +%s) - start)) s)"
 echo "$passed passed, $failed failed, $skipped skipped"
