@@ -9,8 +9,9 @@ need_fixtures "pipe fault tests"
 top=$PWD
 cd "$T" || exit 1
 mkdir tmp
-TMPDIR=$PWD/tmp PARM_STREAM_TIMEOUT=3
-export TMPDIR PARM_STREAM_TIMEOUT
+TMPDIR=$PWD/tmp
+export TMPDIR
+unset PARM_STREAM_TIMEOUT
 GUARD=120
 # ${TAKE}N passes the first N bytes of stdin on, no more, holding nothing
 # back (plain head -c keeps a stdio buffer, dd counts short reads as blocks)
@@ -37,7 +38,7 @@ pipe() {
 		i=$((i + 1))
 		cmd="$cmd${cmd:+ | }{ ( $s ) 2>err.$i; echo \$? > rc.$i; }"
 	done
-	timeout $GUARD sh -c "$cmd > out"
+	timeout $GUARD env ${STALL:+PARM_STREAM_TIMEOUT=$STALL} sh -c "$cmd > out"
 }
 
 # stage N STATUS LINES: stage N exited with STATUS, LINES lines on stderr
@@ -91,10 +92,15 @@ died_first() {
 ok "the producer killed (SIGKILL) mid-run: the rest end, nothing left in TMPDIR" died_first
 
 # 4. a flipped byte anywhere: a clean error or a finished run, never a hang
+# (a length made longer stalls a record: 3 s of silence then end it; a
+# timeout that fires early under load only makes another clean error)
 flipped() {
+	STALL=3
 	pipe "$LOGITS" "$MIX" \
 		"$TAKE$1; ${TAKE}1 | tr '\\000-\\377' '\\200-\\377\\000-\\177'; cat" \
-		"parm-sample" || { echo "hung or failed: $?" >&2; return 1; }
+		"parm-sample"
+	rc=$? STALL=
+	[ $rc -eq 0 ] || { echo "hung or failed: $rc" >&2; return 1; }
 	for s in 1 2 3 4; do
 		[ $s -eq 3 ] && not_ours 3 && continue
 		rc=$(cat rc.$s) lines=$(wc -l < err.$s)
@@ -103,7 +109,7 @@ flipped() {
 	done
 	clean_tmp
 }
-for off in 0 1 3 9 17 30 45 60 80 120 200 1000 5000 20000 100000 140000 200000 300000; do
+for off in 0 3 17 45 80 200 1000 20000 100000 140000 300000; do
 	ok "byte $off flipped after parm-mix: clean error or done, never a hang" flipped $off
 done
 
@@ -129,7 +135,7 @@ limited() {
 			{ echo "stage $s: exit $rc, $lines lines:" >&2; cat err.$s >&2; return 1; }
 	done
 }
-for kb in 150000 250000 1000000; do
+for kb in 150000 1000000; do
 	ok "under ulimit -v $kb the pipe ends (done or one clear line), never hangs" limited $kb
 done
 
