@@ -152,16 +152,19 @@ static int wait_ok(const char *url, double seconds, const char *text)
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, keep);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, 2L);
-	while (parm_now() < deadline) {
+	int answered = 0;
+	while (!answered && parm_now() < deadline) {
 		long status = 0;
 		n_reply = 0;
 		reply[0] = 0;
-		if (curl_easy_perform(h) == CURLE_OK &&
-		    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 200)
-			return strstr(reply, text) ? 0 : 1;
-		usleep(100000);
+		answered = curl_easy_perform(h) == CURLE_OK &&
+			   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+			   status == 200;
+		if (!answered)
+			usleep(100000);
 	}
-	return 1;
+	curl_easy_cleanup(h);
+	return answered && strstr(reply, text) ? 0 : 1;
 }
 
 int main(int argc, char **argv)
