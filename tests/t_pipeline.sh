@@ -47,6 +47,11 @@ fails "architecture other than llama" "^parm-logits: .*architecture 'gpt2'" \
 fails "prompt longer than the context" '^parm-logits: stdin:1: prompt is [0-9]+ tokens, longer than the context \(8\)' \
 	sh -c 'echo "one two three four five six seven eight nine ten" | parm-logits --ctx 8 m.gguf > s.out
 		rc=$?; [ ! -s s.out ] || exit 99; exit $rc'
+fails "standard output a file: said at once, not after a timeout" \
+	'^parm-logits: standard output is a file, which cannot send back the chosen tokens' \
+	sh -c 'echo hi | parm-logits m.gguf > s.out'
+fails "standard output /dev/null: likewise" '^parm-logits: standard output is a device' \
+	sh -c 'echo hi | parm-logits m.gguf > /dev/null'
 # a header of a version-2 stream: {"type":"header","magic":"parm-stream","version":2}
 printf '\203\244type\246header\245magic\253parm-stream\247version\002' > v2.stream
 fails "stream of another version" '^parm-sample: .*version 2' sh -c 'parm-sample < v2.stream'

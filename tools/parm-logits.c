@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char usage_text[] =
@@ -467,6 +468,16 @@ static void open_remote(struct base *b, const struct opts *o, int n_slots)
 		b->n_ctx = 1 << 30;
 }
 
+/* A file or a device on standard output cannot answer the feedback
+ * channel: say so now rather than after PARM_STREAM_TIMEOUT. */
+static void refuse_unanswerable_output(void)
+{
+	struct stat st;
+	if (fstat(STDOUT_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)))
+		die("standard output is a %s, which cannot send back the chosen tokens; "
+		    "pipe it into a sampler such as parm-sample", S_ISREG(st.st_mode) ? "file" : "device");
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -493,6 +504,7 @@ int main(int argc, char **argv)
 	g.eos = parm_tok_eos(b.tok);
 	g.jobs = tokenize_prompts(b.tok, &o, prompts, n, b.n_ctx);
 
+	refuse_unanswerable_output();
 	signal(SIGPIPE, SIG_IGN);
 	if (!(feedback = parm_feedback_create()))
 		die("%s", parm_error());
