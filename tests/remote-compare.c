@@ -78,6 +78,10 @@ static int dump(int k)
 	}
 	if (rec.type != PARM_REC_FIN)
 		die("%s", parm_error());
+	parm_feedback_free(fb);
+	parm_header_free(&h);
+	parm_reader_free(in);
+	free(e);
 	return fflush(stdout) ? 1 : 0;
 }
 
@@ -130,6 +134,7 @@ static int diff(double tol, const char *pa, const char *pb)
 	if (line == 0)
 		die("no steps to compare");
 	printf("%d steps agree; largest difference %.2g\n", line, worst);
+	fclose(fa), fclose(fb);
 	return 0;
 }
 
