@@ -299,7 +299,7 @@ static void *msgbuf_room(struct msgbuf *m, size_t n)
 static int msgbuf_next(struct msgbuf *m)
 {
 	size_t size = 0, off = 0;
-	int got = skim_object(m->buf + m->pos, m->len - m->pos, &m->lim, &size);
+	int got = m->buf ? skim_object(m->buf + m->pos, m->len - m->pos, &m->lim, &size) : 0;
 	if (got <= 0)
 		return got;
 	if (msgpack_unpack_next(&m->obj, (const char *)m->buf + m->pos, size, &off) !=
