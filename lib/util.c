@@ -131,6 +131,14 @@ void die(const char *fmt, ...)
 	exit(1);
 }
 
+int parm_left_early;
+
+void parm_exit_quietly(void)
+{
+	parm_left_early = 1;
+	exit(0);
+}
+
 void warn(const char *fmt, ...)
 {
 	va_list ap;

@@ -30,6 +30,11 @@ const char *parm_error(void);           /* last message recorded */
 
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The reader of our output went away: leave now, status 0, with the work
+ * (and its memory) behind on purpose; parm_left_early says so to the
+ * leak checker of make check-asan (tests/san-report.c). */
+extern int parm_left_early;
+_Noreturn void parm_exit_quietly(void);
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

@@ -1,7 +1,8 @@
 /* san-report.c - linked only into the sanitized build (make check-asan):
  * two hooks the sanitizer runtime looks for.
  *
- * Leaks are checked only when the program exits 0.  A tool that fails
+ * Leaks are checked only when the program exits 0 on its own (not in
+ * parm_exit_quietly, when its reader went away).  A tool that fails
  * calls die() wherever it is and leaves its work, and the memory of it,
  * behind on purpose; freeing on every error path would add code that only
  * the leak checker reads.  Memory errors and undefined behaviour are
@@ -38,10 +39,13 @@ __attribute__((constructor)) static void watch_exit(void)
 	on_exit(note_exit_status, NULL);
 }
 
+/* libparm's: set when a tool left early because its reader went away */
+extern int parm_left_early __attribute__((weak));
+
 /* asked by LeakSanitizer just before its check at exit */
 int __lsan_is_turned_off(void)
 {
-	return exit_status != 0;
+	return exit_status != 0 || (&parm_left_early && parm_left_early);
 }
 
 /* append s to buf (of size cap) holding *len bytes, truncating */

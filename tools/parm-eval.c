@@ -171,7 +171,7 @@ static void finish_output(void)
 {
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		if (errno == EPIPE)
-			exit(0);
+			parm_exit_quietly();
 		die("error writing output: %s", strerror(errno));
 	}
 }

@@ -177,6 +177,7 @@ struct job {                    /* a tokenised prompt waiting for a slot */
 
 struct base {                   /* what gives the logits */
 	const parm_tokenizer *tok;
+	gguf_file *vocab_file;      /* --vocab's, with a remote base */
 	int n_vocab, n_ctx;
 	parm_model *m;              /* a local model (dense logits) ... */
 	parm_kv *kv;
@@ -273,7 +274,7 @@ static void check_write(int rc)
 	if (rc == 0)
 		return;
 	if (errno == EPIPE)             /* the reader went away: not our error */
-		exit(0);
+		parm_exit_quietly();
 	die("%s", parm_error());
 }
 
@@ -432,13 +433,51 @@ static void generate(struct gen *g)
 	check_write(parm_flush(g->w));
 }
 
-static const parm_tokenizer *load_vocab(const char *path)
+static const parm_tokenizer *load_vocab(struct base *b, const char *path)
 {
-	gguf_file *g = gguf_open(path);
-	parm_tokenizer *t = g ? parm_tokenizer_load(g) : NULL;
-	if (!t)
+	parm_tokenizer *t;
+	b->vocab_file = gguf_open(path);
+	if (!b->vocab_file || !(t = parm_tokenizer_load(b->vocab_file)))
 		die("%s", parm_error());
-	return t;                   /* the file stays open: the tokenizer uses it */
+	return b->tok = t;          /* the file stays open: the tokenizer uses it */
+}
+
+static void free_base(struct base *b)
+{
+	parm_kv_free(b->kv);
+	parm_model_free(b->m);
+	parm_remote_free(b->remote);
+	if (b->vocab_file) {
+		parm_tokenizer_free((parm_tokenizer *)b->tok);
+		gguf_close(b->vocab_file);
+	}
+}
+
+static void free_gen(struct gen *g)
+{
+	for (long i = 0; i < g->n_jobs; i++)
+		free(g->jobs[i].tokens);
+	for (int s = 0; g->slots && s < g->n_slots; s++)
+		free(g->slots[s].hist);
+	free(g->jobs);
+	free(g->slots);
+	free(g->logits);
+	free(g->seq_tokens);
+	free(g->seq_len);
+	free(g->steps);
+	free(g->choices);
+	parm_batch_free(&g->batch);
+	parm_writer_free(g->w);
+	parm_prompts_free(g->prompts, g->n_jobs);
+}
+
+/* make_header's: the pieces are the tokenizer's own */
+static void free_header(parm_header *h)
+{
+	free(h->pieces);
+	free(h->piece_len);
+	free(h->chain[0]);
+	free(h->chain);
 }
 
 static void open_local(struct base *b, const struct opts *o)
@@ -454,7 +493,7 @@ static void open_local(struct base *b, const struct opts *o)
 
 static void open_remote(struct base *b, const struct opts *o, int n_slots)
 {
-	b->tok = load_vocab(o->vocab);
+	load_vocab(b, o->vocab);
 	parm_remote_opts ro = {.url = o->remote, .api = o->api, .top_k = (int)o->top_k,
 		.n_slots = n_slots, .timeout = o->timeout, .retries = (int)o->retries,
 		.cacert = o->cacert, .api_key = getenv("PARM_API_KEY"), .model = o->model_name,
@@ -484,8 +523,11 @@ int main(int argc, char **argv)
 	struct base b = {0};
 	parm_setprog(argv[0]);
 	parse_args(argc, argv, &o);
-	if (o.tokenize)
-		return tokenize_stdin(o.model_path ? (open_local(&b, &o), b.tok) : load_vocab(o.vocab));
+	if (o.tokenize) {
+		int rc = tokenize_stdin(o.model_path ? (open_local(&b, &o), b.tok) : load_vocab(&b, o.vocab));
+		free_base(&b);
+		return rc;
+	}
 	if (isatty(STDOUT_FILENO))
 		die("standard output is a terminal; pipe it into a sampler such as parm-sample");
 	if (!o.remote)
@@ -519,6 +561,10 @@ int main(int argc, char **argv)
 	g.w = parm_writer_new(STDOUT_FILENO);
 	check_write(parm_write_header(g.w, &h));
 	generate(&g);
-	parm_feedback_remove(feedback);
+	parm_feedback_free(feedback);
+	feedback = NULL;
+	free_header(&h);
+	free_gen(&g);
+	free_base(&b);
 	return 0;
 }

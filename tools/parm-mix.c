@@ -37,6 +37,7 @@ static const char usage_text[] =
 struct spec {                   /* one ARM as given on the command line */
 	const char *path, *pref;
 	float weight;
+	char *owned;                /* --arm's copy that path and pref point into */
 };
 
 struct opts {
@@ -67,7 +68,7 @@ static struct spec parse_arm_spec(const char *arg)
 	}
 	if (!isfinite(w) || fabs(w) > 1000)
 		usage_error("--arm '%s': weight must be in [-1000, 1000]", arg);
-	sp.path = s;
+	sp.path = sp.owned = s;
 	sp.weight = (float)w;
 	return sp;
 }
@@ -98,7 +99,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	if (optind < argc - 1)
 		usage_error("more than one ARM given (use --arm FILE:WEIGHT for more)");
 	if (optind == argc - 1)
-		o->arms[o->n_arms++] = (struct spec){ argv[optind], o->pref, o->weight };
+		o->arms[o->n_arms++] = (struct spec){ argv[optind], o->pref, o->weight, NULL };
 	else if (o->pref || o->weight_set)
 		usage_error("--pref and --weight apply to the ARM argument, and none was given");
 	if (o->n_arms == 0)
@@ -110,7 +111,7 @@ static void check_write(int rc)
 	if (rc == 0)
 		return;
 	if (errno == EPIPE)             /* the reader went away: not our error */
-		exit(0);
+		parm_exit_quietly();
 	die("%s", parm_error());
 }
 
@@ -168,6 +169,24 @@ static void mix_stream(struct run *r)
 	} while (rec.type != PARM_REC_FIN);
 }
 
+static void free_run(struct run *r)
+{
+	for (int i = 0; i < r->n_guides; i++)
+		parm_guide_free(r->g[i]);
+	free(r->g);
+	free(r->lp);
+	parm_reader_free(r->in);
+	parm_writer_free(r->out);
+	parm_header_free(&r->h);
+}
+
+static void free_opts(struct opts *o)
+{
+	for (int i = 0; i < o->n_arms; i++)
+		free(o->arms[i].owned);
+	free(o->arms);
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -199,5 +218,8 @@ int main(int argc, char **argv)
 	check_write(parm_write_header(r.out, &out));
 	check_write(parm_flush(r.out));
 	mix_stream(&r);
+	parm_header_free(&out);
+	free_run(&r);
+	free_opts(&o);
 	return 0;
 }

@@ -249,7 +249,7 @@ static void print_ready(struct run *r)
 	}
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		if (errno == EPIPE)     /* the reader went away: not our error */
-			exit(0);
+			parm_exit_quietly();
 		die("error writing output: %s", strerror(errno));
 	}
 }
@@ -282,6 +282,21 @@ static void check_vocab(const parm_header *h, const char *path)
 		die("%s", parm_error());
 	parm_tokenizer_free(t);
 	gguf_close(g);
+}
+
+static void free_run(struct run *r)
+{
+	for (int i = 0; i < r->n_seqs; i++) {     /* all printed and freed, bar a crash */
+		struct seq *s = &r->seqs[i];
+		free(s->prompt), free(s->meta), free(s->reason), free(s->tokens), free(s->text);
+	}
+	free(r->seqs);
+	free(r->choices);
+	free(r->scratch);
+	free(r->no_fb);
+	json_decref(r->chain);
+	parm_feedback_free(r->fb);
+	parm_header_free(&r->h);
 }
 
 int main(int argc, char **argv)
@@ -319,5 +334,8 @@ int main(int argc, char **argv)
 		if (r.seqs[i].live)
 			die("malformed stream: sequence %d never ended", i);
 	print_ready(&r);
+	parm_reader_free(in);
+	free_run(&r);
+	free(o.stops);
 	return 0;
 }
