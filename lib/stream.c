@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define READ_CHUNK (256 * 1024)
+#define READ_CHUNK (256 * 1024)        /* most read at once; the least is 4 KiB */
 #define AUTO_FLUSH (4 * 1024 * 1024)    /* bytes buffered before writing anyway */
 #define MAX_VOCAB (1 << 24)
 
@@ -420,7 +420,11 @@ static int input_ended(parm_reader *r)
 /* Read more bytes: 1 got some, 0 end of input, -1 error. */
 static int fill(parm_reader *r)
 {
-	void *room = msgbuf_room(&r->in, READ_CHUNK);
+	/* Room for what is pending again (a record in progress doubles), so a
+	 * short stream never touches 256 KiB it does not need. */
+	size_t pending = r->in.len - r->in.pos;
+	size_t chunk = pending < 4096 ? 4096 : pending > READ_CHUNK ? READ_CHUNK : pending;
+	void *room = msgbuf_room(&r->in, chunk);
 	for (;;) {
 		int w = wait_input(r);
 		if (w < 0)

@@ -163,7 +163,7 @@ static size_t arena_add(struct arena *a, const char *s, size_t n)
 {
 	size_t at = a->used;
 	if (!a->cap)
-		a->p = xmalloc(a->cap = 1 << 20);
+		a->p = xmalloc(a->cap = 4096);  /* doubles: small vocabularies stay small */
 	while (a->used + n + 1 > a->cap)
 		a->p = xrealloc(a->p, a->cap *= 2);
 	memcpy(a->p + at, s, n);
@@ -510,7 +510,7 @@ static size_t token_piece(const parm_tokenizer *t, int id, char *out)
 
 static void build_pieces(parm_tokenizer *t)
 {
-	size_t cap = 1 << 20, used = 0;
+	size_t cap = 4096, used = 0;
 	char *tmp = NULL;
 	size_t tmp_cap = 0;
 	t->pieces = xmalloc(cap);
