@@ -29,10 +29,12 @@ deps:
 
 # The tests also build llama.cpp as a reference (cmake, g++, git) from an
 # npm package, and make compressed datasets with the usual compressors;
-# install those tools only where the command is missing.
+# install those tools only where the command is missing.  Debian's numpy
+# runs gguf-py's dequantisers, the independent check of ours.
 test-deps: deps
 	@sh contrib/ensure-debs.sh --cmd cmake:cmake g++:g++ git:git npm:npm \
 		gzip:gzip xz:xz-utils zstd:zstd bzip2:bzip2 zip:zip tar:tar openssl:openssl
+	@sh contrib/ensure-debs.sh python3-numpy
 
 lib/%.o: lib/%.c $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<

@@ -94,12 +94,43 @@ struct type_info {
 	size_t block_bytes;
 };
 
+/* Names, block sizes and bytes as ggml-common.h has them (QK_K = 256). */
 static const struct type_info type_table[] = {
 	{ GGML_F32, "f32", 1, 4 },
 	{ GGML_F16, "f16", 1, 2 },
 	{ GGML_Q4_0, "q4_0", 32, 2 + 16 },
+	{ GGML_Q4_1, "q4_1", 32, 2 + 2 + 16 },
+	{ GGML_Q5_0, "q5_0", 32, 2 + 4 + 16 },
+	{ GGML_Q5_1, "q5_1", 32, 2 + 2 + 4 + 16 },
 	{ GGML_Q8_0, "q8_0", 32, 2 + 32 },
+	{ GGML_Q8_1, "q8_1", 32, 2 + 2 + 32 },
+	{ GGML_Q2_K, "q2_K", 256, 16 + 64 + 2 + 2 },
+	{ GGML_Q3_K, "q3_K", 256, 32 + 64 + 12 + 2 },
+	{ GGML_Q4_K, "q4_K", 256, 2 + 2 + 12 + 128 },
+	{ GGML_Q5_K, "q5_K", 256, 2 + 2 + 12 + 32 + 128 },
+	{ GGML_Q6_K, "q6_K", 256, 128 + 64 + 16 + 2 },
+	{ GGML_Q8_K, "q8_K", 256, 4 + 256 + 32 },
+	{ GGML_IQ2_XXS, "iq2_xxs", 256, 2 + 64 },
+	{ GGML_IQ2_XS, "iq2_xs", 256, 2 + 64 + 8 },
+	{ GGML_IQ3_XXS, "iq3_xxs", 256, 2 + 64 + 32 },
+	{ GGML_IQ1_S, "iq1_s", 256, 2 + 32 + 16 },
+	{ GGML_IQ4_NL, "iq4_nl", 32, 2 + 16 },
+	{ GGML_IQ3_S, "iq3_s", 256, 2 + 64 + 32 + 8 + 4 },
+	{ GGML_IQ2_S, "iq2_s", 256, 2 + 64 + 16 },
+	{ GGML_IQ4_XS, "iq4_xs", 256, 2 + 2 + 4 + 128 },
+	{ GGML_I8, "i8", 1, 1 },
+	{ GGML_I16, "i16", 1, 2 },
+	{ GGML_I32, "i32", 1, 4 },
+	{ GGML_I64, "i64", 1, 8 },
+	{ GGML_F64, "f64", 1, 8 },
+	{ GGML_IQ1_M, "iq1_m", 256, 32 + 16 + 8 },
 	{ GGML_BF16, "bf16", 1, 2 },
+	{ GGML_TQ1_0, "tq1_0", 256, 2 + 4 * 13 },
+	{ GGML_TQ2_0, "tq2_0", 256, 2 + 64 },
+	{ GGML_MXFP4, "mxfp4", 32, 1 + 16 },
+	{ GGML_NVFP4, "nvfp4", 64, 4 + 32 },
+	{ GGML_Q1_0, "q1_0", 128, 2 + 16 },
+	{ GGML_Q2_0, "q2_0", 64, 2 + 16 },
 };
 
 static const struct type_info *type_info(enum ggml_type t)
@@ -335,7 +366,8 @@ static int read_tensor_info(struct cursor *c, gguf_file *g, int i, uint64_t *off
 		return -1;
 	t->type = type;
 	if (!type_info(t->type))
-		return parm_fail("%s: unsupported tensor type %u in '%s'", c->path, type, t->name);
+		return parm_fail("%s: unknown tensor type %u in '%s' (not a ggml type)",
+				 c->path, type, t->name);
 	return tensor_size(c->path, t);
 }
 

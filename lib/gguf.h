@@ -17,8 +17,17 @@ enum gguf_vtype {                       /* metadata value types, as on disk */
 	GGUF_NVTYPES
 };
 
-enum ggml_type {                        /* tensor types we read and write */
-	GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q8_0 = 8, GGML_BF16 = 30
+/* Every tensor type ggml defines: a file holding any of them parses (its
+ * sizes are known); quant.h says which ones parm computes with. */
+enum ggml_type {
+	GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6,
+	GGML_Q5_1 = 7, GGML_Q8_0 = 8, GGML_Q8_1 = 9, GGML_Q2_K = 10, GGML_Q3_K = 11,
+	GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14, GGML_Q8_K = 15,
+	GGML_IQ2_XXS = 16, GGML_IQ2_XS = 17, GGML_IQ3_XXS = 18, GGML_IQ1_S = 19,
+	GGML_IQ4_NL = 20, GGML_IQ3_S = 21, GGML_IQ2_S = 22, GGML_IQ4_XS = 23,
+	GGML_I8 = 24, GGML_I16 = 25, GGML_I32 = 26, GGML_I64 = 27, GGML_F64 = 28,
+	GGML_IQ1_M = 29, GGML_BF16 = 30, GGML_TQ1_0 = 34, GGML_TQ2_0 = 35,
+	GGML_MXFP4 = 39, GGML_NVFP4 = 40, GGML_Q1_0 = 41, GGML_Q2_0 = 42
 };
 
 #define GGUF_MAX_DIMS 4
@@ -67,7 +76,7 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name); /* NU
 /* Tensor type facts. */
 const char *ggml_type_name(enum ggml_type t);  /* "f32", "q8_0", NULL if unknown */
 int ggml_type_from_name(const char *name);      /* -1 if unknown */
-int ggml_type_block(enum ggml_type t);          /* elements per block: 1 or 32 */
+int ggml_type_block(enum ggml_type t);          /* elements per block: 1 to 256 */
 size_t ggml_type_block_bytes(enum ggml_type t); /* bytes per block */
 size_t ggml_row_bytes(enum ggml_type t, int64_t n); /* n a multiple of block */
 

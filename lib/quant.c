@@ -1,4 +1,5 @@
-/* quant.c - half precision, bfloat16 and the Q8_0 / Q4_0 block types.
+/* quant.c - half precision, bfloat16 and the block-quantised types: which
+ * ones parm computes with, their fast dequantisers and fused dots.
  *
  * The scalar conversions work on the bits so they are exact on any host;
  * dequant_row is the matmul hot path (weights are dequantised a tile of
@@ -15,6 +16,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,51 +97,41 @@ uint16_t f32_to_bf16(float f)
 	return (x + 0x7fff + ((x >> 16) & 1)) >> 16;
 }
 
-/* Dequantisation: the plain loops. */
+/* The types parm computes with, in the order the errors list them. */
+static const enum ggml_type computed[] = {
+	GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0,
+	GGML_Q5_1, GGML_IQ4_NL, GGML_Q2_K, GGML_Q3_K, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K,
+	GGML_IQ4_XS,
+};
 
-static void dequant_f16_ref(float *out, const uint16_t *in, int64_t n)
+int quant_type_computed(enum ggml_type t)
 {
-	for (int64_t i = 0; i < n; i++)
-		out[i] = f16_to_f32(in[i]);
+	for (size_t i = 0; i < sizeof computed / sizeof *computed; i++)
+		if (computed[i] == t)
+			return 1;
+	return 0;
 }
 
-static void dequant_q8_0_ref(float *out, const block_q8_0 *b, int64_t n)
+int quant_type_quantised(enum ggml_type t)
 {
-	for (int64_t i = 0; i < n; i++)
-		out[i] = f16_to_f32(b[i / QK].d) * b[i / QK].qs[i % QK];
+	return t == GGML_F32 || t == GGML_F16 || t == GGML_BF16 || t == GGML_Q8_0 || t == GGML_Q4_0;
 }
 
-static void dequant_q4_0_ref(float *out, const block_q4_0 *b, int64_t n)
+static char computed_list[256];
+static pthread_once_t computed_list_once = PTHREAD_ONCE_INIT;
+
+static void fill_computed_list(void)
 {
-	for (int64_t i = 0; i < n; i++) {
-		const block_q4_0 *blk = &b[i / QK];
-		int j = i % QK;
-		int q = j < QK / 2 ? blk->qs[j] & 15 : blk->qs[j - QK / 2] >> 4;
-		out[i] = f16_to_f32(blk->d) * (q - 8);
-	}
+	size_t at = 0;
+	for (size_t i = 0; i < sizeof computed / sizeof *computed; i++)
+		at += snprintf(computed_list + at, sizeof computed_list - at, "%s%s",
+			       i ? ", " : "", ggml_type_name(computed[i]));
 }
 
-void dequant_row_ref(float *out, const void *row, enum ggml_type t, int64_t n)
+const char *quant_types_computed(void)
 {
-	switch (t) {
-	case GGML_F32:
-		for (int64_t i = 0; i < n; i++)
-			out[i] = ((const float *)row)[i];
-		break;
-	case GGML_F16:
-		dequant_f16_ref(out, row, n);
-		break;
-	case GGML_BF16:
-		for (int64_t i = 0; i < n; i++)
-			out[i] = bf16_to_f32(((const uint16_t *)row)[i]);
-		break;
-	case GGML_Q8_0:
-		dequant_q8_0_ref(out, row, n);
-		break;
-	case GGML_Q4_0:
-		dequant_q4_0_ref(out, row, n);
-		break;
-	}
+	pthread_once(&computed_list_once, fill_computed_list);
+	return computed_list;
 }
 
 /* Dequantisation: the fast paths. */
@@ -219,9 +211,33 @@ static void dequant_q4_0(float *restrict out, const block_q4_0 *restrict b, int6
 	}
 }
 
+/* The other block types: their scalar unpackers, a chunk of 32 at a time. */
+static chunk_fn *chunk_of(enum ggml_type t)
+{
+	switch ((int)t) {
+	case GGML_Q4_1: return chunk_q4_1;
+	case GGML_Q5_0: return chunk_q5_0;
+	case GGML_Q5_1: return chunk_q5_1;
+	case GGML_IQ4_NL: return chunk_iq4_nl;
+	case GGML_Q2_K: return chunk_q2_K;
+	case GGML_Q3_K: return chunk_q3_K;
+	case GGML_Q4_K: return chunk_q4_K;
+	case GGML_Q5_K: return chunk_q5_K;
+	case GGML_Q6_K: return chunk_q6_K;
+	case GGML_IQ4_XS: return chunk_iq4_xs;
+	}
+	return NULL;
+}
+
 void dequant_row(float *out, const void *row, enum ggml_type t, int64_t n)
 {
-	switch (t) {
+	chunk_fn *chunk = chunk_of(t);
+	if (chunk) {
+		for (int64_t c = 0; c < n / QK; c++)
+			chunk(out + c * QK, row, c);
+		return;
+	}
+	switch ((int)t) {
 	case GGML_F32:
 		memcpy(out, row, n * sizeof(float));
 		break;
@@ -284,7 +300,7 @@ static void quant_q4_0(block_q4_0 *b, const float *in, int64_t n)
 void quant_row(void *out, const float *in, enum ggml_type t, int64_t n)
 {
 	uint16_t *h = out;
-	switch (t) {
+	switch ((int)t) {
 	case GGML_F32:
 		memcpy(out, in, n * sizeof(float));
 		break;
@@ -307,21 +323,7 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n)
 
 /* Fused dot products: see quant_internal.h, built once per SIMD path. */
 
-void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,
-		   const float *x, int nx, int64_t n)
-{
-	float *w = xmalloc(n * sizeof *w);
-	dequant_row_ref(w, row, t, n);
-	for (int i = 0; i < nx; i++) {
-		double sum = 0;
-		for (int64_t k = 0; k < n; k++)
-			sum += (double)w[k] * x[i * n + k];
-		y[i * ys] = (float)sum;
-	}
-	free(w);
-}
-
-/* Other types: dequantised a chunk at a time onto the stack. */
+/* f16, bf16 (and f32): dequantised a chunk at a time onto the stack. */
 static void dot_dequant(float *y, size_t ys, const void *row, enum ggml_type t,
 			const float *x, int nx, int64_t n)
 {
@@ -360,7 +362,7 @@ void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
 	       const float *x, int nx, int64_t n)
 {
 	pthread_once(&quant_dot_once, choose_quant_dot);
-	if (t == GGML_Q8_0 || t == GGML_Q4_0)
+	if (ggml_type_block(t) > 1)
 		quant_dot_path(y, ys, row, t, x, nx, n);
 	else
 		dot_dequant(y, ys, row, t, x, nx, n);

@@ -1,9 +1,10 @@
 /* quant.h - the half-precision and block-quantised tensor types.
  *
- * Q8_0: blocks of 32 along a row, { f16 d; int8 q[32] }, x = d * q.
- * Q4_0: blocks of 32, { f16 d; uint8 q[16] }, x[j] = d * ((q[j] & 15) - 8),
- *       x[j + 16] = d * ((q[j] >> 4) - 8), as ggml lays them out.
- * Each conversion has a plain-loop reference (_ref) tested against it.
+ * Computed with: f32, f16, bf16; the 32-element blocks q8_0, q4_0, q4_1,
+ * q5_0, q5_1, iq4_nl; the 256-element super-blocks q2_K .. q6_K, iq4_xs
+ * (layouts in quant_internal.h, as ggml lays them out).  Written (by
+ * quant_row): f32, f16, bf16, q8_0, q4_0.  Each conversion has a
+ * plain-loop reference (_ref, quant_ref.c) tested against it.
  */
 #ifndef PARM_QUANT_H
 #define PARM_QUANT_H
@@ -12,12 +13,20 @@
 #include <stdint.h>
 #include "gguf.h"
 
+/* 1 when parm computes with tensors of type t; the list, for errors:
+ * "f32, f16, bf16, q8_0, ...". */
+int quant_type_computed(enum ggml_type t);
+const char *quant_types_computed(void);
+/* 1 when quant_row writes type t (f32, f16, bf16, q8_0, q4_0). */
+int quant_type_quantised(enum ggml_type t);
+
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);           /* round to nearest even */
 float bf16_to_f32(uint16_t h);
 uint16_t f32_to_bf16(float f);          /* round to nearest even */
 
-/* out[n] = row of type t with n elements (n a multiple of the block). */
+/* out[n] = row of type t with n elements (n a multiple of the block; t
+ * one quant_type_computed accepts). */
 void dequant_row(float *out, const void *row, enum ggml_type t, int64_t n);
 void dequant_row_ref(float *out, const void *row, enum ggml_type t, int64_t n);
 /* out (row of type t) = quantised in[n].  Same rounding as ggml's reference
@@ -26,11 +35,12 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n);
 
 /* y[i * ys] = row . x[i][n] for i < nx: one row of type t (n a multiple of
  * its block) against nx float vectors, the row read in place, so decoding
- * streams quantised weights without writing them out as floats.  Q8_0 and
- * Q4_0 read the row once per group of up to 8 vectors (4 without AVX-512)
- * on the SIMD path simd.h chose (PARM_SIMD), each path summing its way,
- * and use dequant_row's weights, but sum in another order, so they differ
- * from a plain dot in the last bits. */
+ * streams quantised weights without writing them out as floats.  Block
+ * types read the row once per group of up to 8 vectors (4 without
+ * AVX-512) on the SIMD path simd.h chose (PARM_SIMD), each path summing
+ * its way; they sum in another order than a plain dot, and where a path
+ * contracts multiply-adds their weights may differ from dequant_row's in
+ * the last bit. */
 void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
 	       const float *x, int nx, int64_t n);
 void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,

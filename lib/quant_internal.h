@@ -1,12 +1,13 @@
-/* quant_internal.h - the Q8_0 / Q4_0 blocks, and the fused dot products
- * of quant_dot compiled once per SIMD path.
+/* quant_internal.h - the block layouts of every type quant.c computes, a
+ * scalar unpacker per type, and the fused dot products of quant_dot
+ * compiled once per SIMD path.
  *
  * quant_dot_avx512.c, quant_dot_avx2.c and quant_dot_portable.c each set
  * their target (#pragma GCC target, which also sets __AVX512F__, __FMA__
  * and the like) and include this file with QUANT_DOT_VARIANT defined to
  * the name of their entry point; quant.c calls the one parm_simd() chose.
- * Everything below that is static, so each file has its own copy built
- * for its own instructions.
+ * Everything below is static, so each file has its own copy built for its
+ * own instructions.
  */
 #ifndef PARM_QUANT_INTERNAL_H
 #define PARM_QUANT_INTERNAL_H
@@ -17,23 +18,212 @@
 #include "gguf.h"
 #include "quant.h"
 
-#define QK 32                   /* elements per Q8_0 / Q4_0 block */
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
-/* On-disk blocks, as ggml lays them out (no padding: 34 and 18 bytes). */
-typedef struct {
-	uint16_t d;
-	int8_t qs[QK];
-} block_q8_0;
+#define QK 32                   /* elements per block of the 32-wide types */
+#define QK_K 256                /* elements per super-block of the K and IQ4_XS types */
 
-typedef struct {
-	uint16_t d;
-	uint8_t qs[QK / 2];
-} block_q4_0;
+/* On-disk blocks, as ggml-common.h lays them out (no padding).  A half is
+ * a uint16_t f16; the K types keep 16 or 8 sub-block scales (6 bits packed
+ * into 12 bytes for Q3_K, Q4_K and Q5_K). */
+typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;
+typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_q4_0;
+typedef struct { uint16_t d, m; uint8_t qs[QK / 2]; } block_q4_1;
+typedef struct { uint16_t d; uint8_t qh[4], qs[QK / 2]; } block_q5_0;
+typedef struct { uint16_t d, m; uint8_t qh[4], qs[QK / 2]; } block_q5_1;
+typedef struct { uint16_t d; uint8_t qs[QK / 2]; } block_iq4_nl;
+typedef struct { uint8_t scales[QK_K / 16], qs[QK_K / 4]; uint16_t d, dmin; } block_q2_K;
+typedef struct { uint8_t hmask[QK_K / 8], qs[QK_K / 4], scales[12]; uint16_t d; } block_q3_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[12], qs[QK_K / 2]; } block_q4_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[12], qh[QK_K / 8], qs[QK_K / 2]; } block_q5_K;
+typedef struct { uint8_t ql[QK_K / 2], qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K;
+typedef struct { uint16_t d, scales_h; uint8_t scales_l[QK_K / 64], qs[QK_K / 2]; } block_iq4_xs;
 
 _Static_assert(sizeof(block_q8_0) == 34, "block_q8_0 is 34 bytes");
 _Static_assert(sizeof(block_q4_0) == 18, "block_q4_0 is 18 bytes");
+_Static_assert(sizeof(block_q4_1) == 20, "block_q4_1 is 20 bytes");
+_Static_assert(sizeof(block_q5_0) == 22, "block_q5_0 is 22 bytes");
+_Static_assert(sizeof(block_q5_1) == 24, "block_q5_1 is 24 bytes");
+_Static_assert(sizeof(block_iq4_nl) == 18, "block_iq4_nl is 18 bytes");
+_Static_assert(sizeof(block_q2_K) == 84, "block_q2_K is 84 bytes");
+_Static_assert(sizeof(block_q3_K) == 110, "block_q3_K is 110 bytes");
+_Static_assert(sizeof(block_q4_K) == 144, "block_q4_K is 144 bytes");
+_Static_assert(sizeof(block_q5_K) == 176, "block_q5_K is 176 bytes");
+_Static_assert(sizeof(block_q6_K) == 210, "block_q6_K is 210 bytes");
+_Static_assert(sizeof(block_iq4_xs) == 136, "block_iq4_xs is 136 bytes");
 
-/* quant_dot for t = GGML_Q8_0 or GGML_Q4_0, on one path. */
+/* IQ4_NL and IQ4_XS: a 4-bit index into these levels (ggml's kvalues_iq4nl). */
+static const int8_t iq4nl_levels[16] = {
+	-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+};
+
+/* An f16 scale: F16C where the file's target has it, else the bit-exact
+ * conversion; both give the same float. */
+static inline float half_to_float(uint16_t h)
+{
+#if defined(__F16C__)
+	return _cvtsh_ss(h);
+#else
+	return f16_to_f32(h);
+#endif
+}
+
+/* Q4_K and Q5_K: sub-block j's 6-bit scale and min from the 12 bytes. */
+static inline void k4_scale_min(const uint8_t *q, int j, int *sc, int *m)
+{
+	if (j < 4) {
+		*sc = q[j] & 63;
+		*m = q[j + 4] & 63;
+	} else {
+		*sc = (q[j + 4] & 15) | (q[j - 4] >> 6) << 4;
+		*m = (q[j + 4] >> 4) | (q[j] >> 6) << 4;
+	}
+}
+
+/* Q3_K: sub-block j's (of 16) signed scale: 4 low bits from bytes 0-7,
+ * 2 high bits from bytes 8-11, minus 32. */
+static inline int k3_scale(const uint8_t *q, int j)
+{
+	int lo = j < 8 ? q[j] & 15 : q[j - 8] >> 4;
+	int hi = (q[8 + j % 4] >> (2 * (j / 4))) & 3;
+	return (lo | hi << 4) - 32;
+}
+
+/* The scalar unpackers: f[0..31] = elements 32 c .. 32 c + 31 of a row,
+ * each weight computed in the order ggml's dequantize_row_* computes it,
+ * so in quant.c (no contraction) they give its bits.  dequant_row runs
+ * them; the fused dots use them for types without a vector unpacker. */
+typedef void chunk_fn(float *restrict f, const void *restrict row, int64_t c);
+
+static inline void chunk_q4_1(float *restrict f, const void *restrict row, int64_t c)
+{
+	const block_q4_1 *b = (const block_q4_1 *)row + c;
+	const float d = half_to_float(b->d), m = half_to_float(b->m);
+	for (int j = 0; j < QK / 2; j++) {
+		f[j] = (b->qs[j] & 15) * d + m;
+		f[j + QK / 2] = (b->qs[j] >> 4) * d + m;
+	}
+}
+
+static inline void chunk_q5_0(float *restrict f, const void *restrict row, int64_t c)
+{
+	const block_q5_0 *b = (const block_q5_0 *)row + c;
+	const float d = half_to_float(b->d);
+	uint32_t qh;
+	memcpy(&qh, b->qh, 4);
+	for (int j = 0; j < QK / 2; j++) {
+		f[j] = ((int)((b->qs[j] & 15) | ((qh >> j) & 1) << 4) - 16) * d;
+		f[j + QK / 2] = ((int)((b->qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16) * d;
+	}
+}
+
+static inline void chunk_q5_1(float *restrict f, const void *restrict row, int64_t c)
+{
+	const block_q5_1 *b = (const block_q5_1 *)row + c;
+	const float d = half_to_float(b->d), m = half_to_float(b->m);
+	uint32_t qh;
+	memcpy(&qh, b->qh, 4);
+	for (int j = 0; j < QK / 2; j++) {
+		f[j] = (int)((b->qs[j] & 15) | ((qh >> j) & 1) << 4) * d + m;
+		f[j + QK / 2] = (int)((b->qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) * d + m;
+	}
+}
+
+static inline void chunk_iq4_nl(float *restrict f, const void *restrict row, int64_t c)
+{
+	const block_iq4_nl *b = (const block_iq4_nl *)row + c;
+	const float d = half_to_float(b->d);
+	for (int j = 0; j < QK / 2; j++) {
+		f[j] = d * iq4nl_levels[b->qs[j] & 15];
+		f[j + QK / 2] = d * iq4nl_levels[b->qs[j] >> 4];
+	}
+}
+
+/* Q2_K: 32 elements are 2 bits at one shift of 32 bytes, in two halves
+ * of 16 with a 4-bit scale and a 4-bit min each. */
+static inline void chunk_q2_K(float *restrict f, const void *restrict row, int64_t c)
+{
+	const block_q2_K *b = (const block_q2_K *)row + c / 8;
+	const int s = c % 8, shift = 2 * (s % 4);
+	const uint8_t *q = b->qs + 32 * (s / 4);
+	const float d = half_to_float(b->d), dmin = half_to_float(b->dmin);
+	for (int h = 0; h < 2; h++) {
+		const int sc = b->scales[2 * s + h];
+		const float dl = d * (sc & 15), ml = dmin * (sc >> 4);
+		for (int l = 0; l < 16; l++)
+			f[16 * h + l] = dl * ((q[16 * h + l] >> shift) & 3) - ml;
+	}
+}
+
+/* Q3_K: Q2_K's 2 bits plus a high bit from hmask (clear means minus 4). */
+static inline void chunk_q3_K(float *restrict f, const void *restrict row, int64_t c)
+{
+	const block_q3_K *b = (const block_q3_K *)row + c / 8;
+	const int s = c % 8, shift = 2 * (s % 4);
+	const uint8_t *q = b->qs + 32 * (s / 4), bit = 1 << s;
+	const float d = half_to_float(b->d);
+	for (int h = 0; h < 2; h++) {
+		const float dl = d * k3_scale(b->scales, 2 * s + h);
+		for (int l = 16 * h; l < 16 * h + 16; l++)
+			f[l] = dl * (((q[l] >> shift) & 3) - (b->hmask[l] & bit ? 0 : 4));
+	}
+}
+
+static inline void chunk_q4_K(float *restrict f, const void *restrict row, int64_t c)
+{
+	const block_q4_K *b = (const block_q4_K *)row + c / 8;
+	const int s = c % 8, shift = 4 * (s % 2);
+	const uint8_t *q = b->qs + 32 * (s / 2);
+	int sc, m;
+	k4_scale_min(b->scales, s, &sc, &m);
+	const float dl = half_to_float(b->d) * sc, ml = half_to_float(b->dmin) * m;
+	for (int l = 0; l < 32; l++)
+		f[l] = dl * ((q[l] >> shift) & 15) - ml;
+}
+
+static inline void chunk_q5_K(float *restrict f, const void *restrict row, int64_t c)
+{
+	const block_q5_K *b = (const block_q5_K *)row + c / 8;
+	const int s = c % 8, shift = 4 * (s % 2);
+	const uint8_t *q = b->qs + 32 * (s / 2);
+	int sc, m;
+	k4_scale_min(b->scales, s, &sc, &m);
+	const float dl = half_to_float(b->d) * sc, ml = half_to_float(b->dmin) * m;
+	for (int l = 0; l < 32; l++)
+		f[l] = dl * (((q[l] >> shift) & 15) + ((b->qh[l] >> s) & 1) * 16) - ml;
+}
+
+/* Q6_K: 4 low bits from ql, 2 high from qh, minus 32; an int8 scale per 16. */
+static inline void chunk_q6_K(float *restrict f, const void *restrict row, int64_t c)
+{
+	const block_q6_K *b = (const block_q6_K *)row + c / 8;
+	const int s = c % 8, half = s / 4, j = s % 4;
+	const uint8_t *ql = b->ql + 64 * half + 32 * (j % 2), *qh = b->qh + 32 * half;
+	const int lshift = 4 * (j / 2), hshift = 2 * j;
+	const float d = half_to_float(b->d);
+	for (int h = 0; h < 2; h++) {
+		const float dl = d * b->scales[8 * half + 2 * j + h];
+		for (int l = 16 * h; l < 16 * h + 16; l++)
+			f[l] = dl * ((int)(((ql[l] >> lshift) & 15) | ((qh[l] >> hshift) & 3) << 4) - 32);
+	}
+}
+
+static inline void chunk_iq4_xs(float *restrict f, const void *restrict row, int64_t c)
+{
+	const block_iq4_xs *b = (const block_iq4_xs *)row + c / 8;
+	const int s = c % 8;
+	const int ls = ((b->scales_l[s / 2] >> 4 * (s % 2)) & 15) | ((b->scales_h >> 2 * s) & 3) << 4;
+	const float dl = half_to_float(b->d) * (ls - 32);
+	const uint8_t *q = b->qs + 16 * s;
+	for (int j = 0; j < 16; j++) {
+		f[j] = dl * iq4nl_levels[q[j] & 15];
+		f[j + 16] = dl * iq4nl_levels[q[j] >> 4];
+	}
+}
+
+/* quant_dot for every type but the f16s and f32, on one path. */
 typedef void quant_dot_fn(float *y, size_t ys, const void *row, enum ggml_type t,
 			  const float *x, int nx, int64_t n);
 quant_dot_fn quant_dot_portable;
@@ -85,16 +275,6 @@ FUSED vf loadv(const float *p)
 	return v;
 }
 
-/* A block's scale, converted inline: this runs once per 32 weights. */
-FUSED float block_scale(uint16_t h)
-{
-#ifdef __F16C__
-	return _cvtsh_ss(h);
-#else
-	return f16_to_f32(h);
-#endif
-}
-
 /* Halving, not a loop: a serial chain of adds costs as much as a short
  * row's worth of blocks, once per row and vector. */
 FUSED float hsum(vf v)
@@ -130,14 +310,17 @@ FUSED vf widen_i8(const int8_t *q)
 }
 #endif
 
-/* Block b as w[j] = its elements j * VL .. j * VL + VL - 1, scaled: each
- * weight is f32(d) * q rounded once, the value dequant_row_ref gives. */
-typedef void unpack_fn(vf w[NV], const void *b);
+/* Chunk c of a row (its 32 elements from 32 c) as w[j] = elements j * VL
+ * .. j * VL + VL - 1.  Q8_0 and Q4_0 have their own, each weight f32(d) * q
+ * rounded once, the value dequant_row_ref gives; the other types go
+ * through their scalar unpacker (the weights may round differently where
+ * the path contracts a multiply-add). */
+typedef void unpack_fn(vf w[NV], const char *row, int64_t c);
 
-FUSED void unpack_q8_0(vf w[NV], const void *p)
+FUSED void unpack_q8_0_block(vf w[NV], const void *p)
 {
 	const block_q8_0 *b = p;
-	const float d = block_scale(b->d);
+	const float d = half_to_float(b->d);
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #pragma GCC unroll 8
 	for (int j = 0; j < NV; j++)
@@ -153,10 +336,10 @@ FUSED void unpack_q8_0(vf w[NV], const void *p)
 /* Q4_0 nibbles are split on 32-bit lanes (x86 has no byte shift), and
  * (q - 8) * d is one fused q * d - 8d: 8d is exact, so it rounds once. */
 #if defined(__AVX512F__)
-FUSED void unpack_q4_0(vf w[NV], const void *p)
+FUSED void unpack_q4_0_block(vf w[NV], const void *p)
 {
 	const block_q4_0 *b = p;
-	const __m512 d = _mm512_set1_ps(block_scale(b->d)), off = -8 * d;
+	const __m512 d = _mm512_set1_ps(half_to_float(b->d)), off = -8 * d;
 	__m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)b->qs));
 	__m512 f[2] = {
 		_mm512_cvtepi32_ps(_mm512_and_si512(q, _mm512_set1_epi32(15))),
@@ -167,10 +350,10 @@ FUSED void unpack_q4_0(vf w[NV], const void *p)
 	memcpy(w, f, sizeof f);
 }
 #elif defined(__AVX2__) && defined(__FMA__)
-FUSED void unpack_q4_0(vf w[NV], const void *p)
+FUSED void unpack_q4_0_block(vf w[NV], const void *p)
 {
 	const block_q4_0 *b = p;
-	const __m256 d = _mm256_set1_ps(block_scale(b->d)), off = -8 * d;
+	const __m256 d = _mm256_set1_ps(half_to_float(b->d)), off = -8 * d;
 	const __m256i m = _mm256_set1_epi32(15);
 	__m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
 	__m256i q0 = _mm256_cvtepu8_epi32(raw), q1 = _mm256_cvtepu8_epi32(_mm_srli_si128(raw, 8));
@@ -183,10 +366,10 @@ FUSED void unpack_q4_0(vf w[NV], const void *p)
 	memcpy(w, f, sizeof f);
 }
 #else
-FUSED void unpack_q4_0(vf w[NV], const void *p)
+FUSED void unpack_q4_0_block(vf w[NV], const void *p)
 {
 	const block_q4_0 *b = p;
-	const float d = block_scale(b->d);
+	const float d = half_to_float(b->d);
 	float f[QK];
 	for (int j = 0; j < QK / 2; j++) {
 		f[j] = d * ((b->qs[j] & 15) - 8);
@@ -196,12 +379,40 @@ FUSED void unpack_q4_0(vf w[NV], const void *p)
 }
 #endif
 
-/* acc[i][u][*] += block . x[i] for i < nt, over s sums. */
-FUSED void dot_block(vf acc[GROUP][2][2], const char *blk, unpack_fn *unpack,
+FUSED void unpack_q8_0(vf w[NV], const char *row, int64_t c)
+{
+	unpack_q8_0_block(w, row + c * sizeof(block_q8_0));
+}
+
+FUSED void unpack_q4_0(vf w[NV], const char *row, int64_t c)
+{
+	unpack_q4_0_block(w, row + c * sizeof(block_q4_0));
+}
+
+#define UNPACK_BY_CHUNK(type)                                                  \
+	FUSED void unpack_##type(vf w[NV], const char *row, int64_t c)         \
+	{                                                                      \
+		float f[QK];                                                   \
+		chunk_##type(f, row, c);                                       \
+		memcpy(w, f, sizeof f);                                        \
+	}
+UNPACK_BY_CHUNK(q4_1)
+UNPACK_BY_CHUNK(q5_0)
+UNPACK_BY_CHUNK(q5_1)
+UNPACK_BY_CHUNK(iq4_nl)
+UNPACK_BY_CHUNK(q2_K)
+UNPACK_BY_CHUNK(q3_K)
+UNPACK_BY_CHUNK(q4_K)
+UNPACK_BY_CHUNK(q5_K)
+UNPACK_BY_CHUNK(q6_K)
+UNPACK_BY_CHUNK(iq4_xs)
+
+/* acc[i][u][*] += chunk c . x[i] for i < nt, over s sums. */
+FUSED void dot_block(vf acc[GROUP][2][2], const char *row, int64_t c, unpack_fn *unpack,
 		     const float *x, int64_t n, int nt, int u, int s)
 {
 	vf w[NV];
-	unpack(w, blk);
+	unpack(w, row, c);
 #pragma GCC unroll 8
 	for (int i = 0; i < nt; i++)
 #pragma GCC unroll 8
@@ -210,8 +421,9 @@ FUSED void dot_block(vf acc[GROUP][2][2], const char *blk, unpack_fn *unpack,
 }
 
 /* y[i * ys] = row . x[i] for i < nt (a constant once inlined), the row
- * read once for all of them; one vector alternates two blocks' sums. */
-FUSED void dot_group(float *y, size_t ys, const char *row, size_t bb, unpack_fn *unpack,
+ * read once for all of them; one vector alternates two chunks' sums.  A
+ * block of bb bytes holds cpb chunks (1, or 8 in a super-block). */
+FUSED void dot_group(float *y, size_t ys, const char *row, size_t bb, int cpb, unpack_fn *unpack,
 		     const float *x, int64_t n, const int nt)
 {
 	const int steps = nt == 1 ? 2 : 1, s = nt <= 2 ? 2 : SPLIT;
@@ -220,44 +432,59 @@ FUSED void dot_group(float *y, size_t ys, const char *row, size_t bb, unpack_fn 
 	for (; k + steps <= nb; k += steps) {
 		/* 4 KB ahead, into the next rows of the tile: the hardware
 		 * prefetcher alone leaves the stream short of memory speed */
-		__builtin_prefetch(row + k * bb + 4096);
+		__builtin_prefetch(row + k / cpb * bb + 4096);
 #pragma GCC unroll 2
 		for (int u = 0; u < steps; u++)
-			dot_block(acc, row + (k + u) * bb, unpack, x + (k + u) * QK, n, nt, u, s);
+			dot_block(acc, row, k + u, unpack, x + (k + u) * QK, n, nt, u, s);
 	}
 	for (; k < nb; k++)
-		dot_block(acc, row + k * bb, unpack, x + k * QK, n, nt, 0, s);
+		dot_block(acc, row, k, unpack, x + k * QK, n, nt, 0, s);
 #pragma GCC unroll 8
 	for (int i = 0; i < nt; i++)
 		y[i * ys] = hsum(acc[i][0][0] + acc[i][0][1] + acc[i][1][0] + acc[i][1][1]);
 }
 
 /* The vectors a group at a time (the row stays in L1 for the next group). */
-FUSED void dot_groups(float *y, size_t ys, const void *row, size_t bb, unpack_fn *unpack,
-		      const float *x, int nx, int64_t n)
+FUSED void dot_groups(float *y, size_t ys, const void *row, size_t bb, int cpb,
+		      unpack_fn *unpack, const float *x, int nx, int64_t n)
 {
 	for (int i = 0; i < nx;) {
 		int left = nx - i;
 		const float *xi = x + (size_t)i * n;
 		float *yi = y + (size_t)i * ys;
 		if (left >= 8 && GROUP >= 8)
-			dot_group(yi, ys, row, bb, unpack, xi, n, 8), i += 8;
+			dot_group(yi, ys, row, bb, cpb, unpack, xi, n, 8), i += 8;
 		else if (left >= 4)
-			dot_group(yi, ys, row, bb, unpack, xi, n, 4), i += 4;
+			dot_group(yi, ys, row, bb, cpb, unpack, xi, n, 4), i += 4;
 		else if (left >= 2)
-			dot_group(yi, ys, row, bb, unpack, xi, n, 2), i += 2;
+			dot_group(yi, ys, row, bb, cpb, unpack, xi, n, 2), i += 2;
 		else
-			dot_group(yi, ys, row, bb, unpack, xi, n, 1), i += 1;
+			dot_group(yi, ys, row, bb, cpb, unpack, xi, n, 1), i += 1;
 	}
 }
+
+#define DOT_TYPE(T, type, cpb)                                                 \
+	case GGML_##T:                                                          \
+		dot_groups(y, ys, row, sizeof(block_##type), cpb, unpack_##type, x, nx, n); \
+		break;
 
 CONTRACT
 void QUANT_DOT_VARIANT(float *y, size_t ys, const void *row, enum ggml_type t,
 		       const float *x, int nx, int64_t n)
 {
-	if (t == GGML_Q8_0)
-		dot_groups(y, ys, row, sizeof(block_q8_0), unpack_q8_0, x, nx, n);
-	else
-		dot_groups(y, ys, row, sizeof(block_q4_0), unpack_q4_0, x, nx, n);
+	switch ((int)t) {
+	DOT_TYPE(Q8_0, q8_0, 1)
+	DOT_TYPE(Q4_0, q4_0, 1)
+	DOT_TYPE(Q4_1, q4_1, 1)
+	DOT_TYPE(Q5_0, q5_0, 1)
+	DOT_TYPE(Q5_1, q5_1, 1)
+	DOT_TYPE(IQ4_NL, iq4_nl, 1)
+	DOT_TYPE(Q2_K, q2_K, 8)
+	DOT_TYPE(Q3_K, q3_K, 8)
+	DOT_TYPE(Q4_K, q4_K, 8)
+	DOT_TYPE(Q5_K, q5_K, 8)
+	DOT_TYPE(Q6_K, q6_K, 8)
+	DOT_TYPE(IQ4_XS, iq4_xs, 8)
+	}
 }
 #endif

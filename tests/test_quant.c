@@ -1,5 +1,6 @@
 /* test_quant.c - f16/bf16 conversions, Q8_0/Q4_0 round trips, and every
- * fast dequantiser against its plain loop, bit for bit; the fused dot of
+ * fast dequantiser against its plain loop, bit for bit; the plain loops of
+ * every block type against gguf-py's numpy dequantisers; the fused dot of
  * every SIMD path the CPU has against its reference; PARM_SIMD's choice. */
 #include "quant.h"
 #include "quant_internal.h"
@@ -7,9 +8,12 @@
 #include "tap.h"
 #include "util.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
@@ -223,20 +227,155 @@ static void test_fast_vs_ref_random_bits(void)
 	ok(!memcmp(f + 1, fr, 37 * sizeof(float)), "bf16: fast = ref on a 37-element row (chunks and tail)");
 }
 
+/* The block types quant_row does not write: random bytes, with each f16
+ * scale (and min) set apart so none is a nan or an inf. */
+static const enum ggml_type read_only_types[] = {
+	GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_IQ4_NL, GGML_Q2_K, GGML_Q3_K,
+	GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_IQ4_XS,
+};
+#define N_READ_ONLY (sizeof read_only_types / sizeof *read_only_types)
+
+/* Byte offsets of a block's f16 scale and min (-1: none). */
+static void half_fields(enum ggml_type t, int *d, int *m)
+{
+	*m = -1;
+	switch ((int)t) {
+	case GGML_Q2_K: *d = 80, *m = 82; break;
+	case GGML_Q3_K: *d = 108; break;
+	case GGML_Q6_K: *d = 208; break;
+	case GGML_Q4_1: case GGML_Q5_1: case GGML_Q4_K: case GGML_Q5_K: *d = 0, *m = 2; break;
+	default: *d = 0; break;
+	}
+}
+
+/* A scale for block b: with extremes, every few blocks the largest half,
+ * its negative, zero, the smallest subnormal or one; otherwise small. */
+static uint16_t block_half(int b, int extremes)
+{
+	static const uint16_t odd[] = { 0x7bff, 0xfbff, 0x0000, 0x0001, 0x8000, 0x3c00 };
+	if (extremes && b % 3 == 0)
+		return odd[(b / 3) % 6];
+	return f32_to_f16(rng_normal() * 0.01f);
+}
+
+static void random_blocks(uint8_t *row, enum ggml_type t, int64_t n, int extremes)
+{
+	int64_t nb = n / ggml_type_block(t);
+	size_t bb = ggml_type_block_bytes(t);
+	int d, m;
+	half_fields(t, &d, &m);
+	for (size_t i = 0; i < nb * bb; i++)
+		row[i] = rng_u32();
+	for (int64_t b = 0; b < nb; b++) {
+		uint16_t h = block_half((int)b, extremes);
+		memcpy(row + b * bb + d, &h, 2);
+		if (m >= 0) {
+			h = block_half((int)b + 1, extremes);
+			memcpy(row + b * bb + m, &h, 2);
+		}
+	}
+}
+
+/* dequant_row (the scalar unpackers, a chunk at a time) against the plain
+ * loop, bit for bit, with extreme and zero scales. */
+static void test_read_only_fast_vs_ref(void)
+{
+	enum { N = 256 * 9 };
+	static uint8_t row[N * 4];
+	static float out[N], ref[N];
+	for (size_t k = 0; k < N_READ_ONLY; k++) {
+		enum ggml_type t = read_only_types[k];
+		random_blocks(row, t, N, 1);
+		dequant_row(out, row, t, N);
+		dequant_row_ref(ref, row, t, N);
+		ok(!memcmp(out, ref, sizeof out), "%s: dequant_row equals dequant_row_ref bit for bit "
+		   "(extreme and zero scales)", ggml_type_name(t));
+	}
+}
+
+/* gguf-py's dequantize() on the same blocks, through Debian's python3 and
+ * numpy: tests/quant-ref.py writes its floats, compared bit for bit. */
+static const char *gguf_py_dir(void)
+{
+	static char dir[4096];
+	const char *home = getenv("HOME");
+	snprintf(dir, sizeof dir, "%s/.cache/parm/llama.cpp/src/gguf-py", home ? home : "");
+	return dir;
+}
+
+static int python_dequant(enum ggml_type t, const uint8_t *row, size_t bytes, float *out, int64_t n,
+			  const char *tmp)
+{
+	char in[4200], res[4200], cmd[16384];
+	snprintf(in, sizeof in, "%s/blocks", tmp);
+	snprintf(res, sizeof res, "%s/floats", tmp);
+	FILE *f = fopen(in, "wb");
+	if (!f || fwrite(row, 1, bytes, f) != bytes || fclose(f))
+		return -1;
+	snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/quant-ref.py '%s' %s '%s' '%s'",
+		 gguf_py_dir(), ggml_type_name(t), in, res);
+	int rc = system(cmd);
+	f = fopen(res, "rb");
+	size_t got = f ? fread(out, sizeof *out, n, f) : 0;
+	if (f)
+		fclose(f);
+	unlink(in);
+	unlink(res);
+	return rc == 0 && got == (size_t)n ? 0 : -1;
+}
+
+static void test_against_gguf_py(void)
+{
+	enum { N = 256 * 16 };
+	static uint8_t row[N * 4];
+	static float ref[N], theirs[N];
+	char tmp[] = "/tmp/parm-quant.XXXXXX", probe[4400];
+	snprintf(probe, sizeof probe, "%s/gguf/quants.py", gguf_py_dir());
+	const char *why = access(probe, R_OK) ? "no llama.cpp source in ~/.cache/parm (make check fetches it)"
+			: system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") ? "no python3-numpy (make test-deps installs it)"
+			: !mkdtemp(tmp) ? "no temporary directory" : NULL;
+	for (size_t k = 0; k < N_READ_ONLY + 2; k++) {
+		enum ggml_type t = k < N_READ_ONLY ? read_only_types[k] : k == N_READ_ONLY ? GGML_Q8_0 : GGML_Q4_0;
+		if (why) {
+			skip(why, "%s: plain loop = gguf-py", ggml_type_name(t));
+			continue;
+		}
+		random_blocks(row, t, N, 1);
+		dequant_row_ref(ref, row, t, N);
+		if (python_dequant(t, row, ggml_row_bytes(t, N), theirs, N, tmp) < 0) {
+			ok(0, "%s: tests/quant-ref.py failed", ggml_type_name(t));
+			continue;
+		}
+		int differ = 0, first = -1;
+		for (int i = 0; i < N; i++)
+			if (bits(ref[i]) != bits(theirs[i]) && differ++ == 0)
+				first = i;
+		ok(differ == 0, "%s: plain loop = gguf-py's numpy dequantiser bit for bit on %d "
+		   "random weights, extreme and zero scales (%d differ; first %d: %a vs %a)",
+		   ggml_type_name(t), N, differ, first, first < 0 ? 0.0 : ref[first],
+		   first < 0 ? 0.0 : theirs[first]);
+	}
+	if (!why)
+		rmdir(tmp);
+}
+
 /* The fused dot against the dequantise-then-dot reference, for one to
  * eight vectors, odd block counts, every type, on the path dot (NULL:
  * quant_dot, the path parm_simd() chose); tolerance relative to
  * sum |w x|, since summing per block reorders. */
 static void test_quant_dot(quant_dot_fn *dot, const char *path, enum ggml_type t, int nx, int64_t n)
 {
-	enum { MAXX = 8, MAXN = 32 * 33 };
+	enum { MAXX = 8, MAXN = 256 * 5 };
 	static float x[MAXX * MAXN], wf[MAXN], w[MAXN], y[MAXX * 3], yr[MAXX * 3];
 	static uint8_t row[MAXN * 4];
 	for (int64_t i = 0; i < nx * n; i++)
 		x[i] = rng_normal();
 	for (int64_t k = 0; k < n; k++)
 		wf[k] = rng_normal() * 0.1f;
-	quant_row(row, wf, t, n);
+	if (quant_type_quantised(t))
+		quant_row(row, wf, t, n);
+	else
+		random_blocks(row, t, n, 0);
 	dequant_row_ref(w, row, t, n);
 	(dot ? dot : quant_dot)(y, 3, row, t, x, nx, n);
 	quant_dot_ref(yr, 3, row, t, x, nx, n);
@@ -252,15 +391,19 @@ static void test_quant_dot(quant_dot_fn *dot, const char *path, enum ggml_type t
 	   ggml_type_name(t), path, nx, (long long)n, worst);
 }
 
-/* Q8_0 and Q4_0 on one path: every group size and remainder the fused
- * path splits 1..8 into, with odd block counts so the two-block step
- * leaves a tail. */
+/* Every block type on one path: every group size and remainder the fused
+ * path splits 1..8 into, with odd block counts so the two-chunk step
+ * leaves a tail (super-blocks: 3 and 5 of 256). */
 static void test_dot_path(quant_dot_fn *dot, const char *path)
 {
 	for (int nx = 1; nx <= 8; nx++)
 		for (int k = 0; k < 2; k++) {
 			test_quant_dot(dot, path, GGML_Q8_0, nx, 32 * (k ? 33 : 3));
 			test_quant_dot(dot, path, GGML_Q4_0, nx, 32 * (k ? 33 : 3));
+			for (size_t i = 0; i < N_READ_ONLY; i++) {
+				enum ggml_type t = read_only_types[i];
+				test_quant_dot(dot, path, t, nx, ggml_type_block(t) * (k ? 5 : 3));
+			}
 		}
 }
 
@@ -320,6 +463,8 @@ int main(void)
 	test_block_type(GGML_BF16, 1.0f / 128);
 	test_block_type(GGML_F32, 0);
 	test_fast_vs_ref_random_bits();
+	test_read_only_fast_vs_ref();
+	test_against_gguf_py();
 	test_simd_choice();
 	const enum ggml_type dot_types[] = { GGML_Q8_0, GGML_Q4_0, GGML_F16, GGML_BF16, GGML_F32 };
 	for (size_t k = 0; k < sizeof dot_types / sizeof dot_types[0]; k++) {
