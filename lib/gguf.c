@@ -960,7 +960,7 @@ static int w_check_tensor(gguf_writer *w, const char *name, enum ggml_type type,
 	if (strlen(name) >= GGML_MAX_NAME)
 		w_error(w, "tensor name '%s' is longer than %d bytes", name, GGML_MAX_NAME - 1);
 	else if (!ti)
-		w_error(w, "unsupported tensor type %d in '%s'", (int)type, name);
+		w_error(w, "unknown tensor type %d in '%s' (not a ggml type)", (int)type, name);
 	else if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
 		w_error(w, "tensor '%s' has %d dimensions (1 to %d)", name, n_dims, GGUF_MAX_DIMS);
 	else if (ne[0] % ti->block)

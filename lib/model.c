@@ -94,10 +94,13 @@ static int find_weight(parm_weight *w, const gguf_file *g, const char *name,
 				 (long long)(t->n_dims > 1 ? t->ne[1] : 1),
 				 (long long)cols, (long long)(rows ? rows : 1));
 	int vec_ok = t->type == GGML_F32 || t->type == GGML_F16 || t->type == GGML_BF16;
-	int mat_ok = vec_ok || t->type == GGML_Q8_0 || t->type == GGML_Q4_0;
-	if (!(rows ? mat_ok : vec_ok))
-		return parm_fail("%s: tensor '%s' has type %s, not supported here", gguf_path(g),
-				 name, ggml_type_name(t->type) ? ggml_type_name(t->type) : "unknown");
+	if (rows && !quant_type_computed(t->type))
+		return parm_fail("%s: tensor '%s' has type %s, which parm does not compute "
+				 "(it does %s)", gguf_path(g), name, ggml_type_name(t->type),
+				 quant_types_computed());
+	if (!rows && !vec_ok)
+		return parm_fail("%s: tensor '%s' has type %s; a vector must be f32, f16 or bf16",
+				 gguf_path(g), name, ggml_type_name(t->type));
 	*w = (parm_weight){ t->data, t->type, rows ? rows : 1, cols };
 	return 0;
 }

@@ -278,7 +278,7 @@ static void test_writer_errors(void)
 		{ "not a multiple", gguf_w_tensor, "odd", GGML_Q8_0, 1 },
 		{ "dimensions", gguf_w_tensor, "dims", GGML_F32, 5 },
 		{ "longer than", gguf_w_tensor_ref, long_name, GGML_F32, 1 },
-		{ "unsupported tensor type 12", gguf_w_tensor, "k", (enum ggml_type)12, 1 },
+		{ "unknown tensor type 5", gguf_w_tensor, "k", (enum ggml_type)5, 1 },
 	};
 	memset(long_name, 'x', sizeof long_name - 1);
 	long_name[sizeof long_name - 1] = 0;
@@ -459,7 +459,7 @@ static size_t find(const uint8_t *img, size_t n, const char *s)
 static void test_patched_fields(const uint8_t *img, size_t n)
 {
 	uint64_t huge = UINT64_MAX, big = 1ULL << 40;
-	uint32_t v1 = 1, v2 = 2, v_be = 0x03000000, t12 = 12, t_nested = GGUF_ARRAY, dims = 5, bad_vtype = 99;
+	uint32_t v1 = 1, v2 = 2, v_be = 0x03000000, t12 = 5, t_nested = GGUF_ARRAY, dims = 5, bad_vtype = 99;
 	uint64_t off_unaligned = 4, off_far = 1ULL << 50;
 	ok(patched_fails(img, n, 8, &huge, 8, "tensor count"), "huge tensor count: %s", parm_error());
 	ok(patched_fails(img, n, 16, &big, 8, "kv count"), "huge kv count: %s", parm_error());
@@ -477,7 +477,7 @@ static void test_patched_fields(const uint8_t *img, size_t n)
 	ok(patched_fails(img, n, ti, &dims, 4, "5 dimensions"), "5 dimensions: %s", parm_error());
 	ok(patched_fails(img, n, ti + 4, &huge, 8, "too large"), "dimension above INT64_MAX: %s", parm_error());
 	ok(patched_fails(img, n, ti + 4, &big, 8, "out of bounds"), "dimension past the data: %s", parm_error());
-	ok(patched_fails(img, n, ti + 20, &t12, 4, "unsupported tensor type 12 in 'blk.0.attn_q.weight'"),
+	ok(patched_fails(img, n, ti + 20, &t12, 4, "unknown tensor type 5 in 'blk.0.attn_q.weight'"),
 	   "unsupported type: %s", parm_error());
 	ok(patched_fails(img, n, ti + 24, &off_unaligned, 8, "not aligned"), "unaligned offset: %s", parm_error());
 	ok(patched_fails(img, n, ti + 24, &off_far, 8, "tensor 'blk.0.attn_q.weight' data out of bounds"),

@@ -289,6 +289,35 @@ static void expect_bad(const gguf_file *good, const char *what, const char *arch
 	unlink(path);
 }
 
+/* The good model with tensor name stored as type t (zero bytes): a type
+ * parm does not compute is refused by name, with the list it does. */
+static void expect_bad_type(const gguf_file *good, const char *name, enum ggml_type t,
+			    const char *needle)
+{
+	const char *path = tmp_path("bad.gguf");
+	gguf_writer *w = gguf_w_new();
+	char *zeros = NULL;
+	for (int i = 0; i < gguf_n_kv(good); i++)
+		gguf_w_copy_kv(w, good, gguf_kv_key(good, i));
+	for (int i = 0; i < gguf_n_tensors(good); i++) {
+		const gguf_tensor *g = gguf_tensor_at(good, i);
+		if (strcmp(g->name, name)) {
+			gguf_w_tensor_ref(w, g->name, g->type, g->n_dims, g->ne, g->data);
+			continue;
+		}
+		zeros = calloc(1, ggml_row_bytes(t, g->ne[0]) * (g->n_elements / g->ne[0]));
+		gguf_w_tensor(w, g->name, t, g->n_dims, g->ne, zeros);
+	}
+	int rc = gguf_w_save(w, path);
+	gguf_w_free(w);
+	free(zeros);
+	parm_model *m = rc < 0 ? NULL : parm_model_load(path);
+	ok(!m && rc == 0 && strstr(parm_error(), needle), "%s as %s fails: %s", name,
+	   ggml_type_name(t), m ? "(loaded)" : parm_error());
+	parm_model_free(m);
+	unlink(path);
+}
+
 static void test_bad_models(const char *good_path)
 {
 	gguf_file *good = gguf_open(good_path);
@@ -297,6 +326,12 @@ static void test_bad_models(const char *good_path)
 	expect_bad(good, "missing tensor", NULL, "blk.1.ffn_up.weight", NULL,
 		   "'blk.1.ffn_up.weight' is missing");
 	expect_bad(good, "wrong shape", NULL, NULL, "blk.0.attn_k.weight", "'blk.0.attn_k.weight' has shape");
+	expect_bad_type(good, "blk.1.attn_v.weight", GGML_MXFP4,
+			"'blk.1.attn_v.weight' has type mxfp4, which parm does not compute "
+			"(it does f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_K, "
+			"q3_K, q4_K, q5_K, q6_K, iq4_xs)");
+	expect_bad_type(good, "blk.0.ffn_norm.weight", GGML_Q8_0,
+			"'blk.0.ffn_norm.weight' has type q8_0; a vector must be f32, f16 or bf16");
 	const char *tied = tmp_path("tied.gguf");
 	rewrite(good, tied, NULL, "output.weight", NULL);
 	parm_model *m = parm_model_load(tied);
