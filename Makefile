@@ -46,7 +46,7 @@ libparm.a: $(LIBOBJ)
 tools/parm-%: tools/parm-%.c libparm.a $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -o $@ $< libparm.a $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
 
-tests/test_%: tests/test_%.c tests/tap.h libparm.a $(LIBHDR)
+tests/test_%: tests/test_%.c tests/tap.h tests/rand_blocks.h libparm.a $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -o $@ $< libparm.a $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
 
 tests/bench_%: tests/bench_%.c libparm.a $(LIBHDR)

@@ -5,6 +5,7 @@
 #include "quant.h"
 #include "quant_internal.h"
 #include "simd.h"
+#include "rand_blocks.h"
 #include "tap.h"
 #include "util.h"
 
@@ -235,47 +236,6 @@ static const enum ggml_type read_only_types[] = {
 };
 #define N_READ_ONLY (sizeof read_only_types / sizeof *read_only_types)
 
-/* Byte offsets of a block's f16 scale and min (-1: none). */
-static void half_fields(enum ggml_type t, int *d, int *m)
-{
-	*m = -1;
-	switch ((int)t) {
-	case GGML_Q2_K: *d = 80, *m = 82; break;
-	case GGML_Q3_K: *d = 108; break;
-	case GGML_Q6_K: *d = 208; break;
-	case GGML_Q4_1: case GGML_Q5_1: case GGML_Q4_K: case GGML_Q5_K: *d = 0, *m = 2; break;
-	default: *d = 0; break;
-	}
-}
-
-/* A scale for block b: with extremes, every few blocks the largest half,
- * its negative, zero, the smallest subnormal or one; otherwise small. */
-static uint16_t block_half(int b, int extremes)
-{
-	static const uint16_t odd[] = { 0x7bff, 0xfbff, 0x0000, 0x0001, 0x8000, 0x3c00 };
-	if (extremes && b % 3 == 0)
-		return odd[(b / 3) % 6];
-	return f32_to_f16(rng_normal() * 0.01f);
-}
-
-static void random_blocks(uint8_t *row, enum ggml_type t, int64_t n, int extremes)
-{
-	int64_t nb = n / ggml_type_block(t);
-	size_t bb = ggml_type_block_bytes(t);
-	int d, m;
-	half_fields(t, &d, &m);
-	for (size_t i = 0; i < nb * bb; i++)
-		row[i] = rng_u32();
-	for (int64_t b = 0; b < nb; b++) {
-		uint16_t h = block_half((int)b, extremes);
-		memcpy(row + b * bb + d, &h, 2);
-		if (m >= 0) {
-			h = block_half((int)b + 1, extremes);
-			memcpy(row + b * bb + m, &h, 2);
-		}
-	}
-}
-
 /* dequant_row (the scalar unpackers, a chunk at a time) against the plain
  * loop, bit for bit, with extreme and zero scales. */
 static void test_read_only_fast_vs_ref(void)
@@ -285,7 +245,7 @@ static void test_read_only_fast_vs_ref(void)
 	static float out[N], ref[N];
 	for (size_t k = 0; k < N_READ_ONLY; k++) {
 		enum ggml_type t = read_only_types[k];
-		random_blocks(row, t, N, 1);
+		rand_blocks(row, t, N, 1, 0.02f);
 		dequant_row(out, row, t, N);
 		dequant_row_ref(ref, row, t, N);
 		ok(!memcmp(out, ref, sizeof out), "%s: dequant_row equals dequant_row_ref bit for bit "
@@ -340,7 +300,7 @@ static void test_against_gguf_py(void)
 			skip(why, "%s: plain loop = gguf-py", ggml_type_name(t));
 			continue;
 		}
-		random_blocks(row, t, N, 1);
+		rand_blocks(row, t, N, 1, 0.02f);
 		dequant_row_ref(ref, row, t, N);
 		if (python_dequant(t, row, ggml_row_bytes(t, N), theirs, N, tmp) < 0) {
 			ok(0, "%s: tests/quant-ref.py failed", ggml_type_name(t));
@@ -375,7 +335,7 @@ static void test_quant_dot(quant_dot_fn *dot, const char *path, enum ggml_type t
 	if (quant_type_quantised(t))
 		quant_row(row, wf, t, n);
 	else
-		random_blocks(row, t, n, 0);
+		rand_blocks(row, t, n, 0, 0.02f);
 	dequant_row_ref(w, row, t, n);
 	(dot ? dot : quant_dot)(y, 3, row, t, x, nx, n);
 	quant_dot_ref(yr, 3, row, t, x, nx, n);
