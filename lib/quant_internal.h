@@ -396,6 +396,191 @@ FUSED void unpack_q4_0(vf w[NV], const char *row, int64_t c)
 		chunk_##type(f, row, c);                                       \
 		memcpy(w, f, sizeof f);                                        \
 	}
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+/* The vector unpackers: bytes widened to 32-bit lanes, bits picked with
+ * shifts and masks there, converted once, scaled with one multiply-add
+ * (so a weight may differ from the scalar unpacker's in the last bit). */
+typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
+
+/* VL unsigned bytes as 32-bit lanes. */
+FUSED vi widen_u8(const uint8_t *q)
+{
+	vi v;
+#if defined(__AVX512F__)
+	__m512i z = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)q));
+#else
+	__m256i z = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q));
+#endif
+	memcpy(&v, &z, sizeof v);
+	return v;
+}
+
+FUSED vf to_float(vi v)
+{
+	return __builtin_convertvector(v, vf);
+}
+
+/* Lane l of vector j within a chunk holds element j * VL + l. */
+FUSED vi lane_index(int j)
+{
+	vi v;
+	for (int l = 0; l < VL; l++)
+		v[l] = j * VL + l;
+	return v;
+}
+
+/* The 32 4-bit values of a 32-block: low nibbles of 16 bytes, then high. */
+FUSED vi nibbles32(const uint8_t *qs, int j)
+{
+	return (widen_u8(qs + j * VL % 16) >> (j * VL >= 16 ? 4 : 0)) & 15;
+}
+
+/* Q5_0 / Q5_1: element e's fifth bit is bit e of the 32-bit qh. */
+FUSED vi fifth_bits(const uint8_t *qh4, int j)
+{
+	uint32_t qh;
+	memcpy(&qh, qh4, 4);
+	vi all = { 0 };
+	return (((all + (int32_t)qh) >> lane_index(j)) & 1) << 4;
+}
+
+FUSED void unpack_q4_1(vf w[NV], const char *row, int64_t c)
+{
+	const block_q4_1 *b = (const block_q4_1 *)row + c;
+	const float d = half_to_float(b->d), m = half_to_float(b->m);
+	for (int j = 0; j < NV; j++)
+		w[j] = to_float(nibbles32(b->qs, j)) * d + m;
+}
+
+FUSED void unpack_q5_0(vf w[NV], const char *row, int64_t c)
+{
+	const block_q5_0 *b = (const block_q5_0 *)row + c;
+	const float d = half_to_float(b->d);
+	for (int j = 0; j < NV; j++)
+		w[j] = to_float((nibbles32(b->qs, j) | fifth_bits(b->qh, j)) - 16) * d;
+}
+
+FUSED void unpack_q5_1(vf w[NV], const char *row, int64_t c)
+{
+	const block_q5_1 *b = (const block_q5_1 *)row + c;
+	const float d = half_to_float(b->d), m = half_to_float(b->m);
+	for (int j = 0; j < NV; j++)
+		w[j] = to_float(nibbles32(b->qs, j) | fifth_bits(b->qh, j)) * d + m;
+}
+
+/* The 16 IQ4 levels, looked up by 4-bit index: one permute of a zmm, or
+ * two of a ymm and a blend on the index's top bit. */
+FUSED vf iq4_levels(vi idx)
+{
+	static const float lv[16] = {
+		-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+	};
+	__typeof__(idx) i = idx;
+	vf out;
+#if defined(__AVX512F__)
+	__m512i x;
+	memcpy(&x, &i, sizeof x);
+	__m512 r = _mm512_permutexvar_ps(x, _mm512_loadu_ps(lv));
+#else
+	__m256i x;
+	memcpy(&x, &i, sizeof x);
+	__m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(lv), x);
+	__m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(lv + 8), x);
+	__m256 r = _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(x, 28)));
+#endif
+	memcpy(&out, &r, sizeof out);
+	return out;
+}
+
+FUSED void unpack_iq4_nl(vf w[NV], const char *row, int64_t c)
+{
+	const block_iq4_nl *b = (const block_iq4_nl *)row + c;
+	const float d = half_to_float(b->d);
+	for (int j = 0; j < NV; j++)
+		w[j] = iq4_levels(nibbles32(b->qs, j)) * d;
+}
+
+FUSED void unpack_iq4_xs(vf w[NV], const char *row, int64_t c)
+{
+	const block_iq4_xs *b = (const block_iq4_xs *)row + c / 8;
+	const int s = c % 8;
+	const int ls = ((b->scales_l[s / 2] >> 4 * (s % 2)) & 15) | ((b->scales_h >> 2 * s) & 3) << 4;
+	const float dl = half_to_float(b->d) * (ls - 32);
+	for (int j = 0; j < NV; j++)
+		w[j] = iq4_levels(nibbles32(b->qs + 16 * s, j)) * dl;
+}
+
+/* Q2_K, Q3_K and Q6_K: each 16 of the 32 has its own scale. */
+FUSED int half_of(int j)
+{
+	return j * VL / 16;
+}
+
+FUSED void unpack_q2_K(vf w[NV], const char *row, int64_t c)
+{
+	const block_q2_K *b = (const block_q2_K *)row + c / 8;
+	const int s = c % 8, shift = 2 * (s % 4);
+	const uint8_t *q = b->qs + 32 * (s / 4);
+	const float d = half_to_float(b->d), dmin = half_to_float(b->dmin);
+	for (int j = 0; j < NV; j++) {
+		const int sc = b->scales[2 * s + half_of(j)];
+		w[j] = to_float((widen_u8(q + j * VL) >> shift) & 3) * (d * (sc & 15)) - dmin * (sc >> 4);
+	}
+}
+
+FUSED void unpack_q3_K(vf w[NV], const char *row, int64_t c)
+{
+	const block_q3_K *b = (const block_q3_K *)row + c / 8;
+	const int s = c % 8, shift = 2 * (s % 4);
+	const uint8_t *q = b->qs + 32 * (s / 4);
+	const float d = half_to_float(b->d);
+	for (int j = 0; j < NV; j++) {
+		vi lo = (widen_u8(q + j * VL) >> shift) & 3;
+		vi high = (widen_u8(b->hmask + j * VL) >> s) & 1;
+		w[j] = to_float(lo - 4 + 4 * high) * (d * k3_scale(b->scales, 2 * s + half_of(j)));
+	}
+}
+
+FUSED void unpack_q4_K(vf w[NV], const char *row, int64_t c)
+{
+	const block_q4_K *b = (const block_q4_K *)row + c / 8;
+	const int s = c % 8, shift = 4 * (s % 2);
+	const uint8_t *q = b->qs + 32 * (s / 2);
+	int sc, m;
+	k4_scale_min(b->scales, s, &sc, &m);
+	const float dl = half_to_float(b->d) * sc, ml = half_to_float(b->dmin) * m;
+	for (int j = 0; j < NV; j++)
+		w[j] = to_float((widen_u8(q + j * VL) >> shift) & 15) * dl - ml;
+}
+
+FUSED void unpack_q5_K(vf w[NV], const char *row, int64_t c)
+{
+	const block_q5_K *b = (const block_q5_K *)row + c / 8;
+	const int s = c % 8, shift = 4 * (s % 2);
+	const uint8_t *q = b->qs + 32 * (s / 2);
+	int sc, m;
+	k4_scale_min(b->scales, s, &sc, &m);
+	const float dl = half_to_float(b->d) * sc, ml = half_to_float(b->dmin) * m;
+	for (int j = 0; j < NV; j++) {
+		vi v = ((widen_u8(q + j * VL) >> shift) & 15) | ((widen_u8(b->qh + j * VL) >> s) & 1) << 4;
+		w[j] = to_float(v) * dl - ml;
+	}
+}
+
+FUSED void unpack_q6_K(vf w[NV], const char *row, int64_t c)
+{
+	const block_q6_K *b = (const block_q6_K *)row + c / 8;
+	const int s = c % 8, half = s / 4, g = s % 4;
+	const uint8_t *ql = b->ql + 64 * half + 32 * (g % 2), *qh = b->qh + 32 * half;
+	const int lshift = 4 * (g / 2), hshift = 2 * g;
+	const float d = half_to_float(b->d);
+	for (int j = 0; j < NV; j++) {
+		vi v = ((widen_u8(ql + j * VL) >> lshift) & 15) | ((widen_u8(qh + j * VL) >> hshift) & 3) << 4;
+		w[j] = to_float(v - 32) * (d * b->scales[8 * half + 2 * g + half_of(j)]);
+	}
+}
+#else
 UNPACK_BY_CHUNK(q4_1)
 UNPACK_BY_CHUNK(q5_0)
 UNPACK_BY_CHUNK(q5_1)
@@ -406,6 +591,7 @@ UNPACK_BY_CHUNK(q4_K)
 UNPACK_BY_CHUNK(q5_K)
 UNPACK_BY_CHUNK(q6_K)
 UNPACK_BY_CHUNK(iq4_xs)
+#endif
 
 /* acc[i][u][*] += chunk c . x[i] for i < nt, over s sums. */
 FUSED void dot_block(vf acc[GROUP][2][2], const char *row, int64_t c, unpack_fn *unpack,

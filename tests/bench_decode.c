@@ -104,12 +104,44 @@ struct bench_model {
 	const char *name;
 	int dim, layers, heads, kv_heads, ff;
 	enum ggml_type type;
+	const char *quantize;   /* made by llama-quantize from the f32 model: its type name */
 };
+
+static const char *ensure_model(const struct bench_model *b, const char *cache, const char *vocab_path);
+
+/* The f32 model of the same shape through the cached llama-quantize
+ * (tests/llamacpp.sh builds it), as users make a Q4_K_M; NULL when it
+ * is not built. */
+static const char *quantized_model(const struct bench_model *b, const char *cache,
+				   const char *vocab_path)
+{
+	static char path[4200], tool[4200], cmd[16384];
+	struct stat st;
+	const char *home = getenv("HOME");
+	snprintf(path, sizeof path, "%s/%s-%s-v1.gguf", cache, b->name, b->quantize);
+	if (stat(path, &st) == 0)
+		return path;
+	snprintf(tool, sizeof tool, "%s/.cache/parm/llama.cpp/bin/llama-quantize", home ? home : "");
+	if (access(tool, X_OK))
+		return NULL;
+	struct bench_model f = *b;
+	f.type = GGML_F32;
+	f.quantize = NULL;
+	const char *src = ensure_model(&f, cache, vocab_path);
+	fprintf(stderr, "bench: creating %s\n", path);
+	snprintf(cmd, sizeof cmd, "'%s' '%s' '%s.tmp' %s 2 >/dev/null 2>&1 && mv '%s.tmp' '%s'",
+		 tool, src, path, b->quantize, path, path);
+	if (system(cmd) != 0)
+		die("llama-quantize %s failed", b->quantize);
+	return path;
+}
 
 static const char *ensure_model(const struct bench_model *b, const char *cache, const char *vocab_path)
 {
 	static char path[4200];
 	struct stat st;
+	if (b->quantize)
+		return quantized_model(b, cache, vocab_path);
 	snprintf(path, sizeof path, "%s/%s-%s-v1.gguf", cache, b->name, ggml_type_name(b->type));
 	if (stat(path, &st) == 0)
 		return path;
@@ -129,13 +161,19 @@ static const char *ensure_model(const struct bench_model *b, const char *cache, 
 static void bench_one(const struct bench_model *b, const char *cache, const char *vocab,
 		      double bandwidth)
 {
-	parm_model *m = parm_model_load(ensure_model(b, cache, vocab));
+	const char *path = ensure_model(b, cache, vocab);
+	if (!path) {
+		printf("%-6s %-6s (skipped: no llama-quantize in ~/.cache/parm; make llamacpp)\n",
+		       b->name, b->quantize);
+		return;
+	}
+	parm_model *m = parm_model_load(path);
 	if (!m)
 		die("%s", parm_error());
 	double bytes = (double)parm_model_bytes_per_token(m);
 	double r1 = decode_rate(m, 1), r8 = decode_rate(m, 8);
-	printf("%-6s %-5s %8.1f %9.1f %9.1f %9.1f %5.0f%% %9.1f\n", b->name,
-	       ggml_type_name(b->type), bytes / 1e6, bandwidth / bytes, r1, r8,
+	printf("%-6s %-6s %8.1f %9.1f %9.1f %9.1f %5.0f%% %9.1f\n", b->name,
+	       b->quantize ? b->quantize : ggml_type_name(b->type), bytes / 1e6, bandwidth / bytes, r1, r8,
 	       100 * r1 / (bandwidth / bytes), r8 / r1);
 	fflush(stdout);
 	parm_model_free(m);
@@ -144,10 +182,12 @@ static void bench_one(const struct bench_model *b, const char *cache, const char
 int main(int argc, char **argv)
 {
 	static const struct bench_model models[] = {
-		{ "tiny", 64, 2, 4, 2, 192, GGML_F32 },
-		{ "134M", 768, 12, 12, 12, 2048, GGML_F32 },
-		{ "134M", 768, 12, 12, 12, 2048, GGML_Q8_0 },
-		{ "134M", 768, 12, 12, 12, 2048, GGML_Q4_0 },
+		{ "tiny", 64, 2, 4, 2, 192, GGML_F32, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, GGML_F32, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, GGML_Q8_0, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, GGML_Q4_0, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, GGML_Q4_K, "Q4_K_M" },
+		{ "134M", 768, 12, 12, 12, 2048, GGML_Q6_K, "Q6_K" },
 	};
 	char cache[4096];
 	const char *home = getenv("HOME");
@@ -169,7 +209,7 @@ int main(int argc, char **argv)
 	       copy / 1e9, bw / 1e9);
 	printf("%ld threads; tok/s of greedy decode, batch8 = aggregate over 8 sequences\n"
 	       "(a model that fits in cache may beat the DRAM bound)\n", cpus);
-	printf("%-6s %-5s %8s %9s %9s %9s %6s %9s\n", "model", "type", "MB/tok",
+	printf("%-6s %-6s %8s %9s %9s %9s %6s %9s\n", "model", "type", "MB/tok",
 	       "bound", "batch1", "batch8", "b1/bd", "b8/b1");
 	for (size_t i = 0; i < sizeof models / sizeof *models; i++)
 		bench_one(&models[i], cache, argv[1], bw);
