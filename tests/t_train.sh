@@ -60,6 +60,36 @@ ok "accuracy with no --pref reports each objective at e_i" sh -c "
 ok "ARM provenance: steps, data, seed" sh -c "
 	grep -a -q 'parm.train.steps' parm.gguf && grep -a -q 'train.jsonl' parm.gguf"
 
+# A frozen backbone as users download it: quantised by llama-quantize to
+# Q4_K_M (q4_K and q6_K blocks; K-quants need rows of 256).  The ARM
+# trains through dequantised tiles and guides the pipe, merged or not.
+quantize=$HOME/.cache/parm/llama.cpp/bin/llama-quantize
+arm_on_q4_k_m() {
+	parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 256 --layers 1 \
+		--heads 4 --kv-heads 2 --ff 512 --ctx 64 --seed 3 -o m256.gguf &&
+	"$quantize" m256.gguf q4km.gguf Q4_K_M 2 >quantize.log 2>&1 &&
+	parm-train arm $common --objective A=a --steps 20 --heldout 40 --eval-every 20 \
+		-o gq.gguf q4km.gguf train.jsonl held.jsonl 2>qlog || return 1
+	grep '^step 20/20' qlog >&2
+	grep -q '^step 20/20.* A 1\.000' qlog || return 1
+	for merge in "" --no-merge; do
+		echo 'the big' | parm-logits -n 4 -T '{prompt}:' q4km.gguf |
+			parm-mix $merge gq.gguf | parm-sample -t 0 -j > "out$merge" || return 1
+	done
+	# the chains differ ("merged"), the tokens must not
+	sed 's/.*"tokens":\(\[[^]]*\]\).*/\1/' out > tok
+	sed 's/.*"tokens":\(\[[^]]*\]\).*/\1/' out--no-merge > tok--no-merge
+	cat tok >&2
+	grep -q '^\[[0-9]*,[0-9]*,[0-9]*,[0-9]*\]$' tok && cmp tok tok--no-merge
+}
+if [ -x "$quantize" ]; then
+	ok "GenARM on a Q4_K_M backbone learns, and guides the pipe merged and unmerged alike" \
+		arm_on_q4_k_m
+else
+	skip "no llama-quantize in ~/.cache/parm (make llamacpp builds it)" \
+		"GenARM on a Q4_K_M backbone"
+fi
+
 # SIGKILL at chosen steps (the trainer's test hook kills it right after the
 # checkpoint of that step, so no race with the clock), each time --resume:
 # the same bytes as a run never stopped.  Step 30 is the last: killed
