@@ -105,8 +105,22 @@ static int set_pref(parm_guide *g, const char *pref)
 	return 0;
 }
 
+/* Whether every matrix the ARM adapts is stored as floats. */
+static int adapted_are_float(const parm_arm *a)
+{
+	for (int l = 0; l < a->backbone->cfg.n_layers; l++)
+		for (int i = 0; i < a->n_targets; i++) {
+			enum ggml_type t = parm_target_weight(a->backbone, l, a->targets[i])->type;
+			if (t != GGML_F32 && t != GGML_F16 && t != GGML_BF16)
+				return 0;
+		}
+	return 1;
+}
+
 static parm_guide *guide_ready(parm_guide *g)
 {
+	if (g->merged == PARM_MERGE_AUTO)
+		g->merged = adapted_are_float(g->arm);
 	if (g->merged && build_merged(g) < 0) {
 		parm_guide_free(g);
 		return NULL;

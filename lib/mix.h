@@ -40,9 +40,14 @@ void mix_row(float *row, const int32_t *ids, int n, const float *const *lp,
 
 typedef struct parm_guide parm_guide;
 
+/* merge: 1 merged, 0 unmerged, PARM_MERGE_AUTO merged when every adapted
+ * matrix of the backbone is f32, f16 or bf16 (a merged f32 copy of a
+ * quantised matrix costs more memory and bandwidth than the adapters). */
+#define PARM_MERGE_AUTO (-1)
+
 /* Load an ARM file and get it ready at preference pref ("0.7,0.3",
  * "helpful=0.7,harmless=0.3"; NULL allowed only when k = 1, meaning (1)),
- * weight w.  merge: the fast path.  NULL + parm_error. */
+ * weight w.  NULL + parm_error. */
 parm_guide *parm_guide_load(const char *path, const char *pref, float w, int merge);
 /* The same for an ARM in memory, which the guide then owns (freed with
  * it, also on failure), at alpha[k] (not checked). */

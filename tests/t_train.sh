@@ -72,15 +72,17 @@ arm_on_q4_k_m() {
 		-o gq.gguf q4km.gguf train.jsonl held.jsonl 2>qlog || return 1
 	grep '^step 20/20' qlog >&2
 	grep -q '^step 20/20.* A 1\.000' qlog || return 1
-	for merge in "" --no-merge; do
+	for merge in --merge --no-merge; do
 		echo 'the big' | parm-logits -n 4 -T '{prompt}:' q4km.gguf |
 			parm-mix $merge gq.gguf | parm-sample -t 0 -j > "out$merge" || return 1
 	done
 	# the chains differ ("merged"), the tokens must not
-	sed 's/.*"tokens":\(\[[^]]*\]\).*/\1/' out > tok
+	sed 's/.*"tokens":\(\[[^]]*\]\).*/\1/' out--merge > tok--merge
 	sed 's/.*"tokens":\(\[[^]]*\]\).*/\1/' out--no-merge > tok--no-merge
-	cat tok >&2
-	grep -q '^\[[0-9]*,[0-9]*,[0-9]*,[0-9]*\]$' tok && cmp tok tok--no-merge
+	cat tok--merge >&2
+	grep -q '^\[[0-9]*,[0-9]*,[0-9]*,[0-9]*\]$' tok--merge && cmp tok--merge tok--no-merge &&
+	echo 'the big' | parm-logits -n 4 -T '{prompt}:' q4km.gguf | parm-mix gq.gguf |
+		parm-sample -t 0 -j | grep -q '"merged":false'   # the default on blocks
 }
 if [ -x "$quantize" ]; then
 	ok "GenARM on a Q4_K_M backbone learns, and guides the pipe merged and unmerged alike" \

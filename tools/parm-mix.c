@@ -28,8 +28,11 @@ static const char usage_text[] =
 "                       stream through unchanged)\n"
 "  -a, --arm FILE:W[:PREF]  another ARM with weight W (and preference PREF\n"
 "                       for a PARM); repeatable\n"
-"      --no-merge       run the adapters beside the frozen weights instead\n"
-"                       of merging them into a copy once at start\n"
+"      --merge          merge the adapters into f32 copies of the adapted\n"
+"                       matrices once at start (default for f32/f16/bf16\n"
+"                       backbones)\n"
+"      --no-merge       run the adapters beside the frozen weights (default\n"
+"                       for quantised backbones)\n"
 "  -t, --threads N      threads for the forward pass (default: all cores)\n"
 "  -h, --help           show this help\n"
 "  -V, --version        show the version\n";
@@ -77,10 +80,11 @@ static void parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
 		{"pref", 1, 0, 'p'}, {"weight", 1, 0, 'w'}, {"arm", 1, 0, 'a'},
-		{"no-merge", 0, 0, 'M'}, {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
+		{"no-merge", 0, 0, 'M'}, {"merge", 0, 0, 'E'}, {"threads", 1, 0, 't'},
+		{"help", 0, 0, 'h'},
 		{"version", 0, 0, 'V'}, {0, 0, 0, 0}};
 	int c;
-	*o = (struct opts){ .merge = 1, .weight = 1 };
+	*o = (struct opts){ .merge = PARM_MERGE_AUTO, .weight = 1 };
 	o->arms = xcalloc(argc + 1, sizeof *o->arms);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":p:w:a:t:hV", longopts, NULL)) != -1) {
@@ -89,6 +93,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'w': o->weight = opt_float("--weight", optarg, -1000, 1000), o->weight_set = 1; break;
 		case 'a': o->arms[o->n_arms++] = parse_arm_spec(optarg); break;
 		case 'M': o->merge = 0; break;
+		case 'E': o->merge = 1; break;
 		case 't': o->threads = opt_long("--threads", optarg, 1, 1024); break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-mix " PARM_VERSION); exit(0);
