@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "model.h"
@@ -115,7 +117,7 @@ static const char *ensure_model(const struct bench_model *b, const char *cache, 
 static const char *quantized_model(const struct bench_model *b, const char *cache,
 				   const char *vocab_path)
 {
-	static char path[4200], tool[4200], cmd[16384];
+	static char path[4200], tool[4200], cmd[32768];
 	struct stat st;
 	const char *home = getenv("HOME");
 	snprintf(path, sizeof path, "%s/%s-%s-v1.gguf", cache, b->name, b->quantize);
@@ -158,6 +160,36 @@ static const char *ensure_model(const struct bench_model *b, const char *cache, 
 	return path;
 }
 
+/* Peak RSS of a child that loads path and decodes at batch 1 (ctx KV_CTX),
+ * in MB, beside the file size and the KV cache it needs: decoding holds
+ * the file mapped and little else. */
+enum { KV_CTX = STEPS + WARM + 2 };
+
+static void print_rss(const char *path, double *rss, double *file, double *kv)
+{
+	struct stat st;
+	struct rusage ru;
+	int status;
+	*rss = *file = *kv = 0;
+	/* a fresh process (exec, not just fork: the thread pool does not
+	 * survive a fork) that only loads and decodes */
+	pid_t pid = fork();
+	if (pid == 0) {
+		execl("/proc/self/exe", "bench_decode", "--decode-only", path, (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || wait4(pid, &status, 0, &ru) != pid || status != 0 || stat(path, &st) < 0)
+		return;
+	parm_model *m = parm_model_load(path);
+	if (!m)
+		return;
+	const parm_config *c = &m->cfg;
+	*kv = 2.0 * c->n_layers * c->n_kv_heads * (c->dim / c->n_heads) * KV_CTX * 4 / 1e6;
+	*rss = ru.ru_maxrss * 1024.0 / 1e6;
+	*file = st.st_size / 1e6;
+	parm_model_free(m);
+}
+
 static void bench_one(const struct bench_model *b, const char *cache, const char *vocab,
 		      double bandwidth)
 {
@@ -171,10 +203,11 @@ static void bench_one(const struct bench_model *b, const char *cache, const char
 	if (!m)
 		die("%s", parm_error());
 	double bytes = (double)parm_model_bytes_per_token(m);
-	double r1 = decode_rate(m, 1), r8 = decode_rate(m, 8);
-	printf("%-6s %-6s %8.1f %9.1f %9.1f %9.1f %5.0f%% %9.1f\n", b->name,
+	double r1 = decode_rate(m, 1), r8 = decode_rate(m, 8), rss, file, kv;
+	print_rss(path, &rss, &file, &kv);
+	printf("%-6s %-6s %8.1f %9.1f %9.1f %9.1f %5.0f%% %9.1f %8.0f %8.0f %5.2f\n", b->name,
 	       b->quantize ? b->quantize : ggml_type_name(b->type), bytes / 1e6, bandwidth / bytes, r1, r8,
-	       100 * r1 / (bandwidth / bytes), r8 / r1);
+	       100 * r1 / (bandwidth / bytes), r8 / r1, rss, file, rss / (file + kv));
 	fflush(stdout);
 	parm_model_free(m);
 }
@@ -192,6 +225,10 @@ int main(int argc, char **argv)
 	char cache[4096];
 	const char *home = getenv("HOME");
 	parm_setprog(argv[0]);
+	if (argc == 3 && !strcmp(argv[1], "--decode-only")) {
+		parm_model *m = parm_model_load(argv[2]);
+		return m && decode_rate(m, 1) > 0 ? 0 : 1;
+	}
 	if (argc < 2)
 		die("usage: bench_decode VOCAB.gguf [CACHE_DIR]");
 	snprintf(cache, sizeof cache, "%s", argc > 2 ? argv[2] : "");
@@ -209,8 +246,10 @@ int main(int argc, char **argv)
 	       copy / 1e9, bw / 1e9);
 	printf("%ld threads; tok/s of greedy decode, batch8 = aggregate over 8 sequences\n"
 	       "(a model that fits in cache may beat the DRAM bound)\n", cpus);
-	printf("%-6s %-6s %8s %9s %9s %9s %6s %9s\n", "model", "type", "MB/tok",
-	       "bound", "batch1", "batch8", "b1/bd", "b8/b1");
+	printf("peak RSS of a process decoding at batch 1 (MB), the file (MB), and\n"
+	       "RSS / (file + KV cache): at most 1.10 means nothing but the mapping stays\n");
+	printf("%-6s %-6s %8s %9s %9s %9s %6s %9s %8s %8s %5s\n", "model", "type", "MB/tok",
+	       "bound", "batch1", "batch8", "b1/bd", "b8/b1", "rss", "file", "r/f+kv");
 	for (size_t i = 0; i < sizeof models / sizeof *models; i++)
 		bench_one(&models[i], cache, argv[1], bw);
 	return 0;
