@@ -564,8 +564,9 @@ static int check_init_config(const parm_config *c, enum ggml_type t)
 				 c->n_heads, c->n_kv_heads);
 	if ((c->dim / c->n_heads) % 2)
 		return parm_fail("model init: head dim %d is odd", c->dim / c->n_heads);
-	if (!ggml_type_name(t) || blk <= 0)
-		return parm_fail("model init: unknown tensor type %d", (int)t);
+	if (!ggml_type_name(t) || blk <= 0 || !quant_type_quantised(t))
+		return parm_fail("model init: cannot write tensors of type %s (f32, f16, bf16, "
+				 "q8_0 or q4_0)", ggml_type_name(t) ? ggml_type_name(t) : "unknown");
 	if (c->dim % blk || c->ff % blk)
 		return parm_fail("model init: dim %d and ff %d must be multiples of %d for %s",
 				 c->dim, c->ff, blk, ggml_type_name(t));
@@ -574,14 +575,10 @@ static int check_init_config(const parm_config *c, enum ggml_type t)
 
 static void set_hparams(gguf_writer *w, const parm_config *c, int n_vocab, enum ggml_type t)
 {
-	static const struct { enum ggml_type t; uint32_t ftype; } ftypes[] = {
-		{ GGML_F32, 0 }, { GGML_F16, 1 }, { GGML_Q4_0, 2 }, { GGML_Q8_0, 7 }, { GGML_BF16, 32 },
-	};
 	gguf_w_set_str(w, "general.architecture", "llama");
 	gguf_w_set_str(w, "general.name", "parm-random");
-	for (size_t i = 0; i < sizeof ftypes / sizeof *ftypes; i++)
-		if (ftypes[i].t == t)
-			gguf_w_set_u32(w, "general.file_type", ftypes[i].ftype);
+	if (quant_file_type(t) >= 0)
+		gguf_w_set_u32(w, "general.file_type", (uint32_t)quant_file_type(t));
 	gguf_w_set_u32(w, "llama.context_length", c->n_ctx);
 	gguf_w_set_u32(w, "llama.embedding_length", c->dim);
 	gguf_w_set_u32(w, "llama.block_count", c->n_layers);

@@ -117,6 +117,18 @@ int quant_type_quantised(enum ggml_type t)
 	return t == GGML_F32 || t == GGML_F16 || t == GGML_BF16 || t == GGML_Q8_0 || t == GGML_Q4_0;
 }
 
+int quant_file_type(enum ggml_type t)
+{
+	switch ((int)t) {
+	case GGML_F32: return 0;
+	case GGML_F16: return 1;
+	case GGML_Q4_0: return 2;
+	case GGML_Q8_0: return 7;
+	case GGML_BF16: return 32;
+	}
+	return -1;
+}
+
 static char computed_list[256];
 static pthread_once_t computed_list_once = PTHREAD_ONCE_INIT;
 

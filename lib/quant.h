@@ -19,6 +19,9 @@ int quant_type_computed(enum ggml_type t);
 const char *quant_types_computed(void);
 /* 1 when quant_row writes type t (f32, f16, bf16, q8_0, q4_0). */
 int quant_type_quantised(enum ggml_type t);
+/* general.file_type (llama.cpp's LLAMA_FTYPE) of a model whose matrices
+ * are all of type t, for the types quant_row writes; -1 for the others. */
+int quant_file_type(enum ggml_type t);
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);           /* round to nearest even */

@@ -775,17 +775,13 @@ double parm_train_flops(const parm_trainer *t)
 
 static int copy_metadata(gguf_writer *w, const gguf_file *src, enum ggml_type type)
 {
-	static const struct { enum ggml_type t; uint32_t ftype; } ftypes[] = {
-		{ GGML_F32, 0 }, { GGML_F16, 1 }, { GGML_Q4_0, 2 }, { GGML_Q8_0, 7 }, { GGML_BF16, 32 },
-	};
 	for (int i = 0; i < gguf_n_kv(src); i++) {
 		const char *key = gguf_kv_key(src, i);
 		if (strcmp(key, "general.file_type") && gguf_w_copy_kv(w, src, key) < 0)
 			return -1;
 	}
-	for (size_t i = 0; i < sizeof ftypes / sizeof *ftypes; i++)
-		if (ftypes[i].t == type)
-			gguf_w_set_u32(w, "general.file_type", ftypes[i].ftype);
+	if (quant_file_type(type) >= 0)
+		gguf_w_set_u32(w, "general.file_type", (uint32_t)quant_file_type(type));
 	return 0;
 }
 
@@ -808,9 +804,7 @@ int parm_train_save_model(const parm_trainer *t, const char *path, enum ggml_typ
 	int blk = ggml_type_block(type), rc;
 	if (!t->full)
 		return parm_fail("%s: only a fully trained model is written as a model", path);
-	if (!ggml_type_name(type) || blk <= 0 ||
-	    (type != GGML_F32 && type != GGML_F16 && type != GGML_BF16 &&
-	     type != GGML_Q8_0 && type != GGML_Q4_0))
+	if (!ggml_type_name(type) || blk <= 0 || !quant_type_quantised(type))
 		return parm_fail("%s: cannot write weights of type %d", path, (int)type);
 	for (int i = 0; i < t->n_tensors; i++)
 		if (t->tensors[i].n_dims == 2 && t->tensors[i].ne[0] % blk)

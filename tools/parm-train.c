@@ -6,6 +6,7 @@
 #include "dataset.h"
 #include "gguf.h"
 #include "model.h"
+#include "quant.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -99,8 +100,11 @@ static long int_opt(const char *name, const char *arg, long lo, long hi)
 static enum ggml_type type_opt(const char *arg)
 {
 	int t = ggml_type_from_name(arg);
-	if (t != GGML_F32 && t != GGML_F16 && t != GGML_BF16 && t != GGML_Q8_0 && t != GGML_Q4_0)
+	if (t < 0)
 		die("--type: unknown type '%s' (f32, f16, bf16, q8_0 or q4_0)", arg);
+	if (!quant_type_quantised((enum ggml_type)t))
+		die("--type: parm-train does not write %s (f32, f16, bf16, q8_0 or q4_0; "
+		    "llama-quantize makes the others from an f32 model)", arg);
 	return (enum ggml_type)t;
 }
 
