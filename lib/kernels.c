@@ -422,7 +422,17 @@ void rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int 
 
 /* ---- rope ---- */
 
-void rope_forward(float *x, const int *pos, int n, int heads, int hd, float base)
+/* The angle of pair k at position p: p base^(-2k/hd), divided by the
+ * pair's frequency factor when the model has them (Llama 3.1's
+ * rope_freqs, which slows the low frequencies down). */
+static double rope_angle(int p, int k, int hd, float base, const float *freq_factors)
+{
+	double theta = p * pow(base, -2.0 * k / hd);
+	return freq_factors ? theta / freq_factors[k] : theta;
+}
+
+void rope_forward(float *x, const int *pos, int n, int heads, int hd, float base,
+		  const float *freq_factors)
 {
 	float cs[512], sn[512];         /* hd/2 angles; llama heads are <= 256 */
 	int half = hd / 2;
@@ -430,7 +440,7 @@ void rope_forward(float *x, const int *pos, int n, int heads, int hd, float base
 		half = 512;
 	for (int i = 0; i < n; i++) {
 		for (int k = 0; k < half; k++) {
-			double theta = pos[i] * pow(base, -2.0 * k / hd);
+			double theta = rope_angle(pos[i], k, hd, base, freq_factors);
 			cs[k] = (float)cos(theta);
 			sn[k] = (float)sin(theta);
 		}
@@ -445,13 +455,16 @@ void rope_forward(float *x, const int *pos, int n, int heads, int hd, float base
 	}
 }
 
-void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, float base)
+void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, float base,
+		      const float *freq_factors)
 {
 	for (int i = 0; i < n; i++)
 		for (int h = 0; h < heads; h++)
 			for (int k = 0; k < hd / 2; k++) {
 				float *v = x + ((size_t)i * heads + h) * hd + 2 * k;
 				double theta = pos[i] * pow(base, -2.0 * k / hd);
+				if (freq_factors)
+					theta /= freq_factors[k];
 				double a = v[0], b = v[1];
 				v[0] = (float)(a * cos(theta) - b * sin(theta));
 				v[1] = (float)(a * sin(theta) + b * cos(theta));
@@ -734,12 +747,13 @@ void rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *
 
 /* ---- rope ---- */
 
-void rope_backward(float *dx, const int *pos, int n, int heads, int hd, float base)
+void rope_backward(float *dx, const int *pos, int n, int heads, int hd, float base,
+		   const float *freq_factors)
 {
 	int *neg = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *neg);
 	for (int i = 0; i < n; i++)
 		neg[i] = -pos[i];
-	rope_forward(dx, neg, n, heads, hd, base);
+	rope_forward(dx, neg, n, heads, hd, base, freq_factors);
 	free(neg);
 }
 

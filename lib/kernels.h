@@ -51,8 +51,10 @@ void rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int 
 
 /* Rotate x[N][heads][hd] in place: adjacent pairs (x[2i], x[2i+1]) of each
  * head by pos[n] * base^(-2i/hd) (ggml's "normal" rope, as llama uses). */
-void rope_forward(float *x, const int *pos, int n, int heads, int hd, float base);
-void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, float base);
+void rope_forward(float *x, const int *pos, int n, int heads, int hd, float base,
+		  const float *freq_factors);
+void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, float base,
+		      const float *freq_factors);
 
 /* Causal grouped-query attention over a cache.  Token i attends to the
  * positions 0..pos[i] of its own cache kc[i], vc[i] ([T][G][hd] each);
@@ -103,7 +105,8 @@ void rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *
 
 /* The rotation is orthogonal: the gradient of the rotated x[N][heads][hd]
  * is turned back in place by the inverse rotation (angle -theta). */
-void rope_backward(float *dx, const int *pos, int n, int heads, int hd, float base);
+void rope_backward(float *dx, const int *pos, int n, int heads, int hd, float base,
+		   const float *freq_factors);
 
 /* Causal grouped-query attention for training, no cache: the tokens of
  * sequence s are rows start[s] .. start[s] + len[s] - 1 of q[N][H][hd],

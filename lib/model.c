@@ -56,6 +56,28 @@ static int check_architecture(const gguf_file *g)
 	return 0;
 }
 
+/* Keys that change the maths and are not implemented: refused by name,
+ * never ignored (llama.cpp applies them; parm's logits would differ). */
+static int check_unimplemented_keys(const gguf_file *g)
+{
+	const char *s;
+	size_t len;
+	double f;
+	int64_t n;
+	static const char *const factors[] = { "llama.rope.scaling.factor", "llama.rope.scale_linear" };
+	for (size_t i = 0; i < sizeof factors / sizeof *factors; i++)
+		if (gguf_get_float(g, factors[i], &f) == 0 && f != 0 && f != 1)
+			return parm_fail("%s: %s = %g: rope scaling is not implemented",
+					 gguf_path(g), factors[i], f);
+	if (gguf_get_str(g, "llama.rope.scaling.type", &s, &len) == 0 &&
+	    strcmp(s, "none") && strcmp(s, "linear"))
+		return parm_fail("%s: llama.rope.scaling.type = %s is not implemented", gguf_path(g), s);
+	if (gguf_get_int(g, "llama.expert_count", &n) == 0 && n > 0)
+		return parm_fail("%s: llama.expert_count = %lld: mixture-of-experts layers are not "
+				 "implemented", gguf_path(g), (long long)n);
+	return 0;
+}
+
 static int read_config(parm_config *c, const gguf_file *g)
 {
 	if (check_architecture(g) < 0 ||
@@ -77,7 +99,14 @@ static int read_config(parm_config *c, const gguf_file *g)
 	if (rope_dims != hd)
 		return parm_fail("%s: llama.rope.dimension_count %d differs from the head dim %d (partial rope is not supported)",
 				 gguf_path(g), rope_dims, hd);
-	return 0;
+	int key_len, value_len;
+	if (hparam_int(g, "llama.attention.key_length", hd, &key_len) < 0 ||
+	    hparam_int(g, "llama.attention.value_length", hd, &value_len) < 0)
+		return -1;
+	if (key_len != hd || value_len != hd)
+		return parm_fail("%s: attention key/value length %d/%d differs from the head dim %d "
+				 "(not implemented)", gguf_path(g), key_len, value_len, hd);
+	return check_unimplemented_keys(g);
 }
 
 /* A tensor of the given shape: rows 0 means a 1-D vector of cols. */
@@ -105,26 +134,77 @@ static int find_weight(parm_weight *w, const gguf_file *g, const char *name,
 	return 0;
 }
 
+static const char *const layer_tensors[] = {
+	"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
+	"ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
+};
+
+/* Layer i's tensors, in layer_tensors' order. */
 static int find_layer(parm_layer *l, const gguf_file *g, int i, const parm_config *c)
 {
 	int hd = c->dim / c->n_heads, kvd = c->n_kv_heads * hd;
-	struct { parm_weight *w; const char *name; int64_t cols, rows; } want[] = {
-		{ &l->attn_norm, "attn_norm", c->dim, 0 },
-		{ &l->wq, "attn_q", c->dim, c->dim },
-		{ &l->wk, "attn_k", c->dim, kvd },
-		{ &l->wv, "attn_v", c->dim, kvd },
-		{ &l->wo, "attn_output", c->dim, c->dim },
-		{ &l->ffn_norm, "ffn_norm", c->dim, 0 },
-		{ &l->w_gate, "ffn_gate", c->dim, c->ff },
-		{ &l->w_up, "ffn_up", c->dim, c->ff },
-		{ &l->w_down, "ffn_down", c->ff, c->dim },
+	struct { parm_weight *w; int64_t cols, rows; } want[] = {
+		{ &l->attn_norm, c->dim, 0 }, { &l->wq, c->dim, c->dim }, { &l->wk, c->dim, kvd },
+		{ &l->wv, c->dim, kvd }, { &l->wo, c->dim, c->dim }, { &l->ffn_norm, c->dim, 0 },
+		{ &l->w_gate, c->dim, c->ff }, { &l->w_up, c->dim, c->ff }, { &l->w_down, c->ff, c->dim },
 	};
+	_Static_assert(sizeof want / sizeof *want == sizeof layer_tensors / sizeof *layer_tensors,
+		       "one name per weight");
 	char name[96];
 	for (size_t k = 0; k < sizeof want / sizeof *want; k++) {
-		snprintf(name, sizeof name, "blk.%d.%s.weight", i, want[k].name);
+		snprintf(name, sizeof name, "blk.%d.%s.weight", i, layer_tensors[k]);
 		if (find_weight(want[k].w, g, name, want[k].cols, want[k].rows) < 0)
 			return -1;
 	}
+	return 0;
+}
+
+/* Whether name is one of the tensors a llama model of n_layers uses. */
+static int is_llama_tensor(const char *name, int n_layers)
+{
+	int layer, end = 0;
+	char part[32];
+	if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output_norm.weight") ||
+	    !strcmp(name, "output.weight") || !strcmp(name, "rope_freqs.weight"))
+		return 1;
+	if (sscanf(name, "blk.%d.%31[a-z_].weight%n", &layer, part, &end) != 2 ||
+	    name[end] || layer < 0 || layer >= n_layers)
+		return 0;
+	for (size_t k = 0; k < sizeof layer_tensors / sizeof *layer_tensors; k++)
+		if (!strcmp(part, layer_tensors[k]))
+			return 1;
+	return 0;
+}
+
+/* A tensor the forward does not use changes the maths it stands for
+ * (Llama 3.1's rope_freqs, biases, ...): refused by name, never skipped. */
+static int check_no_other_tensors(const gguf_file *g, int n_layers)
+{
+	for (int i = 0; i < gguf_n_tensors(g); i++) {
+		const char *name = gguf_tensor_at(g, i)->name;
+		if (!is_llama_tensor(name, n_layers))
+			return parm_fail("%s: tensor '%s' is not implemented (a llama layer here has "
+					 "no such part; its logits would be wrong)", gguf_path(g), name);
+	}
+	return 0;
+}
+
+/* Llama 3.1+: rope_freqs.weight, one f32 divisor per rotated pair. */
+static int find_rope_freqs(parm_model *m)
+{
+	const gguf_tensor *t = gguf_find_tensor(m->file, "rope_freqs.weight");
+	int half = m->cfg.dim / m->cfg.n_heads / 2;
+	if (!t)
+		return 0;
+	if (t->type != GGML_F32 || t->n_dims != 1 || t->ne[0] != half)
+		return parm_fail("%s: tensor 'rope_freqs.weight' must be f32 [%d], not %s [%lld]",
+				 gguf_path(m->file), half, ggml_type_name(t->type), (long long)t->ne[0]);
+	const float *f = t->data;
+	for (int k = 0; k < half; k++)
+		if (!(f[k] > 0) || !isfinite(f[k]))
+			return parm_fail("%s: rope_freqs.weight[%d] = %g is not a positive factor",
+					 gguf_path(m->file), k, f[k]);
+	m->rope_freqs = f;
 	return 0;
 }
 
@@ -148,7 +228,7 @@ static int find_weights(parm_model *m)
 	for (int i = 0; i < m->cfg.n_layers; i++)
 		if (find_layer(&m->layers[i], g, i, &m->cfg) < 0)
 			return -1;
-	return 0;
+	return find_rope_freqs(m) < 0 ? -1 : check_no_other_tensors(g, m->cfg.n_layers);
 }
 
 /* The kernels take f32 norm vectors; f16/bf16 ones get a small copy. */
@@ -425,8 +505,8 @@ static void attention_block(const parm_model *m, const parm_adapter *ad, parm_kv
 	adapt(b->q, b->xb, ad, l, 0, n);
 	adapt(b->k, b->xb, ad, l, 1, n);
 	adapt(b->v, b->xb, ad, l, 2, n);
-	rope_forward(b->q, b->pos, n, c->n_heads, hd, c->rope_theta);
-	rope_forward(b->k, b->pos, n, c->n_kv_heads, hd, c->rope_theta);
+	rope_forward(b->q, b->pos, n, c->n_heads, hd, c->rope_theta, m->rope_freqs);
+	rope_forward(b->k, b->pos, n, c->n_kv_heads, hd, c->rope_theta, m->rope_freqs);
 	for (int i = 0; i < n; i++) {
 		size_t off = kv_offset(kv, slot[i], l, b->pos[i]);
 		memcpy(kv->k + off, b->k + (size_t)i * kvd, kvd * sizeof(float));

@@ -38,6 +38,7 @@ typedef struct parm_model {
 	parm_weight token_embd, output_norm, output; /* output may alias token_embd */
 	parm_layer *layers;
 	float *norms;                   /* f32 copies of f16/bf16 norm vectors */
+	const float *rope_freqs;        /* [hd/2] divisors of rope's angles, or NULL */
 	/* A view (parm_model_view) shares the parent's file, tokenizer and
 	 * norms and owns only its layer table and the f32 weights put in it. */
 	const struct parm_model *parent;

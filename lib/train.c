@@ -495,8 +495,8 @@ static void layer_forward(parm_trainer *t, int l, float *res_out)
 	rmsnorm_forward(tl->xn1, tl->res0, tl->attn_norm, n, D, c->rms_eps);
 	float *qkv[3] = { tl->q, tl->k, tl->v };
 	linear_forward(t, l, PARM_T_Q, 3, qkv, tl->xn1);
-	rope_forward(tl->q, t->pos, n, c->n_heads, hd, c->rope_theta);
-	rope_forward(tl->k, t->pos, n, c->n_kv_heads, hd, c->rope_theta);
+	rope_forward(tl->q, t->pos, n, c->n_heads, hd, c->rope_theta, t->m->rope_freqs);
+	rope_forward(tl->k, t->pos, n, c->n_kv_heads, hd, c->rope_theta, t->m->rope_freqs);
 	attention_train_forward(tl->att, tl->lse, tl->q, tl->k, tl->v, t->start, t->len,
 				t->n_seq, c->n_heads, c->n_kv_heads, hd);
 	linear_forward(t, l, PARM_T_O, 1, &tmp, tl->att);
@@ -670,8 +670,8 @@ static void layer_backward(parm_trainer *t, int l, grads_scratch *s)
 	zero(s->dv, (size_t)n * kvd);
 	attention_train_backward(s->dq, s->dk, s->dv, s->datt, tl->q, tl->k, tl->v, tl->att,
 				 tl->lse, t->start, t->len, t->n_seq, c->n_heads, c->n_kv_heads, hd);
-	rope_backward(s->dq, t->pos, n, c->n_heads, hd, c->rope_theta);
-	rope_backward(s->dk, t->pos, n, c->n_kv_heads, hd, c->rope_theta);
+	rope_backward(s->dq, t->pos, n, c->n_heads, hd, c->rope_theta, t->m->rope_freqs);
+	rope_backward(s->dk, t->pos, n, c->n_kv_heads, hd, c->rope_theta, t->m->rope_freqs);
 	zero(s->dxn, (size_t)n * D);
 	linear_backward(t, l, PARM_T_Q, s->dxn, s->dq, tl->xn1);
 	linear_backward(t, l, PARM_T_K, s->dxn, s->dk, tl->xn1);

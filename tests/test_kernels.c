@@ -102,9 +102,19 @@ static void test_rope(void)
 	int n = 4, heads = 3, hd = 16, pos[4] = { 0, 1, 37, 500 };
 	size_t count = (size_t)n * heads * hd;
 	float *x = rand_vec(count, 1), *a = xmemdup(x, count * 4), *b = xmemdup(x, count * 4);
-	rope_forward(a, pos, n, heads, hd, 10000);
-	rope_forward_ref(b, pos, n, heads, hd, 10000);
+	rope_forward(a, pos, n, heads, hd, 10000, NULL);
+	rope_forward_ref(b, pos, n, heads, hd, 10000, NULL);
 	close_enough("rope", a, b, count, 1e-6);
+	/* Llama 3.1's rope_freqs: pair k's angle divided by factor k */
+	float ff[8] = { 1, 1, 1.5f, 2, 4, 8, 8, 8 }, *c = xmemdup(x, count * 4), *d = xmemdup(x, count * 4);
+	rope_forward(c, pos, n, heads, hd, 10000, ff);
+	rope_forward_ref(d, pos, n, heads, hd, 10000, ff);
+	close_enough("rope with frequency factors", c, d, count, 1e-6);
+	float *v5 = x + (size_t)heads * hd + 10, *r5 = c + (size_t)heads * hd + 10;
+	double t5 = pow(10000, -2.0 * 5 / hd) / 8;      /* position 1, pair 5, factor 8 */
+	ok(fabs(r5[0] - (v5[0] * cos(t5) - v5[1] * sin(t5))) < 1e-6,
+	   "a frequency factor divides its pair's angle");
+	free(c), free(d);
 	ok(!memcmp(a, x, (size_t)heads * hd * 4), "rope at position 0 is the identity");
 	/* position 1, pair 0 turns by exactly 1 radian */
 	float *v = x + (size_t)heads * hd, *r = a + (size_t)heads * hd;

@@ -535,6 +535,50 @@ static void test_our_files(void)
 		}
 }
 
+static void check_greedy(const char *model, const char *what, double tol);
+
+/* Llama 3.1+ files carry rope_freqs.weight: each rotated pair's angle is
+ * divided by its factor.  Ours with one added against llama.cpp's. */
+static int add_rope_freqs(const char *in, const char *out)
+{
+	gguf_file *g = gguf_open(in);
+	if (!g)
+		return -1;
+	gguf_writer *w = gguf_w_new();
+	for (int i = 0; i < gguf_n_kv(g); i++)
+		gguf_w_copy_kv(w, g, gguf_kv_key(g, i));
+	for (int i = 0; i < gguf_n_tensors(g); i++) {
+		const gguf_tensor *t = gguf_tensor_at(g, i);
+		gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, t->ne, t->data);
+	}
+	int64_t half = 128 / 4 / 2;
+	float ff[16];
+	for (int k = 0; k < half; k++)
+		ff[k] = k < 4 ? 1.0f : 1.0f + (float)(k - 3) * 0.75f;  /* up to 10: the low frequencies slowed */
+	gguf_w_tensor(w, "rope_freqs.weight", GGML_F32, 1, &half, ff);
+	int rc = gguf_w_save(w, out);
+	gguf_w_free(w);
+	gguf_close(g);
+	return rc;
+}
+
+static void test_rope_freqs(void)
+{
+	char src[512], dst[512];
+	const char *what = "our f32 model with rope_freqs.weight (Llama 3.1 rope, dim 128)";
+	snprintf(src, sizeof src, "%s/ours.gguf", tmp_dir);
+	snprintf(dst, sizeof dst, "%s/freqs.gguf", tmp_dir);
+	if (make_model(src, "llama-spm", 128, 2, GGML_F32) || add_rope_freqs(src, dst)) {
+		ok(0, "%s: %s", what, parm_error());
+		ok(0, "%s: no model", what);
+	} else {
+		check_file(dst, dst, what, tolerance(GGML_F32));
+		check_greedy(dst, what, tolerance(GGML_F32));
+	}
+	unlink(src);
+	unlink(dst);
+}
+
 /* ---- files llama.cpp writes ---- */
 
 /* Tensors llama-quantize wrote, against our own quantiser on the same f32
@@ -719,7 +763,7 @@ static void skip_all(const char *why)
 	size_t i;
 	for (i = 0; i < 1 + sizeof vocabs / sizeof *vocabs; i++)
 		skip(why, "tokenizer check %zu", i);
-	for (i = 0; i < 28; i++)
+	for (i = 0; i < 28 + 2; i++)
 		skip(why, "logits of our model %zu", i);
 	for (i = 0; i < THEIR_CHECKS * N_THEIR_TYPES; i++)
 		skip(why, "llama-quantize file check %zu", i);
@@ -738,6 +782,7 @@ int main(void)
 	parm_set_threads(2);
 	test_tokenizers();
 	test_our_files();
+	test_rope_freqs();
 	test_their_files();
 	remove_tmp_dir();
 	return tap_done();

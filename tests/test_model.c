@@ -318,6 +318,37 @@ static void expect_bad_type(const gguf_file *good, const char *name, enum ggml_t
 	unlink(path);
 }
 
+/* The good model plus one tensor (a copy of output_norm under name) or
+ * one f32 key: what llama.cpp would apply and parm does not is refused
+ * with needle in the error (NULL: it changes nothing and loads). */
+static void expect_bad_extra(const gguf_file *good, const char *tensor, const char *key,
+			     float value, const char *needle)
+{
+	const char *path = tmp_path("bad.gguf");
+	gguf_writer *w = gguf_w_new();
+	for (int i = 0; i < gguf_n_kv(good); i++)
+		gguf_w_copy_kv(w, good, gguf_kv_key(good, i));
+	if (key)
+		gguf_w_set_f32(w, key, value);
+	for (int i = 0; i < gguf_n_tensors(good); i++) {
+		const gguf_tensor *g = gguf_tensor_at(good, i);
+		gguf_w_tensor_ref(w, g->name, g->type, g->n_dims, g->ne, g->data);
+		if (tensor && !strcmp(g->name, "output_norm.weight"))
+			gguf_w_tensor_ref(w, tensor, g->type, g->n_dims, g->ne, g->data);
+	}
+	int rc = gguf_w_save(w, path);
+	gguf_w_free(w);
+	parm_model *m = rc < 0 ? NULL : parm_model_load(path);
+	if (needle)
+		ok(!m && rc == 0 && strstr(parm_error(), needle), "%s fails: %s",
+		   tensor ? tensor : key, m ? "(loaded)" : parm_error());
+	else
+		ok(m != NULL, "%s = %g changes nothing: loads (%s)", key, value,
+		   m ? "loaded" : parm_error());
+	parm_model_free(m);
+	unlink(path);
+}
+
 static void test_bad_models(const char *good_path)
 {
 	gguf_file *good = gguf_open(good_path);
@@ -330,6 +361,18 @@ static void test_bad_models(const char *good_path)
 			"'blk.1.attn_v.weight' has type mxfp4, which parm does not compute "
 			"(it does f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_K, "
 			"q3_K, q4_K, q5_K, q6_K, iq4_xs)");
+	expect_bad_extra(good, "blk.1.attn_q_norm.weight", NULL, 0,
+			 "tensor 'blk.1.attn_q_norm.weight' is not implemented");
+	expect_bad_extra(good, "rope_freqs.weight", NULL, 0,
+			 "tensor 'rope_freqs.weight' must be f32 [8], not f32 [64]");
+	expect_bad_extra(good, "blk.0.attn_q.bias", NULL, 0, "tensor 'blk.0.attn_q.bias' is not implemented");
+	expect_bad_extra(good, "blk.9.attn_q.weight", NULL, 0,
+			 "tensor 'blk.9.attn_q.weight' is not implemented");
+	expect_bad_extra(good, NULL, "llama.rope.scaling.factor", 8,
+			 "llama.rope.scaling.factor = 8: rope scaling is not implemented");
+	expect_bad_extra(good, NULL, "llama.rope.scale_linear", 2,
+			 "llama.rope.scale_linear = 2: rope scaling is not implemented");
+	expect_bad_extra(good, NULL, "llama.rope.scaling.factor", 1, NULL);
 	expect_bad_type(good, "blk.0.ffn_norm.weight", GGML_Q8_0,
 			"'blk.0.ffn_norm.weight' has type q8_0; a vector must be f32, f16 or bf16");
 	const char *tied = tmp_path("tied.gguf");
