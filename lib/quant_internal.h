@@ -315,7 +315,14 @@ FUSED vf widen_i8(const int8_t *q)
  * rounded once, the value dequant_row_ref gives; the other types go
  * through their scalar unpacker (the weights may round differently where
  * the path contracts a multiply-add). */
-typedef void unpack_fn(vf w[NV], const char *row, int64_t c);
+/* A super-block's scales, decoded once for its 8 chunks (vector paths):
+ * the multiplier and the offset of each 16 of its elements. */
+typedef struct {
+	float d[16], m[16];
+} kscales;
+
+typedef void unpack_fn(vf w[NV], const char *row, int64_t c, const kscales *ks);
+typedef void prep_fn(kscales *ks, const char *row, int64_t sb);
 
 FUSED void unpack_q8_0_block(vf w[NV], const void *p)
 {
@@ -379,18 +386,19 @@ FUSED void unpack_q4_0_block(vf w[NV], const void *p)
 }
 #endif
 
-FUSED void unpack_q8_0(vf w[NV], const char *row, int64_t c)
+FUSED void unpack_q8_0(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	unpack_q8_0_block(w, row + c * sizeof(block_q8_0));
 }
 
-FUSED void unpack_q4_0(vf w[NV], const char *row, int64_t c)
+FUSED void unpack_q4_0(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	unpack_q4_0_block(w, row + c * sizeof(block_q4_0));
 }
 
 #define UNPACK_BY_CHUNK(type)                                                  \
-	FUSED void unpack_##type(vf w[NV], const char *row, int64_t c)         \
+	FUSED void unpack_##type(vf w[NV], const char *row, int64_t c,         \
+				 const kscales *ks)                            \
 	{                                                                      \
 		float f[QK];                                                   \
 		chunk_##type(f, row, c);                                       \
@@ -445,7 +453,7 @@ FUSED vi fifth_bits(const uint8_t *qh4, int j)
 	return (((all + (int32_t)qh) >> lane_index(j)) & 1) << 4;
 }
 
-FUSED void unpack_q4_1(vf w[NV], const char *row, int64_t c)
+FUSED void unpack_q4_1(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	const block_q4_1 *b = (const block_q4_1 *)row + c;
 	const float d = half_to_float(b->d), m = half_to_float(b->m);
@@ -453,7 +461,7 @@ FUSED void unpack_q4_1(vf w[NV], const char *row, int64_t c)
 		w[j] = to_float(nibbles32(b->qs, j)) * d + m;
 }
 
-FUSED void unpack_q5_0(vf w[NV], const char *row, int64_t c)
+FUSED void unpack_q5_0(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	const block_q5_0 *b = (const block_q5_0 *)row + c;
 	const float d = half_to_float(b->d);
@@ -461,7 +469,7 @@ FUSED void unpack_q5_0(vf w[NV], const char *row, int64_t c)
 		w[j] = to_float((nibbles32(b->qs, j) | fifth_bits(b->qh, j)) - 16) * d;
 }
 
-FUSED void unpack_q5_1(vf w[NV], const char *row, int64_t c)
+FUSED void unpack_q5_1(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	const block_q5_1 *b = (const block_q5_1 *)row + c;
 	const float d = half_to_float(b->d), m = half_to_float(b->m);
@@ -493,7 +501,7 @@ FUSED vf iq4_levels(vi idx)
 	return out;
 }
 
-FUSED void unpack_iq4_nl(vf w[NV], const char *row, int64_t c)
+FUSED void unpack_iq4_nl(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	const block_iq4_nl *b = (const block_iq4_nl *)row + c;
 	const float d = half_to_float(b->d);
@@ -501,14 +509,24 @@ FUSED void unpack_iq4_nl(vf w[NV], const char *row, int64_t c)
 		w[j] = iq4_levels(nibbles32(b->qs, j)) * d;
 }
 
-FUSED void unpack_iq4_xs(vf w[NV], const char *row, int64_t c)
+/* The K types: prep decodes a super-block's scales once; each chunk then
+ * only widens its bits.  Scale index 2 s + h: chunk s, its half h. */
+FUSED void prep_iq4_xs(kscales *ks, const char *row, int64_t sb)
+{
+	const block_iq4_xs *b = (const block_iq4_xs *)row + sb;
+	const float d = half_to_float(b->d);
+	for (int s = 0; s < 8; s++) {
+		int ls = ((b->scales_l[s / 2] >> 4 * (s % 2)) & 15) | ((b->scales_h >> 2 * s) & 3) << 4;
+		ks->d[2 * s] = ks->d[2 * s + 1] = d * (ls - 32);
+	}
+}
+
+FUSED void unpack_iq4_xs(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	const block_iq4_xs *b = (const block_iq4_xs *)row + c / 8;
 	const int s = c % 8;
-	const int ls = ((b->scales_l[s / 2] >> 4 * (s % 2)) & 15) | ((b->scales_h >> 2 * s) & 3) << 4;
-	const float dl = half_to_float(b->d) * (ls - 32);
 	for (int j = 0; j < NV; j++)
-		w[j] = iq4_levels(nibbles32(b->qs + 16 * s, j)) * dl;
+		w[j] = iq4_levels(nibbles32(b->qs + 16 * s, j)) * ks->d[2 * s];
 }
 
 /* Q2_K, Q3_K and Q6_K: each 16 of the 32 has its own scale. */
@@ -517,70 +535,114 @@ FUSED int half_of(int j)
 	return j * VL / 16;
 }
 
-FUSED void unpack_q2_K(vf w[NV], const char *row, int64_t c)
+FUSED void prep_q2_K(kscales *ks, const char *row, int64_t sb)
+{
+	const block_q2_K *b = (const block_q2_K *)row + sb;
+	const float d = half_to_float(b->d), dmin = half_to_float(b->dmin);
+	for (int i = 0; i < 16; i++) {
+		ks->d[i] = d * (b->scales[i] & 15);
+		ks->m[i] = dmin * (b->scales[i] >> 4);
+	}
+}
+
+FUSED void unpack_q2_K(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	const block_q2_K *b = (const block_q2_K *)row + c / 8;
 	const int s = c % 8, shift = 2 * (s % 4);
 	const uint8_t *q = b->qs + 32 * (s / 4);
-	const float d = half_to_float(b->d), dmin = half_to_float(b->dmin);
 	for (int j = 0; j < NV; j++) {
-		const int sc = b->scales[2 * s + half_of(j)];
-		w[j] = to_float((widen_u8(q + j * VL) >> shift) & 3) * (d * (sc & 15)) - dmin * (sc >> 4);
+		const int i = 2 * s + half_of(j);
+		w[j] = to_float((widen_u8(q + j * VL) >> shift) & 3) * ks->d[i] - ks->m[i];
 	}
 }
 
-FUSED void unpack_q3_K(vf w[NV], const char *row, int64_t c)
+FUSED void prep_q3_K(kscales *ks, const char *row, int64_t sb)
+{
+	const block_q3_K *b = (const block_q3_K *)row + sb;
+	const float d = half_to_float(b->d);
+	for (int i = 0; i < 16; i++)
+		ks->d[i] = d * k3_scale(b->scales, i);
+}
+
+FUSED void unpack_q3_K(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	const block_q3_K *b = (const block_q3_K *)row + c / 8;
 	const int s = c % 8, shift = 2 * (s % 4);
 	const uint8_t *q = b->qs + 32 * (s / 4);
-	const float d = half_to_float(b->d);
 	for (int j = 0; j < NV; j++) {
 		vi lo = (widen_u8(q + j * VL) >> shift) & 3;
 		vi high = (widen_u8(b->hmask + j * VL) >> s) & 1;
-		w[j] = to_float(lo - 4 + 4 * high) * (d * k3_scale(b->scales, 2 * s + half_of(j)));
+		w[j] = to_float(lo - 4 + 4 * high) * ks->d[2 * s + half_of(j)];
 	}
 }
 
-FUSED void unpack_q4_K(vf w[NV], const char *row, int64_t c)
+/* Q4_K and Q5_K: one scale and min per 32, kept in both halves' slots. */
+FUSED void prep_k4(kscales *ks, uint16_t dh, uint16_t dminh, const uint8_t *scales)
+{
+	const float d = half_to_float(dh), dmin = half_to_float(dminh);
+	for (int s = 0; s < 8; s++) {
+		int sc, m;
+		k4_scale_min(scales, s, &sc, &m);
+		ks->d[2 * s] = ks->d[2 * s + 1] = d * sc;
+		ks->m[2 * s] = ks->m[2 * s + 1] = dmin * m;
+	}
+}
+
+FUSED void prep_q4_K(kscales *ks, const char *row, int64_t sb)
+{
+	const block_q4_K *b = (const block_q4_K *)row + sb;
+	prep_k4(ks, b->d, b->dmin, b->scales);
+}
+
+FUSED void unpack_q4_K(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	const block_q4_K *b = (const block_q4_K *)row + c / 8;
 	const int s = c % 8, shift = 4 * (s % 2);
 	const uint8_t *q = b->qs + 32 * (s / 2);
-	int sc, m;
-	k4_scale_min(b->scales, s, &sc, &m);
-	const float dl = half_to_float(b->d) * sc, ml = half_to_float(b->dmin) * m;
 	for (int j = 0; j < NV; j++)
-		w[j] = to_float((widen_u8(q + j * VL) >> shift) & 15) * dl - ml;
+		w[j] = to_float((widen_u8(q + j * VL) >> shift) & 15) * ks->d[2 * s] - ks->m[2 * s];
 }
 
-FUSED void unpack_q5_K(vf w[NV], const char *row, int64_t c)
+FUSED void prep_q5_K(kscales *ks, const char *row, int64_t sb)
+{
+	const block_q5_K *b = (const block_q5_K *)row + sb;
+	prep_k4(ks, b->d, b->dmin, b->scales);
+}
+
+FUSED void unpack_q5_K(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	const block_q5_K *b = (const block_q5_K *)row + c / 8;
 	const int s = c % 8, shift = 4 * (s % 2);
 	const uint8_t *q = b->qs + 32 * (s / 2);
-	int sc, m;
-	k4_scale_min(b->scales, s, &sc, &m);
-	const float dl = half_to_float(b->d) * sc, ml = half_to_float(b->dmin) * m;
 	for (int j = 0; j < NV; j++) {
 		vi v = ((widen_u8(q + j * VL) >> shift) & 15) | ((widen_u8(b->qh + j * VL) >> s) & 1) << 4;
-		w[j] = to_float(v) * dl - ml;
+		w[j] = to_float(v) * ks->d[2 * s] - ks->m[2 * s];
 	}
 }
 
-FUSED void unpack_q6_K(vf w[NV], const char *row, int64_t c)
+/* Q6_K's int8 scale i belongs to 16 elements: the same index 2 s + h. */
+FUSED void prep_q6_K(kscales *ks, const char *row, int64_t sb)
+{
+	const block_q6_K *b = (const block_q6_K *)row + sb;
+	const float d = half_to_float(b->d);
+	for (int i = 0; i < 16; i++)
+		ks->d[i] = d * b->scales[i];
+}
+
+FUSED void unpack_q6_K(vf w[NV], const char *row, int64_t c, const kscales *ks)
 {
 	const block_q6_K *b = (const block_q6_K *)row + c / 8;
 	const int s = c % 8, half = s / 4, g = s % 4;
 	const uint8_t *ql = b->ql + 64 * half + 32 * (g % 2), *qh = b->qh + 32 * half;
 	const int lshift = 4 * (g / 2), hshift = 2 * g;
-	const float d = half_to_float(b->d);
 	for (int j = 0; j < NV; j++) {
 		vi v = ((widen_u8(ql + j * VL) >> lshift) & 15) | ((widen_u8(qh + j * VL) >> hshift) & 3) << 4;
-		w[j] = to_float(v - 32) * (d * b->scales[8 * half + 2 * g + half_of(j)]);
+		w[j] = to_float(v - 32) * ks->d[2 * s + half_of(j)];
 	}
 }
+#define PREP(type) prep_##type
 #else
+#define PREP(type) NULL         /* the scalar unpackers decode their own scales */
 UNPACK_BY_CHUNK(q4_1)
 UNPACK_BY_CHUNK(q5_0)
 UNPACK_BY_CHUNK(q5_1)
@@ -595,10 +657,10 @@ UNPACK_BY_CHUNK(iq4_xs)
 
 /* acc[i][u][*] += chunk c . x[i] for i < nt, over s sums. */
 FUSED void dot_block(vf acc[GROUP][2][2], const char *row, int64_t c, unpack_fn *unpack,
-		     const float *x, int64_t n, int nt, int u, int s)
+		     const kscales *ks, const float *x, int64_t n, int nt, int u, int s)
 {
 	vf w[NV];
-	unpack(w, row, c);
+	unpack(w, row, c, ks);
 #pragma GCC unroll 8
 	for (int i = 0; i < nt; i++)
 #pragma GCC unroll 8
@@ -609,29 +671,32 @@ FUSED void dot_block(vf acc[GROUP][2][2], const char *row, int64_t c, unpack_fn 
 /* y[i * ys] = row . x[i] for i < nt (a constant once inlined), the row
  * read once for all of them; one vector alternates two chunks' sums.  A
  * block of bb bytes holds cpb chunks (1, or 8 in a super-block). */
-FUSED void dot_group(float *y, size_t ys, const char *row, size_t bb, int cpb, unpack_fn *unpack,
-		     const float *x, int64_t n, const int nt)
+FUSED void dot_group(float *y, size_t ys, const char *row, size_t bb, int cpb, prep_fn *prep,
+		     unpack_fn *unpack, const float *x, int64_t n, const int nt)
 {
 	const int steps = nt == 1 ? 2 : 1, s = nt <= 2 ? 2 : SPLIT;
 	vf acc[GROUP][2][2] = { 0 };
+	kscales ks;
 	int64_t nb = n / QK, k = 0;
 	for (; k + steps <= nb; k += steps) {
 		/* 4 KB ahead, into the next rows of the tile: the hardware
 		 * prefetcher alone leaves the stream short of memory speed */
 		__builtin_prefetch(row + k / cpb * bb + 4096);
+		if (prep && k % 8 == 0)         /* steps of 1 or 2 land on every 8th */
+			prep(&ks, row, k / 8);
 #pragma GCC unroll 2
 		for (int u = 0; u < steps; u++)
-			dot_block(acc, row, k + u, unpack, x + (k + u) * QK, n, nt, u, s);
+			dot_block(acc, row, k + u, unpack, &ks, x + (k + u) * QK, n, nt, u, s);
 	}
-	for (; k < nb; k++)
-		dot_block(acc, row, k, unpack, x + k * QK, n, nt, 0, s);
+	for (; k < nb; k++)     /* only 32-blocks: a super-block row has 8 per block */
+		dot_block(acc, row, k, unpack, &ks, x + k * QK, n, nt, 0, s);
 #pragma GCC unroll 8
 	for (int i = 0; i < nt; i++)
 		y[i * ys] = hsum(acc[i][0][0] + acc[i][0][1] + acc[i][1][0] + acc[i][1][1]);
 }
 
 /* The vectors a group at a time (the row stays in L1 for the next group). */
-FUSED void dot_groups(float *y, size_t ys, const void *row, size_t bb, int cpb,
+FUSED void dot_groups(float *y, size_t ys, const void *row, size_t bb, int cpb, prep_fn *prep,
 		      unpack_fn *unpack, const float *x, int nx, int64_t n)
 {
 	for (int i = 0; i < nx;) {
@@ -639,19 +704,20 @@ FUSED void dot_groups(float *y, size_t ys, const void *row, size_t bb, int cpb,
 		const float *xi = x + (size_t)i * n;
 		float *yi = y + (size_t)i * ys;
 		if (left >= 8 && GROUP >= 8)
-			dot_group(yi, ys, row, bb, cpb, unpack, xi, n, 8), i += 8;
+			dot_group(yi, ys, row, bb, cpb, prep, unpack, xi, n, 8), i += 8;
 		else if (left >= 4)
-			dot_group(yi, ys, row, bb, cpb, unpack, xi, n, 4), i += 4;
+			dot_group(yi, ys, row, bb, cpb, prep, unpack, xi, n, 4), i += 4;
 		else if (left >= 2)
-			dot_group(yi, ys, row, bb, cpb, unpack, xi, n, 2), i += 2;
+			dot_group(yi, ys, row, bb, cpb, prep, unpack, xi, n, 2), i += 2;
 		else
-			dot_group(yi, ys, row, bb, cpb, unpack, xi, n, 1), i += 1;
+			dot_group(yi, ys, row, bb, cpb, prep, unpack, xi, n, 1), i += 1;
 	}
 }
 
-#define DOT_TYPE(T, type, cpb)                                                 \
+#define DOT_TYPE(T, type, cpb, prep)                                           \
 	case GGML_##T:                                                          \
-		dot_groups(y, ys, row, sizeof(block_##type), cpb, unpack_##type, x, nx, n); \
+		dot_groups(y, ys, row, sizeof(block_##type), cpb, prep, unpack_##type, \
+			   x, nx, n);                                           \
 		break;
 
 CONTRACT
@@ -659,18 +725,18 @@ void QUANT_DOT_VARIANT(float *y, size_t ys, const void *row, enum ggml_type t,
 		       const float *x, int nx, int64_t n)
 {
 	switch ((int)t) {
-	DOT_TYPE(Q8_0, q8_0, 1)
-	DOT_TYPE(Q4_0, q4_0, 1)
-	DOT_TYPE(Q4_1, q4_1, 1)
-	DOT_TYPE(Q5_0, q5_0, 1)
-	DOT_TYPE(Q5_1, q5_1, 1)
-	DOT_TYPE(IQ4_NL, iq4_nl, 1)
-	DOT_TYPE(Q2_K, q2_K, 8)
-	DOT_TYPE(Q3_K, q3_K, 8)
-	DOT_TYPE(Q4_K, q4_K, 8)
-	DOT_TYPE(Q5_K, q5_K, 8)
-	DOT_TYPE(Q6_K, q6_K, 8)
-	DOT_TYPE(IQ4_XS, iq4_xs, 8)
+	DOT_TYPE(Q8_0, q8_0, 1, NULL)
+	DOT_TYPE(Q4_0, q4_0, 1, NULL)
+	DOT_TYPE(Q4_1, q4_1, 1, NULL)
+	DOT_TYPE(Q5_0, q5_0, 1, NULL)
+	DOT_TYPE(Q5_1, q5_1, 1, NULL)
+	DOT_TYPE(IQ4_NL, iq4_nl, 1, NULL)
+	DOT_TYPE(Q2_K, q2_K, 8, PREP(q2_K))
+	DOT_TYPE(Q3_K, q3_K, 8, PREP(q3_K))
+	DOT_TYPE(Q4_K, q4_K, 8, PREP(q4_K))
+	DOT_TYPE(Q5_K, q5_K, 8, PREP(q5_K))
+	DOT_TYPE(Q6_K, q6_K, 8, PREP(q6_K))
+	DOT_TYPE(IQ4_XS, iq4_xs, 8, PREP(iq4_xs))
 	}
 }
 #endif
