@@ -515,6 +515,7 @@ FUSED void prep_iq4_xs(kscales *ks, const char *row, int64_t sb)
 {
 	const block_iq4_xs *b = (const block_iq4_xs *)row + sb;
 	const float d = half_to_float(b->d);
+#pragma GCC unroll 16
 	for (int s = 0; s < 8; s++) {
 		int ls = ((b->scales_l[s / 2] >> 4 * (s % 2)) & 15) | ((b->scales_h >> 2 * s) & 3) << 4;
 		ks->d[2 * s] = ks->d[2 * s + 1] = d * (ls - 32);
@@ -539,6 +540,7 @@ FUSED void prep_q2_K(kscales *ks, const char *row, int64_t sb)
 {
 	const block_q2_K *b = (const block_q2_K *)row + sb;
 	const float d = half_to_float(b->d), dmin = half_to_float(b->dmin);
+#pragma GCC unroll 16
 	for (int i = 0; i < 16; i++) {
 		ks->d[i] = d * (b->scales[i] & 15);
 		ks->m[i] = dmin * (b->scales[i] >> 4);
@@ -560,6 +562,7 @@ FUSED void prep_q3_K(kscales *ks, const char *row, int64_t sb)
 {
 	const block_q3_K *b = (const block_q3_K *)row + sb;
 	const float d = half_to_float(b->d);
+#pragma GCC unroll 16
 	for (int i = 0; i < 16; i++)
 		ks->d[i] = d * k3_scale(b->scales, i);
 }
@@ -580,6 +583,7 @@ FUSED void unpack_q3_K(vf w[NV], const char *row, int64_t c, const kscales *ks)
 FUSED void prep_k4(kscales *ks, uint16_t dh, uint16_t dminh, const uint8_t *scales)
 {
 	const float d = half_to_float(dh), dmin = half_to_float(dminh);
+#pragma GCC unroll 8
 	for (int s = 0; s < 8; s++) {
 		int sc, m;
 		k4_scale_min(scales, s, &sc, &m);
@@ -625,6 +629,7 @@ FUSED void prep_q6_K(kscales *ks, const char *row, int64_t sb)
 {
 	const block_q6_K *b = (const block_q6_K *)row + sb;
 	const float d = half_to_float(b->d);
+#pragma GCC unroll 16
 	for (int i = 0; i < 16; i++)
 		ks->d[i] = d * b->scales[i];
 }
@@ -678,12 +683,21 @@ FUSED void dot_group(float *y, size_t ys, const char *row, size_t bb, int cpb, p
 	vf acc[GROUP][2][2] = { 0 };
 	kscales ks;
 	int64_t nb = n / QK, k = 0;
+	if (prep) {     /* super-blocks: 8 chunks, unrolled, so each knows its place */
+		for (int64_t b = 0; b < nb / 8; b++) {
+			__builtin_prefetch(row + b * bb + 4096);
+			prep(&ks, row, b);
+#pragma GCC unroll 8
+			for (int u = 0; u < 8; u++)
+				dot_block(acc, row, 8 * b + u, unpack, &ks, x + (8 * b + u) * QK, n, nt,
+					  nt == 1 ? u % 2 : 0, s);
+		}
+		k = nb;
+	}
 	for (; k + steps <= nb; k += steps) {
 		/* 4 KB ahead, into the next rows of the tile: the hardware
 		 * prefetcher alone leaves the stream short of memory speed */
 		__builtin_prefetch(row + k / cpb * bb + 4096);
-		if (prep && k % 8 == 0)         /* steps of 1 or 2 land on every 8th */
-			prep(&ks, row, k / 8);
 #pragma GCC unroll 2
 		for (int u = 0; u < steps; u++)
 			dot_block(acc, row, k + u, unpack, &ks, x + (k + u) * QK, n, nt, u, s);
