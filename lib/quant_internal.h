@@ -515,7 +515,7 @@ FUSED void prep_iq4_xs(kscales *ks, const char *row, int64_t sb)
 {
 	const block_iq4_xs *b = (const block_iq4_xs *)row + sb;
 	const float d = half_to_float(b->d);
-#pragma GCC unroll 16
+#pragma GCC unroll 8
 	for (int s = 0; s < 8; s++) {
 		int ls = ((b->scales_l[s / 2] >> 4 * (s % 2)) & 15) | ((b->scales_h >> 2 * s) & 3) << 4;
 		ks->d[2 * s] = ks->d[2 * s + 1] = d * (ls - 32);
@@ -540,7 +540,6 @@ FUSED void prep_q2_K(kscales *ks, const char *row, int64_t sb)
 {
 	const block_q2_K *b = (const block_q2_K *)row + sb;
 	const float d = half_to_float(b->d), dmin = half_to_float(b->dmin);
-#pragma GCC unroll 16
 	for (int i = 0; i < 16; i++) {
 		ks->d[i] = d * (b->scales[i] & 15);
 		ks->m[i] = dmin * (b->scales[i] >> 4);
@@ -562,7 +561,6 @@ FUSED void prep_q3_K(kscales *ks, const char *row, int64_t sb)
 {
 	const block_q3_K *b = (const block_q3_K *)row + sb;
 	const float d = half_to_float(b->d);
-#pragma GCC unroll 16
 	for (int i = 0; i < 16; i++)
 		ks->d[i] = d * k3_scale(b->scales, i);
 }
@@ -629,7 +627,6 @@ FUSED void prep_q6_K(kscales *ks, const char *row, int64_t sb)
 {
 	const block_q6_K *b = (const block_q6_K *)row + sb;
 	const float d = half_to_float(b->d);
-#pragma GCC unroll 16
 	for (int i = 0; i < 16; i++)
 		ks->d[i] = d * b->scales[i];
 }
