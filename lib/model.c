@@ -167,6 +167,10 @@ static int is_llama_tensor(const char *name, int n_layers)
 	if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output_norm.weight") ||
 	    !strcmp(name, "output.weight") || !strcmp(name, "rope_freqs.weight"))
 		return 1;
+	/* an ARM with its backbone embedded reads as the plain backbone: its
+	 * adapters (arm.h) are parm's own, not part of the llama layer */
+	if (strstr(name, ".pblora_"))
+		return 1;
 	if (sscanf(name, "blk.%d.%31[a-z_].weight%n", &layer, part, &end) != 2 ||
 	    name[end] || layer < 0 || layer >= n_layers)
 		return 0;
