@@ -102,6 +102,67 @@ static double decode_rate(const parm_model *m, int batch)
 	return (double)STEPS * batch / t;
 }
 
+/* Tokens per second of one prefill of PREFILL tokens (best of two). */
+enum { PREFILL = 128 };
+
+static double prefill_rate(const parm_model *m)
+{
+	int tokens[PREFILL], slot[PREFILL] = { 0 };
+	float *logits = xmalloc((size_t)m->cfg.n_vocab * sizeof *logits);
+	uint8_t want[PREFILL] = { 0 };
+	double best = 1e30;
+	want[PREFILL - 1] = 1;  /* the last position's logits, as a prompt needs */
+	for (int i = 0; i < PREFILL; i++)
+		tokens[i] = 1 + (i * 7919) % (m->cfg.n_vocab - 1);
+	for (int rep = 0; rep < 2; rep++) {
+		parm_kv *kv = parm_kv_new(m, 1, PREFILL);
+		double t0 = parm_now();
+		if (parm_forward(m, kv, PREFILL, tokens, slot, want, logits) != 1)
+			die("prefill: %s", parm_error());
+		double t = parm_now() - t0;
+		best = t < best ? t : best;
+		parm_kv_free(kv);
+	}
+	free(logits);
+	return PREFILL / best;
+}
+
+/* llama.cpp's own llama-bench on the same file, same threads: decode of
+ * 32 tokens (tg) and a prefill of PREFILL (pp), tokens/s; 0 when it is
+ * not built (tests/bench.sh builds it in the cached llama.cpp). */
+static void llama_bench(const char *path, int threads, double *tg, double *pp)
+{
+	char cmd[8400], line[4096];
+	const char *home = getenv("HOME");
+	*tg = *pp = 0;
+	snprintf(cmd, sizeof cmd, "'%s/.cache/parm/llama.cpp/build/bin/llama-bench' -m '%s' -t %d "
+		 "-p %d -n 32 -r 3 -o csv 2>/dev/null", home ? home : "", path, threads, PREFILL);
+	FILE *f = popen(cmd, "r");
+	int col_p = -1, col_g = -1, col_ts = -1;
+	while (f && fgets(line, sizeof line, f)) {
+		int col = 0, n_prompt = -1, n_gen = -1;
+		double ts = 0;
+		for (char *save, *field = strtok_r(line, ",\n", &save); field;
+		     field = strtok_r(NULL, ",\n", &save), col++) {
+			size_t len = strlen(field);
+			if (len >= 2 && *field == '"' && field[len - 1] == '"')
+				field[len - 1] = 0, field++;
+			if (!strcmp(field, "n_prompt")) col_p = col;
+			else if (!strcmp(field, "n_gen")) col_g = col;
+			else if (!strcmp(field, "avg_ts")) col_ts = col;
+			else if (col == col_p) n_prompt = atoi(field);
+			else if (col == col_g) n_gen = atoi(field);
+			else if (col == col_ts) ts = atof(field);
+		}
+		if (n_prompt == 0 && n_gen > 0)
+			*tg = ts;
+		else if (n_prompt > 0 && n_gen == 0)
+			*pp = ts;
+	}
+	if (f)
+		pclose(f);
+}
+
 struct bench_model {
 	const char *name;
 	int dim, layers, heads, kv_heads, ff;
@@ -190,6 +251,10 @@ static void print_rss(const char *path, double *rss, double *file, double *kv)
 	parm_model_free(m);
 }
 
+static char side_by_side[16][128];     /* rows of the llama.cpp table */
+static int bench_threads;
+static int n_side;
+
 static void bench_one(const struct bench_model *b, const char *cache, const char *vocab,
 		      double bandwidth)
 {
@@ -205,6 +270,12 @@ static void bench_one(const struct bench_model *b, const char *cache, const char
 	double bytes = (double)parm_model_bytes_per_token(m);
 	double r1 = decode_rate(m, 1), r8 = decode_rate(m, 8), rss, file, kv;
 	print_rss(path, &rss, &file, &kv);
+	double pf = prefill_rate(m), tg, pp;
+	llama_bench(path, bench_threads, &tg, &pp);
+	snprintf(side_by_side[n_side++], sizeof side_by_side[0],
+		 "%-6s %-6s %9.1f %9.1f %6.2f %9.1f %9.1f %6.2f", b->name,
+		 b->quantize ? b->quantize : ggml_type_name(b->type), r1, tg, tg > 0 ? r1 / tg : 0,
+		 pf, pp, pp > 0 ? pf / pp : 0);
 	printf("%-6s %-6s %8.1f %9.1f %9.1f %9.1f %5.0f%% %9.1f %8.0f %8.0f %5.2f\n", b->name,
 	       b->quantize ? b->quantize : ggml_type_name(b->type), bytes / 1e6, bandwidth / bytes, r1, r8,
 	       100 * r1 / (bandwidth / bytes), r8 / r1, rss, file, rss / (file + kv));
@@ -217,6 +288,8 @@ int main(int argc, char **argv)
 	static const struct bench_model models[] = {
 		{ "tiny", 64, 2, 4, 2, 192, GGML_F32, NULL },
 		{ "134M", 768, 12, 12, 12, 2048, GGML_F32, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, GGML_F16, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, GGML_BF16, NULL },
 		{ "134M", 768, 12, 12, 12, 2048, GGML_Q8_0, NULL },
 		{ "134M", 768, 12, 12, 12, 2048, GGML_Q4_0, NULL },
 		{ "134M", 768, 12, 12, 12, 2048, GGML_Q4_K, "Q4_K_M" },
@@ -240,7 +313,8 @@ int main(int argc, char **argv)
 	}
 	mkdir(cache, 0777);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	parm_set_threads(cpus > 0 ? (int)cpus : 1);
+	bench_threads = cpus > 0 ? (int)cpus : 1;
+	parm_set_threads(bench_threads);
 	double copy = copy_bandwidth(), bw = read_bandwidth((int)cpus);
 	printf("memcpy %.1f GB/s (read + write), read sweep %.1f GB/s; bound = read / weight bytes\n",
 	       copy / 1e9, bw / 1e9);
@@ -252,5 +326,12 @@ int main(int argc, char **argv)
 	       "bound", "batch1", "batch8", "b1/bd", "b8/b1", "rss", "file", "r/f+kv");
 	for (size_t i = 0; i < sizeof models / sizeof *models; i++)
 		bench_one(&models[i], cache, argv[1], bw);
+	printf("\nagainst llama.cpp's llama-bench on the same files, %ld threads, in this run\n"
+	       "(tg: decode 32 tokens at batch 1; pp: a prefill of %d; 0: llama-bench not built)\n",
+	       cpus, PREFILL);
+	printf("%-6s %-6s %9s %9s %6s %9s %9s %6s\n", "model", "type", "parm-tg", "llama-tg",
+	       "ratio", "parm-pp", "llama-pp", "ratio");
+	for (int i = 0; i < n_side; i++)
+		puts(side_by_side[i]);
 	return 0;
 }
