@@ -36,7 +36,8 @@ static void on_sigbus(int sig)
 	_exit(1);
 }
 
-int parm_address_space_limited(void)
+/* ulimit -v is set */
+static int address_space_limited(void)
 {
 	struct rlimit r;
 	return getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY;
@@ -58,7 +59,7 @@ static void exit_before_library_destructors(int status, void *arg)
  * OpenBLAS could not get its buffers at all. */
 static void live_with_address_limit(void)
 {
-	if (parm_address_space_limited())
+	if (address_space_limited())
 		on_exit(exit_before_library_destructors, NULL);
 }
 

@@ -19,7 +19,6 @@ void parm_setprog(const char *argv0);
 /* An async-signal-safe function run before a fatal-signal exit (SIGBUS),
  * e.g. removing temporary files; NULL for none. */
 void parm_set_cleanup(void (*cleanup)(void));
-int parm_address_space_limited(void);   /* ulimit -v is set */
 /* -1 (parm_error) when ulimit -v leaves too little room for OpenBLAS's
  * per-thread buffers: it would wait for ever instead of failing. */
 int parm_check_address_limit(void);
