@@ -253,7 +253,7 @@ static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker
 {
 	const float *wt;
 	size_t rb = ggml_row_bytes(j->t, j->in);
-	if (n <= SMALL_N && ggml_type_block(j->t) > 1) {
+	if (n <= SMALL_N && quant_dot_fused(j->t, j->in)) {
 		/* fused: the blocks are read in place, never written as floats */
 		for (int r = 0; r < rows; r++)
 			quant_dot(j->y + r0 + r, j->out, (const char *)j->w + (size_t)(r0 + r) * rb,

@@ -335,7 +335,8 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n)
 
 /* Fused dot products: see quant_internal.h, built once per SIMD path. */
 
-/* f16, bf16 (and f32): dequantised a chunk at a time onto the stack. */
+/* f32, and f16 or bf16 rows not a multiple of 32: a chunk at a time onto
+ * the stack. */
 static void dot_dequant(float *y, size_t ys, const void *row, enum ggml_type t,
 			const float *x, int nx, int64_t n)
 {
@@ -353,6 +354,13 @@ static void dot_dequant(float *y, size_t ys, const void *row, enum ggml_type t,
 			y[i * ys] += sum;
 		}
 	}
+}
+
+int quant_dot_fused(enum ggml_type t, int64_t n)
+{
+	if (t == GGML_F16 || t == GGML_BF16)
+		return n % QK == 0;
+	return ggml_type_block(t) > 1 && quant_type_computed(t);
 }
 
 static quant_dot_fn *quant_dot_path;   /* Q8_0 and Q4_0, on parm_simd()'s path */
@@ -374,7 +382,7 @@ void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
 	       const float *x, int nx, int64_t n)
 {
 	pthread_once(&quant_dot_once, choose_quant_dot);
-	if (ggml_type_block(t) > 1)
+	if (quant_dot_fused(t, n))
 		quant_dot_path(y, ys, row, t, x, nx, n);
 	else
 		dot_dequant(y, ys, row, t, x, nx, n);

@@ -46,6 +46,9 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n);
  * the last bit. */
 void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
 	       const float *x, int nx, int64_t n);
+/* 1 when quant_dot reads a row of type t and length n in place in a fused
+ * dot (every block type; f16 and bf16 when n is a multiple of 32). */
+int quant_dot_fused(enum ggml_type t, int64_t n);
 void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,
 		   const float *x, int nx, int64_t n);
 

@@ -223,7 +223,28 @@ static inline void chunk_iq4_xs(float *restrict f, const void *restrict row, int
 	}
 }
 
-/* quant_dot for every type but the f16s and f32, on one path. */
+/* F16 and BF16 rows, 32 elements at a time, for the fused dots. */
+typedef struct { uint16_t h[QK]; } block_f16;
+typedef struct { uint16_t h[QK]; } block_bf16;
+
+static inline void chunk_f16(float *restrict f, const void *restrict row, int64_t c)
+{
+	const uint16_t *h = (const uint16_t *)row + c * QK;
+	for (int j = 0; j < QK; j++)
+		f[j] = half_to_float(h[j]);
+}
+
+static inline void chunk_bf16(float *restrict f, const void *restrict row, int64_t c)
+{
+	const uint16_t *h = (const uint16_t *)row + c * QK;
+	for (int j = 0; j < QK; j++) {
+		uint32_t bits = (uint32_t)h[j] << 16;
+		memcpy(&f[j], &bits, 4);
+	}
+}
+
+/* quant_dot for every type but f32 (f16 and bf16 rows of a multiple of
+ * 32), on one path. */
 typedef void quant_dot_fn(float *y, size_t ys, const void *row, enum ggml_type t,
 			  const float *x, int nx, int64_t n);
 quant_dot_fn quant_dot_portable;
@@ -642,6 +663,34 @@ FUSED void unpack_q6_K(vf w[NV], const char *row, int64_t c, const kscales *ks)
 		w[j] = to_float(v - 32) * ks->d[2 * s + half_of(j)];
 	}
 }
+/* F16: F16C converts 16 (8) at once; BF16 is the top half of an f32. */
+FUSED void unpack_f16(vf w[NV], const char *row, int64_t c, const kscales *ks)
+{
+	const uint16_t *h = (const uint16_t *)row + c * QK;
+	for (int j = 0; j < NV; j++) {
+#if defined(__AVX512F__)
+		__m512 f = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + j * VL)));
+#else
+		__m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + j * VL)));
+#endif
+		memcpy(&w[j], &f, sizeof f);
+	}
+}
+
+FUSED void unpack_bf16(vf w[NV], const char *row, int64_t c, const kscales *ks)
+{
+	const uint16_t *h = (const uint16_t *)row + c * QK;
+	for (int j = 0; j < NV; j++) {
+#if defined(__AVX512F__)
+		__m512i v = _mm512_slli_epi32(_mm512_cvtepu16_epi32(
+			_mm256_loadu_si256((const __m256i *)(h + j * VL))), 16);
+#else
+		__m256i v = _mm256_slli_epi32(_mm256_cvtepu16_epi32(
+			_mm_loadu_si128((const __m128i *)(h + j * VL))), 16);
+#endif
+		memcpy(&w[j], &v, sizeof v);
+	}
+}
 #define PREP(type) prep_##type
 #else
 #define PREP(type) NULL         /* the scalar unpackers decode their own scales */
@@ -655,6 +704,8 @@ UNPACK_BY_CHUNK(q4_K)
 UNPACK_BY_CHUNK(q5_K)
 UNPACK_BY_CHUNK(q6_K)
 UNPACK_BY_CHUNK(iq4_xs)
+UNPACK_BY_CHUNK(f16)
+UNPACK_BY_CHUNK(bf16)
 #endif
 
 /* acc[i][u][*] += chunk c . x[i] for i < nt, over s sums. */
@@ -748,6 +799,8 @@ void QUANT_DOT_VARIANT(float *y, size_t ys, const void *row, enum ggml_type t,
 	DOT_TYPE(Q5_K, q5_K, 8, PREP(q5_K))
 	DOT_TYPE(Q6_K, q6_K, 8, PREP(q6_K))
 	DOT_TYPE(IQ4_XS, iq4_xs, 8, PREP(iq4_xs))
+	DOT_TYPE(F16, f16, 1, NULL)
+	DOT_TYPE(BF16, bf16, 1, NULL)
 	}
 }
 #endif

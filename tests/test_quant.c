@@ -364,6 +364,8 @@ static void test_dot_path(quant_dot_fn *dot, const char *path)
 				enum ggml_type t = read_only_types[i];
 				test_quant_dot(dot, path, t, nx, ggml_type_block(t) * (k ? 5 : 3));
 			}
+			test_quant_dot(dot, path, GGML_F16, nx, 32 * (k ? 33 : 3));
+			test_quant_dot(dot, path, GGML_BF16, nx, 32 * (k ? 33 : 3));
 		}
 }
 
