@@ -424,50 +424,58 @@ void rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int 
 
 /* The angle of pair k at position p: p base^(-2k/hd), divided by the
  * pair's frequency factor when the model has them (Llama 3.1's
- * rope_freqs, which slows the low frequencies down). */
-static double rope_angle(int p, int k, int hd, float base, const float *freq_factors)
+ * rope_freqs, which slows the low frequencies down; Phi-3's LongRoPE). */
+static double rope_angle(int p, int k, int hd, const rope_params *rp)
 {
-	double theta = p * pow(base, -2.0 * k / hd);
-	return freq_factors ? theta / freq_factors[k] : theta;
+	double theta = p * pow(rp->base, -2.0 * k / hd);
+	return rp->factors ? theta / rp->factors[k] : theta;
 }
 
-void rope_forward(float *x, const int *pos, int n, int heads, int hd, float base,
-		  const float *freq_factors)
+/* Where pair k of a head sits: (2k, 2k+1) or, NEOX, (k, k + hd/2). */
+static void rope_pair(int k, int hd, int neox, int *a, int *b)
 {
-	float cs[512], sn[512];         /* hd/2 angles; llama heads are <= 256 */
-	int half = hd / 2;
+	*a = neox ? k : 2 * k;
+	*b = neox ? k + hd / 2 : 2 * k + 1;
+}
+
+void rope_forward(float *x, const int *pos, int n, int heads, int hd, const rope_params *rp)
+{
+	float cs[512], sn[512];         /* hd/2 angles; heads are <= 1024 wide */
+	int half = hd / 2, ia[512], ib[512];
 	if (half > 512)
 		half = 512;
+	for (int k = 0; k < half; k++)
+		rope_pair(k, hd, rp->neox, &ia[k], &ib[k]);
 	for (int i = 0; i < n; i++) {
 		for (int k = 0; k < half; k++) {
-			double theta = rope_angle(pos[i], k, hd, base, freq_factors);
-			cs[k] = (float)cos(theta);
-			sn[k] = (float)sin(theta);
+			double theta = rope_angle(pos[i], k, hd, rp);
+			cs[k] = (float)(cos(theta) * rp->mscale);
+			sn[k] = (float)(sin(theta) * rp->mscale);
 		}
 		for (int h = 0; h < heads; h++) {
 			float *v = x + ((size_t)i * heads + h) * hd;
 			for (int k = 0; k < half; k++) {
-				float a = v[2 * k], b = v[2 * k + 1];
-				v[2 * k] = a * cs[k] - b * sn[k];
-				v[2 * k + 1] = a * sn[k] + b * cs[k];
+				float a = v[ia[k]], b = v[ib[k]];
+				v[ia[k]] = a * cs[k] - b * sn[k];
+				v[ib[k]] = a * sn[k] + b * cs[k];
 			}
 		}
 	}
 }
 
-void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, float base,
-		      const float *freq_factors)
+void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, const rope_params *rp)
 {
 	for (int i = 0; i < n; i++)
 		for (int h = 0; h < heads; h++)
 			for (int k = 0; k < hd / 2; k++) {
-				float *v = x + ((size_t)i * heads + h) * hd + 2 * k;
-				double theta = pos[i] * pow(base, -2.0 * k / hd);
-				if (freq_factors)
-					theta /= freq_factors[k];
-				double a = v[0], b = v[1];
-				v[0] = (float)(a * cos(theta) - b * sin(theta));
-				v[1] = (float)(a * sin(theta) + b * cos(theta));
+				float *v = x + ((size_t)i * heads + h) * hd;
+				float *a = rp->neox ? v + k : v + 2 * k, *b = rp->neox ? v + k + hd / 2 : v + 2 * k + 1;
+				double theta = pos[i] * pow(rp->base, -2.0 * k / hd);
+				if (rp->factors)
+					theta /= rp->factors[k];
+				double x0 = *a, x1 = *b, c = cos(theta) * rp->mscale, s = sin(theta) * rp->mscale;
+				*a = (float)(x0 * c - x1 * s);
+				*b = (float)(x0 * s + x1 * c);
 			}
 }
 
@@ -747,13 +755,12 @@ void rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *
 
 /* ---- rope ---- */
 
-void rope_backward(float *dx, const int *pos, int n, int heads, int hd, float base,
-		   const float *freq_factors)
+void rope_backward(float *dx, const int *pos, int n, int heads, int hd, const rope_params *rp)
 {
 	int *neg = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *neg);
 	for (int i = 0; i < n; i++)
 		neg[i] = -pos[i];
-	rope_forward(dx, neg, n, heads, hd, base, freq_factors);
+	rope_forward(dx, neg, n, heads, hd, rp);
 	free(neg);
 }
 

@@ -49,12 +49,21 @@ void embed_forward(float *out, const void *table, enum ggml_type t,
 void rmsnorm_forward(float *out, const float *x, const float *w, int n, int d, float eps);
 void rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int d, float eps);
 
-/* Rotate x[N][heads][hd] in place: adjacent pairs (x[2i], x[2i+1]) of each
- * head by pos[n] * base^(-2i/hd) (ggml's "normal" rope, as llama uses). */
-void rope_forward(float *x, const int *pos, int n, int heads, int hd, float base,
-		  const float *freq_factors);
-void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, float base,
-		      const float *freq_factors);
+/* How a model rotates q and k.  Pair i of a head turns by
+ * pos * base^(-2i/hd) / factors[i] (factors NULL: 1).  The pairs are
+ * adjacent, (x[2i], x[2i+1]), in ggml's "normal" rope (llama), and half a
+ * head apart, (x[i], x[i + hd/2]), in its NEOX rope (qwen2, qwen3, phi3).
+ * mscale multiplies both cos and sin (LongRoPE's attention factor; 1
+ * otherwise), as ggml_rope_ext does with its attn_factor. */
+typedef struct {
+	float base, mscale;
+	const float *factors;           /* [hd/2] or NULL */
+	int neox;
+} rope_params;
+
+/* Rotate x[N][heads][hd] in place by the positions pos[N]. */
+void rope_forward(float *x, const int *pos, int n, int heads, int hd, const rope_params *rp);
+void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, const rope_params *rp);
 
 /* Causal grouped-query attention over a cache.  Token i attends to the
  * positions 0..pos[i] of its own cache kc[i], vc[i] ([T][G][hd] each);
@@ -103,10 +112,10 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 void rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *x,
 			  const float *w, int n, int d, float eps);
 
-/* The rotation is orthogonal: the gradient of the rotated x[N][heads][hd]
- * is turned back in place by the inverse rotation (angle -theta). */
-void rope_backward(float *dx, const int *pos, int n, int heads, int hd, float base,
-		   const float *freq_factors);
+/* The rotation is orthogonal (times mscale): the gradient of the rotated
+ * x[N][heads][hd] is turned back in place by the transposed rotation,
+ * angle -theta, times mscale. */
+void rope_backward(float *dx, const int *pos, int n, int heads, int hd, const rope_params *rp);
 
 /* Causal grouped-query attention for training, no cache: the tokens of
  * sequence s are rows start[s] .. start[s] + len[s] - 1 of q[N][H][hd],

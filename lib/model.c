@@ -1,5 +1,6 @@
-/* model.c - the llama transformer: load from GGUF, the KV cache, the
- * batched forward pass, and random initialisation.  Legend in model.h. */
+/* model.c - the llama-family transformer: load any architecture of
+ * arch.h from GGUF, the KV cache, the batched forward pass, and random
+ * initialisation.  Legend in model.h. */
 #include "model.h"
 
 #include <cblas.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "linear.h"
 #include "quant.h"
 #include "rng.h"
 #include "util.h"
@@ -44,216 +46,351 @@ static int hparam_float(const gguf_file *g, const char *key, double def, float *
 	return 0;
 }
 
-static int check_architecture(const gguf_file *g)
+/* A file being loaded: which tensors the model has taken (every other one
+ * is refused by name: a part parm does not run would change the maths). */
+typedef struct {
+	parm_model *m;
+	const gguf_file *g;
+	uint8_t *used;                  /* [n_tensors] */
+	char key[128];
+} loader;
+
+/* "<arch>.<suffix>", the key of an architecture's hyper-parameter. */
+static const char *arch_key(loader *ld, const char *suffix)
+{
+	snprintf(ld->key, sizeof ld->key, "%s.%s", ld->m->arch->name, suffix);
+	return ld->key;
+}
+
+static int read_architecture(loader *ld)
 {
 	const char *arch;
 	size_t len;
-	if (gguf_get_str(g, "general.architecture", &arch, &len) < 0)
-		return parm_fail("%s: no general.architecture", gguf_path(g));
-	if (len != 5 || memcmp(arch, "llama", 5))
-		return parm_fail("%s: architecture '%.*s' is not supported (llama only)",
-				 gguf_path(g), (int)len, arch);
+	if (gguf_get_str(ld->g, "general.architecture", &arch, &len) < 0)
+		return parm_fail("%s: no general.architecture", gguf_path(ld->g));
+	int id = parm_arch_find(arch, len);
+	if (id < 0)
+		return parm_fail("%s: architecture '%.*s' is not supported (parm reads %s)",
+				 gguf_path(ld->g), (int)len, arch, parm_arch_names());
+	ld->m->cfg.arch = id;
+	ld->m->arch = parm_arch_at(id);
 	return 0;
 }
 
 /* Keys that change the maths and are not implemented: refused by name,
  * never ignored (llama.cpp applies them; parm's logits would differ). */
-static int check_unimplemented_keys(const gguf_file *g)
+static int check_unimplemented_keys(loader *ld)
 {
 	const char *s;
 	size_t len;
 	double f;
 	int64_t n;
-	static const char *const factors[] = { "llama.rope.scaling.factor", "llama.rope.scale_linear" };
+	static const char *const factors[] = { "rope.scaling.factor", "rope.scale_linear" };
 	for (size_t i = 0; i < sizeof factors / sizeof *factors; i++)
-		if (gguf_get_float(g, factors[i], &f) == 0 && f != 0 && f != 1)
+		if (gguf_get_float(ld->g, arch_key(ld, factors[i]), &f) == 0 && f != 0 && f != 1)
 			return parm_fail("%s: %s = %g: rope scaling is not implemented",
-					 gguf_path(g), factors[i], f);
-	if (gguf_get_str(g, "llama.rope.scaling.type", &s, &len) == 0 &&
-	    strcmp(s, "none") && strcmp(s, "linear"))
-		return parm_fail("%s: llama.rope.scaling.type = %s is not implemented", gguf_path(g), s);
-	if (gguf_get_int(g, "llama.expert_count", &n) == 0 && n > 0)
-		return parm_fail("%s: llama.expert_count = %lld: mixture-of-experts layers are not "
-				 "implemented", gguf_path(g), (long long)n);
+					 gguf_path(ld->g), ld->key, f);
+	if (gguf_get_str(ld->g, arch_key(ld, "rope.scaling.type"), &s, &len) == 0 &&
+	    !(len == 4 && !memcmp(s, "none", 4)) && !(len == 6 && !memcmp(s, "linear", 6)))
+		return parm_fail("%s: %s = %.*s is not implemented", gguf_path(ld->g), ld->key,
+				 (int)len, s);
+	if (gguf_get_int(ld->g, arch_key(ld, "expert_count"), &n) == 0 && n > 0)
+		return parm_fail("%s: %s = %lld: mixture-of-experts layers are not implemented",
+				 gguf_path(ld->g), ld->key, (long long)n);
 	return 0;
 }
 
-static int read_config(parm_config *c, const gguf_file *g)
+static int read_sizes(loader *ld, parm_config *c)
 {
-	if (check_architecture(g) < 0 ||
-	    hparam_int(g, "llama.embedding_length", -1, &c->dim) < 0 ||
-	    hparam_int(g, "llama.block_count", -1, &c->n_layers) < 0 ||
-	    hparam_int(g, "llama.attention.head_count", -1, &c->n_heads) < 0 ||
-	    hparam_int(g, "llama.attention.head_count_kv", c->n_heads, &c->n_kv_heads) < 0 ||
-	    hparam_int(g, "llama.feed_forward_length", -1, &c->ff) < 0 ||
-	    hparam_int(g, "llama.context_length", -1, &c->n_ctx) < 0 ||
-	    hparam_float(g, "llama.attention.layer_norm_rms_epsilon", 1e-5, &c->rms_eps) < 0 ||
-	    hparam_float(g, "llama.rope.freq_base", 10000, &c->rope_theta) < 0)
+	const gguf_file *g = ld->g;
+	if (hparam_int(g, arch_key(ld, "embedding_length"), -1, &c->dim) < 0 ||
+	    hparam_int(g, arch_key(ld, "block_count"), -1, &c->n_layers) < 0 ||
+	    hparam_int(g, arch_key(ld, "attention.head_count"), -1, &c->n_heads) < 0 ||
+	    hparam_int(g, arch_key(ld, "attention.head_count_kv"), c->n_heads, &c->n_kv_heads) < 0 ||
+	    hparam_int(g, arch_key(ld, "feed_forward_length"), -1, &c->ff) < 0 ||
+	    hparam_int(g, arch_key(ld, "context_length"), -1, &c->n_ctx) < 0 ||
+	    hparam_float(g, arch_key(ld, "attention.layer_norm_rms_epsilon"), 1e-5, &c->rms_eps) < 0 ||
+	    hparam_float(g, arch_key(ld, "rope.freq_base"), 10000, &c->rope_theta) < 0 ||
+	    hparam_float(g, arch_key(ld, "rope.scaling.attn_factor"), 1, &c->rope_mscale) < 0 ||
+	    hparam_int(g, arch_key(ld, "rope.scaling.original_context_length"), c->n_ctx,
+		       &c->rope_ctx_orig) < 0)
 		return -1;
-	if (c->dim % c->n_heads || c->n_heads % c->n_kv_heads || (c->dim / c->n_heads) % 2)
-		return parm_fail("%s: embedding_length %d, head_count %d and head_count_kv %d do not fit together",
-				 gguf_path(g), c->dim, c->n_heads, c->n_kv_heads);
-	int rope_dims, hd = c->dim / c->n_heads;
-	if (hparam_int(g, "llama.rope.dimension_count", hd, &rope_dims) < 0)
-		return -1;
-	if (rope_dims != hd)
-		return parm_fail("%s: llama.rope.dimension_count %d differs from the head dim %d (partial rope is not supported)",
-				 gguf_path(g), rope_dims, hd);
-	int key_len, value_len;
-	if (hparam_int(g, "llama.attention.key_length", hd, &key_len) < 0 ||
-	    hparam_int(g, "llama.attention.value_length", hd, &value_len) < 0)
-		return -1;
-	if (key_len != hd || value_len != hd)
-		return parm_fail("%s: attention key/value length %d/%d differs from the head dim %d "
-				 "(not implemented)", gguf_path(g), key_len, value_len, hd);
-	return check_unimplemented_keys(g);
+	if (c->n_heads % c->n_kv_heads)
+		return parm_fail("%s: head_count %d is not a multiple of head_count_kv %d",
+				 gguf_path(g), c->n_heads, c->n_kv_heads);
+	return 0;
 }
 
-/* A tensor of the given shape: rows 0 means a 1-D vector of cols. */
-static int find_weight(parm_weight *w, const gguf_file *g, const char *name,
-		       int64_t cols, int64_t rows)
+/* The head dim: key_length (qwen3's differs from dim / heads), which the
+ * value length and the rotated dims must equal. */
+static int read_head_dim(loader *ld, parm_config *c)
 {
-	const gguf_tensor *t = gguf_find_tensor(g, name);
-	int want_dims = rows ? 2 : 1;
+	const gguf_file *g = ld->g;
+	int hd = c->dim % c->n_heads ? 0 : c->dim / c->n_heads, value_len, rope_dims;
+	if (hparam_int(g, arch_key(ld, "attention.key_length"), hd ? hd : -1, &c->head_dim) < 0)
+		return -1;
+	hd = c->head_dim;
+	if (hd % 2 || hd > 1024)
+		return parm_fail("%s: head dim %d (must be even and at most 1024)", gguf_path(g), hd);
+	if (hparam_int(g, arch_key(ld, "attention.value_length"), hd, &value_len) < 0 ||
+	    hparam_int(g, arch_key(ld, "rope.dimension_count"), hd, &rope_dims) < 0)
+		return -1;
+	if (value_len != hd)
+		return parm_fail("%s: attention value length %d differs from the key length %d "
+				 "(not implemented)", gguf_path(g), value_len, hd);
+	if (rope_dims != hd)
+		return parm_fail("%s: %s %d differs from the head dim %d (partial rope is not "
+				 "implemented)", gguf_path(g), ld->key, rope_dims, hd);
+	return 0;
+}
+
+static int read_config(loader *ld)
+{
+	parm_config *c = &ld->m->cfg;
+	if (read_architecture(ld) < 0 || read_sizes(ld, c) < 0 || read_head_dim(ld, c) < 0)
+		return -1;
+	return check_unimplemented_keys(ld);
+}
+
+/* The tensor called name, marked as taken; NULL if absent (no error). */
+static const gguf_tensor *take_tensor(loader *ld, const char *name)
+{
+	const gguf_tensor *t = gguf_find_tensor(ld->g, name);
+	if (t)
+		ld->used[t - gguf_tensor_at(ld->g, 0)] = 1;
+	return t;
+}
+
+/* A matrix [rows][cols] of a type parm computes. */
+static int find_weight(loader *ld, parm_weight *w, const char *name, int64_t cols, int64_t rows)
+{
+	const gguf_file *g = ld->g;
+	const gguf_tensor *t = take_tensor(ld, name);
 	if (!t)
 		return parm_fail("%s: tensor '%s' is missing", gguf_path(g), name);
-	if (t->n_dims != want_dims || t->ne[0] != cols || (rows && t->ne[1] != rows))
+	if (t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows)
 		return parm_fail("%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]",
 				 gguf_path(g), name, (long long)t->ne[0],
-				 (long long)(t->n_dims > 1 ? t->ne[1] : 1),
-				 (long long)cols, (long long)(rows ? rows : 1));
-	int vec_ok = t->type == GGML_F32 || t->type == GGML_F16 || t->type == GGML_BF16;
-	if (rows && !quant_type_computed(t->type))
+				 (long long)(t->n_dims > 1 ? t->ne[1] : 1), (long long)cols, (long long)rows);
+	if (!quant_type_computed(t->type))
 		return parm_fail("%s: tensor '%s' has type %s, which parm does not compute "
 				 "(it does %s)", gguf_path(g), name, ggml_type_name(t->type),
 				 quant_types_computed());
-	if (!rows && !vec_ok)
-		return parm_fail("%s: tensor '%s' has type %s; a vector must be f32, f16 or bf16",
-				 gguf_path(g), name, ggml_type_name(t->type));
-	*w = (parm_weight){ t->data, t->type, rows ? rows : 1, cols };
+	*w = (parm_weight){ t->data, t->type, rows, cols };
 	return 0;
 }
 
-static const char *const layer_tensors[] = {
-	"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output",
-	"ffn_norm", "ffn_gate", "ffn_up", "ffn_down",
-};
-
-/* Layer i's tensors, in layer_tensors' order. */
-static int find_layer(parm_layer *l, const gguf_file *g, int i, const parm_config *c)
+/* A vector [len] as f32 (f16/bf16 converted, the copy kept by the model);
+ * *out NULL when absent and optional. */
+static int find_vector(loader *ld, const float **out, const char *name, int64_t len, int required)
 {
-	int hd = c->dim / c->n_heads, kvd = c->n_kv_heads * hd;
-	struct { parm_weight *w; int64_t cols, rows; } want[] = {
-		{ &l->attn_norm, c->dim, 0 }, { &l->wq, c->dim, c->dim }, { &l->wk, c->dim, kvd },
-		{ &l->wv, c->dim, kvd }, { &l->wo, c->dim, c->dim }, { &l->ffn_norm, c->dim, 0 },
-		{ &l->w_gate, c->dim, c->ff }, { &l->w_up, c->dim, c->ff }, { &l->w_down, c->ff, c->dim },
-	};
-	_Static_assert(sizeof want / sizeof *want == sizeof layer_tensors / sizeof *layer_tensors,
-		       "one name per weight");
+	const gguf_file *g = ld->g;
+	const gguf_tensor *t = take_tensor(ld, name);
+	*out = NULL;
+	if (!t)
+		return required ? parm_fail("%s: tensor '%s' is missing", gguf_path(g), name) : 0;
+	if (t->n_dims != 1 || t->ne[0] != len)
+		return parm_fail("%s: tensor '%s' has shape [%lld, %lld], expected [%lld]",
+				 gguf_path(g), name, (long long)t->ne[0],
+				 (long long)(t->n_dims > 1 ? t->ne[1] : 1), (long long)len);
+	if (t->type != GGML_F32 && t->type != GGML_F16 && t->type != GGML_BF16)
+		return parm_fail("%s: tensor '%s' has type %s; a vector must be f32, f16 or bf16",
+				 gguf_path(g), name, ggml_type_name(t->type));
+	if (t->type == GGML_F32) {
+		*out = t->data;
+		return 0;
+	}
+	parm_model *m = ld->m;
+	float *f = xmalloc((size_t)len * sizeof *f);
+	dequant_row(f, t->data, t->type, len);
+	m->vecs = xrealloc(m->vecs, (m->n_vecs + 1) * sizeof *m->vecs);
+	m->vecs[m->n_vecs++] = f;
+	*out = f;
+	return 0;
+}
+
+/* A norm vector as a parm_weight (f32 [1][len]). */
+static int find_norm(loader *ld, parm_weight *w, const char *name, int64_t len)
+{
+	const float *f;
+	if (find_vector(ld, &f, name, len, 1) < 0)
+		return -1;
+	*w = (parm_weight){ f, GGML_F32, 1, len };
+	return 0;
+}
+
+/* Rows [first, first + rows) of a matrix: a weight of their own (a row is
+ * whole blocks, so any type splits). */
+static parm_weight weight_rows(const parm_weight *w, int64_t first, int64_t rows)
+{
+	return (parm_weight){ (const char *)w->data + first * ggml_row_bytes(w->type, w->cols),
+			      w->type, rows, w->cols };
+}
+
+#define LAYER_NAME(buf, i, part) (snprintf(buf, sizeof buf, "blk.%d.%s", i, part), buf)
+
+static int allowed(const loader *ld, unsigned part)
+{
+	return (ld->m->arch->allow & part) != 0;
+}
+
+/* q, k and v: attn_qkv split by rows where the file fuses them, else
+ * three tensors; their biases as the architecture allows. */
+static int find_qkv(loader *ld, parm_layer *l, int i)
+{
+	const parm_config *c = &ld->m->cfg;
+	int D = c->dim, Dq = parm_cfg_qdim(c), kvd = parm_cfg_kvdim(c);
 	char name[96];
-	for (size_t k = 0; k < sizeof want / sizeof *want; k++) {
-		snprintf(name, sizeof name, "blk.%d.%s.weight", i, layer_tensors[k]);
-		if (find_weight(want[k].w, g, name, want[k].cols, want[k].rows) < 0)
+	if (allowed(ld, PARM_PART_FUSED_QKV) &&
+	    gguf_find_tensor(ld->g, LAYER_NAME(name, i, "attn_qkv.weight"))) {
+		parm_weight qkv;
+		const float *b = NULL;
+		if (find_weight(ld, &qkv, name, D, Dq + 2 * kvd) < 0 ||
+		    (allowed(ld, PARM_PART_QKV_BIAS) &&
+		     find_vector(ld, &b, LAYER_NAME(name, i, "attn_qkv.bias"), Dq + 2 * kvd, 0) < 0))
+			return -1;
+		l->wq = weight_rows(&qkv, 0, Dq);
+		l->wk = weight_rows(&qkv, Dq, kvd);
+		l->wv = weight_rows(&qkv, Dq + kvd, kvd);
+		if (allowed(ld, PARM_PART_QKV_BIAS) && b)
+			l->bias[0] = b, l->bias[1] = b + Dq, l->bias[2] = b + Dq + kvd;
+		return 0;
+	}
+	static const char *const parts[3] = { "attn_q", "attn_k", "attn_v" };
+	parm_weight *w[3] = { &l->wq, &l->wk, &l->wv };
+	int rows[3] = { Dq, kvd, kvd };
+	for (int p = 0; p < 3; p++) {
+		snprintf(name, sizeof name, "blk.%d.%s.weight", i, parts[p]);
+		if (find_weight(ld, w[p], name, D, rows[p]) < 0)
+			return -1;
+		snprintf(name, sizeof name, "blk.%d.%s.bias", i, parts[p]);
+		if (allowed(ld, PARM_PART_QKV_BIAS) && find_vector(ld, &l->bias[p], name, rows[p], 0) < 0)
 			return -1;
 	}
 	return 0;
 }
 
-/* Whether name is one of the tensors a llama model of n_layers uses. */
-static int is_llama_tensor(const char *name, int n_layers)
+/* gate, up, down: phi3 stacks gate and up in one ffn_up [D][2F]. */
+static int find_ffn(loader *ld, parm_layer *l, int i)
 {
-	int layer, end = 0;
-	char part[32];
-	if (!strcmp(name, "token_embd.weight") || !strcmp(name, "output_norm.weight") ||
-	    !strcmp(name, "output.weight") || !strcmp(name, "rope_freqs.weight"))
-		return 1;
-	/* an ARM with its backbone embedded reads as the plain backbone: its
-	 * adapters (arm.h) are parm's own, not part of the llama layer */
-	if (strstr(name, ".pblora_"))
-		return 1;
-	if (sscanf(name, "blk.%d.%31[a-z_].weight%n", &layer, part, &end) != 2 ||
-	    name[end] || layer < 0 || layer >= n_layers)
+	const parm_config *c = &ld->m->cfg;
+	char name[96];
+	if (allowed(ld, PARM_PART_FUSED_UP)) {
+		parm_weight up;
+		if (find_weight(ld, &up, LAYER_NAME(name, i, "ffn_up.weight"), c->dim, 2 * (int64_t)c->ff) < 0)
+			return -1;
+		l->w_gate = weight_rows(&up, 0, c->ff);
+		l->w_up = weight_rows(&up, c->ff, c->ff);
+	} else if (find_weight(ld, &l->w_gate, LAYER_NAME(name, i, "ffn_gate.weight"), c->dim, c->ff) < 0 ||
+		   find_weight(ld, &l->w_up, LAYER_NAME(name, i, "ffn_up.weight"), c->dim, c->ff) < 0) {
+		return -1;
+	}
+	if (find_weight(ld, &l->w_down, LAYER_NAME(name, i, "ffn_down.weight"), c->ff, c->dim) < 0)
+		return -1;
+	if (!allowed(ld, PARM_PART_FFN_BIAS))
 		return 0;
-	for (size_t k = 0; k < sizeof layer_tensors / sizeof *layer_tensors; k++)
-		if (!strcmp(part, layer_tensors[k]))
-			return 1;
-	return 0;
+	return find_vector(ld, &l->bias[4], LAYER_NAME(name, i, "ffn_gate.bias"), c->ff, 0) < 0 ||
+	       find_vector(ld, &l->bias[5], LAYER_NAME(name, i, "ffn_up.bias"), c->ff, 0) < 0 ||
+	       find_vector(ld, &l->bias[6], LAYER_NAME(name, i, "ffn_down.bias"), c->dim, 0) < 0 ? -1 : 0;
 }
 
-/* A tensor the forward does not use changes the maths it stands for
- * (Llama 3.1's rope_freqs, biases, ...): refused by name, never skipped. */
-static int check_no_other_tensors(const gguf_file *g, int n_layers)
+/* Layer i: norms, attention, feed-forward, each part as the arch allows. */
+static int find_layer(loader *ld, parm_layer *l, int i)
 {
-	for (int i = 0; i < gguf_n_tensors(g); i++) {
-		const char *name = gguf_tensor_at(g, i)->name;
-		if (!is_llama_tensor(name, n_layers))
-			return parm_fail("%s: tensor '%s' is not implemented (a llama layer here has "
-					 "no such part; its logits would be wrong)", gguf_path(g), name);
+	const parm_config *c = &ld->m->cfg;
+	int hd = parm_cfg_hd(c), qk_norm = allowed(ld, PARM_PART_QK_NORM);
+	int need_qk_norm = (ld->m->arch->need & PARM_PART_QK_NORM) != 0;
+	char name[96];
+	if (find_norm(ld, &l->attn_norm, LAYER_NAME(name, i, "attn_norm.weight"), c->dim) < 0 ||
+	    find_qkv(ld, l, i) < 0 ||
+	    (qk_norm && find_vector(ld, &l->q_norm, LAYER_NAME(name, i, "attn_q_norm.weight"), hd, need_qk_norm) < 0) ||
+	    (qk_norm && find_vector(ld, &l->k_norm, LAYER_NAME(name, i, "attn_k_norm.weight"), hd, need_qk_norm) < 0) ||
+	    find_weight(ld, &l->wo, LAYER_NAME(name, i, "attn_output.weight"), parm_cfg_qdim(c), c->dim) < 0 ||
+	    (allowed(ld, PARM_PART_O_BIAS) &&
+	     find_vector(ld, &l->bias[3], LAYER_NAME(name, i, "attn_output.bias"), c->dim, 0) < 0) ||
+	    find_norm(ld, &l->ffn_norm, LAYER_NAME(name, i, "ffn_norm.weight"), c->dim) < 0)
+		return -1;
+	if ((l->q_norm == NULL) != (l->k_norm == NULL))
+		return parm_fail("%s: layer %d has one of attn_q_norm and attn_k_norm", gguf_path(ld->g), i);
+	return find_ffn(ld, l, i);
+}
+
+/* Rope's frequency factors: Llama 3.1+'s rope_freqs, or LongRoPE's short
+ * and long ones; positive and finite. */
+static int find_rope_factors(loader *ld)
+{
+	parm_model *m = ld->m;
+	int half = parm_cfg_hd(&m->cfg) / 2;
+	const float **slot[2] = { &m->rope_freqs, &m->rope_long };
+	const char *names[2] = { "rope_freqs.weight", NULL };
+	if (allowed(ld, PARM_PART_ROPE_LONG))
+		names[0] = "rope_factors_short.weight", names[1] = "rope_factors_long.weight";
+	else if (!allowed(ld, PARM_PART_ROPE_FREQS))
+		return 0;
+	for (int s = 0; s < 2 && names[s]; s++) {
+		const gguf_tensor *t = gguf_find_tensor(ld->g, names[s]);
+		if (!t)
+			continue;
+		if (t->type != GGML_F32 || t->n_dims != 1 || t->ne[0] != half)
+			return parm_fail("%s: tensor '%s' must be f32 [%d], not %s [%lld]", gguf_path(ld->g),
+					 names[s], half, ggml_type_name(t->type), (long long)t->ne[0]);
+		take_tensor(ld, names[s]);
+		const float *f = t->data;
+		for (int k = 0; k < half; k++)
+			if (!(f[k] > 0) || !isfinite(f[k]))
+				return parm_fail("%s: %s[%d] = %g is not a positive factor",
+						 gguf_path(ld->g), names[s], k, f[k]);
+		*slot[s] = f;
 	}
 	return 0;
 }
 
-/* Llama 3.1+: rope_freqs.weight, one f32 divisor per rotated pair. */
-static int find_rope_freqs(parm_model *m)
+/* Every tensor not taken is a part parm would not run: refused by name.
+ * An ARM with its backbone embedded reads as the plain backbone: its
+ * adapters (arm.h, ".pblora_") are parm's own. */
+static int check_all_taken(const loader *ld)
 {
-	const gguf_tensor *t = gguf_find_tensor(m->file, "rope_freqs.weight");
-	int half = m->cfg.dim / m->cfg.n_heads / 2;
-	if (!t)
-		return 0;
-	if (t->type != GGML_F32 || t->n_dims != 1 || t->ne[0] != half)
-		return parm_fail("%s: tensor 'rope_freqs.weight' must be f32 [%d], not %s [%lld]",
-				 gguf_path(m->file), half, ggml_type_name(t->type), (long long)t->ne[0]);
-	const float *f = t->data;
-	for (int k = 0; k < half; k++)
-		if (!(f[k] > 0) || !isfinite(f[k]))
-			return parm_fail("%s: rope_freqs.weight[%d] = %g is not a positive factor",
-					 gguf_path(m->file), k, f[k]);
-	m->rope_freqs = f;
+	for (int i = 0; i < gguf_n_tensors(ld->g); i++) {
+		const char *name = gguf_tensor_at(ld->g, i)->name;
+		if (!ld->used[i] && !strstr(name, ".pblora_"))
+			return parm_fail("%s: tensor '%s' is not implemented (a %s model here has no "
+					 "such part; its logits would be wrong)", gguf_path(ld->g), name,
+					 ld->m->arch->name);
+	}
 	return 0;
 }
 
-static int find_weights(parm_model *m)
+static int find_output(loader *ld)
 {
-	const gguf_file *g = m->file;
+	parm_model *m = ld->m;
+	const gguf_file *g = ld->g;
 	const gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
 	if (!emb)
 		return parm_fail("%s: tensor 'token_embd.weight' is missing", gguf_path(g));
 	if (emb->n_dims != 2 || emb->ne[1] < 1 || emb->ne[1] > (1 << 30))
 		return parm_fail("%s: tensor 'token_embd.weight' has a bad shape", gguf_path(g));
 	m->cfg.n_vocab = (int)emb->ne[1];
-	if (find_weight(&m->token_embd, g, "token_embd.weight", m->cfg.dim, m->cfg.n_vocab) < 0 ||
-	    find_weight(&m->output_norm, g, "output_norm.weight", m->cfg.dim, 0) < 0)
+	if (find_weight(ld, &m->token_embd, "token_embd.weight", m->cfg.dim, m->cfg.n_vocab) < 0 ||
+	    find_norm(ld, &m->output_norm, "output_norm.weight", m->cfg.dim) < 0)
 		return -1;
 	if (!gguf_find_tensor(g, "output.weight"))
 		m->output = m->token_embd;
-	else if (find_weight(&m->output, g, "output.weight", m->cfg.dim, m->cfg.n_vocab) < 0)
+	else if (find_weight(ld, &m->output, "output.weight", m->cfg.dim, m->cfg.n_vocab) < 0)
+		return -1;
+	return allowed(ld, PARM_PART_OUTPUT_BIAS) ?
+	       find_vector(ld, &m->output_bias, "output.bias", m->cfg.n_vocab, 0) : 0;
+}
+
+static int find_weights(loader *ld)
+{
+	parm_model *m = ld->m;
+	if (find_output(ld) < 0)
 		return -1;
 	m->layers = xcalloc(m->cfg.n_layers, sizeof *m->layers);
 	for (int i = 0; i < m->cfg.n_layers; i++)
-		if (find_layer(&m->layers[i], g, i, &m->cfg) < 0)
+		if (find_layer(ld, &m->layers[i], i) < 0)
 			return -1;
-	return find_rope_freqs(m) < 0 ? -1 : check_no_other_tensors(g, m->cfg.n_layers);
-}
-
-/* The kernels take f32 norm vectors; f16/bf16 ones get a small copy. */
-static void norms_to_f32(parm_model *m)
-{
-	int d = m->cfg.dim, k = 0;
-	m->norms = xmalloc((size_t)(2 * m->cfg.n_layers + 1) * d * sizeof(float));
-	parm_weight *all[2 * m->cfg.n_layers + 1];
-	all[0] = &m->output_norm;
-	for (int i = 0; i < m->cfg.n_layers; i++) {
-		all[1 + 2 * i] = &m->layers[i].attn_norm;
-		all[2 + 2 * i] = &m->layers[i].ffn_norm;
-	}
-	for (int i = 0; i < 2 * m->cfg.n_layers + 1; i++) {
-		if (all[i]->type == GGML_F32)
-			continue;
-		float *f = m->norms + (size_t)k++ * d;
-		dequant_row(f, all[i]->data, all[i]->type, d);
-		all[i]->data = f;
-		all[i]->type = GGML_F32;
-	}
+	return find_rope_factors(ld) < 0 ? -1 : check_all_taken(ld);
 }
 
 static int load_tokenizer(parm_model *m)
@@ -273,13 +410,28 @@ parm_model *parm_model_load(const char *path)
 	if (parm_check_address_limit() < 0)
 		return NULL;
 	m = xcalloc(1, sizeof *m);
-	if (!(m->file = gguf_open(path)) || read_config(&m->cfg, m->file) < 0 ||
-	    find_weights(m) < 0 || load_tokenizer(m) < 0) {
+	if (!(m->file = gguf_open(path))) {
 		parm_model_free(m);
 		return NULL;
 	}
-	norms_to_f32(m);
+	loader ld = { m, m->file, xcalloc(gguf_n_tensors(m->file) + 1, 1), "" };
+	int rc = read_config(&ld) < 0 || find_weights(&ld) < 0 || load_tokenizer(m) < 0 ? -1 : 0;
+	free(ld.used);
+	if (rc < 0) {
+		parm_model_free(m);
+		return NULL;
+	}
 	return m;
+}
+
+rope_params parm_model_rope(const parm_model *m, int n_ctx)
+{
+	const parm_config *c = &m->cfg;
+	int long_ctx = (m->arch->allow & PARM_PART_ROPE_LONG) && n_ctx > c->rope_ctx_orig;
+	return (rope_params){ .base = c->rope_theta,
+			      .mscale = c->rope_mscale > 0 ? c->rope_mscale : 1,
+			      .factors = long_ctx ? m->rope_long : m->rope_freqs,
+			      .neox = m->arch->rope_neox };
 }
 
 void parm_model_free(parm_model *m)
@@ -291,7 +443,9 @@ void parm_model_free(parm_model *m)
 			parm_tokenizer_free(m->tok);
 		if (m->file)
 			gguf_close(m->file);
-		free(m->norms);
+		for (int i = 0; i < m->n_vecs; i++)
+			free(m->vecs[i]);
+		free(m->vecs);
 	}
 	for (int i = 0; i < m->n_owned; i++)
 		free(m->owned[i]);
@@ -336,11 +490,11 @@ int parm_model_set_weight(parm_model *v, int layer, int proj, float *f32)
 size_t parm_model_bytes_per_token(const parm_model *m)
 {
 	const parm_config *c = &m->cfg;
-	int hd = c->dim / c->n_heads, kvd = c->n_kv_heads * hd;
-	size_t per_layer = ggml_row_bytes(m->layers[0].wq.type, c->dim) * (c->dim + 2 * kvd) +
-			   ggml_row_bytes(m->layers[0].wo.type, c->dim) * c->dim +
-			   ggml_row_bytes(m->layers[0].w_gate.type, c->dim) * 2 * c->ff +
-			   ggml_row_bytes(m->layers[0].w_down.type, c->ff) * c->dim;
+	size_t per_layer = 0;
+	for (int p = 0; p < PARM_N_PROJ; p++) {
+		const parm_weight *w = parm_layer_proj(&m->layers[0], p);
+		per_layer += ggml_row_bytes(w->type, w->cols) * w->rows;
+	}
 	return per_layer * c->n_layers +
 	       ggml_row_bytes(m->output.type, c->dim) * (c->n_vocab + 1);
 }
@@ -370,7 +524,7 @@ parm_kv *parm_kv_new(const parm_model *m, int n_slots, int n_ctx)
 	kv->n_slots = n_slots;
 	kv->n_ctx = n_ctx;
 	kv->n_layers = m->cfg.n_layers;
-	kv->kv_dim = m->cfg.n_kv_heads * (m->cfg.dim / m->cfg.n_heads);
+	kv->kv_dim = parm_cfg_kvdim(&m->cfg);
 	size_t count = (size_t)n_slots * kv->n_layers * n_ctx * kv->kv_dim;
 	kv->len = xcalloc(n_slots, sizeof *kv->len);
 	kv->k = xcalloc(count, sizeof(float));
@@ -439,14 +593,15 @@ typedef struct {
 
 static void batch_alloc(batch *b, const parm_config *c, int n)
 {
-	size_t d = c->dim, kvd = (size_t)c->n_kv_heads * (c->dim / c->n_heads), f = c->ff;
-	size_t floats = n * (5 * d + 2 * kvd + 2 * f);
+	size_t d = c->dim, dq = parm_cfg_qdim(c), kvd = parm_cfg_kvdim(c), f = c->ff;
+	size_t wide = dq > d ? dq : d;  /* xb2 holds wo's input or output */
+	size_t floats = n * (2 * d + wide + 2 * dq + 2 * kvd + 2 * f);
 	float *p = b->mem = xmalloc(floats * sizeof(float) + n * (sizeof(int) + 2 * sizeof(float *)));
 	b->x = p, p += n * d;
 	b->xb = p, p += n * d;
-	b->xb2 = p, p += n * d;
-	b->q = p, p += n * d;
-	b->att = p, p += n * d;
+	b->xb2 = p, p += n * wide;
+	b->q = p, p += n * dq;
+	b->att = p, p += n * dq;
 	b->k = p, p += n * kvd;
 	b->v = p, p += n * kvd;
 	b->hb = p, p += n * f;
@@ -481,16 +636,33 @@ static void add_into(float *x, const float *y, size_t count)
 		x[i] += y[i];
 }
 
-/* y[n][out] += s B M A x from the adapter on (layer l, proj), if any. */
-static void adapt(float *y, const float *x, const parm_adapter *ad, int l, int proj, int n)
+/* The linear maps of layer l, projections first .. first + count - 1,
+ * each with its bias and adapter (if any), which share their input x. */
+static void layer_linear(const parm_model *m, const parm_adapter *ad, int l, int first,
+			 int count, float *const *y, const float *x, int n)
 {
-	const parm_adapter *a = ad ? &ad[l * PARM_N_PROJ + proj] : NULL;
-	if (!a || !a->p)
-		return;
-	size_t r = a->p->r1 + a->p->r2;
-	float *h = xmalloc(2 * n * r * sizeof *h);
-	pblora_forward(y, h, h + n * r, x, a->p, a->M, n);
-	free(h);
+	parm_linear lin[3];
+	for (int j = 0; j < count; j++) {
+		int p = first + j;
+		const parm_adapter *a = ad ? &ad[l * PARM_N_PROJ + p] : NULL;
+		lin[j] = parm_linear_of(parm_layer_proj(&m->layers[l], p), m->layers[l].bias[p]);
+		if (a && a->p)
+			lin[j].ad = a->p, lin[j].M = a->M;
+	}
+	parm_linear_forward(y, lin, count, x, n);
+}
+
+/* qwen3's q/k norm (RMS over each head, before rope), then rope. */
+static void position_qk(const parm_layer *w, const parm_config *c, const rope_params *rp,
+			float *q, float *k, const int *pos, int n)
+{
+	int hd = parm_cfg_hd(c);
+	if (w->q_norm) {
+		rmsnorm_forward(q, q, w->q_norm, n * c->n_heads, hd, c->rms_eps);
+		rmsnorm_forward(k, k, w->k_norm, n * c->n_kv_heads, hd, c->rms_eps);
+	}
+	rope_forward(q, pos, n, c->n_heads, hd, rp);
+	rope_forward(k, pos, n, c->n_kv_heads, hd, rp);
 }
 
 static void attention_block(const parm_model *m, const parm_adapter *ad, parm_kv *kv,
@@ -498,19 +670,12 @@ static void attention_block(const parm_model *m, const parm_adapter *ad, parm_kv
 {
 	const parm_config *c = &m->cfg;
 	const parm_layer *w = &m->layers[l];
-	int hd = c->dim / c->n_heads, kvd = kv->kv_dim;
+	int hd = parm_cfg_hd(c), kvd = kv->kv_dim;
+	rope_params rp = parm_model_rope(m, kv->n_ctx);
 	rmsnorm_forward(b->xb, b->x, w->attn_norm.data, n, c->dim, c->rms_eps);
-	matmul_job qkv[3] = {
-		{ b->q, b->xb, w->wq.data, w->wq.type, c->dim, c->dim },
-		{ b->k, b->xb, w->wk.data, w->wk.type, c->dim, kvd },
-		{ b->v, b->xb, w->wv.data, w->wv.type, c->dim, kvd },
-	};
-	matmul_many_forward(qkv, 3, n);
-	adapt(b->q, b->xb, ad, l, 0, n);
-	adapt(b->k, b->xb, ad, l, 1, n);
-	adapt(b->v, b->xb, ad, l, 2, n);
-	rope_forward(b->q, b->pos, n, c->n_heads, hd, c->rope_theta, m->rope_freqs);
-	rope_forward(b->k, b->pos, n, c->n_kv_heads, hd, c->rope_theta, m->rope_freqs);
+	float *qkv[3] = { b->q, b->k, b->v };
+	layer_linear(m, ad, l, 0, 3, qkv, b->xb, n);
+	position_qk(w, c, &rp, b->q, b->k, b->pos, n);
 	for (int i = 0; i < n; i++) {
 		size_t off = kv_offset(kv, slot[i], l, b->pos[i]);
 		memcpy(kv->k + off, b->k + (size_t)i * kvd, kvd * sizeof(float));
@@ -519,8 +684,7 @@ static void attention_block(const parm_model *m, const parm_adapter *ad, parm_kv
 		b->vc[i] = kv->v + kv_offset(kv, slot[i], l, 0);
 	}
 	attention_forward(b->att, b->q, b->kc, b->vc, b->pos, n, c->n_heads, c->n_kv_heads, hd);
-	matmul_forward(b->xb2, b->att, w->wo.data, w->wo.type, n, c->dim, c->dim);
-	adapt(b->xb2, b->att, ad, l, 3, n);
+	layer_linear(m, ad, l, 3, 1, &b->xb2, b->att, n);
 	add_into(b->x, b->xb2, (size_t)n * c->dim);
 }
 
@@ -529,16 +693,10 @@ static void ffn_block(const parm_model *m, const parm_adapter *ad, batch *b, int
 	const parm_config *c = &m->cfg;
 	const parm_layer *w = &m->layers[l];
 	rmsnorm_forward(b->xb, b->x, w->ffn_norm.data, n, c->dim, c->rms_eps);
-	matmul_job gate_up[2] = {
-		{ b->hb, b->xb, w->w_gate.data, w->w_gate.type, c->dim, c->ff },
-		{ b->hb2, b->xb, w->w_up.data, w->w_up.type, c->dim, c->ff },
-	};
-	matmul_many_forward(gate_up, 2, n);
-	adapt(b->hb, b->xb, ad, l, 4, n);
-	adapt(b->hb2, b->xb, ad, l, 5, n);
+	float *gate_up[2] = { b->hb, b->hb2 };
+	layer_linear(m, ad, l, 4, 2, gate_up, b->xb, n);
 	swiglu_forward(b->hb, b->hb, b->hb2, (int64_t)n * c->ff);
-	matmul_forward(b->xb2, b->hb, w->w_down.data, w->w_down.type, n, c->ff, c->dim);
-	adapt(b->xb2, b->hb, ad, l, 6, n);
+	layer_linear(m, ad, l, 6, 1, &b->xb2, b->hb, n);
 	add_into(b->x, b->xb2, (size_t)n * c->dim);
 }
 
@@ -557,7 +715,8 @@ static int output_logits(const parm_model *m, batch *b, int n, const int *slot,
 			       c->dim * sizeof(float));
 	}
 	rmsnorm_forward(b->xb, b->xb, m->output_norm.data, n_out, c->dim, c->rms_eps);
-	matmul_forward(logits, b->xb, m->output.data, m->output.type, n_out, c->dim, c->n_vocab);
+	parm_linear out = parm_linear_of(&m->output, m->output_bias);
+	parm_linear_forward(&logits, &out, 1, b->xb, n_out);
 	return n_out;
 }
 
@@ -635,44 +794,76 @@ static void add_ones(gguf_writer *w, const char *name, int64_t n)
 	free(f);
 }
 
+/* A vector of n values 1 + normal(0, std): a norm (std 0: all ones). */
+static void add_norm(gguf_writer *w, const char *name, int64_t n, float std, uint64_t *s)
+{
+	float *f = xmalloc((size_t)n * sizeof *f);
+	fill_normal(f, (size_t)n, std, s);
+	for (int64_t i = 0; i < n; i++)
+		f[i] = std ? 1.0f + f[i] : 1.0f;
+	gguf_w_tensor(w, name, GGML_F32, 1, &n, f);
+	free(f);
+}
+
+/* A bias vector of n values normal(0, 0.1): large enough to matter. */
+static void add_bias(gguf_writer *w, const char *name, int64_t n, uint64_t *s)
+{
+	float *f = xmalloc((size_t)n * sizeof *f);
+	fill_normal(f, (size_t)n, 0.1f, s);
+	gguf_w_tensor(w, name, GGML_F32, 1, &n, f);
+	free(f);
+}
+
 static int check_init_config(const parm_config *c, enum ggml_type t)
 {
 	int blk = ggml_type_block(t);
 	if (c->dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
-	    c->ff <= 0 || c->n_ctx <= 0)
+	    c->ff <= 0 || c->n_ctx <= 0 || c->head_dim < 0)
 		return parm_fail("model init: every size must be positive");
-	if (c->dim % c->n_heads)
+	if (!parm_arch_at(c->arch))
+		return parm_fail("model init: no architecture %d", c->arch);
+	if (!c->head_dim && c->dim % c->n_heads)
 		return parm_fail("model init: dim %d is not divisible by heads %d", c->dim, c->n_heads);
 	if (c->n_heads % c->n_kv_heads)
 		return parm_fail("model init: heads %d is not divisible by kv heads %d",
 				 c->n_heads, c->n_kv_heads);
-	if ((c->dim / c->n_heads) % 2)
-		return parm_fail("model init: head dim %d is odd", c->dim / c->n_heads);
+	if (parm_cfg_hd(c) % 2)
+		return parm_fail("model init: head dim %d is odd", parm_cfg_hd(c));
 	if (!ggml_type_name(t) || blk <= 0 || !quant_type_quantised(t))
 		return parm_fail("model init: cannot write tensors of type %s (f32, f16, bf16, "
 				 "q8_0 or q4_0)", ggml_type_name(t) ? ggml_type_name(t) : "unknown");
-	if (c->dim % blk || c->ff % blk)
-		return parm_fail("model init: dim %d and ff %d must be multiples of %d for %s",
-				 c->dim, c->ff, blk, ggml_type_name(t));
+	if (c->dim % blk || c->ff % blk || parm_cfg_qdim(c) % blk)
+		return parm_fail("model init: dim %d, ff %d and heads x head dim %d must be multiples "
+				 "of %d for %s", c->dim, c->ff, parm_cfg_qdim(c), blk, ggml_type_name(t));
 	return 0;
 }
 
 static void set_hparams(gguf_writer *w, const parm_config *c, int n_vocab, enum ggml_type t)
 {
-	gguf_w_set_str(w, "general.architecture", "llama");
+	const char *arch = parm_arch_at(c->arch)->name;
+	char key[96];
+#define KEY(k) (snprintf(key, sizeof key, "%s." k, arch), key)
+	gguf_w_set_str(w, "general.architecture", arch);
 	gguf_w_set_str(w, "general.name", "parm-random");
 	if (quant_file_type(t) >= 0)
 		gguf_w_set_u32(w, "general.file_type", (uint32_t)quant_file_type(t));
-	gguf_w_set_u32(w, "llama.context_length", c->n_ctx);
-	gguf_w_set_u32(w, "llama.embedding_length", c->dim);
-	gguf_w_set_u32(w, "llama.block_count", c->n_layers);
-	gguf_w_set_u32(w, "llama.feed_forward_length", c->ff);
-	gguf_w_set_u32(w, "llama.attention.head_count", c->n_heads);
-	gguf_w_set_u32(w, "llama.attention.head_count_kv", c->n_kv_heads);
-	gguf_w_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->rms_eps > 0 ? c->rms_eps : 1e-5f);
-	gguf_w_set_f32(w, "llama.rope.freq_base", c->rope_theta > 0 ? c->rope_theta : 10000.0f);
-	gguf_w_set_u32(w, "llama.rope.dimension_count", c->dim / c->n_heads);
-	gguf_w_set_u32(w, "llama.vocab_size", n_vocab);
+	gguf_w_set_u32(w, KEY("context_length"), c->n_ctx);
+	gguf_w_set_u32(w, KEY("embedding_length"), c->dim);
+	gguf_w_set_u32(w, KEY("block_count"), c->n_layers);
+	gguf_w_set_u32(w, KEY("feed_forward_length"), c->ff);
+	gguf_w_set_u32(w, KEY("attention.head_count"), c->n_heads);
+	gguf_w_set_u32(w, KEY("attention.head_count_kv"), c->n_kv_heads);
+	gguf_w_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->rms_eps > 0 ? c->rms_eps : 1e-5f);
+	gguf_w_set_f32(w, KEY("rope.freq_base"), c->rope_theta > 0 ? c->rope_theta : 10000.0f);
+	gguf_w_set_u32(w, KEY("rope.dimension_count"), parm_cfg_hd(c));
+	if (c->head_dim && c->head_dim * c->n_heads != c->dim) {
+		gguf_w_set_u32(w, KEY("attention.key_length"), c->head_dim);
+		gguf_w_set_u32(w, KEY("attention.value_length"), c->head_dim);
+	}
+	if (c->rope_mscale > 0 && c->rope_mscale != 1)
+		gguf_w_set_f32(w, KEY("rope.scaling.attn_factor"), c->rope_mscale);
+	gguf_w_set_u32(w, KEY("vocab_size"), n_vocab);
+#undef KEY
 }
 
 static int copy_tokenizer(gguf_writer *w, const gguf_file *vocab, int *n_vocab)
@@ -692,29 +883,56 @@ static int copy_tokenizer(gguf_writer *w, const gguf_file *vocab, int *n_vocab)
 	return 0;
 }
 
-/* The weights, in llama.cpp's order and names; draws do not depend on the
- * type, so one seed gives the same model in every type. */
+/* One layer's tensors in llama.cpp's names and its converter's layout:
+ * phi3 fuses q||k||v into attn_qkv and gate||up into ffn_up; qwen2 adds
+ * q/k/v biases, qwen3 per-head q/k norms.  A llama layer draws exactly
+ * what it always drew, so one seed keeps giving the same model. */
+static void add_layer(gguf_writer *w, const parm_config *c, int l, enum ggml_type t, uint64_t *s)
+{
+	int D = c->dim, Dq = parm_cfg_qdim(c), kvd = parm_cfg_kvdim(c), hd = parm_cfg_hd(c);
+	int phi3 = c->arch == PARM_ARCH_PHI3;
+	char name[96];
+#define NAME(x) (snprintf(name, sizeof name, "blk.%d." x, l), name)
+	add_ones(w, NAME("attn_norm.weight"), D);
+	if (phi3) {
+		add_random(w, NAME("attn_qkv.weight"), t, D, Dq + 2 * kvd, s);
+	} else {
+		add_random(w, NAME("attn_q.weight"), t, D, Dq, s);
+		add_random(w, NAME("attn_k.weight"), t, D, kvd, s);
+		add_random(w, NAME("attn_v.weight"), t, D, kvd, s);
+	}
+	if (c->arch == PARM_ARCH_QWEN2) {
+		add_bias(w, NAME("attn_q.bias"), Dq, s);
+		add_bias(w, NAME("attn_k.bias"), kvd, s);
+		add_bias(w, NAME("attn_v.bias"), kvd, s);
+	}
+	if (c->arch == PARM_ARCH_QWEN3) {
+		add_norm(w, NAME("attn_q_norm.weight"), hd, 0.2f, s);
+		add_norm(w, NAME("attn_k_norm.weight"), hd, 0.2f, s);
+	}
+	add_random(w, NAME("attn_output.weight"), t, Dq, D, s);
+	add_ones(w, NAME("ffn_norm.weight"), D);
+	if (phi3) {
+		add_random(w, NAME("ffn_up.weight"), t, D, 2 * (int64_t)c->ff, s);
+		add_random(w, NAME("ffn_down.weight"), t, c->ff, D, s);
+	} else {
+		add_random(w, NAME("ffn_gate.weight"), t, D, c->ff, s);
+		add_random(w, NAME("ffn_down.weight"), t, c->ff, D, s);
+		add_random(w, NAME("ffn_up.weight"), t, D, c->ff, s);
+	}
+#undef NAME
+}
+
+/* The weights; draws do not depend on the type, so one seed gives the same
+ * model in every type. */
 static void add_weights(gguf_writer *w, const parm_config *c, int V, enum ggml_type t, uint64_t seed)
 {
-	int kvd = c->n_kv_heads * (c->dim / c->n_heads);
 	uint64_t s = seed;
-	char name[96];
 	add_random(w, "token_embd.weight", t, c->dim, V, &s);
 	add_ones(w, "output_norm.weight", c->dim);
 	add_random(w, "output.weight", t, c->dim, V, &s);
-	for (int l = 0; l < c->n_layers; l++) {
-#define NAME(x) (snprintf(name, sizeof name, "blk.%d." x ".weight", l), name)
-		add_ones(w, NAME("attn_norm"), c->dim);
-		add_random(w, NAME("attn_q"), t, c->dim, c->dim, &s);
-		add_random(w, NAME("attn_k"), t, c->dim, kvd, &s);
-		add_random(w, NAME("attn_v"), t, c->dim, kvd, &s);
-		add_random(w, NAME("attn_output"), t, c->dim, c->dim, &s);
-		add_ones(w, NAME("ffn_norm"), c->dim);
-		add_random(w, NAME("ffn_gate"), t, c->dim, c->ff, &s);
-		add_random(w, NAME("ffn_down"), t, c->ff, c->dim, &s);
-		add_random(w, NAME("ffn_up"), t, c->dim, c->ff, &s);
-#undef NAME
-	}
+	for (int l = 0; l < c->n_layers; l++)
+		add_layer(w, c, l, t, &s);
 }
 
 int parm_model_init(const char *out_path, const gguf_file *vocab,

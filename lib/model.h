@@ -1,25 +1,40 @@
-/* model.h - the llama-architecture transformer: load from GGUF, a KV cache
- * with several sequence slots, and a batched forward pass.
+/* model.h - the llama-family transformer (llama, qwen2, qwen3, phi3: see
+ * arch.h): load from GGUF, a KV cache with several sequence slots, and a
+ * batched forward pass.
  *
- * Weights stay in the file's mapping in their own type (f32, f16, bf16,
- * q8_0, q4_0); matmuls dequantise a tile of rows at a time into scratch and
- * hand it to OpenBLAS, so no f32 copy of the model is ever made.
+ * Weights stay in the file's mapping in their own type (f32, f16, bf16 and
+ * the quantised types of quant.h); matmuls dequantise a tile of rows at a
+ * time into scratch and hand it to OpenBLAS, so no f32 copy of the model
+ * is ever made.  A fused projection (phi3's attn_qkv, its gate||up) is read
+ * as separate weights over its row ranges.
  *
- * Shapes: D = dim, L = layers, H = heads, G = kv heads, hd = D / H,
+ * Shapes: D = dim, L = layers, H = heads, G = kv heads, hd = head dim
+ * (D / H unless the file says otherwise), Dq = H hd, kvd = G hd,
  * F = feed-forward, V = vocab, N = tokens in a batch.
  */
 #ifndef PARM_MODEL_H
 #define PARM_MODEL_H
 
 #include <stdint.h>
+#include "arch.h"
 #include "gguf.h"
 #include "pblora.h"
+#include "kernels.h"
 #include "tokenizer.h"
 
 typedef struct {
 	int dim, n_layers, n_heads, n_kv_heads, ff, n_vocab, n_ctx;
 	float rms_eps, rope_theta;
+	int arch;                       /* PARM_ARCH_* (0: llama) */
+	int head_dim;                   /* 0 (init): dim / n_heads */
+	float rope_mscale;              /* rope.scaling.attn_factor (0 or 1: none) */
+	int rope_ctx_orig;              /* LongRoPE: past it, the long factors */
 } parm_config;
+
+/* The head dim, Dq = H hd and kvd = G hd of a loaded config. */
+static inline int parm_cfg_hd(const parm_config *c) { return c->head_dim ? c->head_dim : c->dim / c->n_heads; }
+static inline int parm_cfg_qdim(const parm_config *c) { return c->n_heads * parm_cfg_hd(c); }
+static inline int parm_cfg_kvdim(const parm_config *c) { return c->n_kv_heads * parm_cfg_hd(c); }
 
 typedef struct {                        /* one weight matrix, [rows][cols] */
 	const void *data;
@@ -27,18 +42,27 @@ typedef struct {                        /* one weight matrix, [rows][cols] */
 	int64_t rows, cols;             /* out, in */
 } parm_weight;
 
+/* A layer; bias[p] is projection p's (PARM_N_PROJ order) or NULL, q_norm
+ * and k_norm the per-head RMS norms [hd] (qwen3) or NULL.  Vectors are f32
+ * (f16/bf16 ones converted at load). */
 typedef struct {
 	parm_weight attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
+	const float *bias[7];
+	const float *q_norm, *k_norm;
 } parm_layer;
 
 typedef struct parm_model {
 	parm_config cfg;
 	gguf_file *file;
 	parm_tokenizer *tok;
+	const parm_arch *arch;
 	parm_weight token_embd, output_norm, output; /* output may alias token_embd */
+	const float *output_bias;       /* [V] or NULL */
 	parm_layer *layers;
-	float *norms;                   /* f32 copies of f16/bf16 norm vectors */
+	float **vecs;                   /* f32 copies of f16/bf16 vectors */
+	int n_vecs;
 	const float *rope_freqs;        /* [hd/2] divisors of rope's angles, or NULL */
+	const float *rope_long;         /* LongRoPE's factors past rope_ctx_orig */
 	/* A view (parm_model_view) shares the parent's file, tokenizer and
 	 * norms and owns only its layer table and the f32 weights put in it. */
 	const struct parm_model *parent;
@@ -65,6 +89,10 @@ int parm_kv_ctx(const parm_kv *kv);
  * or -1 + parm_error (a slot would pass its context: nothing is changed). */
 int parm_forward(const parm_model *m, parm_kv *kv, int n, const int *tokens,
 		 const int *slot, const uint8_t *want, float *logits);
+
+/* How m rotates q and k in a context of n_ctx positions (LongRoPE picks
+ * its factors by it). */
+rope_params parm_model_rope(const parm_model *m, int n_ctx);
 
 /* The projections of a layer an adapter can sit on, in the order of
  * arm.h's enum parm_target (q k v o gate up down). */
@@ -112,8 +140,10 @@ void parm_batch_free(parm_batch *b);
 /* Threads for matmuls and attention (OpenBLAS and our own loops). */
 void parm_set_threads(int n);
 
-/* Write a llama model with seeded random weights (std 0.02, norms 1) and
- * the tokenizer copied from vocab; type applies to the 2-D weights. */
+/* Write a model of cfg->arch with seeded random weights (std 0.02, norms
+ * 1, biases and q/k norms random too, so they matter), in the layout
+ * llama.cpp's converter writes, and the tokenizer copied from vocab; type
+ * applies to the 2-D weights. */
 int parm_model_init(const char *out_path, const gguf_file *vocab,
 		    const parm_config *cfg, enum ggml_type type, uint64_t seed);
 

@@ -2,6 +2,7 @@
  * forward and backward over a packed batch.  Legend in model.h; N = tokens
  * of the packed batch, S = its sequences. */
 #include "train.h"
+#include "linear.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -19,25 +20,24 @@ void parm_adapter_opts_default(parm_adapter_opts *o, int k)
 				  .targets = PARM_TARGETS_DEFAULT, .seed = 42 };
 }
 
-/* One linear map of a layer: the weight (trainable f32 copy or frozen in
- * place) and, in the adapters kind, its PBLoRA with kept activations. */
+/* One linear map of a layer (linear.h: weight, bias, adapter): the weight
+ * a trainable f32 copy or frozen in place, the bias frozen; in the
+ * adapters kind its PBLoRA, whose activations lin.h, lin.g are kept. */
 typedef struct {
-	const void *w;
-	enum ggml_type type;
+	parm_linear lin;
 	float *dw;                      /* NULL: frozen */
 	int in, out;
 	int has_adapter;
 	parm_pblora ad, dad;            /* parameters and their gradients */
-	float *M;                       /* [r][r] for the current alpha */
-	float *h, *g;                   /* [N][r] kept by the forward */
 } tlinear;
 
 typedef struct {
-	const float *attn_norm, *ffn_norm;
+	const float *attn_norm, *ffn_norm, *q_norm, *k_norm;
 	float *d_attn_norm, *d_ffn_norm;
 	tlinear lin[PARM_T_COUNT];
-	/* activations kept for the backward pass, [N][...] */
-	float *res0, *xn1, *q, *k, *v, *att, *lse, *res1, *xn2, *gate, *up;
+	/* activations kept for the backward pass, [N][...]; q0, k0 are q and
+	 * k before their norms (qwen3: NULL otherwise) */
+	float *res0, *xn1, *q, *k, *v, *q0, *k0, *att, *lse, *res1, *xn2, *gate, *up;
 } tlayer;
 
 struct parm_trainer {
@@ -56,7 +56,8 @@ struct parm_trainer {
 	tlayer *layers;
 	float *act;                     /* every activation, one allocation */
 	float *resf, *xnf;              /* final residual and its norm */
-	float *scratch;                 /* backward and dropout buffers */
+	float *scratch;                 /* backward buffers */
+	float *drop;                    /* dropout: input and gradient, [N][wide] each */
 	int *tokens, *pos, *start, *len, *rows, *targets, *row_bt; /* packed batch */
 	int n, n_seq, n_rows, B, T;
 	float *chunk;                   /* logits and their gradient, [C][V] x 2 */
@@ -159,7 +160,8 @@ static void setup_full(parm_trainer *t)
 		for (int k = 0; k < PARM_T_COUNT; k++) {
 			const parm_weight *w = layer_weight(&m->layers[l], k);
 			copy_weight(lt[2 + k].data, w);
-			tl->lin[k] = (tlinear){ .w = lt[2 + k].data, .type = GGML_F32,
+			tl->lin[k] = (tlinear){ .lin = { .w = lt[2 + k].data, .type = GGML_F32,
+							 .in = (int)w->cols, .out = (int)w->rows },
 						.dw = lt[2 + k].grad, .in = (int)w->cols,
 						.out = (int)w->rows };
 		}
@@ -193,11 +195,13 @@ static void setup_adapters(parm_trainer *t)
 		tlayer *tl = &t->layers[l];
 		tl->attn_norm = m->layers[l].attn_norm.data;
 		tl->ffn_norm = m->layers[l].ffn_norm.data;
+		tl->q_norm = m->layers[l].q_norm;
+		tl->k_norm = m->layers[l].k_norm;
 		for (int k = 0; k < PARM_T_COUNT; k++) {
 			const parm_weight *w = layer_weight(&m->layers[l], k);
 			tlinear *lin = &tl->lin[k];
-			*lin = (tlinear){ .w = w->data, .type = w->type, .in = (int)w->cols,
-					  .out = (int)w->rows };
+			*lin = (tlinear){ .lin = parm_linear_of(w, m->layers[l].bias[k]),
+					  .in = (int)w->cols, .out = (int)w->rows };
 			if (!(o->targets >> k & 1))
 				continue;
 			parm_train_tensor *a = &t->tensors[first[l][k]];
@@ -205,7 +209,8 @@ static void setup_adapters(parm_trainer *t)
 			pblora_carve(&lin->ad, a->data, lin->in, lin->out, o->k, o->r1, o->r2, o->lora_alpha);
 			pblora_carve(&lin->dad, a->grad, lin->in, lin->out, o->k, o->r1, o->r2, o->lora_alpha);
 			pblora_init(&lin->ad, o->seed ^ ((uint64_t)(l * PARM_T_COUNT + k + 1) << 32));
-			lin->M = xmalloc((size_t)r * r * sizeof(float));
+			lin->lin.M = xmalloc((size_t)r * r * sizeof(float));
+			lin->lin.ad = &lin->ad;
 		}
 	}
 	t->embd = m->token_embd.data, t->embd_type = m->token_embd.type;
@@ -219,34 +224,43 @@ static void alloc_activations(parm_trainer *t)
 {
 	const parm_config *c = &t->m->cfg;
 	size_t N = t->max_tokens, D = c->dim, F = c->ff, H = c->n_heads;
-	size_t kvd = (size_t)c->n_kv_heads * (D / H), r = t->full ? 0 : t->ao.r1 + t->ao.r2;
-	size_t n_ad = 0;
+	size_t Dq = parm_cfg_qdim(c), kvd = parm_cfg_kvdim(c), r = t->full ? 0 : t->ao.r1 + t->ao.r2;
+	size_t n_ad = 0, qk0 = t->m->layers[0].q_norm ? Dq + kvd : 0;
 	for (int k = 0; k < PARM_T_COUNT && !t->full; k++)
 		n_ad += t->ao.targets >> k & 1;
-	size_t per_layer = N * (6 * D + 2 * kvd + H + 2 * F + 2 * r * n_ad);
+	size_t per_layer = N * (4 * D + 2 * Dq + 2 * kvd + qk0 + H + 2 * F + 2 * r * n_ad);
 	float *p = t->act = xmalloc((per_layer * c->n_layers + 2 * N * D) * sizeof(float));
 	for (int l = 0; l < c->n_layers; l++) {
 		tlayer *tl = &t->layers[l];
-		float **bufs[] = { &tl->res0, &tl->xn1, &tl->q, &tl->att, &tl->res1, &tl->xn2 };
+		float **bufs[] = { &tl->res0, &tl->xn1, &tl->res1, &tl->xn2 };
 		for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
 			*bufs[i] = p, p += N * D;
+		tl->q = p, p += N * Dq;
+		tl->att = p, p += N * Dq;
 		tl->k = p, p += N * kvd;
 		tl->v = p, p += N * kvd;
+		if (qk0) {
+			tl->q0 = p, p += N * Dq;
+			tl->k0 = p, p += N * kvd;
+		}
 		tl->lse = p, p += N * H;
 		tl->gate = p, p += N * F;
 		tl->up = p, p += N * F;
 		for (int k = 0; k < PARM_T_COUNT; k++)
 			if (tl->lin[k].has_adapter) {
-				tl->lin[k].h = p, p += N * r;
-				tl->lin[k].g = p, p += N * r;
+				tl->lin[k].lin.h = p, p += N * r;
+				tl->lin[k].lin.g = p, p += N * r;
 			}
 	}
 	t->resf = p, p += N * D;
 	t->xnf = p;
-	/* backward: dres, dxn, dq, datt [N][D]; dk, dv [N][kvd]; dgate, dup,
-	 * hb [N][F]; dropout input and its gradient [N][max(D, F)] */
+	/* backward (carve_scratch): dres, dxn [N][D]; dq, datt, dq0 [N][Dq];
+	 * dk, dv, dk0 [N][kvd]; dgate, dup, hb [N][F]; the forward's [N][D]
+	 * and [N][F] temporaries reuse its start */
+	t->scratch = xmalloc(N * (2 * D + 3 * Dq + 3 * kvd + 3 * F) * sizeof(float));
 	size_t wide = F > D ? F : D;
-	t->scratch = xmalloc(N * (4 * D + 2 * kvd + 3 * F + 2 * wide) * sizeof(float));
+	wide = Dq > wide ? Dq : wide;
+	t->drop = xmalloc(2 * N * wide * sizeof(float));
 	t->chunk_rows = (int)(((size_t)8 << 20) / c->n_vocab);
 	t->chunk_rows = t->chunk_rows < 16 ? 16 : t->chunk_rows > 512 ? 512 : t->chunk_rows;
 	t->chunk = xmalloc((size_t)2 * t->chunk_rows * (c->n_vocab + D) * sizeof(float));
@@ -261,6 +275,28 @@ static void alloc_activations(parm_trainer *t)
 	t->len = t->start + t->max_seqs;
 }
 
+/* The full kind trains and writes the plain llama layout; what else a
+ * model carries (frozen, or lost on writing) is refused by name. */
+static const char *full_unsupported(const parm_model *m)
+{
+	if (m->output_bias)
+		return "output.bias";
+	if (m->rope_freqs || m->rope_long)
+		return "rope frequency factors";
+	if (!gguf_find_tensor(m->file, "blk.0.attn_q.weight") ||
+	    !gguf_find_tensor(m->file, "blk.0.ffn_gate.weight"))
+		return "fused projections";
+	for (int l = 0; l < m->cfg.n_layers; l++) {
+		const parm_layer *pl = &m->layers[l];
+		if (pl->q_norm)
+			return "attn_q_norm and attn_k_norm";
+		for (int p = 0; p < PARM_N_PROJ; p++)
+			if (pl->bias[p])
+				return "biases";
+	}
+	return NULL;
+}
+
 static parm_trainer *trainer_new(const parm_model *m, const parm_adapter_opts *o,
 				 int max_seqs, int max_len)
 {
@@ -271,6 +307,10 @@ static parm_trainer *trainer_new(const parm_model *m, const parm_adapter_opts *o
 		  !(o->dropout >= 0 && o->dropout < 1) || (o->targets >> PARM_T_COUNT)))
 		return parm_failp("trainer: bad adapter options (k %d, r1 %d, r2 %d, dropout %g, targets %#x)",
 				  o->k, o->r1, o->r2, o->dropout, o->targets);
+	if (!o && full_unsupported(m))
+		return parm_failp("trainer: training every weight of this %s model is not implemented "
+				  "(it has %s); train adapters on it instead", m->arch->name,
+				  full_unsupported(m));
 	parm_trainer *t = xcalloc(1, sizeof *t);
 	t->m = m;
 	t->full = !o;
@@ -316,7 +356,7 @@ void parm_train_free(parm_trainer *t)
 		return;
 	for (int l = 0; l < t->m->cfg.n_layers; l++)
 		for (int k = 0; k < PARM_T_COUNT; k++)
-			free(t->layers[l].lin[k].M);
+			free((float *)t->layers[l].lin[k].lin.M);
 	free(t->layers);
 	free(t->tensors);
 	free(t->params);
@@ -324,6 +364,7 @@ void parm_train_free(parm_trainer *t)
 	free(t->alpha);
 	free(t->act);
 	free(t->scratch);
+	free(t->drop);
 	free(t->chunk);
 	free(t->pw);
 	free(t->tokens);
@@ -419,7 +460,7 @@ static uint64_t dropout_seed(const parm_trainer *t, int layer, int target)
 }
 
 /* The adapter's input: x, or x through this layer's dropout mask. */
-static const float *adapter_input(parm_trainer *t, const tlinear *lin, const float *x,
+static const float *adapter_input(const parm_trainer *t, const tlinear *lin, const float *x,
 				  int l, int k, float *buf)
 {
 	if (!dropout_on(t))
@@ -428,52 +469,44 @@ static const float *adapter_input(parm_trainer *t, const tlinear *lin, const flo
 	return buf;
 }
 
-static float *dropout_buf(parm_trainer *t)
-{
-	const parm_config *c = &t->m->cfg;
-	size_t N = t->max_tokens, D = c->dim, kvd = (size_t)c->n_kv_heads * (D / c->n_heads);
-	return t->scratch + N * (4 * D + 2 * kvd + 3 * (size_t)c->ff);
-}
-
-/* y[k] = x W_k^T (+ adapter) for the targets first .. first + count - 1,
- * which share their input x. */
+/* y[k] = x W_k^T + b_k (+ adapter) for the targets first .. first +
+ * count - 1, which share their input x. */
 static void linear_forward(parm_trainer *t, int l, int first, int count, float *const *y,
 			   const float *x)
 {
 	tlayer *tl = &t->layers[l];
-	matmul_job jobs[3];
+	parm_linear lin[3];
+	for (int j = 0; j < count; j++)
+		lin[j] = tl->lin[first + j].lin;
+	parm_linear_base(y, lin, count, x, t->n);
 	for (int j = 0; j < count; j++) {
-		tlinear *lin = &tl->lin[first + j];
-		jobs[j] = (matmul_job){ y[j], x, lin->w, lin->type, lin->in, lin->out };
-	}
-	matmul_many_forward(jobs, count, t->n);
-	for (int j = 0; j < count; j++) {
-		tlinear *lin = &tl->lin[first + j];
-		if (!lin->has_adapter)
-			continue;
-		const float *xa = adapter_input(t, lin, x, l, first + j, dropout_buf(t));
-		pblora_forward(y[j], lin->h, lin->g, xa, &lin->ad, lin->M, t->n);
+		tlinear *tlin = &tl->lin[first + j];
+		if (tlin->has_adapter)
+			parm_linear_adapter(y[j], &tlin->lin, adapter_input(t, tlin, x, l, first + j, t->drop),
+					    t->n);
 	}
 }
 
-/* dx += dy W (+ the adapter's share), dW and the adapter's gradients +=. */
+/* dx += dy W (+ the adapter's share), dW and the adapter's gradients +=;
+ * a bias is frozen and passes dy through unchanged. */
 static void linear_backward(parm_trainer *t, int l, int k, float *dx, const float *dy,
 			    const float *x)
 {
 	tlinear *lin = &t->layers[l].lin[k];
-	matmul_backward(dx, lin->dw, dy, x, lin->w, lin->type, t->n, lin->in, lin->out);
+	const float *M = lin->lin.M;
+	matmul_backward(dx, lin->dw, dy, x, lin->lin.w, lin->lin.type, t->n, lin->in, lin->out);
 	if (!lin->has_adapter)
 		return;
 	if (!dropout_on(t)) {
-		pblora_backward(dx, &lin->dad, dy, x, lin->h, lin->g, &lin->ad, lin->M, t->alpha, t->n);
+		pblora_backward(dx, &lin->dad, dy, x, lin->lin.h, lin->lin.g, &lin->ad, M, t->alpha, t->n);
 		return;
 	}
-	float *xd = dropout_buf(t), *dxd = xd + (size_t)t->max_tokens * lin->in;
+	float *xd = t->drop, *dxd = xd + (size_t)t->max_tokens * lin->in;
 	size_t count = (size_t)t->n * lin->in;
 	uint64_t seed = dropout_seed(t, l, k);
 	pblora_dropout(xd, x, t->ao.dropout, seed, count);
 	memset(dxd, 0, count * sizeof *dxd);
-	pblora_backward(dxd, &lin->dad, dy, xd, lin->h, lin->g, &lin->ad, lin->M, t->alpha, t->n);
+	pblora_backward(dxd, &lin->dad, dy, xd, lin->lin.h, lin->lin.g, &lin->ad, M, t->alpha, t->n);
 	pblora_dropout_backward(dx, dxd, t->ao.dropout, seed, count);
 }
 
@@ -485,20 +518,35 @@ static void add_rows(float *y, const float *a, const float *b, size_t count)
 		y[i] = a[i] + b[i];
 }
 
+/* qwen3's per-head q/k norms (keeping their inputs), then rope. */
+static void position_qk(parm_trainer *t, tlayer *tl, const rope_params *rp)
+{
+	const parm_config *c = &t->m->cfg;
+	int n = t->n, hd = parm_cfg_hd(c);
+	if (tl->q_norm) {
+		memcpy(tl->q0, tl->q, (size_t)n * parm_cfg_qdim(c) * sizeof(float));
+		memcpy(tl->k0, tl->k, (size_t)n * parm_cfg_kvdim(c) * sizeof(float));
+		rmsnorm_forward(tl->q, tl->q0, tl->q_norm, n * c->n_heads, hd, c->rms_eps);
+		rmsnorm_forward(tl->k, tl->k0, tl->k_norm, n * c->n_kv_heads, hd, c->rms_eps);
+	}
+	rope_forward(tl->q, t->pos, n, c->n_heads, hd, rp);
+	rope_forward(tl->k, t->pos, n, c->n_kv_heads, hd, rp);
+}
+
 /* res_out = res0 + attention(res0) + ffn(...), keeping the activations. */
 static void layer_forward(parm_trainer *t, int l, float *res_out)
 {
 	const parm_config *c = &t->m->cfg;
 	tlayer *tl = &t->layers[l];
-	int n = t->n, D = c->dim, hd = D / c->n_heads;
+	int n = t->n, D = c->dim;
 	float *tmp = t->scratch;        /* [N][D] */
+	rope_params rp = parm_model_rope(t->m, t->max_len);
 	rmsnorm_forward(tl->xn1, tl->res0, tl->attn_norm, n, D, c->rms_eps);
 	float *qkv[3] = { tl->q, tl->k, tl->v };
 	linear_forward(t, l, PARM_T_Q, 3, qkv, tl->xn1);
-	rope_forward(tl->q, t->pos, n, c->n_heads, hd, c->rope_theta, t->m->rope_freqs);
-	rope_forward(tl->k, t->pos, n, c->n_kv_heads, hd, c->rope_theta, t->m->rope_freqs);
+	position_qk(t, tl, &rp);
 	attention_train_forward(tl->att, tl->lse, tl->q, tl->k, tl->v, t->start, t->len,
-				t->n_seq, c->n_heads, c->n_kv_heads, hd);
+				t->n_seq, c->n_heads, c->n_kv_heads, parm_cfg_hd(c));
 	linear_forward(t, l, PARM_T_O, 1, &tmp, tl->att);
 	add_rows(tl->res1, tl->res0, tmp, (size_t)n * D);
 	rmsnorm_forward(tl->xn2, tl->res1, tl->ffn_norm, n, D, c->rms_eps);
@@ -523,6 +571,10 @@ static void chunk_logits(parm_trainer *t, float *logits, float *cx, int r0, int 
 	for (int i = 0; i < nc; i++)
 		memcpy(cx + (size_t)i * D, t->xnf + (size_t)t->rows[r0 + i] * D, D * sizeof(float));
 	matmul_forward(logits, cx, t->out_w, t->out_type, nc, D, t->m->cfg.n_vocab);
+	const float *b = t->m->output_bias;     /* qwen2's, frozen */
+	for (int i = 0; b && i < nc; i++)
+		for (int v = 0; v < t->m->cfg.n_vocab; v++)
+			logits[(size_t)i * t->m->cfg.n_vocab + v] += b[v];
 }
 
 /* A frozen output needs only dx from its backward, and for a row with
@@ -569,7 +621,7 @@ static void mix_adapters(parm_trainer *t)
 		for (int k = 0; k < PARM_T_COUNT; k++) {
 			tlinear *lin = &t->layers[l].lin[k];
 			if (lin->has_adapter)
-				pblora_mix(lin->M, &lin->ad, t->alpha);
+				pblora_mix((float *)lin->lin.M, &lin->ad, t->alpha);
 		}
 }
 
@@ -616,21 +668,23 @@ int parm_train_forward(parm_trainer *t, const int *tokens, const int *lengths,
 /* ---- backward ---- */
 
 typedef struct {
-	float *dres, *dxn, *dq, *datt, *dk, *dv, *dgate, *dup, *hb;
+	float *dres, *dxn, *dq, *datt, *dq0, *dk, *dv, *dk0, *dgate, *dup, *hb;
 } grads_scratch;
 
 static grads_scratch carve_scratch(parm_trainer *t)
 {
 	const parm_config *c = &t->m->cfg;
-	size_t N = t->max_tokens, D = c->dim, F = c->ff, kvd = (size_t)c->n_kv_heads * (D / c->n_heads);
+	size_t N = t->max_tokens, D = c->dim, F = c->ff, Dq = parm_cfg_qdim(c), kvd = parm_cfg_kvdim(c);
 	float *p = t->scratch;
 	grads_scratch s;
 	s.dres = p, p += N * D;
 	s.dxn = p, p += N * D;
-	s.dq = p, p += N * D;
-	s.datt = p, p += N * D;
+	s.dq = p, p += N * Dq;
+	s.datt = p, p += N * Dq;
+	s.dq0 = p, p += N * Dq;
 	s.dk = p, p += N * kvd;
 	s.dv = p, p += N * kvd;
+	s.dk0 = p, p += N * kvd;
 	s.dgate = p, p += N * F;
 	s.dup = p, p += N * F;
 	s.hb = p;
@@ -642,12 +696,33 @@ static void zero(float *p, size_t count)
 	memset(p, 0, count * sizeof *p);
 }
 
+/* dq, dk (gradients of the roped q, k) become those of the projections'
+ * outputs: rope turned back, then qwen3's q/k norms (into dq0, dk0). */
+static void unposition_qk(parm_trainer *t, const tlayer *tl, grads_scratch *s)
+{
+	const parm_config *c = &t->m->cfg;
+	int n = t->n, hd = parm_cfg_hd(c);
+	rope_params rp = parm_model_rope(t->m, t->max_len);
+	rope_backward(s->dq, t->pos, n, c->n_heads, hd, &rp);
+	rope_backward(s->dk, t->pos, n, c->n_kv_heads, hd, &rp);
+	if (!tl->q_norm)
+		return;
+	zero(s->dq0, (size_t)n * parm_cfg_qdim(c));
+	zero(s->dk0, (size_t)n * parm_cfg_kvdim(c));
+	rmsnorm_backward(s->dq0, NULL, s->dq, tl->q0, tl->q_norm, n * c->n_heads, hd, c->rms_eps);
+	rmsnorm_backward(s->dk0, NULL, s->dk, tl->k0, tl->k_norm, n * c->n_kv_heads, hd, c->rms_eps);
+	float *swap = s->dq;
+	s->dq = s->dq0, s->dq0 = swap;
+	swap = s->dk;
+	s->dk = s->dk0, s->dk0 = swap;
+}
+
 /* dres (the gradient of the layer's output) becomes that of its input. */
 static void layer_backward(parm_trainer *t, int l, grads_scratch *s)
 {
 	const parm_config *c = &t->m->cfg;
 	tlayer *tl = &t->layers[l];
-	int n = t->n, D = c->dim, F = c->ff, hd = D / c->n_heads, kvd = c->n_kv_heads * hd;
+	int n = t->n, D = c->dim, F = c->ff, Dq = parm_cfg_qdim(c), kvd = parm_cfg_kvdim(c);
 	/* feed-forward: res_out = res1 + down(swiglu(gate(xn2), up(xn2))); a
 	 * frozen down without adapter needs no input, so none is recomputed */
 	if (tl->lin[PARM_T_DOWN].dw || tl->lin[PARM_T_DOWN].has_adapter)
@@ -663,18 +738,19 @@ static void layer_backward(parm_trainer *t, int l, grads_scratch *s)
 	linear_backward(t, l, PARM_T_UP, s->dxn, dup, tl->xn2);
 	rmsnorm_backward(s->dres, tl->d_ffn_norm, s->dxn, tl->res1, tl->ffn_norm, n, D, c->rms_eps);
 	/* attention: res1 = res0 + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))) */
-	zero(s->datt, (size_t)n * D);
+	zero(s->datt, (size_t)n * Dq);
 	linear_backward(t, l, PARM_T_O, s->datt, s->dres, tl->att);
-	zero(s->dq, (size_t)n * D);
+	zero(s->dq, (size_t)n * Dq);
 	zero(s->dk, (size_t)n * kvd);
 	zero(s->dv, (size_t)n * kvd);
 	attention_train_backward(s->dq, s->dk, s->dv, s->datt, tl->q, tl->k, tl->v, tl->att,
-				 tl->lse, t->start, t->len, t->n_seq, c->n_heads, c->n_kv_heads, hd);
-	rope_backward(s->dq, t->pos, n, c->n_heads, hd, c->rope_theta, t->m->rope_freqs);
-	rope_backward(s->dk, t->pos, n, c->n_kv_heads, hd, c->rope_theta, t->m->rope_freqs);
+				 tl->lse, t->start, t->len, t->n_seq, c->n_heads, c->n_kv_heads,
+				 parm_cfg_hd(c));
+	grads_scratch qk = *s;          /* unposition_qk may swap its buffers */
+	unposition_qk(t, tl, &qk);
 	zero(s->dxn, (size_t)n * D);
-	linear_backward(t, l, PARM_T_Q, s->dxn, s->dq, tl->xn1);
-	linear_backward(t, l, PARM_T_K, s->dxn, s->dk, tl->xn1);
+	linear_backward(t, l, PARM_T_Q, s->dxn, qk.dq, tl->xn1);
+	linear_backward(t, l, PARM_T_K, s->dxn, qk.dk, tl->xn1);
 	linear_backward(t, l, PARM_T_V, s->dxn, s->dv, tl->xn1);
 	rmsnorm_backward(s->dres, tl->d_attn_norm, s->dxn, tl->res0, tl->attn_norm, n, D, c->rms_eps);
 }
@@ -756,8 +832,8 @@ int64_t parm_train_tokens(const parm_trainer *t)
 double parm_train_flops(const parm_trainer *t)
 {
 	const parm_config *c = &t->m->cfg;
-	double D = c->dim, F = c->ff, hd = D / c->n_heads, kvd = c->n_kv_heads * hd;
-	double layer = D * D * 2 + 2 * D * kvd + 3 * D * F, flops = 0;
+	double D = c->dim, F = c->ff, hd = parm_cfg_hd(c), Dq = parm_cfg_qdim(c), kvd = parm_cfg_kvdim(c);
+	double layer = D * Dq * 2 + 2 * D * kvd + 3 * D * F, flops = 0;
 	flops += 6.0 * t->n * layer * c->n_layers;
 	flops += 8.0 * t->n_rows * D * c->n_vocab;
 	for (int s = 0; s < t->n_seq; s++)

@@ -171,27 +171,32 @@ static void test_rmsnorm(void)
 
 /* ---- rope ---- */
 
-typedef struct { float *x; const int *pos; int n, heads, hd; const float *ff; } rope_ctx;
+typedef struct { float *x; const int *pos; int n, heads, hd; rope_params rp; } rope_ctx;
 
 static void rope_fwd(void *c, float *out)
 {
 	rope_ctx *m = c;
 	memcpy(out, m->x, (size_t)m->n * m->heads * m->hd * sizeof *out);
-	rope_forward_ref(out, m->pos, m->n, m->heads, m->hd, 10000, m->ff);
+	rope_forward_ref(out, m->pos, m->n, m->heads, m->hd, &m->rp);
 }
 
+/* Every variant: factors (Llama 3.1, LongRoPE), NEOX pairs, mscale. */
 static void test_rope(void)
 {
 	int n = 4, heads = 3, hd = 8, pos[4] = { 0, 1, 5, 17 };
 	size_t count = (size_t)n * heads * hd;
 	float *x = rand_vec(count, 1), *r = rand_vec(count, 1), *dx = xmalloc(count * sizeof *dx);
-	static const float ff[4] = { 1, 2.5f, 4, 8 };   /* Llama 3.1's rope_freqs */
-	for (int f = 0; f < 2; f++) {
-		rope_ctx c = { x, pos, n, heads, hd, f ? ff : NULL };
+	static const float ff[4] = { 1, 2.5f, 4, 8 };
+	for (int v = 0; v < 8; v++) {
+		rope_ctx c = { x, pos, n, heads, hd,
+			       { .base = 10000, .mscale = v & 4 ? 1.19f : 1, .factors = v & 1 ? ff : NULL,
+				 .neox = v >> 1 & 1 } };
+		char what[96];
+		snprintf(what, sizeof what, "rope%s%s%s", c.rp.factors ? " with frequency factors" : "",
+			 c.rp.neox ? ", neox" : "", c.rp.mscale != 1 ? ", mscale" : "");
 		memcpy(dx, r, count * sizeof *dx);
-		rope_backward(dx, pos, n, heads, hd, 10000, c.ff);
-		report(f ? "rope with frequency factors" : "rope",
-		       fd_error(rope_fwd, &c, x, count, dx, r, count, 1e-2f), 1e-3);
+		rope_backward(dx, pos, n, heads, hd, &c.rp);
+		report(what, fd_error(rope_fwd, &c, x, count, dx, r, count, 1e-2f), 1e-3);
 	}
 	free(x), free(r), free(dx);
 }

@@ -102,25 +102,42 @@ static void test_rope(void)
 	int n = 4, heads = 3, hd = 16, pos[4] = { 0, 1, 37, 500 };
 	size_t count = (size_t)n * heads * hd;
 	float *x = rand_vec(count, 1), *a = xmemdup(x, count * 4), *b = xmemdup(x, count * 4);
-	rope_forward(a, pos, n, heads, hd, 10000, NULL);
-	rope_forward_ref(b, pos, n, heads, hd, 10000, NULL);
+	float ff[8] = { 1, 1, 1.5f, 2, 4, 8, 8, 8 };
+	rope_params plain = { .base = 10000, .mscale = 1 };
+	rope_forward(a, pos, n, heads, hd, &plain);
+	rope_forward_ref(b, pos, n, heads, hd, &plain);
 	close_enough("rope", a, b, count, 1e-6);
-	/* Llama 3.1's rope_freqs: pair k's angle divided by factor k */
-	float ff[8] = { 1, 1, 1.5f, 2, 4, 8, 8, 8 }, *c = xmemdup(x, count * 4), *d = xmemdup(x, count * 4);
-	rope_forward(c, pos, n, heads, hd, 10000, ff);
-	rope_forward_ref(d, pos, n, heads, hd, 10000, ff);
-	close_enough("rope with frequency factors", c, d, count, 1e-6);
+	/* every variant a model can ask for: factors (Llama 3.1's rope_freqs,
+	 * Phi-3's LongRoPE), NEOX pairs (qwen2, qwen3, phi3), attention factor */
+	for (int v = 1; v < 8; v++) {
+		rope_params rp = { .base = 10000, .mscale = v & 4 ? 1.19f : 1,
+				   .factors = v & 1 ? ff : NULL, .neox = v >> 1 & 1 };
+		float *c = xmemdup(x, count * 4), *d = xmemdup(x, count * 4);
+		char what[96];
+		snprintf(what, sizeof what, "rope%s%s%s", rp.factors ? ", frequency factors" : "",
+			 rp.neox ? ", neox" : "", rp.mscale != 1 ? ", mscale" : "");
+		rope_forward(c, pos, n, heads, hd, &rp);
+		rope_forward_ref(d, pos, n, heads, hd, &rp);
+		close_enough(what, c, d, count, 1e-6);
+		free(c), free(d);
+	}
+	rope_params fp = { .base = 10000, .mscale = 1, .factors = ff }, np = { .base = 10000, .mscale = 1, .neox = 1 };
+	float *c = xmemdup(x, count * 4), *e = xmemdup(x, count * 4);
+	rope_forward(c, pos, n, heads, hd, &fp);
+	rope_forward(e, pos, n, heads, hd, &np);
 	float *v5 = x + (size_t)heads * hd + 10, *r5 = c + (size_t)heads * hd + 10;
 	double t5 = pow(10000, -2.0 * 5 / hd) / 8;      /* position 1, pair 5, factor 8 */
 	ok(fabs(r5[0] - (v5[0] * cos(t5) - v5[1] * sin(t5))) < 1e-6,
 	   "a frequency factor divides its pair's angle");
-	free(c), free(d);
 	ok(!memcmp(a, x, (size_t)heads * hd * 4), "rope at position 0 is the identity");
 	/* position 1, pair 0 turns by exactly 1 radian */
-	float *v = x + (size_t)heads * hd, *r = a + (size_t)heads * hd;
+	float *v = x + (size_t)heads * hd, *r = a + (size_t)heads * hd, *rn = e + (size_t)heads * hd;
 	float want0 = v[0] * cosf(1) - v[1] * sinf(1);
 	ok(fabsf(r[0] - want0) < 1e-6f, "rope rotates adjacent pairs (x0, x1) by pos * base^0");
-	free(x), free(a), free(b);
+	float want_neox = v[0] * cosf(1) - v[hd / 2] * sinf(1);
+	ok(fabsf(rn[0] - want_neox) < 1e-6f && fabsf(rn[hd / 2] - (v[0] * sinf(1) + v[hd / 2] * cosf(1))) < 1e-6f,
+	   "neox rope rotates (x0, x[hd/2]) by pos * base^0");
+	free(x), free(a), free(b), free(c), free(e);
 }
 
 static void test_attention(void)

@@ -493,13 +493,13 @@ static void check_both(const char *path, enum ggml_type type, const char *what)
 	unlink(f32_path);
 }
 
-static int make_model(const char *out, const char *vocab, int dim, int kv_heads,
-		      enum ggml_type type)
+static int make_arch_model(const char *out, const char *vocab, const parm_config *shape,
+			   enum ggml_type type)
 {
 	char path[4096];
 	gguf_file *g;
 	parm_tokenizer *tok;
-	parm_config cfg = { dim, 2, 4, kv_heads, 3 * dim, 0, 64, 1e-5f, 10000.0f };
+	parm_config cfg = *shape;
 	int rc = -1;
 	fixture_path(path, sizeof path, vocab, "");
 	if (!(g = gguf_open(path)))
@@ -511,6 +511,14 @@ static int make_model(const char *out, const char *vocab, int dim, int kv_heads,
 	}
 	gguf_close(g);
 	return rc;
+}
+
+static int make_model(const char *out, const char *vocab, int dim, int kv_heads,
+		      enum ggml_type type)
+{
+	parm_config cfg = { .dim = dim, .n_layers = 2, .n_heads = 4, .n_kv_heads = kv_heads,
+			    .ff = 3 * dim, .n_ctx = 64, .rms_eps = 1e-5f, .rope_theta = 10000.0f };
+	return make_arch_model(out, vocab, &cfg, type);
 }
 
 static void test_our_files(void)
@@ -577,6 +585,102 @@ static void test_rope_freqs(void)
 	}
 	unlink(src);
 	unlink(dst);
+}
+
+/* ---- the other architectures ---- */
+
+/* A copy of in with its tensors and keys, minus the tensor drop (NULL:
+ * none), plus LongRoPE's factors and keys when orig_ctx > 0. */
+static int rewrite_model(const char *in, const char *out, const char *drop, int orig_ctx)
+{
+	gguf_file *g = gguf_open(in);
+	if (!g)
+		return -1;
+	gguf_writer *w = gguf_w_new();
+	const char *arch;
+	size_t len;
+	char key[96];
+	gguf_get_str(g, "general.architecture", &arch, &len);
+	for (int i = 0; i < gguf_n_kv(g); i++)
+		gguf_w_copy_kv(w, g, gguf_kv_key(g, i));
+	for (int i = 0; i < gguf_n_tensors(g); i++) {
+		const gguf_tensor *t = gguf_tensor_at(g, i);
+		if (!drop || strcmp(t->name, drop))
+			gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, t->ne, t->data);
+	}
+	if (orig_ctx > 0) {
+		int64_t half = 16;      /* head dim 32 */
+		float lf[16], sf[16];
+		for (int k = 0; k < half; k++) {
+			sf[k] = 1.0f + 0.05f * k;
+			lf[k] = 1.0f + 0.75f * k;
+		}
+		gguf_w_tensor(w, "rope_factors_short.weight", GGML_F32, 1, &half, sf);
+		gguf_w_tensor(w, "rope_factors_long.weight", GGML_F32, 1, &half, lf);
+		snprintf(key, sizeof key, "%.*s.rope.scaling.attn_factor", (int)len, arch);
+		gguf_w_set_f32(w, key, 1.19f);
+		snprintf(key, sizeof key, "%.*s.rope.scaling.original_context_length", (int)len, arch);
+		gguf_w_set_u32(w, key, orig_ctx);
+	}
+	int rc = gguf_w_save(w, out);
+	gguf_w_free(w);
+	gguf_close(g);
+	return rc;
+}
+
+/* Each architecture written by our writer in llama.cpp's converter layout
+ * (qwen2: q/k/v biases; qwen3: q/k norms, head dim 48 against dim / heads
+ * 32; phi3: fused attn_qkv and gate||up), as is and quantised, against
+ * llama.cpp's logits and greedy tokens through the pipe; qwen2 tied, and
+ * phi3 with LongRoPE factors (short and long) and its attention factor. */
+static void test_architectures(void)
+{
+	static const struct { int arch; const char *vocab; int dim, heads, kv, hd; } shapes[] = {
+		{ PARM_ARCH_QWEN2, "gpt-2", 128, 4, 2, 0 },
+		{ PARM_ARCH_QWEN3, "gpt-2", 128, 4, 2, 48 },
+		{ PARM_ARCH_PHI3, "phi-3", 128, 4, 4, 0 },
+		{ PARM_ARCH_LLAMA, "llama-spm", 128, 4, 2, 0 },
+	};
+	char path[512], alt[512], what[256];
+	for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+		parm_config cfg = { .dim = shapes[i].dim, .n_layers = 2, .n_heads = shapes[i].heads,
+				    .n_kv_heads = shapes[i].kv, .ff = 160, .n_ctx = 64, .rms_eps = 1e-5f,
+				    .rope_theta = 10000.0f, .arch = shapes[i].arch,
+				    .head_dim = shapes[i].hd };
+		const char *name = parm_arch_at(shapes[i].arch)->name;
+		snprintf(path, sizeof path, "%s/arch.gguf", tmp_dir);
+		for (int q = 0; q < 2; q++) {
+			enum ggml_type t = q ? GGML_Q8_0 : GGML_F32;
+			snprintf(what, sizeof what, "our %s %s model (%s vocab)", ggml_type_name(t), name,
+				 shapes[i].vocab);
+			if (make_arch_model(path, shapes[i].vocab, &cfg, t)) {
+				ok(0, "%s: parm_model_init: %s", what, parm_error());
+				continue;
+			}
+			check_both(path, t, what);
+			if (!q)
+				check_greedy(path, what, tolerance(GGML_F32));
+		}
+		make_arch_model(path, shapes[i].vocab, &cfg, GGML_F32);
+		snprintf(alt, sizeof alt, "%s/arch-variant.gguf", tmp_dir);
+		if (shapes[i].arch == PARM_ARCH_QWEN2) {
+			snprintf(what, sizeof what, "our f32 qwen2 model, output tied to token_embd");
+			if (rewrite_model(path, alt, "output.weight", 0))
+				ok(0, "%s: %s", what, parm_error());
+			else
+				check_file(alt, alt, what, tolerance(GGML_F32));
+		}
+		for (int orig = 32; shapes[i].arch == PARM_ARCH_PHI3 && orig <= 4096; orig *= 128) {
+			snprintf(what, sizeof what, "our f32 phi3 model, LongRoPE factors (%s, context 64, "
+				 "original %d), attn_factor 1.19", orig < 64 ? "long" : "short", orig);
+			if (rewrite_model(path, alt, NULL, orig))
+				ok(0, "%s: %s", what, parm_error());
+			else
+				check_file(alt, alt, what, tolerance(GGML_F32));
+		}
+		unlink(alt);
+		unlink(path);
+	}
 }
 
 /* ---- files llama.cpp writes ---- */
@@ -651,7 +755,9 @@ static void check_greedy(const char *model, const char *what, double tol)
 		ok(0, "%s: parm_model_load: %s", what, parm_error());
 		return;
 	}
-	n_prompt = parm_tokenize(m->tok, greedy_prompt, sizeof greedy_prompt - 1, 1, ids, 64);
+	/* BOS as parm-logits adds it: when the vocabulary asks for one */
+	int add_bos = parm_tok_add_bos(m->tok) && parm_tok_bos(m->tok) >= 0;
+	n_prompt = parm_tokenize(m->tok, greedy_prompt, sizeof greedy_prompt - 1, add_bos, ids, 64);
 	if (n_prompt > 0 && pipe_tokens(model, gen, what) == 0) {
 		memcpy(ids + n_prompt, gen, (N_GREEDY - 1) * sizeof *gen);
 		ref = ref_logits(model, ids, n_prompt + N_GREEDY - 1, m->cfg.n_vocab);
@@ -783,6 +889,7 @@ int main(void)
 	test_tokenizers();
 	test_our_files();
 	test_rope_freqs();
+	test_architectures();
 	test_their_files();
 	remove_tmp_dir();
 	return tap_done();

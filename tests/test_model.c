@@ -353,7 +353,9 @@ static void test_bad_models(const char *good_path)
 {
 	gguf_file *good = gguf_open(good_path);
 	expect_bad(good, "wrong architecture", "gpt2", NULL, NULL,
-		   "architecture 'gpt2' is not supported (llama only)");
+		   "architecture 'gpt2' is not supported (parm reads llama, qwen2, qwen3, phi3)");
+	expect_bad(good, "gemma2", "gemma2", NULL, NULL,
+		   "architecture 'gemma2' is not supported (parm reads llama, qwen2, qwen3, phi3)");
 	expect_bad(good, "missing tensor", NULL, "blk.1.ffn_up.weight", NULL,
 		   "'blk.1.ffn_up.weight' is missing");
 	expect_bad(good, "wrong shape", NULL, NULL, "blk.0.attn_k.weight", "'blk.0.attn_k.weight' has shape");
@@ -365,7 +367,12 @@ static void test_bad_models(const char *good_path)
 			 "tensor 'blk.1.attn_q_norm.weight' is not implemented");
 	expect_bad_extra(good, "rope_freqs.weight", NULL, 0,
 			 "tensor 'rope_freqs.weight' must be f32 [8], not f32 [64]");
-	expect_bad_extra(good, "blk.0.attn_q.bias", NULL, 0, "tensor 'blk.0.attn_q.bias' is not implemented");
+	expect_bad_extra(good, "blk.0.attn_qkv.bias", NULL, 0,
+			 "tensor 'blk.0.attn_qkv.bias' is not implemented (a llama model here");
+	expect_bad_extra(good, "blk.0.ffn_gate.bias", NULL, 0,
+			 "tensor 'blk.0.ffn_gate.bias' has shape [64, 1], expected [");
+	expect_bad_extra(good, "rope_factors_long.weight", NULL, 0,
+			 "tensor 'rope_factors_long.weight' is not implemented");
 	expect_bad_extra(good, "blk.9.attn_q.weight", NULL, 0,
 			 "tensor 'blk.9.attn_q.weight' is not implemented");
 	expect_bad_extra(good, NULL, "llama.rope.scaling.factor", 8,
