@@ -60,6 +60,33 @@ ok "accuracy with no --pref reports each objective at e_i" sh -c "
 ok "ARM provenance: steps, data, seed" sh -c "
 	grep -a -q 'parm.train.steps' parm.gguf && grep -a -q 'train.jsonl' parm.gguf"
 
+# The other architectures: a PARM trained on a qwen2 (biases), qwen3
+# (q/k norms, head dim 24 against dim / heads 16) and phi3 (fused qkv and
+# gate||up) backbone learns both objectives, and guides a llama base of the
+# same vocabulary through the pipe, merged and unmerged alike.
+parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 64 --layers 2 --heads 4 \
+	--ctx 64 --seed 9 -o base.gguf 2>>init.err
+printf 'the red\nmy blue\n' > prompts.txt
+for arch in qwen2 qwen3 phi3; do
+	hd=; [ $arch = qwen3 ] && hd="--head-dim 24"
+	ok "$arch: init, a PARM ranks held-out pairs by A at e_A and by B at e_B" sh -c "
+		parm-train init --arch $arch $hd --vocab '$fx/ggml-vocab-llama-spm.gguf' --dim 32 \
+			--layers 1 --heads 2 --ctx 64 --seed 3 -o $arch.gguf &&
+		parm-train arm $common $AB --steps 40 --heldout 0 --log-every 100 \
+			-o $arch-parm.gguf $arch.gguf train.jsonl 2>$arch.log &&
+		parm-train accuracy --template '{prompt}:' $AB --pref 1,0 $arch-parm.gguf held.jsonl > a1 &&
+		parm-train accuracy --template '{prompt}:' $AB --pref 0,1 $arch-parm.gguf held.jsonl > a2 &&
+		cat a1 a2 >&2 &&
+		awk '\$1 == \"A\" && \$2 >= 0.9 { f = 1 } END { exit !f }' a1 &&
+		awk '\$1 == \"B\" && \$2 >= 0.9 { f = 1 } END { exit !f }' a2"
+	ok "$arch: the PARM guides a llama base through the pipe, merged as unmerged" sh -c "
+		parm-logits -n 6 -T '{prompt}:' base.gguf < prompts.txt |
+			parm-mix -w 2 --pref 0.3,0.7 --merge $arch-parm.gguf | parm-sample -t 0 > merged &&
+		parm-logits -n 6 -T '{prompt}:' base.gguf < prompts.txt |
+			parm-mix -w 2 --pref 0.3,0.7 --no-merge $arch-parm.gguf | parm-sample -t 0 > unmerged &&
+		[ \$(wc -l < merged) -eq 2 ] && cmp merged unmerged"
+done
+
 # A frozen backbone as users download it: quantised by llama-quantize to
 # Q4_K_M (q4_K and q6_K blocks; K-quants need rows of 256).  The ARM
 # trains through dequantised tiles and guides the pipe, merged or not.

@@ -43,11 +43,19 @@ static float uniform(uint64_t *s)
 
 /* ---- fixtures: models, ARMs, streams ---- */
 
+static int make_arch_model(const char *out, const char *vocab, int dim, int layers,
+			   uint64_t seed, int arch, int head_dim);
 static int make_model(const char *out, const char *vocab, int dim, int layers, uint64_t seed)
+{
+	return make_arch_model(out, vocab, dim, layers, seed, PARM_ARCH_LLAMA, 0);
+}
+
+static int make_arch_model(const char *out, const char *vocab, int dim, int layers,
+			   uint64_t seed, int arch, int head_dim)
 {
 	gguf_file *v = gguf_open(vocab);
 	parm_config c = { .dim = dim, .n_layers = layers, .n_heads = 4, .n_kv_heads = 2,
-			  .ff = 2 * dim, .n_ctx = 64 };
+			  .ff = 2 * dim, .n_ctx = 64, .arch = arch, .head_dim = head_dim };
 	int rc = v ? parm_model_init(out, v, &c, GGML_F32, seed) : -1;
 	gguf_close(v);
 	return rc;
@@ -373,8 +381,11 @@ static void test_tool_mix(const parm_arm *parm2, int sparse)
 	free_parsed(&po);
 }
 
+/* Whether every logit agrees within tol relative; *err gets the largest
+ * relative difference seen. */
 static int same_rows(const struct parsed *a, const struct parsed *b, double tol, double *err)
 {
+	int same = 1;
 	*err = 0;
 	if (a->n_rows != b->n_rows || a->n_rows == 0)
 		return 0;
@@ -384,11 +395,12 @@ static int same_rows(const struct parsed *a, const struct parsed *b, double tol,
 			return 0;
 		for (int j = 0; j < n; j++) {
 			double x = a->rows[i].logits[j], y = b->rows[i].logits[j];
-			if (!(x == y) && !(fabs(x - y) <= tol * fmax(1, fabs(x))))
-				*err = fmax(*err, isfinite(x - y) ? fabs(x - y) : INFINITY);
+			double d = x == y ? 0 : isfinite(x - y) ? fabs(x - y) / fmax(1, fabs(x)) : INFINITY;
+			same &= d <= tol;
+			*err = fmax(*err, d);
 		}
 	}
-	return *err == 0;
+	return same;
 }
 
 static int compare_outputs(const char *cmd_a, const char *cmd_b, double tol, double *err)
@@ -412,6 +424,7 @@ static int compare_outputs(const char *cmd_a, const char *cmd_b, double tol, dou
 static void test_tool_compose(void)
 {
 	double err;
+	int same;
 	ok(compare_outputs("parm-mix --weight 0 parm2.gguf --pref 1,0 < dense.stream",
 			   "cat dense.stream", 0, &err),
 	   "W = 0: logits byte-identical to the input");
@@ -424,14 +437,14 @@ static void test_tool_compose(void)
 	ok(compare_outputs("parm-mix --pref harmless=0.6,helpful=0.4,honest=0 parm3.gguf < dense.stream",
 			   "parm-mix --no-merge --pref 0.4,0.6,0 parm3.gguf < dense.stream", 1e-5, &err),
 	   "merged and unmerged agree within 1e-5 relative (k = 3, every target; names)");
-	ok(compare_outputs("parm-mix --arm parm2.gguf:0.5:0.5,0.5 --arm arm1.gguf:0.7 < dense.stream",
-			   "parm-mix --weight 0.5 --pref 0.5,0.5 parm2.gguf < dense.stream | parm-mix --arm arm1.gguf:0.7",
-			   1e-5, &err),
-	   "GenARM: one stage with two ARMs equals two chained stages (err %.2g)", err);
-	ok(compare_outputs("parm-mix --arm arm1.gguf:0.7 --arm parm3.gguf:-0.4:0,0,1 < sparse.stream",
-			   "parm-mix --arm parm3.gguf:-0.4:0,0,1 < sparse.stream | parm-mix arm1.gguf -w 0.7",
-			   1e-5, &err),
-	   "sparse: one stage equals chained stages, in either order (err %.2g)", err);
+	same = compare_outputs("parm-mix --arm parm2.gguf:0.5:0.5,0.5 --arm arm1.gguf:0.7 < dense.stream",
+			       "parm-mix --weight 0.5 --pref 0.5,0.5 parm2.gguf < dense.stream | parm-mix --arm arm1.gguf:0.7",
+			       1e-5, &err);
+	ok(same, "GenARM: one stage with two ARMs equals two chained stages (err %.2g)", err);
+	same = compare_outputs("parm-mix --arm arm1.gguf:0.7 --arm parm3.gguf:-0.4:0,0,1 < sparse.stream",
+			       "parm-mix --arm parm3.gguf:-0.4:0,0,1 < sparse.stream | parm-mix arm1.gguf -w 0.7",
+			       1e-5, &err);
+	ok(same, "sparse: one stage equals chained stages, in either order (err %.2g)", err);
 }
 
 /* lp of the runner at alpha = e_i against train.h's forward with set_pref. */
@@ -492,9 +505,10 @@ static void test_pref_basis(const parm_arm *a, const struct parsed *in)
 }
 
 /* The runner's own batched incremental passes against fresh passes. */
-static void test_runner(const struct parsed *in, int merge)
+static void test_runner_on(const struct parsed *in, const char *arm, const char *pref,
+			   const char *what, int merge)
 {
-	parm_guide *g = parm_guide_load(path_in("parm3.gguf"), "0.1,0.6,0.3", 1, merge);
+	parm_guide *g = parm_guide_load(path_in(arm), pref, 1, merge);
 	if (!g || parm_guide_begin(g, &in->h, 0) < 0) {
 		ok(0, "guide loads: %s", parm_error());
 		return;
@@ -519,11 +533,52 @@ static void test_runner(const struct parsed *in, int merge)
 		}
 		round++;
 	}
-	ok(err < 1e-5, "runner (%s, k = 3, every target): batched incremental rounds equal fresh unmerged passes (rel err %.2g)",
-	   merge ? "merged" : "unmerged", err);
+	ok(err < 1e-5, "runner (%s, %s): batched incremental rounds equal fresh unmerged passes (rel err %.2g)",
+	   merge ? "merged" : "unmerged", what, err);
 	free(lp);
 	free(ref);
 	parm_guide_free(g);
+}
+
+static void test_runner(const struct parsed *in, int merge)
+{
+	test_runner_on(in, "parm3.gguf", "0.1,0.6,0.3", "k = 3, every target", merge);
+}
+
+/* ARMs on a qwen2, qwen3 and phi3 backbone (same vocabulary as the llama
+ * base: weak-to-strong across architectures), adapters on every target
+ * (on phi3 the q, k, v adapters sit on attn_qkv's row ranges, gate and up
+ * on ffn_up's): runner against fresh passes merged and unmerged, against
+ * the trainer at alpha = e_i, and parm-mix merged against unmerged. */
+static void test_architectures(const char *vocab, const struct parsed *in)
+{
+	static const struct { int arch, hd; } archs[] = {
+		{ PARM_ARCH_QWEN2, 0 }, { PARM_ARCH_QWEN3, 12 }, { PARM_ARCH_PHI3, 0 },
+	};
+	char model[64], arm[64], what[96], a[200], b[200];
+	for (size_t i = 0; i < sizeof archs / sizeof *archs; i++) {
+		const char *name = parm_arch_at(archs[i].arch)->name;
+		snprintf(model, sizeof model, "%s.gguf", name);
+		snprintf(arm, sizeof arm, "%s-arm.gguf", name);
+		if (make_arch_model(path_in(model), vocab, 32, 2, 31 + i, archs[i].arch, archs[i].hd) < 0 ||
+		    make_arm(path_in(model), 2, "all", 41 + i, path_in(arm)) < 0) {
+			ok(0, "%s ARM made: %s", name, parm_error());
+			continue;
+		}
+		snprintf(what, sizeof what, "%s backbone, k = 2, every target", name);
+		test_runner_on(in, arm, "0.3,0.7", what, 1);
+		test_runner_on(in, arm, "0.3,0.7", what, 0);
+		parm_arm *parm = parm_arm_load(path_in(arm));
+		if (parm)
+			test_pref_basis(parm, in);
+		parm_arm_free(parm);
+		snprintf(a, sizeof a, "parm-mix --pref 0.3,0.7 %s < dense.stream", arm);
+		snprintf(b, sizeof b, "parm-mix --no-merge --pref 0.3,0.7 %s < dense.stream", arm);
+		double err = 0;
+		int same = compare_outputs(a, b, 1e-5, &err);
+		ok(same, "%s: parm-mix merged and unmerged agree within 1e-5 relative (err %.2g)",
+		   what, err);
+	}
 }
 
 static void test_errors(const struct parsed *in)
@@ -601,6 +656,7 @@ int main(int argc, char **argv)
 	parm_arm *parm2 = parm_arm_load(path_in("parm2.gguf"));
 	test_runner(&in, 1);
 	test_runner(&in, 0);
+	test_architectures(vocab, &in);
 	test_pref_basis(parm2, &in);
 	test_tool_mix(parm2, 0);
 	test_tool_mix(parm2, 1);

@@ -23,18 +23,21 @@
 
 static const char usage_text[] =
 "usage: parm-train init --vocab FILE.gguf --dim D --layers L --heads H\n"
-"                       [--kv-heads G] [--ff F] [--ctx N] [--type TYPE]\n"
-"                       [--seed S] -o OUT.gguf\n"
+"                       [--kv-heads G] [--head-dim N] [--ff F] [--ctx N]\n"
+"                       [--arch A] [--type TYPE] [--seed S] -o OUT.gguf\n"
 "       parm-train lm [options] -o OUT.gguf MODEL.gguf CORPUS...\n"
 "       parm-train arm [options] -o ARM.gguf BACKBONE.gguf DATA...\n"
 "       parm-train accuracy [--pref A] [data options] ARM.gguf DATA...\n"
-"init: write a llama model with random weights (normal, std 0.02; norms 1)\n"
-"and the tokenizer of FILE.gguf, loadable here and by llama.cpp.\n"
+"init: write a model with random weights (normal, std 0.02; norms 1) and\n"
+"the tokenizer of FILE.gguf, loadable here and by llama.cpp.\n"
+"  -a, --arch A         llama, qwen2 (q/k/v biases), qwen3 (q/k norms) or\n"
+"                       phi3 (fused qkv and gate||up) (default llama)\n"
 "  -v, --vocab FILE     a GGUF file holding tokenizer.* metadata\n"
 "  -d, --dim D          embedding width\n"
 "  -l, --layers L       transformer blocks\n"
-"  -H, --heads H        attention heads (D divisible by H)\n"
+"  -H, --heads H        attention heads (D divisible by H unless --head-dim)\n"
 "  -G, --kv-heads G     key/value heads, dividing H (default H)\n"
+"      --head-dim N     width of a head (default D / H)\n"
 "  -f, --ff F           feed-forward width (default 8D/3 rounded up to 32)\n"
 "  -c, --ctx N          context length (default 512)\n"
 "  -t, --type TYPE      f32, f16, bf16, q8_0 or q4_0 (default f32)\n"
@@ -85,9 +88,18 @@ static const char usage_text[] =
 
 struct init_opts {
 	const char *vocab, *out;
-	long dim, layers, heads, kv_heads, ff, ctx, seed;
+	long dim, layers, heads, kv_heads, head_dim, ff, ctx, seed;
+	int arch;
 	enum ggml_type type;
 };
+
+static int arch_opt(const char *arg)
+{
+	int a = parm_arch_find(arg, strlen(arg));
+	if (a < 0)
+		die("--arch: unknown architecture '%s' (%s)", arg, parm_arch_names());
+	return a;
+}
 
 static long int_opt(const char *name, const char *arg, long lo, long hi)
 {
@@ -114,12 +126,15 @@ static void parse_init(int argc, char **argv, struct init_opts *o)
 		{"vocab", 1, 0, 'v'}, {"dim", 1, 0, 'd'}, {"layers", 1, 0, 'l'},
 		{"heads", 1, 0, 'H'}, {"kv-heads", 1, 0, 'G'}, {"ff", 1, 0, 'f'},
 		{"ctx", 1, 0, 'c'}, {"type", 1, 0, 't'}, {"seed", 1, 0, 's'},
-		{"output", 1, 0, 'o'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+		{"output", 1, 0, 'o'}, {"arch", 1, 0, 'a'}, {"head-dim", 1, 0, 'D'},
+		{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 	int c;
 	*o = (struct init_opts){ .ctx = 512, .seed = 1, .type = GGML_F32 };
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":v:d:l:H:G:f:c:t:s:o:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":v:d:l:H:G:f:c:t:s:o:a:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'a': o->arch = arch_opt(optarg); break;
+		case 'D': o->head_dim = int_opt("--head-dim", optarg, 2, 1024); break;
 		case 'v': o->vocab = optarg; break;
 		case 'd': o->dim = int_opt("--dim", optarg, 2, 1 << 16); break;
 		case 'l': o->layers = int_opt("--layers", optarg, 1, 1024); break;
@@ -150,17 +165,21 @@ static void check_init(struct init_opts *o)
 		o->kv_heads = o->heads;
 	if (!o->ff)
 		o->ff = (8 * o->dim / 3 + 31) / 32 * 32;
-	if (o->dim % o->heads)
+	if (!o->head_dim && o->dim % o->heads)
 		die("--dim %ld is not divisible by --heads %ld", o->dim, o->heads);
 	if (o->heads % o->kv_heads)
 		die("--heads %ld is not divisible by --kv-heads %ld", o->heads, o->kv_heads);
-	if ((o->dim / o->heads) % 2)
-		die("head dim %ld (--dim / --heads) must be even for rope", o->dim / o->heads);
+	long hd = o->head_dim ? o->head_dim : o->dim / o->heads;
+	if (hd % 2)
+		die("head dim %ld must be even for rope", hd);
 	if (o->type != GGML_F32 && o->type != GGML_F16 && o->type != GGML_BF16) {
 		if (o->dim % 32)
 			die("--dim %ld must be a multiple of 32 for %s", o->dim, ggml_type_name(o->type));
 		if (o->ff % 32)
 			die("--ff %ld must be a multiple of 32 for %s", o->ff, ggml_type_name(o->type));
+		if (hd * o->heads % 32)
+			die("heads x head dim %ld must be a multiple of 32 for %s", hd * o->heads,
+			    ggml_type_name(o->type));
 	}
 }
 
@@ -174,7 +193,8 @@ static int cmd_init(int argc, char **argv)
 		die("%s", parm_error());
 	parm_config cfg = { .dim = o.dim, .n_layers = o.layers, .n_heads = o.heads,
 			    .n_kv_heads = o.kv_heads, .ff = o.ff, .n_ctx = o.ctx,
-			    .rms_eps = 1e-5f, .rope_theta = 10000 };
+			    .rms_eps = 1e-5f, .rope_theta = 10000, .arch = o.arch,
+			    .head_dim = (int)o.head_dim };
 	if (parm_model_init(o.out, vocab, &cfg, o.type, (uint64_t)o.seed) < 0)
 		die("%s", parm_error());
 	gguf_close(vocab);
