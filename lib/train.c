@@ -96,13 +96,6 @@ static void carve_tensors(parm_trainer *t)
 	}
 }
 
-static const parm_weight *layer_weight(const parm_layer *l, int target)
-{
-	const parm_weight *w[PARM_T_COUNT] = { &l->wq, &l->wk, &l->wv, &l->wo,
-					       &l->w_gate, &l->w_up, &l->w_down };
-	return w[target];
-}
-
 /* An f32 copy of a model weight into a carved tensor. */
 static void copy_weight(float *dst, const parm_weight *w)
 {
@@ -134,7 +127,7 @@ static void setup_full(parm_trainer *t)
 		snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
 		add_tensor(t, name, c->dim, 1, 0);
 		for (int k = 0; k < PARM_T_COUNT; k++) {
-			const parm_weight *w = layer_weight(pl, k);
+			const parm_weight *w = parm_layer_proj(pl, k);
 			snprintf(name, sizeof name, "blk.%d.%s.weight", l, parm_target_name(k));
 			add_tensor(t, name, w->cols, w->rows, 1);
 		}
@@ -158,7 +151,7 @@ static void setup_full(parm_trainer *t)
 		tl->attn_norm = lt[0].data, tl->d_attn_norm = lt[0].grad;
 		tl->ffn_norm = lt[1].data, tl->d_ffn_norm = lt[1].grad;
 		for (int k = 0; k < PARM_T_COUNT; k++) {
-			const parm_weight *w = layer_weight(&m->layers[l], k);
+			const parm_weight *w = parm_layer_proj(&m->layers[l], k);
 			copy_weight(lt[2 + k].data, w);
 			tl->lin[k] = (tlinear){ .lin = { .w = lt[2 + k].data, .type = GGML_F32,
 							 .in = (int)w->cols, .out = (int)w->rows },
@@ -179,7 +172,7 @@ static void setup_adapters(parm_trainer *t)
 	char name[64];
 	for (int l = 0; l < L; l++)
 		for (int k = 0; k < PARM_T_COUNT; k++) {
-			const parm_weight *w = layer_weight(&m->layers[l], k);
+			const parm_weight *w = parm_layer_proj(&m->layers[l], k);
 			int64_t shape[4][2] = { { w->cols, r }, { r, w->rows }, { o->r1, o->r1 },
 						{ (int64_t)o->r2 * o->r2, o->k } };
 			first[l][k] = t->n_tensors;
@@ -198,7 +191,7 @@ static void setup_adapters(parm_trainer *t)
 		tl->q_norm = m->layers[l].q_norm;
 		tl->k_norm = m->layers[l].k_norm;
 		for (int k = 0; k < PARM_T_COUNT; k++) {
-			const parm_weight *w = layer_weight(&m->layers[l], k);
+			const parm_weight *w = parm_layer_proj(&m->layers[l], k);
 			tlinear *lin = &tl->lin[k];
 			*lin = (tlinear){ .lin = parm_linear_of(w, m->layers[l].bias[k]),
 					  .in = (int)w->cols, .out = (int)w->rows };

@@ -589,8 +589,34 @@ static void test_rope_freqs(void)
 
 /* ---- the other architectures ---- */
 
+/* Random biases (std 0.1) on every projection of every layer of g. */
+static void add_biases(gguf_writer *w, const gguf_file *g)
+{
+	static const char *const parts[] = { "attn_q", "attn_k", "attn_v", "attn_output",
+					     "ffn_gate", "ffn_up", "ffn_down" };
+	uint64_t s = 99;
+	char name[96];
+	for (int l = 0; l < 64; l++)
+		for (size_t p = 0; p < sizeof parts / sizeof *parts; p++) {
+			snprintf(name, sizeof name, "blk.%d.%s.weight", l, parts[p]);
+			const gguf_tensor *t = gguf_find_tensor(g, name);
+			if (!t)
+				continue;
+			int64_t n = t->ne[1];
+			float *b = xmalloc((size_t)n * sizeof *b);
+			for (int64_t i = 0; i < n; i++) {
+				s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+				b[i] = (float)((double)(s >> 11) * 0x1.0p-53 - 0.5) * 0.35f;
+			}
+			snprintf(name, sizeof name, "blk.%d.%s.bias", l, parts[p]);
+			gguf_w_tensor(w, name, GGML_F32, 1, &n, b);
+			free(b);
+		}
+}
+
 /* A copy of in with its tensors and keys, minus the tensor drop (NULL:
- * none), plus LongRoPE's factors and keys when orig_ctx > 0. */
+ * none), plus LongRoPE's factors and keys when orig_ctx > 0, plus
+ * biases on every projection when orig_ctx < 0. */
 static int rewrite_model(const char *in, const char *out, const char *drop, int orig_ctx)
 {
 	gguf_file *g = gguf_open(in);
@@ -608,6 +634,8 @@ static int rewrite_model(const char *in, const char *out, const char *drop, int 
 		if (!drop || strcmp(t->name, drop))
 			gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, t->ne, t->data);
 	}
+	if (orig_ctx < 0)
+		add_biases(w, g);
 	if (orig_ctx > 0) {
 		int64_t half = 16;      /* head dim 32 */
 		float lf[16], sf[16];
@@ -631,8 +659,9 @@ static int rewrite_model(const char *in, const char *out, const char *drop, int 
 /* Each architecture written by our writer in llama.cpp's converter layout
  * (qwen2: q/k/v biases; qwen3: q/k norms, head dim 48 against dim / heads
  * 32; phi3: fused attn_qkv and gate||up), as is and quantised, against
- * llama.cpp's logits and greedy tokens through the pipe; qwen2 tied, and
- * phi3 with LongRoPE factors (short and long) and its attention factor. */
+ * llama.cpp's logits and greedy tokens through the pipe; qwen2 tied, phi3
+ * with LongRoPE factors (short and long) and its attention factor, llama
+ * with a bias on every projection. */
 static void test_architectures(void)
 {
 	static const struct { int arch; const char *vocab; int dim, heads, kv, hd; } shapes[] = {
@@ -674,6 +703,13 @@ static void test_architectures(void)
 			snprintf(what, sizeof what, "our f32 phi3 model, LongRoPE factors (%s, context 64, "
 				 "original %d), attn_factor 1.19", orig < 64 ? "long" : "short", orig);
 			if (rewrite_model(path, alt, NULL, orig))
+				ok(0, "%s: %s", what, parm_error());
+			else
+				check_file(alt, alt, what, tolerance(GGML_F32));
+		}
+		if (shapes[i].arch == PARM_ARCH_LLAMA) {
+			snprintf(what, sizeof what, "our f32 llama model with biases on q, k, v, o, gate, up, down");
+			if (rewrite_model(path, alt, NULL, -1))
 				ok(0, "%s: %s", what, parm_error());
 			else
 				check_file(alt, alt, what, tolerance(GGML_F32));
