@@ -524,6 +524,35 @@ static int read_chain(const msgpack_object *map, parm_header *h)
 	return 0;
 }
 
+/* "eog": the ids that end generation; absent (older writers), eos. */
+static int read_eog(const msgpack_object *map, parm_header *h)
+{
+	const msgpack_object *a = map_get(map, "eog");
+	if (!a || a->type == MSGPACK_OBJECT_NIL) {
+		h->n_eog = h->eos >= 0;
+		h->eog = xmemdup(&h->eos, sizeof h->eos);
+		return 0;
+	}
+	if (a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size > (uint32_t)h->n_vocab)
+		return parm_fail("malformed stream: header \"eog\" is not an array of at most n_vocab ids");
+	h->eog = xcalloc(a->via.array.size + 1, sizeof *h->eog);
+	for (uint32_t i = 0; i < a->via.array.size; i++) {
+		long id;
+		if (obj_int(&a->via.array.ptr[i], 0, h->n_vocab - 1, &id) < 0)
+			return parm_fail("malformed stream: header \"eog\" entry %u is not a token id", i);
+		h->eog[h->n_eog++] = (int)id;
+	}
+	return 0;
+}
+
+int parm_header_is_eog(const parm_header *h, int tok)
+{
+	for (int i = 0; tok >= 0 && i < h->n_eog; i++)
+		if (h->eog[i] == tok)
+			return 1;
+	return 0;
+}
+
 static int check_magic_version(const msgpack_object *map)
 {
 	const msgpack_object *v;
@@ -560,7 +589,7 @@ static int parse_header(const msgpack_object *map, parm_header *h)
 	if (field_int(map, "header", "n_vocab", 1, MAX_VOCAB, &h->n_vocab) < 0 ||
 	    read_fingerprint(map, &h->fingerprint) < 0 ||
 	    optional_token(map, "bos", h->n_vocab, &h->bos) < 0 ||
-	    optional_token(map, "eos", h->n_vocab, &h->eos) < 0)
+	    optional_token(map, "eos", h->n_vocab, &h->eos) < 0 || read_eog(map, h) < 0)
 		return -1;
 	fb = field_bytes(map, "header", "feedback", 1, &absent);
 	if (!fb && !absent)
@@ -601,6 +630,7 @@ void parm_header_free(parm_header *h)
 	for (int i = 0; i < h->n_chain; i++)
 		free(h->chain[i]);
 	free(h->chain);
+	free(h->eog);
 	memset(h, 0, sizeof *h);
 }
 
@@ -615,6 +645,9 @@ void parm_header_copy(parm_header *dst, const parm_header *src, const char *stag
 		dst->pieces[i][src->piece_len[i]] = '\0';
 	}
 	dst->feedback = src->feedback ? xstrdup(src->feedback) : NULL;
+	dst->eog = xcalloc(src->n_eog + 1, sizeof *dst->eog);
+	if (src->n_eog)
+		memcpy(dst->eog, src->eog, src->n_eog * sizeof *src->eog);
 	dst->chain = xcalloc(src->n_chain + 1, sizeof *dst->chain);
 	for (int i = 0; i < src->n_chain; i++)
 		dst->chain[i] = xstrdup(src->chain[i]);
@@ -914,6 +947,11 @@ static void pack_header_body(msgpack_packer *pk, const parm_header *h)
 	msgpack_pack_int(pk, h->bos);
 	pack_str(pk, "eos");
 	msgpack_pack_int(pk, h->eos);
+	pack_str(pk, "eog");           /* a header made with eos alone: [eos] */
+	int lone = !h->n_eog && h->eos >= 0;
+	msgpack_pack_array(pk, lone ? 1 : h->n_eog);
+	for (int i = 0; i < (lone ? 1 : h->n_eog); i++)
+		msgpack_pack_int(pk, lone ? h->eos : h->eog[i]);
 	pack_str(pk, "pieces");
 	msgpack_pack_array(pk, h->n_vocab);
 	for (int i = 0; i < h->n_vocab; i++) {
@@ -930,7 +968,7 @@ static void pack_header_body(msgpack_packer *pk, const parm_header *h)
 
 int parm_write_header(parm_writer *w, const parm_header *h)
 {
-	msgpack_pack_map(&w->pk, 10);
+	msgpack_pack_map(&w->pk, 11);
 	pack_str(&w->pk, "type");
 	pack_str(&w->pk, "header");
 	pack_str(&w->pk, "magic");

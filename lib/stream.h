@@ -27,6 +27,8 @@ typedef struct {
 	int n_vocab;
 	uint64_t fingerprint;           /* parm_tok_fingerprint of the tokenizer */
 	int bos, eos;                   /* -1 if none */
+	int *eog, n_eog;                /* ids that end generation (eos among
+					 * them; absent in a stream: eos alone) */
 	char **pieces;                  /* [n_vocab] decoded bytes of each token */
 	uint32_t *piece_len;            /* [n_vocab] */
 	char *feedback;                 /* FIFO path for chosen tokens, or NULL */
@@ -78,6 +80,8 @@ void parm_reader_free(parm_reader *r);
 int parm_read_header(parm_reader *r, parm_header *h);
 int parm_read_record(parm_reader *r, parm_record *rec);
 void parm_header_free(parm_header *h);
+/* Whether tok ends generation by the header's list. */
+int parm_header_is_eog(const parm_header *h, int tok);
 
 /* Writing: records are buffered; parm_flush writes them out.  Every
  * function returns 0, or -1 with errno EPIPE when the reader went away

@@ -50,7 +50,12 @@ struct parm_tokenizer {
 	unsigned char byte_utf8_len[256];
 	int byte_token[256];            /* SPM: <0xNN> ids */
 	uint64_t fingerprint;
+	int *eog;                       /* end-of-generation ids, ascending */
+	int n_eog;
 };
+
+/* Fill t->eog (tok_eog.c), once the vocabulary is indexed. */
+void tok_find_eog(parm_tokenizer *t, const gguf_file *g);
 
 /* A growable list of ids. */
 struct idvec {

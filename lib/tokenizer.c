@@ -585,6 +585,7 @@ static int load_into(parm_tokenizer *t, const gguf_file *g)
 		index_merges(t);
 	}
 	classify_tokens(t, g);
+	tok_find_eog(t, g);
 	build_pieces(t);
 	build_byte_maps(t);
 	fingerprint(t);
@@ -617,6 +618,7 @@ void parm_tokenizer_free(parm_tokenizer *t)
 	free(t->merges);
 	free(t->merge_tab.slot);
 	free(t->splitters);
+	free(t->eog);
 	free(t);
 }
 

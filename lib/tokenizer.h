@@ -27,6 +27,12 @@ int parm_tok_bos(const parm_tokenizer *t);      /* -1 if none */
 int parm_tok_eos(const parm_tokenizer *t);      /* -1 if none */
 int parm_tok_add_bos(const parm_tokenizer *t);  /* tokenizer.ggml.add_bos_token */
 
+/* The tokens that end generation (EOS, end-of-turn tokens such as
+ * <|im_end|> and <|eot_id|>, ...), as llama.cpp's llama_vocab_is_eog:
+ * *n ids, ascending. */
+const int *parm_tok_eog(const parm_tokenizer *t, int *n);
+int parm_tok_is_eog(const parm_tokenizer *t, int id);
+
 /* Encode text[len] (special tokens not parsed, as llama.cpp's tests do).
  * add_bos nonzero puts BOS first (pass parm_tok_add_bos(t) to follow the
  * model).  Writes at most max ids (ids may be NULL when max is 0); returns

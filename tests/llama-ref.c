@@ -6,6 +6,13 @@
  *                                            texts, one line of ids each
  *   llama-ref logits MODEL.gguf ID...        n_tokens * n_vocab raw f32,
  *                                            every position's logits row
+ *   llama-ref tokenize-special MODEL.gguf < text  ids, special tokens parsed
+ *   llama-ref eog MODEL.gguf                 the end-of-generation ids
+ *   llama-ref chat MODEL.gguf [TEMPLATE] < messages   the templated text
+ *                                            (assistant turn opened) of
+ *                                            NUL-separated role, content
+ *                                            pairs; TEMPLATE a built-in
+ *                                            name, else the model's own
  *
  * Built by tests/llamacpp.sh against the llama.cpp it builds; uses llama.h
  * only.  The KV cache is f32 and flash attention off, so the only rounding
@@ -57,16 +64,18 @@ static char *read_all(FILE *f, size_t *len)
 	return buf;
 }
 
+static int parse_special;              /* tokenize-special */
+
 /* One line: the ids of text[len]. */
 static void print_ids(const struct llama_vocab *vocab, const char *text, size_t len)
 {
 	int32_t max = (int32_t)len + 16, n, i;
 	llama_token *ids = malloc(sizeof *ids * max);
-	n = llama_tokenize(vocab, text, (int32_t)len, ids, max, false, false);
+	n = llama_tokenize(vocab, text, (int32_t)len, ids, max, false, parse_special);
 	if (n < 0) {            /* -n is the room it needs */
 		max = -n;
 		ids = realloc(ids, sizeof *ids * max);
-		n = llama_tokenize(vocab, text, (int32_t)len, ids, max, false, false);
+		n = llama_tokenize(vocab, text, (int32_t)len, ids, max, false, parse_special);
 	}
 	if (n < 0)
 		fail("llama_tokenize failed", NULL);
@@ -143,17 +152,70 @@ static int logits(const char *path, int n, char **args)
 	return fflush(stdout) ? 1 : 0;
 }
 
+static int eog(const char *path)
+{
+	struct llama_model *model = load(path, 1);
+	const struct llama_vocab *vocab = llama_model_get_vocab(model);
+	int first = 1;
+	for (llama_token id = 0; id < llama_vocab_n_tokens(vocab); id++)
+		if (llama_vocab_is_eog(vocab, id)) {
+			printf(first ? "%d" : " %d", id);
+			first = 0;
+		}
+	putchar('\n');
+	llama_model_free(model);
+	return fflush(stdout) ? 1 : 0;
+}
+
+/* stdin: role NUL content NUL ...; stdout: the template applied. */
+static int chat(const char *path, const char *name)
+{
+	struct llama_model *model = load(path, 1);
+	const char *tmpl = name ? name : llama_model_chat_template(model, NULL);
+	size_t len, at, n = 0;
+	char *text = read_all(stdin, &len);
+	struct llama_chat_message msg[64];
+	for (at = 0; at < len && n < 64; n++) {
+		msg[n].role = text + at;
+		at += strnlen(text + at, len - at) + 1;
+		if (at >= len)
+			fail("a role without content", NULL);
+		msg[n].content = text + at;
+		at += strnlen(text + at, len - at) + 1;
+	}
+	if (!tmpl)
+		fail("the model has no chat template", path);
+	int32_t need = llama_chat_apply_template(tmpl, msg, n, true, NULL, 0);
+	if (need < 0)
+		fail("template not supported", name ? name : "(the model's)");
+	char *out = malloc((size_t)need + 1);
+	llama_chat_apply_template(tmpl, msg, n, true, out, need + 1);
+	fwrite(out, 1, (size_t)need, stdout);
+	free(out);
+	free(text);
+	llama_model_free(model);
+	return fflush(stdout) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	int rc;
-	int is_tok = argc >= 3 && !strcmp(argv[1], "tokenize");
-	int is_all = argc >= 3 && !strcmp(argv[1], "tokenize-all");
-	int is_logits = argc >= 4 && !strcmp(argv[1], "logits");
-	if (!is_tok && !is_all && !is_logits)
-		fail("usage: llama-ref tokenize|tokenize-all MODEL < text | llama-ref logits MODEL ID...", NULL);
+	const char *mode = argc >= 3 ? argv[1] : "";
+	int is_tok = !strcmp(mode, "tokenize") || !strcmp(mode, "tokenize-special");
+	int is_all = !strcmp(mode, "tokenize-all");
+	int is_logits = argc >= 4 && !strcmp(mode, "logits");
+	int is_eog = !strcmp(mode, "eog"), is_chat = !strcmp(mode, "chat");
+	if (!is_tok && !is_all && !is_logits && !is_eog && !is_chat)
+		fail("usage: llama-ref tokenize|tokenize-all|tokenize-special|eog|chat MODEL | "
+		     "llama-ref logits MODEL ID...", NULL);
+	parse_special = !strcmp(mode, "tokenize-special");
 	llama_log_set(log_errors, NULL);
 	llama_backend_init();
-	if (!is_logits)
+	if (is_eog)
+		rc = eog(argv[2]);
+	else if (is_chat)
+		rc = chat(argv[2], argc > 3 ? argv[3] : NULL);
+	else if (!is_logits)
 		rc = tokenize(argv[2], is_all);
 	else
 		rc = logits(argv[2], argc - 3, argv + 3);

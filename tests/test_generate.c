@@ -102,6 +102,45 @@ static void compare_sampled(const char *dir)
 	free(a), free(b), free(c);
 }
 
+/* A qwen2 model of the Phi-3 vocabulary whose output bias puts token
+ * 32007 (<|end|>, an end-of-turn token, not EOS) far ahead: the pipe ends
+ * every reply at once, its text empty, stop "eos". */
+static void test_end_of_turn(const char *fx, const char *dir)
+{
+	char vocab[4200], plain[600], biased[600];
+	snprintf(vocab, sizeof vocab, "%s/ggml-vocab-phi-3.gguf", fx);
+	snprintf(plain, sizeof plain, "%s/qwen2.gguf", dir);
+	snprintf(biased, sizeof biased, "%s/eot.gguf", dir);
+	gguf_file *v = gguf_open(vocab), *g = NULL;
+	parm_config cfg = {.dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .ff = 64,
+			   .n_ctx = 64, .arch = PARM_ARCH_QWEN2};
+	int rc = v && parm_model_init(plain, v, &cfg, GGML_F32, 5) == 0 && (g = gguf_open(plain)) ? 0 : -1;
+	if (rc == 0) {
+		gguf_writer *w = gguf_w_new();
+		for (int i = 0; i < gguf_n_kv(g); i++)
+			gguf_w_copy_kv(w, g, gguf_kv_key(g, i));
+		for (int i = 0; i < gguf_n_tensors(g); i++) {
+			const gguf_tensor *t = gguf_tensor_at(g, i);
+			gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, t->ne, t->data);
+		}
+		int64_t V = 32064;
+		float *bias = xcalloc(V, sizeof *bias);
+		bias[32007] = 100;
+		gguf_w_tensor(w, "output.bias", GGML_F32, 1, &V, bias);
+		rc = gguf_w_save(w, biased);
+		gguf_w_free(w);
+		free(bias);
+	}
+	gguf_close(g);
+	gguf_close(v);
+	char *out = rc ? NULL : run(dir, "parm-logits -n 5 eot.gguf | parm-sample -t 0 --jsonl");
+	ok(out && strstr(out, "\"response\":\"\",\"tokens\":[32007],\"stop\":\"eos\"") &&
+	   !strstr(out, "\"stop\":\"length\""),
+	   "the reply ends at an end-of-turn token (<|end|>), not at --max-tokens: %.160s",
+	   out ? out : parm_error());
+	free(out);
+}
+
 int main(void)
 {
 	const char *fx = fixtures_dir();
@@ -124,6 +163,7 @@ int main(void)
 		parm_set_threads(1);
 		compare_greedy(m, dir);
 		compare_sampled(dir);
+		test_end_of_turn(fx, dir);
 		parm_model_free(m);
 	}
 	gguf_close(v);

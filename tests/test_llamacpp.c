@@ -257,6 +257,23 @@ static int compare_ids(const parm_tokenizer *tok, const texts *t, char **expecte
 	return bad;
 }
 
+/* The end-of-generation ids against llama_vocab_is_eog's. */
+static void check_eog(const parm_tokenizer *tok, const char *path, const char *vocab)
+{
+	char cmd[8400], ours[4096] = "";
+	int n, len = 0, n_lines = 0;
+	const int *ids = parm_tok_eog(tok, &n);
+	for (int i = 0; i < n && len < (int)sizeof ours - 16; i++)
+		len += snprintf(ours + len, sizeof ours - len, i ? " %d" : "%d", ids[i]);
+	snprintf(cmd, sizeof cmd, "'%s' eog '%s'", ref_bin, path);
+	char **ref = run_lines(cmd, &n_lines);
+	ok(ref && n_lines == 1 && !strcmp(ref[0], ours),
+	   "tokenizer %s: end-of-generation tokens are llama.cpp's (%s; llama.cpp %s)", vocab, ours,
+	   ref && n_lines ? ref[0] : "nothing");
+	if (ref)
+		free_lines(ref, n_lines);
+}
+
 static void test_vocab(const char *vocab, const texts *t)
 {
 	char path[4096];
@@ -278,6 +295,7 @@ static void test_vocab(const char *vocab, const texts *t)
 		   vocab, t->n, bad);
 		free_lines(expected, t->n);
 	}
+	check_eog(tok, path, vocab);
 	parm_tokenizer_free(tok);
 	gguf_close(g);
 }

@@ -303,6 +303,57 @@ static parm_tokenizer *gpt2_with_pre(const char *dir, const char *pre)
 	return t;
 }
 
+/* A made vocabulary of the given token texts (SentencePiece, all normal
+ * tokens), eos 0, plus an optional fim_rep_token_id key. */
+static parm_tokenizer *made_vocab(const char *const *texts, int n, int fim_rep)
+{
+	char tmp[] = "/tmp/parm-tok-XXXXXX";
+	int fd = mkstemp(tmp);
+	gguf_writer *w = gguf_w_new();
+	gguf_file *g = NULL;
+	parm_tokenizer *t = NULL;
+	float scores[16] = { 0 };
+	if (fd >= 0)
+		close(fd);
+	gguf_w_set_str(w, "tokenizer.ggml.model", "llama");
+	gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", texts, NULL, n);
+	gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
+	gguf_w_set_u32(w, "tokenizer.ggml.eos_token_id", 0);
+	if (fim_rep >= 0)
+		gguf_w_set_u32(w, "tokenizer.ggml.fim_rep_token_id", fim_rep);
+	if (fd >= 0 && gguf_w_save(w, tmp) == 0 && (g = gguf_open(tmp)))
+		t = parm_tokenizer_load(g);
+	gguf_w_free(w);
+	gguf_close(g);
+	unlink(tmp);
+	return t;
+}
+
+static void expect_eog(const char *const *texts, int n, int fim_rep, const char *want,
+		       const char *what)
+{
+	parm_tokenizer *t = made_vocab(texts, n, fim_rep);
+	char got[128] = "";
+	int n_eog = 0, len = 0;
+	const int *ids = t ? parm_tok_eog(t, &n_eog) : NULL;
+	for (int i = 0; i < n_eog; i++)
+		len += snprintf(got + len, sizeof got - len, i ? " %d" : "%d", ids[i]);
+	ok(t && !strcmp(got, want), "end of generation: %s (%s)", what, t ? got : parm_error());
+	parm_tokenizer_free(t);
+}
+
+/* What the fixtures do not show of llama.cpp's rules (tok_eog.c). */
+static void test_eog_rules(void)
+{
+	static const char *const chat[] = { "</x>", "a", "<|im_end|>", "<|eot_id|>", "<|fim_pad|>", "b" };
+	expect_eog(chat, 6, -1, "0 2 3 4", "eos, end-of-turn texts, the FIM pad by its text");
+	expect_eog(chat, 6, 5, "0 2 3 4 5", "a FIM repo token named by its key");
+	static const char *const harmony[] = { "</x>", "<|end|>", "<|return|>", "<|call|>" };
+	expect_eog(harmony, 4, -1, "0 2 3", "<|end|> is not the end beside <|return|> and <|call|>");
+	static const char *const phi3[] = { "</x>", "<|end|>", "<|return|>" };
+	expect_eog(phi3, 3, -1, "0 1 2", "<|end|> ends a reply otherwise");
+}
+
 static void test_pre_names(const char *dir)
 {
 	parm_tokenizer *t = gpt2_with_pre(dir, "no-such-pre");
@@ -368,6 +419,7 @@ int main(void)
 	ok(distinct, "fingerprints of the five vocabularies all differ");
 	test_pieces(dir);
 	test_pre_names(dir);
+	test_eog_rules();
 	test_speed(dir);
 	return tap_done();
 }

@@ -238,6 +238,7 @@ static void make_header(parm_header *h, const parm_tokenizer *tok, int V, char *
 	h->fingerprint = parm_tok_fingerprint(tok);
 	h->bos = parm_tok_bos(tok);
 	h->eos = parm_tok_eos(tok);
+	h->eog = (int *)parm_tok_eog(tok, &h->n_eog);
 	h->pieces = xmalloc(V * sizeof *h->pieces);
 	h->piece_len = xmalloc(V * sizeof *h->piece_len);
 	for (int i = 0; i < V; i++) {
@@ -260,7 +261,8 @@ struct gen {
 	struct job *jobs;
 	long n_jobs, next_job;
 	struct slot *slots;
-	int n_slots, eos;
+	int n_slots;
+	const parm_tokenizer *tok;      /* its end-of-generation tokens end a reply */
 	parm_batch batch;           /* one round's tokens */
 	float *logits;
 	const int **seq_tokens;     /* remote: each wanted slot's sequence */
@@ -398,7 +400,7 @@ static void apply_choices(struct gen *g, int n_steps)
 		sl->answered = 1;
 		sl->pending = c->tok;
 		sl->generated++;
-		if (c->tok == g->eos)
+		if (parm_tok_is_eog(g->tok, c->tok))
 			reason = "eos";
 		else if (c->stop)
 			reason = "stop";
@@ -543,7 +545,7 @@ int main(int argc, char **argv)
 		open_remote(&b, &o, g.n_slots);
 	else if (!(b.kv = parm_kv_new(b.m, g.n_slots, b.n_ctx)))
 		die("%s", parm_error());
-	g.eos = parm_tok_eos(b.tok);
+	g.tok = b.tok;
 	g.jobs = tokenize_prompts(b.tok, &o, prompts, n, b.n_ctx);
 
 	refuse_unanswerable_output();

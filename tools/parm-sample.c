@@ -134,7 +134,7 @@ static void append_token(struct run *r, struct seq *s, int tok)
 	if (s->n_tokens == s->cap_tokens)
 		s->tokens = xrealloc(s->tokens, (s->cap_tokens = 2 * s->cap_tokens + 16) * sizeof(int));
 	s->tokens[s->n_tokens++] = tok;
-	if (tok == r->h.eos)
+	if (parm_header_is_eog(&r->h, tok))
 		return;
 	size_t n = r->h.piece_len[tok];
 	if (s->len + n + 1 > s->cap)
