@@ -6,7 +6,8 @@
  *   - every token whose text is one of the end-of-turn texts below;
  *   - less "<|end|>" when the vocabulary also has "<|return|>" and
  *     "<|call|>" (gpt-oss) or "<|calls|>" and "<|flush|>" (solar-open),
- *     where "<|end|>" closes a message and not the reply.
+ *     where "<|end|>" closes a message and not the reply;
+ *   - less "</s>" beside "<|tool_response>" (gemma4, paddleocr).
  * tests/test_llamacpp.c holds the result against llama.cpp's
  * llama_vocab_is_eog on every fixture vocabulary. */
 #include "tok_internal.h"
@@ -94,6 +95,9 @@ void tok_find_eog(parm_tokenizer *t, const gguf_file *g)
 	int calls = parm_tok_is_eog(t, find_text(t, "<|calls|>")), flush = parm_tok_is_eog(t, find_text(t, "<|flush|>"));
 	if (parm_tok_is_eog(t, end) && ((ret && call) || (calls && flush)))
 		remove_eog(t, end);
+	int s_end = find_text(t, "</s>");
+	if (parm_tok_is_eog(t, s_end) && parm_tok_is_eog(t, find_text(t, "<|tool_response>")))
+		remove_eog(t, s_end);
 	if (t->n_eog)
 		qsort(t->eog, t->n_eog, sizeof *t->eog, cmp_int);
 }

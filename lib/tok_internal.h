@@ -46,6 +46,9 @@ struct parm_tokenizer {
 	int *splitters;                 /* user-defined tokens split out first */
 	int n_splitters;
 	int rstrip_splitters;           /* Phi-3: eat whitespace after them */
+	int *specials;                  /* splitters and control tokens, longest
+					 * first: what parse_special splits out */
+	int n_specials;
 	char byte_utf8[256][2];         /* GPT-2 byte -> its codepoint's UTF-8 */
 	unsigned char byte_utf8_len[256];
 	int byte_token[256];            /* SPM: <0xNN> ids */

@@ -430,11 +430,13 @@ static int name_has_phi3(const gguf_file *g)
 }
 
 /* Control marks, and the user-defined tokens that llama.cpp splits out of
- * the text before tokenising it, longest first. */
+ * the text before tokenising it, longest first; with the control ones,
+ * what it splits out when asked to parse special tokens. */
 static void classify_tokens(parm_tokenizer *t, const gguf_file *g)
 {
 	t->is_control = xcalloc((size_t)t->n_vocab, 1);
 	t->splitters = xmalloc((size_t)t->n_vocab * sizeof *t->splitters);
+	t->specials = xmalloc((size_t)t->n_vocab * sizeof *t->specials);
 	for (int id = 0; id < t->n_vocab; id++) {
 		const char *s = tok_str(t, id);
 		int ty = t->type[id];
@@ -447,9 +449,12 @@ static void classify_tokens(parm_tokenizer *t, const gguf_file *g)
 		}
 		if (ty == TT_USER_DEFINED && !t->is_control[id])
 			t->splitters[t->n_splitters++] = id;
+		if (t->is_control[id] || ty == TT_USER_DEFINED)
+			t->specials[t->n_specials++] = id;
 	}
 	qsort_r(t->splitters, (size_t)t->n_splitters, sizeof *t->splitters, longer_first, t);
 	t->rstrip_splitters = name_has_phi3(g);
+	qsort_r(t->specials, (size_t)t->n_specials, sizeof *t->specials, longer_first, t);
 }
 
 /* The bytes a token decodes to. */
@@ -618,6 +623,7 @@ void parm_tokenizer_free(parm_tokenizer *t)
 	free(t->merges);
 	free(t->merge_tab.slot);
 	free(t->splitters);
+	free(t->specials);
 	free(t->eog);
 	free(t);
 }
@@ -692,6 +698,16 @@ static int c_space(char c)
 	return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
+/* Phi-3's special tokens eat the whitespace after them, but for these
+ * three (llama.cpp's attributes by model name). */
+static int rstrips(const parm_tokenizer *t, int id)
+{
+	const char *s = tok_str(t, id);
+	size_t n = t->text_len[id];
+	return t->rstrip_splitters && !str_is(s, n, "<unk>") && !str_is(s, n, "<s>") &&
+	       !str_is(s, n, "<|endoftext|>");
+}
+
 static void split_fragment(const parm_tokenizer *t, int id, const char *text, struct frag f,
 			   struct fraglist *out)
 {
@@ -707,7 +723,7 @@ static void split_fragment(const parm_tokenizer *t, int id, const char *text, st
 		frag_push(out, (struct frag){ id, 0, 0 });
 		f.len -= at + n - f.off;
 		f.off = at + n;
-		while (t->rstrip_splitters && f.len && c_space(text[f.off]))
+		while (rstrips(t, id) && f.len && c_space(text[f.off]))
 			f.off++, f.len--;
 	}
 	frag_push(out, f);
@@ -718,12 +734,15 @@ static int occurs(const char *text, size_t len, const char *s, size_t n)
 	return memmem(text, len, s, n) != NULL;
 }
 
-static struct fraglist partition(const parm_tokenizer *t, const char *text, size_t len)
+static struct fraglist partition(const parm_tokenizer *t, const char *text, size_t len,
+				 int parse_special)
 {
 	struct fraglist cur = {0};
+	const int *split = parse_special ? t->specials : t->splitters;
+	int n_split = parse_special ? t->n_specials : t->n_splitters;
 	frag_push(&cur, (struct frag){ -1, 0, len });
-	for (int k = 0; k < t->n_splitters; k++) {
-		int id = t->splitters[k];
+	for (int k = 0; k < n_split; k++) {
+		int id = split[k];
 		struct fraglist next = {0};
 		if (!occurs(text, len, tok_str(t, id), t->text_len[id]))
 			continue;
@@ -760,9 +779,10 @@ static int encode_spm_fragment(const parm_tokenizer *t, const char *s, size_t n,
 	return rc;
 }
 
-static int encode_all(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out)
+static int encode_all(const parm_tokenizer *t, const char *text, size_t len, int parse_special,
+		      struct idvec *out)
 {
-	struct fraglist frags = partition(t, text, len);
+	struct fraglist frags = partition(t, text, len, parse_special);
 	int after_special = 1, rc = 0;
 	for (size_t i = 0; i < frags.n && rc == 0; i++) {
 		struct frag f = frags.v[i];
@@ -781,8 +801,8 @@ static int encode_all(const parm_tokenizer *t, const char *text, size_t len, str
 	return rc;
 }
 
-int parm_tokenize(const parm_tokenizer *t, const char *text, size_t len,
-		  int add_bos, int *ids, int max)
+static int tokenize(const parm_tokenizer *t, const char *text, size_t len, int add_bos,
+		    int parse_special, int *ids, int max)
 {
 	struct idvec out = {0};
 	int rc = 0;
@@ -792,7 +812,7 @@ int parm_tokenize(const parm_tokenizer *t, const char *text, size_t len,
 		idvec_push(&out, t->bos);
 	}
 	if (len)
-		rc = encode_all(t, text, len, &out);
+		rc = encode_all(t, text, len, parse_special, &out);
 	if (rc == 0 && out.n > 0x7fffffff)
 		rc = parm_fail("tokenizer: text of %zu bytes gives too many tokens", len);
 	if (rc == 0)
@@ -800,4 +820,16 @@ int parm_tokenize(const parm_tokenizer *t, const char *text, size_t len,
 			ids[i] = out.v[i];
 	free(out.v);
 	return rc ? -1 : (int)out.n;
+}
+
+int parm_tokenize(const parm_tokenizer *t, const char *text, size_t len,
+		  int add_bos, int *ids, int max)
+{
+	return tokenize(t, text, len, add_bos, 0, ids, max);
+}
+
+int parm_tokenize_special(const parm_tokenizer *t, const char *text, size_t len,
+			  int add_bos, int *ids, int max)
+{
+	return tokenize(t, text, len, add_bos, 1, ids, max);
 }

@@ -40,6 +40,11 @@ int parm_tok_is_eog(const parm_tokenizer *t, int id);
  * room), or -1 + parm_error. */
 int parm_tokenize(const parm_tokenizer *t, const char *text, size_t len,
 		  int add_bos, int *ids, int max);
+/* The same, special tokens parsed (llama.cpp's parse_special): the text
+ * of a control or user-defined token ("<|im_start|>") becomes that token,
+ * as chat templates need. */
+int parm_tokenize_special(const parm_tokenizer *t, const char *text, size_t len,
+			  int add_bos, int *ids, int max);
 
 /* The bytes a token stands for when text is decoded ("▁" is a space, a
  * <0x0A> byte token is "\n", byte-level BPE maps back to raw bytes).

@@ -7,6 +7,7 @@
  *   llama-ref logits MODEL.gguf ID...        n_tokens * n_vocab raw f32,
  *                                            every position's logits row
  *   llama-ref tokenize-special MODEL.gguf < text  ids, special tokens parsed
+ *   llama-ref tokenize-all-special MODEL.gguf < texts  the same, one line each
  *   llama-ref eog MODEL.gguf                 the end-of-generation ids
  *   llama-ref chat MODEL.gguf [TEMPLATE] < messages   the templated text
  *                                            (assistant turn opened) of
@@ -202,13 +203,13 @@ int main(int argc, char **argv)
 	int rc;
 	const char *mode = argc >= 3 ? argv[1] : "";
 	int is_tok = !strcmp(mode, "tokenize") || !strcmp(mode, "tokenize-special");
-	int is_all = !strcmp(mode, "tokenize-all");
+	int is_all = !strcmp(mode, "tokenize-all") || !strcmp(mode, "tokenize-all-special");
 	int is_logits = argc >= 4 && !strcmp(mode, "logits");
 	int is_eog = !strcmp(mode, "eog"), is_chat = !strcmp(mode, "chat");
 	if (!is_tok && !is_all && !is_logits && !is_eog && !is_chat)
-		fail("usage: llama-ref tokenize|tokenize-all|tokenize-special|eog|chat MODEL | "
+		fail("usage: llama-ref tokenize[-all][-special]|eog|chat MODEL | "
 		     "llama-ref logits MODEL ID...", NULL);
-	parse_special = !strcmp(mode, "tokenize-special");
+	parse_special = strstr(mode, "-special") != NULL;
 	llama_log_set(log_errors, NULL);
 	llama_backend_init();
 	if (is_eog)

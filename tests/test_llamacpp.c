@@ -180,6 +180,8 @@ static void free_lines(char **lines, int n)
 
 /* llama.cpp's ids of each text, one line each (tokenize-all mode: the
  * texts NUL-terminated on stdin, so one process loads the vocab once). */
+static int parse_special;       /* the tokenize calls below parse special tokens */
+
 static char **ref_tokenize(const char *model, const texts *t)
 {
 	char path[512], cmd[16384];
@@ -192,7 +194,8 @@ static char **ref_tokenize(const char *model, const texts *t)
 	for (i = 0; i < t->n; i++)
 		fwrite(t->text[i], 1, t->len[i] + 1, f);
 	fclose(f);
-	snprintf(cmd, sizeof cmd, "'%s' tokenize-all '%s' < '%s'", ref_bin, model, path);
+	snprintf(cmd, sizeof cmd, "'%s' tokenize-all%s '%s' < '%s'", ref_bin,
+		 parse_special ? "-special" : "", model, path);
 	lines = run_lines(cmd, &n);
 	if (lines && n != t->n) {
 		free_lines(lines, n);
@@ -207,10 +210,12 @@ static char *our_ids(const parm_tokenizer *tok, const char *text, size_t len)
 	int max = (int)len + 16, n, i;
 	int *ids = xmalloc(max * sizeof *ids);
 	char *out, *p;
-	n = parm_tokenize(tok, text, len, 0, ids, max);
+	int (*encode)(const parm_tokenizer *, const char *, size_t, int, int *, int) =
+		parse_special ? parm_tokenize_special : parm_tokenize;
+	n = encode(tok, text, len, 0, ids, max);
 	if (n > max) {
 		ids = xrealloc(ids, n * sizeof *ids);
-		n = parm_tokenize(tok, text, len, 0, ids, n);
+		n = encode(tok, text, len, 0, ids, n);
 	}
 	if (n < 0) {
 		free(ids);
@@ -274,6 +279,60 @@ static void check_eog(const parm_tokenizer *tok, const char *path, const char *v
 		free_lines(ref, n_lines);
 }
 
+/* Texts full of special tokens: every control or user-defined token of
+ * the vocabulary (up to 400) between words, glued and spaced, and chat
+ * turns in the common templates; then the texts t. */
+static void special_texts(const parm_tokenizer *tok, const texts *t, texts *out)
+{
+	static const char *const turns[] = {
+		"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+		"<|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+		"<|user|>\nWhat is 2+2?<|end|>\n<|assistant|>\n 4 <|end|> \n<|endoftext|> x",
+		"<s>[INST] <<SYS>>\nsys\n<</SYS>>\n\nquestion [/INST] answer</s><s>[INST] again [/INST]",
+		"<start_of_turn>user\nhey<end_of_turn>\n<start_of_turn>model\n",
+		"<|im_start|><|im_end|><|im_start|> <|im_end|>  <unk><s></s>",
+	};
+	char buf[4096];
+	for (size_t i = 0; i < sizeof turns / sizeof *turns; i++)
+		texts_add(out, turns[i], strlen(turns[i]));
+	int n = 0;
+	for (int id = 0; id < parm_tok_n_vocab(tok) && n < 400; id++) {
+		int ty = parm_tok_type(tok, id);
+		if (ty != 3 && ty != 4 && ty != 2)     /* control, user-defined, unknown */
+			continue;
+		size_t len;
+		const char *s = parm_tok_text(tok, id, &len);
+		if (len > 200)
+			continue;
+		int m = snprintf(buf, sizeof buf, "%s%.*s x %.*s\n y%.*s", n % 2 ? " " : "", (int)len, s,
+				 (int)len, s, (int)len, s);
+		texts_add(out, buf, (size_t)m);
+		n++;
+	}
+	for (int i = 0; i < t->n; i++)
+		texts_add(out, t->text[i], t->len[i]);
+}
+
+/* parse_special as llama.cpp's llama_tokenize(..., parse_special = true). */
+static void check_special(const parm_tokenizer *tok, const char *path, const char *vocab,
+			  const texts *t)
+{
+	texts sp = { 0 };
+	special_texts(tok, t, &sp);
+	parse_special = 1;
+	char **expected = ref_tokenize(path, &sp);
+	if (!expected) {
+		ok(0, "tokenizer %s: llama-ref tokenize-all-special failed", vocab);
+	} else {
+		int bad = compare_ids(tok, &sp, expected);
+		ok(bad == 0, "tokenizer %s, special tokens parsed: %d texts tokenised as llama.cpp "
+		   "does (%d differ)", vocab, sp.n, bad);
+		free_lines(expected, sp.n);
+	}
+	parse_special = 0;
+	texts_free(&sp);
+}
+
 static void test_vocab(const char *vocab, const texts *t)
 {
 	char path[4096];
@@ -296,6 +355,7 @@ static void test_vocab(const char *vocab, const texts *t)
 		free_lines(expected, t->n);
 	}
 	check_eog(tok, path, vocab);
+	check_special(tok, path, vocab, t);
 	parm_tokenizer_free(tok);
 	gguf_close(g);
 }

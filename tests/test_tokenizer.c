@@ -350,6 +350,8 @@ static void test_eog_rules(void)
 	expect_eog(chat, 6, 5, "0 2 3 4 5", "a FIM repo token named by its key");
 	static const char *const harmony[] = { "</x>", "<|end|>", "<|return|>", "<|call|>" };
 	expect_eog(harmony, 4, -1, "0 2 3", "<|end|> is not the end beside <|return|> and <|call|>");
+	static const char *const gemma4[] = { "<eos>", "</s>", "<|tool_response>" };
+	expect_eog(gemma4, 3, -1, "0 2", "</s> is not the end beside <|tool_response>");
 	static const char *const phi3[] = { "</x>", "<|end|>", "<|return|>" };
 	expect_eog(phi3, 3, -1, "0 1 2", "<|end|> ends a reply otherwise");
 }
