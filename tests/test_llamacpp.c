@@ -15,6 +15,7 @@
 #include "quant.h"
 #include "tokenizer.h"
 #include "model.h"
+#include "chat.h"
 
 #include <jansson.h>
 
@@ -665,6 +666,137 @@ static void test_rope_freqs(void)
 	unlink(dst);
 }
 
+/* ---- chat templates ---- */
+
+/* llama.cpp's layout of msgs[n] by tmpl (NULL: the model's own), or NULL
+ * when it refuses the template. */
+static char *ref_chat(const char *model, const char *tmpl, const parm_chat_msg *msgs, int n)
+{
+	char in[512], out[512], cmd[16384];
+	snprintf(in, sizeof in, "%s/chat.in", tmp_dir);
+	snprintf(out, sizeof out, "%s/chat.out", tmp_dir);
+	FILE *f = fopen(in, "wb");
+	for (int i = 0; f && i < n; i++) {
+		fwrite(msgs[i].role, 1, strlen(msgs[i].role) + 1, f);
+		fwrite(msgs[i].content, 1, strlen(msgs[i].content) + 1, f);
+	}
+	if (f)
+		fclose(f);
+	char *q = tmpl ? xmalloc(4 * strlen(tmpl) + 3) : NULL, *p = q;
+	if (q) {                /* single-quoted for the shell */
+		*p++ = '\'';
+		for (const char *c = tmpl; *c; c++)
+			if (*c == '\'')
+				memcpy(p, "'\\''", 4), p += 4;
+			else
+				*p++ = *c;
+		*p++ = '\'', *p = '\0';
+	}
+	snprintf(cmd, sizeof cmd, "'%s' chat '%s' %s < '%s' > '%s' 2>/dev/null", ref_bin, model,
+		 q ? q : "", in, out);
+	free(q);
+	size_t len;
+	char *text = system(cmd) == 0 ? slurp(out, &len) : NULL;
+	unlink(in);
+	unlink(out);
+	return text;
+}
+
+static const parm_chat_msg conv1[] = { { "user", "Hello" } };
+static const parm_chat_msg conv2[] = {
+	{ "system", "You are kind." }, { "user", "  Hi  there " }, { "assistant", " Hello! " },
+	{ "user", "Bye\n" },
+};
+static const parm_chat_msg conv3[] = {
+	{ "user", "a" }, { "assistant", "b\n" }, { "user", "c" }, { "assistant", "d" },
+};
+static const struct { const parm_chat_msg *m; int n; } convs[] = {
+	{ conv1, 1 }, { conv2, 4 }, { conv3, 4 },
+};
+
+/* One template on every conversation: the same text as llama.cpp, or
+ * both refuse.  Returns the conversations that differ. */
+static int compare_chat(const char *model, const char *tmpl, const char *ours_tmpl)
+{
+	int bad = 0;
+	for (size_t c = 0; c < sizeof convs / sizeof *convs; c++) {
+		char *ref = ref_chat(model, tmpl, convs[c].m, convs[c].n);
+		char *ours = parm_chat_apply(ours_tmpl, convs[c].m, convs[c].n, 1);
+		if (!(ref ? ours && !strcmp(ref, ours) : !ours) && ++bad <= 1)
+			printf("# template %.60s, conversation %zu:\n#   llama.cpp: %.200s\n#   parm:      %.200s\n",
+			       ours_tmpl, c + 1, ref ? ref : "(refused)", ours ? ours : parm_error());
+		free(ref);
+		free(ours);
+	}
+	return bad;
+}
+
+/* Texts that steer llama.cpp's recognition down each branch, as a Jinja
+ * template would contain them. */
+static const char *const jinja_like[] = {
+	"{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>{% endfor %}",
+	"{{ bos_token }}{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}",
+	"<<SYS>> [INST] content.strip()", "bos_token + '[INST] <<SYS>>", "[INST] <<SYS>>",
+	"' [INST] ' + system_message [INST]", "[AVAILABLE_TOOLS] \"[INST]\"", "[AVAILABLE_TOOLS][INST]",
+	"[SYSTEM_PROMPT][INST]", "mistral", "<|user|> <|assistant|> <|end|>", "<|user|><|assistant|></s>",
+	"<|user|><|assistant|>", "<|user|> <|endoftext|>", "<start_of_turn>user",
+	"bos_token + message['role']", "GPT4 Correct User:", "USER: ASSISTANT: ", "SYSTEM: USER: ASSISTANT: ",
+	"### Instruction: <|EOT|>", "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>",
+	"<|start_header_id|>user<|end_header_id|>", "[gMASK]sop", "[gMASK]<sop>",
+	"<|im_start|><|im_sep|>", "<|header_start|><|header_end|>", "{% nothing known %}",
+	"'Assistant: ' + message['content'] + eos_token",
+	"<\xef\xbd\x9c" "Assistant\xef\xbd\x9c><\xef\xbd\x9cUser\xef\xbd\x9c><\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+	"'\\n\\nAssistant: ' + eos_token",
+};
+
+static void test_chat(void)
+{
+	char model[4096];
+	fixture_path(model, sizeof model, "llama-spm", "");
+	static const char *const others[] = { "gpt-oss", "granite", "minicpm", "kimi-k2" };
+	const char *names = parm_chat_names();
+	int n = 0, bad = 0;
+	for (const char *p = names; *p; ) {
+		size_t len = strcspn(p, ",");
+		char name[64];
+		snprintf(name, sizeof name, "%.*s", (int)len, p);
+		bad += compare_chat(model, name, name) > 0;
+		n++;
+		p += len;
+		p += strspn(p, ", ");
+	}
+	ok(bad == 0 && n >= 29, "chat: %d built-in templates lay out 3 conversations as llama.cpp does "
+	   "(%d differ)", n, bad);
+	bad = 0;
+	for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
+		char *ref = ref_chat(model, others[i], conv1, 1);
+		char *ours = parm_chat_apply(others[i], conv1, 1, 1);
+		bad += !ref || ours || !strstr(parm_error(), "recognised but not implemented") ||
+		       !strstr(parm_error(), others[i]);
+		free(ref);
+		free(ours);
+	}
+	ok(bad == 0, "chat: llama.cpp's templates parm does not lay out are refused by name (%d not)", bad);
+	bad = compare_chat(model, "no-such-template", "no-such-template");
+	ok(bad == 0 && !parm_chat_detect("no-such-template"), "chat: an unknown template is refused, as by llama.cpp");
+	bad = 0;
+	for (size_t i = 0; i < sizeof jinja_like / sizeof *jinja_like; i++)
+		bad += compare_chat(model, jinja_like[i], jinja_like[i]) > 0;
+	ok(bad == 0, "chat: %zu template texts recognised as llama.cpp recognises them (%d differ)",
+	   sizeof jinja_like / sizeof *jinja_like, bad);
+	static const char *const own[] = { "qwen2", "phi-3" };
+	for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
+		fixture_path(model, sizeof model, own[i], "");
+		gguf_file *g = gguf_open(model);
+		char *tmpl = g ? parm_chat_template_of(g) : NULL;
+		ok(tmpl && compare_chat(model, NULL, tmpl) == 0,
+		   "chat: the %s vocabulary's own template (%s) as llama.cpp lays it out", own[i],
+		   tmpl ? parm_chat_detect(tmpl) : parm_error());
+		free(tmpl);
+		gguf_close(g);
+	}
+}
+
 /* ---- the other architectures ---- */
 
 /* Random biases (std 0.1) on every projection of every layer of g. */
@@ -1001,6 +1133,7 @@ int main(void)
 		die("mkdtemp %s: %s", tmp_dir, strerror(errno));
 	parm_set_threads(2);
 	test_tokenizers();
+	test_chat();
 	test_our_files();
 	test_rope_freqs();
 	test_architectures();
