@@ -397,6 +397,12 @@ char *parm_chat_apply(const char *tmpl, const parm_chat_msg *msgs, int n, int ad
 	return out;
 }
 
+char *parm_chat_prompt(const char *tmpl, const char *system, const char *user)
+{
+	parm_chat_msg m[2] = { { "system", system }, { "user", user } };
+	return system ? parm_chat_apply(tmpl, m, 2, 1) : parm_chat_apply(tmpl, m + 1, 1, 1);
+}
+
 char *parm_chat_template_of(const gguf_file *g)
 {
 	const char *s;

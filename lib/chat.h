@@ -24,6 +24,10 @@ const char *parm_chat_detect(const char *tmpl);
  * or recognised as a template parm does not lay out, named). */
 char *parm_chat_apply(const char *tmpl, const parm_chat_msg *msgs, int n, int add_assistant);
 
+/* One user turn, after a system turn when system is not NULL, with the
+ * assistant's turn opened: what a prompt becomes in chat mode. */
+char *parm_chat_prompt(const char *tmpl, const char *system, const char *user);
+
 /* The model's tokenizer.chat_template (NUL-terminated copy), or NULL +
  * parm_error when it has none. */
 char *parm_chat_template_of(const gguf_file *g);

@@ -1,5 +1,6 @@
 /* dataset.c - LM corpora, preference pairs, splits and epoch orders */
 #include "dataset.h"
+#include "chat.h"
 #include "prompts.h"
 #include "rng.h"
 #include "util.h"
@@ -10,19 +11,27 @@
 /* ---- Tokenising ---- */
 
 /* All ids of text[len], malloc'd (room for one more, for EOS). */
-static int *tokenize(const parm_tokenizer *t, const char *text, size_t len,
-		     int add_bos, int *n)
+static int *tokenize_as(const parm_tokenizer *t, const char *text, size_t len,
+			int add_bos, int special, int *n)
 {
+	int (*encode)(const parm_tokenizer *, const char *, size_t, int, int *, int) =
+		special ? parm_tokenize_special : parm_tokenize;
 	int cap = (int)len + 8, got;
 	int *ids = xmalloc((size_t)(cap + 1) * sizeof *ids);
-	if ((got = parm_tokenize(t, text, len, add_bos, ids, cap)) > cap) {
+	if ((got = encode(t, text, len, add_bos, ids, cap)) > cap) {
 		ids = xrealloc(ids, (size_t)(got + 1) * sizeof *ids);
-		got = parm_tokenize(t, text, len, add_bos, ids, got);
+		got = encode(t, text, len, add_bos, ids, got);
 	}
 	if (got < 0)
 		return free(ids), NULL;
 	*n = got;
 	return ids;
+}
+
+static int *tokenize(const parm_tokenizer *t, const char *text, size_t len,
+		     int add_bos, int *n)
+{
+	return tokenize_as(t, text, len, add_bos, 0, n);
 }
 
 static int common_prefix(const int *a, int na, const int *b, int nb)
@@ -38,15 +47,15 @@ static int common_prefix(const int *a, int na, const int *b, int nb)
  * the response starts where the tokens stop agreeing with the prompt's own.
  * EOS is appended.  Returns the ids (n, *resp_start) or NULL. */
 static int *tokenize_joined(const parm_tokenizer *t, const char *prompt,
-			    const char *resp, int *n, int *resp_start)
+			    const char *resp, int special, int *n, int *resp_start)
 {
 	size_t pl = strlen(prompt), rl = strlen(resp);
 	char *text = xmalloc(pl + rl + 1);
 	int np, *p, *ids;
 	memcpy(text, prompt, pl);
 	memcpy(text + pl, resp, rl + 1);
-	p = tokenize(t, prompt, pl, parm_tok_add_bos(t), &np);
-	ids = p ? tokenize(t, text, pl + rl, parm_tok_add_bos(t), n) : NULL;
+	p = tokenize_as(t, prompt, pl, parm_tok_add_bos(t), special, &np);
+	ids = p ? tokenize_as(t, text, pl + rl, parm_tok_add_bos(t), special, n) : NULL;
 	free(text);
 	if (!ids)
 		return free(p), NULL;
@@ -92,7 +101,7 @@ static int lm_add_doc(lm_builder *b, const char *prompt, const char *text, size_
 {
 	int n, from, *ids;
 	if (prompt) {
-		ids = tokenize_joined(b->t, prompt, text, &n, &from);
+		ids = tokenize_joined(b->t, prompt, text, 0, &n, &from);
 	} else {
 		ids = tokenize(b->t, text, len, parm_tok_add_bos(b->t), &n);
 		from = ids && n > 0 && ids[0] == parm_tok_bos(b->t) && parm_tok_add_bos(b->t);
@@ -453,11 +462,15 @@ void parm_pairs_free(parm_pairs *p)
 static int tokenize_pair(parm_pair *q, const parm_tokenizer *t,
 			 const parm_pair_opts *o, long *n_truncated)
 {
+	int chat = o->chat && !q->preformatted;
 	char *prompt = q->preformatted ? xstrdup(q->prompt) :
+		chat ? parm_chat_prompt(o->chat, o->system, q->prompt) :
 		parm_apply_template(o->tmpl ? o->tmpl : PARM_PAIR_TEMPLATE, q->prompt);
 	int cut = 0;
+	if (!prompt)
+		return parm_fail("%s: %s", q->origin, parm_error());
 	for (int j = 0; j < 2; j++) {
-		q->seq[j] = tokenize_joined(t, prompt, q->resp[j], &q->n_seq[j], &q->resp_start[j]);
+		q->seq[j] = tokenize_joined(t, prompt, q->resp[j], chat, &q->n_seq[j], &q->resp_start[j]);
 		if (!q->seq[j])
 			return free(prompt), parm_fail("%s: %s", q->origin, parm_error());
 	}

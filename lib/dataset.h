@@ -187,12 +187,15 @@ typedef struct {
 	const char *tmpl;       /* "{prompt}" template; NULL: PARM_PAIR_TEMPLATE */
 	int max_len;            /* tokens of prompt + response; 0: no limit */
 	enum parm_overlong overlong;
+	const char *chat;       /* a chat template (chat.h) to use instead, or NULL */
+	const char *system;     /* its system message, or NULL */
 } parm_pair_opts;
 
 #define PARM_PAIR_TEMPLATE "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
 
 /* Tokenise every pair as the official code (TRL's DPOTrainer) does: the
- * templated prompt (HH prompts are used as they are) with BOS if the
+ * templated prompt (HH prompts are used as they are; with a chat template,
+ * one user turn and the assistant's opened, special tokens parsed) with BOS if the
  * tokenizer adds one, then each response tokenised together with the prompt
  * so word boundaries merge as they will when the response is generated,
  * then EOS.  A pair with a sequence over max_len is dropped, or truncated

@@ -32,7 +32,30 @@ ok "-n bounds the response length" sh -c '
 ok "--tokenize prints ids like llama.cpp (no BOS)" sh -c '
 	[ "$(printf "Hello world" | parm-logits --tokenize m.gguf)" = "15043 3186" ]'
 
+parm-train init --arch phi3 --vocab "$fx/ggml-vocab-phi-3.gguf" --dim 32 --layers 1 \
+	--heads 2 --ctx 64 --seed 3 -o phi3.gguf 2>>init.err
+ok "--chat: the model's own template (phi3), recorded in the chain with --system" sh -c '
+	echo egg | parm-logits -n 2 --chat --system "Be brief." phi3.gguf | parm-sample -t 0 --jsonl > out &&
+	grep -q "\"chat\": *\"phi3\"" out && grep -q "\"system\": *\"Be brief.\"" out'
+ok "--chat-template NAME on a model with no template of its own" sh -c '
+	echo egg | parm-logits -n 2 --chat-template chatml m.gguf | parm-sample -t 0 --jsonl |
+	grep -q "\"chat\": *\"chatml\""'
+
 # bad input
+fails "--chat on a model without a chat template" \
+	"^parm-logits: --chat: .*m.gguf: the model has no tokenizer.chat_template" \
+	sh -c 'echo hi | parm-logits --chat m.gguf > s.out; rc=$?; [ ! -s s.out ] || exit 99; exit $rc'
+fails "--chat-template that llama.cpp knows and parm does not lay out" \
+	"^parm-logits: --chat: chat template 'gpt-oss' is recognised but not implemented" \
+	sh -c 'echo hi | parm-logits --chat-template gpt-oss m.gguf > s.out; rc=$?; [ ! -s s.out ] || exit 99; exit $rc'
+fails "--chat-template not recognised" "^parm-logits: --chat: chat template not recognised" \
+	sh -c 'echo hi | parm-logits --chat-template "{{ x }}" m.gguf > s.out; rc=$?; [ ! -s s.out ] || exit 99; exit $rc'
+fails "--template without {prompt}" "^parm-logits: --template: 'USER: ' has no \\{prompt\\}" \
+	parm-logits -T "USER: " m.gguf
+fails "--template and --chat together" '^parm-logits: --template and --chat exclude each other' \
+	parm-logits -T "{prompt}" --chat m.gguf
+fails "--system without --chat" '^parm-logits: --system goes with --chat' \
+	parm-logits --system hi m.gguf
 fails "unknown option (parm-logits)" '^parm-logits: unknown option' parm-logits --frobnicate m.gguf
 fails "unknown option (parm-sample)" '^parm-sample: unknown option' parm-sample --frobnicate
 fails "bad number" '^parm-logits: --batch: expected an integer' parm-logits --batch x m.gguf
@@ -42,7 +65,7 @@ fails "empty model" '^parm-logits: .*empty.gguf' parm-logits empty.gguf
 head -c 5000 m.gguf > trunc.gguf
 fails "truncated model" '^parm-logits: .*trunc.gguf.*' parm-logits trunc.gguf
 fails "not a GGUF file" '^parm-logits: .*p.txt.*' parm-logits p.txt
-fails "architecture other than llama" "^parm-logits: .*architecture 'gpt2'" \
+fails "an architecture parm does not read" "^parm-logits: .*architecture 'gpt2' is not supported" \
 	parm-logits "$fx/ggml-vocab-gpt-2.gguf"
 fails "prompt longer than the context" '^parm-logits: stdin:1: prompt is [0-9]+ tokens, longer than the context \(8\)' \
 	sh -c 'echo "one two three four five six seven eight nine ten" | parm-logits --ctx 8 m.gguf > s.out

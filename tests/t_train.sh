@@ -87,6 +87,18 @@ for arch in qwen2 qwen3 phi3; do
 		[ \$(wc -l < merged) -eq 2 ] && cmp merged unmerged"
 done
 
+# --template chat: prompts as a user's turn in the backbone's own chat
+# template (Phi-3's vocabulary carries one), special tokens parsed.
+parm-train init --arch phi3 --vocab "$fx/ggml-vocab-phi-3.gguf" --dim 32 --layers 1 \
+	--heads 2 --ctx 64 --seed 3 -o phi3chat.gguf 2>>init.err
+ok "arm --template chat --system: trains, and the ARM records both" sh -c "
+	parm-train arm --batch 8 --lr 1e-2 --warmup 1 --beta 1 $AB --template chat \
+		--system 'Be brief.' --steps 3 --heldout 0 -o chat.gguf phi3chat.gguf train.jsonl 2>log &&
+	grep -a -q 'parm.train.system' chat.gguf && grep -a -q 'Be brief.' chat.gguf && grep -a -q 'parm.train.template' chat.gguf"
+fails "arm --template chat on a backbone without a chat template" \
+	'^parm-train: --template chat: .*m.gguf: the model has no tokenizer.chat_template' \
+	parm-train arm $AB --template chat --steps 1 -o x.gguf m.gguf train.jsonl
+
 # A frozen backbone as users download it: quantised by llama-quantize to
 # Q4_K_M (q4_K and q6_K blocks; K-quants need rows of 256).  The ARM
 # trains through dequantised tiles and guides the pipe, merged or not.

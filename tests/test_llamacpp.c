@@ -23,6 +23,13 @@
 #define QK_K_BLOCK 256          /* the K-quants' and iq4_xs's super-block */
 #define N_SEQ 20                /* tokens in the logits sequence */
 #define MAX_DIAG 4              /* mismatches shown per vocabulary */
+#define N_GREEDY 24             /* tokens of a greedy check */
+
+static const char greedy_prompt[] = "The quick brown fox";
+struct parm_model;
+static void check_greedy_on(const parm_model *m, const char *model, const char *flags,
+			    int *ids, int n_prompt, const char *what, double tol);
+static double tolerance(enum ggml_type type);
 
 static const char *const vocabs[] = {
 	"llama-spm", "gpt-2", "llama-bpe", "qwen2", "phi-3",
@@ -749,6 +756,64 @@ static const char *const jinja_like[] = {
 	"'\\n\\nAssistant: ' + eos_token",
 };
 
+/* llama.cpp's ids for a chat prompt (system + user, assistant opened) in
+ * model's own template, special tokens parsed, BOS as the model adds it;
+ * returns the count, -1 on failure. */
+static int ref_chat_ids(const char *model, const parm_tokenizer *tok, const char *system,
+			const char *user, int *ids, int max)
+{
+	parm_chat_msg m[2] = { { "system", system }, { "user", user } };
+	char *text = ref_chat(model, NULL, m, 2), cmd[16384], path[512];
+	if (!text)
+		return -1;
+	snprintf(path, sizeof path, "%s/chat.txt", tmp_dir);
+	FILE *f = fopen(path, "wb");
+	fputs(text, f);
+	fclose(f);
+	free(text);
+	snprintf(cmd, sizeof cmd, "'%s' tokenize-special '%s' < '%s'", ref_bin, model, path);
+	int n_lines = 0, n = 0;
+	char **lines = run_lines(cmd, &n_lines);
+	unlink(path);
+	if (!lines || n_lines != 1)
+		return -1;
+	if (parm_tok_add_bos(tok) && parm_tok_bos(tok) >= 0)
+		ids[n++] = parm_tok_bos(tok);
+	for (char *p = lines[0], *end; *p && n < max; p = end)
+		ids[n++] = (int)strtol(p, &end, 10);
+	free_lines(lines, n_lines);
+	return n;
+}
+
+/* A phi3 model of the Phi-3 vocabulary (which carries its chat template):
+ * parm-logits --chat --system gives the prompt llama.cpp makes of the
+ * template, and greedy tokens that are llama.cpp's on it. */
+static void test_chat_pipe(void)
+{
+	char vocab[4096], model[512];
+	const char *what = "parm-logits --chat --system on a phi3 model (its own template)";
+	fixture_path(vocab, sizeof vocab, "phi-3", "");
+	snprintf(model, sizeof model, "%s/chat.gguf", tmp_dir);
+	parm_config cfg = { .dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .ff = 128,
+			    .n_ctx = 128, .rms_eps = 1e-5f, .rope_theta = 10000, .arch = PARM_ARCH_PHI3 };
+	gguf_file *g = gguf_open(vocab);
+	parm_model *m = g && parm_model_init(model, g, &cfg, GGML_F32, 77) == 0 ? parm_model_load(model) : NULL;
+	gguf_close(g);
+	int ids[128 + N_GREEDY];
+	int n = m ? ref_chat_ids(model, m->tok, "Be brief.", greedy_prompt, ids, 128) : -1;
+	char *tmpl = m ? parm_chat_template_of(m->file) : NULL;
+	char *text = tmpl ? parm_chat_prompt(tmpl, "Be brief.", greedy_prompt) : NULL;
+	int ours[128], n_ours = text ? parm_tokenize_special(m->tok, text, strlen(text), 1, ours, 128) : -1;
+	ok(n > 0 && n_ours == n && !memcmp(ours, ids, n * sizeof *ids),
+	   "chat prompt: parm's tokens (%d) are llama.cpp's (%d)", n_ours, n);
+	if (m && n > 0)
+		check_greedy_on(m, model, "--chat --system 'Be brief.'", ids, n, what, tolerance(GGML_F32));
+	free(tmpl);
+	free(text);
+	parm_model_free(m);
+	unlink(model);
+}
+
 static void test_chat(void)
 {
 	char model[4096];
@@ -795,6 +860,7 @@ static void test_chat(void)
 		free(tmpl);
 		gguf_close(g);
 	}
+	test_chat_pipe();
 }
 
 /* ---- the other architectures ---- */
@@ -969,15 +1035,13 @@ static int count_differing_tensors(const char *f32_path, const char *q_path)
  * llama.cpp's argmax, or within tol x rms of it in llama.cpp's own logits
  * (a tie inside its activation rounding).  Returns the steps that equal
  * its argmax, or -1 with a failure reported. */
-#define N_GREEDY 24
-static const char greedy_prompt[] = "The quick brown fox";
 
-static int pipe_tokens(const char *model, int *out, const char *what)
+static int pipe_tokens(const char *model, const char *flags, int *out, const char *what)
 {
 	char cmd[8192], path[400];
 	snprintf(path, sizeof path, "%s/greedy.json", tmp_dir);
-	snprintf(cmd, sizeof cmd, "echo '%s' | tools/parm-logits -n %d '%s' | "
-		 "tools/parm-sample -t 0 -j > '%s'", greedy_prompt, N_GREEDY, model, path);
+	snprintf(cmd, sizeof cmd, "echo '%s' | tools/parm-logits %s -n %d '%s' | "
+		 "tools/parm-sample -t 0 -j > '%s'", greedy_prompt, flags, N_GREEDY, model, path);
 	json_error_t err;
 	json_t *j = system(cmd) == 0 ? json_load_file(path, 0, &err) : NULL;
 	json_t *toks = json_object_get(j, "tokens");
@@ -991,20 +1055,15 @@ static int pipe_tokens(const char *model, int *out, const char *what)
 	return n == N_GREEDY ? 0 : -1;
 }
 
-static void check_greedy(const char *model, const char *what, double tol)
+/* The greedy check on prompt ids[n_prompt] (room for N_GREEDY more), the
+ * pipe run with flags. */
+static void check_greedy_on(const parm_model *m, const char *model, const char *flags,
+			    int *ids, int n_prompt, const char *what, double tol)
 {
-	parm_model *m = parm_model_load(model);
-	int ids[64 + N_GREEDY], gen[N_GREEDY], n_prompt, same = 0, worst_step = -1;
+	int gen[N_GREEDY], same = 0, worst_step = -1;
 	double worst = 0;
 	float *ref = NULL;
-	if (!m) {
-		ok(0, "%s: parm_model_load: %s", what, parm_error());
-		return;
-	}
-	/* BOS as parm-logits adds it: when the vocabulary asks for one */
-	int add_bos = parm_tok_add_bos(m->tok) && parm_tok_bos(m->tok) >= 0;
-	n_prompt = parm_tokenize(m->tok, greedy_prompt, sizeof greedy_prompt - 1, add_bos, ids, 64);
-	if (n_prompt > 0 && pipe_tokens(model, gen, what) == 0) {
+	if (n_prompt > 0 && pipe_tokens(model, flags, gen, what) == 0) {
 		memcpy(ids + n_prompt, gen, (N_GREEDY - 1) * sizeof *gen);
 		ref = ref_logits(model, ids, n_prompt + N_GREEDY - 1, m->cfg.n_vocab);
 		if (!ref)
@@ -1028,6 +1087,20 @@ static void check_greedy(const char *model, const char *what, double tol)
 		   "the others within %.3g x rms of it (limit %.0e; step %d)",
 		   what, same, N_GREEDY, worst, tol, worst_step);
 	free(ref);
+}
+
+static void check_greedy(const char *model, const char *what, double tol)
+{
+	parm_model *m = parm_model_load(model);
+	int ids[64 + N_GREEDY];
+	if (!m) {
+		ok(0, "%s: parm_model_load: %s", what, parm_error());
+		return;
+	}
+	/* BOS as parm-logits adds it: when the vocabulary asks for one */
+	int add_bos = parm_tok_add_bos(m->tok) && parm_tok_bos(m->tok) >= 0;
+	int n_prompt = parm_tokenize(m->tok, greedy_prompt, sizeof greedy_prompt - 1, add_bos, ids, 64);
+	check_greedy_on(m, model, "", ids, n_prompt, what, tol);
 	parm_model_free(m);
 }
 

@@ -245,7 +245,7 @@ static void direct_accuracy(double *acc, parm_arm *arm, const char *pairs_path, 
 {
 	parm_objectives o = {0};
 	parm_pairs p;
-	parm_pair_opts po = {NULL, 0, PARM_OVERLONG_DROP};
+	parm_pair_opts po = { .overlong = PARM_OVERLONG_DROP };
 	parm_objectives_default(&o);
 	parm_pairs_load(&p, &o, &pairs_path, 1, &(parm_badrecs){.strict = 1});
 	parm_pairs_tokenize(&p, arm->backbone->tok, &po);

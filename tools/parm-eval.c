@@ -270,7 +270,8 @@ static void list_alphas(struct acc_run *r, const struct opts *o)
 static void load_pairs(struct acc_run *r, struct opts *o)
 {
 	parm_badrecs bad = {.strict = 1};
-	parm_pair_opts po = {o->tmpl, (int)o->max_len, o->truncate ? PARM_OVERLONG_TRUNCATE : PARM_OVERLONG_DROP};
+	parm_pair_opts po = { .tmpl = o->tmpl, .max_len = (int)o->max_len,
+			      .overlong = o->truncate ? PARM_OVERLONG_TRUNCATE : PARM_OVERLONG_DROP };
 	if (!po.max_len)
 		po.max_len = r->arm->backbone->cfg.n_ctx;
 	if (o->obj.k == 0)
@@ -422,7 +423,8 @@ static void tokenize_record(parm_pairs *one, const struct records *r, long i,
 {
 	const char *resp = record_string(r, i, "response");
 	const char *stop = json_string_value(json_object_get(r->rec[i], "stop"));
-	parm_pair_opts po = {tmpl ? tmpl : chain_template(r->rec[i]), 0, PARM_OVERLONG_DROP};
+	parm_pair_opts po = { .tmpl = tmpl ? tmpl : chain_template(r->rec[i]),
+			      .overlong = PARM_OVERLONG_DROP };
 	parm_pair *q = &one->pair[0];
 	memset(q, 0, sizeof *q);
 	q->prompt = xstrdup(record_string(r, i, "prompt"));

@@ -4,6 +4,7 @@
  * HTTP (--remote: sparse top-K log-probabilities). */
 #include "model.h"
 #include "prompts.h"
+#include "chat.h"
 #include "remote.h"
 #include "stream.h"
 #include "util.h"
@@ -31,6 +32,11 @@ static const char usage_text[] =
 "  -c, --ctx N          context length (default: the model's)\n"
 "  -t, --threads N      threads for the forward pass (default: all cores)\n"
 "  -T, --template TEXT  wrap each prompt; {prompt} marks where it goes\n"
+"      --chat           each prompt is a user's turn in the model's own chat\n"
+"                       template (tokenizer.chat_template), the reply opened\n"
+"      --chat-template T  the same with T: a built-in name (chatml, llama3,\n"
+"                       phi3, ...) or a template's text\n"
+"      --system TEXT    a system turn before each prompt (with --chat)\n"
 "      --no-bos         do not start prompts with the BOS token\n"
 "      --tokenize       print the token ids of stdin and exit\n"
 "Remote base (the -b sequences are requested at once):\n"
@@ -50,6 +56,9 @@ static const char usage_text[] =
 struct opts {
 	long max_tokens, batch, ctx, threads;
 	const char *tmpl, *model_path;
+	int chat;                   /* --chat or --chat-template */
+	const char *chat_tmpl, *system; /* the template (resolved in main) */
+	const char *chat_name;      /* its built-in name, for the chain */
 	int no_bos, tokenize;
 	/* --remote */
 	const char *remote, *vocab, *cacert, *model_name;
@@ -103,6 +112,12 @@ static void check_args(const struct opts *o, int n_models)
 		usage_error("--remote needs --vocab FILE.gguf (the tokenizer)");
 	if (!o->remote && o->vocab && !o->tokenize)
 		usage_error("--vocab goes with --remote");
+	if (o->tmpl && !strstr(o->tmpl, "{prompt}"))
+		usage_error("--template: '%s' has no {prompt} (every prompt would be lost)", o->tmpl);
+	if (o->tmpl && o->chat)
+		usage_error("--template and --chat exclude each other");
+	if (o->system && !o->chat)
+		usage_error("--system goes with --chat or --chat-template");
 	if (o->remote || (o->tokenize && o->vocab && n_models == 0))
 		return;
 	if (n_models != 1)
@@ -117,7 +132,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{"tokenize", 0, 0, 'z'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},
 		{"remote", 1, 0, 'r'}, {"api", 1, 0, 'A'}, {"top-k", 1, 0, 'k'},
 		{"vocab", 1, 0, 'v'}, {"model", 1, 0, 'M'}, {"timeout", 1, 0, 'O'},
-		{"retries", 1, 0, 'R'}, {"cacert", 1, 0, 'C'}, {0, 0, 0, 0}};
+		{"retries", 1, 0, 'R'}, {"cacert", 1, 0, 'C'}, {"chat", 0, 0, 'H'},
+		{"chat-template", 1, 0, 'E'}, {"system", 1, 0, 'S'}, {0, 0, 0, 0}};
 	int c;
 	*o = (struct opts){.max_tokens = 128, .batch = 8, .top_k = 20, .retries = 4,
 			   .timeout = 600};
@@ -139,6 +155,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'O': o->timeout = opt_float("--timeout", optarg, 0.001, 1e6); break;
 		case 'R': o->retries = opt_long("--retries", optarg, 0, 100); break;
 		case 'C': o->cacert = optarg; break;
+		case 'H': o->chat = 1; break;
+		case 'E': o->chat = 1, o->chat_tmpl = optarg; break;
+		case 'S': o->system = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-logits " PARM_VERSION); exit(0);
 		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -184,19 +203,38 @@ struct base {                   /* what gives the logits */
 	parm_remote *remote;        /* ... or a server (sparse log-probs) */
 };
 
+/* --chat's template: --chat-template's, or the model's own (*own, to be
+ * freed); either must be one parm lays out. */
+static void resolve_chat(struct opts *o, const gguf_file *g, char **own)
+{
+	if (!o->chat_tmpl && !(o->chat_tmpl = *own = parm_chat_template_of(g)))
+		die("--chat: %s (name one with --chat-template)", parm_error());
+	parm_chat_msg probe = { "user", "" };
+	char *text = parm_chat_apply(o->chat_tmpl, &probe, 1, 1);
+	if (!text)
+		die("--chat: %s", parm_error());
+	free(text);
+	o->chat_name = parm_chat_detect(o->chat_tmpl);
+}
+
 static struct job *tokenize_prompts(const parm_tokenizer *tok, const struct opts *o,
 				    parm_prompt *p, long n, int n_ctx)
 {
 	struct job *jobs = xcalloc(n, sizeof *jobs);
 	int add_bos = !o->no_bos && parm_tok_add_bos(tok) && parm_tok_bos(tok) >= 0;
+	/* a chat template's text holds special tokens: parsed, as llama.cpp does */
+	int (*encode)(const parm_tokenizer *, const char *, size_t, int, int *, int) =
+		o->chat ? parm_tokenize_special : parm_tokenize;
 	for (long i = 0; i < n; i++) {
-		char *text = parm_apply_template(o->tmpl, p[i].text);
-		int need = parm_tokenize(tok, text, strlen(text), add_bos, NULL, 0);
+		char *text = o->chat ? parm_chat_prompt(o->chat_tmpl, o->system, p[i].text) :
+			     parm_apply_template(o->tmpl, p[i].text);
+		if (!text)
+			die("%s", parm_error());
+		int need = encode(tok, text, strlen(text), add_bos, NULL, 0);
 		if (need < 0)
 			die("stdin:%ld: %s", p[i].line, parm_error());
 		jobs[i].tokens = xmalloc((need + 1) * sizeof(int));
-		jobs[i].n_tokens = parm_tokenize(tok, text, strlen(text), add_bos,
-						 jobs[i].tokens, need);
+		jobs[i].n_tokens = encode(tok, text, strlen(text), add_bos, jobs[i].tokens, need);
 		free(text);
 		if (jobs[i].n_tokens == 0)
 			die("stdin:%ld: the prompt has no tokens (use BOS or a template)", p[i].line);
@@ -225,6 +263,10 @@ static char *stage_json(const struct opts *o, const struct base *b)
 	json_object_set_new(j, "ctx", json_integer(b->n_ctx));
 	if (o->tmpl)
 		json_object_set_new(j, "template", json_string(o->tmpl));
+	if (o->chat)
+		json_object_set_new(j, "chat", json_string(o->chat_name));
+	if (o->system)
+		json_object_set_new(j, "system", json_string(o->system));
 	char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(j);
 	return s;
@@ -546,7 +588,11 @@ int main(int argc, char **argv)
 	else if (!(b.kv = parm_kv_new(b.m, g.n_slots, b.n_ctx)))
 		die("%s", parm_error());
 	g.tok = b.tok;
+	char *own = NULL;
+	if (o.chat)
+		resolve_chat(&o, b.m ? b.m->file : b.vocab_file, &own);
 	g.jobs = tokenize_prompts(b.tok, &o, prompts, n, b.n_ctx);
+	free(own);
 
 	refuse_unanswerable_output();
 	signal(SIGPIPE, SIG_IGN);

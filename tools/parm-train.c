@@ -3,6 +3,7 @@
  * parameter next-token training), arm (PARM / GenARM reward models on
  * preference pairs) and accuracy (an ARM's preference accuracy). */
 #include "arm.h"
+#include "chat.h"
 #include "dataset.h"
 #include "gguf.h"
 #include "model.h"
@@ -74,7 +75,9 @@ static const char usage_text[] =
 "                           chosen/rejected pairs (repeatable; default\n"
 "                           helpful=better_response_id\n"
 "                           harmless=safer_response_id)\n"
-"      --template T         prompt template with {prompt} (default PKU's)\n"
+"      --template T         prompt template with {prompt} (default PKU's), or\n"
+"                           chat: the backbone's own chat template\n"
+"      --system TEXT        the system message of --template chat\n"
 "      --overlong drop|truncate  pairs over --max-length (default drop)\n"
 "      --r1 N, --r2 N       PBLoRA ranks (default 4, 4)\n"
 "      --lora-alpha X       adapter scale lora_alpha / r2 (default 8)\n"
@@ -207,7 +210,8 @@ enum mode { MODE_LM, MODE_ARM, MODE_ACC };
 
 struct train_opts {
 	enum mode mode;
-	const char *out, *ckpt, *tmpl, *pref;
+	const char *out, *ckpt, *tmpl, *pref, *system;
+	int chat;               /* --template chat */
 	parm_loop_opts loop;
 	long threads, max_len, log_every;
 	double heldout;
@@ -223,7 +227,7 @@ enum {
 	O_STEPS = 256, O_EPOCHS, O_BATCH, O_ACCUM, O_LR, O_WARMUP, O_WD, O_CLIP, O_SEED,
 	O_THREADS, O_MAXLEN, O_HELD, O_EVAL, O_LOG, O_CKPT, O_CKPT_EVERY, O_RESUME, O_STRICT,
 	O_TYPE, O_OBJ, O_TEMPLATE, O_OVERLONG, O_R1, O_R2, O_LALPHA, O_DROPOUT, O_TARGETS,
-	O_BETA, O_EMBED, O_PREF,
+	O_BETA, O_EMBED, O_PREF, O_SYSTEM,
 };
 
 static const struct option train_longopts[] = {
@@ -238,7 +242,7 @@ static const struct option train_longopts[] = {
 	{"overlong", 1, 0, O_OVERLONG}, {"r1", 1, 0, O_R1}, {"r2", 1, 0, O_R2},
 	{"lora-alpha", 1, 0, O_LALPHA}, {"dropout", 1, 0, O_DROPOUT},
 	{"targets", 1, 0, O_TARGETS}, {"beta", 1, 0, O_BETA},
-	{"embed-backbone", 0, 0, O_EMBED}, {"pref", 1, 0, O_PREF},
+	{"embed-backbone", 0, 0, O_EMBED}, {"pref", 1, 0, O_PREF}, {"system", 1, 0, O_SYSTEM},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void train_defaults(struct train_opts *o, enum mode mode)
@@ -291,9 +295,13 @@ static int arm_option(struct train_opts *o, int c, const char *a)
 		o->have_objectives = 1;
 		break;
 	case O_TEMPLATE:
-		if (!strstr(a, "{prompt}"))
-			usage_error("--template: '%s' has no {prompt}", a);
-		o->tmpl = a;
+		o->chat = !strcmp(a, "chat");
+		if (!o->chat && !strstr(a, "{prompt}"))
+			usage_error("--template: '%s' has no {prompt} (and is not 'chat')", a);
+		o->tmpl = o->chat ? NULL : a;
+		break;
+	case O_SYSTEM:
+		o->system = a;
 		break;
 	case O_OVERLONG:
 		if (strcmp(a, "drop") && strcmp(a, "truncate"))
@@ -440,7 +448,9 @@ static char *fingerprint(const struct train_opts *o)
 			       o->objs.obj[i].field ? "" : "@",
 			       o->objs.obj[i].field ? o->objs.obj[i].field : o->objs.obj[i].file);
 		}
-		fp_add(&fp, &n, "template", "%s", o->tmpl ? o->tmpl : PARM_PAIR_TEMPLATE);
+		fp_add(&fp, &n, "template", "%s", o->chat ? "chat" : o->tmpl ? o->tmpl : PARM_PAIR_TEMPLATE);
+		if (o->system)
+			fp_add(&fp, &n, "system", "%s", o->system);
 		fp_add(&fp, &n, "overlong", "%d", o->overlong);
 		fp_add(&fp, &n, "pblora", "r1 %d r2 %d alpha %.9g dropout %.9g targets %#x",
 		       o->ad.r1, o->ad.r2, (double)o->ad.lora_alpha, (double)o->ad.dropout,
@@ -600,18 +610,26 @@ static int cmd_lm(int argc, char **argv)
 
 /* ---- arm ---- */
 
-static void load_pairs(parm_pairs *p, const struct train_opts *o, const parm_tokenizer *tok,
+static void load_pairs(parm_pairs *p, const struct train_opts *o, const parm_model *backbone,
 		       int n_data)
 {
+	const parm_tokenizer *tok = backbone->tok;
+	char *chat = o->chat ? parm_chat_template_of(backbone->file) : NULL;
+	if (o->chat && !chat)
+		die("--template chat: %s", parm_error());
+	if (chat && !parm_chat_detect(chat))
+		die("--template chat: %s's chat template is not one parm recognises (%s)",
+		    gguf_path(backbone->file), parm_chat_names());
 	struct skips sk = { 0 };
 	parm_badrecs bad = { .strict = o->strict, .on_skip = on_skip, .ctx = &sk };
 	if (parm_pairs_load(p, &o->objs, (const char *const *)o->inputs + 1, n_data, &bad) < 0)
 		die("%s", parm_error());
 	report_skips(&bad, &sk);
-	parm_pair_opts po = { .tmpl = o->tmpl, .max_len = (int)o->max_len,
-			      .overlong = (enum parm_overlong)o->overlong };
+	parm_pair_opts po = { .tmpl = o->tmpl, .chat = chat, .system = o->system,
+			      .max_len = (int)o->max_len, .overlong = (enum parm_overlong)o->overlong };
 	if (parm_pairs_tokenize(p, tok, &po) < 0)
 		die("%s", parm_error());
+	free(chat);
 	if (p->n_dropped || p->n_truncated)
 		warn("pairs over --max-length %ld: %ld dropped, %ld truncated", o->max_len,
 		     p->n_dropped, p->n_truncated);
@@ -667,6 +685,9 @@ static void set_provenance(parm_arm *arm, const struct train_opts *o, long total
 	snprintf(buf, sizeof buf, "%g", (double)o->loop.lr);
 	parm_arm_set_info(arm, "lr", buf);
 	parm_arm_set_info(arm, "tool", "parm-train arm " PARM_VERSION);
+	parm_arm_set_info(arm, "template", o->chat ? "chat" : o->tmpl ? o->tmpl : PARM_PAIR_TEMPLATE);
+	if (o->system)
+		parm_arm_set_info(arm, "system", o->system);
 	free(data);
 }
 
@@ -678,7 +699,7 @@ static int cmd_arm(int argc, char **argv)
 	setup_loop(&o, &ckpt_buf);
 	parm_arm *arm = new_arm(&o);
 	parm_pairs p;
-	load_pairs(&p, &o, arm->backbone->tok, o.n_inputs - 1);
+	load_pairs(&p, &o, arm->backbone, o.n_inputs - 1);
 	long *train, *held, n_held = split(&o, p.n, &train, &held);
 	long n_train = p.n - n_held;
 	warn("arm: %ld pairs (%ld held out), k = %d", p.n, n_held, o.objs.k);
@@ -775,7 +796,7 @@ static int cmd_accuracy(int argc, char **argv)
 		die("--pref: %s", parm_error());
 	order_objectives(&o, arm);
 	parm_pairs p;
-	load_pairs(&p, &o, arm->backbone->tok, o.n_inputs - 1);
+	load_pairs(&p, &o, arm->backbone, o.n_inputs - 1);
 	parm_adapter_opts ao;
 	parm_adapter_opts_of_arm(&ao, arm);
 	parm_trainer *t = parm_train_new_adapters(arm->backbone, &ao, 2 * o.loop.batch,
