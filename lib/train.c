@@ -43,11 +43,13 @@ typedef struct {
 struct parm_trainer {
 	const parm_model *m;
 	int full, training, max_seqs, max_len, max_tokens;
+	int fresh;                      /* on an ARM: initialise its adapters */
 	parm_adapter_opts ao;
 	float *alpha;                   /* [k] */
 	uint64_t n_forward;             /* makes each forward's dropout masks new */
 	float *params, *grads;
 	size_t n_params;
+	parm_arm *arm;                  /* params[] is its own (not ours), or NULL */
 	parm_train_tensor *tensors;
 	int n_tensors;
 	const void *embd, *out_w, *out_norm;
@@ -87,7 +89,7 @@ static parm_train_tensor *add_tensor(parm_trainer *t, const char *name, int64_t 
 
 static void carve_tensors(parm_trainer *t)
 {
-	t->params = xcalloc(t->n_params ? t->n_params : 1, sizeof(float));
+	t->params = t->arm ? t->arm->params : xcalloc(t->n_params ? t->n_params : 1, sizeof(float));
 	t->grads = xcalloc(t->n_params ? t->n_params : 1, sizeof(float));
 	for (int i = 0; i < t->n_tensors; i++) {
 		size_t off = (size_t)(uintptr_t)t->tensors[i].data;
@@ -201,7 +203,8 @@ static void setup_adapters(parm_trainer *t)
 			lin->has_adapter = 1;
 			pblora_carve(&lin->ad, a->data, lin->in, lin->out, o->k, o->r1, o->r2, o->lora_alpha);
 			pblora_carve(&lin->dad, a->grad, lin->in, lin->out, o->k, o->r1, o->r2, o->lora_alpha);
-			pblora_init(&lin->ad, o->seed ^ ((uint64_t)(l * PARM_T_COUNT + k + 1) << 32));
+			if (!t->arm || t->fresh)
+				pblora_init(&lin->ad, o->seed ^ ((uint64_t)(l * PARM_T_COUNT + k + 1) << 32));
 			lin->lin.M = xmalloc((size_t)r * r * sizeof(float));
 			lin->lin.ad = &lin->ad;
 		}
@@ -291,7 +294,7 @@ static const char *full_unsupported(const parm_model *m)
 }
 
 static parm_trainer *trainer_new(const parm_model *m, const parm_adapter_opts *o,
-				 int max_seqs, int max_len)
+				 int max_seqs, int max_len, parm_arm *arm, int fresh)
 {
 	if (max_seqs < 1 || max_len < 2)
 		return parm_failp("trainer: batch of %d sequences of %d tokens (need >= 1 and >= 2)",
@@ -306,6 +309,8 @@ static parm_trainer *trainer_new(const parm_model *m, const parm_adapter_opts *o
 				  full_unsupported(m));
 	parm_trainer *t = xcalloc(1, sizeof *t);
 	t->m = m;
+	t->arm = arm;
+	t->fresh = fresh;
 	t->full = !o;
 	t->training = 1;
 	t->max_seqs = max_seqs;
@@ -329,7 +334,7 @@ static parm_trainer *trainer_new(const parm_model *m, const parm_adapter_opts *o
 
 parm_trainer *parm_train_new_full(const parm_model *m, int max_seqs, int max_len)
 {
-	return trainer_new(m, NULL, max_seqs, max_len);
+	return trainer_new(m, NULL, max_seqs, max_len, NULL, 0);
 }
 
 parm_trainer *parm_train_new_adapters(const parm_model *m, const parm_adapter_opts *o,
@@ -340,7 +345,40 @@ parm_trainer *parm_train_new_adapters(const parm_model *m, const parm_adapter_op
 		parm_adapter_opts_default(&def, 1);
 		o = &def;
 	}
-	return trainer_new(m, o, max_seqs, max_len);
+	return trainer_new(m, o, max_seqs, max_len, NULL, 0);
+}
+
+/* Whether the trainer's adapters are the ARM's, one for one: the same
+ * targets, shapes and place in the one parameter array. */
+static int same_store(parm_trainer *t, const parm_arm *arm)
+{
+	if (t->n_params != arm->n_params)
+		return 0;
+	for (int l = 0; l < arm->backbone->cfg.n_layers; l++)
+		for (int k = 0; k < PARM_T_COUNT; k++) {
+			const parm_pblora *pa = parm_arm_adapter(arm, l, (enum parm_target)k);
+			const parm_pblora *pt = parm_train_adapter(t, l, k);
+			if (!pa != !pt || (pa && (pa->A != pt->A || pa->in != pt->in ||
+						  pa->out != pt->out)))
+				return 0;
+		}
+	return 1;
+}
+
+parm_trainer *parm_train_new_on_arm(parm_arm *arm, const parm_adapter_opts *o, int max_seqs,
+				    int max_len, int fresh)
+{
+	parm_adapter_opts ao = *o;
+	ao.k = arm->k, ao.r1 = arm->r1, ao.r2 = arm->r2, ao.lora_alpha = arm->lora_alpha;
+	ao.targets = 0;
+	for (int i = 0; i < arm->n_targets; i++)
+		ao.targets |= 1u << arm->targets[i];
+	parm_trainer *t = trainer_new(arm->backbone, &ao, max_seqs, max_len, arm, fresh);
+	if (t && !same_store(t, arm)) {
+		parm_train_free(t);
+		return parm_failp("trainer: the ARM's adapters are not laid out as the trainer's");
+	}
+	return t;
 }
 
 void parm_train_free(parm_trainer *t)
@@ -352,7 +390,8 @@ void parm_train_free(parm_trainer *t)
 			free((float *)t->layers[l].lin[k].lin.M);
 	free(t->layers);
 	free(t->tensors);
-	free(t->params);
+	if (!t->arm)
+		free(t->params);
 	free(t->grads);
 	free(t->alpha);
 	free(t->act);

@@ -68,6 +68,14 @@ typedef struct parm_trainer parm_trainer;
 parm_trainer *parm_train_new_full(const parm_model *m, int max_seqs, int max_len);
 parm_trainer *parm_train_new_adapters(const parm_model *m, const parm_adapter_opts *o,
 				      int max_seqs, int max_len);
+/* The adapters kind over an ARM (arm.h) as its one store: params[] is
+ * arm->params, so what the trainer trains is the ARM, with no copy either
+ * way.  o gives dropout and seed (its k, ranks, scale and targets are the
+ * ARM's); fresh initialises the adapters as parm_train_new_adapters does,
+ * else the ARM's values are trained on or evaluated.  The ARM must outlive
+ * the trainer. */
+parm_trainer *parm_train_new_on_arm(parm_arm *arm, const parm_adapter_opts *o, int max_seqs,
+				    int max_len, int fresh);
 void parm_train_free(parm_trainer *t);
 
 size_t parm_train_n_params(const parm_trainer *t);

@@ -151,13 +151,9 @@ int parm_arm_accuracy(parm_arm_task *at, parm_trainer *t, const long *idx, long 
 /* alpha[k] ~ Dirichlet(0.5, ..., 0.5), a pure function of key. */
 void parm_dirichlet_half(float *alpha, int k, uint64_t key);
 
-/* ---- between trainer adapters and ARM files (arm_train.c) ---- */
+/* ---- trainers on ARMs (arm_train.c; parm_train_new_on_arm) ---- */
 
-/* Copy t's adapters into arm's (to save) or arm's into t's (to evaluate);
- * -1 + parm_error if their layers, targets or shapes differ. */
-int parm_arm_from_trainer(parm_arm *arm, parm_trainer *t);
-int parm_trainer_from_arm(parm_trainer *t, const parm_arm *arm);
-/* The adapter options matching an ARM's. */
+/* The adapter options matching an ARM's (dropout 0: for evaluation). */
 void parm_adapter_opts_of_arm(parm_adapter_opts *o, const parm_arm *arm);
 
 /* ---- progress (progress.c) ---- */

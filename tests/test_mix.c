@@ -23,6 +23,7 @@
 #include "stream.h"
 #include "tap.h"
 #include "train.h"
+#include "trainer.h"
 #include "util.h"
 
 static char dir[256];
@@ -450,24 +451,11 @@ static void test_tool_compose(void)
 /* lp of the runner at alpha = e_i against train.h's forward with set_pref. */
 static void test_pref_basis(const parm_arm *a, const struct parsed *in)
 {
-	const parm_pblora *p0 = &a->adapters[0];
-	parm_adapter_opts o = { .k = a->k, .r1 = a->r1, .r2 = a->r2, .lora_alpha = a->lora_alpha,
-				.targets = 0, .seed = 1 };
-	for (int i = 0; i < a->n_targets; i++)
-		o.targets |= 1u << a->targets[i];
-	parm_trainer *t = parm_train_new_adapters(a->backbone, &o, 4, 32);
-	for (int l = 0; l < a->backbone->cfg.n_layers; l++)
-		for (int i = 0; i < a->n_targets; i++) {
-			parm_pblora *d = parm_train_adapter(t, l, a->targets[i]);
-			const parm_pblora *s = &a->adapters[l * a->n_targets + i];
-			size_t r = s->r1 + s->r2;
-			memcpy(d->A, s->A, r * s->in * sizeof(float));
-			memcpy(d->B, s->B, r * s->out * sizeof(float));
-			memcpy(d->W1, s->W1, s->r1 * s->r1 * sizeof(float));
-			memcpy(d->W2, s->W2, (size_t)s->k * s->r2 * s->r2 * sizeof(float));
-		}
+	parm_adapter_opts o;
+	parm_adapter_opts_of_arm(&o, a);
+	/* the trainer over the ARM's own adapters: nothing copied */
+	parm_trainer *t = parm_train_new_on_arm((parm_arm *)a, &o, 4, 32, 0);
 	parm_train_set_training(t, 0);
-	(void)p0;
 	for (int e = 0; e < a->k; e++) {
 		char pref[16];
 		snprintf(pref, sizeof pref, e ? "0,1" : "1,0");

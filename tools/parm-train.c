@@ -705,8 +705,9 @@ static int cmd_arm(int argc, char **argv)
 	warn("arm: %ld pairs (%ld held out), k = %d", p.n, n_held, o.objs.k);
 	o.ad.k = o.objs.k;
 	o.ad.seed = o.loop.seed;
-	parm_trainer *t = parm_train_new_adapters(arm->backbone, &o.ad, 2 * o.loop.batch,
-						  parm_pairs_max_len(&p));
+	/* the trainer trains the ARM's own adapters: nothing to copy after */
+	parm_trainer *t = parm_train_new_on_arm(arm, &o.ad, 2 * o.loop.batch,
+						parm_pairs_max_len(&p), 1);
 	if (!t)
 		die("%s", parm_error());
 	parm_arm_task at;
@@ -719,7 +720,7 @@ static int cmd_arm(int argc, char **argv)
 	task.metric_names = names;
 	run_loop(t, &task, &o, NULL);
 	set_provenance(arm, &o, parm_loop_total_steps(&o.loop, n_train), n_train);
-	if (parm_arm_from_trainer(arm, t) < 0 || parm_arm_save(arm, o.out, o.embed) < 0)
+	if (parm_arm_save(arm, o.out, o.embed) < 0)
 		die("%s", parm_error());
 	parm_arm_task_free(&at);
 	parm_train_free(t);
@@ -799,9 +800,9 @@ static int cmd_accuracy(int argc, char **argv)
 	load_pairs(&p, &o, arm->backbone, o.n_inputs - 1);
 	parm_adapter_opts ao;
 	parm_adapter_opts_of_arm(&ao, arm);
-	parm_trainer *t = parm_train_new_adapters(arm->backbone, &ao, 2 * o.loop.batch,
-						  parm_pairs_max_len(&p));
-	if (!t || parm_trainer_from_arm(t, arm) < 0)
+	parm_trainer *t = parm_train_new_on_arm(arm, &ao, 2 * o.loop.batch,
+						parm_pairs_max_len(&p), 0);
+	if (!t)
 		die("%s", parm_error());
 	long *all = xmalloc(sizeof(long) * (size_t)p.n);
 	for (long i = 0; i < p.n; i++)
