@@ -189,6 +189,23 @@ static int target_slot(const parm_arm *a, enum parm_target t)
 	return -1;
 }
 
+void parm_arm_delta_norms(const parm_arm *a, double *agnostic, double *aware)
+{
+	double ag, aw[MAX_OBJECTIVES];
+	*agnostic = 0;
+	for (int i = 0; i < a->k; i++)
+		aware[i] = 0;
+	for (int i = 0; i < a->backbone->cfg.n_layers * a->n_targets; i++) {
+		pblora_delta_norms(&a->adapters[i], &ag, aw);
+		*agnostic += ag;
+		for (int o = 0; o < a->k; o++)
+			aware[o] += aw[o];
+	}
+	*agnostic = sqrt(*agnostic);
+	for (int o = 0; o < a->k; o++)
+		aware[o] = sqrt(aware[o]);
+}
+
 void parm_arm_carve(const parm_arm *a, parm_pblora *out, float *buf)
 {
 	size_t off = 0;

@@ -117,6 +117,11 @@ parm_pblora *parm_arm_adapter(const parm_arm *arm, int l, enum parm_target t);
 void parm_arm_carve(const parm_arm *arm, parm_pblora *out, float *buf);
 
 int parm_arm_objective_index(const parm_arm *arm, const char *name); /* -1: none */
+
+/* Frobenius norms of the ARM's dW parts over all its adapters (root of
+ * the summed squares): the agnostic one and each objective's aware one
+ * (pblora_delta_norms). */
+void parm_arm_delta_norms(const parm_arm *arm, double *agnostic, double *aware);
 /* Provenance strings, saved as parm.train.KEY; set replaces. */
 void parm_arm_set_info(parm_arm *arm, const char *key, const char *val);
 const char *parm_arm_get_info(const parm_arm *arm, const char *key); /* NULL: none */

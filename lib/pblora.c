@@ -59,6 +59,42 @@ void pblora_init(parm_pblora *p, uint64_t seed)
 	kaiming_uniform(p->W2, (size_t)p->k * p->r2 * p->r2, p->r2 * p->r2, &s);
 }
 
+/* ||B_b W A_b||^2 for the rows [off, off + rb) of A and columns of B,
+ * = tr(GB W GA W^T) with GB = B_b^T B_b and GA = A_b A_b^T. */
+static double block_norm2(const parm_pblora *p, int off, int rb, const float *W)
+{
+	int r = p->r1 + p->r2;
+	double *GB = xcalloc((size_t)3 * rb * rb + 1, sizeof *GB), *GA = GB + rb * rb, *T = GA + rb * rb;
+	for (int o = 0; o < p->out; o++)
+		for (int a = 0; a < rb; a++)
+			for (int b = 0; b < rb; b++)
+				GB[a * rb + b] += (double)p->B[(size_t)o * r + off + a] * p->B[(size_t)o * r + off + b];
+	for (int a = 0; a < rb; a++)
+		for (int b = 0; b < rb; b++)
+			for (int c = 0; c < p->in; c++)
+				GA[a * rb + b] += (double)p->A[(size_t)(off + a) * p->in + c] *
+						  p->A[(size_t)(off + b) * p->in + c];
+	for (int b = 0; b < rb; b++)            /* T = W GA */
+		for (int d = 0; d < rb; d++)
+			for (int c = 0; c < rb; c++)
+				T[b * rb + d] += W[b * rb + c] * GA[c * rb + d];
+	double sum = 0;                         /* sum GB[a][b] (T W^T)[b][a] */
+	for (int a = 0; a < rb; a++)
+		for (int b = 0; b < rb; b++)
+			for (int d = 0; d < rb; d++)
+				sum += GB[a * rb + b] * T[b * rb + d] * W[a * rb + d];
+	free(GB);
+	return sum;
+}
+
+void pblora_delta_norms(const parm_pblora *p, double *agnostic, double *aware)
+{
+	double s2 = (double)p->scale * p->scale;
+	*agnostic = p->r1 ? s2 * block_norm2(p, 0, p->r1, p->W1) : 0;
+	for (int i = 0; i < p->k; i++)
+		aware[i] = p->r2 ? s2 * block_norm2(p, p->r1, p->r2, p->W2 + (size_t)i * p->r2 * p->r2) : 0;
+}
+
 void pblora_mix(float *M, const parm_pblora *p, const float *alpha)
 {
 	int r1 = p->r1, r2 = p->r2, r = r1 + r2;

@@ -33,6 +33,12 @@ void pblora_carve(parm_pblora *p, float *params, int in, int out, int k,
 		  int r1, int r2, float lora_alpha);
 void pblora_init(parm_pblora *p, uint64_t seed);
 
+/* Squared Frobenius norms of the two parts of dW: *agnostic of
+ * s B[:, :r1] W1 A[:r1], aware[i] of s B[:, r1:] W2[i] A[r1:] (the part
+ * objective i adds at alpha = e_i), through r x r Gram matrices (no dense
+ * dW).  A PARM whose aware parts stay near 0 ignores alpha. */
+void pblora_delta_norms(const parm_pblora *p, double *agnostic, double *aware);
+
 /* M[r][r] = blockdiag(W1, W2(alpha)), alpha[k]. */
 void pblora_mix(float *M, const parm_pblora *p, const float *alpha);
 

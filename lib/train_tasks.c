@@ -259,7 +259,9 @@ static int arm_eval(void *ctx, parm_trainer *t, double *metric)
 		alpha[i] = 1;
 		if (parm_arm_accuracy(at, t, at->held, at->n_held, alpha, correct, labelled, margin) < 0)
 			return -1;
-		metric[i] = labelled[i] ? (double)correct[i] / (double)labelled[i] : NAN;
+		for (int j = 0; j < at->k; j++)
+			metric[at->k > 1 ? i * at->k + j : 0] =
+				labelled[j] ? (double)correct[j] / (double)labelled[j] : NAN;
 	}
 	return 0;
 }
@@ -281,7 +283,7 @@ void parm_arm_task_init(parm_task *task, parm_arm_task *at, const parm_pairs *p,
 	at->dlogp = xmalloc(cells * sizeof(float));
 	at->S = xmalloc(seqs * sizeof(float));
 	*task = (parm_task){ .ctx = at, .n_train = n_train, .micro = arm_micro, .eval = arm_eval,
-			     .n_metrics = n_held ? k : 0 };
+			     .n_metrics = n_held ? (k > 1 ? k * k : 1) : 0 };
 }
 
 void parm_arm_task_free(parm_arm_task *at)

@@ -122,7 +122,9 @@ void parm_lm_task_free(parm_lm_task *lt);
 
 /* ARM: pairs by index, PARM's loss with alpha ~ Dirichlet(0.5) per
  * micro-batch (k > 1) or GenARM's (k = 1); metrics: held-out preference
- * accuracy of objective i at alpha = e_i. */
+ * accuracy, for k > 1 the k x k matrix metric[i k + j] = objective j's at
+ * alpha = e_i (a PARM that ignores alpha has equal rows), for k = 1 the
+ * one objective's. */
 typedef struct {
 	const parm_pairs *p;
 	const long *train_idx, *held;

@@ -57,6 +57,15 @@ ok "PARM: alpha = (0.5, 0.5) lies in between (A's mean margin)" sh -c '
 ok "accuracy with no --pref reports each objective at e_i" sh -c "
 	parm-train accuracy --template '{prompt}:' $AB parm.gguf held.jsonl > out &&
 	[ \$(wc -l < out) -eq 2 ] && awk '\$2 < 0.9 { exit 1 }' out"
+ok "PARM diagnostics: the held-out k x k matrix (objective@vertex) in the log and the ARM, |dW| parts" sh -c "
+	parm-train arm $common $AB --steps 40 --heldout 40 --eval-every 40 --log-every 100 \
+		-o diag.gguf m.gguf train.jsonl held.jsonl 2> log &&
+	grep -q '^step 40/40.* A@A [0-9.]* B@A [0-9.]* A@B [0-9.]* B@B [0-9.]*' log &&
+	grep -q '^parm-train: arm: |dW| agnostic [0-9.e-]* A [0-9.e-]* B [0-9.e-]*' log &&
+	grep -a -q 'parm.train.heldout_accuracy' diag.gguf && grep -a -q 'parm.train.delta_norms' diag.gguf &&
+	line=\$(grep '^step 40/40' log) && echo \"\$line\" >&2 &&
+	echo \"\$line\" | awk '{ for (i = 1; i < NF; i++) v[\$i] = \$(i + 1) }
+		END { exit !(v[\"A@A\"] >= 0.9 && v[\"B@B\"] >= 0.9 && v[\"A@B\"] <= 0.1 && v[\"B@A\"] <= 0.1) }'"
 ok "ARM provenance: steps, data, seed" sh -c "
 	grep -a -q 'parm.train.steps' parm.gguf && grep -a -q 'train.jsonl' parm.gguf"
 

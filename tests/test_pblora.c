@@ -153,6 +153,38 @@ static void test_dropout(void)
 	free(x), free(xd), free(dx);
 }
 
+/* The norms of dW's agnostic part (alpha = 0 leaves only it) and each
+ * objective's aware part (dW(e_i) - dW(0)) against the dense dW. */
+static void test_delta_norms(int in, int out, int k, int r1, int r2)
+{
+	size_t np = pblora_n_params(in, out, k, r1, r2);
+	float *params = xcalloc(np, sizeof *params), alpha[8] = { 0 };
+	parm_pblora p;
+	pblora_carve(&p, params, in, out, k, r1, r2, 8.0f);
+	for (size_t i = 0; i < np; i++)
+		params[i] = frand();
+	double *d0 = xmalloc((size_t)out * in * sizeof *d0), *di = xmalloc((size_t)out * in * sizeof *di);
+	double ag, aw[8], worst = 0;
+	pblora_delta_norms(&p, &ag, aw);
+	dense_delta(d0, &p, alpha);
+	double ref = 0;
+	for (size_t c = 0; c < (size_t)out * in; c++)
+		ref += d0[c] * d0[c];
+	worst = fabs(ag - ref) / fmax(ref, 1e-30);
+	for (int i = 0; i < k; i++) {
+		alpha[i] = 1;
+		dense_delta(di, &p, alpha);
+		alpha[i] = 0;
+		ref = 0;
+		for (size_t c = 0; c < (size_t)out * in; c++)
+			ref += (di[c] - d0[c]) * (di[c] - d0[c]);
+		worst = fmax(worst, fabs(aw[i] - ref) / fmax(ref, 1e-30));
+	}
+	ok(worst < 1e-9 && ag > 0 && aw[0] > 0, "delta norms (k=%d r1=%d r2=%d): agnostic and aware "
+	   "parts equal the dense dW's (rel err %.1e)", k, r1, r2, worst);
+	free(params), free(d0), free(di);
+}
+
 int main(void)
 {
 	double e1 = check_case(32, 24, 2, 4, 4, 3);
@@ -165,5 +197,7 @@ int main(void)
 	printf("# pblora k=3 r1=0 r2=2: max rel err %.2e\n", e3);
 	ok(e3 < 1e-3, "backward matches finite differences (k=3, no agnostic block)");
 	test_dropout();
+	test_delta_norms(32, 24, 2, 4, 4);
+	test_delta_norms(20, 12, 3, 2, 5);
 	return tap_done();
 }

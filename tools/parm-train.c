@@ -691,6 +691,48 @@ static void set_provenance(parm_arm *arm, const struct train_opts *o, long total
 	free(data);
 }
 
+/* The held-out metrics' names: for k > 1 the matrix "B@A", objective B's
+ * accuracy at alpha = e_A (row A); for k = 1 the objective's name. */
+static char **metric_names(const parm_objectives *objs)
+{
+	int k = objs->k;
+	char **names = xcalloc((size_t)k * k, sizeof *names);
+	for (int i = 0; i < k; i++)
+		for (int j = 0; j < k; j++) {
+			size_t n = strlen(objs->obj[j].name) + strlen(objs->obj[i].name) + 2;
+			names[i * k + j] = xmalloc(n);
+			if (k > 1)
+				snprintf(names[i * k + j], n, "%s@%s", objs->obj[j].name, objs->obj[i].name);
+			else
+				snprintf(names[i * k + j], n, "%s", objs->obj[j].name);
+		}
+	return names;
+}
+
+/* What tells a PARM that learnt alpha from one that did not: the last
+ * held-out accuracy matrix, and the norms of dW's agnostic and aware
+ * parts (near-zero aware parts: alpha changes nothing).  Reported and
+ * stored in the ARM (parm.train.heldout_accuracy, parm.train.delta_norms). */
+static void record_diagnostics(parm_arm *arm, const char *const *names, const double *metric,
+			       int n_metrics)
+{
+	double agnostic, aware[PARM_MAX_OBJECTIVES];
+	char buf[2048];
+	int len = 0;
+	parm_arm_delta_norms(arm, &agnostic, aware);
+	len += snprintf(buf + len, sizeof buf - len, "agnostic %.6g", agnostic);
+	for (int i = 0; i < arm->k && len < (int)sizeof buf - 64; i++)
+		len += snprintf(buf + len, sizeof buf - len, " %s %.6g", arm->objectives[i], aware[i]);
+	parm_arm_set_info(arm, "delta_norms", buf);
+	warn("arm: |dW| %s", buf);
+	if (!metric)
+		return;
+	len = 0;
+	for (int i = 0; i < n_metrics && len < (int)sizeof buf - 64; i++)
+		len += snprintf(buf + len, sizeof buf - len, "%s%s %.4f", i ? " " : "", names[i], metric[i]);
+	parm_arm_set_info(arm, "heldout_accuracy", buf);
+}
+
 static int cmd_arm(int argc, char **argv)
 {
 	struct train_opts o;
@@ -712,14 +754,20 @@ static int cmd_arm(int argc, char **argv)
 		die("%s", parm_error());
 	parm_arm_task at;
 	parm_task task;
-	const char *names[PARM_MAX_OBJECTIVES];
-	for (int i = 0; i < o.objs.k; i++)
-		names[i] = o.objs.obj[i].name;
-	parm_arm_task_init(&task, &at, &p, train, n_train, held, n_held, o.objs.k, o.beta,
+	int k = o.objs.k;
+	char **names = metric_names(&o.objs);
+	double *metric = xcalloc((size_t)k * k, sizeof *metric);
+	parm_arm_task_init(&task, &at, &p, train, n_train, held, n_held, k, o.beta,
 			   o.loop.batch);
-	task.metric_names = names;
-	run_loop(t, &task, &o, NULL);
+	task.metric_names = (const char *const *)names;
+	run_loop(t, &task, &o, task.n_metrics ? metric : NULL);
 	set_provenance(arm, &o, parm_loop_total_steps(&o.loop, n_train), n_train);
+	record_diagnostics(arm, (const char *const *)names, task.n_metrics ? metric : NULL,
+			   task.n_metrics);
+	for (int i = 0; i < k * k; i++)
+		free(names[i]);
+	free(names);
+	free(metric);
 	if (parm_arm_save(arm, o.out, o.embed) < 0)
 		die("%s", parm_error());
 	parm_arm_task_free(&at);
