@@ -52,6 +52,16 @@ ok "the reader going away ends parm-mix quietly" sh -c '
 	seq 1 12 | parm-logits -n 40 base.gguf | parm-mix arm1.gguf 2>err | head -c 100 > /dev/null;
 	[ ! -s err ]'
 
+if command -v script > /dev/null; then
+	ok "parm-mix with a terminal on standard input, or output, says so and exits 1" sh -c '
+		script -qec "parm-mix arm1.gguf" /dev/null > tty.out; rc=$?
+		[ $rc -eq 1 ] && grep -q "^parm-mix: standard input is a terminal" tty.out &&
+		script -qec "parm-logits -n 2 base.gguf < prompts.txt | parm-mix arm1.gguf" /dev/null > tty.out; rc=$?
+		[ $rc -eq 1 ] && grep -q "^parm-mix: standard output is a terminal" tty.out'
+else
+	skip "script(1) is not installed (util-linux)" "parm-mix with a terminal"
+fi
+
 # a remote base sends sparse top-K steps: guided on the K, still sparse
 if cc -std=c11 -O2 -Wall -D_GNU_SOURCE -o fault-server "$top/tests/fault-server.c" 2>cc.err; then
 	./fault-server ok port ok.log & server=$!

@@ -42,6 +42,14 @@ ok "--chat-template NAME on a model with no template of its own" sh -c '
 	grep -q "\"chat\": *\"chatml\""'
 
 # bad input
+# a terminal where a stream should be: said at once (script(1) gives a pty)
+if command -v script > /dev/null; then
+	ok "parm-sample with a terminal on standard input says so and exits 1" sh -c '
+		script -qec "parm-sample" /dev/null > tty.out; rc=$?
+		[ $rc -eq 1 ] && grep -q "^parm-sample: standard input is a terminal" tty.out'
+else
+	skip "script(1) is not installed (util-linux)" "parm-sample with a terminal on standard input"
+fi
 fails "--chat on a model without a chat template" \
 	"^parm-logits: --chat: .*m.gguf: the model has no tokenizer.chat_template" \
 	sh -c 'echo hi | parm-logits --chat m.gguf > s.out; rc=$?; [ ! -s s.out ] || exit 99; exit $rc'

@@ -199,6 +199,11 @@ int main(int argc, char **argv)
 	parm_header out;
 	parm_setprog(argv[0]);
 	parse_args(argc, argv, &o);
+	/* said at once, not after loading the ARMs and waiting for ever */
+	if (isatty(STDIN_FILENO))
+		die("standard input is a terminal; pipe a stream into it (parm-logits MODEL < prompts | parm-mix ...)");
+	if (isatty(STDOUT_FILENO))
+		die("standard output is a terminal; pipe it into a sampler such as parm-sample");
 	if (o.threads)
 		parm_set_threads((int)o.threads);
 	signal(SIGPIPE, SIG_IGN);

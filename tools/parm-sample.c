@@ -306,6 +306,8 @@ int main(int argc, char **argv)
 	parm_record rec;
 	parm_setprog(argv[0]);
 	parse_args(argc, argv, &o);
+	if (isatty(STDIN_FILENO))
+		die("standard input is a terminal; pipe a stream into it (parm-logits MODEL < prompts | parm-sample)");
 	signal(SIGPIPE, SIG_IGN);
 	parm_reader *in = parm_reader_new(STDIN_FILENO);
 	if (parm_read_header(in, &r.h) < 0)
