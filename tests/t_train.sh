@@ -66,6 +66,13 @@ ok "PARM diagnostics: the held-out k x k matrix (objective@vertex) in the log an
 	line=\$(grep '^step 40/40' log) && echo \"\$line\" >&2 &&
 	echo \"\$line\" | awk '{ for (i = 1; i < NF; i++) v[\$i] = \$(i + 1) }
 		END { exit !(v[\"A@A\"] >= 0.9 && v[\"B@B\"] >= 0.9 && v[\"A@B\"] <= 0.1 && v[\"B@A\"] <= 0.1) }'"
+ok "accuracy without --template uses the ARM's own (parm-train and parm-eval alike)" sh -c "
+	parm-train accuracy $AB parm.gguf held.jsonl > recalled &&
+	parm-train accuracy --template '{prompt}:' $AB parm.gguf held.jsonl > given && cmp recalled given &&
+	parm-eval accuracy --objective A=a --objective B=b parm.gguf held.jsonl > e1 &&
+	parm-eval accuracy -T '{prompt}:' --objective A=a --objective B=b parm.gguf held.jsonl > e2 &&
+	cmp e1 e2 && parm-eval accuracy -T 'X {prompt}' --objective A=a --objective B=b parm.gguf held.jsonl > e3 &&
+	! cmp -s e1 e3"
 ok "ARM provenance: steps, data, seed" sh -c "
 	grep -a -q 'parm.train.steps' parm.gguf && grep -a -q 'train.jsonl' parm.gguf"
 

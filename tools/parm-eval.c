@@ -2,6 +2,7 @@
  * scores of generated responses aggregated over the alpha grid (mean
  * rewards with standard errors, hypervolume, MIP, Pareto fronts, a plot). */
 #include "arm.h"
+#include "chat.h"
 #include "dataset.h"
 #include "metrics.h"
 #include "prompts.h"
@@ -270,8 +271,16 @@ static void list_alphas(struct acc_run *r, const struct opts *o)
 static void load_pairs(struct acc_run *r, struct opts *o)
 {
 	parm_badrecs bad = {.strict = 1};
-	parm_pair_opts po = { .tmpl = o->tmpl, .max_len = (int)o->max_len,
-			      .overlong = o->truncate ? PARM_OVERLONG_TRUNCATE : PARM_OVERLONG_DROP };
+	/* without -T, the prompt layout the ARM was trained with */
+	const char *trained = parm_arm_get_info(r->arm, "template");
+	char *chat = !o->tmpl && trained && !strcmp(trained, "chat") ?
+		     parm_chat_template_of(r->arm->backbone->file) : NULL;
+	if (!o->tmpl && trained && !strcmp(trained, "chat") && !chat)
+		die("%s: trained with its backbone's chat template: %s", r->arm->path, parm_error());
+	parm_pair_opts po = { .tmpl = o->tmpl ? o->tmpl : chat ? NULL : trained,
+			      .max_len = (int)o->max_len,
+			      .overlong = o->truncate ? PARM_OVERLONG_TRUNCATE : PARM_OVERLONG_DROP,
+			      .chat = chat, .system = chat ? parm_arm_get_info(r->arm, "system") : NULL };
 	if (!po.max_len)
 		po.max_len = r->arm->backbone->cfg.n_ctx;
 	if (o->obj.k == 0)
@@ -280,6 +289,7 @@ static void load_pairs(struct acc_run *r, struct opts *o)
 	if (parm_pairs_load(&r->pairs, &o->obj, (const char *const *)o->args + 1, o->n_args - 1, &bad) < 0 ||
 	    parm_pairs_tokenize(&r->pairs, r->arm->backbone->tok, &po) < 0)
 		die("%s", parm_error());
+	free(chat);
 	if (r->pairs.n == 0)
 		die("no pairs to evaluate (%ld dropped as longer than %d tokens)", r->pairs.n_dropped, po.max_len);
 }

@@ -832,6 +832,20 @@ static void accuracy_at(parm_arm_task *at, parm_trainer *t, const parm_arm *arm,
 	print_accuracy(arm, correct, labelled, margin, only);
 }
 
+/* The prompt layout the ARM was trained with (parm.train.template and
+ * .system), unless the options give one: an ARM is scored on the prompts
+ * it learnt from. */
+static void recall_layout(struct train_opts *o, const parm_arm *arm)
+{
+	const char *tmpl = parm_arm_get_info(arm, "template");
+	if (o->tmpl || o->chat || !tmpl)
+		return;
+	o->chat = !strcmp(tmpl, "chat");
+	o->tmpl = o->chat ? NULL : tmpl;
+	if (!o->system)
+		o->system = parm_arm_get_info(arm, "system");
+}
+
 static int cmd_accuracy(int argc, char **argv)
 {
 	struct train_opts o;
@@ -840,6 +854,7 @@ static int cmd_accuracy(int argc, char **argv)
 	parm_arm *arm = parm_arm_load(o.inputs[0]);
 	if (!arm)
 		die("%s", parm_error());
+	recall_layout(&o, arm);
 	float alpha[PARM_MAX_OBJECTIVES];
 	if (o.pref && parm_arm_parse_pref(arm, o.pref, alpha) < 0)
 		die("--pref: %s", parm_error());
