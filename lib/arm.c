@@ -450,19 +450,16 @@ static int is_adapter_tensor(const char *name)
 	return strstr(name, ".pblora_") != NULL;
 }
 
+static int is_backbone_part(void *ctx, const char *name, int is_tensor)
+{
+	return is_tensor ? !is_adapter_tensor(name) : strncmp(name, "parm.", 5) != 0;
+}
+
 /* Every backbone key and tensor except an earlier ARM's own. */
 static int write_backbone(gguf_writer *w, const gguf_file *g)
 {
-	for (int i = 0; i < gguf_n_kv(g); i++) {
-		const char *key = gguf_kv_key(g, i);
-		if (strncmp(key, "parm.", 5) && gguf_w_copy_kv(w, g, key) < 0)
-			return -1;
-	}
-	for (int i = 0; i < gguf_n_tensors(g); i++) {
-		const gguf_tensor *t = gguf_tensor_at(g, i);
-		if (!is_adapter_tensor(t->name))
-			gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, t->ne, t->data);
-	}
+	if (gguf_w_copy_file(w, g, is_backbone_part, NULL) < 0)
+		return -1;
 	gguf_w_set_bool(w, "parm.backbone.embedded", 1);
 	return 0;
 }

@@ -952,6 +952,22 @@ int gguf_w_copy_kv(gguf_writer *w, const gguf_file *g, const char *key)
 	return 0;
 }
 
+int gguf_w_copy_file(gguf_writer *w, const gguf_file *g,
+		     int (*keep)(void *ctx, const char *name, int is_tensor), void *ctx)
+{
+	for (int i = 0; i < gguf_n_kv(g); i++) {
+		const char *key = gguf_kv_key(g, i);
+		if ((!keep || keep(ctx, key, 0)) && gguf_w_copy_kv(w, g, key) < 0)
+			return -1;
+	}
+	for (int i = 0; i < gguf_n_tensors(g); i++) {
+		const gguf_tensor *t = gguf_tensor_at(g, i);
+		if (!keep || keep(ctx, t->name, 1))
+			gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, t->ne, t->data);
+	}
+	return 0;
+}
+
 /* A tensor the reader (ours and llama.cpp's) will accept, or an error. */
 static int w_check_tensor(gguf_writer *w, const char *name, enum ggml_type type,
 			  int n_dims, const int64_t *ne)

@@ -99,6 +99,11 @@ void gguf_w_set_arr(gguf_writer *w, const char *key, enum gguf_vtype etype, cons
 void gguf_w_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n);
 /* Copy one key (any type, arrays included) from an open file. */
 int gguf_w_copy_kv(gguf_writer *w, const gguf_file *g, const char *key);
+/* Copy g's keys and reference its tensors (g must stay open until w is
+ * saved): those for which keep(ctx, name, is_tensor) is non-zero, or all
+ * when keep is NULL.  0, or -1 + parm_error. */
+int gguf_w_copy_file(gguf_writer *w, const gguf_file *g,
+		     int (*keep)(void *ctx, const char *name, int is_tensor), void *ctx);
 /* Data is f32 for GGML_F32, else already in the target type's layout.
  * Trailing dimensions of 1 are not written (ggml's rule), so n_dims reads
  * back as the number of dimensions up to the last one above 1. */

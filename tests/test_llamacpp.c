@@ -639,12 +639,7 @@ static int add_rope_freqs(const char *in, const char *out)
 	if (!g)
 		return -1;
 	gguf_writer *w = gguf_w_new();
-	for (int i = 0; i < gguf_n_kv(g); i++)
-		gguf_w_copy_kv(w, g, gguf_kv_key(g, i));
-	for (int i = 0; i < gguf_n_tensors(g); i++) {
-		const gguf_tensor *t = gguf_tensor_at(g, i);
-		gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, t->ne, t->data);
-	}
+	gguf_w_copy_file(w, g, NULL, NULL);
 	int64_t half = 128 / 4 / 2;
 	float ff[16];
 	for (int k = 0; k < half; k++)
@@ -890,6 +885,12 @@ static void add_biases(gguf_writer *w, const gguf_file *g)
 		}
 }
 
+/* Everything but the tensor named ctx (NULL: everything). */
+static int keep_but(void *ctx, const char *name, int is_tensor)
+{
+	return !is_tensor || !ctx || strcmp(ctx, name);
+}
+
 /* A copy of in with its tensors and keys, minus the tensor drop (NULL:
  * none), plus LongRoPE's factors and keys when orig_ctx > 0, plus
  * biases on every projection when orig_ctx < 0. */
@@ -903,13 +904,7 @@ static int rewrite_model(const char *in, const char *out, const char *drop, int 
 	size_t len;
 	char key[96];
 	gguf_get_str(g, "general.architecture", &arch, &len);
-	for (int i = 0; i < gguf_n_kv(g); i++)
-		gguf_w_copy_kv(w, g, gguf_kv_key(g, i));
-	for (int i = 0; i < gguf_n_tensors(g); i++) {
-		const gguf_tensor *t = gguf_tensor_at(g, i);
-		if (!drop || strcmp(t->name, drop))
-			gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, t->ne, t->data);
-	}
+	gguf_w_copy_file(w, g, keep_but, (void *)drop);
 	if (orig_ctx < 0)
 		add_biases(w, g);
 	if (orig_ctx > 0) {

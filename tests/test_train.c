@@ -198,7 +198,8 @@ static void check_output_paths(parm_trainer *t)
 	free(kept);
 }
 
-static void test_adapters(parm_model *m)
+/* Adapters on every target, no dropout, at the test's alpha. */
+static parm_trainer *every_target_trainer(const parm_model *m)
 {
 	parm_adapter_opts o;
 	parm_adapter_opts_default(&o, K);
@@ -206,6 +207,12 @@ static void test_adapters(parm_model *m)
 	o.dropout = 0;
 	parm_trainer *t = parm_train_new_adapters(m, &o, B, T);
 	parm_train_set_pref(t, alpha);
+	return t;
+}
+
+static void test_adapters(parm_model *m)
+{
+	parm_trainer *t = every_target_trainer(m);
 	float logp0[B * (T - 1)], logp1[B * (T - 1)];
 	parm_trainer *full = parm_train_new_full(m, B, T);
 	parm_train_forward(t, tokens, lengths, B, T, NULL, logp0);
@@ -249,12 +256,7 @@ static void test_architectures(const char *dir)
 		ok(!full && strstr(parm_error(), archs[i].needle), "%s: training every weight is refused: %s",
 		   name, full ? "(made)" : parm_error());
 		parm_train_free(full);
-		parm_adapter_opts o;
-		parm_adapter_opts_default(&o, K);
-		o.targets = (1u << PARM_T_COUNT) - 1;
-		o.dropout = 0;
-		parm_trainer *t = parm_train_new_adapters(m, &o, B, T);
-		parm_train_set_pref(t, alpha);
+		parm_trainer *t = every_target_trainer(m);
 		printf("# %s\n", name);
 		check_against_inference(m, t);
 		for (int k = 0; k < parm_train_n_tensors(t); k++) {
