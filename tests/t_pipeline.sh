@@ -18,6 +18,11 @@ ok "JSONL in and out: fields pass through, chain recorded" sh -c '
 	parm-logits -n 4 m.gguf < p.jsonl | parm-sample -t 0 --jsonl > out &&
 	[ $(wc -l < out) -eq 2 ] && grep -q "\"tag\": *\"x1\"" out && grep -q "\"n\": *2" out &&
 	grep -q "\"stage\": *\"parm-logits\"" out && grep -q "\"prompt\": *\"Bye\"" out'
+ok "JSONL: a record's own id is kept, the chain records how parm-sample sampled" sh -c '
+	printf "{\"prompt\":\"Hi\",\"id\":\"q7\"}\nBye\n" | parm-logits -n 2 m.gguf |
+	parm-sample -t 0.7 -k 5 --seed 9 --stop zz --jsonl > out &&
+	grep -q "^{\"id\": *\"q7\"" out && grep -q "^{\"id\": *1," out &&
+	grep -q "{\"stage\": *\"parm-sample\", *\"temperature\": *0.7, *\"top_k\": *5, *\"top_p\": *0.95, *\"min_p\": *0.05, *\"seed\": *9, *\"stop\": *\[\"zz\"\]}" out'
 ok "--template wraps the prompt" sh -c '
 	echo egg | parm-logits -n 2 --template "USER: {prompt} ASSISTANT:" m.gguf |
 	parm-sample -t 0 --jsonl | grep -q "\"template\": *\"USER: {prompt} ASSISTANT:\""'

@@ -217,13 +217,15 @@ static void print_jsonl(struct run *r, int id, struct seq *s)
 	}
 	for (int i = 0; i < s->n_tokens; i++)
 		json_array_append_new(ids, json_integer(s->tokens[i]));
-	json_object_set_new(rec, "id", json_integer(id));
+	if (!json_object_get(rec, "id"))        /* a record's own id is kept */
+		json_object_set_new(rec, "id", json_integer(id));
 	json_object_set_new(rec, "prompt", json_text(s->prompt, strlen(s->prompt)));
 	json_object_set_new(rec, "response", json_text(s->text ? s->text : "", s->len));
 	json_object_set_new(rec, "tokens", ids);
 	json_object_set_new(rec, "stop", json_string(s->reason));
 	json_object_set(rec, "chain", r->chain);
-	char *line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	/* 15 digits: 0.7 prints as 0.7, and any float still reads back exactly */
+	char *line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
 	fputs(line, stdout);
 	putchar('\n');
 	free(line);
@@ -265,13 +267,34 @@ static void end_seq(struct run *r, const parm_record *rec)
 	print_ready(r);
 }
 
+/* A float option as typed (0.7, not 0.69999998807907104). */
+static double shown(float x)
+{
+	char buf[32];
+	snprintf(buf, sizeof buf, "%.6g", (double)x);
+	return strtod(buf, NULL);
+}
+
+/* The stream's chain, then this stage: how it sampled. */
 static void load_chain(struct run *r)
 {
+	const parm_sampler *sp = &r->o->sampler;
 	r->chain = json_array();
 	for (int i = 0; i < r->h.n_chain; i++) {
 		json_t *stage = json_loads(r->h.chain[i], 0, NULL);
 		json_array_append_new(r->chain, stage ? stage : json_string(r->h.chain[i]));
 	}
+	json_t *me = json_pack("{s:s, s:f, s:i, s:f, s:f, s:I}", "stage", "parm-sample",
+			       "temperature", shown(sp->temperature), "top_k", sp->top_k,
+			       "top_p", shown(sp->top_p), "min_p", shown(sp->min_p),
+			       "seed", (json_int_t)r->o->seed);
+	if (r->o->n_stops) {
+		json_t *stops = json_array();
+		for (int i = 0; i < r->o->n_stops; i++)
+			json_array_append_new(stops, json_string(r->o->stops[i]));
+		json_object_set_new(me, "stop", stops);
+	}
+	json_array_append_new(r->chain, me);
 }
 
 static void check_vocab(const parm_header *h, const char *path)
