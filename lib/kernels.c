@@ -255,9 +255,8 @@ static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker
 	size_t rb = ggml_row_bytes(j->t, j->in);
 	if (n <= SMALL_N && quant_dot_fused(j->t, j->in)) {
 		/* fused: the blocks are read in place, never written as floats */
-		for (int r = 0; r < rows; r++)
-			quant_dot(j->y + r0 + r, j->out, (const char *)j->w + (size_t)(r0 + r) * rb,
-				  j->t, j->x, n, j->in);
+		quant_dot_rows(j->y + r0, j->out, (const char *)j->w + (size_t)r0 * rb, rb, rows,
+			       j->t, j->x, n, j->in);
 		return;
 	}
 	if (n <= SMALL_N && j->t != GGML_F32) {

@@ -378,12 +378,17 @@ static void choose_quant_dot(void)
 	quant_dot_path = paths[parm_simd()];
 }
 
+void quant_dot_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum ggml_type t,
+		    const float *x, int nx, int64_t n)
+{
+	pthread_once(&quant_dot_once, choose_quant_dot);
+	quant_dot_fn *dot = quant_dot_fused(t, n) ? quant_dot_path : dot_dequant;
+	for (int r = 0; r < rows; r++)
+		dot(y + r, ys, (const char *)w + (size_t)r * rb, t, x, nx, n);
+}
+
 void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
 	       const float *x, int nx, int64_t n)
 {
-	pthread_once(&quant_dot_once, choose_quant_dot);
-	if (quant_dot_fused(t, n))
-		quant_dot_path(y, ys, row, t, x, nx, n);
-	else
-		dot_dequant(y, ys, row, t, x, nx, n);
+	quant_dot_rows(y, ys, row, 0, 1, t, x, nx, n);
 }

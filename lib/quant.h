@@ -49,6 +49,10 @@ void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
 /* 1 when quant_dot reads a row of type t and length n in place in a fused
  * dot (every block type; f16 and bf16 when n is a multiple of 32). */
 int quant_dot_fused(enum ggml_type t, int64_t n);
+/* quant_dot on rows consecutive rows of w (rb bytes apart) into y, y + 1,
+ * ...: the path is chosen once for them all (decode calls this per tile). */
+void quant_dot_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum ggml_type t,
+		    const float *x, int nx, int64_t n);
 void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,
 		   const float *x, int nx, int64_t n);
 
