@@ -33,7 +33,6 @@ const char *parm_input_member(const parm_input *in);    /* NULL: not an archive 
  * valid until the next call; lines may be any length.  1 a line, 0 end of
  * member, -1 + parm_error (read error, NUL byte in a line). */
 int parm_input_getline(parm_input *in, const char **line, size_t *len);
-long parm_input_lineno(const parm_input *in);           /* of the last line */
 /* The bytes read from the member and not yet consumed (at least one
  * unless the member is empty), without consuming them; 0 or -1. */
 int parm_input_peek(parm_input *in, const char **bytes, size_t *n);

@@ -88,7 +88,6 @@ void parm_input_close(parm_input *in)
 
 const char *parm_input_path(const parm_input *in) { return in->path; }
 const char *parm_input_member(const parm_input *in) { return in->member; }
-long parm_input_lineno(const parm_input *in) { return in->lineno; }
 
 /* Directories, links and the like in an archive are not data. */
 int parm_input_next_member(parm_input *in)

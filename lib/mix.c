@@ -168,7 +168,6 @@ void parm_guide_free(parm_guide *g)
 }
 
 const parm_arm *parm_guide_arm(const parm_guide *g) { return g->arm; }
-float parm_guide_weight(const parm_guide *g) { return g->w; }
 const float *parm_guide_alpha(const parm_guide *g) { return g->alpha; }
 
 int parm_guide_begin(parm_guide *g, const parm_header *h, int ctx)

@@ -54,7 +54,6 @@ parm_guide *parm_guide_load(const char *path, const char *pref, float w, int mer
 parm_guide *parm_guide_new(parm_arm *arm, const float *alpha, float w, int merge);
 void parm_guide_free(parm_guide *g);
 const parm_arm *parm_guide_arm(const parm_guide *g);
-float parm_guide_weight(const parm_guide *g);
 const float *parm_guide_alpha(const parm_guide *g);     /* [k] */
 
 /* The stream's tokenizer must be the ARM's; ctx (0: the ARM's) bounds

@@ -558,11 +558,6 @@ int parm_kv_ctx(const parm_kv *kv)
 	return kv->n_ctx;
 }
 
-int parm_kv_slots(const parm_kv *kv)
-{
-	return kv->n_slots;
-}
-
 /* Slots are the outermost dimension, so growing appends. */
 void parm_kv_grow(parm_kv *kv, int n_slots)
 {

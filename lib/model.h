@@ -121,7 +121,6 @@ int parm_model_set_weight(parm_model *view, int layer, int proj, float *f32);
 
 /* Grow a cache to n_slots (never shrinks); held slots keep their tokens. */
 void parm_kv_grow(parm_kv *kv, int n_slots);
-int parm_kv_slots(const parm_kv *kv);
 
 /* Bytes of weights one decode step reads (every matmul, the output
  * included, one embedding row): the memory-bandwidth cost of a token. */

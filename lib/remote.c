@@ -434,13 +434,6 @@ void parm_remote_free(parm_remote *r)
 
 const char *parm_remote_url(const parm_remote *r) { return r->complete_url; }
 int parm_remote_ctx(const parm_remote *r) { return r->n_ctx; }
-int parm_remote_vocab(const parm_remote *r) { return r->n_vocab; }
-
-void parm_remote_stats(const parm_remote *r, long *requests, double *seconds)
-{
-	*requests = r->n_requests;
-	*seconds = r->seconds;
-}
 
 /* A probe that exercises spaces, digits, punctuation and multi-byte text. */
 static const char probe[] = "Hello world! It's 2024: naïve café, 日本語 and  two  spaces.\n\tTabs?";

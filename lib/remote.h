@@ -43,7 +43,6 @@ void parm_remote_free(parm_remote *r);
 
 const char *parm_remote_url(const parm_remote *r);     /* the completion URL */
 int parm_remote_ctx(const parm_remote *r);      /* context per sequence, 0 unknown */
-int parm_remote_vocab(const parm_remote *r);    /* vocabulary size, 0 unknown */
 
 /* Does the server tokenise like t?  A probe text is tokenised on the
  * server (POST /tokenize, where it has one) and locally; 0 when they agree
@@ -64,6 +63,5 @@ int parm_remote_step(parm_remote *r, int n, const int *const *tokens, const int 
 		     int n_vocab, parm_step *steps);
 
 /* Requests sent and seconds spent waiting for replies (for benchmarks). */
-void parm_remote_stats(const parm_remote *r, long *requests, double *seconds);
 
 #endif

@@ -435,11 +435,6 @@ parm_pblora *parm_train_adapter(parm_trainer *t, int layer, int target)
 	return &t->layers[layer].lin[target].ad;
 }
 
-const parm_adapter_opts *parm_train_adapter_opts(const parm_trainer *t)
-{
-	return t->full ? NULL : &t->ao;
-}
-
 /* ---- the packed batch ---- */
 
 static int pack_batch(parm_trainer *t, const int *tokens, const int *lengths, int B, int T,

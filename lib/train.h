@@ -97,7 +97,6 @@ void parm_train_set_forward_count(parm_trainer *t, uint64_t n);
 int parm_train_set_pref(parm_trainer *t, const float *alpha);
 /* The adapter on (layer, target), NULL if none (for writing ARM files). */
 parm_pblora *parm_train_adapter(parm_trainer *t, int layer, int target);
-const parm_adapter_opts *parm_train_adapter_opts(const parm_trainer *t); /* NULL: full */
 
 /* tokens[B][T] (row b's first lengths[b] are used, 1 <= lengths[b] <= T),
  * want[B][T-1] (NULL: every position) says which log-probs are needed;

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 const char *parm_progname = "parm";
-static char last_error[1024];
+/* per thread: the kernel pool's workers and a library caller's threads
+ * each see their own last error */
+static _Thread_local char last_error[1024];
 static void (*volatile fatal_cleanup)(void);
 
 void parm_set_cleanup(void (*cleanup)(void))

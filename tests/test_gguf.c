@@ -7,6 +7,7 @@
 #include "util.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -595,8 +596,29 @@ static void remove_tmpdir(void)
 	ok(rmdir(tmpdir) == 0, "temporary directory removed (nothing else left in it)");
 }
 
+static void *fail_in_thread(void *arg)
+{
+	parm_fail("the other thread's error");
+	*(int *)arg = strcmp(parm_error(), "the other thread's error") == 0;
+	return NULL;
+}
+
+/* The last error is per thread: a failure in one (a kernel worker, a
+ * caller's thread) leaves another's message alone. */
+static void test_error_per_thread(void)
+{
+	pthread_t th;
+	int seen = 0;
+	parm_fail("this thread's error");
+	pthread_create(&th, NULL, fail_in_thread, &seen);
+	pthread_join(th, NULL);
+	ok(seen && !strcmp(parm_error(), "this thread's error"),
+	   "the last error is per thread (%s)", parm_error());
+}
+
 int main(void)
 {
+	test_error_per_thread();
 	strcpy(tmpdir, "/tmp/parm-test-gguf-XXXXXX");
 	if (!mkdtemp(tmpdir))
 		die("mkdtemp: cannot make a temporary directory");
