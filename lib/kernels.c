@@ -602,13 +602,18 @@ void log_softmax_forward(float *out, const float *x, int n, int v)
 {
 	for (int i = 0; i < n; i++) {
 		const float *xi = x + (size_t)i * v;
-		float *oi = out + (size_t)i * v;
-		float m = row_max(xi, v), sum = 0;
+		float *oi = out + (size_t)i * v, m = row_max(xi, v);
+		if (!isfinite(m)) {     /* all -inf or NaN, or +inf: nothing to normalise */
+			if (oi != xi)
+				memcpy(oi, xi, (size_t)v * sizeof *oi);
+			continue;
+		}
+		double sum = 0;
 		for (int k = 0; k < v; k++)
 			sum += expf(xi[k] - m);
-		float lse = m + logf(sum);
+		float log_sum = (float)log(sum);
 		for (int k = 0; k < v; k++)
-			oi[k] = xi[k] - lse;
+			oi[k] = (xi[k] - m) - log_sum;  /* not x - (m + log_sum): keeps precision */
 	}
 }
 

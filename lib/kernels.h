@@ -82,6 +82,9 @@ void swiglu_forward_ref(float *out, const float *gate, const float *up, int64_t 
 /* Row-wise over x[N][V]; out may be x. */
 void softmax_forward(float *out, const float *x, int n, int v);
 void softmax_forward_ref(float *out, const float *x, int n, int v);
+/* The one log-softmax (training, guidance, sampling): (x - max) - log sum,
+ * the sum in double; a row with no finite maximum (all -inf or NaN, or a
+ * +inf) is copied unchanged. */
 void log_softmax_forward(float *out, const float *x, int n, int v);
 void log_softmax_forward_ref(float *out, const float *x, int n, int v);
 

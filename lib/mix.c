@@ -8,28 +8,11 @@
 #include <string.h>
 
 #include "check.h"
+#include "kernels.h"
 #include "model.h"
 #include "util.h"
 
 /* ---- the maths ---- */
-
-void mix_log_softmax(float *out, const float *x, int n)
-{
-	float mx = -INFINITY;
-	for (int i = 0; i < n; i++)
-		mx = x[i] > mx ? x[i] : mx;
-	if (!isfinite(mx)) {            /* nothing to normalise */
-		if (out != x)
-			memcpy(out, x, n * sizeof *out);
-		return;
-	}
-	double sum = 0;
-	for (int i = 0; i < n; i++)
-		sum += exp((double)x[i] - mx);
-	float lse = (float)(mx + log(sum));
-	for (int i = 0; i < n; i++)
-		out[i] = x[i] - lse;
-}
 
 void mix_add_guidance(float *acc, const float *lp, const int32_t *ids, int n, float w)
 {
@@ -40,10 +23,10 @@ void mix_add_guidance(float *acc, const float *lp, const int32_t *ids, int n, fl
 void mix_row(float *row, const int32_t *ids, int n, const float *const *lp,
 	     const float *w, int n_guides)
 {
-	mix_log_softmax(row, row, n);
+	log_softmax_forward(row, row, 1, n);
 	for (int j = 0; j < n_guides; j++)
 		mix_add_guidance(row, lp[j], ids, n, w[j]);
-	mix_log_softmax(row, row, n);
+	log_softmax_forward(row, row, 1, n);
 }
 
 /* ---- the runner ---- */
@@ -268,7 +251,7 @@ int parm_guide_round(parm_guide *g, int n_steps, const parm_step *steps, float *
 	if (rows < 0)
 		return -1;
 	for (int i = 0; i < rows; i++)
-		mix_log_softmax(lp + (size_t)i * g->V, lp + (size_t)i * g->V, g->V);
+		log_softmax_forward(lp + (size_t)i * g->V, lp + (size_t)i * g->V, 1, g->V);
 	return 0;
 }
 

@@ -27,9 +27,6 @@
 #include "arm.h"
 #include "stream.h"
 
-/* out[n] = log_softmax(x[n]) (out may be x); a row of only -inf or NaN
- * is copied unchanged.  Double accumulation. */
-void mix_log_softmax(float *out, const float *x, int n);
 /* acc[n] += w * lp[ids[j]] (ids NULL: lp[j]). */
 void mix_add_guidance(float *acc, const float *lp, const int32_t *ids, int n, float w);
 /* The whole formula above for one step: row[n] in place (ids NULL:

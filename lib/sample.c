@@ -21,22 +21,6 @@ size_t parm_sample_scratch(int n)
 	return (size_t)n * (2 * sizeof(float) + sizeof(int));
 }
 
-void parm_log_softmax(float *x, int n)
-{
-	float max = -INFINITY;
-	double sum = 0;
-	for (int i = 0; i < n; i++)
-		if (x[i] > max)
-			max = x[i];
-	if (!isfinite(max))
-		return;         /* all -inf (or +inf present): nothing sensible */
-	for (int i = 0; i < n; i++)
-		sum += expf(x[i] - max);
-	float log_sum = (float)log(sum);
-	for (int i = 0; i < n; i++)
-		x[i] = (x[i] - max) - log_sum;  /* not x - (max + log_sum): keeps precision */
-}
-
 static int id_of(const int32_t *ids, int i)
 {
 	return ids ? ids[i] : i;

@@ -35,7 +35,5 @@ int parm_sample_ref(const parm_sampler *s, parm_rng *rng, const float *logits,
  * every logit is -inf or NaN.  ids as for parm_sample. */
 int parm_argmax(const float *logits, const int32_t *ids, int n);
 
-/* log_softmax in place over n entries (-inf stays -inf). */
-void parm_log_softmax(float *x, int n);
 
 #endif

@@ -21,6 +21,7 @@
 #include "model.h"
 #include "rng.h"
 #include "stream.h"
+#include "kernels.h"
 #include "tap.h"
 #include "train.h"
 #include "trainer.h"
@@ -260,7 +261,7 @@ static void arm_logp_fresh(float *lp, const parm_arm *a, const float *alpha,
 		}
 	parm_kv *kv = parm_kv_new(a->backbone, 1, 64);
 	parm_forward_adapted(a->backbone, ad, kv, n, ctx, slot, NULL, lp);
-	mix_log_softmax(lp, lp, a->backbone->cfg.n_vocab);
+	log_softmax_forward(lp, lp, 1, a->backbone->cfg.n_vocab);
 	parm_kv_free(kv);
 	free(ad);
 	free(M);
@@ -314,7 +315,7 @@ static void test_maths(void)
 		err = fmax(err, fabs(sp[i] - ref[i]));
 	ok(err < 1e-5, "mix_row sparse: guidance gathered at the ids (err %.2g)", err);
 	float ninf[2] = { -INFINITY, -INFINITY };
-	mix_log_softmax(ninf, ninf, 2);
+	log_softmax_forward(ninf, ninf, 1, 2);
 	ok(ninf[0] == -INFINITY && ninf[1] == -INFINITY, "a row of only -inf is left alone");
 }
 
@@ -340,10 +341,10 @@ static double mixed_error(const struct parsed *in, const struct parsed *out,
 			return INFINITY;
 		arm_logp_fresh(lp, a, alpha, ctx, context_of(in, ri, ctx));
 		memcpy(row, ri->logits, n * sizeof *row);
-		mix_log_softmax(row, row, n);
+		log_softmax_forward(row, row, 1, n);
 		for (int j = 0; j < n; j++)
 			row[j] += w * lp[ri->sparse ? ri->ids[j] : j];
-		mix_log_softmax(row, row, n);
+		log_softmax_forward(row, row, 1, n);
 		for (int j = 0; j < n; j++)
 			err = fmax(err, fabs(row[j] - ro->logits[j]));
 	}
