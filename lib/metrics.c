@@ -307,6 +307,35 @@ static int add_mix_stage(json_t **mix, int *n, int *multi, json_t *stage, int i)
 	return 0;
 }
 
+/* p->base from the chain's parm-logits stage; the strength from the
+ * guides' weights (1 when absent). */
+static void describe_setup(parm_provenance *p, const json_t *chain, json_t *const *mix, int n)
+{
+	for (size_t i = 0; chain && i < json_array_size(chain); i++) {
+		json_t *st = json_array_get(chain, i);
+		const char *name = json_string_value(json_object_get(st, "stage"));
+		const char *model = json_string_value(json_object_get(st, "model"));
+		const char *remote = json_string_value(json_object_get(st, "remote"));
+		if (name && !strcmp(name, "parm-logits") && (model || remote))
+			snprintf(p->base, sizeof p->base, "%s%s%s", remote ? remote : "",
+				 remote && model ? " " : "", model ? model : "");
+	}
+	for (int i = 0; i < n; i++) {
+		json_t *w = json_object_get(mix[i], "weight");
+		p->strength += w && json_is_number(w) ? json_number_value(w) : 1;
+	}
+}
+
+/* Each objective's ARM file, once the names are known. */
+static void name_arms(parm_provenance *p, json_t *const *mix, int n)
+{
+	for (int i = 0; i < p->k; i++) {
+		json_t *guide = mix[n == 1 ? 0 : i < n ? i : n - 1];
+		const char *arm = json_string_value(json_object_get(guide, "arm"));
+		snprintf(p->arm[i], sizeof p->arm[i], "%s", arm ? arm : "");
+	}
+}
+
 static int read_chain(parm_provenance *p, const json_t *chain)
 {
 	json_t *mix[PARM_PROV_MAX];
@@ -318,14 +347,17 @@ static int read_chain(parm_provenance *p, const json_t *chain)
 		if (is_mix_stage(stage) && add_mix_stage(mix, &n, &multi, stage, (int)i) < 0)
 			return -1;
 	}
+	describe_setup(p, chain, mix, n);
 	if (n == 0)
 		return snprintf(p->method, sizeof p->method, "base"), 0;
-	if (multi == 1 && n == 1)
-		return read_parm_stage(p, mix[0], 0, stage_objectives(mix[0], 0));
-	if (multi)
+	if (multi && !(multi == 1 && n == 1))
 		return parm_fail("the chain mixes %d parm-mix ARMs, %d of several objectives: "
 				 "cannot tell the method (name it with a method field)", n, multi);
-	return read_genarm_stages(p, mix, n);
+	int rc = multi ? read_parm_stage(p, mix[0], 0, stage_objectives(mix[0], 0)) :
+		 read_genarm_stages(p, mix, n);
+	if (rc == 0)
+		name_arms(p, mix, n);
+	return rc;
 }
 
 int parm_provenance_get(parm_provenance *p, const json_t *rec, const char *method_field)

@@ -53,6 +53,14 @@ typedef struct {
 	int k;                  /* objectives the guidance named; 0: none */
 	char names[PARM_PROV_MAX][64];
 	double alpha[PARM_PROV_MAX];
+	/* What else made the record ("" where the chain does not say): the
+	 * base (parm-logits' model or server), the ARM file guiding each
+	 * objective, and the guidance strength (a PARM's weight, GenARM's
+	 * summed weights; 0 for the base).  Records of one method that differ
+	 * in these are not one method. */
+	char base[256];
+	char arm[PARM_PROV_MAX][256];
+	double strength;
 } parm_provenance;
 
 /* Read rec's "chain" (parm-sample --jsonl).  Each parm-mix stage holds its

@@ -21,7 +21,7 @@ mk() {  # mk ID H S CHAIN-TAIL
 	mk 4 6 0 ', {"stage": "parm-mix", "objectives": ["h", "s"], "pref": [1, 0]}'
 	mk 5 5 0 ', {"stage": "parm-mix", "objectives": ["h"]}'
 	mk 6 3 3 ', {"stage": "parm-mix", "objectives": ["h"], "weight": 0.5}, {"stage": "parm-mix", "objectives": ["s"], "weight": 0.5}'
-	mk 7 0 5 ', {"stage": "parm-mix", "objectives": ["s"], "weight": 2}'
+	mk 7 0 5 ', {"stage": "parm-mix", "objectives": ["s"], "weight": 1}'
 } > r.jsonl
 H='h=sed "s/.*\"h\": *\([0-9.]*\).*/\1/"'
 I='t=sed "s/^{.id.: *\([0-9]*\).*/\1/"'
@@ -78,6 +78,25 @@ ok "one-stage GenARM (an \"arms\" array) reads as the chained stages: same summa
 ok "one-stage and chained GenARM records at the same alpha share one group" \
 	sh -c "{ cat r.jsonl; sed -n 7p one.jsonl; } > both.jsonl &&
 	parm-eval score -s '$H' -s '$S' both.jsonl | grep -q '^genarm	0.5,0.5	2	3	0	3	0	1\$'"
+
+# one method, other setups: refused, not averaged as one
+mk 0 1 3 ', {"stage": "parm-mix", "arm": "p1.gguf", "objectives": ["h", "s"], "pref": [1, 0], "weight": 1}' > setup.jsonl
+mk 1 2 3 ', {"stage": "parm-mix", "arm": "p1.gguf", "objectives": ["h", "s"], "pref": [1, 0], "weight": 2}' > weight.jsonl
+mk 2 2 3 ', {"stage": "parm-mix", "arm": "p2.gguf", "objectives": ["h", "s"], "pref": [0, 1], "weight": 1}' > arm.jsonl
+printf '{"id": 3, "prompt": "p", "response": "r", "h": 1, "s": 1, "chain": [{"stage": "parm-logits", "model": "other.gguf"}]}\n' > base2.jsonl
+printf '{"id": 4, "prompt": "p", "response": "r", "h": 1, "s": 1, "chain": [{"stage": "parm-logits", "model": "base.gguf"}]}\n' > base1.jsonl
+fails "runs of one method at other guidance weights are not merged" \
+	"^parm-eval: weight.jsonl:1: a 'parm' record made with guidance weight 2, earlier ones with 1: not one method" \
+	parm-eval score -s "$H" -s "$S" setup.jsonl weight.jsonl
+fails "runs of one method with other ARM files are not merged" \
+	"^parm-eval: arm.jsonl:1: a 'parm' record made with the ARM p2.gguf, earlier ones with p1.gguf: not one method" \
+	parm-eval score -s "$H" -s "$S" setup.jsonl arm.jsonl
+fails "runs of the base with other models are not merged" \
+	"^parm-eval: base2.jsonl:1: a 'base' record made with the base other.gguf, earlier ones with base.gguf" \
+	parm-eval score -s "$H" -s "$S" base1.jsonl base2.jsonl
+ok "--method-field separates them instead" sh -c '
+	sed "s/^{/{\"m\": \"w1\", /" setup.jsonl > a.jsonl && sed "s/^{/{\"m\": \"w2\", /" weight.jsonl > b.jsonl &&
+	parm-eval score -m m -s "$1" -s "$2" a.jsonl b.jsonl > /dev/null' sh "$H" "$S"
 
 # scorer failures: one line naming the record, the scorer and its command
 fails "scorer exits non-zero" '^parm-eval: r\.jsonl:1: scorer h \(exit 3\) exited with status 3' \

@@ -541,8 +541,70 @@ static struct group *find_group(struct summary *s, const parm_provenance *p, con
 	return g;
 }
 
+/* What each method was first seen made with: its base, strength and
+ * the ARM of each objective. */
+struct setups {
+	int n;
+	parm_provenance first[64];
+	int n_arms[64];
+	char obj[64][PARM_PROV_MAX][64], arm[64][PARM_PROV_MAX][256];
+};
+
+static void differ(const char *origin, const char *method, const char *what, const char *now,
+		   const char *before)
+{
+	die("%s: a '%s' record made with %s %s, earlier ones with %s: not one method "
+	    "(name them with --method-field)", origin, method, what, now, before);
+}
+
+/* The ARM of each objective, remembered or checked against memory. */
+static void check_arms(struct setups *st, int m, const parm_provenance *p, const char *origin)
+{
+	for (int i = 0; i < p->k; i++) {
+		int j = 0;
+		while (j < st->n_arms[m] && strcmp(st->obj[m][j], p->names[i]))
+			j++;
+		if (j == st->n_arms[m] && j < PARM_PROV_MAX) {
+			snprintf(st->obj[m][j], sizeof st->obj[m][j], "%s", p->names[i]);
+			snprintf(st->arm[m][j], sizeof st->arm[m][j], "%s", p->arm[i]);
+			st->n_arms[m]++;
+		} else if (j < st->n_arms[m] && *p->arm[i] && *st->arm[m][j] &&
+			   strcmp(p->arm[i], st->arm[m][j])) {
+			differ(origin, p->method, "the ARM", p->arm[i], st->arm[m][j]);
+		}
+	}
+}
+
+/* Records of one method made with another base, ARM file or guidance
+ * strength would be averaged as one: refused, naming both. */
+static void check_setup(struct setups *st, const parm_provenance *p, const char *origin,
+			const char *method_field)
+{
+	int m = 0;
+	if (method_field)
+		return;                 /* the user names the methods */
+	while (m < st->n && strcmp(st->first[m].method, p->method))
+		m++;
+	if (m == st->n) {
+		if (m == 64)
+			return;
+		st->first[st->n++] = *p;
+	}
+	const parm_provenance *f = &st->first[m];
+	char a[32], b[32];
+	if (*p->base && *f->base && strcmp(p->base, f->base))
+		differ(origin, p->method, "the base", p->base, f->base);
+	if (fabs(p->strength - f->strength) > 1e-6 * fmax(1, fabs(f->strength))) {
+		snprintf(a, sizeof a, "%g", p->strength);
+		snprintf(b, sizeof b, "%g", f->strength);
+		differ(origin, p->method, "guidance weight", a, b);
+	}
+	check_arms(st, m, p, origin);
+}
+
 static void group_records(struct summary *s, const struct records *r, const char *method_field)
 {
+	static struct setups setups;
 	for (long i = 0; i < r->n; i++) {
 		parm_provenance p;
 		double alpha[PARM_PROV_MAX];
@@ -551,6 +613,7 @@ static void group_records(struct summary *s, const struct records *r, const char
 		int has = parm_provenance_align(alpha, &p, s->names, s->k) == 0;
 		if (!has && p.k)
 			die("%s: %s", r->origin[i], parm_error());
+		check_setup(&setups, &p, r->origin[i], method_field);
 		struct group *g = find_group(s, &p, has ? alpha : NULL);
 		g->idx = xrealloc(g->idx, (g->n + 1) * sizeof *g->idx);
 		g->idx[g->n++] = i;
