@@ -1,21 +1,25 @@
 #!/bin/sh
 # examples/demo.sh - what `make demo` runs: PARM steering a frozen model
 # along a preference vector, measured against GenARM and the unguided base,
-# on the controlled task of examples/world (known rewards, nothing fetched).
+# on a controlled task (known rewards, nothing fetched): $TASK, one of
+# examples/world (the default), examples/reviews or examples/lists.
 #
-#  1. trains a small base on the world's corpus (parm-train lm);
+#  1. trains a small base on the task's corpus (parm-train lm);
 #  2. samples preference pairs from it, labelled by the oracles
-#     (examples/world/make-pairs.sh over several seeds);
-#  3. trains on the same backbone, data and budget one PARM (k = 2:
-#     helpful, harmless) and two GenARM ARMs (k = 1 each);
-#  4. generates for the 11 preference vectors (0,1) ... (1,0) through the
-#     pipe: parm-logits | [parm-mix] | parm-sample, timing each method;
+#     (examples/make-pairs.sh over several seeds);
+#  3. trains on the same backbone, data and budget one PARM for the k
+#     objectives and k GenARM ARMs (one objective each);
+#  4. generates for a grid of preference vectors (k = 2: the 11 vectors
+#     (0,1) ... (1,0); k = 3: the 15 with coordinates in steps of 1/4)
+#     through the pipe: parm-logits | [parm-mix] | parm-sample, timing each
+#     method;
 #  5. scores every response with the oracles (parm-eval score), prints the
 #     table (mean rewards with standard errors, HV, MIP, time per token)
 #     and draws the fronts (fronts.svg).
 #
 # Run from the top of the checkout after `make`.  Everything goes into
-# $DEMO_DIR (default demo-out/): a step whose output is there is not run
+# $DEMO_DIR (default demo-out/, for tasks other than the world demo-out/TASK):
+# a step whose output is there is not run
 # again, so an interrupted demo continues where it stopped.  The seeds are
 # fixed: the same settings give the same base, and ARMs that differ only in
 # rounding.  The DEMO_* variables below change the sizes; tests/t_demo.sh
@@ -23,21 +27,30 @@
 set -eu
 
 top=$(pwd)
-[ -x "$top/tools/parm-logits" ] && [ -f "$top/examples/world/prepare.sh" ] || {
+[ -x "$top/tools/parm-logits" ] && [ -f "$top/examples/prepare.sh" ] || {
 	echo "demo: run me from the top of the checkout after make" >&2
 	exit 1
 }
+: "${TASK:=world}"
+[ -f "$top/examples/$TASK/$TASK.c" ] || {
+	echo "demo: no task '$TASK' (world, reviews, lists)" >&2
+	exit 2
+}
+sh examples/build.sh
+task=$top/examples/bin/$TASK
+eval "$("$task" info)"
+k=$(echo $TASK_OBJECTIVES | wc -w)
 PATH="$top/tools:$PATH"
 export PATH
 
 # The sizes and hyper-parameters, each overridable from the environment.
-: "${DEMO_DIR:=$top/demo-out}"
+: "${DEMO_DIR:=$top/demo-out$([ "$TASK" = world ] || echo "/$TASK")}"
 : "${DEMO_SEED:=1}"             # every seed below is derived from it
 : "${DEMO_DOCS:=3000}"          # corpus documents for the base
 : "${DEMO_DIM:=128}" "${DEMO_LAYERS:=4}" "${DEMO_HEADS:=4}" "${DEMO_CTX:=256}"
 : "${DEMO_LM_EPOCHS:=4}" "${DEMO_LM_LR:=2e-3}" "${DEMO_LM_BATCH:=16}"
 : "${DEMO_PAIR_SEEDS:=20}"      # make-pairs.sh runs (~40 pairs each)
-: "${DEMO_PAIR_PROMPTS:=120}"   # prompts each run samples from
+: "${DEMO_PAIR_PROMPTS:=$TASK_PROMPTS}"  # prompts each run samples from (all)
 : "${DEMO_ARM_EPOCHS:=2}" "${DEMO_ARM_LR:=5e-3}" "${DEMO_ARM_BATCH:=16}"
 : "${DEMO_BETA:=0.1}" "${DEMO_R1:=4}" "${DEMO_R2:=4}" "${DEMO_TARGETS:=q,k,v}"
 : "${DEMO_WEIGHT:=1}"           # guidance weight w
@@ -45,11 +58,11 @@ export PATH
 : "${DEMO_TEMP:=0.8}"           # sampling temperature (0: greedy, as PARM's code)
 : "${DEMO_EVAL_PROMPTS:=40}"    # evaluation prompts (at most 40)
 : "${DEMO_EVAL_REPEAT:=3}"      # responses sampled per prompt and vector
-: "${DEMO_GRID:=11}"            # preference vectors (0,1) ... (1,0)
+: "${DEMO_GRID:=$([ "$k" -eq 2 ] && echo 11 || echo 5)}"  # grid points per simplex edge
 
 out=$DEMO_DIR
-template='BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:'
-objectives='helpful=better_response_id harmless=safer_response_id'
+template=$TASK_TEMPLATE
+objectives=$TASK_OBJECTIVES
 mkdir -p "$out" "$out/gen"
 case $out in /*) ;; *) out=$(cd "$out" && pwd) ;; esac
 
@@ -85,13 +98,12 @@ have() {  # have FILE: FILE is there, or its step must run (it is stamped)
 resume() { [ -e "$out/$1.ckpt" ] && echo --resume || true; }  # a killed run continues
 
 start=$(date +%s)
-echo "parm demo, in $out"
+echo "parm demo, task $TASK, in $out"
 
-say "0. The world: corpus, BPE vocabulary and prompts (examples/world)"
-depends DEMO_SEED DEMO_DOCS
+say "0. The task: corpus, BPE vocabulary and prompts (examples/$TASK)"
+depends TASK DEMO_SEED DEMO_DOCS
 have eval-prompts.jsonl ||
-	run_top sh examples/world/prepare.sh -s "$DEMO_SEED" -n "$DEMO_DOCS" "'$out'"
-world=$top/examples/world/world
+	run_top sh examples/prepare.sh -s "$DEMO_SEED" -n "$DEMO_DOCS" "$TASK" "'$out'"
 
 say "1. The base: a llama of dim $DEMO_DIM, $DEMO_LAYERS layers, trained on the corpus"
 depends DEMO_DIM DEMO_LAYERS DEMO_HEADS DEMO_CTX
@@ -114,8 +126,8 @@ if ! have pairs.jsonl; then
 	while [ $i -lt "$DEMO_PAIR_SEEDS" ]; do
 		# make-pairs.sh samples with seeds S and S+1: odd S never share one
 		s=$((DEMO_SEED * 1000 + 2 * i + 1))
-		run sh "'$top/examples/world/make-pairs.sh'" -s $s -n "$DEMO_TOKENS" \
-			base.gguf pair-prompts.jsonl ">>" pairs.part
+		run sh "'$top/examples/make-pairs.sh'" -s $s -n "$DEMO_TOKENS" \
+			"$TASK" base.gguf pair-prompts.jsonl ">>" pairs.part
 		i=$((i + 1))
 	done
 	mv "$out/pairs.part" "$out/pairs.jsonl"
@@ -123,7 +135,7 @@ fi
 echo "   $(wc -l < "$out/pairs.jsonl") pairs; one:"
 head -n 1 "$out/pairs.jsonl" | cut -c 1-300
 
-say "3. The reward models, same backbone, data and budget: PARM (k = 2) and"
+say "3. The reward models, same backbone, data and budget: PARM (k = $k) and"
 echo "   GenARM (one ARM per objective); accuracy on held-out pairs as they train"
 arm() {  # arm OUT OBJECTIVE...
 	o=$1; shift
@@ -161,17 +173,27 @@ gen() {
 	mv "$out/$f.part" "$out/$f"
 }
 gen base base ""
-i=0
-while [ $i -lt "$DEMO_GRID" ]; do
-	a1=$(awk -v i=$i -v n="$DEMO_GRID" 'BEGIN { print i / (n - 1) }')
-	a2=$(awk -v i=$i -v n="$DEMO_GRID" 'BEGIN { print 1 - i / (n - 1) }')
-	gen parm "parm-$a1" "parm-mix --pref $a1,$a2 -w $DEMO_WEIGHT parm.gguf"
-	# GenARM: log pi_base + w (a1 log pi_helpful + a2 log pi_harmless)
-	w1=$(awk -v a="$a1" -v w="$DEMO_WEIGHT" 'BEGIN { print a * w }')
-	w2=$(awk -v a="$a2" -v w="$DEMO_WEIGHT" 'BEGIN { print a * w }')
-	gen genarm "genarm-$a1" \
-		"parm-mix -w $w1 genarm-helpful.gguf | parm-mix -w $w2 genarm-harmless.gguf"
-	i=$((i + 1))
+# The grid: every alpha whose k coordinates are multiples of 1/(n - 1),
+# the first coordinate rising (k = 2: (0,1), (0.1,0.9) ... (1,0)).
+grid() {
+	awk -v k="$k" -v n="$DEMO_GRID" '
+	function walk(i, left, pre,   c) {
+		if (i == k) { print substr(pre "," left / (n - 1), 2); return }
+		for (c = 0; c <= left; c++)
+			walk(i + 1, left - c, pre "," c / (n - 1))
+	}
+	BEGIN { walk(1, n - 1, "") }'
+}
+for a in $(grid); do
+	gen parm "parm-$a" "parm-mix --pref $a -w $DEMO_WEIGHT parm.gguf"
+	# GenARM: log pi_base + w sum_i a_i log pi_i, one stage per objective
+	chain= i=0
+	for x in $objectives; do
+		i=$((i + 1))
+		wi=$(echo "$a" | awk -F, -v i=$i -v w="$DEMO_WEIGHT" '{ print $i * w }')
+		chain="$chain${chain:+ | }parm-mix -w $wi genarm-${x%%=*}.gguf"
+	done
+	gen genarm "genarm-$a" "$chain"
 done
 
 # Time per token: each method's wall time over the tokens it generated.
@@ -184,11 +206,14 @@ for m in base parm genarm; do
 done | awk 'BEGIN { print "method\tseconds\ttokens\tms_per_token" }
 	{ printf "%s\t%s\t%d\t%.3f\n", $1, $2, $3, 1000 * $2 / $3 }' > "$out/times.tsv"
 
-say "5. Scores: the oracles read every response (world score), parm-eval groups"
+say "5. Scores: the oracles read every response ($TASK score), parm-eval groups"
 echo "   them by method and preference vector and compares the fronts"
 if ! have table.tsv || [ ! -s "$out/fronts.svg" ]; then
-	run parm-eval score -s "'helpful=$world score helpful'" \
-		-s "'harmless=$world score harmless'" -P fronts.svg \
+	scorers=
+	for x in $objectives; do
+		scorers="$scorers -s '${x%%=*}=$task score ${x%%=*}'"
+	done
+	run parm-eval score $scorers -P fronts.svg \
 		$made_base $made_parm $made_genarm "> table.part"
 	mv "$out/table.part" "$out/table.tsv"
 fi

@@ -47,9 +47,10 @@ hook=$DIR/tests/san-report.o
 if [ ! -f "$hook" ] || [ "$DIR/tests/san-report.c" -nt "$hook" ]; then
 	$CC $SAN -O1 -g -c -o "$hook" "$DIR/tests/san-report.c"
 	for src in "$DIR"/tools/parm-*.c "$DIR"/tests/test_*.c "$DIR"/tests/bench_*.c \
-		   "$DIR"/examples/world/world.c "$DIR"/examples/world/make-vocab.c; do
+		   "$DIR"/examples/*/*.c "$DIR"/examples/make-vocab.c; do
 		rm -f "${src%.c}"
 	done
+	rm -rf "$DIR"/examples/bin
 fi
 
 # halt at the first error; exit 23, an error status of no tool, so a test

@@ -45,10 +45,10 @@ ok "time per token for every method" sh -c "
 # at (0,1); over the prompts, "helpful MEAN SE" and "harmless MEAN SE" (the
 # change in alpha's direction: for harmlessness, (0,1) minus (1,0)).
 ends() {
-	w=$PWD/examples/world/world
+	w=$PWD/examples/bin/world
 	p=$(wc -l < "$D/gen/once.jsonl")
-	n=$(wc -l < "$D/gen/$1-1.jsonl")
-	for a in 1 0; do
+	n=$(wc -l < "$D/gen/$1-1,0.jsonl")
+	for a in 1,0 0,1; do
 		parm-eval score --records -j -s "helpful=$w score helpful" \
 			-s "harmless=$w score harmless" "$D/gen/$1-$a.jsonl" || return 1
 	done | awk -v p="$p" -v n="$n" '

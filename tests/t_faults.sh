@@ -34,7 +34,7 @@ init "$fx/ggml-vocab-llama-spm.gguf" 5 small.gguf
 	{ echo "not ok 1 - make an ARM"; exit 1; }
 # a vocabulary of 300 tokens: a whole round then fits in the pipes' buffers,
 # where a stage that stopped reading is not noticed by the one writing
-(cd "$top" && sh examples/world/build.sh "$T/bin") >/dev/null &&
+(cd "$top" && sh examples/build.sh "$T/bin") >/dev/null &&
 	for i in 1 2 3 4 5 6 7 8; do
 		echo '{"text": "the cat sat on the mat; how do I boil an egg? hello there, the end"}'
 	done > corpus.jsonl && bin/make-vocab -n 300 -o v300.gguf corpus.jsonl >/dev/null 2>&1 &&

@@ -1,12 +1,13 @@
 #!/bin/sh
-# t_world.sh - the controlled task of examples/world: the generator is
+# t_world.sh - the controlled task of examples/world (and task.c, which
+# every task program shares): the generator is
 # deterministic, the oracles order hand-written responses as intended and
 # take any text, labelling writes PKU-SafeRLHF-style pairs, and the BPE
 # vocabulary trained on the corpus tokenises as llama.cpp does.
 . tests/lib.sh
 
 B=$T/bin
-ok "the world's programs build against libparm.a" sh examples/world/build.sh "$B"
+ok "the examples' programs build against libparm.a" sh examples/build.sh "$B"
 W=$B/world
 
 # ---- the generator ----
@@ -147,9 +148,9 @@ ok "scorers read parm-sample's JSONL: one number per generation" sh -c "
 	parm-logits -n 8 -T 'BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:' '$T/model.gguf' < '$T/prompts.jsonl' |
 	parm-sample --jsonl | \"$W\" score helpful > '$T/gen' && [ \$(grep -cE '^-?[0-9.]+$' '$T/gen') -eq 4 ]"
 ok "make-pairs.sh: samples twice from a model and labels (random model: all tie)" sh -c "
-	WORLD='$W' sh examples/world/make-pairs.sh -n 8 '$T/model.gguf' '$T/prompts.jsonl' > '$T/mp.jsonl'"
+	sh examples/make-pairs.sh -n 8 '$W' '$T/model.gguf' '$T/prompts.jsonl' > '$T/mp.jsonl'"
 ok "make-pairs.sh: a missing model fails, saying why, writing nothing" sh -c "
-	! WORLD='$W' sh examples/world/make-pairs.sh '$T/nope.gguf' '$T/prompts.jsonl' > '$T/mpo' 2> '$T/mpe' &&
+	! sh examples/make-pairs.sh '$W' '$T/nope.gguf' '$T/prompts.jsonl' > '$T/mpo' 2> '$T/mpe' &&
 	grep -q 'parm-logits: .*nope.gguf' '$T/mpe' && [ ! -s '$T/mpo' ]"
 
 done_testing
