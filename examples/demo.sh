@@ -145,7 +145,8 @@ arm() {  # arm OUT OBJECTIVE...
 		run parm-train arm --epochs "$DEMO_ARM_EPOCHS" --batch "$DEMO_ARM_BATCH" \
 			--lr "$DEMO_ARM_LR" --beta "$DEMO_BETA" --r1 "$DEMO_R1" --r2 "$DEMO_R2" \
 			--targets "$DEMO_TARGETS" --max-length "$DEMO_CTX" --overlong truncate \
-			--seed "$DEMO_SEED" $obj $(resume "$o") -o "$o" base.gguf pairs.jsonl
+			--template "'$template'" --seed "$DEMO_SEED" $obj $(resume "$o") \
+			-o "$o" base.gguf pairs.jsonl
 }
 depends DEMO_ARM_EPOCHS DEMO_ARM_LR DEMO_ARM_BATCH DEMO_BETA DEMO_R1 DEMO_R2 DEMO_TARGETS
 arm parm.gguf $objectives

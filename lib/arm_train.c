@@ -1,6 +1,12 @@
-/* arm_train.c - a trainer's adapter options from an ARM's (the trainer
- * then works on the ARM's own adapters: parm_train_new_on_arm). */
+/* arm_train.c - what a trainer or an evaluation takes from an ARM: its
+ * adapter options (the trainer then works on the ARM's own adapters:
+ * parm_train_new_on_arm) and the label fields it learnt its objectives
+ * from. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "trainer.h"
+#include "util.h"
 
 void parm_adapter_opts_of_arm(parm_adapter_opts *o, const parm_arm *arm)
 {
@@ -12,4 +18,46 @@ void parm_adapter_opts_of_arm(parm_adapter_opts *o, const parm_arm *arm)
 	o->targets = 0;
 	for (int i = 0; i < arm->n_targets; i++)
 		o->targets |= 1u << arm->targets[i];
+}
+
+void parm_arm_record_labels(parm_arm *arm, const parm_objectives *o)
+{
+	size_t n = 1;
+	char *buf = xstrdup("");
+	for (int i = 0; i < o->k; i++) {
+		const char *src = o->obj[i].field ? o->obj[i].field : o->obj[i].file;
+		n += strlen(o->obj[i].name) + strlen(src) + 3;
+		buf = xrealloc(buf, n);
+		strcat(strcat(strcat(strcat(buf, i ? "\n" : ""), o->obj[i].name),
+			      o->obj[i].field ? "=" : "=@"), src);
+	}
+	parm_arm_set_info(arm, "labels", buf);
+	free(buf);
+}
+
+int parm_arm_labels(const parm_arm *arm, parm_objectives *o)
+{
+	const char *rec = parm_arm_get_info(arm, "labels");
+	memset(o, 0, sizeof *o);
+	if (!rec) {             /* the defaults, those of them the ARM has */
+		parm_objectives def = { 0 };
+		parm_objectives_default(&def);
+		for (int i = 0; i < def.k; i++)
+			if (parm_arm_objective_index(arm, def.obj[i].name) >= 0) {
+				char spec[128];
+				snprintf(spec, sizeof spec, "%s=%s", def.obj[i].name, def.obj[i].field);
+				parm_objectives_add(o, spec);
+			}
+		parm_objectives_free(&def);
+		return 0;
+	}
+	char *copy = xstrdup(rec), *save = NULL;
+	for (char *spec = strtok_r(copy, "\n", &save); spec; spec = strtok_r(NULL, "\n", &save))
+		if (parm_objectives_add(o, spec) < 0) {
+			parm_objectives_free(o);
+			free(copy);
+			return parm_fail("%s: its recorded label fields: %s", arm->path, parm_error());
+		}
+	free(copy);
+	return 0;
 }

@@ -1,6 +1,6 @@
 /* train_tasks.c - what a micro-batch does for parm-train lm (next-token
  * loss on packed sequences) and parm-train arm (PARM's preference loss
- * with a Dirichlet-drawn alpha), and their held-out evaluations. */
+ * with a randomly drawn alpha), and their held-out evaluations. */
 #include "trainer.h"
 
 #include <math.h>
@@ -39,13 +39,19 @@ static double gamma_ge1(uint64_t *s, double a)
 	}
 }
 
-void parm_dirichlet_half(float *alpha, int k, uint64_t key)
+void parm_pref_draw(float *alpha, int k, const parm_pref_dist *d, uint64_t key)
 {
-	double g[PARM_MAX_OBJECTIVES], sum = 0;
+	double g[PARM_MAX_OBJECTIVES], sum = 0, c = d->conc;
 	uint64_t s = key;
+	if (d->vertex > 0 && uniform01(&s) < d->vertex) {
+		int v = (int)(uniform01(&s) * k);
+		for (int i = 0; i < k; i++)
+			alpha[i] = i == v;
+		return;
+	}
 	for (int i = 0; i < k; i++) {
-		double u = uniform01(&s);               /* Gamma(0.5) = Gamma(1.5) U^2 */
-		g[i] = gamma_ge1(&s, 1.5) * u * u;
+		double u = uniform01(&s);               /* Gamma(c) = Gamma(c + 1) U^(1/c) */
+		g[i] = c >= 1 ? gamma_ge1(&s, c) : gamma_ge1(&s, c + 1) * (c == 0.5 ? u * u : pow(u, 1 / c));
 		sum += g[i];
 	}
 	for (int i = 0; i < k; i++)
@@ -197,7 +203,7 @@ static double arm_micro(void *ctx, parm_trainer *t, const long *pos, int n, floa
 	float alpha[PARM_MAX_OBJECTIVES] = { 1 };
 	arm_indices(idx, at, pos, n);
 	if (at->k > 1)
-		parm_dirichlet_half(alpha, at->k, key);
+		parm_pref_draw(alpha, at->k, &at->dist, key);
 	if (parm_train_set_pref(t, alpha) < 0)
 		return NAN;
 	int T = arm_pack(at, idx, n);
@@ -273,7 +279,8 @@ void parm_arm_task_init(parm_task *task, parm_arm_task *at, const parm_pairs *p,
 	int max_len = parm_pairs_max_len(p);
 	size_t seqs = 2 * (size_t)batch, cells = seqs * (size_t)max_len;
 	*at = (parm_arm_task){ .p = p, .train_idx = train, .held = held, .n_held = n_held,
-			       .k = k, .batch = batch, .max_len = max_len, .beta = beta };
+			       .k = k, .batch = batch, .max_len = max_len, .beta = beta,
+			       .dist = PARM_PREF_OFFICIAL };
 	at->tok = xmalloc(cells * sizeof(int));
 	at->len = xmalloc(seqs * sizeof(int));
 	at->plen = xmalloc(seqs * sizeof(int));

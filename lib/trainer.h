@@ -120,7 +120,18 @@ void parm_lm_task_init(parm_task *task, parm_lm_task *lt, const parm_lm_data *d,
 		       int batch);
 void parm_lm_task_free(parm_lm_task *lt);
 
-/* ARM: pairs by index, PARM's loss with alpha ~ Dirichlet(0.5) per
+/* How PARM draws alpha for a micro-batch: with probability vertex a
+ * vertex e_i (i uniform), else from Dirichlet(conc, ..., conc).  The
+ * official code's: Dirichlet(0.5), no vertices. */
+typedef struct {
+	double conc, vertex;
+} parm_pref_dist;
+#define PARM_PREF_OFFICIAL ((parm_pref_dist){ .conc = 0.5, .vertex = 0 })
+
+/* alpha[k] drawn from d, a pure function of key. */
+void parm_pref_draw(float *alpha, int k, const parm_pref_dist *d, uint64_t key);
+
+/* ARM: pairs by index, PARM's loss with alpha drawn from dist per
  * micro-batch (k > 1) or GenARM's (k = 1); metrics: held-out preference
  * accuracy, for k > 1 the k x k matrix metric[i k + j] = objective j's at
  * alpha = e_i (a PARM that ignores alpha has equal rows), for k = 1 the
@@ -131,6 +142,7 @@ typedef struct {
 	long n_held;
 	int k, batch, max_len;
 	double beta;
+	parm_pref_dist dist;    /* PARM_PREF_OFFICIAL unless set after init */
 	int *tok, *len, *plen;  /* scratch */
 	int8_t *label;
 	uint8_t *want;
@@ -150,13 +162,17 @@ int parm_pairs_max_len(const parm_pairs *p);
 int parm_arm_accuracy(parm_arm_task *at, parm_trainer *t, const long *idx, long n,
 		      const float *alpha, long *correct, long *labelled, double *margin);
 
-/* alpha[k] ~ Dirichlet(0.5, ..., 0.5), a pure function of key. */
-void parm_dirichlet_half(float *alpha, int k, uint64_t key);
-
 /* ---- trainers on ARMs (arm_train.c; parm_train_new_on_arm) ---- */
 
 /* The adapter options matching an ARM's (dropout 0: for evaluation). */
 void parm_adapter_opts_of_arm(parm_adapter_opts *o, const parm_arm *arm);
+/* Record in the ARM the objectives' label fields (or files) it is trained
+ * on (parm.train.labels, one NAME=FIELD or NAME=@FILE per line). */
+void parm_arm_record_labels(parm_arm *arm, const parm_objectives *o);
+/* Those an ARM recorded, into o (for an ARM that recorded none, written
+ * before ARMs did, PKU-SafeRLHF's of the objectives it has); -1 +
+ * parm_error on a bad record. */
+int parm_arm_labels(const parm_arm *arm, parm_objectives *o);
 
 /* ---- progress (progress.c) ---- */
 

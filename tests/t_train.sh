@@ -73,6 +73,18 @@ ok "accuracy without --template uses the ARM's own (parm-train and parm-eval ali
 	parm-eval accuracy -T '{prompt}:' --objective A=a --objective B=b parm.gguf held.jsonl > e2 &&
 	cmp e1 e2 && parm-eval accuracy -T 'X {prompt}' --objective A=a --objective B=b parm.gguf held.jsonl > e3 &&
 	! cmp -s e1 e3"
+ok "accuracy without --objective uses the fields the ARM learnt from (both tools)" sh -c "
+	parm-train accuracy parm.gguf held.jsonl > lab1 && parm-train accuracy $AB parm.gguf held.jsonl > lab2 &&
+	cmp lab1 lab2 && parm-eval accuracy parm.gguf held.jsonl > lab3 &&
+	parm-eval accuracy $AB parm.gguf held.jsonl > lab4 && cmp lab3 lab4 &&
+	parm-train accuracy g.gguf held.jsonl | grep -q '^A '"
+ok "--dirichlet and --vertex change the alphas drawn, and the ARM records them" sh -c "
+	parm-train arm $common $AB --steps 8 --heldout 0 --log-every 100 --vertex 0.5 \
+		--dirichlet 2 -o vx.gguf m.gguf train.jsonl 2>/dev/null &&
+	grep -a -q 'dirichlet 2 vertex 0.5' vx.gguf &&
+	parm-train arm $common $AB --steps 8 --heldout 0 --log-every 100 \
+		-o v0.gguf m.gguf train.jsonl 2>/dev/null &&
+	grep -a -q 'dirichlet 0.5 vertex 0' v0.gguf && ! cmp -s vx.gguf v0.gguf"
 ok "ARM provenance: steps, data, seed" sh -c "
 	grep -a -q 'parm.train.steps' parm.gguf && grep -a -q 'train.jsonl' parm.gguf"
 
@@ -203,6 +215,10 @@ ok "without --strict the malformed line is skipped and reported" sh -c "
 	grep -q 'skipped 1 malformed record' log && grep -q 'bad.jsonl:4' log"
 fails "a missing field names the objective and the field" '^parm-train: .*nob\.jsonl:4.*\bb\b' \
 	parm-train arm $common $AB --strict --steps 1 -o x.gguf m.gguf nob.jsonl
+fails "--vertex past 1" "^parm-train: --vertex" \
+	parm-train arm $AB --vertex 1.5 -o x.gguf m.gguf train.jsonl
+fails "--dirichlet is for arm" "^parm-train: accuracy: unknown option '--dirichlet'" \
+	parm-train accuracy --dirichlet 1 parm.gguf held.jsonl
 fails "accuracy: unknown objective" "^parm-train: unknown objective 'C'" \
 	parm-train accuracy --objective C=a parm.gguf held.jsonl
 fails "accuracy: alpha of the wrong length" '^parm-train: --pref: ' \

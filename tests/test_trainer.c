@@ -24,12 +24,13 @@ static void steps(void)
 static void dirichlet(void)
 {
 	enum { K = 3, N = 20000 };
+	const parm_pref_dist half = PARM_PREF_OFFICIAL;
 	double mean[K] = { 0 }, small = 0;
 	int valid = 1;
 	for (int n = 0; n < N; n++) {
 		float a[K];
 		double sum = 0;
-		parm_dirichlet_half(a, K, (uint64_t)n * 7919 + 1);
+		parm_pref_draw(a, K, &half, (uint64_t)n * 7919 + 1);
 		for (int i = 0; i < K; i++) {
 			valid &= a[i] >= 0 && a[i] <= 1;
 			sum += a[i];
@@ -39,9 +40,9 @@ static void dirichlet(void)
 		small += a[0] < 0.05;
 	}
 	float a1[K], a2[K], b[K];
-	parm_dirichlet_half(a1, K, 99);
-	parm_dirichlet_half(a2, K, 99);
-	parm_dirichlet_half(b, K, 100);
+	parm_pref_draw(a1, K, &half, 99);
+	parm_pref_draw(a2, K, &half, 99);
+	parm_pref_draw(b, K, &half, 100);
 	ok(valid, "every draw is on the simplex");
 	ok(!memcmp(a1, a2, sizeof a1) && memcmp(a1, b, sizeof a1), "a draw is a function of its key");
 	ok(fabs(mean[0] - 1.0 / K) < 0.01 && fabs(mean[2] - 1.0 / K) < 0.01,
@@ -51,6 +52,42 @@ static void dirichlet(void)
 	 * Beta(1, 2) gives 0.0975. */
 	ok(fabs(small / N - sqrt(0.05)) < 0.015, "P(alpha_1 < 0.05) = %.3f, Dirichlet(0.5)'s %.3f",
 	   small / N, sqrt(0.05));
+}
+
+/* Other concentrations and vertex draws: the marginals' known moments.
+ * Dirichlet(c) with k parts has the marginal Beta(c, (k-1)c): mean 1/k,
+ * variance (k-1) / (k^2 (kc + 1)). */
+static void pref_dists(void)
+{
+	enum { K = 3, N = 40000 };
+	static const double concs[] = { 0.3, 1, 2.5 };
+	for (int c = 0; c < 3; c++) {
+		parm_pref_dist d = { .conc = concs[c], .vertex = 0 };
+		double m = 0, v = 0, want = (K - 1.0) / (K * K * (K * concs[c] + 1));
+		for (int n = 0; n < N; n++) {
+			float a[K];
+			parm_pref_draw(a, K, &d, (uint64_t)n * 104729 + 3);
+			m += a[1] / N;
+			v += (a[1] - 1.0 / K) * (a[1] - 1.0 / K) / N;
+		}
+		ok(fabs(m - 1.0 / K) < 0.01 && fabs(v / want - 1) < 0.05,
+		   "Dirichlet(%g): mean %.4f (1/3), variance %.5f (%.5f)", concs[c], m, v, want);
+	}
+	parm_pref_dist d = { .conc = 0.5, .vertex = 0.3 };
+	int vertices = 0, per[K] = { 0 };
+	for (int n = 0; n < N; n++) {
+		float a[K];
+		parm_pref_draw(a, K, &d, (uint64_t)n * 7 + 11);
+		for (int i = 0; i < K; i++)
+			if (a[i] == 1) {
+				vertices++;
+				per[i]++;
+			}
+	}
+	/* plus Dirichlet(0.5)'s own draws at a vertex in float: none at N */
+	ok(fabs((double)vertices / N - 0.3) < 0.015 && per[0] > N / 12 && per[2] > N / 12,
+	   "vertex 0.3: %.3f of draws are vertices (%d %d %d)", (double)vertices / N,
+	   per[0], per[1], per[2]);
 }
 
 static void checkpoint(void)
@@ -132,6 +169,7 @@ int main(void)
 {
 	steps();
 	dirichlet();
+	pref_dists();
 	checkpoint();
 	checkpoint_huge_count();
 	return tap_done();

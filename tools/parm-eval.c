@@ -8,6 +8,7 @@
 #include "prompts.h"
 #include "scorer.h"
 #include "svg.h"
+#include "trainer.h"
 #include "util.h"
 
 #include <errno.h>
@@ -29,10 +30,10 @@ static const char usage_text[] =
 "accuracy: the share of preference pairs the ARM ranks right (S_w > S_l,\n"
 "S = sum of log pi over the response), per objective, at alpha = e_i and\n"
 "at any alpha asked for.\n"
-"  -O, --objective NAME=FIELD|NAME=@FILE  label fields (default PKU-SafeRLHF's\n"
-"                       helpful=better_response_id, harmless=safer_response_id)\n"
-"  -T, --template TEXT  prompt template, {prompt} marks the prompt (default\n"
-"                       'BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:')\n"
+"  -O, --objective NAME=FIELD|NAME=@FILE  label fields (default: those the ARM\n"
+"                       was trained on)\n"
+"  -T, --template TEXT  prompt template, {prompt} marks the prompt (default:\n"
+"                       the ARM's, as trained)\n"
 "  -L, --max-length N   drop pairs longer than N tokens (default: the context)\n"
 "      --overlong drop|truncate  pairs over --max-length (default drop)\n"
 "  -g, --grid M         also the M-point simplex grid (11: (0,1), (0.1,0.9), ...)\n"
@@ -283,8 +284,8 @@ static void load_pairs(struct acc_run *r, struct opts *o)
 			      .chat = chat, .system = chat ? parm_arm_get_info(r->arm, "system") : NULL };
 	if (!po.max_len)
 		po.max_len = r->arm->backbone->cfg.n_ctx;
-	if (o->obj.k == 0)
-		parm_objectives_default(&o->obj);
+	if (o->obj.k == 0 && parm_arm_labels(r->arm, &o->obj) < 0)  /* those it learnt from */
+		die("%s", parm_error());
 	match_objectives(r, &o->obj);
 	if (parm_pairs_load(&r->pairs, &o->obj, (const char *const *)o->args + 1, o->n_args - 1, &bad) < 0 ||
 	    parm_pairs_tokenize(&r->pairs, r->arm->backbone->tok, &po) < 0)

@@ -74,7 +74,8 @@ static const char usage_text[] =
 "      --objective N=FIELD  objective N labelled by FIELD, or N=@FILE of\n"
 "                           chosen/rejected pairs (repeatable; default\n"
 "                           helpful=better_response_id\n"
-"                           harmless=safer_response_id)\n"
+"                           harmless=safer_response_id; accuracy: the\n"
+"                           ARM's, as trained)\n"
 "      --template T         prompt template with {prompt} (default PKU's), or\n"
 "                           chat: the backbone's own chat template\n"
 "      --system TEXT        the system message of --template chat\n"
@@ -84,6 +85,10 @@ static const char usage_text[] =
 "      --dropout X          adapter input dropout (default 0.05)\n"
 "      --targets LIST       q,k,v,o,gate,up,down or all (default q,k,v)\n"
 "      --beta X             reward scale in the loss (default 0.01)\n"
+"      --dirichlet C        PARM: alpha ~ Dirichlet(C, ..., C) per micro-batch\n"
+"                           (default 0.5, the official code's)\n"
+"      --vertex P           PARM: alpha is a vertex e_i (i uniform) with\n"
+"                           probability P instead (default 0)\n"
 "      --embed-backbone     copy the backbone into the ARM file\n"
 "      --pref A             accuracy: the preference vector (default: e_i\n"
 "                           for each objective i in turn)\n"
@@ -219,6 +224,7 @@ struct train_opts {
 	parm_objectives objs;
 	parm_adapter_opts ad;
 	double beta;
+	parm_pref_dist dist;    /* how PARM draws alpha */
 	char **inputs;          /* MODEL/BACKBONE/ARM then data */
 	int n_inputs;
 };
@@ -227,7 +233,7 @@ enum {
 	O_STEPS = 256, O_EPOCHS, O_BATCH, O_ACCUM, O_LR, O_WARMUP, O_WD, O_CLIP, O_SEED,
 	O_THREADS, O_MAXLEN, O_HELD, O_EVAL, O_LOG, O_CKPT, O_CKPT_EVERY, O_RESUME, O_STRICT,
 	O_TYPE, O_OBJ, O_TEMPLATE, O_OVERLONG, O_R1, O_R2, O_LALPHA, O_DROPOUT, O_TARGETS,
-	O_BETA, O_EMBED, O_PREF, O_SYSTEM,
+	O_BETA, O_EMBED, O_PREF, O_SYSTEM, O_DIRICHLET, O_VERTEX,
 };
 
 static const struct option train_longopts[] = {
@@ -243,13 +249,15 @@ static const struct option train_longopts[] = {
 	{"lora-alpha", 1, 0, O_LALPHA}, {"dropout", 1, 0, O_DROPOUT},
 	{"targets", 1, 0, O_TARGETS}, {"beta", 1, 0, O_BETA},
 	{"embed-backbone", 0, 0, O_EMBED}, {"pref", 1, 0, O_PREF}, {"system", 1, 0, O_SYSTEM},
+	{"dirichlet", 1, 0, O_DIRICHLET}, {"vertex", 1, 0, O_VERTEX},
 	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static void train_defaults(struct train_opts *o, enum mode mode)
 {
 	*o = (struct train_opts){ .mode = mode, .max_len = 1024, .log_every = 10,
 				  .heldout = mode == MODE_LM ? 0 : 0.05, .type = -1,
-				  .beta = 0.01, .threads = sysconf(_SC_NPROCESSORS_ONLN) };
+				  .beta = 0.01, .dist = PARM_PREF_OFFICIAL,
+				  .threads = sysconf(_SC_NPROCESSORS_ONLN) };
 	o->loop = (parm_loop_opts){ .epochs = 2, .batch = 32, .accum = 1, .lr = 5e-4f,
 				    .weight_decay = 0.05f, .clip = 1, .warmup = 20, .seed = 42,
 				    .eval_every = 50, .ckpt_every = 100 };
@@ -317,6 +325,8 @@ static int arm_option(struct train_opts *o, int c, const char *a)
 			usage_error("--targets: %s", parm_error());
 		break;
 	case O_BETA: o->beta = opt_float("--beta", a, 1e-9, 1e9); break;
+	case O_DIRICHLET: o->dist.conc = opt_float("--dirichlet", a, 0.01, 1e3); break;
+	case O_VERTEX: o->dist.vertex = opt_float("--vertex", a, 0, 1); break;
 	case O_EMBED: o->embed = 1; break;
 	case O_PREF: o->pref = a; break;
 	default: return 0;
@@ -331,6 +341,8 @@ static int option_allowed(enum mode m, int c)
 		return m == MODE_LM;
 	if (c == O_PREF)
 		return m == MODE_ACC;
+	if (c == O_DIRICHLET || c == O_VERTEX)
+		return m == MODE_ARM;
 	if (c >= O_OBJ && c <= O_EMBED)
 		return m == MODE_ARM || (m == MODE_ACC && (c == O_OBJ || c == O_TEMPLATE ||
 							    c == O_OVERLONG));
@@ -367,7 +379,7 @@ static void parse_train(int argc, char **argv, struct train_opts *o, enum mode m
 			    mode == MODE_ARM ? "backbone" : "ARM");
 	if (mode != MODE_ACC && !o->out)
 		usage_error("%s: -o OUT is required", argv[0]);
-	if (!o->have_objectives)
+	if (!o->have_objectives && mode != MODE_ACC)  /* accuracy: the ARM's own */
 		parm_objectives_default(&o->objs);
 }
 
@@ -456,6 +468,9 @@ static char *fingerprint(const struct train_opts *o)
 		       o->ad.r1, o->ad.r2, (double)o->ad.lora_alpha, (double)o->ad.dropout,
 		       o->ad.targets);
 		fp_add(&fp, &n, "beta", "%.9g", o->beta);
+		if (memcmp(&o->dist, &PARM_PREF_OFFICIAL, sizeof o->dist))
+			fp_add(&fp, &n, "alpha", "dirichlet %.9g vertex %.9g", o->dist.conc,
+			       o->dist.vertex);
 	}
 	return fp;
 }
@@ -684,8 +699,13 @@ static void set_provenance(parm_arm *arm, const struct train_opts *o, long total
 	parm_arm_set_info(arm, "pairs", buf);
 	snprintf(buf, sizeof buf, "%g", (double)o->loop.lr);
 	parm_arm_set_info(arm, "lr", buf);
+	if (arm->k > 1) {
+		snprintf(buf, sizeof buf, "dirichlet %g vertex %g", o->dist.conc, o->dist.vertex);
+		parm_arm_set_info(arm, "alpha", buf);
+	}
 	parm_arm_set_info(arm, "tool", "parm-train arm " PARM_VERSION);
 	parm_arm_set_info(arm, "template", o->chat ? "chat" : o->tmpl ? o->tmpl : PARM_PAIR_TEMPLATE);
+	parm_arm_record_labels(arm, &o->objs);
 	if (o->system)
 		parm_arm_set_info(arm, "system", o->system);
 	free(data);
@@ -759,6 +779,7 @@ static int cmd_arm(int argc, char **argv)
 	double *metric = xcalloc((size_t)k * k, sizeof *metric);
 	parm_arm_task_init(&task, &at, &p, train, n_train, held, n_held, k, o.beta,
 			   o.loop.batch);
+	at.dist = o.dist;
 	task.metric_names = (const char *const *)names;
 	run_loop(t, &task, &o, task.n_metrics ? metric : NULL);
 	set_provenance(arm, &o, parm_loop_total_steps(&o.loop, n_train), n_train);
@@ -855,6 +876,8 @@ static int cmd_accuracy(int argc, char **argv)
 	if (!arm)
 		die("%s", parm_error());
 	recall_layout(&o, arm);
+	if (!o.have_objectives && parm_arm_labels(arm, &o.objs) < 0)
+		die("%s", parm_error());
 	float alpha[PARM_MAX_OBJECTIVES];
 	if (o.pref && parm_arm_parse_pref(arm, o.pref, alpha) < 0)
 		die("--pref: %s", parm_error());
