@@ -46,13 +46,15 @@ export PATH
 # The sizes and hyper-parameters, each overridable from the environment.
 : "${DEMO_DIR:=$top/demo-out$([ "$TASK" = world ] || echo "/$TASK")}"
 : "${DEMO_SEED:=1}"             # every seed below is derived from it
-: "${DEMO_DOCS:=3000}"          # corpus documents for the base
+: "${DEMO_DOCS:=$TASK_DOCS}"     # corpus documents for the base (world 3000)
 : "${DEMO_DIM:=128}" "${DEMO_LAYERS:=4}" "${DEMO_HEADS:=4}" "${DEMO_CTX:=256}"
 : "${DEMO_LM_EPOCHS:=4}" "${DEMO_LM_LR:=2e-3}" "${DEMO_LM_BATCH:=16}"
 : "${DEMO_PAIR_SEEDS:=20}"      # make-pairs.sh runs (~40 pairs each)
 : "${DEMO_PAIR_PROMPTS:=$TASK_PROMPTS}"  # prompts each run samples from (all)
 : "${DEMO_ARM_EPOCHS:=2}" "${DEMO_ARM_LR:=5e-3}" "${DEMO_ARM_BATCH:=16}"
 : "${DEMO_BETA:=0.1}" "${DEMO_R1:=4}" "${DEMO_R2:=4}" "${DEMO_TARGETS:=q,k,v}"
+: "${DEMO_PARM_ARGS:=}"         # parm-train arm options for PARM alone
+: "${DEMO_HELD_SEEDS:=10}"      # make-pairs.sh runs for the held-out pairs
 : "${DEMO_WEIGHT:=1}"           # guidance weight w
 : "${DEMO_TOKENS:=48}"          # tokens per response
 : "${DEMO_TEMP:=0.8}"           # sampling temperature (0: greedy, as PARM's code)
@@ -137,22 +139,61 @@ head -n 1 "$out/pairs.jsonl" | cut -c 1-300
 
 say "3. The reward models, same backbone, data and budget: PARM (k = $k) and"
 echo "   GenARM (one ARM per objective); accuracy on held-out pairs as they train"
-arm() {  # arm OUT OBJECTIVE...
-	o=$1; shift
+arm() {  # arm OUT EXTRA OBJECTIVE...
+	o=$1 extra=$2; shift 2
 	obj=
 	for x in "$@"; do obj="$obj --objective $x"; done
 	have "$o" ||
-		run parm-train arm --epochs "$DEMO_ARM_EPOCHS" --batch "$DEMO_ARM_BATCH" \
+		run parm-train arm $extra --epochs "$DEMO_ARM_EPOCHS" --batch "$DEMO_ARM_BATCH" \
 			--lr "$DEMO_ARM_LR" --beta "$DEMO_BETA" --r1 "$DEMO_R1" --r2 "$DEMO_R2" \
 			--targets "$DEMO_TARGETS" --max-length "$DEMO_CTX" --overlong truncate \
 			--template "'$template'" --seed "$DEMO_SEED" $obj $(resume "$o") \
 			-o "$o" base.gguf pairs.jsonl
 }
 depends DEMO_ARM_EPOCHS DEMO_ARM_LR DEMO_ARM_BATCH DEMO_BETA DEMO_R1 DEMO_R2 DEMO_TARGETS
-arm parm.gguf $objectives
 for x in $objectives; do
-	arm "genarm-${x%%=*}.gguf" "$x"
+	arm "genarm-${x%%=*}.gguf" "" "$x"
 done
+genarm_stamp=$stamp
+depends DEMO_PARM_ARGS
+arm parm.gguf "$DEMO_PARM_ARGS" $objectives
+
+say "3b. Accuracy on $DEMO_HELD_SEEDS more seeds' pairs, labelled by the oracles without noise:"
+echo "   PARM at alpha = e_i against GenARM's ARM for objective i"
+stamp=$genarm_stamp
+depends DEMO_HELD_SEEDS
+if ! have held-pairs.jsonl; then
+	i=0
+	: > "$out/held.part"
+	while [ $i -lt "$DEMO_HELD_SEEDS" ]; do
+		s=$((DEMO_SEED * 1000 + 501 + 2 * i))
+		run sh "'$top/examples/make-pairs.sh'" -t 0 -s $s -n "$DEMO_TOKENS" \
+			"$TASK" base.gguf pair-prompts.jsonl ">>" held.part
+		i=$((i + 1))
+	done
+	mv "$out/held.part" "$out/held-pairs.jsonl"
+fi
+depends DEMO_PARM_ARGS
+if ! have accuracy.tsv; then
+	run parm-train accuracy --max-length "$DEMO_CTX" --overlong truncate parm.gguf \
+		held-pairs.jsonl "> held-parm.tsv"
+	: > "$out/held-genarm.tsv"
+	for x in $objectives; do
+		run parm-train accuracy --max-length "$DEMO_CTX" --overlong truncate \
+			"genarm-${x%%=*}.gguf" held-pairs.jsonl ">> held-genarm.tsv"
+	done
+	# objective, PARM's share at e_i, GenARM's, the difference and its
+	# standard error (the two shares' errors combined), the pairs counted
+	awk 'BEGIN { print "objective\tparm\tgenarm\tdifference\tse\tpairs" }
+	     NR == FNR { p[$1] = $2; next }
+	     { d = p[$1] - $2; se = sqrt(p[$1] * (1 - p[$1]) / $4 + $2 * (1 - $2) / $4)
+	       printf "%s\t%.4f\t%.4f\t%+.4f\t%.4f\t%d\n", $1, p[$1], $2, d, se, $4 }' \
+		"$out/held-parm.tsv" "$out/held-genarm.tsv" > "$out/accuracy.part"
+	mv "$out/accuracy.part" "$out/accuracy.tsv"
+fi
+cat "$out/accuracy.tsv"
+stamp=$genarm_stamp
+depends DEMO_PARM_ARGS
 
 say "4. Generation for $DEMO_GRID preference vectors, $DEMO_EVAL_PROMPTS prompts $DEMO_EVAL_REPEAT times each,"
 echo "   temperature $DEMO_TEMP, $DEMO_TOKENS tokens at most, guidance weight $DEMO_WEIGHT"

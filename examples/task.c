@@ -327,8 +327,8 @@ static void cmd_info(const struct task *t)
 {
 	if (strchr(t->template, '\''))
 		die("the template holds a quote");
-	printf("TASK_NAME=%s\nTASK_TEMPLATE='%s'\nTASK_PROMPTS=%ld\n", t->name, t->template,
-	       t->n_prompts);
+	printf("TASK_NAME=%s\nTASK_TEMPLATE='%s'\nTASK_PROMPTS=%ld\nTASK_DOCS=%ld\n", t->name,
+	       t->template, t->n_prompts, t->corpus_docs);
 	for (int all = 0; all < 2; all++) {
 		printf("TASK_%sOBJECTIVES='", all ? "ALL_" : "");
 		for (int i = 0; i < (all ? t->n_objectives : t->n_labelled); i++)

@@ -82,7 +82,7 @@ tiny() {  # tiny TASK: demo.sh with tiny sizes into $T/demo-TASK
 	env TASK="$1" DEMO_DIR="$T/demo-$1" DEMO_DOCS=300 DEMO_DIM=32 DEMO_LAYERS=1 \
 		DEMO_HEADS=2 DEMO_CTX=96 DEMO_LM_EPOCHS=1 DEMO_LM_LR=1e-2 DEMO_LM_BATCH=8 \
 		DEMO_PAIR_SEEDS=2 DEMO_PAIR_PROMPTS=20 DEMO_ARM_EPOCHS=1 DEMO_ARM_BATCH=8 \
-		DEMO_EVAL_PROMPTS=6 DEMO_EVAL_REPEAT=1 DEMO_GRID=2 DEMO_TOKENS=24 \
+		DEMO_EVAL_PROMPTS=6 DEMO_EVAL_REPEAT=1 DEMO_GRID=2 DEMO_TOKENS=24 DEMO_HELD_SEEDS=1 \
 		sh examples/demo.sh > "$T/demo-$1.log" 2>&1
 }
 ok "demo.sh TASK=reviews runs end to end" tiny reviews
@@ -99,4 +99,15 @@ ok "lists: the vertices of the simplex, three GenARM stages" sh -c "
 	grep -q 'parm-mix -w [0-9.]* genarm-complete.gguf | parm-mix -w [0-9.]* genarm-brief.gguf | parm-mix -w [0-9.]* genarm-sorted.gguf' '$T/demo-lists.log'"
 ok "lists: PARM's held-out accuracy is a 3 x 3 matrix in the log" \
 	grep -q 'complete@complete .* sorted@sorted' "$T/demo-lists.log"
+ok "lists: accuracy.tsv compares PARM at e_i with each GenARM ARM" sh -c "
+	cut -f 1 '$T/demo-lists/accuracy.tsv' | tr '\n' ' ' | grep -qx 'objective complete brief sorted ' &&
+	awk -F '\t' 'NR > 1 && (\$2 < 0 || \$2 > 1 || \$3 < 0 || \$3 > 1 || \$6 < 1) { exit 1 }' '$T/demo-lists/accuracy.tsv'"
+export DEMO_PARM_ARGS='--vertex 0.25'
+tiny lists; rc=$?
+unset DEMO_PARM_ARGS
+ok "DEMO_PARM_ARGS retrain PARM alone, GenARM's ARMs kept" sh -c "
+	[ $rc -eq 0 ] && grep -a -q 'vertex 0.25' '$T/demo-lists/parm.gguf' &&
+	grep -q '^\$ parm-train arm --vertex 0.25 .* -o parm.gguf' '$T/demo-lists.log' &&
+	[ \$(grep -c '^\$ parm-train arm' '$T/demo-lists.log') -eq 1 ] &&
+	grep -q 'genarm-sorted.gguf is there' '$T/demo-lists.log'"
 done_testing

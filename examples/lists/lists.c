@@ -1,6 +1,6 @@
 /* lists.c - a controlled task with three objectives, one of them about
  * order: a prompt asks for things of a kind (fruits, birds, tools, ...); a
- * response lists one to eight of them, now and then one of another kind
+ * response lists one to eight of them, one in ten of another kind
  * or one twice, sometimes in alphabetical order, sometimes with a
  * courteous sentence after.
  *
@@ -69,7 +69,8 @@ static int by_text(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* One to eight items, most of the kind asked for, drawn with replacement;
+/* One to eight items, nine in ten of the kind asked for, drawn with
+ * replacement;
  * alphabetical three times in ten: "a, b, c and d." */
 static char *response_text(uint64_t *rng, long index)
 {
@@ -77,7 +78,7 @@ static char *response_text(uint64_t *rng, long index)
 	int kind = (int)(index / N_PHRASINGS), n = 1 + task_pick(rng, MAX_LIST);
 	char *out = xstrdup("");
 	for (int i = 0; i < n; i++) {
-		int k = task_pick(rng, 10) < 8 ? kind : task_pick(rng, N_KINDS);
+		int k = task_pick(rng, 10) < 9 ? kind : task_pick(rng, N_KINDS);
 		items[i] = kinds[k].items[task_pick(rng, N_ITEMS)];
 	}
 	if (task_pick(rng, 10) < 3)
@@ -172,7 +173,7 @@ static const struct task lists = {
 	.what = "A controlled task with three objectives: lists of things, their length and order",
 	.template = "Q: {prompt} A:",
 	.objectives = objectives, .n_objectives = 3, .n_labelled = 3,
-	.n_prompts = N_KINDS * N_PHRASINGS, .corpus_docs = 3000, .n_pairs = 1000,
+	.n_prompts = N_KINDS * N_PHRASINGS, .corpus_docs = 6000, .n_pairs = 1000,
 	.random_prompt = random_prompt, .prompt = prompt_text, .response = response_text,
 	.score = oracle,
 };
