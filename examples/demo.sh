@@ -53,7 +53,11 @@ export PATH
 : "${DEMO_PAIR_PROMPTS:=$TASK_PROMPTS}"  # prompts each run samples from (all)
 : "${DEMO_ARM_EPOCHS:=2}" "${DEMO_ARM_LR:=5e-3}" "${DEMO_ARM_BATCH:=16}"
 : "${DEMO_BETA:=0.1}" "${DEMO_R1:=4}" "${DEMO_R2:=4}" "${DEMO_TARGETS:=q,k,v}"
-: "${DEMO_PARM_ARGS:=}"         # parm-train arm options for PARM alone
+# PARM's options beyond those all ARMs share: by default the compute of the
+# k GenARM ARMs (k times the epochs) and alpha a vertex half the time
+# (examples/README.md, "PARM against GenARM"); DEMO_PARM_ARGS= is the
+# official recipe at one ARM's budget.
+: "${DEMO_PARM_ARGS=--epochs $((k * DEMO_ARM_EPOCHS)) --vertex 0.5}"
 : "${DEMO_HELD_SEEDS:=10}"      # make-pairs.sh runs for the held-out pairs
 : "${DEMO_WEIGHT:=1}"           # guidance weight w
 : "${DEMO_TOKENS:=48}"          # tokens per response
@@ -144,10 +148,10 @@ arm() {  # arm OUT EXTRA OBJECTIVE...
 	obj=
 	for x in "$@"; do obj="$obj --objective $x"; done
 	have "$o" ||
-		run parm-train arm $extra --epochs "$DEMO_ARM_EPOCHS" --batch "$DEMO_ARM_BATCH" \
+		run parm-train arm --epochs "$DEMO_ARM_EPOCHS" --batch "$DEMO_ARM_BATCH" \
 			--lr "$DEMO_ARM_LR" --beta "$DEMO_BETA" --r1 "$DEMO_R1" --r2 "$DEMO_R2" \
 			--targets "$DEMO_TARGETS" --max-length "$DEMO_CTX" --overlong truncate \
-			--template "'$template'" --seed "$DEMO_SEED" $obj $(resume "$o") \
+			--template "'$template'" --seed "$DEMO_SEED" $obj $extra $(resume "$o") \
 			-o "$o" base.gguf pairs.jsonl
 }
 depends DEMO_ARM_EPOCHS DEMO_ARM_LR DEMO_ARM_BATCH DEMO_BETA DEMO_R1 DEMO_R2 DEMO_TARGETS
@@ -192,8 +196,6 @@ if ! have accuracy.tsv; then
 	mv "$out/accuracy.part" "$out/accuracy.tsv"
 fi
 cat "$out/accuracy.tsv"
-stamp=$genarm_stamp
-depends DEMO_PARM_ARGS
 
 say "4. Generation for $DEMO_GRID preference vectors, $DEMO_EVAL_PROMPTS prompts $DEMO_EVAL_REPEAT times each,"
 echo "   temperature $DEMO_TEMP, $DEMO_TOKENS tokens at most, guidance weight $DEMO_WEIGHT"
@@ -202,13 +204,20 @@ for i in $(seq "$DEMO_EVAL_REPEAT"); do cat "$out/gen/once.jsonl"; done > "$out/
 logits="parm-logits -n $DEMO_TOKENS -T '$template' base.gguf < gen/prompts.jsonl"
 sample="parm-sample -t $DEMO_TEMP --seed $DEMO_SEED --jsonl"
 now_ms() { date +%s%3N; }
+# PARM's generations depend on DEMO_PARM_ARGS, the others not
+stamp=$genarm_stamp
 depends DEMO_WEIGHT DEMO_TEMP DEMO_EVAL_PROMPTS DEMO_EVAL_REPEAT DEMO_GRID
+gen_stamp=$stamp
+depends DEMO_PARM_ARGS
 made_base= made_parm= made_genarm=
 # gen METHOD NAME MIX: one generation, timed, listed among METHOD's
 gen() {
 	f=gen/$2.jsonl
 	eval "made_$1=\"\$made_$1 $f\""
-	have $f && return 0
+	all_stamp=$stamp
+	[ "$1" = parm ] || stamp=$gen_stamp
+	have $f && { stamp=$all_stamp; return 0; }
+	stamp=$all_stamp
 	t0=$(now_ms)
 	run "$logits |${3:+ $3 |} $sample > $f.part"
 	echo "$(($(now_ms) - t0))" > "$out/$f.ms"

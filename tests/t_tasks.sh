@@ -105,9 +105,11 @@ ok "lists: accuracy.tsv compares PARM at e_i with each GenARM ARM" sh -c "
 export DEMO_PARM_ARGS='--vertex 0.25'
 tiny lists; rc=$?
 unset DEMO_PARM_ARGS
-ok "DEMO_PARM_ARGS retrain PARM alone, GenARM's ARMs kept" sh -c "
+ok "DEMO_PARM_ARGS retrain PARM alone, GenARM's ARMs and generations kept" sh -c "
 	[ $rc -eq 0 ] && grep -a -q 'vertex 0.25' '$T/demo-lists/parm.gguf' &&
-	grep -q '^\$ parm-train arm --vertex 0.25 .* -o parm.gguf' '$T/demo-lists.log' &&
+	grep -q '^\$ parm-train arm .* --vertex 0.25 .*-o parm.gguf' '$T/demo-lists.log' &&
 	[ \$(grep -c '^\$ parm-train arm' '$T/demo-lists.log') -eq 1 ] &&
-	grep -q 'genarm-sorted.gguf is there' '$T/demo-lists.log'"
+	grep -q 'genarm-sorted.gguf is there' '$T/demo-lists.log' &&
+	grep -q 'gen/genarm-1,0,0.jsonl is there' '$T/demo-lists.log' &&
+	! grep -q 'gen/parm-1,0,0.jsonl is there' '$T/demo-lists.log'"
 done_testing
