@@ -270,6 +270,48 @@ if ! have table.tsv || [ ! -s "$out/fronts.svg" ]; then
 fi
 echo
 cat "$out/table.tsv"
+
+# Does each method's front follow alpha?  Every grid step that moves
+# weight d from objective j to objective i should not lower objective i's
+# mean reward: count the steps that do, by more than one standard error
+# (the two means' errors combined).
+awk -v k="$k" -v step="$(awk -v n="$DEMO_GRID" 'BEGIN { print 1 / (n - 1) }')" '
+BEGIN { FS = "\t" }
+NR == 1 { for (i = 4; i <= NF; i += 2) name[(i - 2) / 2] = $i; next }
+$0 == "" { done = 1 }
+done || $2 == "-" || $1 == "method" { next }
+{ m = $1; a = $2; key[m, a] = 1; methods[m] = 1
+  for (i = 1; i <= k; i++) { mean[m, a, i] = $(2 + 2 * i); se[m, a, i] = $(3 + 2 * i) } }
+function moved(p, i, j,   c, v, q) {  # p with weight step moved from j to i
+	for (c = 1; c <= k; c++) {
+		v = sprintf("%.6g", p[c] + (c == i ? step : c == j ? -step : 0))
+		q = q (c > 1 ? "," : "") (v == "-0" ? "0" : v)
+	}
+	return q
+}
+END {
+	for (m in methods) for (i = 1; i <= k; i++) {
+		steps = bad = 0
+		for (kk in key) {
+			split(kk, pk, SUBSEP)
+			if (pk[1] != m)
+				continue
+			split(pk[2], p, ",")
+			for (j = 1; j <= k; j++) {
+				if (j == i || p[j] <= 0 || !((m, q = moved(p, i, j)) in key))
+					continue
+				steps++
+				bad += mean[m, q, i] < mean[m, pk[2], i] - sqrt(se[m, q, i]^2 + se[m, pk[2], i]^2)
+			}
+		}
+		printf "%s\t%s\t%d\t%d\n", m, name[i], steps, bad
+	}
+}' "$out/table.tsv" | sort > "$out/monotone.part"
+{ printf 'method\tobjective\tsteps\tagainst\n'; cat "$out/monotone.part"; } > "$out/monotone.tsv"
+rm -f "$out/monotone.part"
+echo
+echo "steps of alpha towards an objective that lower its mean by more than one s.e.:"
+cat "$out/monotone.tsv"
 echo
 echo "time per token (wall time of each method's generation, all prompts and alphas):"
 cat "$out/times.tsv"

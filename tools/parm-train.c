@@ -734,7 +734,7 @@ static char **metric_names(const parm_objectives *objs)
  * parts (near-zero aware parts: alpha changes nothing).  Reported and
  * stored in the ARM (parm.train.heldout_accuracy, parm.train.delta_norms). */
 static void record_diagnostics(parm_arm *arm, const char *const *names, const double *metric,
-			       int n_metrics)
+			       int n_metrics, long n_held)
 {
 	double agnostic, aware[PARM_MAX_OBJECTIVES];
 	char buf[2048];
@@ -751,6 +751,16 @@ static void record_diagnostics(parm_arm *arm, const char *const *names, const do
 	for (int i = 0; i < n_metrics && len < (int)sizeof buf - 64; i++)
 		len += snprintf(buf + len, sizeof buf - len, "%s%s %.4f", i ? " " : "", names[i], metric[i]);
 	parm_arm_set_info(arm, "heldout_accuracy", buf);
+	/* An objective ranked at chance at its own vertex is not learnt; in
+	 * a PARM its gradients are then noise the other objectives share. */
+	double se = 0.5 / sqrt((double)n_held);
+	for (int i = 0; i < arm->k; i++) {
+		double acc = metric[arm->k > 1 ? i * arm->k + i : 0];
+		if (fabs(acc - 0.5) < 2 * se)
+			warn("arm: objective '%s' looks unlearnt: held-out accuracy %.3f at its vertex "
+			     "is within 2 standard errors (%.3f) of chance over %ld pairs",
+			     arm->objectives[i], acc, se, n_held);
+	}
 }
 
 static int cmd_arm(int argc, char **argv)
@@ -784,7 +794,7 @@ static int cmd_arm(int argc, char **argv)
 	run_loop(t, &task, &o, task.n_metrics ? metric : NULL);
 	set_provenance(arm, &o, parm_loop_total_steps(&o.loop, n_train), n_train);
 	record_diagnostics(arm, (const char *const *)names, task.n_metrics ? metric : NULL,
-			   task.n_metrics);
+			   task.n_metrics, n_held);
 	for (int i = 0; i < k * k; i++)
 		free(names[i]);
 	free(names);
