@@ -134,6 +134,23 @@ static int name_is_json(const char *name)
 	return name && strstr(name, ".json");
 }
 
+/* Does text (the first n bytes of a document) start as JSONL does: its
+ * first line a JSON object (or, past the bytes seen, at least starting
+ * with '{')?  Plain text whose first line is a whole JSON object is rare;
+ * a JSONL corpus read as one text document would train silently wrong. */
+static int looks_like_jsonl(const char *text, size_t n)
+{
+	const char *nl = memchr(text, '\n', n);
+	if (n == 0 || text[0] != '{')
+		return 0;
+	if (!nl)
+		return 1;
+	json_t *first = json_loadb(text, (size_t)(nl - text), 0, NULL);
+	int yes = json_is_object(first);
+	json_decref(first);
+	return yes;
+}
+
 /* Read the input's current member as JSONL or as one text document. */
 static int lm_member(lm_builder *b, parm_input *in, enum parm_doc_format fmt)
 {
@@ -142,11 +159,10 @@ static int lm_member(lm_builder *b, parm_input *in, enum parm_doc_format fmt)
 	size_t n;
 	char *text;
 	int json = fmt == PARM_DOC_JSONL || (fmt == PARM_DOC_AUTO && name_is_json(name));
-	if (fmt == PARM_DOC_AUTO && !json && !parm_input_member(in) &&
-	    !strcmp(name, "stdin")) {
+	if (fmt == PARM_DOC_AUTO && !json) {    /* by its content: JSONL whatever the name */
 		if (parm_input_peek(in, &head, &n) < 0)
 			return -1;
-		json = n > 0 && head[0] == '{';
+		json = looks_like_jsonl(head, n);
 	}
 	if (json)
 		return parm_input_jsonl(in, b->bad, lm_record, b) < 0 ? -1 : 0;

@@ -519,6 +519,17 @@ static void test_lm(const parm_tokenizer *t)
 	ok(rc == 0 && d.n_seq == 3 && d.n_truncated >= 1 && d.len[0] == 8 && d.start[1] > 8,
 	   "truncated layout: one sequence per document (%ld cut)", d.n_truncated);
 	parm_lm_free(&d);
+	/* JSONL by content whatever the name; text that merely starts with
+	 * '{' stays text */
+	o.layout = PARM_LM_PACK;
+	write_plain("sft.data", sft);
+	write_plain("brace.txt", "{ not json } but prose\n{\"text\": \"x\"}\n");
+	const char *by_content[2] = { path_in("sft.data"), path_in("brace.txt") };
+	rc = parm_lm_load(&d, t, by_content, 2, &o, &bad);
+	ok(rc == 0 && d.n_docs == 3, "a JSONL corpus named otherwise is read as JSONL, text "
+	   "starting with '{' as text (%ld documents)", rc ? -1L : d.n_docs);
+	if (rc == 0)
+		parm_lm_free(&d);
 }
 
 /* ---- splits ---- */
