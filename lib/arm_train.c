@@ -22,14 +22,12 @@ void parm_adapter_opts_of_arm(parm_adapter_opts *o, const parm_arm *arm)
 
 void parm_arm_record_labels(parm_arm *arm, const parm_objectives *o)
 {
-	size_t n = 1;
 	char *buf = xstrdup("");
 	for (int i = 0; i < o->k; i++) {
-		const char *src = o->obj[i].field ? o->obj[i].field : o->obj[i].file;
-		n += strlen(o->obj[i].name) + strlen(src) + 3;
-		buf = xrealloc(buf, n);
-		strcat(strcat(strcat(strcat(buf, i ? "\n" : ""), o->obj[i].name),
-			      o->obj[i].field ? "=" : "=@"), src);
+		char *spec = parm_objective_spec(&o->obj[i]);
+		buf = xrealloc(buf, strlen(buf) + strlen(spec) + 2);
+		strcat(strcat(buf, i ? "\n" : ""), spec);
+		free(spec);
 	}
 	parm_arm_set_info(arm, "labels", buf);
 	free(buf);

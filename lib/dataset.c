@@ -242,6 +242,15 @@ void parm_lm_free(parm_lm_data *d)
 
 /* ---- Objectives ---- */
 
+char *parm_objective_spec(const parm_objective *ob)
+{
+	const char *src = ob->field ? ob->field : ob->file;
+	size_t n = strlen(ob->name) + strlen(src) + 3;
+	char *spec = xmalloc(n);
+	snprintf(spec, n, "%s=%s%s", ob->name, ob->field ? "" : "@", src);
+	return spec;
+}
+
 int parm_objectives_add(parm_objectives *o, const char *spec)
 {
 	const char *eq = strchr(spec, '=');

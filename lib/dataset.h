@@ -142,6 +142,9 @@ typedef struct {
 /* Add one "NAME=FIELD" or "NAME=@FILE"; -1 + parm_error on a bad spec, a
  * repeated name or too many. */
 int parm_objectives_add(parm_objectives *o, const char *spec);
+/* The spec parm_objectives_add reads back: "NAME=FIELD" or "NAME=@FILE",
+ * malloc'd. */
+char *parm_objective_spec(const parm_objective *ob);
 /* PKU-SafeRLHF's: helpful=better_response_id, harmless=safer_response_id. */
 void parm_objectives_default(parm_objectives *o);
 int parm_objective_index(const parm_objectives *o, const char *name); /* -1: none */

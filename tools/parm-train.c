@@ -455,10 +455,10 @@ static char *fingerprint(const struct train_opts *o)
 	fp_add(&fp, &n, "strict", "%d", o->strict);
 	if (o->mode == MODE_ARM) {
 		for (int i = 0; i < o->objs.k; i++) {
+			char *spec = parm_objective_spec(&o->objs.obj[i]);
 			snprintf(key, sizeof key, "objective %d", i + 1);
-			fp_add(&fp, &n, key, "%s=%s%s", o->objs.obj[i].name,
-			       o->objs.obj[i].field ? "" : "@",
-			       o->objs.obj[i].field ? o->objs.obj[i].field : o->objs.obj[i].file);
+			fp_add(&fp, &n, key, "%s", spec);
+			free(spec);
 		}
 		fp_add(&fp, &n, "template", "%s", o->chat ? "chat" : o->tmpl ? o->tmpl : PARM_PAIR_TEMPLATE);
 		if (o->system)
@@ -830,12 +830,10 @@ static void order_objectives(struct train_opts *o, const parm_arm *arm)
 		if (j < 0)
 			die("objective '%s' of %s has no --objective NAME=FIELD", arm->objectives[i],
 			    arm->path);
-		const parm_objective *ob = &o->objs.obj[j];
-		char spec[1024];
-		snprintf(spec, sizeof spec, "%s=%s%s", ob->name, ob->field ? "" : "@",
-			 ob->field ? ob->field : ob->file);
+		char *spec = parm_objective_spec(&o->objs.obj[j]);
 		if (parm_objectives_add(&ord, spec) < 0)
 			die("%s", parm_error());
+		free(spec);
 	}
 	parm_objectives_free(&o->objs);
 	o->objs = ord;
