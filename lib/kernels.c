@@ -37,9 +37,19 @@ static const kernels_vec *vec(void)
 	return vec_path;
 }
 
-/* ---- the pool: the caller plus n-1 workers run one function together ---- */
+/* ---- the pool: the caller plus n-1 workers run one function together ----
+ * A decode step runs some sixty short parallel passes, and waking a
+ * sleeping thread (a futex, dearer still under a hypervisor) can cost as
+ * much as a pass: so the workers spin a little (POOL_SPIN) for the next
+ * pass and the caller for the last worker, and sleep on the condition
+ * variables only past that.  Not with more threads than processors:
+ * there a spinning thread holds the processor the one it waits for needs.  gen, pending and the sleeper flags are
+ * atomics (sequentially consistent): a waker sees a sleeper's flag or the
+ * sleeper sees the waker's change, never neither, so no wake-up is lost. */
 
 typedef void pool_fn(void *arg, int worker, int n_workers);
+
+enum { POOL_SPIN_US = 200 };
 
 static struct {
 	int n;                          /* threads, the caller included */
@@ -48,38 +58,81 @@ static struct {
 	pthread_cond_t go, done;
 	pool_fn *fn;
 	void *arg;
-	unsigned long gen, start_gen;   /* start_gen: gen when the workers began */
-	int pending, quit;
+	atomic_ulong gen;               /* one more per pass */
+	unsigned long start_gen;        /* gen when the workers began */
+	atomic_int pending;             /* workers still in the pass */
+	atomic_int sleepers;            /* workers asleep (or going) on go */
+	atomic_int caller_asleep;       /* the caller asleep (or going) on done */
+	atomic_int quit;
+	double spin;                    /* seconds to spin before sleeping */
 	float **scratch;                /* one buffer per thread */
 	size_t *scratch_n;
 } pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER,
 	   .done = PTHREAD_COND_INITIALIZER };
 
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Spin until done(arg) or POOL_SPIN_US pass; 1 when done. */
+static int spin_until(int (*done)(unsigned long), unsigned long arg)
+{
+	if (pool.spin <= 0)
+		return done(arg);
+	double until = parm_now() + pool.spin;
+	for (int i = 1;; i++) {
+		if (done(arg))
+			return 1;
+		if (i % 64 == 0 && parm_now() > until)
+			return 0;
+		cpu_relax();
+	}
+}
+
+static int gen_moved(unsigned long seen)
+{
+	return atomic_load(&pool.gen) != seen || atomic_load(&pool.quit);
+}
+
+static int pass_done(unsigned long unused)
+{
+	(void)unused;
+	return atomic_load(&pool.pending) == 0;
+}
+
 static void *pool_worker(void *p)
 {
 	int id = (int)(intptr_t)p;
-	pthread_mutex_lock(&pool.mu);
 	unsigned long seen = pool.start_gen;    /* not 0: a restarted pool must not rerun old work */
 	for (;;) {
-		while (pool.gen == seen && !pool.quit)
-			pthread_cond_wait(&pool.go, &pool.mu);
-		if (pool.quit)
+		if (!spin_until(gen_moved, seen)) {
+			pthread_mutex_lock(&pool.mu);
+			atomic_fetch_add(&pool.sleepers, 1);
+			while (!gen_moved(seen))
+				pthread_cond_wait(&pool.go, &pool.mu);
+			atomic_fetch_sub(&pool.sleepers, 1);
+			pthread_mutex_unlock(&pool.mu);
+		}
+		if (atomic_load(&pool.quit))
 			break;
-		seen = pool.gen;
-		pthread_mutex_unlock(&pool.mu);
+		seen = atomic_load(&pool.gen);
 		pool.fn(pool.arg, id, pool.n);
-		pthread_mutex_lock(&pool.mu);
-		if (--pool.pending == 0)
+		if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.caller_asleep)) {
+			pthread_mutex_lock(&pool.mu);
 			pthread_cond_signal(&pool.done);
+			pthread_mutex_unlock(&pool.mu);
+		}
 	}
-	pthread_mutex_unlock(&pool.mu);
 	return NULL;
 }
 
 static void pool_stop(void)
 {
 	pthread_mutex_lock(&pool.mu);
-	pool.quit = 1;
+	atomic_store(&pool.quit, 1);
 	pthread_cond_broadcast(&pool.go);
 	pthread_mutex_unlock(&pool.mu);
 	for (int i = 1; i < pool.n; i++)
@@ -90,7 +143,7 @@ static void pool_stop(void)
 	free(pool.scratch);
 	free(pool.scratch_n);
 	pool.n = 0;
-	pool.quit = 0;
+	atomic_store(&pool.quit, 0);
 }
 
 void kernels_set_threads(int n)
@@ -103,8 +156,10 @@ void kernels_set_threads(int n)
 		return;
 	if (pool.n)
 		pool_stop();
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	pool.n = n;
-	pool.start_gen = pool.gen;
+	pool.spin = n <= cpus ? POOL_SPIN_US * 1e-6 : 0;
+	pool.start_gen = atomic_load(&pool.gen);
 	pool.tid = xcalloc(n, sizeof *pool.tid);
 	pool.scratch = xcalloc(n, sizeof *pool.scratch);
 	pool.scratch_n = xcalloc(n, sizeof *pool.scratch_n);
@@ -141,19 +196,23 @@ static void pool_run(pool_fn *fn, void *arg)
 	if (blas_threads != 1)
 		openblas_set_num_threads(1);
 	if (nt > 1) {
-		pthread_mutex_lock(&pool.mu);
 		pool.fn = fn;
 		pool.arg = arg;
-		pool.pending = nt - 1;
-		pool.gen++;
-		pthread_cond_broadcast(&pool.go);
-		pthread_mutex_unlock(&pool.mu);
+		atomic_store(&pool.pending, nt - 1);
+		atomic_fetch_add(&pool.gen, 1);         /* publishes fn and arg */
+		if (atomic_load(&pool.sleepers)) {
+			pthread_mutex_lock(&pool.mu);
+			pthread_cond_broadcast(&pool.go);
+			pthread_mutex_unlock(&pool.mu);
+		}
 	}
 	fn(arg, 0, nt);
-	if (nt > 1) {
+	if (nt > 1 && !spin_until(pass_done, 0)) {
 		pthread_mutex_lock(&pool.mu);
-		while (pool.pending)
+		atomic_store(&pool.caller_asleep, 1);
+		while (atomic_load(&pool.pending))
 			pthread_cond_wait(&pool.done, &pool.mu);
+		atomic_store(&pool.caller_asleep, 0);
 		pthread_mutex_unlock(&pool.mu);
 	}
 	if (blas_threads != 1)
