@@ -226,8 +226,9 @@ static void pool_run(pool_fn *fn, void *arg)
  * the threads, each one single-threaded sgemm, make every element of C a
  * function of the inputs alone: the same bits on any number of threads,
  * whichever thread takes which block.  A block repacks its share of A and
- * B, a few per cent at these sizes. */
-enum { GEMM_BLOCK_M = 32, GEMM_BLOCK_N = 128 };
+ * B: blocks of 256 tokens (not 32) made a 128-token prompt 1.2 times as
+ * fast (f32, 134M), the weights packed once instead of four times. */
+enum { GEMM_BLOCK_M = 256, GEMM_BLOCK_N = 128 };
 
 typedef struct {
 	enum CBLAS_TRANSPOSE ta, tb;
@@ -285,8 +286,10 @@ static void gemm_pool(const gemm_args *g)
 
 /* ---- matmul ---- */
 
-/* Rows per tile: a dequantised tile of about 256 KB stays in L2. */
-enum { TILE_FLOATS = 64 * 1024 };
+/* Rows per tile: a dequantised tile of about 512 KB stays in L2 (1 MB
+ * and more on current CPUs); twice the tile of 256 KB cut the prompt's
+ * time by a tenth (q4_0, 134M, 128 tokens), x packed half as often. */
+enum { TILE_FLOATS = 128 * 1024 };
 
 static int tile_rows(int in)
 {

@@ -10,14 +10,16 @@ if [ -z "$fx" ] || [ ! -f "$fx/ggml-vocab-llama-spm.gguf" ]; then
 	echo "bench: no llama.cpp vocab fixtures (make fixtures)" >&2
 	exit 1
 fi
-# llama.cpp's own llama-bench, in the reference build make check keeps
+# llama.cpp's own llama-bench and llama-batched-bench, in the reference build make check keeps
 # (built here once: make check does not need it)
 ref=$HOME/.cache/parm/llama.cpp
-if [ -d "$ref/build" ] && [ ! -x "$ref/build/bin/llama-bench" ]; then
-	echo "bench: building llama-bench in $ref/build (once; log: $ref/bench-build.log)" >&2
-	cmake --build "$ref/build" -j "$(nproc)" --target llama-bench >"$ref/bench-build.log" 2>&1 ||
-		echo "bench: building llama-bench failed: no side-by-side table" >&2
-fi
+for tool in llama-bench llama-batched-bench; do
+	if [ -d "$ref/build" ] && [ ! -x "$ref/build/bin/$tool" ]; then
+		echo "bench: building $tool in $ref/build (once; log: $ref/bench-build.log)" >&2
+		cmake --build "$ref/build" -j "$(nproc)" --target $tool >"$ref/bench-build.log" 2>&1 ||
+			echo "bench: building $tool failed: its columns are 0" >&2
+	fi
+done
 tests/bench_train "$fx/ggml-vocab-llama-spm.gguf" "$@" || exit 1
 tests/bench_mix "$fx/ggml-vocab-llama-spm.gguf" "$@" || exit 1
 exec tests/bench_decode "$fx/ggml-vocab-llama-spm.gguf" "$@"

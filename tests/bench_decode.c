@@ -102,41 +102,75 @@ static double decode_rate(const parm_model *m, int batch)
 	return (double)STEPS * batch / t;
 }
 
-/* Tokens per second of one prefill of PREFILL tokens (best of two). */
-enum { PREFILL = 128 };
+/* Tokens per second of one prefill of p tokens (best of two): the
+ * prompt's last position's logits, as a prompt needs. */
+enum { PREFILL = 128, PREFILL_LONG = 512 };
 
-static double prefill_rate(const parm_model *m)
+static double prefill_rate(const parm_model *m, int p)
 {
-	int tokens[PREFILL], slot[PREFILL] = { 0 };
+	int *tokens = xmalloc(p * sizeof *tokens), *slot = xcalloc(p, sizeof *slot);
 	float *logits = xmalloc((size_t)m->cfg.n_vocab * sizeof *logits);
-	uint8_t want[PREFILL] = { 0 };
+	uint8_t *want = xcalloc(p, 1);
 	double best = 1e30;
-	want[PREFILL - 1] = 1;  /* the last position's logits, as a prompt needs */
-	for (int i = 0; i < PREFILL; i++)
+	want[p - 1] = 1;
+	for (int i = 0; i < p; i++)
 		tokens[i] = 1 + (i * 7919) % (m->cfg.n_vocab - 1);
 	for (int rep = 0; rep < 2; rep++) {
-		parm_kv *kv = parm_kv_new(m, 1, PREFILL);
+		parm_kv *kv = parm_kv_new(m, 1, p);
 		double t0 = parm_now();
-		if (parm_forward(m, kv, PREFILL, tokens, slot, want, logits) != 1)
+		if (parm_forward(m, kv, p, tokens, slot, want, logits) != 1)
 			die("prefill: %s", parm_error());
 		double t = parm_now() - t0;
 		best = t < best ? t : best;
 		parm_kv_free(kv);
 	}
-	free(logits);
-	return PREFILL / best;
+	free(tokens), free(slot), free(logits), free(want);
+	return p / best;
+}
+
+/* Tokens per second of greedy decoding through the real pipe,
+ * parm-logits | parm-sample, as a user runs it: two runs of 16 and 80
+ * tokens, so loading and the prompt cancel out (the tokens counted in
+ * parm-sample's JSON, in case one run stopped early). */
+static int pipe_tokens(const char *path, int threads, int n, double *seconds)
+{
+	char cmd[8400], buf[1 << 16];
+	snprintf(cmd, sizeof cmd, "printf 'Once upon a time\\n' | tools/parm-logits -t %d -n %d '%s' "
+		 "| tools/parm-sample -t 0 -j", threads, n, path);
+	double t0 = parm_now();
+	FILE *f = popen(cmd, "r");
+	size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	int status = f ? pclose(f) : -1;
+	*seconds = parm_now() - t0;
+	buf[len] = 0;
+	const char *at = strstr(buf, "\"tokens\":[");
+	if (status != 0 || !at)
+		return -1;
+	int count = at[10] != ']';
+	for (at += 10; *at && *at != ']'; at++)
+		count += *at == ',';
+	return count;
+}
+
+static double pipe_rate(const char *path, int threads)
+{
+	double t1, t2;
+	int n1 = pipe_tokens(path, threads, 16, &t1), n2 = pipe_tokens(path, threads, 80, &t2);
+	return n1 >= 0 && n2 > n1 && t2 > t1 ? (n2 - n1) / (t2 - t1) : 0;
 }
 
 /* llama.cpp's own llama-bench on the same file, same threads: decode of
- * 32 tokens (tg) and a prefill of PREFILL (pp), tokens/s; 0 when it is
- * not built (tests/bench.sh builds it in the cached llama.cpp). */
-static void llama_bench(const char *path, int threads, double *tg, double *pp)
+ * 32 tokens (tg) and prefills of PREFILL and PREFILL_LONG tokens (pp),
+ * tokens/s; 0 when it is not built (tests/bench.sh builds it in the
+ * cached llama.cpp). */
+static void llama_bench(const char *path, int threads, double *tg, double *pp, double *pp_long)
 {
 	char cmd[8400], line[4096];
 	const char *home = getenv("HOME");
-	*tg = *pp = 0;
+	*tg = *pp = *pp_long = 0;
 	snprintf(cmd, sizeof cmd, "'%s/.cache/parm/llama.cpp/build/bin/llama-bench' -m '%s' -t %d "
-		 "-p %d -n 32 -r 3 -o csv 2>/dev/null", home ? home : "", path, threads, PREFILL);
+		 "-p %d,%d -n 32 -r 3 -o csv 2>/dev/null", home ? home : "", path, threads, PREFILL,
+		 PREFILL_LONG);
 	FILE *f = popen(cmd, "r");
 	int col_p = -1, col_g = -1, col_ts = -1;
 	while (f && fgets(line, sizeof line, f)) {
@@ -156,8 +190,35 @@ static void llama_bench(const char *path, int threads, double *tg, double *pp)
 		}
 		if (n_prompt == 0 && n_gen > 0)
 			*tg = ts;
-		else if (n_prompt > 0 && n_gen == 0)
+		else if (n_prompt == PREFILL && n_gen == 0)
 			*pp = ts;
+		else if (n_prompt == PREFILL_LONG && n_gen == 0)
+			*pp_long = ts;
+	}
+	if (f)
+		pclose(f);
+}
+
+/* llama.cpp's llama-batched-bench: aggregate decode tokens/s of 1 and of
+ * 8 sequences at once (16-token prompts, 32 tokens each); 0 when it is
+ * not built. */
+static void llama_batched(const char *path, int threads, double *tg1, double *tg8)
+{
+	char cmd[8400], line[4096];
+	const char *home = getenv("HOME");
+	*tg1 = *tg8 = 0;
+	snprintf(cmd, sizeof cmd, "'%s/.cache/parm/llama.cpp/build/bin/llama-batched-bench' -m '%s' "
+		 "-t %d -c 1024 -b 512 -ub 512 -npp 16 -ntg 32 -npl 1,8 --output-format jsonl 2>&1",
+		 home ? home : "", path, threads);
+	FILE *f = popen(cmd, "r");
+	while (f && fgets(line, sizeof line, f)) {
+		const char *pl = strstr(line, "\"pl\": "), *tg = strstr(line, "\"speed_tg\": ");
+		if (*line != '{' || !pl || !tg)
+			continue;
+		if (atoi(pl + 6) == 1)
+			*tg1 = atof(tg + 12);
+		else if (atoi(pl + 6) == 8)
+			*tg8 = atof(tg + 12);
 	}
 	if (f)
 		pclose(f);
@@ -251,7 +312,9 @@ static void print_rss(const char *path, double *rss, double *file, double *kv)
 	parm_model_free(m);
 }
 
-static char side_by_side[16][128];     /* rows of the llama.cpp table */
+static char side_by_side[16][160];     /* rows of the llama.cpp table */
+static char llama_rows[16][128];       /* llama-bench's own figures */
+static char batched_rows[16][128];     /* against llama-batched-bench */
 static int bench_threads;
 static int n_side;
 
@@ -270,12 +333,22 @@ static void bench_one(const struct bench_model *b, const char *cache, const char
 	double bytes = (double)parm_model_bytes_per_token(m);
 	double r1 = decode_rate(m, 1), r8 = decode_rate(m, 8), rss, file, kv;
 	print_rss(path, &rss, &file, &kv);
-	double pf = prefill_rate(m), tg, pp;
-	llama_bench(path, bench_threads, &tg, &pp);
+	double pf = prefill_rate(m, PREFILL), pf_long = prefill_rate(m, PREFILL_LONG), tg, pp, pp_long;
+	double piped = pipe_rate(path, bench_threads);
+	double btg1, btg8;
+	llama_bench(path, bench_threads, &tg, &pp, &pp_long);
+	llama_batched(path, bench_threads, &btg1, &btg8);
+	snprintf(batched_rows[n_side], sizeof batched_rows[0],
+		 "%-6s %-6s %8.1f %8.1f %6.2f %8.1f %8.1f %6.2f %6.2f", b->name,
+		 b->quantize ? b->quantize : ggml_type_name(b->type), r8, btg8, btg8 > 0 ? r8 / btg8 : 0,
+		 r1, btg1, r8 / r1, btg1 > 0 ? btg8 / btg1 : 0);
 	snprintf(side_by_side[n_side++], sizeof side_by_side[0],
-		 "%-6s %-6s %9.1f %9.1f %6.2f %9.1f %9.1f %6.2f", b->name,
-		 b->quantize ? b->quantize : ggml_type_name(b->type), r1, tg, tg > 0 ? r1 / tg : 0,
-		 pf, pp, pp > 0 ? pf / pp : 0);
+		 "%-6s %-6s %7.1f %6.2f %7.1f %6.2f %6.2f %7.1f %6.2f %7.1f %6.2f", b->name,
+		 b->quantize ? b->quantize : ggml_type_name(b->type), r1, tg > 0 ? r1 / tg : 0,
+		 piped, tg > 0 ? piped / tg : 0, piped > 0 ? r1 / piped : 0, pf, pp > 0 ? pf / pp : 0,
+		 pf_long, pp_long > 0 ? pf_long / pp_long : 0);
+	snprintf(llama_rows[n_side - 1], sizeof llama_rows[0], "%-6s %-6s %9.1f %9.1f %9.1f", b->name,
+		 b->quantize ? b->quantize : ggml_type_name(b->type), tg, pp, pp_long);
 	printf("%-6s %-6s %8.1f %9.1f %9.1f %9.1f %5.0f%% %9.1f %8.0f %8.0f %5.2f\n", b->name,
 	       b->quantize ? b->quantize : ggml_type_name(b->type), bytes / 1e6, bandwidth / bytes, r1, r8,
 	       100 * r1 / (bandwidth / bytes), r8 / r1, rss, file, rss / (file + kv));
@@ -326,12 +399,24 @@ int main(int argc, char **argv)
 	       "bound", "batch1", "batch8", "b1/bd", "b8/b1", "rss", "file", "r/f+kv");
 	for (size_t i = 0; i < sizeof models / sizeof *models; i++)
 		bench_one(&models[i], cache, argv[1], bw);
-	printf("\nagainst llama.cpp's llama-bench on the same files, %ld threads, in this run\n"
-	       "(tg: decode 32 tokens at batch 1; pp: a prefill of %d; 0: llama-bench not built)\n",
-	       cpus, PREFILL);
-	printf("%-6s %-6s %9s %9s %6s %9s %9s %6s\n", "model", "type", "parm-tg", "llama-tg",
-	       "ratio", "parm-pp", "llama-pp", "ratio");
+	printf("\nagainst llama.cpp's llama-bench on the same files, %ld threads, in this run:\n"
+	       "tok/s and parm / llama.cpp (0: llama-bench not built); tg: decode at batch 1\n"
+	       "in-process (32 tokens for llama-bench); pipe: parm-logits | parm-sample, greedy,\n"
+	       "80 tokens less 16; in/pi: in-process over pipe; pp: prefill of %d and %d\n",
+	       cpus, PREFILL, PREFILL_LONG);
+	printf("%-6s %-6s %7s %6s %7s %6s %6s %7s %6s %7s %6s\n", "model", "type", "tg", "ratio",
+	       "pipe", "ratio", "in/pi", "pp128", "ratio", "pp512", "ratio");
 	for (int i = 0; i < n_side; i++)
 		puts(side_by_side[i]);
+	printf("\nllama-bench's figures, tok/s\n%-6s %-6s %9s %9s %9s\n", "model", "type", "tg",
+	       "pp128", "pp512");
+	for (int i = 0; i < n_side; i++)
+		puts(llama_rows[i]);
+	printf("\n8 sequences decoded at once against llama-batched-bench (aggregate tok/s;\n"
+	       "its 16-token prompts, ours 1 token): b8/b1 = batch 8 over batch 1\n"
+	       "%-6s %-6s %8s %8s %6s %8s %8s %6s %6s\n", "model", "type", "parm-b8", "llama-b8",
+	       "ratio", "parm-b1", "llama-b1", "b8/b1", "llama");
+	for (int i = 0; i < n_side; i++)
+		puts(batched_rows[i]);
 	return 0;
 }
