@@ -350,9 +350,25 @@ int parm_stream_timeout(void)
 	return t * 1000 < 1 ? 1 : (int)(t * 1000);
 }
 
+/* A pipe of 1 MB, not Linux's 64 KB: a step of 32000 logits is 128 KB,
+ * which through 64 KB took two or three wake-ups of each side, a cost
+ * per token that showed against decoding in-process.  Either end may
+ * ask; a refusal (another system, a lower pipe-max-size) is harmless. */
+static void widen_pipe(int fd)
+{
+#ifdef F_SETPIPE_SZ
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+#else
+	(void)fd;
+#endif
+}
+
 parm_reader *parm_reader_new(int fd)
 {
 	parm_reader *r = xcalloc(1, sizeof *r);
+	widen_pipe(fd);
 	r->fd = fd;
 	r->watch_fd = -1;
 	r->timeout_ms = parm_stream_timeout();
@@ -855,6 +871,7 @@ struct parm_writer {
 parm_writer *parm_writer_new(int fd)
 {
 	parm_writer *w = xcalloc(1, sizeof *w);
+	widen_pipe(fd);
 	w->fd = fd;
 	msgpack_sbuffer_init(&w->buf);
 	msgpack_packer_init(&w->pk, &w->buf, msgpack_sbuffer_write);
