@@ -129,7 +129,7 @@ static double prefill_rate(const parm_model *m, int p)
 }
 
 /* Tokens per second of greedy decoding through the real pipe,
- * parm-logits | parm-sample, as a user runs it: two runs of 16 and 80
+ * parm-logits | parm-sample, as a user runs it: runs of 16 and 80
  * tokens, so loading and the prompt cancel out (the tokens counted in
  * parm-sample's JSON, in case one run stopped early). */
 static int pipe_tokens(const char *path, int threads, int n, double *seconds)
@@ -152,11 +152,21 @@ static int pipe_tokens(const char *path, int threads, int n, double *seconds)
 	return count;
 }
 
+/* The best of three runs of each length: loading time varies more than
+ * a small model's 64 tokens take. */
 static double pipe_rate(const char *path, int threads)
 {
-	double t1, t2;
-	int n1 = pipe_tokens(path, threads, 16, &t1), n2 = pipe_tokens(path, threads, 80, &t2);
-	return n1 >= 0 && n2 > n1 && t2 > t1 ? (n2 - n1) / (t2 - t1) : 0;
+	double t1 = 1e30, t2 = 1e30, t;
+	int n1 = -1, n2 = -1;
+	for (int rep = 0; rep < 3; rep++) {
+		int a = pipe_tokens(path, threads, 16, &t), b;
+		n1 = a, t1 = t < t1 ? t : t1;
+		b = pipe_tokens(path, threads, 80, &t);
+		n2 = b, t2 = t < t2 ? t : t2;
+		if (a < 0 || b < 0)
+			return 0;
+	}
+	return n2 > n1 && t2 > t1 ? (n2 - n1) / (t2 - t1) : 0;
 }
 
 /* llama.cpp's own llama-bench on the same file, same threads: decode of

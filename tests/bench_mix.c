@@ -20,6 +20,7 @@
 #include "model.h"
 #include "sample.h"
 #include "rng.h"
+#include "stream.h"
 #include "util.h"
 
 enum { STEPS = 10, WARM = 2, REPEATS = 3, MAX_BATCH = 4, MAX_GUIDES = 3 };
@@ -42,7 +43,7 @@ static const char *ensure_model(const char *cache, const char *vocab_path, enum 
 }
 
 /* An ARM on the backbone with k objectives and random non-zero B. */
-static parm_guide *make_guide(const char *backbone, int k, int merge, uint64_t seed)
+static parm_arm *random_arm(const char *backbone, int k, uint64_t seed)
 {
 	parm_arm_options o;
 	parm_arm_default_options(&o);
@@ -57,6 +58,12 @@ static parm_guide *make_guide(const char *backbone, int k, int merge, uint64_t s
 		for (int j = 0; j < p->out * (p->r1 + p->r2); j++)
 			p->B[j] = 0.01f * (float)(parm_splitmix64(&s) >> 40) / (1 << 24);
 	}
+	return a;
+}
+
+static parm_guide *make_guide(const char *backbone, int k, int merge, uint64_t seed)
+{
+	parm_arm *a = random_arm(backbone, k, seed);
 	float alpha[3] = { 1.0f / k, 1.0f / k, 1.0f / k };
 	parm_guide *g = parm_guide_new(a, alpha, 1.0f, merge);
 	if (!g)
@@ -164,6 +171,98 @@ static void bench_type(const char *cache, const char *vocab, enum ggml_type type
 	parm_model_free(base);
 }
 
+/* ---- the same through the real pipe: parm-logits | parm-mix | parm-sample ---- */
+
+/* Seconds and tokens of one greedy run of n tokens through mix (a
+ * parm-mix stage, or "" for none); -1 when it failed. */
+static int pipe_run(const char *base, const char *mix, int n, double *seconds)
+{
+	char cmd[16384], buf[1 << 16];
+	snprintf(cmd, sizeof cmd, "printf 'Once upon a time\\n' | tools/parm-logits -n %d '%s' %s%s"
+		 "| tools/parm-sample -t 0 -j", n, base, *mix ? "| tools/parm-mix " : "", mix);
+	double t0 = parm_now();
+	FILE *f = popen(cmd, "r");
+	size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	int status = f ? pclose(f) : -1;
+	*seconds = parm_now() - t0;
+	buf[len] = 0;
+	const char *at = strstr(buf, "\"tokens\":[");
+	if (status != 0 || !at)
+		return -1;
+	int count = at[10] != ']';
+	for (at += 10; *at && *at != ']'; at++)
+		count += *at == ',';
+	return count;
+}
+
+/* Wall ms per token: runs of 16 and 80 tokens, the best of two each. */
+static double pipe_ms(const char *base, const char *mix)
+{
+	double t1 = 1e30, t2 = 1e30, t;
+	int n1 = -1, n2 = -1;
+	for (int rep = 0; rep < 2; rep++) {
+		if ((n1 = pipe_run(base, mix, 16, &t)) < 0)
+			return 0;
+		t1 = fmin(t1, t);
+		if ((n2 = pipe_run(base, mix, 80, &t)) < 0)
+			return 0;
+		t2 = fmin(t2, t);
+	}
+	return n2 > n1 && t2 > t1 ? 1e3 * (t2 - t1) / (n2 - n1) : 0;
+}
+
+/* ARM files for the pipes, made once beside the base in the cache. */
+static const char *arm_file(const char *cache, const char *base, const char *name, int k,
+			    uint64_t seed)
+{
+	static char path[8][4400];
+	static int next;
+	struct stat st;
+	char *p = path[next++ % 8];
+	snprintf(p, sizeof path[0], "%s/arm-%s.gguf", cache, name);
+	if (stat(p, &st) == 0)
+		return p;
+	fprintf(stderr, "bench: creating %s\n", p);
+	parm_arm *a = random_arm(base, k, seed);
+	if (parm_arm_save(a, p, 0) < 0)
+		die("%s", parm_error());
+	parm_arm_free(a);
+	return p;
+}
+
+static void bench_pipes(const char *cache, const char *vocab)
+{
+	const char *base = ensure_model(cache, vocab, GGML_F32);
+	const char *k2 = arm_file(cache, base, "f32-k2", 2, 11), *k3 = arm_file(cache, base, "f32-k3", 3, 11);
+	const char *g[3];
+	char mix[5][13000];
+	for (int j = 0; j < 3; j++) {
+		char name[16];
+		snprintf(name, sizeof name, "f32-g%d", j + 1);
+		g[j] = arm_file(cache, base, name, 1, 11 + j);
+	}
+	snprintf(mix[0], sizeof mix[0], "%s", "");
+	snprintf(mix[1], sizeof mix[1], "-p 0.5,0.5 '%s'", k2);
+	snprintf(mix[2], sizeof mix[2], "-p 0.34,0.33,0.33 '%s'", k3);
+	snprintf(mix[3], sizeof mix[3], "-a '%s:0.5' -a '%s:0.5'", g[0], g[1]);
+	snprintf(mix[4], sizeof mix[4], "-a '%s:0.34' -a '%s:0.33' -a '%s:0.33'", g[0], g[1], g[2]);
+	static const char *names[] = { "base alone", "PARM k=2", "PARM k=3", "GenARM 2 ARMs",
+				       "GenARM 3 ARMs" };
+	double ms[5];
+	printf("\nthe same through the real pipe, f32, every stage on all processors:\n"
+	       "parm-logits | [parm-mix] | parm-sample, greedy, wall ms per token (80 tokens\n"
+	       "less 16, best of two); ratio = time / base alone\n%-20s %12s %8s\n", "setup",
+	       "ms/token", "ratio");
+	for (int i = 0; i < 5; i++) {
+		ms[i] = pipe_ms(base, mix[i]);
+		printf("%-20s %12.1f %8.2f\n", names[i], ms[i], ms[0] > 0 ? ms[i] / ms[0] : 0);
+		fflush(stdout);
+	}
+	if (ms[3] > 0 && ms[4] > 0)
+		printf("PARM / GenARM: k=2 %.2f (goal <= 0.70), k=3 %.2f (goal <= 0.55)\n",
+		       ms[1] / ms[3], ms[2] / ms[4]);
+}
+
 int main(int argc, char **argv)
 {
 	char cache[4096];
@@ -184,5 +283,6 @@ int main(int argc, char **argv)
 	       "log_softmax + mix), one thread; ratio = time / base alone at the same batch\n");
 	bench_type(cache, argv[1], GGML_F32);
 	bench_type(cache, argv[1], GGML_Q8_0);
+	bench_pipes(cache, argv[1]);
 	return 0;
 }
