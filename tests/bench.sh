@@ -20,6 +20,22 @@ for tool in llama-bench llama-batched-bench; do
 			echo "bench: building $tool failed: its columns are 0" >&2
 	fi
 done
-tests/bench_train "$fx/ggml-vocab-llama-spm.gguf" "$@" || exit 1
+out=$(mktemp) || exit 1
+tests/bench_train "$fx/ggml-vocab-llama-spm.gguf" "$@" > "$out"
+status=$?
+cat "$out"
+[ $status -eq 0 ] || { rm -f "$out"; exit 1; }
+# The official code's step in PyTorch on the same shapes (Debian's
+# python3-torch, for /usr/bin/python3), and parm's speed over it.
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+	/usr/bin/python3 tests/bench_torch.py --threads "$(nproc)" | tee -a "$out"
+	awk '$1 == "arm" || $1 == "lm" { parm[$1] = $10 }
+	     $1 == "torch" { torch[$2] = $(NF - 1) }
+	     END { for (m in torch) if (parm[m] && torch[m])
+		printf "%s: parm %.0f tok/s, PyTorch %.0f: %.2fx\n", m, parm[m], torch[m], parm[m] / torch[m] }' "$out"
+else
+	echo "bench: no PyTorch row (python3-torch is not installed: apt-get install python3-torch)"
+fi
+rm -f "$out"
 tests/bench_mix "$fx/ggml-vocab-llama-spm.gguf" "$@" || exit 1
 exec tests/bench_decode "$fx/ggml-vocab-llama-spm.gguf" "$@"

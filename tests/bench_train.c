@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -228,6 +230,14 @@ static void bench_train(const char *what, const struct bench_model *bm, const ch
 	parm_model_free(m);
 }
 
+static double big_file_mb(const char *cache)
+{
+	char path[4200];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/134M-f32-v1.gguf", cache);
+	return stat(path, &st) == 0 ? st.st_size / 1e6 : 0;
+}
+
 static void cache_dir(char *cache, size_t size, const char *arg)
 {
 	const char *home = getenv("HOME");
@@ -240,12 +250,38 @@ static void cache_dir(char *cache, size_t size, const char *arg)
 	mkdir(cache, 0777);
 }
 
+/* Peak RSS (MB) of a fresh process that runs one row (exec, not just
+ * fork: the kernel threads do not survive a fork); -1 if it failed. */
+static double row_in_child(const char *row, char **argv)
+{
+	struct rusage ru;
+	int status;
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execl("/proc/self/exe", "bench_train", "--row", row, argv[1], argv[2] ? argv[2] : "",
+		      (char *)NULL);
+		_exit(127);
+	}
+	if (pid < 0 || wait4(pid, &status, 0, &ru) != pid || status != 0)
+		return -1;
+	return ru.ru_maxrss * 1024.0 / 1e6;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct bench_model big = { "134M", 768, 12, 12, 2048 },
 					small = { "small256", 256, 4, 4, 768 };
 	char cache[4096];
 	parm_setprog(argv[0]);
+	if (argc >= 4 && !strcmp(argv[1], "--row")) {   /* one row, in a child */
+		cache_dir(cache, sizeof cache, argc > 4 && argv[4][0] ? argv[4] : NULL);
+		if (!strcmp(argv[2], "arm"))
+			bench_train("arm", &big, cache, argv[3], 8, 256, 2, 1);
+		else
+			bench_train("lm", &small, cache, argv[3], 8, 256, 4, 0);
+		return 0;
+	}
 	if (argc < 2)
 		die("usage: bench_train VOCAB.gguf [CACHE_DIR]");
 	cache_dir(cache, sizeof cache, argc > 2 ? argv[2] : NULL);
@@ -258,7 +294,10 @@ int main(int argc, char **argv)
 	printf("%-4s %-8s %7s %8s %5s %5s %5s %6s %5s %7s %6s %5s %5s %5s %7s\n", "mode", "model",
 	       "params", "batch", "fwd", "bwd", "opt", "step", "cpu", "tok/s", "GF/s", "peak",
 	       "/peak", "/pkcpu", "loss");
-	bench_train("arm", &big, cache, argv[1], 8, 256, 2, 1);
-	bench_train("lm", &small, cache, argv[1], 8, 256, 4, 0);
+	double rss_arm = row_in_child("arm", argv), rss_lm = row_in_child("lm", argv);
+	if (rss_arm < 0 || rss_lm < 0)
+		die("a row failed");
+	printf("peak RSS of the process: arm %.0f MB (the 134M f32 model's file is %.0f MB), "
+	       "lm %.0f MB\n", rss_arm, big_file_mb(cache), rss_lm);
 	return 0;
 }
