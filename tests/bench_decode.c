@@ -15,6 +15,7 @@
 #include "model.h"
 #include "sample.h"
 #include "util.h"
+#include "bench_pipe.h"
 
 enum { STEPS = 24, WARM = 4, MAX_BATCH = 8 };
 
@@ -128,45 +129,14 @@ static double prefill_rate(const parm_model *m, int p)
 	return p / best;
 }
 
-/* Tokens per second of greedy decoding through the real pipe,
- * parm-logits | parm-sample, as a user runs it: runs of 16 and 80
- * tokens, so loading and the prompt cancel out (the tokens counted in
- * parm-sample's JSON, in case one run stopped early). */
-static int pipe_tokens(const char *path, int threads, int n, double *seconds)
-{
-	char cmd[8400], buf[1 << 16];
-	snprintf(cmd, sizeof cmd, "printf 'Once upon a time\\n' | tools/parm-logits -t %d -n %d '%s' "
-		 "| tools/parm-sample -t 0 -j", threads, n, path);
-	double t0 = parm_now();
-	FILE *f = popen(cmd, "r");
-	size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-	int status = f ? pclose(f) : -1;
-	*seconds = parm_now() - t0;
-	buf[len] = 0;
-	const char *at = strstr(buf, "\"tokens\":[");
-	if (status != 0 || !at)
-		return -1;
-	int count = at[10] != ']';
-	for (at += 10; *at && *at != ']'; at++)
-		count += *at == ',';
-	return count;
-}
-
-/* The best of three runs of each length: loading time varies more than
- * a small model's 64 tokens take. */
+/* Tokens per second of greedy decoding through the real pipe
+ * (bench_pipe.h); 0 when it failed. */
 static double pipe_rate(const char *path, int threads)
 {
-	double t1 = 1e30, t2 = 1e30, t;
-	int n1 = -1, n2 = -1;
-	for (int rep = 0; rep < 3; rep++) {
-		int a = pipe_tokens(path, threads, 16, &t), b;
-		n1 = a, t1 = t < t1 ? t : t1;
-		b = pipe_tokens(path, threads, 80, &t);
-		n2 = b, t2 = t < t2 ? t : t2;
-		if (a < 0 || b < 0)
-			return 0;
-	}
-	return n2 > n1 && t2 > t1 ? (n2 - n1) / (t2 - t1) : 0;
+	char args[4400];
+	snprintf(args, sizeof args, "-t %d '%s'", threads, path);
+	double ms = bench_pipe_ms(args, "", 3);
+	return ms > 0 ? 1e3 / ms : 0;
 }
 
 /* llama.cpp's own llama-bench on the same file, same threads: decode of

@@ -22,6 +22,7 @@
 #include "rng.h"
 #include "stream.h"
 #include "util.h"
+#include "bench_pipe.h"
 
 enum { STEPS = 10, WARM = 2, REPEATS = 3, MAX_BATCH = 4, MAX_GUIDES = 3 };
 
@@ -173,44 +174,6 @@ static void bench_type(const char *cache, const char *vocab, enum ggml_type type
 
 /* ---- the same through the real pipe: parm-logits | parm-mix | parm-sample ---- */
 
-/* Seconds and tokens of one greedy run of n tokens through mix (a
- * parm-mix stage, or "" for none); -1 when it failed. */
-static int pipe_run(const char *base, const char *mix, int n, double *seconds)
-{
-	char cmd[16384], buf[1 << 16];
-	snprintf(cmd, sizeof cmd, "printf 'Once upon a time\\n' | tools/parm-logits -n %d '%s' %s%s"
-		 "| tools/parm-sample -t 0 -j", n, base, *mix ? "| tools/parm-mix " : "", mix);
-	double t0 = parm_now();
-	FILE *f = popen(cmd, "r");
-	size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-	int status = f ? pclose(f) : -1;
-	*seconds = parm_now() - t0;
-	buf[len] = 0;
-	const char *at = strstr(buf, "\"tokens\":[");
-	if (status != 0 || !at)
-		return -1;
-	int count = at[10] != ']';
-	for (at += 10; *at && *at != ']'; at++)
-		count += *at == ',';
-	return count;
-}
-
-/* Wall ms per token: runs of 16 and 80 tokens, the best of two each. */
-static double pipe_ms(const char *base, const char *mix)
-{
-	double t1 = 1e30, t2 = 1e30, t;
-	int n1 = -1, n2 = -1;
-	for (int rep = 0; rep < 2; rep++) {
-		if ((n1 = pipe_run(base, mix, 16, &t)) < 0)
-			return 0;
-		t1 = fmin(t1, t);
-		if ((n2 = pipe_run(base, mix, 80, &t)) < 0)
-			return 0;
-		t2 = fmin(t2, t);
-	}
-	return n2 > n1 && t2 > t1 ? 1e3 * (t2 - t1) / (n2 - n1) : 0;
-}
-
 /* ARM files for the pipes, made once beside the base in the cache. */
 static const char *arm_file(const char *cache, const char *base, const char *name, int k,
 			    uint64_t seed)
@@ -249,12 +212,14 @@ static void bench_pipes(const char *cache, const char *vocab)
 	static const char *names[] = { "base alone", "PARM k=2", "PARM k=3", "GenARM 2 ARMs",
 				       "GenARM 3 ARMs" };
 	double ms[5];
+	char quoted_base[4200];
+	snprintf(quoted_base, sizeof quoted_base, "'%s'", base);
 	printf("\nthe same through the real pipe, f32, every stage on all processors:\n"
 	       "parm-logits | [parm-mix] | parm-sample, greedy, wall ms per token (80 tokens\n"
 	       "less 16, best of two); ratio = time / base alone\n%-20s %12s %8s\n", "setup",
 	       "ms/token", "ratio");
 	for (int i = 0; i < 5; i++) {
-		ms[i] = pipe_ms(base, mix[i]);
+		ms[i] = bench_pipe_ms(quoted_base, mix[i], 2);
 		printf("%-20s %12.1f %8.2f\n", names[i], ms[i], ms[0] > 0 ? ms[i] / ms[0] : 0);
 		fflush(stdout);
 	}
