@@ -865,17 +865,19 @@ int parm_parse_pref(const char *s, int k, const char *const *names, float *alpha
 {
 	double v[MAX_OBJECTIVES] = { 0 }, sum = 0;
 	int seen[MAX_OBJECTIVES] = { 0 }, n = 0, named = 0, rc = 0;
-	char *copy = xstrdup(s), *save = NULL;
+	char *copy = xstrdup(s), *rest = copy;
 	if (k < 1 || k > MAX_OBJECTIVES)
 		rc = parm_fail("preference '%s': k = %d", s, k);
-	for (char *tok = strtok_r(copy, ",", &save); rc == 0 && tok;
-	     tok = strtok_r(NULL, ",", &save), n++)
-		rc = pref_entry(v, seen, tok, n, k, names, &named, s);
+	if (rc == 0 && !*trim(copy))
+		rc = parm_fail("preference '%s': empty", s);
+	/* strsep, not strtok: "0.5,,0.5" has an empty entry, refused below,
+	 * where strtok would read two values and accept it */
+	for (char *tok; rc == 0 && (tok = strsep(&rest, ",")); n++)
+		rc = *trim(tok) ? pref_entry(v, seen, tok, n, k, names, &named, s)
+				: parm_fail("preference '%s': entry %d is empty", s, n + 1);
 	free(copy);
 	if (rc < 0)
 		return -1;
-	if (n == 0)
-		return parm_fail("preference '%s': empty", s);
 	if (!named && n != k)
 		return parm_fail("preference '%s': %d value%s for %d objectives", s, n,
 				 n == 1 ? "" : "s", k);

@@ -367,6 +367,10 @@ static void test_prefs(void)
 		{ "helpful=0.5,0.5", "mixes", "mixed forms" },
 		{ "0.5,abc", "'abc' is not a number", "junk" },
 		{ "", "empty", "empty" },
+		{ " ", "empty", "blank" },
+		{ "0.5,,0.5", "entry 2 is empty", "an empty entry (issue 14)" },
+		{ "0.5,0.5,", "entry 3 is empty", "a trailing comma" },
+		{ ",1", "entry 1 is empty", "a leading comma" },
 		{ "nan,0", "not a number", "nan" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
