@@ -182,11 +182,13 @@ for step in 5 10 20 30; do
 		[ $rc -eq 137 ] && [ -s r.gguf.ckpt ] && [ ! -e r.gguf ] && [ ! -e r.gguf.tmp ]"
 	resume=--resume
 done
-ok "--resume finishes it" sh -c "$run --resume -o r.gguf m.gguf train.jsonl 2>/dev/null"
-ok "resumed run's ARM is byte-identical to the uninterrupted one" cmp full.gguf r.gguf
 fails "--resume refuses a checkpoint made with other options" \
 	'^parm-train: r\.gguf\.ckpt: made by a different run \(checkpoint lr=.*this run lr=' \
 	sh -c "$run --lr 2e-2 --resume -o r.gguf m.gguf train.jsonl"
+ok "--resume finishes it" sh -c "$run --resume -o r.gguf m.gguf train.jsonl 2>/dev/null"
+ok "resumed run's ARM is byte-identical to the uninterrupted one" cmp full.gguf r.gguf
+ok "a finished run, resumed or not, removes its checkpoint (issue 14)" sh -c "
+	[ ! -e r.gguf.ckpt ] && [ ! -e full.gguf.ckpt ]"
 fails "--resume with no checkpoint" '^parm-train: --resume: no checkpoint none\.ckpt' \
 	sh -c "$run --resume -o none m.gguf train.jsonl"
 
@@ -317,7 +319,7 @@ else
 		[ \"\$(ls -A full)\" = e.gguf.ckpt ] &&
 		parm-train arm $common --objective A=a --steps 2 --heldout 0 --embed-backbone \
 			--resume --checkpoint full/e.gguf.ckpt -o e.gguf m.gguf train.jsonl 2>/dev/null &&
-		[ -s e.gguf ] && rm full/e.gguf.ckpt"
+		[ -s e.gguf ] && [ ! -e full/e.gguf.ckpt ]"
 	fails "EROFS: -o on a read-only filesystem" '^parm-train: rofs/x\.gguf: cannot write: rofs: Read-only file system' \
 		parm-train arm $common $AB --steps 2 -o rofs/x.gguf m.gguf train.jsonl
 	umount full rofs

@@ -64,7 +64,8 @@ static const char usage_text[] =
 "      --heldout X          held-out fraction (< 1) or count (arm 0.05, lm 0)\n"
 "      --eval-every N       held-out evaluation every N steps (default 50)\n"
 "      --log-every N        progress line every N steps off a tty (default 10)\n"
-"      --checkpoint FILE    checkpoint path (default OUT.ckpt)\n"
+"      --checkpoint FILE    checkpoint path (default OUT.ckpt; removed once\n"
+"                           OUT is written)\n"
 "      --checkpoint-every N checkpoint every N steps (default 100; 0: end only)\n"
 "      --resume             continue from the checkpoint\n"
 "      --strict             stop at the first malformed record\n"
@@ -513,6 +514,14 @@ static void check_output_path(const char *path)
 	free(dir);
 }
 
+/* OUT is written: its checkpoint (three times an ARM's size) has done
+ * its work. */
+static void drop_checkpoint(const struct train_opts *o)
+{
+	if (unlink(o->ckpt) < 0 && errno != ENOENT)
+		warn("%s: cannot remove the checkpoint: %s", o->ckpt, strerror(errno));
+}
+
 static void setup_loop(struct train_opts *o, char **ckpt_buf)
 {
 	if (!o->ckpt) {
@@ -611,6 +620,7 @@ static int cmd_lm(int argc, char **argv)
 	parm_lm_task_init(&task, &lt, &d, train, d.n_seq - n_held, held, n_held, o.loop.batch);
 	run_loop(t, &task, &o, NULL);
 	save_model(t, o.out, o.type >= 0 ? (enum ggml_type)o.type : model_type(m));
+	drop_checkpoint(&o);
 	parm_lm_task_free(&lt);
 	parm_train_free(t);
 	parm_lm_free(&d);
@@ -801,6 +811,7 @@ static int cmd_arm(int argc, char **argv)
 	free(metric);
 	if (parm_arm_save(arm, o.out, o.embed) < 0)
 		die("%s", parm_error());
+	drop_checkpoint(&o);
 	parm_arm_task_free(&at);
 	parm_train_free(t);
 	parm_pairs_free(&p);
