@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "util.h"
 
@@ -32,20 +33,32 @@ static void fmt_line(char *buf, size_t n, const parm_report *r, double loss, int
 	char eta[32], el[32];
 	fmt_time(eta, sizeof eta, r->eta);
 	fmt_time(el, sizeof el, r->elapsed);
-	int w = 0, bar = 20, full = r->total ? (int)(bar * r->step / r->total) : bar;
+	int w = 0, bar = 10, full = r->total ? (int)(bar * r->step / r->total) : bar;
 	if (tty)
-		w += snprintf(buf + w, n - (size_t)w, "[%.*s%*s] ", full, "####################",
+		w += snprintf(buf + w, n - (size_t)w, "[%.*s%*s] ", full, "##########",
 			      bar - full, "");
 	w += snprintf(buf + w, n - (size_t)w, "step %ld/%ld epoch %ld", r->step, r->total,
 		      r->epoch);
 	if (!isnan(loss))
 		w += snprintf(buf + w, n - (size_t)w, " loss %.4f lr %.2e", loss, (double)r->lr);
+	/* a terminal's line is cut at its width: speed and ETA before the
+	 * metrics there, so what is cut is the metrics' tail */
+	if (tty)
+		w += snprintf(buf + w, n - (size_t)w, " %.0f tok/s ETA %s", r->tokens_per_s,
+			      r->final ? "0s" : eta);
 	for (int i = 0; r->metric && i < r->n_metrics && w < (int)n - 40; i++)
 		w += snprintf(buf + w, n - (size_t)w, " %s %.3f",
 			      r->metric_names ? r->metric_names[i] : "metric", r->metric[i]);
-	if (w < (int)n - 60)
+	if (!tty && w < (int)n - 60)
 		snprintf(buf + w, n - (size_t)w, " %.0f tok/s %s ETA %s", r->tokens_per_s,
 			 el, r->final ? "0s" : eta);
+}
+
+/* Columns of the terminal f is (80 when it will not say). */
+static int term_width(FILE *f)
+{
+	struct winsize ws;
+	return ioctl(fileno(f), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
 }
 
 void parm_progress_report(void *ctx, const parm_report *r)
@@ -61,6 +74,14 @@ void parm_progress_report(void *ctx, const parm_report *r)
 		if (!r->final && !r->evaluated && now - p->last_draw < 0.1)
 			return;
 		fmt_line(line, sizeof line, r, isnan(r->loss) ? NAN : r->loss, 1);
+		/* a wrapped line is not redrawn by \r: cut at a space that fits */
+		int cols = term_width(p->f);
+		if (strlen(line) > (size_t)cols - 1) {
+			char *cut = line + cols - 1;
+			*cut = 0;
+			if ((cut = strrchr(line, ' ')))
+				*cut = 0;
+		}
 		fprintf(p->f, "\r%s\033[K%s", line, r->final ? "\n" : "");
 		p->last_draw = now;
 	} else {

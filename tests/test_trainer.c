@@ -165,8 +165,36 @@ static void checkpoint_huge_count(void)
 	unlink(path);
 }
 
+/* On a terminal the progress line is cut to its width (80 columns when
+ * it will not say, as here: a file), step, loss and ETA kept before a
+ * 3-objective matrix's metrics (issue 14: 116-119 columns had wrapped). */
+static void progress_width(void)
+{
+	FILE *f = tmpfile();
+	static const char *names[9] = { "complete@complete", "brief@complete", "sorted@complete",
+					"complete@brief", "brief@brief", "sorted@brief",
+					"complete@sorted", "brief@sorted", "sorted@sorted" };
+	double metric[9] = { 0.75, 0.5, 0.49, 0.7, 0.99, 0.5, 0.7, 0.6, 0.5 };
+	parm_report r = { .step = 240, .total = 244, .epoch = 4, .loss = 1.004, .lr = 6.14e-6f,
+			  .tokens_per_s = 4783, .elapsed = 54, .eta = 1, .n_metrics = 9,
+			  .metric_names = names, .metric = metric, .evaluated = 1 };
+	parm_progress p;
+	char buf[1024] = { 0 };
+	parm_progress_init(&p, f, 1, 10);
+	parm_progress_report(&p, &r);
+	rewind(f);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	char *end = strstr(buf, "\033[K");
+	size_t width = end ? (size_t)(end - buf) - 1 : n;
+	ok(n && buf[0] == '\r' && end && width <= 79 && strstr(buf, "step 240/244") &&
+	   strstr(buf, "ETA") && strstr(buf, "loss 1.0040"), "progress on a terminal: %zu columns, "
+	   "step, loss and ETA kept (%.*s)", width, (int)width, buf + 1);
+}
+
 int main(void)
 {
+	progress_width();
 	steps();
 	dirichlet();
 	pref_dists();
