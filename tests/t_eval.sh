@@ -46,6 +46,11 @@ ok "TSV summary: means, standard errors, fronts, HV and MIP as computed by hand"
 	sh -c "parm-eval score -s '$H' -s '$S' r.jsonl > got.tsv && diff want.tsv got.tsv"
 ok "--ref moves the hypervolume reference: from (-1,-1) parm's staircase is 2 + 20 + 7" \
 	sh -c "parm-eval score -s '$H' -s '$S' --ref -1,-1 r.jsonl | grep -q '^parm	3	3	29	'"
+ok "hypervolume 0 against the default reference: a hint to pass -R (issue 14), none with it" \
+	sh -c "sed -n '3p;5p' r.jsonl > ends.jsonl &&
+	parm-eval score -s '$H' -s '$S' ends.jsonl 2> hint > /dev/null &&
+	grep -q \"^parm-eval: method 'parm' has hypervolume 0 .* -R sets a reference point\" hint &&
+	parm-eval score -s '$H' -s '$S' --ref -1,-1 ends.jsonl 2> hint > /dev/null && [ ! -s hint ]"
 ok "--json: one document with groups and methods" \
 	sh -c "parm-eval score --json -s '$H' -s '$S' r.jsonl > got.json &&
 	tr -d ' \n' < got.json | grep -q '\"method\":\"parm\",\"points\":3,\"front\":3,\"hv\":16.0' &&

@@ -791,6 +791,22 @@ static void plot(const struct summary *s, const char *path)
 	free(labels), free(front);
 }
 
+/* With the default reference (each objective's minimum over every point)
+ * a method whose every point is lowest on some objective spans nothing:
+ * hv 0 however wide its front.  Say so, and how to choose a reference. */
+static void hint_zero_hv(struct summary *s)
+{
+	for (int f = 0; f < s->n_groups; f = method_end(s, f)) {
+		int n = method_end(s, f) - f;
+		if (n > 1 && parm_hypervolume(s->pts + (size_t)f * s->k, n, s->k, s->ref) == 0) {
+			warn("method '%s' has hypervolume 0 against the per-objective minimum: "
+			     "each of its points is the lowest on some objective; -R sets a "
+			     "reference point below them all", s->g[f].method);
+			return;
+		}
+	}
+}
+
 static void summarise(const struct opts *o, const struct records *r, const double *scores,
 		      const char *const *names)
 {
@@ -803,6 +819,8 @@ static void summarise(const struct opts *o, const struct records *r, const doubl
 	if (o->ref)
 		parse_ref(&s, o->ref);
 	print_summary(&s, o->json);
+	if (!o->ref)
+		hint_zero_hv(&s);
 	if (o->plot)
 		plot(&s, o->plot);
 	for (int i = 0; i < s.n_groups; i++)
