@@ -120,8 +120,40 @@ static void draw_front_line(FILE *f, const parm_plot_series *s, int k, int cx, i
 	free(p2), free(on), free(order);
 }
 
+/* The labels placed in a panel so far: x, width, y each. */
+struct placed {
+	int n, cap;
+	double *box;
+};
+
+enum { LABEL_LINE = 11 };               /* px between stacked 10px labels */
+
+/* The baseline for a label of len characters at (x, y): moved up a line
+ * while it would overlap one already in the panel, so the alphas of
+ * coinciding points stack instead of printing over each other. */
+static double place_label(struct placed *pl, double x, double y, size_t len)
+{
+	double w = 5.6 * (double)len;   /* about a 10px sans-serif character */
+	for (int moved = 1; moved;) {
+		moved = 0;
+		for (int i = 0; i < pl->n; i++) {
+			const double *b = pl->box + 3 * i;
+			if (x < b[0] + b[1] && b[0] < x + w && fabs(b[2] - y) < LABEL_LINE)
+				y = b[2] - LABEL_LINE, moved = 1;
+		}
+	}
+	if (pl->n == pl->cap) {
+		pl->cap = pl->cap ? 2 * pl->cap : 16;
+		pl->box = xrealloc(pl->box, (size_t)pl->cap * 3 * sizeof *pl->box);
+	}
+	pl->box[3 * pl->n] = x, pl->box[3 * pl->n + 1] = w, pl->box[3 * pl->n + 2] = y;
+	pl->n++;
+	return y;
+}
+
 static void draw_points(FILE *f, const parm_plot_series *s, int k, int cx, int cy,
-			const struct axis *x, const struct axis *y, const char *colour)
+			const struct axis *x, const struct axis *y, const char *colour,
+			struct placed *pl)
 {
 	for (int j = 0; j < s->n; j++) {
 		double px = to_px(x, s->pts[(size_t)j * k + cx]), py = to_px(y, s->pts[(size_t)j * k + cy]);
@@ -129,7 +161,9 @@ static void draw_points(FILE *f, const parm_plot_series *s, int k, int cx, int c
 		fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" stroke=\"%s\" fill=\"%s\"/>\n",
 			px, py, colour, filled ? colour : "white");
 		if (s->labels && s->labels[j]) {
-			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" class=\"label\" fill=\"%s\">", px + 6, py - 5, colour);
+			double ly = place_label(pl, px + 6, py - 5, strlen(s->labels[j]));
+			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" class=\"label\" fill=\"%s\">", px + 6, ly,
+				colour);
 			put_escaped(f, s->labels[j]);
 			fputs("</text>\n", f);
 		}
@@ -143,11 +177,13 @@ static void draw_panel(FILE *f, int ox, int oy, int cx, int cy, int k, const cha
 	x.px0 = ox + LEFT, x.px1 = ox + PANEL_W - RIGHT;
 	y.px0 = oy + PANEL_H - BOTTOM, y.px1 = oy + TOP;
 	draw_axes(f, &x, &y, axes[cx], axes[cy]);
+	struct placed pl = { 0 };
 	for (int i = 0; i < n_series; i++) {
 		const char *colour = colours[i % N_COLOURS];
 		draw_front_line(f, &s[i], k, cx, cy, &x, &y, colour);
-		draw_points(f, &s[i], k, cx, cy, &x, &y, colour);
+		draw_points(f, &s[i], k, cx, cy, &x, &y, colour, &pl);
 	}
+	free(pl.box);
 }
 
 static void draw_legend(FILE *f, const char *title, const parm_plot_series *s, int n_series)

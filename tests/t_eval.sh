@@ -63,6 +63,13 @@ ok "--records --json: the records with their scores added" \
 ok "--method-field names the method" \
 	sh -c "sed 's/\"id\"/\"m\": \"mine\", \"id\"/' r.jsonl > m.jsonl &&
 	parm-eval score -m m -s '$H' -s '$S' m.jsonl | grep -c '^mine	' | grep -qx 5"
+ok "--plot: the labels of coinciding points stack a line apart (issue 14)" \
+	sh -c "sed -n 3p r.jsonl | sed 's/\"id\"/\"m\": \"a\", \"id\"/' > two.jsonl &&
+	sed -n 3p r.jsonl | sed 's/\"id\"/\"m\": \"b\", \"id\"/' >> two.jsonl &&
+	parm-eval score -m m -s '$H' -s '$S' --plot two.svg two.jsonl > /dev/null &&
+	grep 'class=\"label\" fill=.*>0</text>' two.svg | sed 's/.* y=\"\([0-9.]*\)\".*/\1/' > ys &&
+	[ \$(wc -l < ys) -eq 2 ] && [ \$(sort -u ys | wc -l) -eq 2 ] &&
+	awk 'NR == 1 { a = \$1 } NR == 2 { d = a - \$1; exit !(d >= 11 || d <= -11) }' ys"
 ok "--plot writes a well-formed SVG with the axes and the legend" \
 	sh -c "parm-eval score -s '$H' -s '$S' --plot f.svg r.jsonl > /dev/null && [ ! -e f.svg.tmp ] &&
 	{ if command -v xmllint >/dev/null; then xmllint --noout f.svg; else grep -q '</svg>' f.svg; fi; } &&
