@@ -36,6 +36,10 @@ ok "-n bounds the response length" sh -c '
 	grep -q "\"stop\": *\"length\"" out'
 ok "--tokenize prints ids like llama.cpp (no BOS)" sh -c '
 	[ "$(printf "Hello world" | parm-logits --tokenize m.gguf)" = "15043 3186" ]'
+ok "--tokenize takes a vocabulary-only GGUF, of any architecture with a tokenizer (issue 14)" \
+	sh -c '[ "$(printf "Hello world" | parm-logits --tokenize "$0/ggml-vocab-llama-spm.gguf")" = "15043 3186" ] &&
+	[ "$(printf "Hello world" | parm-logits --tokenize "$0/ggml-vocab-gpt-2.gguf")" = "15496 995" ] &&
+	[ "$(printf "Hello world" | parm-logits --tokenize --vocab "$0/ggml-vocab-gpt-2.gguf")" = "15496 995" ]' "$fx"
 
 parm-train init --arch phi3 --vocab "$fx/ggml-vocab-phi-3.gguf" --dim 32 --layers 1 \
 	--heads 2 --ctx 64 --seed 3 -o phi3.gguf 2>>init.err

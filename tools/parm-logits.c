@@ -23,7 +23,7 @@
 static const char usage_text[] =
 "usage: parm-logits [options] MODEL.gguf < PROMPTS\n"
 "       parm-logits --remote URL --vocab FILE.gguf [options] < PROMPTS\n"
-"       parm-logits --tokenize MODEL.gguf < TEXT\n"
+"       parm-logits --tokenize MODEL.gguf|--vocab FILE.gguf < TEXT\n"
 "Run MODEL on each prompt (a line of text, or a JSONL record with a\n"
 "\"prompt\" field) and write a parm stream of next-token logits for a\n"
 "sampler such as parm-sample, reading its choices back.\n"
@@ -38,7 +38,8 @@ static const char usage_text[] =
 "                       phi3, ...) or a template's text\n"
 "      --system TEXT    a system turn before each prompt (with --chat)\n"
 "      --no-bos         do not start prompts with the BOS token\n"
-"      --tokenize       print the token ids of stdin and exit\n"
+"      --tokenize       print the token ids of stdin and exit (any GGUF with\n"
+"                       tokenizer.* keys will do, weights or not)\n"
 "Remote base (the -b sequences are requested at once):\n"
 "  -r, --remote URL     ask a server at URL instead of running MODEL\n"
 "      --api API        llamacpp (POST /completion, default) or openai\n"
@@ -568,7 +569,9 @@ int main(int argc, char **argv)
 	parm_setprog(argv[0]);
 	parse_args(argc, argv, &o);
 	if (o.tokenize) {
-		int rc = tokenize_stdin(o.model_path ? (open_local(&b, &o), b.tok) : load_vocab(&b, o.vocab));
+		/* only the tokenizer is read: a vocabulary-only GGUF, or one of an
+		 * architecture parm does not run, tokenizes as llama-tokenize's */
+		int rc = tokenize_stdin(load_vocab(&b, o.model_path ? o.model_path : o.vocab));
 		free_base(&b);
 		return rc;
 	}
