@@ -1,7 +1,7 @@
 #!/bin/sh
 # examples/build.sh - compile the examples' programs against libparm.a (run
 # `make` first): one program per controlled task (world, reviews, lists:
-# examples/TASK/TASK.c with examples/task.c) and make-vocab.
+# examples/TASK/TASK.c with examples/task.c).
 #
 #   sh examples/build.sh [OUTDIR]
 #
@@ -36,4 +36,3 @@ build() {
 for task in world reviews lists; do
 	build $task "$ex/$task/$task.c" "$ex/task.c"
 done
-build make-vocab "$ex/make-vocab.c"

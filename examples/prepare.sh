@@ -32,7 +32,7 @@ mkdir -p "$dir"
 sh examples/build.sh
 w=examples/bin/$task
 $w corpus -s "$seed" -n "$docs" > "$dir/corpus.jsonl"
-examples/bin/make-vocab -n "$vocab" -o "$dir/vocab.gguf" "$dir/corpus.jsonl"
+tools/parm-train vocab --size "$vocab" -o "$dir/vocab.gguf" "$dir/corpus.jsonl"
 $w prompts --all > "$dir/prompts.jsonl"
 $w prompts -s $((seed + 1000)) -n 40 > "$dir/eval-prompts.jsonl"
 $w pairs -s $((seed + 1)) -n 2000 | $w label -s "$seed" > "$dir/pairs-task.jsonl"

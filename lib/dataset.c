@@ -115,17 +115,34 @@ static int lm_add_doc(lm_builder *b, const char *prompt, const char *text, size_
 	return 0;
 }
 
-static int lm_record(void *ctx, json_t *obj, const char *origin)
+static int lm_doc(void *ctx, const char *prompt, const char *text, size_t len)
 {
-	lm_builder *b = ctx;
+	return lm_add_doc(ctx, prompt, text, len);
+}
+
+/* ---- a corpus, document by document ---- */
+
+typedef struct {
+	parm_badrecs *bad;
+	parm_doc_fn fn;
+	void *ctx;
+	long n;
+} corpus_walk;
+
+static int corpus_record(void *ctx, json_t *obj, const char *origin)
+{
+	corpus_walk *w = ctx;
 	json_t *text = json_object_get(obj, "text");
 	json_t *prompt = json_object_get(obj, "prompt");
 	json_t *resp = json_object_get(obj, "response");
+	w->n++;
 	if (json_is_string(text))
-		return lm_add_doc(b, NULL, json_string_value(text), json_string_length(text));
+		return w->fn(w->ctx, NULL, json_string_value(text), json_string_length(text));
 	if (json_is_string(prompt) && json_is_string(resp))
-		return lm_add_doc(b, json_string_value(prompt), json_string_value(resp), 0);
-	return parm_badrec(b->bad, "%s: no string field 'text' (nor 'prompt' and 'response')",
+		return w->fn(w->ctx, json_string_value(prompt), json_string_value(resp),
+			     json_string_length(resp));
+	w->n--;
+	return parm_badrec(w->bad, "%s: no string field 'text' (nor 'prompt' and 'response')",
 			   origin);
 }
 
@@ -152,7 +169,7 @@ static int looks_like_jsonl(const char *text, size_t n)
 }
 
 /* Read the input's current member as JSONL or as one text document. */
-static int lm_member(lm_builder *b, parm_input *in, enum parm_doc_format fmt)
+static int corpus_member(corpus_walk *w, parm_input *in, enum parm_doc_format fmt)
 {
 	const char *name = parm_input_member(in) ? parm_input_member(in) : parm_input_path(in);
 	const char *head;
@@ -165,12 +182,32 @@ static int lm_member(lm_builder *b, parm_input *in, enum parm_doc_format fmt)
 		json = looks_like_jsonl(head, n);
 	}
 	if (json)
-		return parm_input_jsonl(in, b->bad, lm_record, b) < 0 ? -1 : 0;
+		return parm_input_jsonl(in, w->bad, corpus_record, w) < 0 ? -1 : 0;
 	if (parm_input_slurp(in, &text, &n) < 0)
 		return -1;
-	int rc = lm_add_doc(b, NULL, text, n);
+	w->n++;
+	int rc = w->fn(w->ctx, NULL, text, n);
 	free(text);
 	return rc;
+}
+
+long parm_corpus_foreach(const char *const *paths, int n, enum parm_doc_format fmt,
+			 parm_badrecs *bad, parm_doc_fn fn, void *ctx)
+{
+	corpus_walk w = { .bad = bad, .fn = fn, .ctx = ctx };
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0; i++) {
+		parm_input *in = parm_input_open(paths[i]);
+		if (!in)
+			rc = -1;
+		while (in && (rc = parm_input_next_member(in)) > 0)
+			if (corpus_member(&w, in, fmt) < 0) {
+				rc = -1;
+				break;
+			}
+		parm_input_close(in);
+	}
+	return rc < 0 ? -1 : w.n;
 }
 
 static void lm_add_seq(parm_lm_data *d, long start, int len, long *cap)
@@ -208,21 +245,10 @@ int parm_lm_load(parm_lm_data *d, const parm_tokenizer *t,
 		 parm_badrecs *bad)
 {
 	lm_builder b = { .d = d, .t = t, .bad = bad };
-	int rc = 0;
 	memset(d, 0, sizeof *d);
 	if (o->max_len < 2)
 		return parm_fail("LM sequences need at least 2 tokens, not %d", o->max_len);
-	for (int i = 0; i < n && rc == 0; i++) {
-		parm_input *in = parm_input_open(paths[i]);
-		if (!in)
-			rc = -1;
-		while (in && (rc = parm_input_next_member(in)) > 0)
-			if (lm_member(&b, in, o->format) < 0) {
-				rc = -1;
-				break;
-			}
-		parm_input_close(in);
-	}
+	int rc = parm_corpus_foreach(paths, n, o->format, bad, lm_doc, &b) < 0 ? -1 : 0;
 	if (rc == 0)
 		lm_cut(d, b.doc_start, o);
 	free(b.doc_start);

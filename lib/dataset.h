@@ -87,6 +87,15 @@ enum parm_doc_format {
 	PARM_DOC_JSONL,         /* "text", or "prompt" + "response" */
 };
 
+/* The documents of a corpus, as parm_lm_load reads them (below): each
+ * file or archive member whole as text, or, for JSONL, each record's
+ * "text", or its "prompt" (not NULL then) and "response".  fn returns 0,
+ * or -1 + parm_error to stop; a record with neither goes to bad.
+ * Returns the documents read, or -1 + parm_error. */
+typedef int (*parm_doc_fn)(void *ctx, const char *prompt, const char *text, size_t len);
+long parm_corpus_foreach(const char *const *paths, int n, enum parm_doc_format fmt,
+			 parm_badrecs *bad, parm_doc_fn fn, void *ctx);
+
 typedef struct {
 	int max_len;            /* tokens per sequence (>= 2) */
 	enum parm_lm_layout layout;

@@ -47,7 +47,7 @@ hook=$DIR/tests/san-report.o
 if [ ! -f "$hook" ] || [ "$DIR/tests/san-report.c" -nt "$hook" ]; then
 	$CC $SAN -O1 -g -c -o "$hook" "$DIR/tests/san-report.c"
 	for src in "$DIR"/tools/parm-*.c "$DIR"/tests/test_*.c "$DIR"/tests/bench_*.c \
-		   "$DIR"/examples/*/*.c "$DIR"/examples/make-vocab.c; do
+		   "$DIR"/examples/*/*.c; do
 		rm -f "${src%.c}"
 	done
 	rm -rf "$DIR"/examples/bin

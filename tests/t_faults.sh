@@ -37,7 +37,7 @@ init "$fx/ggml-vocab-llama-spm.gguf" 5 small.gguf
 (cd "$top" && sh examples/build.sh "$T/bin") >/dev/null &&
 	for i in 1 2 3 4 5 6 7 8; do
 		echo '{"text": "the cat sat on the mat; how do I boil an egg? hello there, the end"}'
-	done > corpus.jsonl && bin/make-vocab -n 300 -o v300.gguf corpus.jsonl >/dev/null 2>&1 &&
+	done > corpus.jsonl && parm-train vocab --size 300 -o v300.gguf corpus.jsonl >/dev/null 2>&1 &&
 	init v300.gguf 6 tiny.gguf && init v300.gguf 8 tiny-small.gguf &&
 	"$top/tests/test_mix" --make-arm tiny-small.gguf 2 q,v 9 tiny-arm.gguf >/dev/null ||
 	{ echo "not ok 1 - a 300-token model and ARM"; exit 1; }

@@ -121,10 +121,15 @@ fails "label: one file is a usage error" 'give two files' "$W" label "$T/ga.json
 # ---- the vocabulary ----
 
 "$W" corpus -n 3000 > "$T/corpus.jsonl"
-ok "make-vocab: a BPE vocabulary from the corpus" "$B/make-vocab" -n 1024 -o "$T/vocab.gguf" "$T/corpus.jsonl"
-ok "make-vocab: deterministic" sh -c "\"$B/make-vocab\" -n 1024 -o '$T/vocab2.gguf' '$T/corpus.jsonl' && cmp '$T/vocab.gguf' '$T/vocab2.gguf'"
-fails "make-vocab: a record without text is named" 'x.jsonl:2: no "text"' \
-	sh -c "printf '{\"text\": \"a\"}\n{\"n\": 1}\n' > '$T/x.jsonl' && \"$B/make-vocab\" -o '$T/v3.gguf' '$T/x.jsonl'"
+ok "parm-train vocab: a BPE vocabulary from the corpus" parm-train vocab --size 1024 -o "$T/vocab.gguf" "$T/corpus.jsonl"
+ok "parm-train vocab: deterministic" sh -c "parm-train vocab --size 1024 -o '$T/vocab2.gguf' '$T/corpus.jsonl' 2>/dev/null && cmp '$T/vocab.gguf' '$T/vocab2.gguf'"
+fails "parm-train vocab --strict: a record without text is named" "x.jsonl:2: no string field 'text'" \
+	sh -c "printf '{\"text\": \"a\"}\n{\"n\": 1}\n' > '$T/x.jsonl' && parm-train vocab --strict -o '$T/v3.gguf' '$T/x.jsonl'"
+ok "parm-train vocab: without --strict the record is skipped and counted" sh -c "
+	parm-train vocab -o '$T/v4.gguf' '$T/x.jsonl' 2> '$T/v4.err' && grep -q '1 malformed records skipped' '$T/v4.err'"
+fails "parm-train vocab: --size below the bytes and controls" '^parm-train: --size: expected an integer from 258' \
+	parm-train vocab --size 100 -o "$T/v5.gguf" "$T/corpus.jsonl"
+fails "parm-train vocab: no corpus" '^parm-train: vocab: no corpus given' parm-train vocab -o "$T/v6.gguf"
 ok "a model made from the vocabulary" parm-train init --vocab "$T/vocab.gguf" --dim 32 \
 	--layers 1 --heads 2 -o "$T/model.gguf"
 sed 's/^{"prompt":"\(.*\)","response":"\(.*\)"}$/\1\2/' "$T/corpus.jsonl" | head -50 > "$T/text"

@@ -3,6 +3,7 @@
  * parameter next-token training), arm (PARM / GenARM reward models on
  * preference pairs) and accuracy (an ARM's preference accuracy). */
 #include "arm.h"
+#include "bpe_train.h"
 #include "chat.h"
 #include "dataset.h"
 #include "gguf.h"
@@ -29,6 +30,7 @@ static const char usage_text[] =
 "       parm-train lm [options] -o OUT.gguf MODEL.gguf CORPUS...\n"
 "       parm-train arm [options] -o ARM.gguf BACKBONE.gguf DATA...\n"
 "       parm-train accuracy [--pref A] [data options] ARM.gguf DATA...\n"
+"       parm-train vocab [--size N] -o VOCAB.gguf CORPUS...\n"
 "init: write a model with random weights (normal, std 0.02; norms 1) and\n"
 "the tokenizer of FILE.gguf, loadable here and by llama.cpp.\n"
 "  -a, --arch A         llama, qwen2 (q/k/v biases), qwen3 (q/k norms) or\n"
@@ -48,6 +50,9 @@ static const char usage_text[] =
 "with \"text\" or \"prompt\" + \"response\", loss on the response).\n"
 "arm: train PBLoRA adapters on preference pairs (PARM for k > 1\n"
 "objectives, GenARM for k = 1).  accuracy: an ARM's preference accuracy.\n"
+"vocab: learn a byte-level BPE vocabulary of --size N tokens (default 1024)\n"
+"from corpora read as lm reads them, for init --vocab (--strict: stop at\n"
+"a malformed record).\n"
 "Training options (lm and arm):\n"
 "  -o, --output FILE        the model or ARM to write\n"
 "      --steps N            optimiser steps (default: --epochs worth)\n"
@@ -207,6 +212,65 @@ static int cmd_init(int argc, char **argv)
 	if (parm_model_init(o.out, vocab, &cfg, o.type, (uint64_t)o.seed) < 0)
 		die("%s", parm_error());
 	gguf_close(vocab);
+	return 0;
+}
+
+/* ---- vocab ---- */
+
+static void check_output_path(const char *path);
+
+/* A document into the BPE counts: prompt and response joined, as
+ * parm-train lm reads them. */
+static int vocab_doc(void *ctx, const char *prompt, const char *text, size_t len)
+{
+	if (!prompt) {
+		parm_bpe_add(ctx, text, len);
+		return 0;
+	}
+	size_t np = strlen(prompt);
+	char *joined = xmalloc(np + len + 1);
+	memcpy(joined, prompt, np);
+	memcpy(joined + np, text, len);
+	parm_bpe_add(ctx, joined, np + len);
+	free(joined);
+	return 0;
+}
+
+static int cmd_vocab(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"size", 1, 0, 'n'}, {"output", 1, 0, 'o'}, {"strict", 0, 0, 'S'},
+		{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+	parm_badrecs bad = { .strict = 0 };
+	const char *out = NULL;
+	long size = 1024;
+	int c, reached;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":n:o:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n': size = int_opt("--size", optarg, PARM_BPE_MIN_VOCAB, 1 << 20); break;
+		case 'o': out = optarg; break;
+		case 'S': bad.strict = 1; break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case ':': die("option '%s' needs a value", argv[optind - 1]);
+		default: die("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (!out)
+		die("vocab: -o is required (see parm-train --help)");
+	if (optind == argc)
+		die("vocab: no corpus given");
+	check_output_path(out);
+	parm_bpe *b = parm_bpe_new();
+	long docs = parm_corpus_foreach((const char *const *)argv + optind, argc - optind,
+					PARM_DOC_AUTO, &bad, vocab_doc, b);
+	if (docs < 0 || (reached = parm_bpe_learn(b, (int)size)) < 0 || parm_bpe_save(b, out) < 0)
+		die("%s", parm_error());
+	if (bad.n_skipped)
+		warn("vocab: %ld malformed records skipped", bad.n_skipped);
+	warn("vocab: %ld documents, %d tokens (%d merges)%s", docs, reached, parm_bpe_n_merges(b),
+	     reached < size ? ": no pair occurs twice more" : "");
+	parm_bpe_free(b);
 	return 0;
 }
 
@@ -946,5 +1010,7 @@ int main(int argc, char **argv)
 		return cmd_arm(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "accuracy"))
 		return cmd_accuracy(argc - 1, argv + 1);
-	usage_error("unknown mode '%s' (init, lm, arm or accuracy)", argv[1]);
+	if (!strcmp(argv[1], "vocab"))
+		return cmd_vocab(argc - 1, argv + 1);
+	usage_error("unknown mode '%s' (init, lm, arm, accuracy or vocab)", argv[1]);
 }
