@@ -72,7 +72,6 @@ typedef struct {
 	parm_lm_data *d;
 	const parm_tokenizer *t;
 	long cap, *doc_start, doc_cap;
-	parm_badrecs *bad;
 } lm_builder;
 
 static void lm_append(lm_builder *b, const int *ids, int n, int loss_from)
@@ -97,8 +96,9 @@ static void lm_append(lm_builder *b, const int *ids, int n, int loss_from)
 
 /* A document: BOS (not a target) + text + EOS, or a prompt (not targets)
  * followed by its response + EOS. */
-static int lm_add_doc(lm_builder *b, const char *prompt, const char *text, size_t len)
+static int lm_add_doc(void *ctx, const char *prompt, const char *text, size_t len)
 {
+	lm_builder *b = ctx;
 	int n, from, *ids;
 	if (prompt) {
 		ids = tokenize_joined(b->t, prompt, text, 0, &n, &from);
@@ -113,11 +113,6 @@ static int lm_add_doc(lm_builder *b, const char *prompt, const char *text, size_
 	lm_append(b, ids, n, from);
 	free(ids);
 	return 0;
-}
-
-static int lm_doc(void *ctx, const char *prompt, const char *text, size_t len)
-{
-	return lm_add_doc(ctx, prompt, text, len);
 }
 
 /* ---- a corpus, document by document ---- */
@@ -135,13 +130,15 @@ static int corpus_record(void *ctx, json_t *obj, const char *origin)
 	json_t *text = json_object_get(obj, "text");
 	json_t *prompt = json_object_get(obj, "prompt");
 	json_t *resp = json_object_get(obj, "response");
-	w->n++;
-	if (json_is_string(text))
+	if (json_is_string(text)) {
+		w->n++;
 		return w->fn(w->ctx, NULL, json_string_value(text), json_string_length(text));
-	if (json_is_string(prompt) && json_is_string(resp))
+	}
+	if (json_is_string(prompt) && json_is_string(resp)) {
+		w->n++;
 		return w->fn(w->ctx, json_string_value(prompt), json_string_value(resp),
 			     json_string_length(resp));
-	w->n--;
+	}
 	return parm_badrec(w->bad, "%s: no string field 'text' (nor 'prompt' and 'response')",
 			   origin);
 }
@@ -244,11 +241,11 @@ int parm_lm_load(parm_lm_data *d, const parm_tokenizer *t,
 		 const char *const *paths, int n, const parm_lm_opts *o,
 		 parm_badrecs *bad)
 {
-	lm_builder b = { .d = d, .t = t, .bad = bad };
+	lm_builder b = { .d = d, .t = t };
 	memset(d, 0, sizeof *d);
 	if (o->max_len < 2)
 		return parm_fail("LM sequences need at least 2 tokens, not %d", o->max_len);
-	int rc = parm_corpus_foreach(paths, n, o->format, bad, lm_doc, &b) < 0 ? -1 : 0;
+	int rc = parm_corpus_foreach(paths, n, o->format, bad, lm_add_doc, &b) < 0 ? -1 : 0;
 	if (rc == 0)
 		lm_cut(d, b.doc_start, o);
 	free(b.doc_start);

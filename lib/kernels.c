@@ -40,12 +40,13 @@ static const kernels_vec *vec(void)
 /* ---- the pool: the caller plus n-1 workers run one function together ----
  * A decode step runs some sixty short parallel passes, and waking a
  * sleeping thread (a futex, dearer still under a hypervisor) can cost as
- * much as a pass: so the workers spin a little (POOL_SPIN) for the next
+ * much as a pass: so the workers spin up to POOL_SPIN_US for the next
  * pass and the caller for the last worker, and sleep on the condition
  * variables only past that.  Not with more threads than processors:
- * there a spinning thread holds the processor the one it waits for needs.  gen, pending and the sleeper flags are
- * atomics (sequentially consistent): a waker sees a sleeper's flag or the
- * sleeper sees the waker's change, never neither, so no wake-up is lost. */
+ * there a spinning thread holds the processor the one it waits for needs.
+ * gen, pending and the sleeper flags are atomics (sequentially
+ * consistent): a waker sees a sleeper's flag or the sleeper sees the
+ * waker's change, never neither, so no wake-up is lost. */
 
 typedef void pool_fn(void *arg, int worker, int n_workers);
 

@@ -519,6 +519,7 @@ struct summary {
 	struct group *g;
 	double *pts;                    /* [n_groups][k] means */
 	double ref[PARM_PROV_MAX], lo[PARM_PROV_MAX], hi[PARM_PROV_MAX];
+	int ref_given;                  /* -R, else ref = lo */
 };
 
 static struct group *find_group(struct summary *s, const parm_provenance *p, const double *alpha)
@@ -725,6 +726,21 @@ static json_t *json_method(const char *name, int points, struct method_stats m)
 			 "front", m.n_front, "hv", m.hv, "mip", m.has_mip ? json_real(m.mip) : json_null());
 }
 
+/* Against the default reference (each objective's minimum over every
+ * point) a method whose every point is lowest on some objective spans
+ * nothing: hv 0 however wide its front.  Say so, and how to choose one. */
+static void hint_zero_hv(const struct summary *s, const struct method_stats *m,
+			 const int *first, int n_methods)
+{
+	for (int i = 0; !s->ref_given && i < n_methods; i++)
+		if (method_end(s, first[i]) - first[i] > 1 && m[i].hv == 0) {
+			warn("method '%s' has hypervolume 0 against the per-objective minimum: "
+			     "each of its points is the lowest on some objective; -R sets a "
+			     "reference point below them all", s->g[first[i]].method);
+			return;
+		}
+}
+
 static void print_summary(struct summary *s, int json)
 {
 	json_t *methods = json_array(), *groups = json_array(), *names = json_array();
@@ -734,6 +750,7 @@ static void print_summary(struct summary *s, int json)
 		first[n_methods] = f;
 		m[n_methods++] = method_stats(s, f, method_end(s, f) - f);
 	}
+	hint_zero_hv(s, m, first, n_methods);
 	if (!json) {
 		tsv_groups(s);
 		fputs("\nmethod\tpoints\tfront\thv\tmip\n", stdout);
@@ -791,21 +808,6 @@ static void plot(const struct summary *s, const char *path)
 	free(labels), free(front);
 }
 
-/* With the default reference (each objective's minimum over every point)
- * a method whose every point is lowest on some objective spans nothing:
- * hv 0 however wide its front.  Say so, and how to choose a reference. */
-static void hint_zero_hv(struct summary *s)
-{
-	for (int f = 0; f < s->n_groups; f = method_end(s, f)) {
-		int n = method_end(s, f) - f;
-		if (n > 1 && parm_hypervolume(s->pts + (size_t)f * s->k, n, s->k, s->ref) == 0) {
-			warn("method '%s' has hypervolume 0 against the per-objective minimum: "
-			     "each of its points is the lowest on some objective; -R sets a "
-			     "reference point below them all", s->g[f].method);
-			return;
-		}
-	}
-}
 
 static void summarise(const struct opts *o, const struct records *r, const double *scores,
 		      const char *const *names)
@@ -818,9 +820,8 @@ static void summarise(const struct opts *o, const struct records *r, const doubl
 	memcpy(s.ref, s.lo, sizeof s.ref);
 	if (o->ref)
 		parse_ref(&s, o->ref);
+	s.ref_given = o->ref != NULL;
 	print_summary(&s, o->json);
-	if (!o->ref)
-		hint_zero_hv(&s);
 	if (o->plot)
 		plot(&s, o->plot);
 	for (int i = 0; i < s.n_groups; i++)
