@@ -312,10 +312,16 @@ enum { SMALL_N = 8 };
 
 /* y[:, r0:r0+rows] = x W[r0:r0+rows]^T, W dequantised into scratch first
  * unless it is f32 already. */
-static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker)
+static void matmul_tile(const matmul_job *j, const quant_x8 *xq, int n, int r0, int rows,
+			int worker)
 {
 	const float *wt;
 	size_t rb = ggml_row_bytes(j->t, j->in);
+	if (xq) {       /* integers: x quantised once for the whole pass */
+		quant_dot_x8_rows(j->y + r0, j->out, (const char *)j->w + (size_t)r0 * rb, rb, rows,
+				  j->t, xq, n, j->in);
+		return;
+	}
 	if (n <= SMALL_N && quant_dot_fused(j->t, j->in)) {
 		/* fused: the blocks are read in place, never written as floats */
 		quant_dot_rows(j->y + r0, j->out, (const char *)j->w + (size_t)r0 * rb, rb, rows,
@@ -349,6 +355,7 @@ static void matmul_tile(const matmul_job *j, int n, int r0, int rows, int worker
 
 typedef struct {
 	const matmul_job *jobs;
+	const quant_x8 **xq;    /* [n_jobs]: job j's x quantised, or NULL */
 	int n_jobs, n;
 	atomic_int next;
 	int total;
@@ -377,7 +384,7 @@ static int job_items(const matmul_job *j, int n)
 	return job_tiles(j);
 }
 
-static void matmul_item(const matmul_job *job, int n, int t, int worker)
+static void matmul_item(const matmul_job *job, const quant_x8 *xq, int n, int t, int worker)
 {
 	if (job_is_gemm(job, n)) {
 		gemm_args g = job_gemm(job, n);
@@ -387,7 +394,7 @@ static void matmul_item(const matmul_job *job, int n, int t, int worker)
 	int rows = tile_rows(job->in), r0 = t * rows;
 	if (r0 + rows > job->out)
 		rows = job->out - r0;
-	matmul_tile(job, n, r0, rows, worker);
+	matmul_tile(job, xq, n, r0, rows, worker);
 }
 
 static void matmul_worker(void *arg, int worker, int n_workers)
@@ -400,25 +407,71 @@ static void matmul_worker(void *arg, int worker, int n_workers)
 			t -= nt;
 			j++;
 		}
-		matmul_item(&mw->jobs[j], mw->n, t, worker);
+		matmul_item(&mw->jobs[j], mw->xq[j], mw->n, t, worker);
 	}
+}
+
+static int int8_on = -1;        /* -1: PARM_INT8 not read yet */
+
+void kernels_set_int8(int on)
+{
+	int8_on = on != 0;
+}
+
+/* Read on the caller's thread before a pass, never by the workers. */
+static int job_is_x8(const matmul_job *j, int n)
+{
+	if (int8_on < 0) {
+		const char *e = getenv("PARM_INT8");
+		int8_on = !(e && !strcmp(e, "0"));
+	}
+	return int8_on && j->x8 && n <= SMALL_N && quant_dot_x8_ok(j->t, j->in);
+}
+
+/* The jobs' inputs quantised for their integer dots, each distinct x
+ * once (q, k and v share theirs); NULL for the other jobs.  Returns the
+ * buffer to free. */
+static quant_x8 *quantise_inputs(const quant_x8 **xq, const matmul_job *jobs, int n_jobs, int n)
+{
+	size_t blocks = 0, at = 0;
+	for (int j = 0; j < n_jobs; j++)
+		if (job_is_x8(&jobs[j], n))
+			blocks += (size_t)n * (size_t)(jobs[j].in / 256);
+	quant_x8 *buf = blocks ? xmalloc(blocks * sizeof *buf) : NULL;
+	for (int j = 0; j < n_jobs; j++) {
+		xq[j] = NULL;
+		if (!job_is_x8(&jobs[j], n))
+			continue;
+		for (int i = 0; i < j && !xq[j]; i++)
+			if (xq[i] && jobs[i].x == jobs[j].x && jobs[i].in == jobs[j].in)
+				xq[j] = xq[i];
+		if (xq[j])
+			continue;
+		quant_x8_row(buf + at, jobs[j].x, (int64_t)n * jobs[j].in);
+		xq[j] = buf + at;
+		at += (size_t)n * (size_t)(jobs[j].in / 256);
+	}
+	return buf;
 }
 
 void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n)
 {
-	matmul_work mw = { .jobs = jobs, .n_jobs = n_jobs, .n = n };
+	const quant_x8 *xq[n_jobs > 0 ? n_jobs : 1];
+	matmul_work mw = { .jobs = jobs, .xq = xq, .n_jobs = n_jobs, .n = n };
 	if (n <= 0)
 		return;
+	quant_x8 *buf = quantise_inputs(xq, jobs, n_jobs, n);
 	atomic_init(&mw.next, 0);
 	for (int j = 0; j < n_jobs; j++)
 		mw.total += job_items(&jobs[j], n);
 	pool_run(matmul_worker, &mw);
+	free(buf);
 }
 
 void matmul_forward(float *y, const float *x, const void *w, enum ggml_type t,
 		    int n, int in, int out)
 {
-	matmul_job job = { y, x, w, t, in, out };
+	matmul_job job = { y, x, w, t, in, out, 0 };
 	matmul_many_forward(&job, 1, n);
 }
 

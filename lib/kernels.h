@@ -21,6 +21,12 @@
 void kernels_set_threads(int n);
 int kernels_threads(void);
 
+/* Whether inference's decode may quantise activations to 8 bits for an
+ * integer dot (matmul_job.x8): 1 unless the environment's PARM_INT8 is
+ * 0, until this sets it.  Off, decode on K-quant weights sums floats, as
+ * on their f32 copy but for the order of the sums. */
+void kernels_set_int8(int on);
+
 /* y[N][out] = x[N][in] W^T, W[out][in] rows of type t (in a multiple of
  * the type's block).  Weights are read in place: quantised ones, and any
  * for a few tokens, a tile of rows at a time; f32 weights for many tokens
@@ -31,13 +37,18 @@ void matmul_forward(float *y, const float *x, const void *w, enum ggml_type t,
 void matmul_forward_ref(float *y, const float *x, const void *w, enum ggml_type t,
 			int n, int in, int out);
 
-/* Several independent matmuls in one parallel pass (q, k, v share x). */
+/* Several independent matmuls in one parallel pass (q, k, v share x).
+ * x8: inference's choice, for a decode's few tokens, of x quantised to 8
+ * bits for weights of a type with an integer dot (quant_dot_x8_ok), as
+ * llama.cpp does, unless kernels_set_int8 turned it off; training keeps x
+ * in floats. */
 typedef struct {
 	float *y;
 	const float *x;
 	const void *w;
 	enum ggml_type t;
 	int in, out;
+	int x8;
 } matmul_job;
 void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n);
 

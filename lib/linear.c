@@ -31,20 +31,27 @@ void parm_linear_adapter(float *y, const parm_linear *l, const float *x, int n)
 	free(scratch);
 }
 
-void parm_linear_base(float *const *y, const parm_linear *lin, int count, const float *x, int n)
+/* x8: inference's choice of 8-bit activations (kernels.h). */
+static void linear_base(float *const *y, const parm_linear *lin, int count, const float *x,
+			int n, int x8)
 {
 	matmul_job jobs[3] = { { 0 } };
 	for (int j = 0; j < count; j++)
-		jobs[j] = (matmul_job){ y[j], x, lin[j].w, lin[j].type, lin[j].in, lin[j].out };
+		jobs[j] = (matmul_job){ y[j], x, lin[j].w, lin[j].type, lin[j].in, lin[j].out, x8 };
 	matmul_many_forward(jobs, count, n);
 	for (int j = 0; j < count; j++)
 		if (lin[j].bias)
 			add_bias(y[j], lin[j].bias, n, lin[j].out);
 }
 
+void parm_linear_base(float *const *y, const parm_linear *lin, int count, const float *x, int n)
+{
+	linear_base(y, lin, count, x, n, 0);
+}
+
 void parm_linear_forward(float *const *y, const parm_linear *lin, int count, const float *x, int n)
 {
-	parm_linear_base(y, lin, count, x, n);
+	linear_base(y, lin, count, x, n, 1);
 	for (int j = 0; j < count; j++)
 		parm_linear_adapter(y[j], &lin[j], x, n);
 }

@@ -56,4 +56,30 @@ void quant_dot_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enu
 void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,
 		   const float *x, int nx, int64_t n);
 
+/* Activations as 8-bit integers, for the K types' integer dots at decode
+ * (llama.cpp's CPU backend does the same with its q8_K): 256 at a time,
+ * x[j] about d q[j] with d = max |x| / 127 over the 256, q rounded to
+ * nearest (ties to even); bsum[k] is the sum of q[16 k .. 16 k + 15], which
+ * the weights' offsets (q4_K's and q5_K's minimums, q6_K's 32) multiply. */
+typedef struct {
+	float d;
+	int16_t bsum[16];
+	int8_t q[256];
+} quant_x8;
+/* out[n / 256] = x[n] quantised (n a multiple of 256).  A NaN or an
+ * infinity in a block makes its d NaN, so the dots stay NaN as they
+ * would in floats. */
+void quant_x8_row(quant_x8 *out, const float *x, int64_t n);
+/* 1 when rows of type t and length n have an integer dot (q4_K, q5_K,
+ * q6_K, whole super-blocks). */
+int quant_dot_x8_ok(enum ggml_type t, int64_t n);
+/* quant_dot_rows against nx quantised vectors x[nx][n / 256]: each
+ * super-block's products and offsets summed exactly as integers, then
+ * scaled once in floats. */
+void quant_dot_x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows,
+		       enum ggml_type t, const quant_x8 *x, int nx, int64_t n);
+/* The same as plain loops (integers, then doubles), one row. */
+void quant_dot_x8_ref(float *y, size_t ys, const void *row, enum ggml_type t,
+		      const quant_x8 *x, int nx, int64_t n);
+
 #endif

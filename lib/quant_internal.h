@@ -251,6 +251,12 @@ quant_dot_fn quant_dot_portable;
 #if defined(__x86_64__) || defined(__i386__)
 quant_dot_fn quant_dot_avx2, quant_dot_avx512;
 #endif
+/* quant_dot_x8_rows on one vector path (quant_x8_internal.h). */
+typedef void quant_dot_x8_fn(float *y, size_t ys, const void *w, size_t rb, int rows,
+			     enum ggml_type t, const quant_x8 *x, int nx, int64_t n);
+#if defined(__x86_64__) || defined(__i386__)
+quant_dot_x8_fn quant_dot_x8_avx2, quant_dot_x8_avx512;
+#endif
 
 #endif
 

@@ -353,7 +353,9 @@ int main(int argc, char **argv)
 	parm_setprog(argv[0]);
 	if (argc == 3 && !strcmp(argv[1], "--decode-only")) {
 		parm_model *m = parm_model_load(argv[2]);
-		return m && decode_rate(m, 1) > 0 ? 0 : 1;
+		double rate = m ? decode_rate(m, 1) : 0;
+		printf("%.1f tok/s\n", rate);
+		return rate > 0 ? 0 : 1;
 	}
 	if (argc < 2)
 		die("usage: bench_decode VOCAB.gguf [CACHE_DIR]");

@@ -17,7 +17,7 @@ trap 'rm -f "$log"' EXIT
 # test_llamacpp: most of its time is llama.cpp's side and the tokenizers,
 # the same on every path, and our side of it is held to the plain-loop
 # references by test_quant, test_kernels and test_model on every path.
-numerical="tests/test_quant.c tests/test_kernels.c tests/test_backward.c
+numerical="tests/test_quant.c tests/test_quant_x8.c tests/test_kernels.c tests/test_backward.c
 	tests/test_model.c tests/test_generate.c tests/test_train.c
 	tests/test_trainer.c tests/test_pblora.c tests/test_mix.c tests/test_arm.c
 	tests/test_qbackbone.c

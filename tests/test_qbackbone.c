@@ -3,7 +3,8 @@
  * blocks (Q4_K_M's two types), against the same model dequantised to f32
  * (the same weights exactly, so only the order of sums differs):
  *   - the forward, prefill (dequantised tiles into sgemm) and decode (the
- *     fused dots reading blocks in place);
+ *     fused dots reading blocks in place, with float activations, and
+ *     with 8-bit ones: only near);
  *   - PBLoRA training (QLoRA: the backward goes through dequantised tiles,
  *     never an f32 copy of the model): log-probs and every gradient;
  *   - the guide parm-mix runs, merged (the adapted matrices dequantised
@@ -16,6 +17,7 @@
 
 #include "arm.h"
 #include "gguf.h"
+#include "kernels.h"
 #include "mix.h"
 #include "model.h"
 #include "quant.h"
@@ -123,23 +125,47 @@ static float *logits(const parm_model *m, const int *ids, int n, int decode)
 	return out;
 }
 
-static void test_forward(const parm_model *q, const parm_model *f)
+/* rms of a - b over the rms of b. */
+static double rms_ratio(const float *a, const float *b, size_t n)
 {
-	int ids[20];
-	for (int i = 0; i < 20; i++)
-		ids[i] = (i * 7919 + 3) % q->cfg.n_vocab;
-	for (int decode = 0; decode < 2; decode++) {
-		float *a = logits(q, ids, 20, decode), *b = logits(f, ids, 20, decode);
-		double e = rel_rms(a, b, (size_t)20 * q->cfg.n_vocab);
-		ok(e < 1e-4, "%s on q4_K/q6_K blocks = on their f32 copy (max diff %.2g x rms)",
-		   decode ? "decode (fused dots)" : "prefill (dequantised tiles, sgemm)", e);
-		free(a);
-		free(b);
+	double d2 = 0, b2 = 0;
+	for (size_t i = 0; i < n; i++) {
+		d2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+		b2 += (double)b[i] * b[i];
 	}
+	return sqrt(d2 / (b2 + 1e-30));
 }
 
-/* Trainers on both backbones with the same adapters (B random, so every
- * gradient is non-zero), training off (no dropout). */
+/* Prefill and decode with float activations sum the same weights as the
+ * f32 copy, in another order; decode with 8-bit activations (the
+ * default) rounds each input of a K-quant matrix to 1/254 of its largest,
+ * as llama.cpp does: near the copy, not equal to it. */
+static void test_forward(const parm_model *q, const parm_model *f)
+{
+	static const char *how[] = { "prefill (dequantised tiles, sgemm)",
+				     "decode (fused float dots, PARM_INT8=0)" };
+	int ids[20];
+	size_t n = (size_t)20 * q->cfg.n_vocab;
+	for (int i = 0; i < 20; i++)
+		ids[i] = (i * 7919 + 3) % q->cfg.n_vocab;
+	float *b = logits(f, ids, 20, 1);
+	kernels_set_int8(0);
+	for (int decode = 0; decode < 2; decode++) {
+		float *a = logits(q, ids, 20, decode);
+		double e = rel_rms(a, b, n);
+		ok(e < 1e-4, "%s on q4_K/q6_K blocks = on their f32 copy (max diff %.2g x rms)",
+		   how[decode], e);
+		free(a);
+	}
+	kernels_set_int8(1);
+	float *a = logits(q, ids, 20, 1);
+	double e = rms_ratio(a, b, n);
+	ok(e > 1e-6 && e < 0.05, "decode (8-bit activations, integer dots) on q4_K/q6_K blocks: "
+	   "near their f32 copy, not equal (rms diff %.2g x rms)", e);
+	free(a);
+	free(b);
+}
+
 static parm_trainer *trainer_on(const parm_model *m)
 {
 	parm_adapter_opts o;
@@ -251,6 +277,7 @@ static void test_guide(const parm_model *f)
 		return;
 	}
 	header_of(&h, f);
+	kernels_set_int8(0);    /* the same sums as the copy's but for their order */
 	float *ref = guide_rounds(path_in("arm-f.gguf"), 1, &h, 4);
 	for (int merge = 1; merge >= 0; merge--) {
 		float *lp = guide_rounds(path_in("arm-q.gguf"), merge, &h, 4);
@@ -260,6 +287,7 @@ static void test_guide(const parm_model *f)
 		   merge ? "merged into f32 copies of the adapted matrices" : "unmerged", e);
 		free(lp);
 	}
+	kernels_set_int8(1);
 	free(ref);
 	free(h.pieces);
 	free(h.piece_len);

@@ -1,0 +1,191 @@
+/* quant_x8_internal.h - quant_dot_x8_rows on one vector path: included by
+ * quant_dot_avx2.c and quant_dot_avx512.c after quant_internal.h, with
+ * QUANT_X8_VARIANT the entry point's name.
+ *
+ * A super-block of 256 weights meets each activation vector as integers:
+ * maddubs multiplies 32 unsigned weight bytes by 32 signed activation
+ * bytes into 16 sums of two (at most 2 x 63 x 127: no saturation), madd
+ * multiplies those by their sub-block's scale and adds pairs into 8 int32,
+ * and the weights' offsets come off through the activations' sums of 16.
+ * Only the super-block's total is converted and scaled, once, by the
+ * weights' d times the activations' d: the float dot (quant_internal.h)
+ * converts and scales every weight, which made decode compute-bound.
+ * Vectors are 256 bits on both paths; AVX-512's 32 registers hold the
+ * sums of twice the vectors per pass over a row.
+ */
+#ifdef QUANT_X8_VARIANT
+#if defined(__AVX2__) && defined(__FMA__)
+
+#if defined(__AVX512F__)
+enum { X8_GROUP = 8 };
+#else
+enum { X8_GROUP = 4 };
+#endif
+
+#define X8 __attribute__((always_inline)) static inline
+
+X8 __m256i x8_load(const void *p)
+{
+	return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* The 4-bit fields of every byte of v from bit shift (0 or 4) up. */
+X8 __m256i x8_nibbles(__m256i v, int shift)
+{
+	return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(15));
+}
+
+/* Bits shift .. shift + width - 1 of every byte of v, moved to bit up. */
+X8 __m256i x8_bits(__m256i v, int shift, int width, int up)
+{
+	__m256i b = _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8((1 << width) - 1));
+	return _mm256_slli_epi16(b, up);
+}
+
+/* Q4_K and Q5_K: the eight 6-bit scales and minimums k4_scale_min
+ * decodes one at a time, four at a time in 32-bit words. */
+X8 void x8_k4_scales(uint8_t sc[8], uint8_t m[8], const uint8_t q[12])
+{
+	uint32_t w[3], v[4];
+	memcpy(w, q, sizeof w);
+	v[0] = w[0] & 0x3f3f3f3f;
+	v[1] = (w[2] & 0x0f0f0f0f) | (w[0] >> 6 & 0x03030303) << 4;
+	v[2] = w[1] & 0x3f3f3f3f;
+	v[3] = (w[2] >> 4 & 0x0f0f0f0f) | (w[1] >> 6 & 0x03030303) << 4;
+	memcpy(sc, v, 8);
+	memcpy(m, v + 2, 8);
+}
+
+X8 float x8_hsum(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+/* sum[i] += the super-block blk (q4_K or q5_K) . x[i * xs], i < nt:
+ * d sum_s sc_s (q_s . x_s) - dmin sum_s m_s (the sum of x_s). */
+X8 void x8_k4(__m256 sum[], const char *blk, enum ggml_type t, const quant_x8 *x, int64_t xs,
+	      int nt)
+{
+	const block_q4_K *b4 = (const block_q4_K *)blk;
+	const block_q5_K *b5 = (const block_q5_K *)blk;
+	const int q5 = t == GGML_Q5_K;
+	const uint8_t *qs = q5 ? b5->qs : b4->qs;
+	const __m256i high = q5 ? x8_load(b5->qh) : _mm256_setzero_si256();
+	uint8_t sc[8], m[8];
+	__m256i acc[X8_GROUP];
+	x8_k4_scales(sc, m, q5 ? b5->scales : b4->scales);
+	for (int i = 0; i < nt; i++)
+		acc[i] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+	for (int j = 0; j < 4; j++) {   /* sub-blocks 2j (low nibbles) and 2j + 1 */
+		const __m256i v = x8_load(qs + 32 * j);
+		__m256i w0 = x8_nibbles(v, 0), w1 = x8_nibbles(v, 4);
+		if (q5) {
+			w0 = _mm256_or_si256(w0, x8_bits(high, 2 * j, 1, 4));
+			w1 = _mm256_or_si256(w1, x8_bits(high, 2 * j + 1, 1, 4));
+		}
+		const __m256i s0 = _mm256_set1_epi16(sc[2 * j]), s1 = _mm256_set1_epi16(sc[2 * j + 1]);
+#pragma GCC unroll 8
+		for (int i = 0; i < nt; i++) {
+			const int8_t *q = x[i * xs].q + 64 * j;
+			__m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(w0, x8_load(q)), s0);
+			__m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(w1, x8_load(q + 32)), s1);
+			acc[i] = _mm256_add_epi32(acc[i], _mm256_add_epi32(p0, p1));
+		}
+	}
+	/* m_s twice, against the two sums of 16 of sub-block s */
+	const __m128i m8 = _mm_loadl_epi64((const __m128i *)m);
+	const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+	const float d = half_to_float(q5 ? b5->d : b4->d), dmin = half_to_float(q5 ? b5->dmin : b4->dmin);
+#pragma GCC unroll 8
+	for (int i = 0; i < nt; i++) {
+		const quant_x8 *xi = x + i * xs;
+		const __m256i off = _mm256_madd_epi16(x8_load(xi->bsum), mins);
+		sum[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), _mm256_set1_ps(d * xi->d), sum[i]);
+		sum[i] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(off), _mm256_set1_ps(dmin * xi->d), sum[i]);
+	}
+}
+
+/* sum[i] += the q6_K super-block b . x[i * xs], i < nt:
+ * d sum_k sc_k (q_k . x_k - 32 (the sum of x_k)) over its 16 sixteens. */
+X8 void x8_q6k(__m256 sum[], const block_q6_K *b, const quant_x8 *x, int64_t xs, int nt)
+{
+	const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+	/* a 16-bit pair of scales, the first in the low 128 bits, the second in the high */
+	const __m256i spread = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+						2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+	__m256i acc[X8_GROUP];
+	for (int i = 0; i < nt; i++)
+		acc[i] = _mm256_sub_epi32(_mm256_setzero_si256(),
+					  _mm256_slli_epi32(_mm256_madd_epi16(sc16, x8_load(x[i * xs].bsum)), 5));
+#pragma GCC unroll 8
+	for (int s = 0; s < 8; s++) {   /* 32 weights: 4 bits of ql, 2 of qh */
+		const int half = s / 4, j = s % 4;
+		const __m256i lo = x8_nibbles(x8_load(b->ql + 64 * half + 32 * (j % 2)), 4 * (j / 2));
+		const __m256i w = _mm256_or_si256(lo, x8_bits(x8_load(b->qh + 32 * half), 2 * j, 2, 4));
+		const __m256i scale = _mm256_shuffle_epi8(
+			_mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(s)), spread);
+#pragma GCC unroll 8
+		for (int i = 0; i < nt; i++) {
+			__m256i p = _mm256_maddubs_epi16(w, x8_load(x[i * xs].q + 32 * s));
+			acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(p, scale));
+		}
+	}
+	const float d = half_to_float(b->d);
+#pragma GCC unroll 8
+	for (int i = 0; i < nt; i++)
+		sum[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), _mm256_set1_ps(d * x[i * xs].d), sum[i]);
+}
+
+/* y[i * ys] = row . x[i] for i < nt, vector i's nsb super-blocks nsb apart. */
+X8 void x8_row(float *y, size_t ys, const char *row, enum ggml_type t, const quant_x8 *x,
+	       int64_t nsb, int nt)
+{
+	const size_t bytes = ggml_row_bytes(t, QK_K);
+	__m256 sum[X8_GROUP];
+	for (int i = 0; i < nt; i++)
+		sum[i] = _mm256_setzero_ps();
+	for (int64_t b = 0; b < nsb; b++) {
+		const char *blk = row + b * bytes;
+		if (t == GGML_Q6_K)
+			x8_q6k(sum, (const block_q6_K *)blk, x + b, nsb, nt);
+		else
+			x8_k4(sum, blk, t, x + b, nsb, nt);
+	}
+	for (int i = 0; i < nt; i++)
+		y[i * ys] = x8_hsum(sum[i]);
+}
+
+/* The rows for one type t (a constant once inlined): whole groups of
+ * vectors, then the rest as one group (one vector, decode's usual case,
+ * with its count a constant too). */
+X8 void x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum ggml_type t,
+		const quant_x8 *x, int nx, int64_t n)
+{
+	const int64_t nsb = n / QK_K;
+	for (int r = 0; r < rows; r++) {
+		const char *row = (const char *)w + (size_t)r * rb;
+		int i = 0;
+		for (; i + X8_GROUP <= nx; i += X8_GROUP)
+			x8_row(y + r + (size_t)i * ys, ys, row, t, x + i * nsb, nsb, X8_GROUP);
+		if (nx - i == 1)
+			x8_row(y + r + (size_t)i * ys, ys, row, t, x + i * nsb, nsb, 1);
+		else if (i < nx)
+			x8_row(y + r + (size_t)i * ys, ys, row, t, x + i * nsb, nsb, nx - i);
+	}
+}
+
+void QUANT_X8_VARIANT(float *y, size_t ys, const void *w, size_t rb, int rows,
+		      enum ggml_type t, const quant_x8 *x, int nx, int64_t n)
+{
+	switch ((int)t) {
+	case GGML_Q4_K: x8_rows(y, ys, w, rb, rows, GGML_Q4_K, x, nx, n); break;
+	case GGML_Q5_K: x8_rows(y, ys, w, rb, rows, GGML_Q5_K, x, nx, n); break;
+	case GGML_Q6_K: x8_rows(y, ys, w, rb, rows, GGML_Q6_K, x, nx, n); break;
+	}
+}
+
+#endif
+#endif

@@ -1,0 +1,236 @@
+/* test_quant_x8.c - the K types' integer dots with 8-bit activations:
+ * the quantiser's rounding, sums, zeros and NaNs; the plain-loop
+ * reference against the dequantiser (so its integers and factors are the
+ * type's weights); every vector path the CPU has against the reference;
+ * and the matmul inference runs against the reference, for few and many
+ * tokens. */
+#include "kernels.h"
+#include "quant.h"
+#include "quant_internal.h"
+#include "simd.h"
+#include "rand_blocks.h"
+#include "tap.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const enum ggml_type x8_types[] = { GGML_Q4_K, GGML_Q5_K, GGML_Q6_K };
+#define N_X8 (sizeof x8_types / sizeof *x8_types)
+
+static float normal(void)
+{
+	float u = (rand_blocks_u32() + 0.5f) / 4294967296.0f;
+	float v = (rand_blocks_u32() + 0.5f) / 4294967296.0f;
+	return sqrtf(-2 * logf(u)) * cosf(6.2831853f * v);
+}
+
+/* A row of n weights of type t: quantised from normals where parm writes
+ * the type, random blocks with sane scales where it only reads it (their
+ * scales and minimums then take every 6-bit value). */
+static void random_row(void *row, enum ggml_type t, int64_t n)
+{
+	if (quant_type_quantised(t) && rand_blocks_u32() % 2) {
+		float *w = xmalloc((size_t)n * sizeof *w);
+		for (int64_t k = 0; k < n; k++)
+			w[k] = normal() * 0.1f;
+		quant_row(row, w, t, n);
+		free(w);
+	} else {
+		rand_blocks(row, t, n, 0, 0.02f);
+	}
+}
+
+static double x_value(const quant_x8 *q, int64_t i)
+{
+	return (double)q[i / 256].d * q[i / 256].q[i % 256];
+}
+
+/* sum |w x| of a row and a quantised vector: the scale of a dot's
+ * rounding, whatever cancels in it. */
+static double magnitude(const void *row, enum ggml_type t, const quant_x8 *q, int64_t n)
+{
+	float *w = xmalloc((size_t)n * sizeof *w);
+	double mag = 0;
+	dequant_row_ref(w, row, t, n);
+	for (int64_t i = 0; i < n; i++)
+		mag += fabs(w[i] * x_value(q, i));
+	free(w);
+	return mag > 0 ? mag : 1;
+}
+
+static void test_quantiser(void)
+{
+	enum { N = 256 * 5 };
+	static float x[N];
+	static quant_x8 q[N / 256];
+	for (int i = 0; i < N; i++)
+		x[i] = normal() * (i < 256 * 2 ? 1 : 1e-30f);   /* tiny blocks too */
+	for (int i = 512; i < 768; i++)
+		x[i] = 0;
+	for (int i = 768; i < 1024; i++)                /* d 1: ties round to even */
+		x[i] = 0;
+	x[768] = 127, x[769] = 2.5f, x[770] = 3.5f, x[771] = -2.5f, x[772] = -127;
+	quant_x8_row(q, x, N);
+	int worst_ok = 1, sums_ok = 1, range_ok = 1;
+	for (int b = 0; b < N / 256; b++)
+		for (int k = 0; k < 16; k++) {
+			int s = 0;
+			for (int l = 16 * k; l < 16 * k + 16; l++) {
+				double e = fabs(x[256 * b + l] - x_value(q, 256 * b + l));
+				worst_ok &= e <= 0.5000001 * q[b].d;
+				range_ok &= q[b].q[l] != -128;
+				s += q[b].q[l];
+			}
+			sums_ok &= q[b].bsum[k] == s;
+		}
+	ok(worst_ok, "quant_x8_row: every x within half a step d/2 of d q");
+	ok(range_ok && sums_ok, "quant_x8_row: q in -127..127, bsum the sums of 16");
+	ok(q[2].d == 0 && q[2].q[0] == 0 && q[2].bsum[0] == 0, "quant_x8_row: a block of zeros is d 0, q 0");
+	ok(q[3].d == 1 && q[3].q[0] == 127 && q[3].q[4] == -127 && q[3].q[1] == 2 &&
+	   q[3].q[2] == 4 && q[3].q[3] == -2, "quant_x8_row: largest +-127, ties to even");
+	x[5] = NAN;
+	x[300] = INFINITY;
+	quant_x8_row(q, x, 512);
+	ok(isnan(q[0].d) && isnan(q[1].d), "quant_x8_row: a NaN or an infinity makes the block's d "
+	   "NaN (the dot stays NaN)");
+}
+
+/* The reference against the dequantised weights times the dequantised
+ * activations, in doubles: relative to sum |w x|. */
+static void test_ref(enum ggml_type t)
+{
+	enum { N = 256 * 3 };
+	static float x[N], w[N], y;
+	static quant_x8 q[N / 256];
+	static uint8_t row[N * 2];
+	double worst = 0;
+	for (int rep = 0; rep < 40; rep++) {
+		random_row(row, t, N);
+		for (int i = 0; i < N; i++)
+			x[i] = normal();
+		quant_x8_row(q, x, N);
+		dequant_row_ref(w, row, t, N);
+		double want = 0;
+		for (int i = 0; i < N; i++)
+			want += w[i] * x_value(q, i);
+		quant_dot_x8_ref(&y, 1, row, t, q, 1, N);
+		double e = fabs(y - want) / magnitude(row, t, q, N);
+		worst = e > worst || e != e ? e : worst;
+	}
+	ok(worst < 1e-6, "%s: quant_dot_x8_ref = dequant_row_ref . dequantised x (rel err %.2g)",
+	   ggml_type_name(t), worst);
+}
+
+/* One path against the reference: 1..17 vectors (groups of 4 and 8 and
+ * their remainders), 3 rows rb apart, 1 and 5 super-blocks. */
+static void test_path(quant_dot_x8_fn *dot, const char *path, enum ggml_type t)
+{
+	enum { MAXX = 17, MAXN = 256 * 5, ROWS = 3 };
+	static float x[MAXX * MAXN], y[MAXX * ROWS], yr[MAXX * ROWS];
+	static quant_x8 q[MAXX * MAXN / 256];
+	static uint8_t rows[ROWS][MAXN];
+	double worst = 0;
+	for (int nx = 1; nx <= MAXX; nx++)
+		for (int k = 0; k < 2; k++) {
+			int64_t n = 256 * (k ? 5 : 1);
+			for (int r = 0; r < ROWS; r++)
+				random_row(rows[r], t, n);
+			for (int64_t i = 0; i < nx * n; i++)
+				x[i] = normal();
+			quant_x8_row(q, x, nx * n);
+			dot(y, ROWS, rows, sizeof rows[0], ROWS, t, q, nx, n);
+			for (int r = 0; r < ROWS; r++)
+				quant_dot_x8_ref(yr + r, ROWS, rows[r], t, q, nx, n);
+			for (int i = 0; i < nx * ROWS; i++) {
+				double e = fabs((double)y[i] - yr[i]) /
+					   magnitude(rows[i % ROWS], t, q + i / ROWS * (n / 256), n);
+				worst = e > worst || e != e ? e : worst;
+			}
+		}
+	ok(worst < 1e-6, "%s: quant_dot_x8 (%s) = ref, 1..17 vectors x 3 rows (rel err %.2g)",
+	   ggml_type_name(t), path, worst);
+}
+
+static void test_paths(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	struct { enum parm_simd s; quant_dot_x8_fn *dot; } paths[] = {
+		{ PARM_SIMD_AVX2, quant_dot_x8_avx2 },
+		{ PARM_SIMD_AVX512, quant_dot_x8_avx512 },
+	};
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		const char *name = parm_simd_name(paths[i].s);
+		for (size_t k = 0; k < N_X8; k++) {
+			if (paths[i].s <= parm_simd_best())
+				test_path(paths[i].dot, name, x8_types[k]);
+			else
+				skip("the CPU has no such instructions", "quant_dot_x8 %s on the %s path",
+				     ggml_type_name(x8_types[k]), name);
+		}
+	}
+#else
+	skip("not an x86 CPU: the plain loops are the only path", "quant_dot_x8's vector paths");
+#endif
+}
+
+/* Inference's matmul (x8 set) quantises x once and runs the integer dot
+ * for a decode's few tokens (up to 8) on the path PARM_SIMD chose; a
+ * prefill's many, and training's matmul (x8 clear) at any count, stay in
+ * floats. */
+static void test_matmul(enum ggml_type t)
+{
+	enum { IN = 512, OUT = 37, MAXN = 20 };
+	size_t rb = ggml_row_bytes(t, IN);
+	uint8_t *w = xmalloc(rb * OUT);
+	static float x[MAXN * IN], y[MAXN * OUT], yr[MAXN * OUT], yf[MAXN * OUT];
+	static quant_x8 q[MAXN * IN / 256];
+	for (int r = 0; r < OUT; r++)
+		random_row(w + r * rb, t, IN);
+	const int ns[] = { 1, 3, 8, MAXN };
+	for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+		int n = ns[k], moved = 0;
+		for (int i = 0; i < n * IN; i++)
+			x[i] = normal();
+		matmul_job job = { y, x, w, t, IN, OUT, 1 };
+		matmul_many_forward(&job, 1, n);
+		matmul_forward(yf, x, w, t, n, IN, OUT);
+		for (int i = 0; i < n * OUT; i++)
+			moved += yf[i] != y[i];
+		if (n > 8) {
+			ok(moved == 0, "%s: inference's matmul of %d tokens is the floats' (%d of %d "
+			   "differ)", ggml_type_name(t), n, moved, n * OUT);
+			continue;
+		}
+		quant_x8_row(q, x, (int64_t)n * IN);
+		double worst = 0;
+		for (int i = 0; i < n; i++)
+			for (int r = 0; r < OUT; r++) {
+				quant_dot_x8_ref(&yr[i * OUT + r], 1, w + r * rb, t, q + i * IN / 256, 1, IN);
+				double e = fabs((double)y[i * OUT + r] - yr[i * OUT + r]) /
+					   magnitude(w + r * rb, t, q + i * IN / 256, IN);
+				worst = e > worst || e != e ? e : worst;
+			}
+		ok(worst < 1e-6 && moved > 0, "%s: inference's matmul of %d tokens = quant_dot_x8_ref "
+		   "(rel err %.2g); training's, in floats, differs (%d of %d)", ggml_type_name(t), n,
+		   worst, moved, n * OUT);
+	}
+	free(w);
+}
+
+int main(void)
+{
+	(void)fixtures_dir;
+	test_quantiser();
+	for (size_t k = 0; k < N_X8; k++)
+		test_ref(x8_types[k]);
+	test_paths();
+	for (size_t k = 0; k < N_X8; k++)
+		test_matmul(x8_types[k]);
+	ok(!quant_dot_x8_ok(GGML_F32, 256) && !quant_dot_x8_ok(GGML_Q4_0, 256) &&
+	   !quant_dot_x8_ok(GGML_Q4_K, 128) && quant_dot_x8_ok(GGML_Q4_K, 256) &&
+	   quant_dot_x8_ok(GGML_Q5_K, 512) && quant_dot_x8_ok(GGML_Q6_K, 768) &&
+	   !quant_dot_x8_ok(GGML_Q3_K, 256), "quant_dot_x8_ok: q4_K, q5_K, q6_K, whole super-blocks only");
+	return tap_done();
+}
