@@ -425,7 +425,7 @@ static int job_is_x8(const matmul_job *j, int n)
 		const char *e = getenv("PARM_INT8");
 		int8_on = !(e && !strcmp(e, "0"));
 	}
-	return int8_on && j->x8 && n <= SMALL_N && quant_dot_x8_ok(j->t, j->in);
+	return int8_on && j->x8 && quant_dot_x8_ok(j->t, j->in);
 }
 
 /* The jobs' inputs quantised for their integer dots, each distinct x

@@ -21,10 +21,10 @@
 void kernels_set_threads(int n);
 int kernels_threads(void);
 
-/* Whether inference's decode may quantise activations to 8 bits for an
- * integer dot (matmul_job.x8): 1 unless the environment's PARM_INT8 is
- * 0, until this sets it.  Off, decode on K-quant weights sums floats, as
- * on their f32 copy but for the order of the sums. */
+/* Whether inference may quantise activations to 8 bits for an integer
+ * dot (matmul_job.x8): 1 unless the environment's PARM_INT8 is 0, until
+ * this sets it.  Off, inference on K-quant weights sums floats, as on
+ * their f32 copy but for the order of the sums. */
 void kernels_set_int8(int on);
 
 /* y[N][out] = x[N][in] W^T, W[out][in] rows of type t (in a multiple of
@@ -38,10 +38,9 @@ void matmul_forward_ref(float *y, const float *x, const void *w, enum ggml_type 
 			int n, int in, int out);
 
 /* Several independent matmuls in one parallel pass (q, k, v share x).
- * x8: inference's choice, for a decode's few tokens, of x quantised to 8
- * bits for weights of a type with an integer dot (quant_dot_x8_ok), as
- * llama.cpp does, unless kernels_set_int8 turned it off; training keeps x
- * in floats. */
+ * x8: inference's choice of x quantised to 8 bits for weights of a type
+ * with an integer dot (quant_dot_x8_ok), as llama.cpp does, unless
+ * kernels_set_int8 turned it off; training keeps x in floats. */
 typedef struct {
 	float *y;
 	const float *x;

@@ -27,8 +27,8 @@ typedef struct {
 parm_linear parm_linear_of(const parm_weight *w, const float *bias);
 
 /* y[j] = x lin[j] for j < count (at most 3), every map reading x[N][in];
- * inference's: a decode's x goes to 8 bits for weights with an integer
- * dot (kernels.h). */
+ * inference's: x goes to 8 bits for weights with an integer dot
+ * (kernels.h). */
 void parm_linear_forward(float *const *y, const parm_linear *lin, int count, const float *x, int n);
 
 /* The two halves, for training (whose adapters read x through a dropout

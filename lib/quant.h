@@ -56,8 +56,8 @@ void quant_dot_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enu
 void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,
 		   const float *x, int nx, int64_t n);
 
-/* Activations as 8-bit integers, for the K types' integer dots at decode
- * (llama.cpp's CPU backend does the same with its q8_K): 256 at a time,
+/* Activations as 8-bit integers, for the K types' integer dots in
+ * inference (llama.cpp's CPU backend does the same with its q8_K): 256 at a time,
  * x[j] about d q[j] with d = max |x| / 127 over the 256, q rounded to
  * nearest (ties to even); bsum[k] is the sum of q[16 k .. 16 k + 15], which
  * the weights' offsets (q4_K's and q5_K's minimums, q6_K's 32) multiply. */

@@ -143,7 +143,8 @@ X8 void x8_q6k(__m256 sum[], const block_q6_K *b, const quant_x8 *x, int64_t xs,
 X8 void x8_row(float *y, size_t ys, const char *row, enum ggml_type t, const quant_x8 *x,
 	       int64_t nsb, int nt)
 {
-	const size_t bytes = ggml_row_bytes(t, QK_K);
+	const size_t bytes = t == GGML_Q4_K ? sizeof(block_q4_K) :
+			     t == GGML_Q5_K ? sizeof(block_q5_K) : sizeof(block_q6_K);
 	__m256 sum[X8_GROUP];
 	for (int i = 0; i < nt; i++)
 		sum[i] = _mm256_setzero_ps();
@@ -160,20 +161,27 @@ X8 void x8_row(float *y, size_t ys, const char *row, enum ggml_type t, const qua
 
 /* The rows for one type t (a constant once inlined): whole groups of
  * vectors, then the rest as one group (one vector, decode's usual case,
- * with its count a constant too). */
+ * with its count a constant too).  A prompt's many vectors go by in spans
+ * of about 24 KB, each span against every row, so they stay in L1. */
 X8 void x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum ggml_type t,
 		const quant_x8 *x, int nx, int64_t n)
 {
 	const int64_t nsb = n / QK_K;
-	for (int r = 0; r < rows; r++) {
-		const char *row = (const char *)w + (size_t)r * rb;
-		int i = 0;
-		for (; i + X8_GROUP <= nx; i += X8_GROUP)
-			x8_row(y + r + (size_t)i * ys, ys, row, t, x + i * nsb, nsb, X8_GROUP);
-		if (nx - i == 1)
-			x8_row(y + r + (size_t)i * ys, ys, row, t, x + i * nsb, nsb, 1);
-		else if (i < nx)
-			x8_row(y + r + (size_t)i * ys, ys, row, t, x + i * nsb, nsb, nx - i);
+	int span = (int)(24 * 1024 / (nsb * (int64_t)sizeof *x)) / X8_GROUP * X8_GROUP;
+	if (span < X8_GROUP)
+		span = X8_GROUP;
+	for (int i0 = 0; i0 < nx; i0 += span) {
+		const int i1 = nx - i0 < span ? nx : i0 + span;
+		for (int r = 0; r < rows; r++) {
+			const char *row = (const char *)w + (size_t)r * rb;
+			int i = i0;
+			for (; i + X8_GROUP <= i1; i += X8_GROUP)
+				x8_row(y + r + (size_t)i * ys, ys, row, t, x + i * nsb, nsb, X8_GROUP);
+			if (i1 - i == 1)
+				x8_row(y + r + (size_t)i * ys, ys, row, t, x + i * nsb, nsb, 1);
+			else if (i < i1)
+				x8_row(y + r + (size_t)i * ys, ys, row, t, x + i * nsb, nsb, i1 - i);
+		}
 	}
 }
 

@@ -357,8 +357,17 @@ int main(int argc, char **argv)
 		printf("%.1f tok/s\n", rate);
 		return rate > 0 ? 0 : 1;
 	}
+	if (argc == 3 && !strcmp(argv[1], "--prefill-only")) {
+		parm_model *m = parm_model_load(argv[2]);
+		if (!m)
+			return 1;
+		printf("pp%d %.1f pp%d %.1f tok/s\n", PREFILL, prefill_rate(m, PREFILL), PREFILL_LONG,
+		       prefill_rate(m, PREFILL_LONG));
+		return 0;
+	}
 	if (argc < 2)
-		die("usage: bench_decode VOCAB.gguf [CACHE_DIR]");
+		die("usage: bench_decode VOCAB.gguf [CACHE_DIR]\n"
+		    "       bench_decode --decode-only|--prefill-only MODEL.gguf");
 	snprintf(cache, sizeof cache, "%s", argc > 2 ? argv[2] : "");
 	if (!cache[0]) {
 		snprintf(cache, sizeof cache, "%s/.cache/parm/bench", home ? home : "/tmp");
