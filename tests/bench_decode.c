@@ -352,6 +352,8 @@ int main(int argc, char **argv)
 	const char *home = getenv("HOME");
 	parm_setprog(argv[0]);
 	if (argc == 3 && !strcmp(argv[1], "--decode-only")) {
+		if (getenv("BENCH_THREADS"))
+			parm_set_threads(atoi(getenv("BENCH_THREADS")));
 		parm_model *m = parm_model_load(argv[2]);
 		double rate = m ? decode_rate(m, 1) : 0;
 		printf("%.1f tok/s\n", rate);
