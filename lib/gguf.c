@@ -555,6 +555,16 @@ void gguf_close(gguf_file *g)
 	free(g);
 }
 
+void gguf_forget(const gguf_file *g, const void *p, size_t n)
+{
+	const long page = sysconf(_SC_PAGESIZE);
+	if (!g->mapped || page <= 0 || n == 0)
+		return;
+	uintptr_t from = ((uintptr_t)p + page - 1) / page * page, to = ((uintptr_t)p + n) / page * page;
+	if (to > from)          /* read-only and private: the file has the bytes */
+		madvise((void *)from, to - from, MADV_DONTNEED);
+}
+
 const char *gguf_path(const gguf_file *g)
 {
 	return g->path;

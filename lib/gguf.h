@@ -49,6 +49,9 @@ gguf_file *gguf_open(const char *path);         /* NULL + parm_error */
  * data points into it); name stands for the path in messages. */
 gguf_file *gguf_open_mem(const void *buf, size_t size, const char *name);
 void gguf_close(gguf_file *g);
+/* The mapping's pages of [p, p + n) are not needed now: the process lets
+ * them go (read again from the file if touched).  No-op on a buffer. */
+void gguf_forget(const gguf_file *g, const void *p, size_t n);
 const char *gguf_path(const gguf_file *g);
 size_t gguf_data_offset(const gguf_file *g);    /* file offset of the tensor data section */
 

@@ -312,11 +312,16 @@ enum { SMALL_N = 8 };
 
 /* y[:, r0:r0+rows] = x W[r0:r0+rows]^T, W dequantised into scratch first
  * unless it is f32 already. */
-static void matmul_tile(const matmul_job *j, const quant_x8 *xq, int n, int r0, int rows,
+static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int rows,
 			int worker)
 {
 	const float *wt;
 	size_t rb = ggml_row_bytes(j->t, j->in);
+	if (xq && j->packed) {  /* r0 and rows multiples of 8, as tiles are */
+		quant_dot_x8_packed(j->y + r0, j->out, (const char *)j->packed + (size_t)r0 * rb, rows,
+				    xq, n, j->in);
+		return;
+	}
 	if (xq) {       /* integers: x quantised once for the whole pass */
 		quant_dot_x8_rows(j->y + r0, j->out, (const char *)j->w + (size_t)r0 * rb, rb, rows,
 				  j->t, xq, n, j->in);
@@ -355,7 +360,7 @@ static void matmul_tile(const matmul_job *j, const quant_x8 *xq, int n, int r0, 
 
 typedef struct {
 	const matmul_job *jobs;
-	const quant_x8 **xq;    /* [n_jobs]: job j's x quantised, or NULL */
+	const void **xq;        /* [n_jobs]: job j's x quantised (x8_bytes), or NULL */
 	int n_jobs, n;
 	atomic_int next;
 	int total;
@@ -384,7 +389,7 @@ static int job_items(const matmul_job *j, int n)
 	return job_tiles(j);
 }
 
-static void matmul_item(const matmul_job *job, const quant_x8 *xq, int n, int t, int worker)
+static void matmul_item(const matmul_job *job, const void *xq, int n, int t, int worker)
 {
 	if (job_is_gemm(job, n)) {
 		gemm_args g = job_gemm(job, n);
@@ -419,48 +424,65 @@ void kernels_set_int8(int on)
 }
 
 /* Read on the caller's thread before a pass, never by the workers. */
-static int job_is_x8(const matmul_job *j, int n)
+int kernels_int8(void)
 {
 	if (int8_on < 0) {
 		const char *e = getenv("PARM_INT8");
 		int8_on = !(e && !strcmp(e, "0"));
 	}
-	return int8_on && j->x8 && quant_dot_x8_ok(j->t, j->in);
+	return int8_on;
 }
 
-/* The jobs' inputs quantised for their integer dots, each distinct x
- * once (q, k and v share theirs); NULL for the other jobs.  Returns the
- * buffer to free. */
-static quant_x8 *quantise_inputs(const quant_x8 **xq, const matmul_job *jobs, int n_jobs, int n)
+static int job_is_x8(const matmul_job *j, int n)
 {
-	size_t blocks = 0, at = 0;
+	return kernels_int8() && j->x8 && (quant_dot_x8_ok(j->t, j->in) || j->packed);
+}
+
+/* Bytes of one token's x quantised for job j's integer dot: 32 at a time
+ * for packed q4_0 (llama.cpp's q8_0), 256 for the K types (its q8_K). */
+static size_t x8_bytes(const matmul_job *j)
+{
+	return j->packed ? (size_t)(j->in / 32) * sizeof(quant_x8_32)
+			 : (size_t)(j->in / 256) * sizeof(quant_x8);
+}
+
+/* The jobs' inputs quantised for their integer dots, each distinct x in
+ * each form once (q, k and v share theirs); NULL for the other jobs.
+ * Returns the buffer to free. */
+static char *quantise_inputs(const void **xq, const matmul_job *jobs, int n_jobs, int n)
+{
+	size_t bytes = 0;
 	for (int j = 0; j < n_jobs; j++)
 		if (job_is_x8(&jobs[j], n))
-			blocks += (size_t)n * (size_t)(jobs[j].in / 256);
-	quant_x8 *buf = blocks ? xmalloc(blocks * sizeof *buf) : NULL;
+			bytes += (size_t)n * x8_bytes(&jobs[j]);
+	char *buf = bytes ? xmalloc(bytes) : NULL, *at = buf;
 	for (int j = 0; j < n_jobs; j++) {
 		xq[j] = NULL;
 		if (!job_is_x8(&jobs[j], n))
 			continue;
 		for (int i = 0; i < j && !xq[j]; i++)
-			if (xq[i] && jobs[i].x == jobs[j].x && jobs[i].in == jobs[j].in)
+			if (xq[i] && jobs[i].x == jobs[j].x && jobs[i].in == jobs[j].in &&
+			    !jobs[i].packed == !jobs[j].packed)
 				xq[j] = xq[i];
 		if (xq[j])
 			continue;
-		quant_x8_row(buf + at, jobs[j].x, (int64_t)n * jobs[j].in);
-		xq[j] = buf + at;
-		at += (size_t)n * (size_t)(jobs[j].in / 256);
+		if (jobs[j].packed)
+			quant_x8_32_row((quant_x8_32 *)at, jobs[j].x, (int64_t)n * jobs[j].in);
+		else
+			quant_x8_row((quant_x8 *)at, jobs[j].x, (int64_t)n * jobs[j].in);
+		xq[j] = at;
+		at += (size_t)n * x8_bytes(&jobs[j]);
 	}
 	return buf;
 }
 
 void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n)
 {
-	const quant_x8 *xq[n_jobs > 0 ? n_jobs : 1];
+	const void *xq[n_jobs > 0 ? n_jobs : 1];
 	matmul_work mw = { .jobs = jobs, .xq = xq, .n_jobs = n_jobs, .n = n };
 	if (n <= 0)
 		return;
-	quant_x8 *buf = quantise_inputs(xq, jobs, n_jobs, n);
+	char *buf = quantise_inputs(xq, jobs, n_jobs, n);
 	atomic_init(&mw.next, 0);
 	for (int j = 0; j < n_jobs; j++)
 		mw.total += job_items(&jobs[j], n);
@@ -471,7 +493,7 @@ void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n)
 void matmul_forward(float *y, const float *x, const void *w, enum ggml_type t,
 		    int n, int in, int out)
 {
-	matmul_job job = { y, x, w, t, in, out, 0 };
+	matmul_job job = { y, x, w, t, in, out, 0, NULL };
 	matmul_many_forward(&job, 1, n);
 }
 

@@ -26,6 +26,7 @@ int kernels_threads(void);
  * this sets it.  Off, inference on K-quant weights sums floats, as on
  * their f32 copy but for the order of the sums. */
 void kernels_set_int8(int on);
+int kernels_int8(void);
 
 /* y[N][out] = x[N][in] W^T, W[out][in] rows of type t (in a multiple of
  * the type's block).  Weights are read in place: quantised ones, and any
@@ -48,6 +49,7 @@ typedef struct {
 	enum ggml_type t;
 	int in, out;
 	int x8;
+	const void *packed;     /* w packed for x8 (quant_pack), or NULL */
 } matmul_job;
 void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n);
 

@@ -8,8 +8,8 @@
 
 parm_linear parm_linear_of(const parm_weight *w, const float *bias)
 {
-	return (parm_linear){ .w = w->data, .type = w->type, .in = (int)w->cols,
-			      .out = (int)w->rows, .bias = bias };
+	return (parm_linear){ .w = w->data, .packed = w->packed, .type = w->type,
+			      .in = (int)w->cols, .out = (int)w->rows, .bias = bias };
 }
 
 static void add_bias(float *y, const float *b, int n, int out)
@@ -37,7 +37,8 @@ static void linear_base(float *const *y, const parm_linear *lin, int count, cons
 {
 	matmul_job jobs[3] = { { 0 } };
 	for (int j = 0; j < count; j++)
-		jobs[j] = (matmul_job){ y[j], x, lin[j].w, lin[j].type, lin[j].in, lin[j].out, x8 };
+		jobs[j] = (matmul_job){ y[j], x, lin[j].w, lin[j].type, lin[j].in, lin[j].out, x8,
+					lin[j].packed };
 	matmul_many_forward(jobs, count, n);
 	for (int j = 0; j < count; j++)
 		if (lin[j].bias)

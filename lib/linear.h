@@ -15,6 +15,7 @@
 
 typedef struct {
 	const void *w;                  /* [out][in] of type */
+	const void *packed;             /* inference's packed copy of w, or NULL */
 	enum ggml_type type;
 	int in, out;
 	const float *bias;              /* [out] or NULL */

@@ -176,7 +176,7 @@ static int find_weight(loader *ld, parm_weight *w, const char *name, int64_t col
 		return parm_fail("%s: tensor '%s' has type %s, which parm does not compute "
 				 "(it does %s)", gguf_path(g), name, ggml_type_name(t->type),
 				 quant_types_computed());
-	*w = (parm_weight){ t->data, t->type, rows, cols };
+	*w = (parm_weight){ t->data, t->type, rows, cols, NULL };
 	return 0;
 }
 
@@ -215,7 +215,7 @@ static int find_norm(loader *ld, parm_weight *w, const char *name, int64_t len)
 	const float *f;
 	if (find_vector(ld, &f, name, len, 1) < 0)
 		return -1;
-	*w = (parm_weight){ f, GGML_F32, 1, len };
+	*w = (parm_weight){ f, GGML_F32, 1, len, NULL };
 	return 0;
 }
 
@@ -224,7 +224,7 @@ static int find_norm(loader *ld, parm_weight *w, const char *name, int64_t len)
 static parm_weight weight_rows(const parm_weight *w, int64_t first, int64_t rows)
 {
 	return (parm_weight){ (const char *)w->data + first * ggml_row_bytes(w->type, w->cols),
-			      w->type, rows, w->cols };
+			      w->type, rows, w->cols, NULL };
 }
 
 #define LAYER_NAME(buf, i, part) (snprintf(buf, sizeof buf, "blk.%d.%s", i, part), buf)
@@ -393,6 +393,29 @@ static int find_weights(loader *ld)
 	return find_rope_factors(ld) < 0 ? -1 : check_all_taken(ld);
 }
 
+/* A matrix packed for inference's integer dot where this CPU has one
+ * (quant_pack), the copy owned by the model; the mapped rows are let go
+ * until training or a merge reads them. */
+static void pack_weight(parm_model *m, parm_weight *w)
+{
+	if (!quant_pack_ok(w->type, w->rows, w->cols) || !kernels_int8())
+		return;
+	void *p = quant_pack(w->data, w->type, w->rows, w->cols);
+	m->owned = xrealloc(m->owned, (m->n_owned + 1) * sizeof *m->owned);
+	m->owned[m->n_owned++] = p;
+	w->packed = p;
+	if (w->data != m->token_embd.data)      /* the embedding's rows are read per token */
+		gguf_forget(m->file, w->data, (size_t)ggml_row_bytes(w->type, w->cols) * w->rows);
+}
+
+static void pack_weights(parm_model *m)
+{
+	for (int l = 0; l < m->cfg.n_layers; l++)
+		for (int p = 0; p < PARM_N_PROJ; p++)
+			pack_weight(m, (parm_weight *)parm_layer_proj(&m->layers[l], p));
+	pack_weight(m, &m->output);
+}
+
 static int load_tokenizer(parm_model *m)
 {
 	m->tok = parm_tokenizer_load(m->file);
@@ -421,6 +444,7 @@ parm_model *parm_model_load(const char *path)
 		parm_model_free(m);
 		return NULL;
 	}
+	pack_weights(m);
 	return m;
 }
 
@@ -484,6 +508,7 @@ int parm_model_set_weight(parm_model *v, int layer, int proj, float *f32)
 	v->owned[v->n_owned++] = f32;
 	w->data = f32;
 	w->type = GGML_F32;
+	w->packed = NULL;
 	return 0;
 }
 

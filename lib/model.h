@@ -40,6 +40,7 @@ typedef struct {                        /* one weight matrix, [rows][cols] */
 	const void *data;
 	enum ggml_type type;
 	int64_t rows, cols;             /* out, in */
+	const void *packed;             /* inference's packed copy (quant_pack) or NULL */
 } parm_weight;
 
 /* A layer; bias[p] is projection p's (PARM_N_PROJ order) or NULL, q_norm

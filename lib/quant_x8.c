@@ -1,12 +1,14 @@
-/* quant_x8.c - integer dot products of the K types with activations
- * quantised to 8 bits (quant.h): the quantiser, the plain-loop reference
- * (also the path of CPUs without AVX2), and the choice of the vector path
- * (quant_x8_internal.h). */
+/* quant_x8.c - integer dot products with activations quantised to 8 bits
+ * (quant.h): the quantiser, the plain-loop reference (also the path of
+ * CPUs without AVX2), the choice of the vector path (quant_x8_internal.h),
+ * and q4_0's rows packed by eight for AVX-512. */
 #include <math.h>
 #include <pthread.h>
+#include <string.h>
 
 #include "quant_internal.h"
 #include "simd.h"
+#include "util.h"
 
 void quant_x8_row(quant_x8 *out, const float *x, int64_t n)
 {
@@ -28,6 +30,26 @@ void quant_x8_row(quant_x8 *out, const float *x, int64_t n)
 			out[b].bsum[k] = (int16_t)sum;
 		}
 		out[b].d = finite ? amax / 127 : NAN;
+	}
+}
+
+void quant_x8_32_row(quant_x8_32 *out, const float *x, int64_t n)
+{
+	for (int64_t b = 0; b < n / QK; b++, x += QK) {
+		float amax = 0;
+		int finite = 1, sum = 0;
+		for (int l = 0; l < QK; l++) {
+			finite &= isfinite(x[l]) != 0;
+			amax = fabsf(x[l]) > amax ? fabsf(x[l]) : amax;
+		}
+		const float id = finite && amax > 0 ? 127 / amax : 0;
+		for (int l = 0; l < QK; l++) {
+			float v = nearbyintf(x[l] * id);
+			out[b].q[l] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+			sum += out[b].q[l];
+		}
+		out[b].sum = sum;
+		out[b].d = finite ? f16_to_f32(f32_to_f16(amax / 127)) : NAN;
 	}
 }
 
@@ -99,6 +121,23 @@ void quant_dot_x8_ref(float *y, size_t ys, const void *row, enum ggml_type t,
 	}
 }
 
+void quant_dot_q4_0_x8_ref(float *y, size_t ys, const void *row, const quant_x8_32 *x, int nx,
+			   int64_t n)
+{
+	const block_q4_0 *b = row;
+	for (int i = 0; i < nx; i++) {
+		double sum = 0;
+		for (int64_t k = 0; k < n / QK; k++) {
+			const quant_x8_32 *xb = x + i * (n / QK) + k;
+			long dot = 0;
+			for (int l = 0; l < QK; l++)
+				dot += (long)(((b[k].qs[l % 16] >> 4 * (l / 16)) & 15) - 8) * xb->q[l];
+			sum += (double)half_to_float(b[k].d) * xb->d * dot;
+		}
+		y[i * ys] = (float)sum;
+	}
+}
+
 static void x8_plain(float *y, size_t ys, const void *w, size_t rb, int rows, enum ggml_type t,
 		     const quant_x8 *x, int nx, int64_t n)
 {
@@ -126,4 +165,55 @@ void quant_dot_x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows,
 {
 	pthread_once(&x8_once, choose_x8);
 	x8_path(y, ys, w, rb, rows, t, x, nx, n);
+}
+
+int quant_pack_ok(enum ggml_type t, int64_t rows, int64_t n)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return t == GGML_Q4_0 && rows > 0 && rows % 8 == 0 && n > 0 && n % QK == 0 &&
+	       parm_simd() == PARM_SIMD_AVX512;
+#else
+	return 0;
+#endif
+}
+
+/* Column b of rows 8g .. 8g + 7: their d, then nibble bytes 0-7 of each,
+ * then bytes 8-15 (quant_x8_internal.h reads them so). */
+void *quant_pack(const void *w, enum ggml_type t, int64_t rows, int64_t n)
+{
+	const int64_t nb = n / QK;
+	const block_q4_0 *in = w;
+	uint8_t *out = xmalloc((size_t)rows * nb * sizeof *in), *p = out;
+	(void)t;
+	for (int64_t g = 0; g < rows / 8; g++)
+		for (int64_t b = 0; b < nb; b++, p += 144)
+			for (int r = 0; r < 8; r++) {
+				const block_q4_0 *src = in + (8 * g + r) * nb + b;
+				memcpy(p + 2 * r, &src->d, 2);
+				memcpy(p + 16 + 8 * r, src->qs, 8);
+				memcpy(p + 80 + 8 * r, src->qs + 8, 8);
+			}
+	return out;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+static quant_dot_x8_packed_fn *packed_path;
+static pthread_once_t packed_once = PTHREAD_ONCE_INIT;
+
+static void choose_packed(void)
+{
+	packed_path = __builtin_cpu_supports("avx512vnni") ? quant_dot_x8_packed_vnni
+							   : quant_dot_x8_packed_avx512;
+}
+#endif
+
+void quant_dot_x8_packed(float *y, size_t ys, const void *packed, int rows,
+			 const quant_x8_32 *x, int nx, int64_t n)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	pthread_once(&packed_once, choose_packed);
+	packed_path(y, ys, packed, rows, x, nx, n);
+#else
+	(void)y, (void)ys, (void)packed, (void)rows, (void)x, (void)nx, (void)n;
+#endif
 }

@@ -196,4 +196,93 @@ void QUANT_X8_VARIANT(float *y, size_t ys, const void *w, size_t rb, int rows,
 }
 
 #endif
+
+/* ---- Q4_0 rows packed by eight (quant_pack): AVX-512 only ----
+ * A packed column of eight rows' blocks is 144 bytes: their eight f16 d,
+ * then bytes 0-7 of each row's 16 nibble bytes, then bytes 8-15.  One
+ * 64-byte load is then 16 lanes of 4 bytes, two lanes per row; its low
+ * nibbles are elements 0-7 (or 8-15) of every row and its high nibbles
+ * elements 16-23 (24-31), so one broadcast of 8 activation bytes serves
+ * all eight rows, and a multiply-add of bytes into int32 lanes (vpdpbusd
+ * with VNNI, else maddubs and madd) sums 4 products per lane.  Each column
+ * costs about 30 instructions for 256 weights where the float dot spends
+ * about 11 per 32. */
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+
+/* acc + the sums of 4 products of unsigned u and signed s bytes per lane */
+X8 __m512i x8_dp4(__m512i acc, __m512i u, __m512i s, int vnni)
+{
+	if (vnni) {     /* the instruction, whatever this file's target says */
+		__asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+		return acc;
+	}
+	__m512i p = _mm512_maddubs_epi16(u, s);
+	return _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
+}
+
+/* The eight rows' d, each twice, as floats: the scale of lanes 2r, 2r + 1. */
+X8 __m512 x8_q40_scales(const uint8_t *blk)
+{
+	const __m128i h = _mm_loadu_si128((const __m128i *)blk);
+	const __m256i twice = _mm256_set_m128i(_mm_unpackhi_epi16(h, h), _mm_unpacklo_epi16(h, h));
+	return _mm512_cvtph_ps(twice);
+}
+
+/* y[r] for the 8 rows of one packed group against one vector x[nb]. */
+X8 void x8_q40_group(float *y, const uint8_t *grp, const quant_x8_32 *x, int64_t nb, int vnni)
+{
+	const __m512i low = _mm512_set1_epi8(15);
+	__m512 acc = _mm512_setzero_ps();
+	for (int64_t b = 0; b < nb; b++) {
+		const uint8_t *blk = grp + 144 * b;
+		const int8_t *q = x[b].q;
+		const __m512i v0 = _mm512_loadu_si512(blk + 16), v1 = _mm512_loadu_si512(blk + 80);
+		__m512i i = _mm512_setzero_si512();
+		i = x8_dp4(i, _mm512_and_si512(v0, low), _mm512_set1_epi64(*(const int64_t *)q), vnni);
+		i = x8_dp4(i, _mm512_and_si512(v1, low), _mm512_set1_epi64(*(const int64_t *)(q + 8)), vnni);
+		i = x8_dp4(i, _mm512_and_si512(_mm512_srli_epi16(v0, 4), low),
+			   _mm512_set1_epi64(*(const int64_t *)(q + 16)), vnni);
+		i = x8_dp4(i, _mm512_and_si512(_mm512_srli_epi16(v1, 4), low),
+			   _mm512_set1_epi64(*(const int64_t *)(q + 24)), vnni);
+		/* the nibbles are q + 8: each row's two lanes give back 8 sum x */
+		i = _mm512_sub_epi32(i, _mm512_set1_epi32(4 * x[b].sum));
+		const __m512 scale = _mm512_mul_ps(x8_q40_scales(blk), _mm512_set1_ps(x[b].d));
+		acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), scale, acc);
+	}
+	float lanes[16];
+	_mm512_storeu_ps(lanes, acc);
+	for (int r = 0; r < 8; r++)
+		y[r] = lanes[2 * r] + lanes[2 * r + 1];
+}
+
+/* Groups of 8 rows, each against every vector (a group's weights stay in
+ * L1 while the vectors go by). */
+X8 void x8_q40_rows(float *y, size_t ys, const void *packed, int rows, const quant_x8_32 *x,
+		    int nx, int64_t n, int vnni)
+{
+	const int64_t nb = n / QK;
+	for (int g = 0; g < rows / 8; g++) {
+		const uint8_t *grp = (const uint8_t *)packed + (size_t)g * 144 * nb;
+		for (int i = 0; i < nx; i++) {
+			float out[8];
+			x8_q40_group(out, grp, x + i * nb, nb, vnni);
+			for (int r = 0; r < 8; r++)
+				y[(size_t)i * ys + 8 * g + r] = out[r];
+		}
+	}
+}
+
+void quant_dot_x8_packed_avx512(float *y, size_t ys, const void *packed, int rows,
+				const quant_x8_32 *x, int nx, int64_t n)
+{
+	x8_q40_rows(y, ys, packed, rows, x, nx, n, 0);
+}
+
+void quant_dot_x8_packed_vnni(float *y, size_t ys, const void *packed, int rows,
+			      const quant_x8_32 *x, int nx, int64_t n)
+{
+	x8_q40_rows(y, ys, packed, rows, x, nx, n, 1);
+}
+
+#endif
 #endif

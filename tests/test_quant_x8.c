@@ -42,20 +42,23 @@ static void random_row(void *row, enum ggml_type t, int64_t n)
 	}
 }
 
-static double x_value(const quant_x8 *q, int64_t i)
+/* Element i of a vector quantised 256 at a time (q) or 32 (q32). */
+static double x_value(const quant_x8 *q, const quant_x8_32 *q32, int64_t i)
 {
-	return (double)q[i / 256].d * q[i / 256].q[i % 256];
+	return q ? (double)q[i / 256].d * q[i / 256].q[i % 256]
+		 : (double)q32[i / 32].d * q32[i / 32].q[i % 32];
 }
 
 /* sum |w x| of a row and a quantised vector: the scale of a dot's
  * rounding, whatever cancels in it. */
-static double magnitude(const void *row, enum ggml_type t, const quant_x8 *q, int64_t n)
+static double magnitude(const void *row, enum ggml_type t, const quant_x8 *q,
+			const quant_x8_32 *q32, int64_t n)
 {
 	float *w = xmalloc((size_t)n * sizeof *w);
 	double mag = 0;
 	dequant_row_ref(w, row, t, n);
 	for (int64_t i = 0; i < n; i++)
-		mag += fabs(w[i] * x_value(q, i));
+		mag += fabs(w[i] * x_value(q, q32, i));
 	free(w);
 	return mag > 0 ? mag : 1;
 }
@@ -78,7 +81,7 @@ static void test_quantiser(void)
 		for (int k = 0; k < 16; k++) {
 			int s = 0;
 			for (int l = 16 * k; l < 16 * k + 16; l++) {
-				double e = fabs(x[256 * b + l] - x_value(q, 256 * b + l));
+				double e = fabs(x[256 * b + l] - x_value(q, NULL, 256 * b + l));
 				worst_ok &= e <= 0.5000001 * q[b].d;
 				range_ok &= q[b].q[l] != -128;
 				s += q[b].q[l];
@@ -114,9 +117,9 @@ static void test_ref(enum ggml_type t)
 		dequant_row_ref(w, row, t, N);
 		double want = 0;
 		for (int i = 0; i < N; i++)
-			want += w[i] * x_value(q, i);
+			want += w[i] * x_value(q, NULL, i);
 		quant_dot_x8_ref(&y, 1, row, t, q, 1, N);
-		double e = fabs(y - want) / magnitude(row, t, q, N);
+		double e = fabs(y - want) / magnitude(row, t, q, NULL, N);
 		worst = e > worst || e != e ? e : worst;
 	}
 	ok(worst < 1e-6, "%s: quant_dot_x8_ref = dequant_row_ref . dequantised x (rel err %.2g)",
@@ -145,7 +148,7 @@ static void test_path(quant_dot_x8_fn *dot, const char *path, enum ggml_type t)
 				quant_dot_x8_ref(yr + r, ROWS, rows[r], t, q, nx, n);
 			for (int i = 0; i < nx * ROWS; i++) {
 				double e = fabs((double)y[i] - yr[i]) /
-					   magnitude(rows[i % ROWS], t, q + i / ROWS * (n / 256), n);
+					   magnitude(rows[i % ROWS], t, q + i / ROWS * (n / 256), NULL, n);
 				worst = e > worst || e != e ? e : worst;
 			}
 		}
@@ -175,6 +178,145 @@ static void test_paths(void)
 #endif
 }
 
+static void test_quantiser_32(void)
+{
+	enum { N = 32 * 4 };
+	static float x[N];
+	static quant_x8_32 q[N / 32];
+	int close = 1, sums = 1;
+	for (int i = 0; i < N; i++)
+		x[i] = normal() * (i < 64 ? 1 : 1e-3f);
+	for (int i = 64; i < 96; i++)
+		x[i] = 0;
+	quant_x8_32_row(q, x, N);
+	for (int b = 0; b < N / 32; b++) {
+		int s = 0;
+		double amax = 0;
+		for (int l = 0; l < 32; l++)
+			amax = fmax(amax, fabs(x[32 * b + l]));
+		for (int l = 0; l < 32; l++) {
+			/* the step is max|x| / 127; d is that rounded to f16 */
+			close &= fabs(x[32 * b + l] - (double)q[b].d * q[b].q[l]) <=
+				 0.5000001 * amax / 127 + 127 * fabs(q[b].d - amax / 127);
+			s += q[b].q[l];
+		}
+		sums &= q[b].sum == s && q[b].d == f16_to_f32(f32_to_f16(q[b].d));
+	}
+	ok(close && sums && q[2].d == 0 && q[2].sum == 0, "quant_x8_32_row: d an f16, every x "
+	   "near d q, sum their sum, a block of zeros d 0");
+	x[3] = INFINITY;
+	quant_x8_32_row(q, x, 32);
+	ok(isnan(q[0].d), "quant_x8_32_row: an infinity makes the block's d NaN");
+}
+
+/* Q4_0 rows packed by eight, on AVX-512 with and without VNNI, against
+ * the reference on the rows as stored: 8, 16 and 24 rows, 1..9 vectors,
+ * 1 and 9 blocks; the reference against the dequantiser. */
+static void test_packed(void)
+{
+	enum { MAXX = 9, MAXN = 32 * 9, MAXR = 24 };
+	static float x[MAXX * MAXN], wf[MAXN], y[MAXX * MAXR], yr[MAXX * MAXR];
+	static quant_x8_32 q[MAXX * MAXN / 32];
+	static uint8_t w[MAXR * MAXN];
+	double worst = 0;
+	for (int rep = 0; rep < 20; rep++) {
+		random_row(w, GGML_Q4_0, MAXN);
+		for (int i = 0; i < MAXN; i++)
+			x[i] = normal();
+		quant_x8_32_row(q, x, MAXN);
+		dequant_row_ref(wf, w, GGML_Q4_0, MAXN);
+		double want = 0;
+		for (int i = 0; i < MAXN; i++)
+			want += wf[i] * x_value(NULL, q, i);
+		quant_dot_q4_0_x8_ref(y, 1, w, q, 1, MAXN);
+		double e = fabs(y[0] - want) / magnitude(w, GGML_Q4_0, NULL, q, MAXN);
+		worst = e > worst || e != e ? e : worst;
+	}
+	ok(worst < 1e-6, "q4_0: quant_dot_q4_0_x8_ref = dequant_row_ref . dequantised x (rel err %.2g)",
+	   worst);
+#if defined(__x86_64__) || defined(__i386__)
+	static const char *name[] = { "avx512", "avx512 vnni" };
+	quant_dot_x8_packed_fn *dots[] = { quant_dot_x8_packed_avx512, quant_dot_x8_packed_vnni };
+	const int has[] = { parm_simd_best() >= PARM_SIMD_AVX512,
+			    parm_simd_best() >= PARM_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni") };
+	for (int v = 0; v < 2; v++) {
+		if (!has[v]) {
+			skip("the CPU has no such instructions", "q4_0 packed by eight on %s", name[v]);
+			continue;
+		}
+		worst = 0;
+		for (int rows = 8; rows <= MAXR; rows += 8)
+			for (int nx = 1; nx <= MAXX; nx++)
+				for (int64_t n = 32; n <= MAXN; n += 256) {
+					size_t rb = ggml_row_bytes(GGML_Q4_0, n);
+					for (int r = 0; r < rows; r++)
+						random_row(w + r * rb, GGML_Q4_0, n);
+					for (int64_t i = 0; i < nx * n; i++)
+						x[i] = normal();
+					quant_x8_32_row(q, x, nx * n);
+					void *packed = quant_pack(w, GGML_Q4_0, rows, n);
+					dots[v](y, rows, packed, rows, q, nx, n);
+					free(packed);
+					for (int r = 0; r < rows; r++)
+						quant_dot_q4_0_x8_ref(yr + r, rows, w + r * rb, q, nx, n);
+					for (int i = 0; i < nx * rows; i++) {
+						double e = fabs((double)y[i] - yr[i]) /
+							   magnitude(w + (i % rows) * rb, GGML_Q4_0, NULL,
+								  q + i / rows * (n / 32), n);
+						worst = e > worst || e != e ? e : worst;
+					}
+				}
+		ok(worst < 1e-6, "q4_0 packed by eight (%s) = ref on the rows as stored, 8..24 rows x "
+		   "1..9 vectors (rel err %.2g)", name[v], worst);
+	}
+#else
+	skip("not an x86 CPU", "q4_0 packed by eight");
+#endif
+}
+
+/* Inference's matmul of q4_0 with a packed copy (AVX-512) against the
+ * reference, few and many tokens; without one, the floats'. */
+static void test_matmul_packed(void)
+{
+	enum { IN = 96, OUT = 40, MAXN = 30 };
+	size_t rb = ggml_row_bytes(GGML_Q4_0, IN);
+	static uint8_t w[OUT * IN];
+	static float x[MAXN * IN], y[MAXN * OUT], yf[MAXN * OUT];
+	static quant_x8_32 q[MAXN * IN / 32];
+	if (!quant_pack_ok(GGML_Q4_0, OUT, IN)) {
+		skip("q4_0 is packed on the avx512 path only", "inference's matmul of packed q4_0 (%s "
+		     "path)", parm_simd_name(parm_simd()));
+		return;
+	}
+	for (int r = 0; r < OUT; r++)
+		random_row(w + r * rb, GGML_Q4_0, IN);
+	void *packed = quant_pack(w, GGML_Q4_0, OUT, IN);
+	const int ns[] = { 1, 5, MAXN };
+	for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+		int n = ns[k], moved = 0;
+		double worst = 0;
+		for (int i = 0; i < n * IN; i++)
+			x[i] = normal();
+		matmul_job job = { y, x, w, GGML_Q4_0, IN, OUT, 1, packed };
+		matmul_many_forward(&job, 1, n);
+		matmul_forward(yf, x, w, GGML_Q4_0, n, IN, OUT);
+		quant_x8_32_row(q, x, (int64_t)n * IN);
+		for (int i = 0; i < n; i++)
+			for (int r = 0; r < OUT; r++) {
+				float want;
+				quant_dot_q4_0_x8_ref(&want, 1, w + r * rb, q + i * IN / 32, 1, IN);
+				double e = fabs((double)y[i * OUT + r] - want) /
+					   magnitude(w + r * rb, GGML_Q4_0, NULL, q + i * IN / 32, IN);
+				worst = e > worst || e != e ? e : worst;
+				moved += yf[i * OUT + r] != y[i * OUT + r];
+			}
+		ok(worst < 1e-6 && moved > 0, "q4_0: inference's matmul of %d tokens on the packed copy "
+		   "= quant_dot_q4_0_x8_ref (rel err %.2g); training's, in floats, differs (%d of %d)",
+		   n, worst, moved, n * OUT);
+	}
+	free(packed);
+}
+
 /* Inference's matmul (x8 set) quantises x once and runs the integer dot
  * on the path PARM_SIMD chose, for a decode's few tokens and a prompt's
  * many (spans of them against every row); training's (x8 clear) stays in
@@ -193,7 +335,7 @@ static void test_matmul(enum ggml_type t)
 		int n = ns[k], moved = 0;
 		for (int i = 0; i < n * IN; i++)
 			x[i] = normal();
-		matmul_job job = { y, x, w, t, IN, OUT, 1 };
+		matmul_job job = { y, x, w, t, IN, OUT, 1, NULL };
 		matmul_many_forward(&job, 1, n);
 		matmul_forward(yf, x, w, t, n, IN, OUT);
 		for (int i = 0; i < n * OUT; i++)
@@ -204,7 +346,7 @@ static void test_matmul(enum ggml_type t)
 			for (int r = 0; r < OUT; r++) {
 				quant_dot_x8_ref(&yr[i * OUT + r], 1, w + r * rb, t, q + i * IN / 256, 1, IN);
 				double e = fabs((double)y[i * OUT + r] - yr[i * OUT + r]) /
-					   magnitude(w + r * rb, t, q + i * IN / 256, IN);
+					   magnitude(w + r * rb, t, q + i * IN / 256, NULL, IN);
 				worst = e > worst || e != e ? e : worst;
 			}
 		ok(worst < 1e-6 && moved > 0, "%s: inference's matmul of %d tokens = quant_dot_x8_ref "
@@ -221,11 +363,17 @@ int main(void)
 	for (size_t k = 0; k < N_X8; k++)
 		test_ref(x8_types[k]);
 	test_paths();
+	test_quantiser_32();
+	test_packed();
+	test_matmul_packed();
 	for (size_t k = 0; k < N_X8; k++)
 		test_matmul(x8_types[k]);
 	ok(!quant_dot_x8_ok(GGML_F32, 256) && !quant_dot_x8_ok(GGML_Q4_0, 256) &&
 	   !quant_dot_x8_ok(GGML_Q4_K, 128) && quant_dot_x8_ok(GGML_Q4_K, 256) &&
 	   quant_dot_x8_ok(GGML_Q5_K, 512) && quant_dot_x8_ok(GGML_Q6_K, 768) &&
 	   !quant_dot_x8_ok(GGML_Q3_K, 256), "quant_dot_x8_ok: q4_K, q5_K, q6_K, whole super-blocks only");
+	ok(!quant_pack_ok(GGML_Q4_0, 12, 64) && !quant_pack_ok(GGML_Q4_K, 8, 256) &&
+	   quant_pack_ok(GGML_Q4_0, 16, 64) == (parm_simd() == PARM_SIMD_AVX512),
+	   "quant_pack_ok: q4_0 in groups of 8 rows, on the avx512 path only");
 	return tap_done();
 }
