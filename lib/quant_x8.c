@@ -183,8 +183,10 @@ void *quant_pack(const void *w, enum ggml_type t, int64_t rows, int64_t n)
 {
 	const int64_t nb = n / QK;
 	const block_q4_0 *in = w;
-	uint8_t *out = xmalloc((size_t)rows * nb * sizeof *in), *p = out;
+	const size_t bytes = (size_t)rows * nb * sizeof *in;
+	uint8_t *out = parm_alloc_huge(bytes), *p = out;
 	(void)t;
+	parm_prefault(w, bytes, 0);
 	for (int64_t g = 0; g < rows / 8; g++)
 		for (int64_t b = 0; b < nb; b++, p += 144)
 			for (int r = 0; r < 8; r++) {

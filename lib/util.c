@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -250,4 +251,36 @@ double opt_float(const char *name, const char *arg, double lo, double hi)
 	if (parm_parse_float(arg, &v) < 0 || !(v >= lo && v <= hi))
 		usage_error("%s: expected a number from %g to %g, got '%s'", name, lo, hi, arg);
 	return v;
+}
+
+void parm_prefault(const void *p, size_t n, int write)
+{
+#ifdef MADV_POPULATE_READ
+	const long page = sysconf(_SC_PAGESIZE);
+	if (page <= 0 || n == 0)
+		return;
+	uintptr_t from = (uintptr_t)p / page * page, to = ((uintptr_t)p + n + page - 1) / page * page;
+	int saved = errno;
+	madvise((void *)from, to - from, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+	errno = saved;
+#else
+	(void)p, (void)n, (void)write;
+#endif
+}
+
+void *parm_alloc_huge(size_t n)
+{
+	enum { HUGE = 2 << 20 };
+	void *p = NULL;
+	if (n < HUGE)
+		return xmalloc(n);
+	if (posix_memalign(&p, HUGE, n))
+		die("out of memory (%zu bytes)", n);
+#ifdef MADV_HUGEPAGE
+	int saved = errno;      /* the whole huge pages inside the block only */
+	madvise(p, n / HUGE * HUGE, MADV_HUGEPAGE);
+	errno = saved;
+#endif
+	parm_prefault(p, n, 1);
+	return p;
 }

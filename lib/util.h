@@ -47,6 +47,14 @@ void *xmemdup(const void *p, size_t n);
 uint64_t parm_fnv1a(uint64_t seed, const void *p, size_t n);
 
 double parm_now(void);                  /* monotonic seconds */
+/* Map the pages of [p, p + n) now, in one call, for reading or writing:
+ * a copy through a fresh mapping otherwise takes a fault per page, dear
+ * under a hypervisor.  Best effort (no-op before Linux 5.14). */
+void parm_prefault(const void *p, size_t n, int write);
+/* n bytes (to free) in huge pages where the kernel gives them (2 MB
+ * aligned, MADV_HUGEPAGE), mapped at once: a fresh mapping of many small
+ * pages costs a fault each. */
+void *parm_alloc_huge(size_t n);
 
 /* Parse a whole decimal integer / float; -1 on junk or out of range. */
 int parm_parse_long(const char *s, long lo, long hi, long *out);
