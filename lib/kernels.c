@@ -318,8 +318,8 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 	const float *wt;
 	size_t rb = ggml_row_bytes(j->t, j->in);
 	if (xq && j->packed) {  /* r0 and rows multiples of 8, as tiles are */
-		quant_dot_x8_packed(j->y + r0, j->out, (const char *)j->packed + (size_t)r0 * rb, rows,
-				    xq, n, j->in);
+		quant_dot_x8_packed(j->y + r0, j->out, (const char *)j->packed + (size_t)r0 * rb, j->t,
+				    rows, xq, n, j->in);
 		return;
 	}
 	if (xq) {       /* integers: x quantised once for the whole pass */
@@ -439,7 +439,8 @@ static int job_is_x8(const matmul_job *j, int n)
 }
 
 /* Bytes of one token's x quantised for job j's integer dot: 32 at a time
- * for packed q4_0 (llama.cpp's q8_0), 256 for the K types (its q8_K). */
+ * for packed q4_0 and q8_0 (llama.cpp's q8_0), 256 for the K types (its
+ * q8_K). */
 static size_t x8_bytes(const matmul_job *j)
 {
 	return j->packed ? (size_t)(j->in / 32) * sizeof(quant_x8_32)

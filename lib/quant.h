@@ -92,21 +92,22 @@ typedef struct {
 	int8_t q[32];
 } quant_x8_32;
 void quant_x8_32_row(quant_x8_32 *out, const float *x, int64_t n);
-/* A q4_0 row against quantised vectors x[nx][n / 32] as plain loops. */
-void quant_dot_q4_0_x8_ref(float *y, size_t ys, const void *row, const quant_x8_32 *x, int nx,
-			   int64_t n);
+/* A q4_0 or q8_0 row against quantised vectors x[nx][n / 32] as plain
+ * loops. */
+void quant_dot_x8_32_ref(float *y, size_t ys, const void *row, enum ggml_type t,
+			 const quant_x8_32 *x, int nx, int64_t n);
 
-/* Q4_0 weights packed eight rows at a time for an integer dot with 8-bit
- * activations, as llama.cpp repacks them: on AVX-512 only (PARM_SIMD),
- * where it is about 1.7 times as fast as the float dot on the rows as
- * stored.  quant_pack_ok: 1 when rows of type t can be packed here (q4_0,
- * rows a multiple of 8).  quant_pack: the packed copy (the same size as
+/* Q4_0 and Q8_0 weights packed eight rows at a time for an integer dot
+ * with 8-bit activations, as llama.cpp repacks them: on AVX-512 only
+ * (PARM_SIMD), where it is 1.7 to 2 times as fast as the float dot on the
+ * rows as stored.  quant_pack_ok: 1 when rows of type t can be packed here
+ * (rows a multiple of 8).  quant_pack: the packed copy (the same size as
  * the rows; free it). */
 int quant_pack_ok(enum ggml_type t, int64_t rows, int64_t n);
 void *quant_pack(const void *w, enum ggml_type t, int64_t rows, int64_t n);
 /* y[i * ys + r] = row r . x[i] for r < rows (a multiple of 8) of a packed
- * copy, x[nx][n / 32]. */
-void quant_dot_x8_packed(float *y, size_t ys, const void *packed, int rows,
+ * copy of type t, x[nx][n / 32]. */
+void quant_dot_x8_packed(float *y, size_t ys, const void *packed, enum ggml_type t, int rows,
 			 const quant_x8_32 *x, int nx, int64_t n);
 
 #endif

@@ -257,8 +257,8 @@ typedef void quant_dot_x8_fn(float *y, size_t ys, const void *w, size_t rb, int 
 #if defined(__x86_64__) || defined(__i386__)
 quant_dot_x8_fn quant_dot_x8_avx2, quant_dot_x8_avx512;
 /* quant_dot_x8_packed on AVX-512, with the VNNI instruction or without. */
-typedef void quant_dot_x8_packed_fn(float *y, size_t ys, const void *packed, int rows,
-				    const quant_x8_32 *x, int nx, int64_t n);
+typedef void quant_dot_x8_packed_fn(float *y, size_t ys, const void *packed, enum ggml_type t,
+				    int rows, const quant_x8_32 *x, int nx, int64_t n);
 quant_dot_x8_packed_fn quant_dot_x8_packed_avx512, quant_dot_x8_packed_vnni;
 #endif
 

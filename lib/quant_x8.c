@@ -1,7 +1,7 @@
 /* quant_x8.c - integer dot products with activations quantised to 8 bits
  * (quant.h): the quantiser, the plain-loop reference (also the path of
  * CPUs without AVX2), the choice of the vector path (quant_x8_internal.h),
- * and q4_0's rows packed by eight for AVX-512. */
+ * and q4_0's and q8_0's rows packed by eight for AVX-512. */
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -121,18 +121,28 @@ void quant_dot_x8_ref(float *y, size_t ys, const void *row, enum ggml_type t,
 	}
 }
 
-void quant_dot_q4_0_x8_ref(float *y, size_t ys, const void *row, const quant_x8_32 *x, int nx,
-			   int64_t n)
+/* Element l of block k of a q4_0 or q8_0 row, as an integer. */
+static int q32_weight(const void *row, enum ggml_type t, int64_t k, int l)
 {
-	const block_q4_0 *b = row;
+	if (t == GGML_Q8_0)
+		return ((const block_q8_0 *)row)[k].qs[l];
+	const block_q4_0 *b = (const block_q4_0 *)row + k;
+	return ((b->qs[l % 16] >> 4 * (l / 16)) & 15) - 8;
+}
+
+void quant_dot_x8_32_ref(float *y, size_t ys, const void *row, enum ggml_type t,
+			 const quant_x8_32 *x, int nx, int64_t n)
+{
 	for (int i = 0; i < nx; i++) {
 		double sum = 0;
 		for (int64_t k = 0; k < n / QK; k++) {
 			const quant_x8_32 *xb = x + i * (n / QK) + k;
+			const uint16_t d = t == GGML_Q8_0 ? ((const block_q8_0 *)row)[k].d
+							  : ((const block_q4_0 *)row)[k].d;
 			long dot = 0;
 			for (int l = 0; l < QK; l++)
-				dot += (long)(((b[k].qs[l % 16] >> 4 * (l / 16)) & 15) - 8) * xb->q[l];
-			sum += (double)half_to_float(b[k].d) * xb->d * dot;
+				dot += (long)q32_weight(row, t, k, l) * xb->q[l];
+			sum += (double)half_to_float(d) * xb->d * dot;
 		}
 		y[i * ys] = (float)sum;
 	}
@@ -170,30 +180,29 @@ void quant_dot_x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows,
 int quant_pack_ok(enum ggml_type t, int64_t rows, int64_t n)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	return t == GGML_Q4_0 && rows > 0 && rows % 8 == 0 && n > 0 && n % QK == 0 &&
-	       parm_simd() == PARM_SIMD_AVX512;
+	return (t == GGML_Q4_0 || t == GGML_Q8_0) && rows > 0 && rows % 8 == 0 && n > 0 &&
+	       n % QK == 0 && parm_simd() == PARM_SIMD_AVX512;
 #else
 	return 0;
 #endif
 }
 
-/* Column b of rows 8g .. 8g + 7: their d, then nibble bytes 0-7 of each,
- * then bytes 8-15 (quant_x8_internal.h reads them so). */
+/* Column b of rows 8g .. 8g + 7: their d, then their weights 8 bytes of
+ * each row at a time (quant_x8_internal.h reads them so). */
 void *quant_pack(const void *w, enum ggml_type t, int64_t rows, int64_t n)
 {
 	const int64_t nb = n / QK;
-	const block_q4_0 *in = w;
-	const size_t bytes = (size_t)rows * nb * sizeof *in;
+	const size_t block = t == GGML_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+	const size_t bytes = (size_t)rows * nb * block, column = 8 * block;
 	uint8_t *out = parm_alloc_huge(bytes), *p = out;
-	(void)t;
 	parm_prefault(w, bytes, 0);
 	for (int64_t g = 0; g < rows / 8; g++)
-		for (int64_t b = 0; b < nb; b++, p += 144)
+		for (int64_t b = 0; b < nb; b++, p += column)
 			for (int r = 0; r < 8; r++) {
-				const block_q4_0 *src = in + (8 * g + r) * nb + b;
-				memcpy(p + 2 * r, &src->d, 2);
-				memcpy(p + 16 + 8 * r, src->qs, 8);
-				memcpy(p + 80 + 8 * r, src->qs + 8, 8);
+				const uint8_t *src = (const uint8_t *)w + ((8 * g + r) * nb + b) * block;
+				memcpy(p + 2 * r, src, 2);              /* d */
+				for (size_t k = 0; k < (block - 2) / 8; k++)
+					memcpy(p + 16 + 64 * k + 8 * r, src + 2 + 8 * k, 8);
 			}
 	return out;
 }
@@ -209,13 +218,13 @@ static void choose_packed(void)
 }
 #endif
 
-void quant_dot_x8_packed(float *y, size_t ys, const void *packed, int rows,
+void quant_dot_x8_packed(float *y, size_t ys, const void *packed, enum ggml_type t, int rows,
 			 const quant_x8_32 *x, int nx, int64_t n)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	pthread_once(&packed_once, choose_packed);
-	packed_path(y, ys, packed, rows, x, nx, n);
+	packed_path(y, ys, packed, t, rows, x, nx, n);
 #else
-	(void)y, (void)ys, (void)packed, (void)rows, (void)x, (void)nx, (void)n;
+	(void)y, (void)ys, (void)packed, (void)t, (void)rows, (void)x, (void)nx, (void)n;
 #endif
 }

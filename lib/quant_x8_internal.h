@@ -197,16 +197,18 @@ void QUANT_X8_VARIANT(float *y, size_t ys, const void *w, size_t rb, int rows,
 
 #endif
 
-/* ---- Q4_0 rows packed by eight (quant_pack): AVX-512 only ----
- * A packed column of eight rows' blocks is 144 bytes: their eight f16 d,
- * then bytes 0-7 of each row's 16 nibble bytes, then bytes 8-15.  One
- * 64-byte load is then 16 lanes of 4 bytes, two lanes per row; its low
- * nibbles are elements 0-7 (or 8-15) of every row and its high nibbles
- * elements 16-23 (24-31), so one broadcast of 8 activation bytes serves
- * all eight rows, and a multiply-add of bytes into int32 lanes (vpdpbusd
- * with VNNI, else maddubs and madd) sums 4 products per lane.  Each column
- * costs about 30 instructions for 256 weights where the float dot spends
- * about 11 per 32. */
+/* ---- Q4_0 and Q8_0 rows packed by eight (quant_pack): AVX-512 only ----
+ * A packed column of eight rows' blocks holds their eight f16 d, then
+ * their weights so that one 64-byte load is 16 lanes of 4 bytes, two
+ * lanes per row, each lane 4 consecutive weights of one row:
+ *   q4_0 (144 bytes): nibble bytes 0-7 of each row, then bytes 8-15; a
+ *     load's low nibbles are elements 0-7 (8-15) of every row, its high
+ *     nibbles elements 16-23 (24-31);
+ *   q8_0 (272 bytes): elements 8k .. 8k + 7 of each row, k = 0..3.
+ * So one broadcast of 8 activation bytes serves all eight rows, and a
+ * multiply-add of bytes into int32 lanes (vpdpbusd with VNNI, else
+ * maddubs and madd) sums 4 products per lane: about 30 instructions a
+ * column of 256 weights where the float dot spends about 11 per 32. */
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 
 /* acc + the sums of 4 products of unsigned u and signed s bytes per lane */
@@ -220,33 +222,60 @@ X8 __m512i x8_dp4(__m512i acc, __m512i u, __m512i s, int vnni)
 	return _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
 }
 
+/* acc + signed w times signed x per lane: |w| times x with w's sign
+ * (at most 2 x 128 x 127 per pair: no saturation). */
+X8 __m512i x8_dp4_signed(__m512i acc, __m512i w, __m512i x, int vnni)
+{
+	const __mmask64 neg = _mm512_movepi8_mask(w);
+	return x8_dp4(acc, _mm512_abs_epi8(w), _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x),
+		      vnni);
+}
+
+X8 __m512i x8_bcast8(const int8_t *q)
+{
+	int64_t v;
+	memcpy(&v, q, sizeof v);
+	return _mm512_set1_epi64(v);
+}
+
 /* The eight rows' d, each twice, as floats: the scale of lanes 2r, 2r + 1. */
-X8 __m512 x8_q40_scales(const uint8_t *blk)
+X8 __m512 x8_packed_scales(const uint8_t *blk)
 {
 	const __m128i h = _mm_loadu_si128((const __m128i *)blk);
 	const __m256i twice = _mm256_set_m128i(_mm_unpackhi_epi16(h, h), _mm_unpacklo_epi16(h, h));
 	return _mm512_cvtph_ps(twice);
 }
 
-/* y[r] for the 8 rows of one packed group against one vector x[nb]. */
-X8 void x8_q40_group(float *y, const uint8_t *grp, const quant_x8_32 *x, int64_t nb, int vnni)
+/* One packed column's int32 lanes against block x. */
+X8 __m512i x8_packed_column(const uint8_t *blk, enum ggml_type t, const quant_x8_32 *x, int vnni)
 {
+	__m512i i = _mm512_setzero_si512();
+	if (t == GGML_Q8_0) {
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++)
+			i = x8_dp4_signed(i, _mm512_loadu_si512(blk + 16 + 64 * k), x8_bcast8(x->q + 8 * k), vnni);
+		return i;
+	}
 	const __m512i low = _mm512_set1_epi8(15);
+	const __m512i v0 = _mm512_loadu_si512(blk + 16), v1 = _mm512_loadu_si512(blk + 80);
+	i = x8_dp4(i, _mm512_and_si512(v0, low), x8_bcast8(x->q), vnni);
+	i = x8_dp4(i, _mm512_and_si512(v1, low), x8_bcast8(x->q + 8), vnni);
+	i = x8_dp4(i, _mm512_and_si512(_mm512_srli_epi16(v0, 4), low), x8_bcast8(x->q + 16), vnni);
+	i = x8_dp4(i, _mm512_and_si512(_mm512_srli_epi16(v1, 4), low), x8_bcast8(x->q + 24), vnni);
+	/* the nibbles are q + 8: each row's two lanes give back 8 sum x */
+	return _mm512_sub_epi32(i, _mm512_set1_epi32(4 * x->sum));
+}
+
+/* y[r] for the 8 rows of one packed group against one vector x[nb]. */
+X8 void x8_packed_group(float *y, const uint8_t *grp, enum ggml_type t, const quant_x8_32 *x,
+			int64_t nb, int vnni)
+{
+	const size_t column = t == GGML_Q8_0 ? 272 : 144;
 	__m512 acc = _mm512_setzero_ps();
 	for (int64_t b = 0; b < nb; b++) {
-		const uint8_t *blk = grp + 144 * b;
-		const int8_t *q = x[b].q;
-		const __m512i v0 = _mm512_loadu_si512(blk + 16), v1 = _mm512_loadu_si512(blk + 80);
-		__m512i i = _mm512_setzero_si512();
-		i = x8_dp4(i, _mm512_and_si512(v0, low), _mm512_set1_epi64(*(const int64_t *)q), vnni);
-		i = x8_dp4(i, _mm512_and_si512(v1, low), _mm512_set1_epi64(*(const int64_t *)(q + 8)), vnni);
-		i = x8_dp4(i, _mm512_and_si512(_mm512_srli_epi16(v0, 4), low),
-			   _mm512_set1_epi64(*(const int64_t *)(q + 16)), vnni);
-		i = x8_dp4(i, _mm512_and_si512(_mm512_srli_epi16(v1, 4), low),
-			   _mm512_set1_epi64(*(const int64_t *)(q + 24)), vnni);
-		/* the nibbles are q + 8: each row's two lanes give back 8 sum x */
-		i = _mm512_sub_epi32(i, _mm512_set1_epi32(4 * x[b].sum));
-		const __m512 scale = _mm512_mul_ps(x8_q40_scales(blk), _mm512_set1_ps(x[b].d));
+		const uint8_t *blk = grp + column * b;
+		const __m512i i = x8_packed_column(blk, t, x + b, vnni);
+		const __m512 scale = _mm512_mul_ps(x8_packed_scales(blk), _mm512_set1_ps(x[b].d));
 		acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), scale, acc);
 	}
 	float lanes[16];
@@ -257,31 +286,35 @@ X8 void x8_q40_group(float *y, const uint8_t *grp, const quant_x8_32 *x, int64_t
 
 /* Groups of 8 rows, each against every vector (a group's weights stay in
  * L1 while the vectors go by). */
-X8 void x8_q40_rows(float *y, size_t ys, const void *packed, int rows, const quant_x8_32 *x,
-		    int nx, int64_t n, int vnni)
+X8 void x8_packed_rows(float *y, size_t ys, const void *packed, enum ggml_type t, int rows,
+		       const quant_x8_32 *x, int nx, int64_t n, int vnni)
 {
 	const int64_t nb = n / QK;
+	const size_t group = (size_t)8 * nb * (t == GGML_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
 	for (int g = 0; g < rows / 8; g++) {
-		const uint8_t *grp = (const uint8_t *)packed + (size_t)g * 144 * nb;
+		const uint8_t *grp = (const uint8_t *)packed + g * group;
 		for (int i = 0; i < nx; i++) {
 			float out[8];
-			x8_q40_group(out, grp, x + i * nb, nb, vnni);
+			if (t == GGML_Q8_0)
+				x8_packed_group(out, grp, GGML_Q8_0, x + i * nb, nb, vnni);
+			else
+				x8_packed_group(out, grp, GGML_Q4_0, x + i * nb, nb, vnni);
 			for (int r = 0; r < 8; r++)
 				y[(size_t)i * ys + 8 * g + r] = out[r];
 		}
 	}
 }
 
-void quant_dot_x8_packed_avx512(float *y, size_t ys, const void *packed, int rows,
-				const quant_x8_32 *x, int nx, int64_t n)
+void quant_dot_x8_packed_avx512(float *y, size_t ys, const void *packed, enum ggml_type t,
+				int rows, const quant_x8_32 *x, int nx, int64_t n)
 {
-	x8_q40_rows(y, ys, packed, rows, x, nx, n, 0);
+	x8_packed_rows(y, ys, packed, t, rows, x, nx, n, 0);
 }
 
-void quant_dot_x8_packed_vnni(float *y, size_t ys, const void *packed, int rows,
-			      const quant_x8_32 *x, int nx, int64_t n)
+void quant_dot_x8_packed_vnni(float *y, size_t ys, const void *packed, enum ggml_type t,
+			      int rows, const quant_x8_32 *x, int nx, int64_t n)
 {
-	x8_q40_rows(y, ys, packed, rows, x, nx, n, 1);
+	x8_packed_rows(y, ys, packed, t, rows, x, nx, n, 1);
 }
 
 #endif

@@ -1,9 +1,9 @@
-/* test_quant_x8.c - the K types' integer dots with 8-bit activations:
- * the quantiser's rounding, sums, zeros and NaNs; the plain-loop
- * reference against the dequantiser (so its integers and factors are the
- * type's weights); every vector path the CPU has against the reference;
- * and the matmul inference runs against the reference, for few and many
- * tokens. */
+/* test_quant_x8.c - the integer dots with 8-bit activations (the K
+ * types as stored, q4_0 and q8_0 packed by eight): the quantisers'
+ * rounding, sums, zeros and NaNs; the plain-loop references against the
+ * dequantiser (so their integers and factors are the type's weights);
+ * every vector path the CPU has against the references; and the matmul
+ * inference runs against them, for few and many tokens. */
 #include "kernels.h"
 #include "quant.h"
 #include "quant_internal.h"
@@ -209,31 +209,31 @@ static void test_quantiser_32(void)
 	ok(isnan(q[0].d), "quant_x8_32_row: an infinity makes the block's d NaN");
 }
 
-/* Q4_0 rows packed by eight, on AVX-512 with and without VNNI, against
- * the reference on the rows as stored: 8, 16 and 24 rows, 1..9 vectors,
- * 1 and 9 blocks; the reference against the dequantiser. */
-static void test_packed(void)
+/* Q4_0 and Q8_0 rows packed by eight, on AVX-512 with and without VNNI,
+ * against the reference on the rows as stored: 8, 16 and 24 rows, 1..9
+ * vectors, 1 and 9 blocks; the reference against the dequantiser. */
+static void test_packed(enum ggml_type t)
 {
 	enum { MAXX = 9, MAXN = 32 * 9, MAXR = 24 };
 	static float x[MAXX * MAXN], wf[MAXN], y[MAXX * MAXR], yr[MAXX * MAXR];
 	static quant_x8_32 q[MAXX * MAXN / 32];
-	static uint8_t w[MAXR * MAXN];
+	static uint8_t w[MAXR * MAXN * 2];
 	double worst = 0;
 	for (int rep = 0; rep < 20; rep++) {
-		random_row(w, GGML_Q4_0, MAXN);
+		random_row(w, t, MAXN);
 		for (int i = 0; i < MAXN; i++)
 			x[i] = normal();
 		quant_x8_32_row(q, x, MAXN);
-		dequant_row_ref(wf, w, GGML_Q4_0, MAXN);
+		dequant_row_ref(wf, w, t, MAXN);
 		double want = 0;
 		for (int i = 0; i < MAXN; i++)
 			want += wf[i] * x_value(NULL, q, i);
-		quant_dot_q4_0_x8_ref(y, 1, w, q, 1, MAXN);
-		double e = fabs(y[0] - want) / magnitude(w, GGML_Q4_0, NULL, q, MAXN);
+		quant_dot_x8_32_ref(y, 1, w, t, q, 1, MAXN);
+		double e = fabs(y[0] - want) / magnitude(w, t, NULL, q, MAXN);
 		worst = e > worst || e != e ? e : worst;
 	}
-	ok(worst < 1e-6, "q4_0: quant_dot_q4_0_x8_ref = dequant_row_ref . dequantised x (rel err %.2g)",
-	   worst);
+	ok(worst < 1e-6, "%s: quant_dot_x8_32_ref = dequant_row_ref . dequantised x (rel err %.2g)",
+	   ggml_type_name(t), worst);
 #if defined(__x86_64__) || defined(__i386__)
 	static const char *name[] = { "avx512", "avx512 vnni" };
 	quant_dot_x8_packed_fn *dots[] = { quant_dot_x8_packed_avx512, quant_dot_x8_packed_vnni };
@@ -241,78 +241,79 @@ static void test_packed(void)
 			    parm_simd_best() >= PARM_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni") };
 	for (int v = 0; v < 2; v++) {
 		if (!has[v]) {
-			skip("the CPU has no such instructions", "q4_0 packed by eight on %s", name[v]);
+			skip("the CPU has no such instructions", "%s packed by eight on %s",
+			     ggml_type_name(t), name[v]);
 			continue;
 		}
 		worst = 0;
 		for (int rows = 8; rows <= MAXR; rows += 8)
 			for (int nx = 1; nx <= MAXX; nx++)
 				for (int64_t n = 32; n <= MAXN; n += 256) {
-					size_t rb = ggml_row_bytes(GGML_Q4_0, n);
+					size_t rb = ggml_row_bytes(t, n);
 					for (int r = 0; r < rows; r++)
-						random_row(w + r * rb, GGML_Q4_0, n);
+						random_row(w + r * rb, t, n);
 					for (int64_t i = 0; i < nx * n; i++)
 						x[i] = normal();
 					quant_x8_32_row(q, x, nx * n);
-					void *packed = quant_pack(w, GGML_Q4_0, rows, n);
-					dots[v](y, rows, packed, rows, q, nx, n);
+					void *packed = quant_pack(w, t, rows, n);
+					dots[v](y, rows, packed, t, rows, q, nx, n);
 					free(packed);
 					for (int r = 0; r < rows; r++)
-						quant_dot_q4_0_x8_ref(yr + r, rows, w + r * rb, q, nx, n);
+						quant_dot_x8_32_ref(yr + r, rows, w + r * rb, t, q, nx, n);
 					for (int i = 0; i < nx * rows; i++) {
 						double e = fabs((double)y[i] - yr[i]) /
-							   magnitude(w + (i % rows) * rb, GGML_Q4_0, NULL,
-								  q + i / rows * (n / 32), n);
+							   magnitude(w + (i % rows) * rb, t, NULL,
+								     q + i / rows * (n / 32), n);
 						worst = e > worst || e != e ? e : worst;
 					}
 				}
-		ok(worst < 1e-6, "q4_0 packed by eight (%s) = ref on the rows as stored, 8..24 rows x "
-		   "1..9 vectors (rel err %.2g)", name[v], worst);
+		ok(worst < 1e-6, "%s packed by eight (%s) = ref on the rows as stored, 8..24 rows x "
+		   "1..9 vectors (rel err %.2g)", ggml_type_name(t), name[v], worst);
 	}
 #else
-	skip("not an x86 CPU", "q4_0 packed by eight");
+	skip("not an x86 CPU", "%s packed by eight", ggml_type_name(t));
 #endif
 }
 
-/* Inference's matmul of q4_0 with a packed copy (AVX-512) against the
- * reference, few and many tokens; without one, the floats'. */
-static void test_matmul_packed(void)
+/* Inference's matmul on a packed copy (AVX-512) against the reference,
+ * few and many tokens; training's, in floats, differs. */
+static void test_matmul_packed(enum ggml_type t)
 {
 	enum { IN = 96, OUT = 40, MAXN = 30 };
-	size_t rb = ggml_row_bytes(GGML_Q4_0, IN);
-	static uint8_t w[OUT * IN];
+	size_t rb = ggml_row_bytes(t, IN);
+	static uint8_t w[OUT * IN * 2];
 	static float x[MAXN * IN], y[MAXN * OUT], yf[MAXN * OUT];
 	static quant_x8_32 q[MAXN * IN / 32];
-	if (!quant_pack_ok(GGML_Q4_0, OUT, IN)) {
-		skip("q4_0 is packed on the avx512 path only", "inference's matmul of packed q4_0 (%s "
-		     "path)", parm_simd_name(parm_simd()));
+	if (!quant_pack_ok(t, OUT, IN)) {
+		skip("packing is on the avx512 path only", "inference's matmul of packed %s (%s path)",
+		     ggml_type_name(t), parm_simd_name(parm_simd()));
 		return;
 	}
 	for (int r = 0; r < OUT; r++)
-		random_row(w + r * rb, GGML_Q4_0, IN);
-	void *packed = quant_pack(w, GGML_Q4_0, OUT, IN);
+		random_row(w + r * rb, t, IN);
+	void *packed = quant_pack(w, t, OUT, IN);
 	const int ns[] = { 1, 5, MAXN };
 	for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
 		int n = ns[k], moved = 0;
 		double worst = 0;
 		for (int i = 0; i < n * IN; i++)
 			x[i] = normal();
-		matmul_job job = { y, x, w, GGML_Q4_0, IN, OUT, 1, packed };
+		matmul_job job = { y, x, w, t, IN, OUT, 1, packed };
 		matmul_many_forward(&job, 1, n);
-		matmul_forward(yf, x, w, GGML_Q4_0, n, IN, OUT);
+		matmul_forward(yf, x, w, t, n, IN, OUT);
 		quant_x8_32_row(q, x, (int64_t)n * IN);
 		for (int i = 0; i < n; i++)
 			for (int r = 0; r < OUT; r++) {
 				float want;
-				quant_dot_q4_0_x8_ref(&want, 1, w + r * rb, q + i * IN / 32, 1, IN);
+				quant_dot_x8_32_ref(&want, 1, w + r * rb, t, q + i * IN / 32, 1, IN);
 				double e = fabs((double)y[i * OUT + r] - want) /
-					   magnitude(w + r * rb, GGML_Q4_0, NULL, q + i * IN / 32, IN);
+					   magnitude(w + r * rb, t, NULL, q + i * IN / 32, IN);
 				worst = e > worst || e != e ? e : worst;
 				moved += yf[i * OUT + r] != y[i * OUT + r];
 			}
-		ok(worst < 1e-6 && moved > 0, "q4_0: inference's matmul of %d tokens on the packed copy "
-		   "= quant_dot_q4_0_x8_ref (rel err %.2g); training's, in floats, differs (%d of %d)",
-		   n, worst, moved, n * OUT);
+		ok(worst < 1e-6 && moved > 0, "%s: inference's matmul of %d tokens on the packed copy "
+		   "= quant_dot_x8_32_ref (rel err %.2g); training's, in floats, differs (%d of %d)",
+		   ggml_type_name(t), n, worst, moved, n * OUT);
 	}
 	free(packed);
 }
@@ -364,8 +365,10 @@ int main(void)
 		test_ref(x8_types[k]);
 	test_paths();
 	test_quantiser_32();
-	test_packed();
-	test_matmul_packed();
+	test_packed(GGML_Q4_0);
+	test_packed(GGML_Q8_0);
+	test_matmul_packed(GGML_Q4_0);
+	test_matmul_packed(GGML_Q8_0);
 	for (size_t k = 0; k < N_X8; k++)
 		test_matmul(x8_types[k]);
 	ok(!quant_dot_x8_ok(GGML_F32, 256) && !quant_dot_x8_ok(GGML_Q4_0, 256) &&
@@ -373,7 +376,8 @@ int main(void)
 	   quant_dot_x8_ok(GGML_Q5_K, 512) && quant_dot_x8_ok(GGML_Q6_K, 768) &&
 	   !quant_dot_x8_ok(GGML_Q3_K, 256), "quant_dot_x8_ok: q4_K, q5_K, q6_K, whole super-blocks only");
 	ok(!quant_pack_ok(GGML_Q4_0, 12, 64) && !quant_pack_ok(GGML_Q4_K, 8, 256) &&
-	   quant_pack_ok(GGML_Q4_0, 16, 64) == (parm_simd() == PARM_SIMD_AVX512),
-	   "quant_pack_ok: q4_0 in groups of 8 rows, on the avx512 path only");
+	   quant_pack_ok(GGML_Q4_0, 16, 64) == (parm_simd() == PARM_SIMD_AVX512) &&
+	   quant_pack_ok(GGML_Q8_0, 8, 32) == (parm_simd() == PARM_SIMD_AVX512),
+	   "quant_pack_ok: q4_0 and q8_0 in groups of 8 rows, on the avx512 path only");
 	return tap_done();
 }
