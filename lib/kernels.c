@@ -617,7 +617,15 @@ void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, const 
 			}
 }
 
-/* ---- attention ---- */
+/* ---- attention ----
+ * A prompt's consecutive tokens of one sequence go in blocks of up to
+ * ATT_BLOCK through two sgemms per head (scores for the block against the
+ * cache, then their mix of V), the scores past each token's position
+ * zeroed after its softmax; a lone token (decode) takes two sgemvs.  A
+ * work item is one block or token and one head, so the sums are the same
+ * whatever the thread count. */
+
+enum { ATT_BLOCK = 32 };
 
 typedef struct {
 	float *out;
@@ -625,6 +633,7 @@ typedef struct {
 	const float *const *kc, *const *vc;
 	const int *pos;
 	int n, heads, kv_heads, hd, max_pos;
+	int *run_start, *run_len, n_runs;       /* the blocks and lone tokens */
 	atomic_int next;
 } attention_work;
 
@@ -642,13 +651,45 @@ static void attention_head(attention_work *aw, int i, int h, float *scores)
 		    aw->vc[i] + (size_t)g * hd, kvd, scores, 1, 0.0f, out, 1);
 }
 
+/* Tokens i .. i + nb - 1 (one sequence, consecutive positions), head h:
+ * scores[nb][span] for the cache up to the last one's position. */
+static void attention_run(attention_work *aw, int i, int nb, int h, float *scores)
+{
+	int hd = aw->hd, kvd = aw->kv_heads * hd, g = h / (aw->heads / aw->kv_heads);
+	int span = aw->pos[i + nb - 1] + 1, ld = aw->heads * hd;
+	const float *q = aw->q + ((size_t)i * aw->heads + h) * hd;
+	float *out = aw->out + ((size_t)i * aw->heads + h) * hd;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, span, hd, 1.0f / sqrtf((float)hd),
+		    q, ld, aw->kc[i] + (size_t)g * hd, kvd, 0.0f, scores, span);
+	for (int b = 0; b < nb; b++) {
+		float *row = scores + (size_t)b * span;
+		int len = aw->pos[i + b] + 1;
+		softmax_forward(row, row, 1, len);
+		memset(row + len, 0, (size_t)(span - len) * sizeof *row);
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, span, 1.0f, scores, span,
+		    aw->vc[i] + (size_t)g * hd, kvd, 0.0f, out, ld);
+}
+
 static void attention_worker(void *arg, int worker, int n_workers)
 {
 	attention_work *aw = arg;
-	float *scores = pool_scratch(worker, (size_t)aw->max_pos + 1);
-	int t, total = aw->n * aw->heads;
-	while ((t = atomic_fetch_add(&aw->next, 1)) < total)
-		attention_head(aw, t / aw->heads, t % aw->heads, scores);
+	float *scores = pool_scratch(worker, (size_t)ATT_BLOCK * (aw->max_pos + 1));
+	int t, total = aw->n_runs * aw->heads;
+	while ((t = atomic_fetch_add(&aw->next, 1)) < total) {
+		int r = t / aw->heads, h = t % aw->heads;
+		if (aw->run_len[r] == 1)
+			attention_head(aw, aw->run_start[r], h, scores);
+		else
+			attention_run(aw, aw->run_start[r], aw->run_len[r], h, scores);
+	}
+}
+
+/* Token i + 1 continues token i's run: the same cache, the next position. */
+static int continues(const attention_work *aw, int i)
+{
+	return aw->kc[i + 1] == aw->kc[i] && aw->vc[i + 1] == aw->vc[i] &&
+	       aw->pos[i + 1] == aw->pos[i] + 1;
 }
 
 void attention_forward(float *out, const float *q, const float *const *kc,
@@ -660,10 +701,20 @@ void attention_forward(float *out, const float *q, const float *const *kc,
 	if (n <= 0)
 		return;
 	atomic_init(&aw.next, 0);
-	for (int i = 0; i < n; i++)
+	aw.run_start = xmalloc(2 * (size_t)n * sizeof *aw.run_start);
+	aw.run_len = aw.run_start + n;
+	for (int i = 0; i < n; i++) {
 		if (pos[i] > aw.max_pos)
 			aw.max_pos = pos[i];
+		if (i > 0 && aw.run_len[aw.n_runs - 1] < ATT_BLOCK && continues(&aw, i - 1)) {
+			aw.run_len[aw.n_runs - 1]++;
+			continue;
+		}
+		aw.run_start[aw.n_runs] = i;
+		aw.run_len[aw.n_runs++] = 1;
+	}
 	pool_run(attention_worker, &aw);
+	free(aw.run_start);
 }
 
 void attention_forward_ref(float *out, const float *q, const float *const *kc,

@@ -164,6 +164,36 @@ static void test_attention(void)
 	free(q), free(o), free(or);
 }
 
+/* A prompt's runs (consecutive positions of one cache) go through the
+ * blocked sgemms: two runs longer than a block, one cut short by another
+ * sequence's token, and lone tokens between them. */
+static void test_attention_runs(void)
+{
+	enum { H = 6, G = 3, HD = 16, T = 80 };
+	int pos[128], n = 0;
+	float *cache_k[2], *cache_v[2];
+	const float *kc[128], *vc[128];
+	for (int s = 0; s < 2; s++) {
+		cache_k[s] = rand_vec((size_t)T * G * HD, 2);
+		cache_v[s] = rand_vec((size_t)T * G * HD, 1);
+	}
+	for (int p = 5; p < 45; p++)            /* 40: a block and 8 */
+		kc[n] = cache_k[0], vc[n] = cache_v[0], pos[n++] = p;
+	kc[n] = cache_k[1], vc[n] = cache_v[1], pos[n++] = 70;
+	for (int p = 0; p < 70; p++)            /* 70 from the start */
+		kc[n] = cache_k[1], vc[n] = cache_v[1], pos[n++] = p;
+	kc[n] = cache_k[0], vc[n] = cache_v[0], pos[n++] = 45;
+	float *q = rand_vec((size_t)n * H * HD, 2);
+	float *o = xcalloc((size_t)n * H * HD, 4), *or = xcalloc((size_t)n * H * HD, 4);
+	attention_forward(o, q, kc, vc, pos, n, H, G, HD);
+	attention_forward_ref(or, q, kc, vc, pos, n, H, G, HD);
+	close_enough("attention of prompts (runs in blocks, lone tokens between)", o, or,
+		     (size_t)n * H * HD, 1e-5);
+	for (int s = 0; s < 2; s++)
+		free(cache_k[s]), free(cache_v[s]);
+	free(q), free(o), free(or);
+}
+
 static void test_swiglu_softmax(void)
 {
 	int n = 3, v = 1000;
@@ -266,6 +296,7 @@ int main(void)
 	test_rmsnorm();
 	test_rope();
 	test_attention();
+	test_attention_runs();
 	test_swiglu_softmax();
 	test_vec_paths();
 	return tap_done();
