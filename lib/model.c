@@ -554,6 +554,10 @@ parm_kv *parm_kv_new(const parm_model *m, int n_slots, int n_ctx)
 	kv->len = xcalloc(n_slots, sizeof *kv->len);
 	kv->k = xcalloc(count, sizeof(float));
 	kv->v = xcalloc(count, sizeof(float));
+	/* each new position writes every layer's rows: a page fault per
+	 * token and layer in small pages, dear under a hypervisor */
+	parm_advise_huge(kv->k, count * sizeof(float));
+	parm_advise_huge(kv->v, count * sizeof(float));
 	return kv;
 }
 
@@ -591,6 +595,8 @@ void parm_kv_grow(parm_kv *kv, int n_slots)
 	size_t per_slot = (size_t)kv->n_layers * kv->n_ctx * kv->kv_dim, old = kv->n_slots;
 	kv->k = xrealloc(kv->k, n_slots * per_slot * sizeof(float));
 	kv->v = xrealloc(kv->v, n_slots * per_slot * sizeof(float));
+	parm_advise_huge(kv->k, n_slots * per_slot * sizeof(float));
+	parm_advise_huge(kv->v, n_slots * per_slot * sizeof(float));
 	kv->len = xrealloc(kv->len, n_slots * sizeof *kv->len);
 	memset(kv->len + old, 0, (n_slots - old) * sizeof *kv->len);
 	kv->n_slots = n_slots;

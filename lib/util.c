@@ -268,6 +268,20 @@ void parm_prefault(const void *p, size_t n, int write)
 #endif
 }
 
+void parm_advise_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+	const uintptr_t huge = 2 << 20, from = ((uintptr_t)p + huge - 1) / huge * huge,
+			to = ((uintptr_t)p + n) / huge * huge;
+	int saved = errno;
+	if (to > from)
+		madvise((void *)from, to - from, MADV_HUGEPAGE);
+	errno = saved;
+#else
+	(void)p, (void)n;
+#endif
+}
+
 void *parm_alloc_huge(size_t n)
 {
 	enum { HUGE = 2 << 20 };
@@ -276,11 +290,7 @@ void *parm_alloc_huge(size_t n)
 		return xmalloc(n);
 	if (posix_memalign(&p, HUGE, n))
 		die("out of memory (%zu bytes)", n);
-#ifdef MADV_HUGEPAGE
-	int saved = errno;      /* the whole huge pages inside the block only */
-	madvise(p, n / HUGE * HUGE, MADV_HUGEPAGE);
-	errno = saved;
-#endif
+	parm_advise_huge(p, n);
 	parm_prefault(p, n, 1);
 	return p;
 }

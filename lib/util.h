@@ -55,6 +55,10 @@ void parm_prefault(const void *p, size_t n, int write);
  * aligned, MADV_HUGEPAGE), mapped at once: a fresh mapping of many small
  * pages costs a fault each. */
 void *parm_alloc_huge(size_t n);
+/* Ask for huge pages for the whole 2 MB pages inside [p, p + n) (a large
+ * block from malloc or calloc, its pages still unmapped): each is then
+ * one fault where it would have been 512. */
+void parm_advise_huge(void *p, size_t n);
 
 /* Parse a whole decimal integer / float; -1 on junk or out of range. */
 int parm_parse_long(const char *s, long lo, long hi, long *out);
