@@ -222,15 +222,6 @@ X8 __m512i x8_dp4(__m512i acc, __m512i u, __m512i s, int vnni)
 	return _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
 }
 
-/* acc + signed w times signed x per lane: |w| times x with w's sign
- * (at most 2 x 128 x 127 per pair: no saturation). */
-X8 __m512i x8_dp4_signed(__m512i acc, __m512i w, __m512i x, int vnni)
-{
-	const __mmask64 neg = _mm512_movepi8_mask(w);
-	return x8_dp4(acc, _mm512_abs_epi8(w), _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x),
-		      vnni);
-}
-
 X8 __m512i x8_bcast8(const int8_t *q)
 {
 	int64_t v;
@@ -246,46 +237,94 @@ X8 __m512 x8_packed_scales(const uint8_t *blk)
 	return _mm512_cvtph_ps(twice);
 }
 
-/* One packed column's int32 lanes against block x. */
-X8 __m512i x8_packed_column(const uint8_t *blk, enum ggml_type t, const quant_x8_32 *x, int vnni)
+/* A packed column's weights as four unsigned byte vectors w[k] against
+ * activation bytes 8k .. 8k + 7: q4_0's nibbles (q + 8), q8_0's |q| with
+ * neg[k] marking the negative ones (their activations change sign). */
+X8 void x8_packed_weights(__m512i w[4], __mmask64 neg[4], const uint8_t *blk, enum ggml_type t)
 {
-	__m512i i = _mm512_setzero_si512();
 	if (t == GGML_Q8_0) {
-#pragma GCC unroll 4
-		for (int k = 0; k < 4; k++)
-			i = x8_dp4_signed(i, _mm512_loadu_si512(blk + 16 + 64 * k), x8_bcast8(x->q + 8 * k), vnni);
-		return i;
+		for (int k = 0; k < 4; k++) {
+			const __m512i v = _mm512_loadu_si512(blk + 16 + 64 * k);
+			neg[k] = _mm512_movepi8_mask(v);
+			w[k] = _mm512_abs_epi8(v);      /* -128 is 128 unsigned */
+		}
+		return;
 	}
 	const __m512i low = _mm512_set1_epi8(15);
 	const __m512i v0 = _mm512_loadu_si512(blk + 16), v1 = _mm512_loadu_si512(blk + 80);
-	i = x8_dp4(i, _mm512_and_si512(v0, low), x8_bcast8(x->q), vnni);
-	i = x8_dp4(i, _mm512_and_si512(v1, low), x8_bcast8(x->q + 8), vnni);
-	i = x8_dp4(i, _mm512_and_si512(_mm512_srli_epi16(v0, 4), low), x8_bcast8(x->q + 16), vnni);
-	i = x8_dp4(i, _mm512_and_si512(_mm512_srli_epi16(v1, 4), low), x8_bcast8(x->q + 24), vnni);
-	/* the nibbles are q + 8: each row's two lanes give back 8 sum x */
-	return _mm512_sub_epi32(i, _mm512_set1_epi32(4 * x->sum));
+	w[0] = _mm512_and_si512(v0, low);
+	w[1] = _mm512_and_si512(v1, low);
+	w[2] = _mm512_and_si512(_mm512_srli_epi16(v0, 4), low);
+	w[3] = _mm512_and_si512(_mm512_srli_epi16(v1, 4), low);
 }
 
-/* y[r] for the 8 rows of one packed group against one vector x[nb]. */
-X8 void x8_packed_group(float *y, const uint8_t *grp, enum ggml_type t, const quant_x8_32 *x,
-			int64_t nb, int vnni)
+/* One column's int32 lanes against block x (at most 2 x 128 x 127 a
+ * pair of products: no saturation in maddubs). */
+X8 __m512i x8_packed_dot(const __m512i w[4], const __mmask64 neg[4], enum ggml_type t,
+			 const quant_x8_32 *x, int vnni)
+{
+	__m512i i = _mm512_setzero_si512();
+#pragma GCC unroll 4
+	for (int k = 0; k < 4; k++) {
+		__m512i s = x8_bcast8(x->q + 8 * k);
+		if (t == GGML_Q8_0)
+			s = _mm512_mask_sub_epi8(s, neg[k], _mm512_setzero_si512(), s);
+		i = x8_dp4(i, w[k], s, vnni);
+	}
+	/* q4_0's nibbles are q + 8: each row's two lanes give back 8 sum x */
+	return t == GGML_Q8_0 ? i : _mm512_sub_epi32(i, _mm512_set1_epi32(4 * x->sum));
+}
+
+enum { X8_PACKED_GROUP = 4 };   /* vectors sharing a column's unpacking */
+
+/* y[i][r] for the 8 rows of one packed group against nt vectors, vector
+ * i's blocks at x + i nb: each column unpacked once for all of them. */
+X8 void x8_packed_group(float y[][8], const uint8_t *grp, enum ggml_type t,
+			const quant_x8_32 *x, int64_t nb, int nt, int vnni)
 {
 	const size_t column = t == GGML_Q8_0 ? 272 : 144;
-	__m512 acc = _mm512_setzero_ps();
+	__m512 acc[X8_PACKED_GROUP];
+	for (int i = 0; i < nt; i++)
+		acc[i] = _mm512_setzero_ps();
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *blk = grp + column * b;
-		const __m512i i = x8_packed_column(blk, t, x + b, vnni);
-		const __m512 scale = _mm512_mul_ps(x8_packed_scales(blk), _mm512_set1_ps(x[b].d));
-		acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), scale, acc);
+		__m512i w[4];
+		__mmask64 neg[4] = { 0 };
+		x8_packed_weights(w, neg, blk, t);
+		const __m512 d = x8_packed_scales(blk);
+#pragma GCC unroll 4
+		for (int i = 0; i < nt; i++) {
+			const quant_x8_32 *xb = x + i * nb + b;
+			const __m512i s = x8_packed_dot(w, neg, t, xb, vnni);
+			acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(xb->d)),
+						 acc[i]);
+		}
 	}
-	float lanes[16];
-	_mm512_storeu_ps(lanes, acc);
-	for (int r = 0; r < 8; r++)
-		y[r] = lanes[2 * r] + lanes[2 * r + 1];
+	for (int i = 0; i < nt; i++) {
+		float lanes[16];
+		_mm512_storeu_ps(lanes, acc[i]);
+		for (int r = 0; r < 8; r++)
+			y[i][r] = lanes[2 * r] + lanes[2 * r + 1];
+	}
 }
 
-/* Groups of 8 rows, each against every vector (a group's weights stay in
- * L1 while the vectors go by). */
+/* Rows 8g .. 8g + 7 against vectors i .. i + nt - 1 (nt a constant once
+ * inlined), into y. */
+X8 void x8_packed_span(float *y, size_t ys, const uint8_t *grp, int g, enum ggml_type t,
+		       const quant_x8_32 *x, int64_t nb, int i, int nt, int vnni)
+{
+	float out[X8_PACKED_GROUP][8];
+	if (t == GGML_Q8_0)
+		x8_packed_group(out, grp, GGML_Q8_0, x + i * nb, nb, nt, vnni);
+	else
+		x8_packed_group(out, grp, GGML_Q4_0, x + i * nb, nb, nt, vnni);
+	for (int k = 0; k < nt; k++)
+		for (int r = 0; r < 8; r++)
+			y[(size_t)(i + k) * ys + 8 * g + r] = out[k][r];
+}
+
+/* Groups of 8 rows against the vectors, X8_PACKED_GROUP at a time, then
+ * one at a time (a group's weights stay in L1 while the vectors go by). */
 X8 void x8_packed_rows(float *y, size_t ys, const void *packed, enum ggml_type t, int rows,
 		       const quant_x8_32 *x, int nx, int64_t n, int vnni)
 {
@@ -293,15 +332,11 @@ X8 void x8_packed_rows(float *y, size_t ys, const void *packed, enum ggml_type t
 	const size_t group = (size_t)8 * nb * (t == GGML_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
 	for (int g = 0; g < rows / 8; g++) {
 		const uint8_t *grp = (const uint8_t *)packed + g * group;
-		for (int i = 0; i < nx; i++) {
-			float out[8];
-			if (t == GGML_Q8_0)
-				x8_packed_group(out, grp, GGML_Q8_0, x + i * nb, nb, vnni);
-			else
-				x8_packed_group(out, grp, GGML_Q4_0, x + i * nb, nb, vnni);
-			for (int r = 0; r < 8; r++)
-				y[(size_t)i * ys + 8 * g + r] = out[r];
-		}
+		int i = 0;
+		for (; i + X8_PACKED_GROUP <= nx; i += X8_PACKED_GROUP)
+			x8_packed_span(y, ys, grp, g, t, x, nb, i, X8_PACKED_GROUP, vnni);
+		for (; i < nx; i++)
+			x8_packed_span(y, ys, grp, g, t, x, nb, i, 1, vnni);
 	}
 }
 
