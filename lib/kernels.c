@@ -292,23 +292,71 @@ static void gemm_pool(const gemm_args *g)
  * time by a tenth (q4_0, 134M, 128 tokens), x packed half as often. */
 enum { TILE_FLOATS = 128 * 1024 };
 
-static int tile_rows(int in)
+/* Few tokens (decode): our own dot products, 4 rows x 2 tokens at a time
+ * with 8-wide vectors; it streams W once at memory speed whatever kernels
+ * OpenBLAS picked for this CPU.  Many tokens: sgemm, or on the AVX-512
+ * path our panels (panel_avx512.c). */
+enum { SMALL_N = 8 };
+
+static int panels_on(void)
 {
-	int rows = TILE_FLOATS / in;
-	rows = rows < 8 ? 8 : rows > 256 ? 256 : rows & ~7;
-	return rows;
+#if defined(__x86_64__) || defined(__i386__)
+	return parm_simd() >= PARM_SIMD_AVX512;
+#else
+	return 0;
+#endif
 }
 
-static int job_tiles(const matmul_job *j)
+static int job_is_x8(const matmul_job *j, int n);
+
+/* A prompt's matmul without integer dots, on the AVX-512 path. */
+static int job_is_panels(const matmul_job *j, int n)
 {
-	int rows = tile_rows(j->in);
+	return n > SMALL_N && panels_on() && !job_is_x8(j, n);
+}
+
+/* Rows of a tile of W with rows of in: a multiple of unit. */
+static int rows_per_tile(int in, int unit)
+{
+	int rows = TILE_FLOATS / in;
+	return rows < unit ? unit : rows > 256 ? 256 : rows - rows % unit;
+}
+
+/* A job's: a multiple of 8 (packed columns), of 32 for panels. */
+static int tile_rows(const matmul_job *j, int n)
+{
+	return rows_per_tile(j->in, job_is_panels(j, n) ? PANEL_ROWS : 8);
+}
+
+static int job_tiles(const matmul_job *j, int n)
+{
+	int rows = tile_rows(j, n);
 	return (j->out + rows - 1) / rows;
 }
 
-/* Few tokens (decode): our own dot products, 4 rows x 2 tokens at a time
- * with 8-wide vectors; it streams W once at memory speed whatever kernels
- * OpenBLAS picked for this CPU.  Many tokens: sgemm. */
-enum { SMALL_N = 8 };
+#if defined(__x86_64__) || defined(__i386__)
+/* y[:, r0:r0+rows] = x W[r0:r0+rows]^T through panels: each 32 rows
+ * dequantised (unless f32) and transposed into the worker's scratch, then
+ * every token against them. */
+static void matmul_tile_panels(const matmul_job *j, int n, int r0, int rows, int worker)
+{
+	size_t rb = ggml_row_bytes(j->t, j->in), pn = (size_t)PANEL_ROWS * j->in;
+	int panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
+	float *p = pool_scratch(worker, (panels + (j->t != GGML_F32)) * pn), *rowbuf = p + panels * pn;
+	for (int q = 0; q < panels; q++) {
+		int r = r0 + q * PANEL_ROWS, nr = r0 + rows - r < PANEL_ROWS ? r0 + rows - r : PANEL_ROWS;
+		const float *src = (const float *)j->w + (size_t)r * j->in;
+		if (j->t != GGML_F32) {
+			for (int i = 0; i < nr; i++)
+				dequant_row(rowbuf + (size_t)i * j->in,
+					    (const char *)j->w + (size_t)(r + i) * rb, j->t, j->in);
+			src = rowbuf;
+		}
+		panel_pack_avx512(p + q * pn, src, nr, j->in);
+	}
+	panel_matmul_avx512(j->y + r0, j->out, j->x, n, p, rows, j->in);
+}
+#endif
 
 /* y[:, r0:r0+rows] = x W[r0:r0+rows]^T, W dequantised into scratch first
  * unless it is f32 already. */
@@ -322,6 +370,12 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 				    rows, xq, n, j->in);
 		return;
 	}
+#if defined(__x86_64__) || defined(__i386__)
+	if (job_is_panels(j, n)) {
+		matmul_tile_panels(j, n, r0, rows, worker);
+		return;
+	}
+#endif
 	if (xq) {       /* integers: x quantised once for the whole pass */
 		quant_dot_x8_rows(j->y + r0, j->out, (const char *)j->w + (size_t)r0 * rb, rb, rows,
 				  j->t, xq, n, j->in);
@@ -370,7 +424,7 @@ typedef struct {
  * y (x is packed per block of tokens, not once per tile of W). */
 static int job_is_gemm(const matmul_job *j, int n)
 {
-	return j->t == GGML_F32 && n > SMALL_N;
+	return j->t == GGML_F32 && n > SMALL_N && !panels_on();
 }
 
 static gemm_args job_gemm(const matmul_job *j, int n)
@@ -386,7 +440,7 @@ static int job_items(const matmul_job *j, int n)
 		gemm_args g = job_gemm(j, n);
 		return gemm_blocks(&g);
 	}
-	return job_tiles(j);
+	return job_tiles(j, n);
 }
 
 static void matmul_item(const matmul_job *job, const void *xq, int n, int t, int worker)
@@ -396,7 +450,7 @@ static void matmul_item(const matmul_job *job, const void *xq, int n, int t, int
 		gemm_block(&g, t);
 		return;
 	}
-	int rows = tile_rows(job->in), r0 = t * rows;
+	int rows = tile_rows(job, n), r0 = t * rows;
 	if (r0 + rows > job->out)
 		rows = job->out - r0;
 	matmul_tile(job, xq, n, r0, rows, worker);
@@ -862,7 +916,7 @@ void matmul_backward(float *dx, float *dw, const float *dy, const float *x,
 		return;
 	}
 	/* dx += dy[:, r0:r0+rows] W[r0:r0+rows], a dequantised tile at a time */
-	int rows = tile_rows(in);
+	int rows = rows_per_tile(in, 8);
 	size_t rb = ggml_row_bytes(t, in);
 	float *tile = xmalloc((size_t)rows * in * sizeof *tile);
 	for (int r0 = 0; r0 < out; r0 += rows) {

@@ -12,6 +12,7 @@
 #ifndef PARM_KERNELS_INTERNAL_H
 #define PARM_KERNELS_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* swiglu_backward's arrays (see kernels.h). */
@@ -35,6 +36,17 @@ typedef struct {
 extern const kernels_vec kernels_vec_plain;
 #if defined(__x86_64__) || defined(__i386__)
 extern const kernels_vec kernels_vec_fma;
+#endif
+
+/* The AVX-512 path's prompt matmul (panel_avx512.c): W's rows transposed
+ * into panels of PANEL_ROWS, panel[in][32], then FMAs 16 rows wide. */
+enum { PANEL_ROWS = 32 };
+#if defined(__x86_64__) || defined(__i386__)
+/* panel[in][32] = w[rows][in] transposed, rows <= 32, missing rows 0 */
+void panel_pack_avx512(float *panel, const float *w, int rows, int in);
+/* y[n][ys] (columns 0..rows) = x[n][in] W^T, W in panels [ceil(rows/32)][in][32] */
+void panel_matmul_avx512(float *y, size_t ys, const float *x, int n, const float *panels,
+			 int rows, int in);
 #endif
 
 #endif

@@ -70,9 +70,9 @@ static void test_matmul(enum ggml_type t, int n, int in, int out)
 }
 
 /* Tiles are the same whatever the thread count: results agree bitwise. */
-static void test_matmul_threads(void)
+static void test_matmul_threads(int n)
 {
-	int n = 5, in = 256, out = 1000;
+	int in = 256, out = 1000;
 	float *x = rand_vec((size_t)n * in, 1), *w = rand_vec((size_t)out * in, 0.1f);
 	float *y1 = xmalloc((size_t)n * out * sizeof *y1), *y2 = xmalloc((size_t)n * out * sizeof *y2);
 	kernels_set_threads(1);
@@ -80,7 +80,8 @@ static void test_matmul_threads(void)
 	kernels_set_threads(3);
 	matmul_forward(y2, x, w, GGML_F32, n, in, out);
 	kernels_set_threads(2);
-	ok(!memcmp(y1, y2, (size_t)n * out * sizeof *y1), "matmul: 1 and 3 threads agree bitwise");
+	ok(!memcmp(y1, y2, (size_t)n * out * sizeof *y1),
+	   "matmul N=%d: 1 and 3 threads agree bitwise", n);
 	free(x), free(w), free(y1), free(y2);
 }
 
@@ -292,7 +293,16 @@ int main(void)
 	test_matmul(GGML_Q8_0, 8, 800, 50);    /* fused decode dot: one pass of 8 or two of 4, odd blocks */
 	test_matmul(GGML_Q4_0, 7, 800, 50);    /* passes of 4, 2 and 1 */
 	test_matmul(GGML_Q8_0, 6, 800, 50);    /* 4 and 2 */
-	test_matmul_threads();
+	/* prompts (panels on the AVX-512 path): 12 tokens a block and the
+	 * rest, panels of 32 rows and a short one, tiles of W, in not a
+	 * multiple of 16 */
+	test_matmul(GGML_F32, 40, 100, 70);
+	test_matmul(GGML_F32, 25, 96, 600);
+	test_matmul(GGML_F16, 13, 768, 130);
+	test_matmul(GGML_BF16, 24, 64, 33);
+	test_matmul(GGML_Q8_0, 12, 1024, 200);
+	test_matmul_threads(5);        /* decode's dots */
+	test_matmul_threads(30);       /* a prompt's */
 	test_rmsnorm();
 	test_rope();
 	test_attention();

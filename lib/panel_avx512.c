@@ -1,0 +1,125 @@
+/* panel_avx512.c - a prompt's matmul for float weights on the AVX-512
+ * path: W's rows transposed into panels of 32, 12 tokens against a panel
+ * at a time (24 accumulators of 16 floats), whatever the rest of the
+ * build targets.
+ *
+ * Why not OpenBLAS's sgemm: where the environment pins OpenBLAS to its
+ * Haswell kernels (8-wide), a CPU with full-width AVX-512 runs at half its
+ * rate; and f16 or bf16 weights have no OpenBLAS gemm at all, so they
+ * were dequantised into a tile for it anyway.  Here that tile is written
+ * transposed (the panel), and the 16-wide FMAs read it in place: measured
+ * 1.8-2x OpenBLAS's sgemm on a 512 x 768 x 2048 product (Zen 5, one
+ * thread).  matmul_forward_ref is the plain-loop reference (test_kernels). */
+#if defined(__x86_64__) || defined(__i386__)
+#pragma GCC target("arch=x86-64-v4")
+#include <immintrin.h>
+#include <stddef.h>
+
+#include "kernels_internal.h"
+
+/* dst[16][ds] = src[16][ss] transposed: dst[c][r] = src[r][c]. */
+static void transpose16(float *dst, size_t ds, const float *src, size_t ss)
+{
+	__m512 r[16], t[16];
+	for (int i = 0; i < 16; i++)
+		r[i] = _mm512_loadu_ps(src + i * ss);
+	for (int i = 0; i < 16; i += 2) {       /* 32-bit pairs within lanes */
+		t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+	}
+	for (int i = 0; i < 16; i += 4) {       /* 64-bit pairs: column m of 4 rows */
+		r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]),
+							   _mm512_castps_pd(t[i + 2])));
+		r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]),
+							       _mm512_castps_pd(t[i + 2])));
+		r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]),
+							       _mm512_castps_pd(t[i + 3])));
+		r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]),
+							       _mm512_castps_pd(t[i + 3])));
+	}
+	/* r[4q + m], lane L: column 4L + m of rows 4q..4q+3 */
+	for (int m = 0; m < 4; m++) {
+		__m512 even01 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88);
+		__m512 odd01 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xdd);
+		__m512 even23 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88);
+		__m512 odd23 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xdd);
+		_mm512_storeu_ps(dst + m * ds, _mm512_shuffle_f32x4(even01, even23, 0x88));
+		_mm512_storeu_ps(dst + (8 + m) * ds, _mm512_shuffle_f32x4(even01, even23, 0xdd));
+		_mm512_storeu_ps(dst + (4 + m) * ds, _mm512_shuffle_f32x4(odd01, odd23, 0x88));
+		_mm512_storeu_ps(dst + (12 + m) * ds, _mm512_shuffle_f32x4(odd01, odd23, 0xdd));
+	}
+}
+
+/* panel[in][32] = w[rows][in] transposed, rows <= 32, the missing rows 0. */
+void panel_pack_avx512(float *panel, const float *w, int rows, int in)
+{
+	int k = 0;
+	if (rows == 32)
+		for (; k + 16 <= in; k += 16) {
+			transpose16(panel + (size_t)k * PANEL_ROWS, PANEL_ROWS, w + k, in);
+			transpose16(panel + (size_t)k * PANEL_ROWS + 16, PANEL_ROWS,
+				    w + (size_t)16 * in + k, in);
+		}
+	for (; k < in; k++)
+		for (int r = 0; r < PANEL_ROWS; r++)
+			panel[(size_t)k * PANEL_ROWS + r] = r < rows ? w[(size_t)r * in + k] : 0;
+}
+
+enum { PANEL_TOKENS = 12 };     /* 24 accumulators, 2 weights, 1 broadcast */
+
+/* y[nt][ys] (columns where the masks say) = x[nt][in] panel^T, nt a
+ * constant once inlined, so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void
+panel_block(float *y, size_t ys, const float *x, int in, const float *p, int nt,
+	    __mmask16 m0, __mmask16 m1)
+{
+	__m512 a0[PANEL_TOKENS], a1[PANEL_TOKENS];
+#pragma GCC unroll 12
+	for (int i = 0; i < nt; i++)
+		a0[i] = a1[i] = _mm512_setzero_ps();
+	for (int k = 0; k < in; k++) {
+		__m512 w0 = _mm512_loadu_ps(p + (size_t)k * PANEL_ROWS);
+		__m512 w1 = _mm512_loadu_ps(p + (size_t)k * PANEL_ROWS + 16);
+#pragma GCC unroll 12
+		for (int i = 0; i < nt; i++) {
+			__m512 xb = _mm512_set1_ps(x[(size_t)i * in + k]);
+			a0[i] = _mm512_fmadd_ps(xb, w0, a0[i]);
+			a1[i] = _mm512_fmadd_ps(xb, w1, a1[i]);
+		}
+	}
+#pragma GCC unroll 12
+	for (int i = 0; i < nt; i++) {
+		_mm512_mask_storeu_ps(y + (size_t)i * ys, m0, a0[i]);
+		_mm512_mask_storeu_ps(y + (size_t)i * ys + 16, m1, a1[i]);
+	}
+}
+
+#define PANEL_CASE(nt) \
+	case nt: panel_block(y, ys, x, in, p, nt, m0, m1); break;
+
+static void panel_tokens(float *y, size_t ys, const float *x, int nt, int in, const float *p,
+			 __mmask16 m0, __mmask16 m1)
+{
+	switch (nt) {
+	PANEL_CASE(1) PANEL_CASE(2) PANEL_CASE(3) PANEL_CASE(4) PANEL_CASE(5) PANEL_CASE(6)
+	PANEL_CASE(7) PANEL_CASE(8) PANEL_CASE(9) PANEL_CASE(10) PANEL_CASE(11) PANEL_CASE(12)
+	}
+}
+
+/* y[n][ys] (columns 0..rows) = x[n][in] W^T, W's rows in panels
+ * [ceil(rows / 32)][in][32].  Tokens outside, panels inside: the 12
+ * tokens' x (12 in floats) stay in L1 while the panels stream from L2. */
+void panel_matmul_avx512(float *y, size_t ys, const float *x, int n, const float *panels,
+			 int rows, int in)
+{
+	for (int t = 0; t < n; t += PANEL_TOKENS) {
+		int nt = n - t < PANEL_TOKENS ? n - t : PANEL_TOKENS;
+		for (int r = 0; r < rows; r += PANEL_ROWS) {
+			int nr = rows - r < PANEL_ROWS ? rows - r : PANEL_ROWS;
+			uint32_t mask = nr == 32 ? 0xffffffffu : (1u << nr) - 1;
+			panel_tokens(y + (size_t)t * ys + r, ys, x + (size_t)t * in, nt, in,
+				     panels + (size_t)r * in, (__mmask16)mask, (__mmask16)(mask >> 16));
+		}
+	}
+}
+#endif
