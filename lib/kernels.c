@@ -307,12 +307,31 @@ static int panels_on(void)
 #endif
 }
 
-static int job_is_x8(const matmul_job *j, int n);
+/* The form a job's x takes for its dot products: floats, or rounded once
+ * a pass for the weights' own dot, as llama.cpp does: 8 bits per 256 for
+ * the K types (its q8_K), per 32 for packed q4_0 and q8_0 (its q8_0), bf16
+ * for bf16 weights where the CPU has the bf16 dot.  Inference only
+ * (matmul_job.x8), unless kernels_set_int8 turned it off. */
+enum x_form { X_FLOAT, X_Q8_K, X_Q8_0, X_BF16 };
 
-/* A prompt's matmul without integer dots, on the AVX-512 path. */
+static enum x_form job_x_form(const matmul_job *j, int n)
+{
+	if (!kernels_int8() || !j->x8)
+		return X_FLOAT;
+	if (j->packed)
+		return X_Q8_0;
+	if (quant_dot_x8_ok(j->t, j->in))
+		return X_Q8_K;
+	if (j->t == GGML_BF16 && j->in % 2 == 0 && n > SMALL_N && panels_on() && parm_simd_bf16())
+		return X_BF16;
+	return X_FLOAT;
+}
+
+/* A prompt's matmul on the AVX-512 path, but for the integer dots. */
 static int job_is_panels(const matmul_job *j, int n)
 {
-	return n > SMALL_N && panels_on() && !job_is_x8(j, n);
+	enum x_form f = job_x_form(j, n);
+	return n > SMALL_N && panels_on() && (f == X_FLOAT || f == X_BF16);
 }
 
 /* Rows of a tile of W with rows of in: a multiple of unit. */
@@ -336,25 +355,29 @@ static int job_tiles(const matmul_job *j, int n)
 
 #if defined(__x86_64__) || defined(__i386__)
 /* y[:, r0:r0+rows] = x W[r0:r0+rows]^T through panels: each 32 rows
- * dequantised (unless f32) and transposed into the worker's scratch, then
- * every token against them. */
-static void matmul_tile_panels(const matmul_job *j, int n, int r0, int rows, int worker)
+ * transposed into the worker's scratch (dequantised first unless f32, or
+ * bf16 with x in bf16: xb), then every token against them. */
+static void matmul_tile_panels(const matmul_job *j, const void *xb, int n, int r0, int rows,
+			       int worker)
 {
-	size_t rb = ggml_row_bytes(j->t, j->in), pn = (size_t)PANEL_ROWS * j->in;
+	size_t rb = ggml_row_bytes(j->t, j->in);
+	int words = xb ? j->in / 2 : j->in, as_is = xb || j->t == GGML_F32;
 	int panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
-	float *p = pool_scratch(worker, (panels + (j->t != GGML_F32)) * pn), *rowbuf = p + panels * pn;
+	size_t pn = (size_t)PANEL_ROWS * words;
+	float *p = pool_scratch(worker, (panels + !as_is) * pn), *rowbuf = p + panels * pn;
 	for (int q = 0; q < panels; q++) {
 		int r = r0 + q * PANEL_ROWS, nr = r0 + rows - r < PANEL_ROWS ? r0 + rows - r : PANEL_ROWS;
-		const float *src = (const float *)j->w + (size_t)r * j->in;
-		if (j->t != GGML_F32) {
+		const void *src = (const char *)j->w + (size_t)r * rb;
+		if (!as_is) {
 			for (int i = 0; i < nr; i++)
 				dequant_row(rowbuf + (size_t)i * j->in,
 					    (const char *)j->w + (size_t)(r + i) * rb, j->t, j->in);
 			src = rowbuf;
 		}
-		panel_pack_avx512(p + q * pn, src, nr, j->in);
+		panel_pack_avx512(p + q * pn, src, nr, words);
 	}
-	panel_matmul_avx512(j->y + r0, j->out, j->x, n, p, rows, j->in);
+	panel_matmul_avx512(j->y + r0, j->out, xb ? xb : (const void *)j->x, n, p, rows, j->in,
+			    xb != NULL);
 }
 #endif
 
@@ -372,7 +395,7 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 	}
 #if defined(__x86_64__) || defined(__i386__)
 	if (job_is_panels(j, n)) {
-		matmul_tile_panels(j, n, r0, rows, worker);
+		matmul_tile_panels(j, xq, n, r0, rows, worker);
 		return;
 	}
 #endif
@@ -414,7 +437,7 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 
 typedef struct {
 	const matmul_job *jobs;
-	const void **xq;        /* [n_jobs]: job j's x quantised (x8_bytes), or NULL */
+	const void **xq;        /* [n_jobs]: job j's x in its form (x_bytes), or NULL */
 	int n_jobs, n;
 	atomic_int next;
 	int total;
@@ -487,46 +510,43 @@ int kernels_int8(void)
 	return int8_on;
 }
 
-static int job_is_x8(const matmul_job *j, int n)
+/* Bytes of one token's x in form f, rows of in. */
+static size_t x_bytes(enum x_form f, int in)
 {
-	return kernels_int8() && j->x8 && (quant_dot_x8_ok(j->t, j->in) || j->packed);
+	return f == X_Q8_0 ? (size_t)(in / 32) * sizeof(quant_x8_32)
+	     : f == X_Q8_K ? (size_t)(in / 256) * sizeof(quant_x8)
+	     : f == X_BF16 ? (size_t)in * sizeof(uint16_t) : 0;
 }
 
-/* Bytes of one token's x quantised for job j's integer dot: 32 at a time
- * for packed q4_0 and q8_0 (llama.cpp's q8_0), 256 for the K types (its
- * q8_K). */
-static size_t x8_bytes(const matmul_job *j)
-{
-	return j->packed ? (size_t)(j->in / 32) * sizeof(quant_x8_32)
-			 : (size_t)(j->in / 256) * sizeof(quant_x8);
-}
-
-/* The jobs' inputs quantised for their integer dots, each distinct x in
- * each form once (q, k and v share theirs); NULL for the other jobs.
- * Returns the buffer to free. */
+/* The jobs' inputs in the forms their dots take, each distinct x in each
+ * form once (q, k and v share theirs); NULL for floats.  Returns the
+ * buffer to free. */
 static char *quantise_inputs(const void **xq, const matmul_job *jobs, int n_jobs, int n)
 {
 	size_t bytes = 0;
 	for (int j = 0; j < n_jobs; j++)
-		if (job_is_x8(&jobs[j], n))
-			bytes += (size_t)n * x8_bytes(&jobs[j]);
+		bytes += (size_t)n * x_bytes(job_x_form(&jobs[j], n), jobs[j].in);
 	char *buf = bytes ? xmalloc(bytes) : NULL, *at = buf;
 	for (int j = 0; j < n_jobs; j++) {
+		enum x_form f = job_x_form(&jobs[j], n);
+		int64_t count = (int64_t)n * jobs[j].in;
 		xq[j] = NULL;
-		if (!job_is_x8(&jobs[j], n))
+		if (f == X_FLOAT)
 			continue;
 		for (int i = 0; i < j && !xq[j]; i++)
 			if (xq[i] && jobs[i].x == jobs[j].x && jobs[i].in == jobs[j].in &&
-			    !jobs[i].packed == !jobs[j].packed)
+			    job_x_form(&jobs[i], n) == f)
 				xq[j] = xq[i];
 		if (xq[j])
 			continue;
-		if (jobs[j].packed)
-			quant_x8_32_row((quant_x8_32 *)at, jobs[j].x, (int64_t)n * jobs[j].in);
+		if (f == X_Q8_0)
+			quant_x8_32_row((quant_x8_32 *)at, jobs[j].x, count);
+		else if (f == X_Q8_K)
+			quant_x8_row((quant_x8 *)at, jobs[j].x, count);
 		else
-			quant_x8_row((quant_x8 *)at, jobs[j].x, (int64_t)n * jobs[j].in);
+			quant_row(at, jobs[j].x, GGML_BF16, count);
 		xq[j] = at;
-		at += (size_t)n * x8_bytes(&jobs[j]);
+		at += (size_t)n * x_bytes(f, jobs[j].in);
 	}
 	return buf;
 }
@@ -830,16 +850,8 @@ static float row_max(const float *x, int v)
 
 void softmax_forward(float *out, const float *x, int n, int v)
 {
-	for (int i = 0; i < n; i++) {
-		const float *xi = x + (size_t)i * v;
-		float *oi = out + (size_t)i * v;
-		float m = row_max(xi, v), sum = 0;
-		for (int k = 0; k < v; k++)
-			sum += (oi[k] = expf(xi[k] - m));
-		float inv = 1.0f / sum;
-		for (int k = 0; k < v; k++)
-			oi[k] *= inv;
-	}
+	for (int i = 0; i < n; i++)
+		vec()->softmax_row(out + (size_t)i * v, x + (size_t)i * v, v);
 }
 
 void log_softmax_forward(float *out, const float *x, int n, int v)
@@ -1034,14 +1046,11 @@ static void attn_probs(float *P, float *lse_rows, int write_lse, const float *q,
 		    q + (size_t)h * hd, H * hd, k + (size_t)g * hd, G * hd, 0.0f, P, L);
 	for (int i = 0; i < L; i++) {
 		float *p = P + (size_t)i * L, *lse = lse_rows + (size_t)i * H;
-		if (write_lse) {
-			float m = row_max(p, i + 1), sum = 0;
-			for (int j = 0; j <= i; j++)
-				sum += expf(p[j] - m);
-			*lse = m + logf(sum);
-		}
+		if (write_lse)
+			*lse = vec()->row_lse(p, i + 1);
 		for (int j = 0; j <= i; j++)
-			p[j] = expf(p[j] - *lse);
+			p[j] -= *lse;
+		vec()->vexp(p, p, i + 1);
 		for (int j = i + 1; j < L; j++)
 			p[j] = 0;
 	}

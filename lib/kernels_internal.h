@@ -29,6 +29,8 @@ typedef struct {
 	void (*vexp)(float *y, const float *x, int64_t count);
 	/* log sum exp of a row of v */
 	float (*row_lse)(const float *x, int v);
+	/* out[v] = softmax(x[v]), in place or not */
+	void (*softmax_row)(float *out, const float *x, int v);
 	/* dx[v] -= g softmax(x[v]) */
 	void (*logprob_row_backward)(float *dx, const float *x, float g, int v);
 } kernels_vec;
@@ -39,14 +41,17 @@ extern const kernels_vec kernels_vec_fma;
 #endif
 
 /* The AVX-512 path's prompt matmul (panel_avx512.c): W's rows transposed
- * into panels of PANEL_ROWS, panel[in][32], then FMAs 16 rows wide. */
+ * into panels of PANEL_ROWS 32-bit words, panel[words][32], then FMAs (or
+ * bf16 pair dots) 16 rows wide. */
 enum { PANEL_ROWS = 32 };
 #if defined(__x86_64__) || defined(__i386__)
-/* panel[in][32] = w[rows][in] transposed, rows <= 32, missing rows 0 */
-void panel_pack_avx512(float *panel, const float *w, int rows, int in);
-/* y[n][ys] (columns 0..rows) = x[n][in] W^T, W in panels [ceil(rows/32)][in][32] */
-void panel_matmul_avx512(float *y, size_t ys, const float *x, int n, const float *panels,
-			 int rows, int in);
+/* panel[in][32] = w[rows][in] transposed, in 32-bit words, rows <= 32,
+ * missing rows 0 */
+void panel_pack_avx512(void *panel, const void *w, int rows, int in);
+/* y[n][ys] (columns 0..rows) = x[n][in] W^T, W in panels: floats, or with
+ * bf16 set x and W in bf16, pairs of k a word (in even; vdpbf16ps) */
+void panel_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *panels,
+			 int rows, int in, int bf16);
 #endif
 
 #endif
@@ -244,6 +249,30 @@ static float row_lse(const float *x, int v)
 	return m + logf(hsum8(sum));
 }
 
+/* out = softmax(x), 8 at a time (attention's rows). */
+static void softmax_row(float *out, const float *x, int v)
+{
+	v8f vm = splat8(row_max8(x, v)), sum = splat8(0), e;
+	int k = 0;
+	for (; k + 8 <= v; k += 8) {
+		e = exp8(load8(x + k) - vm);
+		memcpy(out + k, &e, sizeof e);
+		sum += e;
+	}
+	if (k < v) {
+		e = exp8(load_tail8(x + k, v - k, -INFINITY) - vm);
+		memcpy(out + k, &e, (size_t)(v - k) * sizeof *out);
+		sum += e;
+	}
+	v8f inv = splat8(1.0f / hsum8(sum));
+	for (k = 0; k + 8 <= v; k += 8) {
+		e = load8(out + k) * inv;
+		memcpy(out + k, &e, sizeof e);
+	}
+	for (; k < v; k++)
+		out[k] *= inv[0];
+}
+
 /* dx -= g softmax(x), 8 at a time. */
 CONTRACT
 static void logprob_row_backward(float *dx, const float *x, float g, int v)
@@ -263,6 +292,7 @@ const kernels_vec KERNELS_VARIANT = {
 	.swiglu_bwd_range = swiglu_bwd_range,
 	.vexp = vexp8,
 	.row_lse = row_lse,
+	.softmax_row = softmax_row,
 	.logprob_row_backward = logprob_row_backward,
 };
 #endif

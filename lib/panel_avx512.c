@@ -14,6 +14,8 @@
 #pragma GCC target("arch=x86-64-v4")
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "kernels_internal.h"
 
@@ -50,19 +52,25 @@ static void transpose16(float *dst, size_t ds, const float *src, size_t ss)
 	}
 }
 
-/* panel[in][32] = w[rows][in] transposed, rows <= 32, the missing rows 0. */
-void panel_pack_avx512(float *panel, const float *w, int rows, int in)
+/* panel[in][32] = w[rows][in] transposed, rows <= 32, the missing rows 0:
+ * 32-bit words, floats or pairs of bf16, moved as bits. */
+void panel_pack_avx512(void *panel, const void *w, int rows, int in)
 {
 	int k = 0;
 	if (rows == 32)
 		for (; k + 16 <= in; k += 16) {
-			transpose16(panel + (size_t)k * PANEL_ROWS, PANEL_ROWS, w + k, in);
-			transpose16(panel + (size_t)k * PANEL_ROWS + 16, PANEL_ROWS,
-				    w + (size_t)16 * in + k, in);
+			transpose16((float *)panel + (size_t)k * PANEL_ROWS, PANEL_ROWS,
+				    (const float *)w + k, in);
+			transpose16((float *)panel + (size_t)k * PANEL_ROWS + 16, PANEL_ROWS,
+				    (const float *)w + (size_t)16 * in + k, in);
 		}
 	for (; k < in; k++)
-		for (int r = 0; r < PANEL_ROWS; r++)
-			panel[(size_t)k * PANEL_ROWS + r] = r < rows ? w[(size_t)r * in + k] : 0;
+		for (int r = 0; r < PANEL_ROWS; r++) {
+			uint32_t word = 0;
+			if (r < rows)
+				memcpy(&word, (const char *)w + ((size_t)r * in + k) * 4, 4);
+			memcpy((char *)panel + ((size_t)k * PANEL_ROWS + r) * 4, &word, 4);
+		}
 }
 
 enum { PANEL_TOKENS = 12 };     /* 24 accumulators, 2 weights, 1 broadcast */
@@ -94,31 +102,81 @@ panel_block(float *y, size_t ys, const float *x, int in, const float *p, int nt,
 	}
 }
 
-#define PANEL_CASE(nt) \
-	case nt: panel_block(y, ys, x, in, p, nt, m0, m1); break;
+/* The same with bf16 weights and x, a pair of k in each 32-bit word:
+ * vdpbf16ps adds both products of a pair into each float lane (the
+ * instruction through asm, whatever this file's target says; the caller
+ * checked the CPU has it). */
+static inline __attribute__((always_inline)) void
+panel_block_bf16(float *y, size_t ys, const uint32_t *x, int pairs, const uint32_t *p, int nt,
+		 __mmask16 m0, __mmask16 m1)
+{
+	__m512 a0[PANEL_TOKENS], a1[PANEL_TOKENS];
+#pragma GCC unroll 12
+	for (int i = 0; i < nt; i++)
+		a0[i] = a1[i] = _mm512_setzero_ps();
+	for (int k = 0; k < pairs; k++) {
+		__m512i w0 = _mm512_loadu_si512(p + (size_t)k * PANEL_ROWS);
+		__m512i w1 = _mm512_loadu_si512(p + (size_t)k * PANEL_ROWS + 16);
+#pragma GCC unroll 12
+		for (int i = 0; i < nt; i++) {
+			__m512i xb = _mm512_set1_epi32((int)x[(size_t)i * pairs + k]);
+			__asm__("vdpbf16ps %2, %1, %0" : "+v"(a0[i]) : "v"(w0), "v"(xb));
+			__asm__("vdpbf16ps %2, %1, %0" : "+v"(a1[i]) : "v"(w1), "v"(xb));
+		}
+	}
+#pragma GCC unroll 12
+	for (int i = 0; i < nt; i++) {
+		_mm512_mask_storeu_ps(y + (size_t)i * ys, m0, a0[i]);
+		_mm512_mask_storeu_ps(y + (size_t)i * ys + 16, m1, a1[i]);
+	}
+}
+
+#define PANEL_CASE(block, nt) \
+	case nt: block(y, ys, x, in, p, nt, m0, m1); break;
+#define PANEL_CASES(block) \
+	PANEL_CASE(block, 1) PANEL_CASE(block, 2) PANEL_CASE(block, 3) PANEL_CASE(block, 4) \
+	PANEL_CASE(block, 5) PANEL_CASE(block, 6) PANEL_CASE(block, 7) PANEL_CASE(block, 8) \
+	PANEL_CASE(block, 9) PANEL_CASE(block, 10) PANEL_CASE(block, 11) PANEL_CASE(block, 12)
 
 static void panel_tokens(float *y, size_t ys, const float *x, int nt, int in, const float *p,
 			 __mmask16 m0, __mmask16 m1)
 {
 	switch (nt) {
-	PANEL_CASE(1) PANEL_CASE(2) PANEL_CASE(3) PANEL_CASE(4) PANEL_CASE(5) PANEL_CASE(6)
-	PANEL_CASE(7) PANEL_CASE(8) PANEL_CASE(9) PANEL_CASE(10) PANEL_CASE(11) PANEL_CASE(12)
+	PANEL_CASES(panel_block)
+	}
+}
+
+/* in: words of a row (pairs) */
+static void panel_tokens_bf16(float *y, size_t ys, const uint32_t *x, int nt, int in,
+			      const uint32_t *p, __mmask16 m0, __mmask16 m1)
+{
+	switch (nt) {
+	PANEL_CASES(panel_block_bf16)
 	}
 }
 
 /* y[n][ys] (columns 0..rows) = x[n][in] W^T, W's rows in panels
- * [ceil(rows / 32)][in][32].  Tokens outside, panels inside: the 12
- * tokens' x (12 in floats) stay in L1 while the panels stream from L2. */
-void panel_matmul_avx512(float *y, size_t ys, const float *x, int n, const float *panels,
-			 int rows, int in)
+ * [ceil(rows / 32)][words][32] of 32-bit words: floats (words = in), or
+ * with bf16 set pairs of bf16, x in bf16 too (words = in / 2).  Tokens
+ * outside, panels inside: 12 tokens' x stay in L1 while the panels
+ * stream from L2. */
+void panel_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *panels,
+			 int rows, int in, int bf16)
 {
+	int words = bf16 ? in / 2 : in;
 	for (int t = 0; t < n; t += PANEL_TOKENS) {
 		int nt = n - t < PANEL_TOKENS ? n - t : PANEL_TOKENS;
+		const uint32_t *xt = (const uint32_t *)x + (size_t)t * words;
 		for (int r = 0; r < rows; r += PANEL_ROWS) {
 			int nr = rows - r < PANEL_ROWS ? rows - r : PANEL_ROWS;
 			uint32_t mask = nr == 32 ? 0xffffffffu : (1u << nr) - 1;
-			panel_tokens(y + (size_t)t * ys + r, ys, x + (size_t)t * in, nt, in,
-				     panels + (size_t)r * in, (__mmask16)mask, (__mmask16)(mask >> 16));
+			const uint32_t *p = (const uint32_t *)panels + (size_t)r * words;
+			if (bf16)
+				panel_tokens_bf16(y + (size_t)t * ys + r, ys, xt, nt, words, p,
+						  (__mmask16)mask, (__mmask16)(mask >> 16));
+			else
+				panel_tokens(y + (size_t)t * ys + r, ys, (const float *)xt, nt, words,
+					     (const float *)p, (__mmask16)mask, (__mmask16)(mask >> 16));
 		}
 	}
 }

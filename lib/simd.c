@@ -53,3 +53,14 @@ enum parm_simd parm_simd(void)
 	pthread_once(&chosen_once, choose_once);
 	return chosen;
 }
+
+int parm_simd_bf16(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (parm_simd() == PARM_SIMD_AVX512) {
+		__builtin_cpu_init();
+		return __builtin_cpu_supports("avx512bf16") != 0;
+	}
+#endif
+	return 0;
+}

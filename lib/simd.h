@@ -21,6 +21,8 @@ enum parm_simd parm_simd_best(void);
 /* What a PARM_SIMD value picks on a CPU whose best is best (NULL, "" or
  * an unknown name: best). */
 enum parm_simd parm_simd_choose(const char *request, enum parm_simd best);
+/* 1 when the path is avx512 and the CPU has AVX512_BF16 (vdpbf16ps). */
+int parm_simd_bf16(void);
 /* "avx512", "avx2" or "portable". */
 const char *parm_simd_name(enum parm_simd s);
 

@@ -70,6 +70,29 @@ static void test_matmul(enum ggml_type t, int n, int in, int out)
 }
 
 /* Tiles are the same whatever the thread count: results agree bitwise. */
+/* bf16 weights at inference (x8 set): on the AVX-512 path with the bf16
+ * dot, a prompt's x is rounded to bf16 as well, as llama.cpp does: held
+ * to the plain loop on that rounded x.  Elsewhere x stays in floats. */
+static void test_matmul_bf16_dot(int n, int in, int out)
+{
+	float *x = rand_vec((size_t)n * in, 1), *wf = rand_vec((size_t)out * in, 0.1f);
+	uint16_t *w = xmalloc((size_t)out * in * sizeof *w), *xb = xmalloc((size_t)n * in * sizeof *xb);
+	float *y = xcalloc((size_t)n * out, sizeof *y), *yr = xcalloc((size_t)n * out, sizeof *yr);
+	float *xr = xmalloc((size_t)n * in * sizeof *xr);
+	int rounded = n > 8 && parm_simd_bf16();
+	quant_row(w, wf, GGML_BF16, (int64_t)out * in);
+	quant_row(xb, x, GGML_BF16, (int64_t)n * in);
+	dequant_row(xr, xb, GGML_BF16, (int64_t)n * in);
+	matmul_job job = { .y = y, .x = x, .w = w, .t = GGML_BF16, .in = in, .out = out, .x8 = 1 };
+	matmul_many_forward(&job, 1, n);
+	matmul_forward_ref(yr, rounded ? xr : x, w, GGML_BF16, n, in, out);
+	char what[120];
+	snprintf(what, sizeof what, "matmul bf16 at inference N=%d in=%d out=%d (x %s)", n, in, out,
+		 rounded ? "in bf16, vdpbf16ps" : "in floats");
+	close_enough(what, y, yr, (size_t)n * out, 1e-5);
+	free(x), free(wf), free(w), free(xb), free(y), free(yr), free(xr);
+}
+
 static void test_matmul_threads(int n)
 {
 	int in = 256, out = 1000;
@@ -236,6 +259,11 @@ static void test_vec_path(const kernels_vec *kv, const char *path)
 	snprintf(what, sizeof what, "%s: vexp", path);
 	close_enough(what, e, er, V, 1e-6);
 
+	kv->softmax_row(e, a, V);
+	softmax_forward_ref(er, a, 1, V);
+	snprintf(what, sizeof what, "%s: softmax_row", path);
+	close_enough(what, e, er, V, 1e-6);
+
 	int tgt = 17;
 	float lp = a[tgt] - kv->row_lse(a, V), lpr;
 	logprob_forward_ref(&lpr, a, &tgt, 1, V);
@@ -301,6 +329,9 @@ int main(void)
 	test_matmul(GGML_F16, 13, 768, 130);
 	test_matmul(GGML_BF16, 24, 64, 33);
 	test_matmul(GGML_Q8_0, 12, 1024, 200);
+	test_matmul_bf16_dot(40, 100, 70);
+	test_matmul_bf16_dot(13, 768, 130);
+	test_matmul_bf16_dot(4, 64, 33);
 	test_matmul_threads(5);        /* decode's dots */
 	test_matmul_threads(30);       /* a prompt's */
 	test_rmsnorm();
