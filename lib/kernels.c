@@ -309,8 +309,9 @@ static int panels_on(void)
 
 /* The form a job's x takes for its dot products: floats, or rounded once
  * a pass for the weights' own dot, as llama.cpp does: 8 bits per 256 for
- * the K types (its q8_K), per 32 for packed q4_0 and q8_0 (its q8_0), bf16
- * for bf16 weights where the CPU has the bf16 dot.  Inference only
+ * the K types (its q8_K; decoding only, on the avx512 path), per 32 for
+ * packed q4_0 and q8_0 (its q8_0), bf16 for a prompt on bf16 weights where
+ * the CPU has the bf16 dot.  Inference only
  * (matmul_job.x8), unless kernels_set_int8 turned it off. */
 enum x_form { X_FLOAT, X_Q8_K, X_Q8_0, X_BF16 };
 
@@ -320,7 +321,9 @@ static enum x_form job_x_form(const matmul_job *j, int n)
 		return X_FLOAT;
 	if (j->packed)
 		return X_Q8_0;
-	if (quant_dot_x8_ok(j->t, j->in))
+	/* a prompt's float panels outrun the K types' integer dots (x8 by
+	 * columns of one row): Q4_K_M pp512 904 -> 1326 tok/s */
+	if (quant_dot_x8_ok(j->t, j->in) && !(n > SMALL_N && panels_on()))
 		return X_Q8_K;
 	if (j->t == GGML_BF16 && j->in % 2 == 0 && n > SMALL_N && panels_on() && parm_simd_bf16())
 		return X_BF16;

@@ -359,11 +359,12 @@ int main(int argc, char **argv)
 	char cache[4096];
 	const char *home = getenv("HOME");
 	parm_setprog(argv[0]);
-	if (argc == 3 && !strcmp(argv[1], "--decode-only")) {
+	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "--decode-only")) {
 		if (getenv("BENCH_THREADS"))
 			parm_set_threads(atoi(getenv("BENCH_THREADS")));
 		parm_model *m = parm_model_load(argv[2]);
-		double rate = m ? decode_rate(m, 1) : 0;
+		int batch = argc == 4 ? atoi(argv[3]) : 1;
+		double rate = m && batch > 0 ? decode_rate(m, batch) : 0;
 		printf("%.1f tok/s\n", rate);
 		return rate > 0 ? 0 : 1;
 	}
@@ -377,7 +378,8 @@ int main(int argc, char **argv)
 	}
 	if (argc < 2)
 		die("usage: bench_decode VOCAB.gguf [CACHE_DIR]\n"
-		    "       bench_decode --decode-only|--prefill-only MODEL.gguf");
+		    "       bench_decode --decode-only MODEL.gguf [BATCH]\n"
+		    "       bench_decode --prefill-only MODEL.gguf");
 	snprintf(cache, sizeof cache, "%s", argc > 2 ? argv[2] : "");
 	if (!cache[0]) {
 		snprintf(cache, sizeof cache, "%s/.cache/parm/bench", home ? home : "/tmp");

@@ -481,10 +481,10 @@ static diff compare_logits(const float *ours, const float *ref, size_t n)
  * rounds activations (and on some paths results) to f16: measured up to
  * 5e-3 x rms.  For q8_0/q4_0 and the other 32-blocks it quantises
  * activations to q8_0 or q8_1: measured 4e-2..6.6e-2 x rms; for the
- * K-quants and iq4_xs to q8_K: 7.5e-2..8.3e-2 x rms (dim 256).  We keep
- * activations f32 but for the K-quants (and q4_0 packed on AVX-512), whose
- * 8-bit activations round otherwise than llama.cpp's, hence the looser
- * limits; the comparison with the dequantised copy, our activations in
+ * K-quants and iq4_xs to q8_K: 7.5e-2..8.3e-2 x rms (dim 256).  Our
+ * activations are 8-bit for the K-quants' decoding (and their prompts but
+ * on AVX-512) and q4_0/q8_0 packed on AVX-512, bf16 for bf16 prompts on
+ * AVX-512 with the bf16 dot, floats otherwise; hence the loose limits; the comparison with the dequantised copy, our activations in
  * floats (PARM_INT8=0), is the tight one (measured below 5e-6 x rms). */
 static double tolerance(enum ggml_type type)
 {
