@@ -294,9 +294,10 @@ enum { TILE_FLOATS = 128 * 1024 };
 
 /* Few tokens (decode): our own dot products, 4 rows x 2 tokens at a time
  * with 8-wide vectors; it streams W once at memory speed whatever kernels
- * OpenBLAS picked for this CPU.  Many tokens: sgemm, or on the AVX-512
+ * OpenBLAS picked for this CPU (on the AVX-512 path, 2..8 tokens take two
+ * rows against them all, 16 wide).  Many tokens: sgemm, or on the AVX-512
  * path our panels (panel_avx512.c). */
-enum { SMALL_N = 8 };
+enum { SMALL_N = 8, ROWS_MIN_N = 2 };
 
 static int panels_on(void)
 {
@@ -325,7 +326,7 @@ static enum x_form job_x_form(const matmul_job *j, int n)
 	 * columns of one row): Q4_K_M pp512 904 -> 1326 tok/s */
 	if (quant_dot_x8_ok(j->t, j->in) && !(n > SMALL_N && panels_on()))
 		return X_Q8_K;
-	if (j->t == GGML_BF16 && j->in % 2 == 0 && n > SMALL_N && panels_on() && parm_simd_bf16())
+	if (j->t == GGML_BF16 && j->in % 2 == 0 && n >= ROWS_MIN_N && panels_on() && parm_simd_bf16())
 		return X_BF16;
 	return X_FLOAT;
 }
@@ -335,6 +336,21 @@ static int job_is_panels(const matmul_job *j, int n)
 {
 	enum x_form f = job_x_form(j, n);
 	return n > SMALL_N && panels_on() && (f == X_FLOAT || f == X_BF16);
+}
+
+/* A few tokens on f32, f16 or bf16 weights on the AVX-512 path: W's rows
+ * read in place against up to 8 tokens (ROWS_*: the kind of rows), but
+ * for a lone token, which dot_rows and the fused dots stream faster. */
+static int job_rows_kind(const matmul_job *j, int n)
+{
+	if (n < ROWS_MIN_N || n > SMALL_N || !panels_on())
+		return -1;
+	switch (j->t) {
+	case GGML_F32: return 0;
+	case GGML_F16: return 1;
+	case GGML_BF16: return job_x_form(j, n) == X_BF16 ? 2 : -1;
+	default: return -1;
+	}
 }
 
 /* Rows of a tile of W with rows of in: a multiple of unit. */
@@ -399,6 +415,13 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 #if defined(__x86_64__) || defined(__i386__)
 	if (job_is_panels(j, n)) {
 		matmul_tile_panels(j, xq, n, r0, rows, worker);
+		return;
+	}
+	int kind = job_rows_kind(j, n);
+	if (kind >= 0) {
+		rows_matmul_avx512(j->y + r0, j->out, xq ? xq : (const void *)j->x, n,
+				   (const char *)j->w + (size_t)r0 * rb, rb, rows, j->in,
+				   (enum rows_kind)kind);
 		return;
 	}
 #endif

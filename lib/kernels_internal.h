@@ -52,6 +52,11 @@ void panel_pack_avx512(void *panel, const void *w, int rows, int in);
  * bf16 set x and W in bf16, pairs of k a word (in even; vdpbf16ps) */
 void panel_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *panels,
 			 int rows, int in, int bf16);
+/* y[n][ys] (columns 0..rows) = x[n][in] W^T for a few tokens, W's rows
+ * read in place, rb bytes apart: f32, f16, or bf16 with x in bf16 */
+enum rows_kind { ROWS_F32, ROWS_F16, ROWS_BF16 };
+void rows_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *w, size_t rb,
+			int rows, int in, enum rows_kind kind);
 #endif
 
 #endif

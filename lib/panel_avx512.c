@@ -1,7 +1,8 @@
-/* panel_avx512.c - a prompt's matmul for float weights on the AVX-512
- * path: W's rows transposed into panels of 32, 12 tokens against a panel
- * at a time (24 accumulators of 16 floats), whatever the rest of the
- * build targets.
+/* panel_avx512.c - matmuls of float weights on the AVX-512 path,
+ * whatever the rest of the build targets.  A prompt's: W's rows
+ * transposed into panels of 32, 12 tokens against a panel at a time (24
+ * accumulators of 16 floats).  A few tokens' (decoding a batch): two rows
+ * of W read in place against up to 8 tokens at a time.
  *
  * Why not OpenBLAS's sgemm: where the environment pins OpenBLAS to its
  * Haswell kernels (8-wide), a CPU with full-width AVX-512 runs at half its
@@ -177,6 +178,117 @@ void panel_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *
 			else
 				panel_tokens(y + (size_t)t * ys + r, ys, (const float *)xt, nt, words,
 					     (const float *)p, (__mmask16)mask, (__mmask16)(mask >> 16));
+		}
+	}
+}
+/* ---- a few tokens: rows in place ---- */
+
+/* The first m (a mask) of the 16 words at w + k as floats: f32 as is, f16
+ * converted; bf16 pairs stay pairs for vdpbf16ps. */
+static inline __attribute__((always_inline)) __m512
+row_words(const void *w, int k, __mmask16 m, enum rows_kind kind)
+{
+	if (kind == ROWS_F16)
+		return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w + k));
+	return _mm512_maskz_loadu_ps(m, (const float *)w + k);
+}
+
+/* acc += w * x: an FMA, or for bf16 pairs the bf16 dot */
+static inline __attribute__((always_inline)) __m512
+row_madd(__m512 acc, __m512 w, __m512 x, enum rows_kind kind)
+{
+	if (kind == ROWS_BF16) {
+		__asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+		return acc;
+	}
+	return _mm512_fmadd_ps(w, x, acc);
+}
+
+/* Accumulators a[u][i] (+)= the 16 words at k, for nt tokens and one or two
+ * rows; m masks the words past the row's end. */
+#define ROWS_STEP(a0, a1, k, m) do {                                                 \
+		__m512 v0 = row_words(w0, k, m, kind), v1 = two ? row_words(w1, k, m, kind) : v0; \
+		_Pragma("GCC unroll 8")                                                      \
+		for (int i = 0; i < nt; i++) {                                               \
+			__m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * words + (k));   \
+			a0[i] = row_madd(a0[i], v0, xv, kind);                               \
+			if (two)                                                             \
+				a1[i] = row_madd(a1[i], v1, xv, kind);                       \
+		}                                                                            \
+	} while (0)
+
+/* y[nt][ys] (columns 0, 1 or just 0) = x[nt][words] . rows w0, w1; nt and
+ * two constants once inlined.  x: floats, or bf16 pairs with bf16 rows.
+ * With few tokens, U accumulators a token and row (k unrolled), so that
+ * at least 8 independent sums hide the FMA's latency. */
+static inline __attribute__((always_inline)) void
+rows_block(float *y, size_t ys, const float *x, int words, const void *w0, const void *w1,
+	   size_t ahead, int nt, int two, enum rows_kind kind)
+{
+	const int wb = kind == ROWS_F16 ? 2 : 4;       /* bytes of a word */
+	enum { U_MAX = 4 };
+	const int U = nt * (1 + two) >= 8 ? 1 : nt * (1 + two) >= 4 ? 2 : 4;
+	__m512 a0[U_MAX][8], a1[U_MAX][8];
+	int k = 0;
+#pragma GCC unroll 4
+	for (int u = 0; u < U; u++)
+#pragma GCC unroll 8
+		for (int i = 0; i < nt; i++)
+			a0[u][i] = a1[u][i] = _mm512_setzero_ps();
+	for (; k + 16 * U <= words; k += 16 * U)
+#pragma GCC unroll 4
+		for (int u = 0; u < U; u++) {
+			/* the next two rows, as far along: W streams from memory */
+			_mm_prefetch((const char *)w0 + ahead + (size_t)(k + 16 * u) * wb, _MM_HINT_T0);
+			_mm_prefetch((const char *)w1 + ahead + (size_t)(k + 16 * u) * wb, _MM_HINT_T0);
+			ROWS_STEP(a0[u], a1[u], k + 16 * u, (__mmask16)0xffff);
+		}
+	for (; k < words; k += 16)
+		ROWS_STEP(a0[0], a1[0], k,
+			  words - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (words - k)) - 1));
+#pragma GCC unroll 8
+	for (int i = 0; i < nt; i++) {
+#pragma GCC unroll 4
+		for (int u = 1; u < U; u++) {
+			a0[0][i] = _mm512_add_ps(a0[0][i], a0[u][i]);
+			a1[0][i] = _mm512_add_ps(a1[0][i], a1[u][i]);
+		}
+		y[(size_t)i * ys] = _mm512_reduce_add_ps(a0[0][i]);
+		if (two)
+			y[(size_t)i * ys + 1] = _mm512_reduce_add_ps(a1[0][i]);
+	}
+}
+
+#define ROWS_CASE(nt, kind) \
+	case nt: rows_block(y, ys, x, words, w0, w1, ahead, nt, two, kind); break;
+#define ROWS_CASES(kind) \
+	ROWS_CASE(1, kind) ROWS_CASE(2, kind) ROWS_CASE(3, kind) ROWS_CASE(4, kind) \
+	ROWS_CASE(5, kind) ROWS_CASE(6, kind) ROWS_CASE(7, kind) ROWS_CASE(8, kind)
+
+static void rows_tokens(float *y, size_t ys, const float *x, int nt, int words, const void *w0,
+			const void *w1, size_t ahead, int two, enum rows_kind kind)
+{
+	if (kind == ROWS_F32)
+		switch (nt) { ROWS_CASES(ROWS_F32) }
+	else if (kind == ROWS_F16)
+		switch (nt) { ROWS_CASES(ROWS_F16) }
+	else
+		switch (nt) { ROWS_CASES(ROWS_BF16) }
+}
+
+/* y[n][ys] (columns 0..rows) = x[n][in] W^T, W's rows rb bytes apart, read
+ * in place: f32, f16, or bf16 with x in bf16 too (in even). */
+void rows_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *w, size_t rb,
+			int rows, int in, enum rows_kind kind)
+{
+	int words = kind == ROWS_BF16 ? in / 2 : in;   /* f16: halves */
+	for (int t = 0; t < n; t += 8) {
+		int nt = n - t < 8 ? n - t : 8;
+		const float *xt = (const float *)x + (size_t)t * words;
+		for (int r = 0; r < rows; r += 2) {
+			const char *w0 = (const char *)w + (size_t)r * rb;
+			rows_tokens(y + (size_t)t * ys + r, ys, xt, nt, words, w0, w0 + rb, 2 * rb,
+				    rows - r >= 2, kind);
 		}
 	}
 }

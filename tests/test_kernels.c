@@ -71,15 +71,16 @@ static void test_matmul(enum ggml_type t, int n, int in, int out)
 
 /* Tiles are the same whatever the thread count: results agree bitwise. */
 /* bf16 weights at inference (x8 set): on the AVX-512 path with the bf16
- * dot, a prompt's x is rounded to bf16 as well, as llama.cpp does: held
- * to the plain loop on that rounded x.  Elsewhere x stays in floats. */
+ * dot, x is rounded to bf16 as well, as llama.cpp does (panels for a
+ * prompt, rows in place for 2..8 tokens): held to the plain loop on that
+ * rounded x.  A lone token, and other paths, keep x in floats. */
 static void test_matmul_bf16_dot(int n, int in, int out)
 {
 	float *x = rand_vec((size_t)n * in, 1), *wf = rand_vec((size_t)out * in, 0.1f);
 	uint16_t *w = xmalloc((size_t)out * in * sizeof *w), *xb = xmalloc((size_t)n * in * sizeof *xb);
 	float *y = xcalloc((size_t)n * out, sizeof *y), *yr = xcalloc((size_t)n * out, sizeof *yr);
 	float *xr = xmalloc((size_t)n * in * sizeof *xr);
-	int rounded = n > 8 && parm_simd_bf16();
+	int rounded = n >= 2 && parm_simd_bf16();
 	quant_row(w, wf, GGML_BF16, (int64_t)out * in);
 	quant_row(xb, x, GGML_BF16, (int64_t)n * in);
 	dequant_row(xr, xb, GGML_BF16, (int64_t)n * in);
@@ -332,6 +333,8 @@ int main(void)
 	test_matmul_bf16_dot(40, 100, 70);
 	test_matmul_bf16_dot(13, 768, 130);
 	test_matmul_bf16_dot(4, 64, 33);
+	test_matmul_bf16_dot(1, 770, 9);
+	test_matmul_bf16_dot(7, 770, 9);
 	test_matmul_threads(5);        /* decode's dots */
 	test_matmul_threads(30);       /* a prompt's */
 	test_rmsnorm();
