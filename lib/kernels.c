@@ -262,6 +262,68 @@ static void gemm_block(const gemm_args *g, int block)
 		    g->beta, g->c + (size_t)i0 * g->ldc + j0, g->ldc);
 }
 
+static int panels_on(void);
+static float *pool_scratch(int worker, size_t n);
+
+#if defined(__x86_64__) || defined(__i386__)
+/* Block b of C through our panels (alpha 1, beta 0 or 1), k in chunks of
+ * GEMM_BLOCK_K so a chunk's panels stay in L2: op(B)'s columns 32 at a
+ * time into panels (transposed from B's rows when tb is Trans), op(A)'s
+ * rows read in place, or transposed first when ta is Trans.  Each element
+ * of C sums its chunks in order on one thread: the same bits on any
+ * number of threads. */
+enum { GEMM_BLOCK_K = 512 };
+
+static void gemm_block_panels(const gemm_args *g, int block, int worker)
+{
+	int i0 = block / gemm_blocks_n(g) * GEMM_BLOCK_M;
+	int j0 = block % gemm_blocks_n(g) * GEMM_BLOCK_N;
+	int bm = g->m - i0 < GEMM_BLOCK_M ? g->m - i0 : GEMM_BLOCK_M;
+	int bn = g->n - j0 < GEMM_BLOCK_N ? g->n - j0 : GEMM_BLOCK_N;
+	int panels = (bn + PANEL_ROWS - 1) / PANEL_ROWS;
+	float *p = pool_scratch(worker, (size_t)(panels * PANEL_ROWS + GEMM_BLOCK_M) * GEMM_BLOCK_K);
+	float *at = p + (size_t)panels * PANEL_ROWS * GEMM_BLOCK_K;
+	for (int k0 = 0; k0 < g->k; k0 += GEMM_BLOCK_K) {
+		int kc = g->k - k0 < GEMM_BLOCK_K ? g->k - k0 : GEMM_BLOCK_K;
+		size_t pn = (size_t)PANEL_ROWS * kc;    /* panel_matmul's layout */
+		for (int q = 0; q < panels; q++) {
+			int c = j0 + q * PANEL_ROWS, nc = j0 + bn - c;
+			nc = nc < PANEL_ROWS ? nc : PANEL_ROWS;
+			if (g->tb == CblasTrans)        /* op(B)[k][c] = B[c][k] */
+				panel_pack_avx512(p + q * pn, g->b + (size_t)c * g->ldb + k0, g->ldb,
+						  nc, kc);
+			else
+				panel_copy_avx512(p + q * pn, g->b + (size_t)k0 * g->ldb + c, g->ldb,
+						  nc, kc);
+		}
+		const float *a = g->a + (size_t)i0 * g->lda + k0;
+		size_t as = g->lda;
+		if (g->ta == CblasTrans) {              /* op(A)[i][k] = A[k][i] */
+			transpose_avx512(at, kc, g->a + (size_t)k0 * g->lda + i0, g->lda, kc, bm);
+			a = at, as = kc;
+		}
+		panel_matmul_avx512(&(panel_args){ .y = g->c + (size_t)i0 * g->ldc + j0,
+						   .ys = g->ldc, .x = a, .xs = as, .panels = p,
+						   .n = bm, .rows = bn, .words = kc,
+						   .accumulate = k0 > 0 || g->beta != 0 });
+	}
+}
+#endif
+
+/* Ours where they serve (the AVX-512 path: OpenBLAS's Haswell kernels,
+ * which this machine's environment pins, run at half its rate), else
+ * OpenBLAS's. */
+static void gemm_block_any(const gemm_args *g, int block, int worker)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (panels_on() && g->alpha == 1.0f && (g->beta == 0.0f || g->beta == 1.0f)) {
+		gemm_block_panels(g, block, worker);
+		return;
+	}
+#endif
+	gemm_block(g, block);
+}
+
 typedef struct {
 	const gemm_args *g;
 	atomic_int next;
@@ -272,7 +334,7 @@ static void gemm_worker(void *arg, int worker, int n_workers)
 	gemm_work *w = arg;
 	int b, total = gemm_blocks(w->g);
 	while ((b = atomic_fetch_add(&w->next, 1)) < total)
-		gemm_block(w->g, b);
+		gemm_block_any(w->g, b, worker);
 }
 
 /* C[m][n] = alpha op(A) op(B) + beta C, row-major, on the pool. */
@@ -393,10 +455,12 @@ static void matmul_tile_panels(const matmul_job *j, const void *xb, int n, int r
 					    (const char *)j->w + (size_t)(r + i) * rb, j->t, j->in);
 			src = rowbuf;
 		}
-		panel_pack_avx512(p + q * pn, src, nr, words);
+		panel_pack_avx512(p + q * pn, src, words, nr, words);
 	}
-	panel_matmul_avx512(j->y + r0, j->out, xb ? xb : (const void *)j->x, n, p, rows, j->in,
-			    xb != NULL);
+	panel_matmul_avx512(&(panel_args){ .y = j->y + r0, .ys = j->out,
+					   .x = xb ? xb : (const void *)j->x, .xs = words,
+					   .panels = p, .n = n, .rows = rows, .words = words,
+					   .bf16 = xb != NULL });
 }
 #endif
 
@@ -496,7 +560,7 @@ static void matmul_item(const matmul_job *job, const void *xq, int n, int t, int
 {
 	if (job_is_gemm(job, n)) {
 		gemm_args g = job_gemm(job, n);
-		gemm_block(&g, t);
+		gemm_block_any(&g, t, worker);
 		return;
 	}
 	int rows = tile_rows(job, n), r0 = t * rows;

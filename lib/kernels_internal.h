@@ -45,13 +45,26 @@ extern const kernels_vec kernels_vec_fma;
  * bf16 pair dots) 16 rows wide. */
 enum { PANEL_ROWS = 32 };
 #if defined(__x86_64__) || defined(__i386__)
-/* panel[in][32] = w[rows][in] transposed, in 32-bit words, rows <= 32,
+/* panel[words][32] = w[rows][ws] transposed, in 32-bit words, rows <= 32,
  * missing rows 0 */
-void panel_pack_avx512(void *panel, const void *w, int rows, int in);
-/* y[n][ys] (columns 0..rows) = x[n][in] W^T, W in panels: floats, or with
- * bf16 set x and W in bf16, pairs of k a word (in even; vdpbf16ps) */
-void panel_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *panels,
-			 int rows, int in, int bf16);
+void panel_pack_avx512(void *panel, const void *w, size_t ws, int rows, int words);
+/* dst[cols][ds] = src[rows][ss] transposed */
+void transpose_avx512(float *dst, size_t ds, const float *src, size_t ss, int rows, int cols);
+/* panel[words][32] = b[words][bs], columns 0..cols (<= 32), the rest 0 */
+void panel_copy_avx512(float *panel, const float *b, size_t bs, int cols, int words);
+/* y[n][ys] (columns 0..rows) = (or += with accumulate) x[n][xs] . W, W in
+ * panels [ceil(rows / 32)][words][32] over the first words of each x row:
+ * floats, or with bf16 set x and W in bf16, a pair of k a word
+ * (vdpbf16ps).  xs and words count 32-bit words. */
+typedef struct {
+	float *y;
+	size_t ys;
+	const void *x;
+	size_t xs;
+	const void *panels;
+	int n, rows, words, bf16, accumulate;
+} panel_args;
+void panel_matmul_avx512(const panel_args *a);
 /* y[n][ys] (columns 0..rows) = x[n][in] W^T for a few tokens, W's rows
  * read in place, rb bytes apart: f32, f16, or bf16 with x in bf16 */
 enum rows_kind { ROWS_F32, ROWS_F16, ROWS_BF16 };

@@ -53,54 +53,101 @@ static void transpose16(float *dst, size_t ds, const float *src, size_t ss)
 	}
 }
 
-/* panel[in][32] = w[rows][in] transposed, rows <= 32, the missing rows 0:
- * 32-bit words, floats or pairs of bf16, moved as bits. */
-void panel_pack_avx512(void *panel, const void *w, int rows, int in)
+/* panel[words][32] = w[rows][ws] transposed (the first words of each
+ * row), rows <= 32, the missing rows 0: 32-bit words, floats or pairs of
+ * bf16, moved as bits. */
+void panel_pack_avx512(void *panel, const void *w, size_t ws, int rows, int words)
 {
 	int k = 0;
 	if (rows == 32)
-		for (; k + 16 <= in; k += 16) {
+		for (; k + 16 <= words; k += 16) {
 			transpose16((float *)panel + (size_t)k * PANEL_ROWS, PANEL_ROWS,
-				    (const float *)w + k, in);
+				    (const float *)w + k, ws);
 			transpose16((float *)panel + (size_t)k * PANEL_ROWS + 16, PANEL_ROWS,
-				    (const float *)w + (size_t)16 * in + k, in);
+				    (const float *)w + 16 * ws + k, ws);
 		}
-	for (; k < in; k++)
+	for (; k < words; k++)
 		for (int r = 0; r < PANEL_ROWS; r++) {
 			uint32_t word = 0;
 			if (r < rows)
-				memcpy(&word, (const char *)w + ((size_t)r * in + k) * 4, 4);
+				memcpy(&word, (const char *)w + ((size_t)r * ws + k) * 4, 4);
 			memcpy((char *)panel + ((size_t)k * PANEL_ROWS + r) * 4, &word, 4);
 		}
 }
 
+/* panel[words][32] = b[words][bs] (columns 0..cols, cols <= 32, the rest
+ * 0): a panel from a matrix whose columns are already W's rows. */
+void panel_copy_avx512(float *panel, const float *b, size_t bs, int cols, int words)
+{
+	__mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+	__mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+	for (int k = 0; k < words; k++) {
+		_mm512_storeu_ps(panel + (size_t)k * PANEL_ROWS,
+				 _mm512_maskz_loadu_ps(m0, b + (size_t)k * bs));
+		_mm512_storeu_ps(panel + (size_t)k * PANEL_ROWS + 16,
+				 _mm512_maskz_loadu_ps(m1, b + (size_t)k * bs + 16));
+	}
+}
+
+/* dst[cols][ds] = src[rows][ss] transposed. */
+void transpose_avx512(float *dst, size_t ds, const float *src, size_t ss, int rows, int cols)
+{
+	int r = 0;
+	for (; r + 16 <= rows; r += 16) {
+		int c = 0;
+		for (; c + 16 <= cols; c += 16)
+			transpose16(dst + (size_t)c * ds + r, ds, src + (size_t)r * ss + c, ss);
+		for (; c < cols; c++)
+			for (int i = 0; i < 16; i++)
+				dst[(size_t)c * ds + r + i] = src[(size_t)(r + i) * ss + c];
+	}
+	for (; r < rows; r++)
+		for (int c = 0; c < cols; c++)
+			dst[(size_t)c * ds + r] = src[(size_t)r * ss + c];
+}
+
 enum { PANEL_TOKENS = 12 };     /* 24 accumulators, 2 weights, 1 broadcast */
 
-/* y[nt][ys] (columns where the masks say) = x[nt][in] panel^T, nt a
- * constant once inlined, so the accumulators live in registers. */
+/* Accumulators a0, a1 of nt tokens into y (masked), added to what it
+ * holds when acc is set. */
 static inline __attribute__((always_inline)) void
-panel_block(float *y, size_t ys, const float *x, int in, const float *p, int nt,
-	    __mmask16 m0, __mmask16 m1)
+panel_store(float *y, size_t ys, __m512 *a0, __m512 *a1, int nt, __mmask16 m0, __mmask16 m1,
+	    int acc)
+{
+#pragma GCC unroll 12
+	for (int i = 0; i < nt; i++) {
+		float *yi = y + (size_t)i * ys;
+		if (acc) {
+			a0[i] = _mm512_add_ps(a0[i], _mm512_maskz_loadu_ps(m0, yi));
+			a1[i] = _mm512_add_ps(a1[i], _mm512_maskz_loadu_ps(m1, yi + 16));
+		}
+		_mm512_mask_storeu_ps(yi, m0, a0[i]);
+		_mm512_mask_storeu_ps(yi + 16, m1, a1[i]);
+	}
+}
+
+/* y[nt][ys] (columns where the masks say) (+)= x[nt][xs] . panel, over the
+ * panel's words; nt a constant once inlined, so the accumulators live in
+ * registers. */
+static inline __attribute__((always_inline)) void
+panel_block(float *y, size_t ys, const float *x, size_t xs, int words, const float *p, int nt,
+	    __mmask16 m0, __mmask16 m1, int acc)
 {
 	__m512 a0[PANEL_TOKENS], a1[PANEL_TOKENS];
 #pragma GCC unroll 12
 	for (int i = 0; i < nt; i++)
 		a0[i] = a1[i] = _mm512_setzero_ps();
-	for (int k = 0; k < in; k++) {
+	for (int k = 0; k < words; k++) {
 		__m512 w0 = _mm512_loadu_ps(p + (size_t)k * PANEL_ROWS);
 		__m512 w1 = _mm512_loadu_ps(p + (size_t)k * PANEL_ROWS + 16);
 #pragma GCC unroll 12
 		for (int i = 0; i < nt; i++) {
-			__m512 xb = _mm512_set1_ps(x[(size_t)i * in + k]);
+			__m512 xb = _mm512_set1_ps(x[(size_t)i * xs + k]);
 			a0[i] = _mm512_fmadd_ps(xb, w0, a0[i]);
 			a1[i] = _mm512_fmadd_ps(xb, w1, a1[i]);
 		}
 	}
-#pragma GCC unroll 12
-	for (int i = 0; i < nt; i++) {
-		_mm512_mask_storeu_ps(y + (size_t)i * ys, m0, a0[i]);
-		_mm512_mask_storeu_ps(y + (size_t)i * ys + 16, m1, a1[i]);
-	}
+	panel_store(y, ys, a0, a1, nt, m0, m1, acc);
 }
 
 /* The same with bf16 weights and x, a pair of k in each 32-bit word:
@@ -108,79 +155,72 @@ panel_block(float *y, size_t ys, const float *x, int in, const float *p, int nt,
  * instruction through asm, whatever this file's target says; the caller
  * checked the CPU has it). */
 static inline __attribute__((always_inline)) void
-panel_block_bf16(float *y, size_t ys, const uint32_t *x, int pairs, const uint32_t *p, int nt,
-		 __mmask16 m0, __mmask16 m1)
+panel_block_bf16(float *y, size_t ys, const uint32_t *x, size_t xs, int words, const uint32_t *p,
+		 int nt, __mmask16 m0, __mmask16 m1, int acc)
 {
 	__m512 a0[PANEL_TOKENS], a1[PANEL_TOKENS];
 #pragma GCC unroll 12
 	for (int i = 0; i < nt; i++)
 		a0[i] = a1[i] = _mm512_setzero_ps();
-	for (int k = 0; k < pairs; k++) {
+	for (int k = 0; k < words; k++) {
 		__m512i w0 = _mm512_loadu_si512(p + (size_t)k * PANEL_ROWS);
 		__m512i w1 = _mm512_loadu_si512(p + (size_t)k * PANEL_ROWS + 16);
 #pragma GCC unroll 12
 		for (int i = 0; i < nt; i++) {
-			__m512i xb = _mm512_set1_epi32((int)x[(size_t)i * pairs + k]);
+			__m512i xb = _mm512_set1_epi32((int)x[(size_t)i * xs + k]);
 			__asm__("vdpbf16ps %2, %1, %0" : "+v"(a0[i]) : "v"(w0), "v"(xb));
 			__asm__("vdpbf16ps %2, %1, %0" : "+v"(a1[i]) : "v"(w1), "v"(xb));
 		}
 	}
-#pragma GCC unroll 12
-	for (int i = 0; i < nt; i++) {
-		_mm512_mask_storeu_ps(y + (size_t)i * ys, m0, a0[i]);
-		_mm512_mask_storeu_ps(y + (size_t)i * ys + 16, m1, a1[i]);
-	}
+	panel_store(y, ys, a0, a1, nt, m0, m1, acc);
 }
 
 #define PANEL_CASE(block, nt) \
-	case nt: block(y, ys, x, in, p, nt, m0, m1); break;
+	case nt: block(y, ys, x, xs, words, p, nt, m0, m1, acc); break;
 #define PANEL_CASES(block) \
 	PANEL_CASE(block, 1) PANEL_CASE(block, 2) PANEL_CASE(block, 3) PANEL_CASE(block, 4) \
 	PANEL_CASE(block, 5) PANEL_CASE(block, 6) PANEL_CASE(block, 7) PANEL_CASE(block, 8) \
 	PANEL_CASE(block, 9) PANEL_CASE(block, 10) PANEL_CASE(block, 11) PANEL_CASE(block, 12)
 
-static void panel_tokens(float *y, size_t ys, const float *x, int nt, int in, const float *p,
-			 __mmask16 m0, __mmask16 m1)
+static void panel_tokens(float *y, size_t ys, const float *x, size_t xs, int nt, int words,
+			 const float *p, __mmask16 m0, __mmask16 m1, int acc)
 {
 	switch (nt) {
 	PANEL_CASES(panel_block)
 	}
 }
 
-/* in: words of a row (pairs) */
-static void panel_tokens_bf16(float *y, size_t ys, const uint32_t *x, int nt, int in,
-			      const uint32_t *p, __mmask16 m0, __mmask16 m1)
+static void panel_tokens_bf16(float *y, size_t ys, const uint32_t *x, size_t xs, int nt,
+			      int words, const uint32_t *p, __mmask16 m0, __mmask16 m1, int acc)
 {
 	switch (nt) {
 	PANEL_CASES(panel_block_bf16)
 	}
 }
 
-/* y[n][ys] (columns 0..rows) = x[n][in] W^T, W's rows in panels
- * [ceil(rows / 32)][words][32] of 32-bit words: floats (words = in), or
- * with bf16 set pairs of bf16, x in bf16 too (words = in / 2).  Tokens
- * outside, panels inside: 12 tokens' x stay in L1 while the panels
- * stream from L2. */
-void panel_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *panels,
-			 int rows, int in, int bf16)
+/* See kernels_internal.h.  Tokens outside, panels inside: 12 tokens' x
+ * stay in L1 while the panels stream from L2. */
+void panel_matmul_avx512(const panel_args *a)
 {
-	int words = bf16 ? in / 2 : in;
-	for (int t = 0; t < n; t += PANEL_TOKENS) {
-		int nt = n - t < PANEL_TOKENS ? n - t : PANEL_TOKENS;
-		const uint32_t *xt = (const uint32_t *)x + (size_t)t * words;
-		for (int r = 0; r < rows; r += PANEL_ROWS) {
-			int nr = rows - r < PANEL_ROWS ? rows - r : PANEL_ROWS;
+	for (int t = 0; t < a->n; t += PANEL_TOKENS) {
+		int nt = a->n - t < PANEL_TOKENS ? a->n - t : PANEL_TOKENS;
+		const uint32_t *xt = (const uint32_t *)a->x + (size_t)t * a->xs;
+		for (int r = 0; r < a->rows; r += PANEL_ROWS) {
+			int nr = a->rows - r < PANEL_ROWS ? a->rows - r : PANEL_ROWS;
 			uint32_t mask = nr == 32 ? 0xffffffffu : (1u << nr) - 1;
-			const uint32_t *p = (const uint32_t *)panels + (size_t)r * words;
-			if (bf16)
-				panel_tokens_bf16(y + (size_t)t * ys + r, ys, xt, nt, words, p,
-						  (__mmask16)mask, (__mmask16)(mask >> 16));
+			const uint32_t *p = (const uint32_t *)a->panels + (size_t)r * a->words;
+			float *y = a->y + (size_t)t * a->ys + r;
+			if (a->bf16)
+				panel_tokens_bf16(y, a->ys, xt, a->xs, nt, a->words, p, (__mmask16)mask,
+						  (__mmask16)(mask >> 16), a->accumulate);
 			else
-				panel_tokens(y + (size_t)t * ys + r, ys, (const float *)xt, nt, words,
-					     (const float *)p, (__mmask16)mask, (__mmask16)(mask >> 16));
+				panel_tokens(y, a->ys, (const float *)xt, a->xs, nt, a->words,
+					     (const float *)p, (__mmask16)mask, (__mmask16)(mask >> 16),
+					     a->accumulate);
 		}
 	}
 }
+
 /* ---- a few tokens: rows in place ---- */
 
 /* The first m (a mask) of the 16 words at w + k as floats: f32 as is, f16

@@ -124,6 +124,31 @@ static void test_matmul(void)
 	free(x), free(w), free(r), free(dx), free(dw), free(dx2), free(dw2), free(q);
 }
 
+/* Shapes past the blocks of the pool's gemm (256 x 128 of C, k in chunks
+ * of 512 on the AVX-512 path): against the reference, accumulating onto
+ * what dx and dw held, and the same bits on 1 and 3 threads. */
+static void test_matmul_blocks(int n, int in, int out)
+{
+	float *x = rand_vec((size_t)n * in, 1), *w = rand_vec((size_t)out * in, 0.5f);
+	float *r = rand_vec((size_t)n * out, 1);
+	float *dx = rand_vec((size_t)n * in, 1), *dw = rand_vec((size_t)out * in, 1);
+	float *dx2 = xmalloc((size_t)n * in * sizeof *dx2), *dw2 = xmalloc((size_t)out * in * sizeof *dw2);
+	float *dx3 = xmalloc((size_t)n * in * sizeof *dx3), *dw3 = xmalloc((size_t)out * in * sizeof *dw3);
+	memcpy(dx2, dx, (size_t)n * in * sizeof *dx), memcpy(dx3, dx, (size_t)n * in * sizeof *dx);
+	memcpy(dw2, dw, (size_t)out * in * sizeof *dw), memcpy(dw3, dw, (size_t)out * in * sizeof *dw);
+	kernels_set_threads(1);
+	matmul_backward(dx, dw, r, x, w, GGML_F32, n, in, out);
+	kernels_set_threads(3);
+	matmul_backward(dx3, dw3, r, x, w, GGML_F32, n, in, out);
+	kernels_set_threads(2);
+	matmul_backward_ref(dx2, dw2, r, x, w, GGML_F32, n, in, out);
+	ok(max_rel_diff(dx, dx2, (size_t)n * in) < 1e-5 && max_rel_diff(dw, dw2, (size_t)out * in) < 1e-5,
+	   "matmul_backward N=%d in=%d out=%d (+=) equals its reference", n, in, out);
+	ok(!memcmp(dx, dx3, (size_t)n * in * sizeof *dx) && !memcmp(dw, dw3, (size_t)out * in * sizeof *dw),
+	   "matmul_backward N=%d in=%d out=%d: 1 and 3 threads agree bitwise", n, in, out);
+	free(x), free(w), free(r), free(dx), free(dw), free(dx2), free(dw2), free(dx3), free(dw3);
+}
+
 /* ---- embedding ---- */
 
 typedef struct { float *table; const int *tok; int n, d; } emb_ctx;
@@ -375,6 +400,8 @@ int main(void)
 	test_vexp();
 	test_logprob_wide();
 	test_matmul();
+	test_matmul_blocks(300, 200, 600);
+	test_matmul_blocks(13, 45, 1100);
 	test_embed();
 	test_rmsnorm();
 	test_rope();
