@@ -268,8 +268,8 @@ static float *pool_scratch(int worker, size_t n);
 #if defined(__x86_64__) || defined(__i386__)
 /* Block b of C through our panels (alpha 1, beta 0 or 1), k in chunks of
  * GEMM_BLOCK_K so a chunk's panels stay in L2: op(B)'s columns 32 at a
- * time into panels (transposed from B's rows when tb is Trans), op(A)'s
- * rows read in place, or transposed first when ta is Trans.  Each element
+ * time into panels (transposed from B's rows when tb is Trans), op(A)
+ * read in place, its tokens as rows or (ta Trans) as columns.  Each element
  * of C sums its chunks in order on one thread: the same bits on any
  * number of threads. */
 enum { GEMM_BLOCK_K = 512 };
@@ -281,8 +281,7 @@ static void gemm_block_panels(const gemm_args *g, int block, int worker)
 	int bm = g->m - i0 < GEMM_BLOCK_M ? g->m - i0 : GEMM_BLOCK_M;
 	int bn = g->n - j0 < GEMM_BLOCK_N ? g->n - j0 : GEMM_BLOCK_N;
 	int panels = (bn + PANEL_ROWS - 1) / PANEL_ROWS;
-	float *p = pool_scratch(worker, (size_t)(panels * PANEL_ROWS + GEMM_BLOCK_M) * GEMM_BLOCK_K);
-	float *at = p + (size_t)panels * PANEL_ROWS * GEMM_BLOCK_K;
+	float *p = pool_scratch(worker, (size_t)panels * PANEL_ROWS * GEMM_BLOCK_K);
 	for (int k0 = 0; k0 < g->k; k0 += GEMM_BLOCK_K) {
 		int kc = g->k - k0 < GEMM_BLOCK_K ? g->k - k0 : GEMM_BLOCK_K;
 		size_t pn = (size_t)PANEL_ROWS * kc;    /* panel_matmul's layout */
@@ -296,15 +295,11 @@ static void gemm_block_panels(const gemm_args *g, int block, int worker)
 				panel_copy_avx512(p + q * pn, g->b + (size_t)k0 * g->ldb + c, g->ldb,
 						  nc, kc);
 		}
-		const float *a = g->a + (size_t)i0 * g->lda + k0;
-		size_t as = g->lda;
-		if (g->ta == CblasTrans) {              /* op(A)[i][k] = A[k][i] */
-			transpose_avx512(at, kc, g->a + (size_t)k0 * g->lda + i0, g->lda, kc, bm);
-			a = at, as = kc;
-		}
+		int cols = g->ta == CblasTrans;        /* op(A)[i][k] = A[k][i] */
+		const float *a = g->a + (cols ? (size_t)k0 * g->lda + i0 : (size_t)i0 * g->lda + k0);
 		panel_matmul_avx512(&(panel_args){ .y = g->c + (size_t)i0 * g->ldc + j0,
-						   .ys = g->ldc, .x = a, .xs = as, .panels = p,
-						   .n = bm, .rows = bn, .words = kc,
+						   .ys = g->ldc, .x = a, .xs = g->lda, .x_cols = cols,
+						   .panels = p, .n = bm, .rows = bn, .words = kc,
 						   .accumulate = k0 > 0 || g->beta != 0 });
 	}
 }

@@ -48,12 +48,11 @@ enum { PANEL_ROWS = 32 };
 /* panel[words][32] = w[rows][ws] transposed, in 32-bit words, rows <= 32,
  * missing rows 0 */
 void panel_pack_avx512(void *panel, const void *w, size_t ws, int rows, int words);
-/* dst[cols][ds] = src[rows][ss] transposed */
-void transpose_avx512(float *dst, size_t ds, const float *src, size_t ss, int rows, int cols);
 /* panel[words][32] = b[words][bs], columns 0..cols (<= 32), the rest 0 */
 void panel_copy_avx512(float *panel, const float *b, size_t bs, int cols, int words);
 /* y[n][ys] (columns 0..rows) = (or += with accumulate) x[n][xs] . W, W in
- * panels [ceil(rows / 32)][words][32] over the first words of each x row:
+ * panels [ceil(rows / 32)][words][32] over the first words of each x row
+ * (with x_cols, x[words][xs]: the tokens are x's columns; floats only):
  * floats, or with bf16 set x and W in bf16, a pair of k a word
  * (vdpbf16ps).  xs and words count 32-bit words. */
 typedef struct {
@@ -62,7 +61,7 @@ typedef struct {
 	const void *x;
 	size_t xs;
 	const void *panels;
-	int n, rows, words, bf16, accumulate;
+	int n, rows, words, bf16, accumulate, x_cols;
 } panel_args;
 void panel_matmul_avx512(const panel_args *a);
 /* y[n][ys] (columns 0..rows) = x[n][in] W^T for a few tokens, W's rows

@@ -89,23 +89,6 @@ void panel_copy_avx512(float *panel, const float *b, size_t bs, int cols, int wo
 	}
 }
 
-/* dst[cols][ds] = src[rows][ss] transposed. */
-void transpose_avx512(float *dst, size_t ds, const float *src, size_t ss, int rows, int cols)
-{
-	int r = 0;
-	for (; r + 16 <= rows; r += 16) {
-		int c = 0;
-		for (; c + 16 <= cols; c += 16)
-			transpose16(dst + (size_t)c * ds + r, ds, src + (size_t)r * ss + c, ss);
-		for (; c < cols; c++)
-			for (int i = 0; i < 16; i++)
-				dst[(size_t)c * ds + r + i] = src[(size_t)(r + i) * ss + c];
-	}
-	for (; r < rows; r++)
-		for (int c = 0; c < cols; c++)
-			dst[(size_t)c * ds + r] = src[(size_t)r * ss + c];
-}
-
 enum { PANEL_TOKENS = 12 };     /* 24 accumulators, 2 weights, 1 broadcast */
 
 /* Accumulators a0, a1 of nt tokens into y (masked), added to what it
@@ -130,8 +113,8 @@ panel_store(float *y, size_t ys, __m512 *a0, __m512 *a1, int nt, __mmask16 m0, _
  * panel's words; nt a constant once inlined, so the accumulators live in
  * registers. */
 static inline __attribute__((always_inline)) void
-panel_block(float *y, size_t ys, const float *x, size_t xs, int words, const float *p, int nt,
-	    __mmask16 m0, __mmask16 m1, int acc)
+panel_block_x(float *y, size_t ys, const float *x, size_t xs, int words, const float *p, int nt,
+	      __mmask16 m0, __mmask16 m1, int acc, int x_cols)
 {
 	__m512 a0[PANEL_TOKENS], a1[PANEL_TOKENS];
 #pragma GCC unroll 12
@@ -142,12 +125,27 @@ panel_block(float *y, size_t ys, const float *x, size_t xs, int words, const flo
 		__m512 w1 = _mm512_loadu_ps(p + (size_t)k * PANEL_ROWS + 16);
 #pragma GCC unroll 12
 		for (int i = 0; i < nt; i++) {
-			__m512 xb = _mm512_set1_ps(x[(size_t)i * xs + k]);
+			__m512 xb = _mm512_set1_ps(x_cols ? x[(size_t)k * xs + i] : x[(size_t)i * xs + k]);
 			a0[i] = _mm512_fmadd_ps(xb, w0, a0[i]);
 			a1[i] = _mm512_fmadd_ps(xb, w1, a1[i]);
 		}
 	}
 	panel_store(y, ys, a0, a1, nt, m0, m1, acc);
+}
+
+/* x's tokens as rows (x[nt][xs]) or as columns (x[words][xs]) */
+static inline __attribute__((always_inline)) void
+panel_block(float *y, size_t ys, const float *x, size_t xs, int words, const float *p, int nt,
+	    __mmask16 m0, __mmask16 m1, int acc)
+{
+	panel_block_x(y, ys, x, xs, words, p, nt, m0, m1, acc, 0);
+}
+
+static inline __attribute__((always_inline)) void
+panel_block_cols(float *y, size_t ys, const float *x, size_t xs, int words, const float *p,
+		 int nt, __mmask16 m0, __mmask16 m1, int acc)
+{
+	panel_block_x(y, ys, x, xs, words, p, nt, m0, m1, acc, 1);
 }
 
 /* The same with bf16 weights and x, a pair of k in each 32-bit word:
@@ -183,11 +181,16 @@ panel_block_bf16(float *y, size_t ys, const uint32_t *x, size_t xs, int words, c
 	PANEL_CASE(block, 9) PANEL_CASE(block, 10) PANEL_CASE(block, 11) PANEL_CASE(block, 12)
 
 static void panel_tokens(float *y, size_t ys, const float *x, size_t xs, int nt, int words,
-			 const float *p, __mmask16 m0, __mmask16 m1, int acc)
+			 const float *p, __mmask16 m0, __mmask16 m1, int acc, int x_cols)
 {
-	switch (nt) {
-	PANEL_CASES(panel_block)
-	}
+	if (x_cols)
+		switch (nt) {
+		PANEL_CASES(panel_block_cols)
+		}
+	else
+		switch (nt) {
+		PANEL_CASES(panel_block)
+		}
 }
 
 static void panel_tokens_bf16(float *y, size_t ys, const uint32_t *x, size_t xs, int nt,
@@ -204,7 +207,7 @@ void panel_matmul_avx512(const panel_args *a)
 {
 	for (int t = 0; t < a->n; t += PANEL_TOKENS) {
 		int nt = a->n - t < PANEL_TOKENS ? a->n - t : PANEL_TOKENS;
-		const uint32_t *xt = (const uint32_t *)a->x + (size_t)t * a->xs;
+		const uint32_t *xt = (const uint32_t *)a->x + (a->x_cols ? (size_t)t : (size_t)t * a->xs);
 		for (int r = 0; r < a->rows; r += PANEL_ROWS) {
 			int nr = a->rows - r < PANEL_ROWS ? a->rows - r : PANEL_ROWS;
 			uint32_t mask = nr == 32 ? 0xffffffffu : (1u << nr) - 1;
@@ -216,7 +219,7 @@ void panel_matmul_avx512(const panel_args *a)
 			else
 				panel_tokens(y, a->ys, (const float *)xt, a->xs, nt, a->words,
 					     (const float *)p, (__mmask16)mask, (__mmask16)(mask >> 16),
-					     a->accumulate);
+					     a->accumulate, a->x_cols);
 		}
 	}
 }
