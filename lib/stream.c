@@ -322,6 +322,7 @@ struct parm_reader {
 	int n_vocab;                    /* 0 until the header is read */
 	int seen_bytes;                 /* any byte read: tells "empty" apart */
 	int finished;                   /* FIN read */
+	int aborted;                    /* an abort record read */
 	struct msgbuf in;
 	/* storage of the current record, reused */
 	parm_step *steps;
@@ -616,6 +617,21 @@ static int parse_header(const msgpack_object *map, parm_header *h)
 	return 0;
 }
 
+/* An abort record: the stage before failed (and said why). */
+static int is_abort(parm_reader *r, const msgpack_object *map)
+{
+	if (map->type != MSGPACK_OBJECT_MAP || !is_key(map_get(map, "type"), "abort"))
+		return 0;
+	r->aborted = 1;
+	parm_fail("the stage before this one failed");
+	return 1;
+}
+
+int parm_reader_upstream_failed(const parm_reader *r)
+{
+	return r->aborted;
+}
+
 int parm_read_header(parm_reader *r, parm_header *h)
 {
 	memset(h, 0, sizeof *h);
@@ -624,6 +640,8 @@ int parm_read_header(parm_reader *r, parm_header *h)
 			parm_fail("unexpected end of stream (no header: empty input)");
 		return -1;
 	}
+	if (is_abort(r, &r->in.obj.data))
+		return -1;
 	if (parse_header(&r->in.obj.data, h) < 0) {
 		parm_header_free(h);
 		return -1;
@@ -855,7 +873,7 @@ int parm_read_record(parm_reader *r, parm_record *rec)
 		rec->type = PARM_REC_FIN;
 		return 0;
 	}
-	if (next_object(r) < 0)
+	if (next_object(r) < 0 || is_abort(r, &r->in.obj.data))
 		return -1;
 	return parse_record(r, &r->in.obj.data, rec);
 }
@@ -930,6 +948,24 @@ static void pack_str(msgpack_packer *pk, const char *s)
 	size_t n = strlen(s);
 	msgpack_pack_str(pk, n);
 	msgpack_pack_str_body(pk, s, n);
+}
+
+void parm_write_abort(int fd)
+{
+	struct stat st;
+	msgpack_sbuffer buf;
+	msgpack_packer pk;
+	if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode))
+		return;
+	signal(SIGPIPE, SIG_IGN);       /* leaving anyway: an error, not a signal */
+	msgpack_sbuffer_init(&buf);
+	msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	pack_str(&pk, "type");
+	pack_str(&pk, "abort");
+	ssize_t ignored = write(fd, buf.data, buf.size);   /* the reader may be gone */
+	(void)ignored;
+	msgpack_sbuffer_destroy(&buf);
 }
 
 static void pack_str_or_nil(msgpack_packer *pk, const char *s)

@@ -79,6 +79,10 @@ void parm_reader_watch(parm_reader *r, int out_fd);
 void parm_reader_free(parm_reader *r);
 int parm_read_header(parm_reader *r, parm_header *h);
 int parm_read_record(parm_reader *r, parm_record *rec);
+/* 1 when reading failed on an abort record: the stage before failed and
+ * gave its own error, so the tool leaves without another
+ * (parm_exit_failed). */
+int parm_reader_upstream_failed(const parm_reader *r);
 void parm_header_free(parm_header *h);
 /* Whether tok ends generation by the header's list. */
 int parm_header_is_eog(const parm_header *h, int tok);
@@ -88,6 +92,10 @@ int parm_header_is_eog(const parm_header *h, int tok);
  * (tools exit quietly), or another errno + parm_error. */
 typedef struct parm_writer parm_writer;
 parm_writer *parm_writer_new(int fd);
+/* A failing stage's last word, an abort record, when fd is a pipe (not a
+ * file or a terminal): the next stage then leaves without an error of its
+ * own.  Whatever the stream held before; for parm_on_die. */
+void parm_write_abort(int fd);
 void parm_writer_free(parm_writer *w);
 int parm_write_header(parm_writer *w, const parm_header *h);
 int parm_write_start(parm_writer *w, int seq, const char *prompt,

@@ -126,13 +126,29 @@ static void vreport(const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
+static void (*die_hook)(void);
+
+void parm_on_die(void (*fn)(void))
+{
+	die_hook = fn;
+}
+
+void parm_exit_failed(void)
+{
+	void (*fn)(void) = die_hook;
+	die_hook = NULL;                /* once, even if fn dies */
+	if (fn)
+		fn();
+	exit(1);
+}
+
 void die(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vreport(fmt, ap);
 	va_end(ap);
-	exit(1);
+	parm_exit_failed();
 }
 
 int parm_left_early;
@@ -234,6 +250,8 @@ void usage_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, " (see %s --help)\n", parm_progname);
+	if (die_hook)
+		die_hook();
 	exit(2);
 }
 

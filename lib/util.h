@@ -34,6 +34,12 @@ void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * leak checker of make check-asan (tests/san-report.c). */
 extern int parm_left_early;
 _Noreturn void parm_exit_quietly(void);
+/* fn runs when the tool fails (die, parm_exit_failed): a stage of the
+ * pipe tells the next one (parm_write_abort); NULL for none. */
+void parm_on_die(void (*fn)(void));
+/* Fail without a message of our own (the stage before ours gave it):
+ * the parm_on_die function, then status 1. */
+_Noreturn void parm_exit_failed(void);
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

@@ -102,5 +102,13 @@ fails "stream ending early" '^parm-mix: .*unexpected end of stream' \
 fails "empty input" '^parm-mix: .*(unexpected end|empty)' sh -c 'parm-mix arm1.gguf < /dev/null'
 printf 'garbage that is not msgpack \301\301' > junk.stream
 fails "malformed stream" '^parm-mix: .*(malformed|not a parm stream)' sh -c 'parm-mix arm1.gguf < junk.stream'
+# A failing stage says why; the stages after it leave without an error of
+# their own (an abort record tells them), not "unexpected end of stream".
+fails "parm-logits failing: its error alone, through parm-mix and parm-sample" \
+	'^parm-logits: .*nope.gguf' sh -c 'echo hi | parm-logits nope.gguf | parm-mix arm1.gguf | parm-sample'
+fails "parm-mix failing: its error alone" '^parm-mix: .*nope.gguf' \
+	sh -c 'echo hi | parm-logits -n 4 base.gguf | parm-mix nope.gguf | parm-sample'
+fails "an abort record read: parm-sample exits 1 quietly, parm-mix passes it on" '^parm-mix: .*nope.gguf' \
+	sh -c 'echo hi | parm-logits -n 4 base.gguf | parm-mix nope.gguf | parm-mix arm1.gguf | parm-sample'
 ok "--help and --version" sh -c 'parm-mix --help | grep -q -- --no-merge && parm-mix --version | grep -q parm-mix'
 done_testing

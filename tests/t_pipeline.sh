@@ -99,6 +99,11 @@ printf 'garbage that is not msgpack \301\301' > junk.stream
 fails "malformed stream" '^parm-sample: .*(malformed|not a parm stream)' sh -c 'parm-sample < junk.stream'
 fails "stream from another tokenizer" '^parm-sample: .*tokenizer' \
 	sh -c 'echo hi | parm-logits -n 2 m.gguf | parm-sample --vocab "$0"' "$fx/ggml-vocab-gpt-2.gguf"
+fails "an earlier stage failing: its error alone, parm-sample exits 1 quietly" '^parm-logits: .*nope.gguf' \
+	sh -c 'echo hi | parm-logits nope.gguf | parm-sample'
+fails "an earlier stage's usage error: its message alone" "^parm-logits: unknown option '--bogus'" \
+	sh -c 'echo hi | parm-logits --bogus | parm-sample'
+fails "an empty stream is still an error" '^parm-sample: .*empty input' sh -c 'parm-sample < /dev/null'
 fails "previous stage dying mid-stream" '^parm-sample: unexpected end of stream' \
 	sh -c 'parm-logits m.gguf < p.txt | head -c 5000 | parm-sample'
 ok "next stage exiting early: parm-logits exits quietly" sh -c '

@@ -87,6 +87,13 @@ static void remove_feedback(void)
 		parm_feedback_remove(feedback);
 }
 
+/* Failing, tell the next stage, which then leaves without an error of its
+ * own (it would only say the stream ended early). */
+static void abort_output(void)
+{
+	parm_write_abort(STDOUT_FILENO);
+}
+
 static void on_signal(int sig)
 {
 	remove_feedback();
@@ -567,6 +574,7 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct base b = {0};
 	parm_setprog(argv[0]);
+	parm_on_die(abort_output);
 	parse_args(argc, argv, &o);
 	if (o.tokenize) {
 		/* only the tokenizer is read: a vocabulary-only GGUF, or one of an

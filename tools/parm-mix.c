@@ -111,6 +111,23 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		usage_error("no ARM given");
 }
 
+static void check_write(int rc);
+
+/* Failing, tell the next stage (parm-logits' abort_output). */
+static void abort_output(void)
+{
+	parm_write_abort(STDOUT_FILENO);
+}
+
+/* Reading failed: the stage before failed and said so (pass that on,
+ * quietly), or our reader left (quiet too), or the error. */
+static void read_failed(const parm_reader *in)
+{
+	if (parm_reader_upstream_failed(in))
+		parm_exit_failed();
+	check_write(-1);
+}
+
 static void check_write(int rc)
 {
 	if (rc == 0)
@@ -159,7 +176,7 @@ static void mix_stream(struct run *r)
 	parm_record rec;
 	do {
 		if (parm_read_record(r->in, &rec) < 0)
-			check_write(-1);        /* our reader gone: quiet; else the error */
+			read_failed(r->in);
 		for (int j = 0; j < r->n_guides; j++) {
 			if (rec.type == PARM_REC_START &&
 			    parm_guide_start(r->g[j], rec.seq, rec.tokens, rec.n_tokens) < 0)
@@ -198,6 +215,7 @@ int main(int argc, char **argv)
 	struct run r = { 0 };
 	parm_header out;
 	parm_setprog(argv[0]);
+	parm_on_die(abort_output);
 	parse_args(argc, argv, &o);
 	/* said at once, not after loading the ARMs and waiting for ever */
 	if (isatty(STDIN_FILENO))
@@ -216,7 +234,7 @@ int main(int argc, char **argv)
 	r.in = parm_reader_new(STDIN_FILENO);
 	parm_reader_watch(r.in, STDOUT_FILENO);
 	if (parm_read_header(r.in, &r.h) < 0)
-		check_write(-1);
+		read_failed(r.in);
 	int ctx = stream_ctx(&r.h);
 	for (int i = 0; i < r.n_guides; i++)
 		if (parm_guide_begin(r.g[i], &r.h, ctx) < 0)

@@ -275,6 +275,14 @@ static double shown(float x)
 	return strtod(buf, NULL);
 }
 
+/* Reading failed: quietly when the stage before failed and said why. */
+static void read_failed(const parm_reader *in)
+{
+	if (parm_reader_upstream_failed(in))
+		parm_exit_failed();
+	die("%s", parm_error());
+}
+
 /* The stream's chain, then this stage: how it sampled. */
 static void load_chain(struct run *r)
 {
@@ -334,7 +342,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	parm_reader *in = parm_reader_new(STDIN_FILENO);
 	if (parm_read_header(in, &r.h) < 0)
-		die("%s", parm_error());
+		read_failed(in);
 	/* connect before anything can refuse the stream: when we exit, the
 	 * producer sees the channel close and ends too (exit closes our stdin
 	 * before this descriptor, so a stage between us sees us gone first) */
@@ -345,7 +353,7 @@ int main(int argc, char **argv)
 	load_chain(&r);
 	for (;;) {
 		if (parm_read_record(in, &rec) < 0)
-			die("%s", parm_error());
+			read_failed(in);
 		if (rec.type == PARM_REC_FIN)
 			break;
 		if (rec.type == PARM_REC_START)
