@@ -110,5 +110,11 @@ fails "parm-mix failing: its error alone" '^parm-mix: .*nope.gguf' \
 	sh -c 'echo hi | parm-logits -n 4 base.gguf | parm-mix nope.gguf | parm-sample'
 fails "an abort record read: parm-sample exits 1 quietly, parm-mix passes it on" '^parm-mix: .*nope.gguf' \
 	sh -c 'echo hi | parm-logits -n 4 base.gguf | parm-mix nope.gguf | parm-mix arm1.gguf | parm-sample'
+ok "next stage exiting early: parm-mix and parm-logits exit 0 quietly" sh -c '
+	for i in 1 2 3 4 5 6 7 8 9 10; do echo "prompt $i"; done > many.txt
+	{ parm-logits -n 20 --batch 2 base.gguf < many.txt 2>err1; echo $? > rc1; } |
+	{ parm-mix arm1.gguf 2>err2; echo $? > rc2; } |
+	{ parm-sample -t 0 2>err3; echo $? > rc3; } | head -n 1 > /dev/null
+	[ "$(cat rc1) $(cat rc2) $(cat rc3)" = "0 0 0" ] && [ ! -s err1 ] && [ ! -s err2 ] && [ ! -s err3 ]'
 ok "--help and --version" sh -c 'parm-mix --help | grep -q -- --no-merge && parm-mix --version | grep -q parm-mix'
 done_testing
