@@ -203,7 +203,7 @@ echo "   temperature $DEMO_TEMP, $DEMO_TOKENS tokens at most, guidance weight $D
 head -n "$DEMO_EVAL_PROMPTS" "$out/eval-prompts.jsonl" > "$out/gen/once.jsonl"
 for i in $(seq "$DEMO_EVAL_REPEAT"); do cat "$out/gen/once.jsonl"; done > "$out/gen/prompts.jsonl"
 logits="parm-logits -n $DEMO_TOKENS -T '$template' base.gguf < gen/prompts.jsonl"
-sample="parm-sample -t $DEMO_TEMP --seed $DEMO_SEED --jsonl"
+sample="parm-sample --temp $DEMO_TEMP --seed $DEMO_SEED --json"
 now_ms() { date +%s%3N; }
 # PARM's generations depend on DEMO_PARM_ARGS, the others not
 stamp=$genarm_stamp
@@ -263,7 +263,7 @@ echo "   them by method and preference vector and compares the fronts"
 if ! have table.tsv || [ ! -s "$out/fronts.svg" ]; then
 	scorers=
 	for x in $objectives; do
-		scorers="$scorers -s '${x%%=*}=$task score ${x%%=*}'"
+		scorers="$scorers --scorer '${x%%=*}=$task score ${x%%=*}'"
 	done
 	run parm-eval score $scorers -P fronts.svg \
 		$made_base $made_parm $made_genarm "> table.part"

@@ -41,6 +41,6 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/parm-pairs.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
 for j in 0 1; do
 	parm-logits -n "$tokens" -T "$TASK_TEMPLATE" "$base" < "$prompts" |
-		parm-sample --jsonl --seed $((seed + j)) > "$tmp/sample$j.jsonl"
+		parm-sample --json --seed $((seed + j)) > "$tmp/sample$j.jsonl"
 done
 "$task" label -s "$seed" -t "$tau" $all "$tmp/sample0.jsonl" "$tmp/sample1.jsonl"

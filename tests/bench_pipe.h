@@ -17,7 +17,7 @@ static int bench_pipe_run(const char *logits_args, const char *mix_args, int n, 
 {
 	char cmd[16384], buf[1 << 16];
 	snprintf(cmd, sizeof cmd, "printf 'Once upon a time\\n' | tools/parm-logits -n %d %s %s%s"
-		 "| tools/parm-sample -t 0 -j", n, logits_args, *mix_args ? "| tools/parm-mix " : "",
+		 "| tools/parm-sample --temp 0 -j", n, logits_args, *mix_args ? "| tools/parm-mix " : "",
 		 mix_args);
 	double t0 = parm_now();
 	FILE *f = popen(cmd, "r");

@@ -49,8 +49,8 @@ ends() {
 	p=$(wc -l < "$D/gen/once.jsonl")
 	n=$(wc -l < "$D/gen/$1-1,0.jsonl")
 	for a in 1,0 0,1; do
-		parm-eval score --records -j -s "helpful=$w score helpful" \
-			-s "harmless=$w score harmless" "$D/gen/$1-$a.jsonl" || return 1
+		parm-eval score --records -j --scorer "helpful=$w score helpful" \
+			--scorer "harmless=$w score harmless" "$D/gen/$1-$a.jsonl" || return 1
 	done | awk -v p="$p" -v n="$n" '
 		function score(name,   s) {
 			match($0, "\"" name "\":[-+0-9.eE]+"); s = substr($0, RSTART, RLENGTH)

@@ -62,6 +62,24 @@ pipe() {
 		s=(\${PIPESTATUS[@]}); for j in \${!s[@]}; do echo \${s[j]} > rc.\$((j + 1)); done"
 }
 
+# said_before N: a stage before N wrote to stderr
+said_before() {
+	j=1
+	while [ $j -lt "$1" ]; do
+		[ -s err.$j ] && return 0
+		j=$((j + 1))
+	done
+	return 1
+}
+
+# failed_after N: stage N exited 1, with its one line, or quietly when a
+# stage before it said why (it read that stage's abort record); a race
+# between the abort and a closed feedback channel may give either
+failed_after() {
+	[ "$(cat rc.$1)" -eq 1 ] && { [ "$(wc -l < err.$1)" -eq 1 ] ||
+		{ [ ! -s err.$1 ] && said_before "$1"; }; }
+}
+
 # stage N STATUS LINES: stage N exited with STATUS, LINES lines on stderr
 stage() {
 	[ "$(cat rc.$1 2>/dev/null)" = "$2" ] && [ "$(wc -l < err.$1)" -eq "$3" ] && return
@@ -96,12 +114,12 @@ ok "| head -n 1 after cat: all exit 0, quietly" head_case cat
 ok "300 tokens, | head -n 1 after parm-mix: all exit 0, quietly" head_case "$TINY_MIX" "$TINY"
 ok "300 tokens, | head -n 1 after cat: all exit 0, quietly" head_case cat "$TINY"
 
-# 3. a stage dies mid-pipe: the stages after it say the stream ended early,
-# the ones before leave quietly
+# 3. a stage dies mid-pipe: the next says the stream ended early, the
+# ones after it leave on its abort record, the ones before quietly
 died() {
 	pipe "$LOGITS" "sh die-after.sh $1" "$MIX" "parm-sample" &&
-	stage 1 0 0 && [ "$(cat rc.2)" -eq 137 ] && stage 3 1 1 && stage 4 1 1 &&
-	grep -q 'unexpected end of stream' err.4 && clean_tmp
+	stage 1 0 0 && [ "$(cat rc.2)" -eq 137 ] && stage 3 1 1 && failed_after 4 &&
+	grep -q 'unexpected end of stream' err.3 && clean_tmp
 }
 for n in 100 5000 150000; do
 	ok "a middle stage killed after $n bytes: the rest end" died $n
@@ -112,7 +130,7 @@ first=$(sh -c "parm-logits -n 1 base.gguf < prompts.txt" | tee first.bin | parm-
 	wc -c < first.bin)
 died_first() {
 	pipe "sh pid.sh $LOGITS" "sh kill-producer-after.sh $((first + 10))" "$MIX" "parm-sample" &&
-	[ "$(cat rc.1)" -eq 137 ] && stage 3 1 1 && stage 4 1 1 && clean_tmp
+	[ "$(cat rc.1)" -eq 137 ] && stage 3 1 1 && failed_after 4 && clean_tmp
 }
 ok "the producer killed (SIGKILL) mid-run: the rest end, nothing left in TMPDIR" died_first
 
@@ -127,7 +145,8 @@ flipped() {
 	for s in 1 2 3 4; do
 		[ $s -eq 3 ] && not_ours 3 && continue
 		rc=$(cat rc.$s) lines=$(wc -l < err.$s)
-		[ "$rc" -lt 128 ] && [ "$lines" -le 1 ] && { [ "$rc" -eq 0 ] || [ "$lines" -eq 1 ]; } ||
+		{ [ "$rc" -lt 128 ] && [ "$lines" -le 1 ] && { [ "$rc" -eq 0 ] || [ "$lines" -eq 1 ]; }; } ||
+			failed_after $s ||
 			{ echo "stage $s: exit $rc, $lines lines:" >&2; cat err.$s >&2; return 1; }
 	done
 	clean_tmp
@@ -148,14 +167,14 @@ ok "model truncated while mapped: one line (SIGBUS), nothing left" truncated
 
 # 6. under an address-space limit OpenBLAS's workers cannot map their
 # buffers and retry for ever: the pipe still ends, done or with one line
-# per stage (below about 60 MB OpenBLAS itself kills the process at load;
+# (or quietly after the stage before said why) (below about 60 MB OpenBLAS itself kills the process at load;
 # a model is refused with a clear line where its buffers cannot fit)
 limited() {
 	pipe "sh -c 'ulimit -v $1; exec \"\$@\"' - $LOGITS" \
 		"sh -c 'ulimit -v $1; exec parm-sample'" &&
 	for s in 1 2; do
 		rc=$(cat rc.$s) lines=$(wc -l < err.$s)
-		[ "$rc" -eq 0 ] && [ "$lines" -eq 0 ] || { [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ]; } ||
+		{ [ "$rc" -eq 0 ] && [ "$lines" -eq 0 ]; } || failed_after $s ||
 			{ echo "stage $s: exit $rc, $lines lines:" >&2; cat err.$s >&2; return 1; }
 	done
 }

@@ -24,29 +24,29 @@ ok "the pipe works exactly as typed, one line per prompt" sh -c '
 	parm-logits base.gguf < prompts.txt | parm-mix --pref 0.5,0.5 parm.gguf | parm-sample > out &&
 	[ $(wc -l < out) -eq 3 ]'
 ok "greedy guidance changes the responses, and the preference matters" sh -c '
-	parm-logits -n 8 base.gguf < prompts.txt | parm-sample -t 0 > plain &&
-	parm-logits -n 8 base.gguf < prompts.txt | parm-mix -w 3 --pref 1,0 parm.gguf | parm-sample -t 0 > a &&
-	parm-logits -n 8 base.gguf < prompts.txt | parm-mix -w 3 --pref 0,1 parm.gguf | parm-sample -t 0 > b &&
+	parm-logits -n 8 base.gguf < prompts.txt | parm-sample --temp 0 > plain &&
+	parm-logits -n 8 base.gguf < prompts.txt | parm-mix -w 3 --pref 1,0 parm.gguf | parm-sample --temp 0 > a &&
+	parm-logits -n 8 base.gguf < prompts.txt | parm-mix -w 3 --pref 0,1 parm.gguf | parm-sample --temp 0 > b &&
 	! cmp -s plain a && ! cmp -s a b'
 ok "W = 0 gives the responses of the base alone" sh -c '
-	parm-logits -n 8 base.gguf < prompts.txt | parm-sample -t 0 > plain &&
-	parm-logits -n 8 base.gguf < prompts.txt | parm-mix -w 0 --pref 1,0 parm.gguf | parm-sample -t 0 > z &&
+	parm-logits -n 8 base.gguf < prompts.txt | parm-sample --temp 0 > plain &&
+	parm-logits -n 8 base.gguf < prompts.txt | parm-mix -w 0 --pref 1,0 parm.gguf | parm-sample --temp 0 > z &&
 	cmp plain z'
 ok "JSONL records the ARM, objectives, pref, weight and merged" sh -c '
 	echo Hi | parm-logits -n 3 base.gguf | parm-mix --pref harmless=0.7,helpful=0.3 -w 0.5 parm.gguf |
-	parm-sample --jsonl > out &&
+	parm-sample --json > out &&
 	grep -Eq "\"stage\": *\"parm-mix\", *\"arm\": *\"parm.gguf\", *\"objectives\": *\[\"helpful\", *\"harmless\"\], *\"pref\": *\[0\.(3|29)[0-9]*, *0\.(7|69)[0-9]*\], *\"weight\": *0.5, *\"merged\": *true" out'
 ok "GenARM: two --arm in one stage, JSONL lists both" sh -c '
 	echo Hi | parm-logits -n 3 base.gguf | parm-mix --arm arm1.gguf:0.5 --arm parm3.gguf:0.5:0.2,0.3,0.5 --no-merge |
-	parm-sample --jsonl > out && grep -q "\"arms\": *\[{\"arm\": *\"arm1.gguf\"" out &&
+	parm-sample --json > out && grep -q "\"arms\": *\[{\"arm\": *\"arm1.gguf\"" out &&
 	grep -q "\"merged\": *false" out'
 ok "GenARM: one stage and two chained stages give the same responses" sh -c '
 	parm-logits -n 8 base.gguf < prompts.txt | parm-mix --arm arm1.gguf:1 --arm parm.gguf:2:0.5,0.5 |
-	parm-sample -t 0 > one &&
+	parm-sample --temp 0 > one &&
 	parm-logits -n 8 base.gguf < prompts.txt | parm-mix arm1.gguf | parm-mix -w 2 --pref 0.5,0.5 parm.gguf |
-	parm-sample -t 0 > two && cmp one two'
+	parm-sample --temp 0 > two && cmp one two'
 ok "more sequences than the first KV cache: slots grow" sh -c '
-	seq 1 20 | parm-logits -n 4 -b 16 base.gguf | parm-mix arm1.gguf | parm-sample -t 0 > out &&
+	seq 1 20 | parm-logits -n 4 -b 16 base.gguf | parm-mix arm1.gguf | parm-sample --temp 0 > out &&
 	[ $(wc -l < out) -eq 20 ]'
 ok "the reader going away ends parm-mix quietly" sh -c '
 	seq 1 12 | parm-logits -n 40 base.gguf | parm-mix arm1.gguf 2>err | head -c 100 > /dev/null;
@@ -70,11 +70,11 @@ if cc -std=c11 -O2 -Wall -D_GNU_SOURCE -o fault-server "$top/tests/fault-server.
 	url=http://127.0.0.1:$(cat port)
 	ok "remote base (sparse steps) through parm-mix: every prompt answered" sh -c "
 		parm-logits --vocab base.gguf -n 3 --remote $url < prompts.txt | parm-mix -w 2 arm1.gguf |
-		parm-sample -t 0 > out && [ \$(wc -l < out) -eq 3 ]"
+		parm-sample --temp 0 > out && [ \$(wc -l < out) -eq 3 ]"
 	ok "remote base: W = 0 gives the unguided responses" sh -c "
-		parm-logits --vocab base.gguf -n 3 --remote $url < prompts.txt | parm-sample -t 0 > plain &&
+		parm-logits --vocab base.gguf -n 3 --remote $url < prompts.txt | parm-sample --temp 0 > plain &&
 		parm-logits --vocab base.gguf -n 3 --remote $url < prompts.txt | parm-mix -w 0 arm1.gguf |
-		parm-sample -t 0 > z && cmp plain z"
+		parm-sample --temp 0 > z && cmp plain z"
 else
 	skip "fault-server does not build" "remote base through parm-mix"
 fi
@@ -114,7 +114,7 @@ ok "next stage exiting early: parm-mix and parm-logits exit 0 quietly" sh -c '
 	for i in 1 2 3 4 5 6 7 8 9 10; do echo "prompt $i"; done > many.txt
 	{ parm-logits -n 20 --batch 2 base.gguf < many.txt 2>err1; echo $? > rc1; } |
 	{ parm-mix arm1.gguf 2>err2; echo $? > rc2; } |
-	{ parm-sample -t 0 2>err3; echo $? > rc3; } | head -n 1 > /dev/null
+	{ parm-sample --temp 0 2>err3; echo $? > rc3; } | head -n 1 > /dev/null
 	[ "$(cat rc1) $(cat rc2) $(cat rc3)" = "0 0 0" ] && [ ! -s err1 ] && [ ! -s err2 ] && [ ! -s err3 ]'
 ok "--help and --version" sh -c 'parm-mix --help | grep -q -- --no-merge && parm-mix --version | grep -q parm-mix'
 done_testing

@@ -10,29 +10,29 @@ parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 64 --layers 2 \
 printf 'Hello there\nHow do I boil an egg?\n\nThe end\n' > p.txt
 
 ok "pipe works as typed, one line per prompt" \
-	sh -c 'parm-logits -n 6 m.gguf < p.txt | parm-sample -t 0 > out && [ $(wc -l < out) -eq 3 ]'
+	sh -c 'parm-logits -n 6 m.gguf < p.txt | parm-sample --temp 0 > out && [ $(wc -l < out) -eq 3 ]'
 ok "empty input gives empty output" \
 	sh -c 'parm-logits m.gguf < /dev/null | parm-sample > out && [ ! -s out ]'
 printf '{"prompt":"Hi","tag":"x1"}\n{"prompt":"Bye","tag":"x2","n":2}\n' > p.jsonl
 ok "JSONL in and out: fields pass through, chain recorded" sh -c '
-	parm-logits -n 4 m.gguf < p.jsonl | parm-sample -t 0 --jsonl > out &&
+	parm-logits -n 4 m.gguf < p.jsonl | parm-sample --temp 0 --json > out &&
 	[ $(wc -l < out) -eq 2 ] && grep -q "\"tag\": *\"x1\"" out && grep -q "\"n\": *2" out &&
 	grep -q "\"stage\": *\"parm-logits\"" out && grep -q "\"prompt\": *\"Bye\"" out'
 ok "JSONL: a record's own id is kept, the chain records how parm-sample sampled" sh -c '
 	printf "{\"prompt\":\"Hi\",\"id\":\"q7\"}\nBye\n" | parm-logits -n 2 m.gguf |
-	parm-sample -t 0.7 -k 5 --seed 9 --stop zz --jsonl > out &&
+	parm-sample --temp 0.7 -k 5 --seed 9 --stop zz --json > out &&
 	grep -q "^{\"id\": *\"q7\"" out && grep -q "^{\"id\": *1," out &&
 	grep -q "{\"stage\": *\"parm-sample\", *\"temperature\": *0.7, *\"top_k\": *5, *\"top_p\": *0.95, *\"min_p\": *0.05, *\"seed\": *9, *\"stop\": *\[\"zz\"\]}" out'
 ok "--template wraps the prompt" sh -c '
 	echo egg | parm-logits -n 2 --template "USER: {prompt} ASSISTANT:" m.gguf |
-	parm-sample -t 0 --jsonl | grep -q "\"template\": *\"USER: {prompt} ASSISTANT:\""'
+	parm-sample --temp 0 --json | grep -q "\"template\": *\"USER: {prompt} ASSISTANT:\""'
 ok "--stop ends a response before the stop string" sh -c '
-	first=$(echo Hello | parm-logits -n 8 m.gguf | parm-sample -t 0 | cut -c1-2)
+	first=$(echo Hello | parm-logits -n 8 m.gguf | parm-sample --temp 0 | cut -c1-2)
 	[ -n "$first" ] &&
-	echo Hello | parm-logits -n 8 m.gguf | parm-sample -t 0 --jsonl --stop "$first" > out &&
+	echo Hello | parm-logits -n 8 m.gguf | parm-sample --temp 0 --json --stop "$first" > out &&
 	grep -q "\"response\": *\"\"" out && grep -q "\"stop\": *\"stop\"" out'
 ok "-n bounds the response length" sh -c '
-	echo Hello | parm-logits -n 3 m.gguf | parm-sample -t 0 --jsonl > out &&
+	echo Hello | parm-logits -n 3 m.gguf | parm-sample --temp 0 --json > out &&
 	grep -q "\"stop\": *\"length\"" out'
 ok "--tokenize prints ids like llama.cpp (no BOS)" sh -c '
 	[ "$(printf "Hello world" | parm-logits --tokenize m.gguf)" = "15043 3186" ]'
@@ -44,10 +44,10 @@ ok "--tokenize takes a vocabulary-only GGUF, of any architecture with a tokenize
 parm-train init --arch phi3 --vocab "$fx/ggml-vocab-phi-3.gguf" --dim 32 --layers 1 \
 	--heads 2 --ctx 64 --seed 3 -o phi3.gguf 2>>init.err
 ok "--chat: the model's own template (phi3), recorded in the chain with --system" sh -c '
-	echo egg | parm-logits -n 2 --chat --system "Be brief." phi3.gguf | parm-sample -t 0 --jsonl > out &&
+	echo egg | parm-logits -n 2 --chat --system "Be brief." phi3.gguf | parm-sample --temp 0 --json > out &&
 	grep -q "\"chat\": *\"phi3\"" out && grep -q "\"system\": *\"Be brief.\"" out'
 ok "--chat-template NAME on a model with no template of its own" sh -c '
-	echo egg | parm-logits -n 2 --chat-template chatml m.gguf | parm-sample -t 0 --jsonl |
+	echo egg | parm-logits -n 2 --chat-template chatml m.gguf | parm-sample --temp 0 --json |
 	grep -q "\"chat\": *\"chatml\""'
 
 # bad input
@@ -109,7 +109,7 @@ fails "previous stage dying mid-stream" '^parm-sample: unexpected end of stream'
 ok "next stage exiting early: parm-logits exits quietly" sh -c '
 	for i in 1 2 3 4 5 6 7 8 9 10; do echo "prompt $i"; done > many.txt
 	{ parm-logits -n 20 --batch 2 m.gguf < many.txt 2>err1; echo $? > rc1; } |
-	{ parm-sample -t 0 2>err2; echo $? > rc2; } | head -n 1 > /dev/null
+	{ parm-sample --temp 0 2>err2; echo $? > rc2; } | head -n 1 > /dev/null
 	[ "$(cat rc1)" = 0 ] && [ ! -s err1 ] && [ "$(cat rc2)" = 0 ] && [ ! -s err2 ]'
 ok "the feedback directory is removed at exit" sh -c '
 	export TMPDIR=$PWD/tmpd; mkdir -p tmpd

@@ -50,14 +50,14 @@ fails "server down: retried, then one line naming the URL" \
 	"^parm-logits: http://127.0.0.1:1/v1/models: .*connect.*\(after 2 retries\)" \
 	rl --retries 2 --remote http://127.0.0.1:1
 ok "a working server: the pipe runs, every prompt answered" sh -c "
-	parm-logits --vocab m.gguf -n 2 --remote http://127.0.0.1:$okport < p.txt | parm-sample -t 0 > out &&
+	parm-logits --vocab m.gguf -n 2 --remote http://127.0.0.1:$okport < p.txt | parm-sample --temp 0 > out &&
 	[ \$(wc -l < out) -eq 3 ]"
 fault slow
 fails "server too slow: --timeout" "^parm-logits: http://127.0.0.1:$port/completion: .*[Tt]imed? ?out" \
 	rl --timeout 1 --remote http://127.0.0.1:$port
 fault 500
 ok "500s then success: retries succeed" sh -c "
-	parm-logits --vocab m.gguf -n 2 -b 1 --remote http://127.0.0.1:$port < p.txt | parm-sample -t 0 > out &&
+	parm-logits --vocab m.gguf -n 2 -b 1 --remote http://127.0.0.1:$port < p.txt | parm-sample --temp 0 > out &&
 	[ \$(wc -l < out) -eq 3 ] && [ \$(grep -c /completion 500.log) -eq 8 ]"
 fault 500
 fails "500s and no retries left: the server's message" \
@@ -147,11 +147,11 @@ ok "the openai API (/v1/completions) gives the same" sh -c "
 	parm-logits -n 8 -b 2 -k 8 --api openai --remote $url/v1 --vocab m.gguf < p.txt |
 	./rcmp dump 8 > openai.txt && ./rcmp diff 1e-3 local.txt openai.txt >&2"
 ok "greedy generation is the same remote and local" sh -c "
-	parm-logits -n 12 m.gguf < p.txt | parm-sample -t 0 > local.out &&
-	parm-logits -n 12 -k 1 --remote $url --vocab m.gguf < p.txt | parm-sample -t 0 > remote.out &&
+	parm-logits -n 12 m.gguf < p.txt | parm-sample --temp 0 > local.out &&
+	parm-logits -n 12 -k 1 --remote $url --vocab m.gguf < p.txt | parm-sample --temp 0 > remote.out &&
 	[ -s local.out ] && cmp local.out remote.out"
 ok "provenance names the server, the API and the vocabulary" sh -c "
-	echo hi | parm-logits -n 2 --remote $url --vocab m.gguf | parm-sample -t 0 --jsonl > j &&
+	echo hi | parm-logits -n 2 --remote $url --vocab m.gguf | parm-sample --temp 0 --json > j &&
 	grep -q '\"remote\": *\"$url/completion\"' j && grep -q '\"api\": *\"llamacpp\"' j &&
 	grep -q '\"vocab\": *\"m.gguf\"' j"
 fails "a vocabulary other than the server's is refused" \
@@ -161,7 +161,7 @@ if [ -x "$top/tools/parm-mix" ] && [ -x "$top/tests/test_mix" ]; then
 	"$top/tests/test_mix" --make-arm m.gguf 2 q,v 7 parm.gguf > /dev/null 2>&1
 	ok "parm-logits --remote | parm-mix --pref | parm-sample" sh -c "
 		parm-logits -n 6 --remote $url --vocab m.gguf < p.txt |
-		parm-mix --pref 0.3,0.7 parm.gguf | parm-sample -t 0 > mixed && [ \$(wc -l < mixed) -eq 3 ]"
+		parm-mix --pref 0.3,0.7 parm.gguf | parm-sample --temp 0 > mixed && [ \$(wc -l < mixed) -eq 3 ]"
 else
 	skip "tools/parm-mix or tests/test_mix not built yet" "parm-logits --remote | parm-mix | parm-sample"
 fi

@@ -118,9 +118,9 @@ for arch in qwen2 qwen3 phi3; do
 		awk '\$1 == \"B\" && \$2 >= 0.9 { f = 1 } END { exit !f }' a2"
 	ok "$arch: the PARM guides a llama base through the pipe, merged as unmerged" sh -c "
 		parm-logits -n 6 -T '{prompt}:' base.gguf < prompts.txt |
-			parm-mix -w 2 --pref 0.3,0.7 --merge $arch-parm.gguf | parm-sample -t 0 > merged &&
+			parm-mix -w 2 --pref 0.3,0.7 --merge $arch-parm.gguf | parm-sample --temp 0 > merged &&
 		parm-logits -n 6 -T '{prompt}:' base.gguf < prompts.txt |
-			parm-mix -w 2 --pref 0.3,0.7 --no-merge $arch-parm.gguf | parm-sample -t 0 > unmerged &&
+			parm-mix -w 2 --pref 0.3,0.7 --no-merge $arch-parm.gguf | parm-sample --temp 0 > unmerged &&
 		[ \$(wc -l < merged) -eq 2 ] && cmp merged unmerged"
 done
 
@@ -150,7 +150,7 @@ arm_on_q4_k_m() {
 	grep -q '^step 20/20.* A 1\.000' qlog || return 1
 	for merge in --merge --no-merge; do
 		echo 'the big' | parm-logits -n 4 -T '{prompt}:' q4km.gguf |
-			parm-mix $merge gq.gguf | parm-sample -t 0 -j > "out$merge" || return 1
+			parm-mix $merge gq.gguf | parm-sample --temp 0 -j > "out$merge" || return 1
 	done
 	# the chains differ ("merged"), the tokens must not
 	sed 's/.*"tokens":\(\[[^]]*\]\).*/\1/' out--merge > tok--merge
@@ -158,7 +158,7 @@ arm_on_q4_k_m() {
 	cat tok--merge >&2
 	grep -q '^\[[0-9]*,[0-9]*,[0-9]*,[0-9]*\]$' tok--merge && cmp tok--merge tok--no-merge &&
 	echo 'the big' | parm-logits -n 4 -T '{prompt}:' q4km.gguf | parm-mix gq.gguf |
-		parm-sample -t 0 -j | grep -q '"merged":false'   # the default on blocks
+		parm-sample --temp 0 -j | grep -q '"merged":false'   # the default on blocks
 }
 if [ -x "$quantize" ]; then
 	ok "GenARM on a Q4_K_M backbone learns, and guides the pipe merged and unmerged alike" \
@@ -210,7 +210,7 @@ ok "lm: loss falls and the model is written, same type" sh -c '
 	echo "loss $first -> $last" >&2 &&
 	awk -v f=$first -v l=$last "BEGIN { exit !(l < f) }" &&
 	[ $(wc -c < lm.gguf) -eq $(wc -c < m.gguf) ] &&
-	echo the cat | parm-logits -n 3 lm.gguf | parm-sample -t 0 > out && [ -s out ]'
+	echo the cat | parm-logits -n 3 lm.gguf | parm-sample --temp 0 > out && [ -s out ]'
 ok "lm --type q8_0 writes a smaller model" sh -c '
 	parm-train lm --steps 1 --batch 4 --max-length 24 --type q8_0 -o q8.gguf \
 		m.gguf c.txt 2>/dev/null && [ $(wc -c < q8.gguf) -lt $(wc -c < m.gguf) ]'

@@ -151,7 +151,7 @@ fi
 "$W" prompts -n 4 > "$T/prompts.jsonl"
 ok "scorers read parm-sample's JSONL: one number per generation" sh -c "
 	parm-logits -n 8 -T 'BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:' '$T/model.gguf' < '$T/prompts.jsonl' |
-	parm-sample --jsonl | \"$W\" score helpful > '$T/gen' && [ \$(grep -cE '^-?[0-9.]+$' '$T/gen') -eq 4 ]"
+	parm-sample --json | \"$W\" score helpful > '$T/gen' && [ \$(grep -cE '^-?[0-9.]+$' '$T/gen') -eq 4 ]"
 ok "make-pairs.sh: samples twice from a model and labels (random model: all tie)" sh -c "
 	sh examples/make-pairs.sh -n 8 '$W' '$T/model.gguf' '$T/prompts.jsonl' > '$T/mp.jsonl'"
 ok "make-pairs.sh: a missing model fails, saying why, writing nothing" sh -c "

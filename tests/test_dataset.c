@@ -230,7 +230,7 @@ static void test_empty_and_missing(void)
 }
 
 /* libarchive's mtree reader once claimed compact JSON as its own format
- * and read nothing: parm-sample --jsonl writes exactly such lines. */
+ * and read nothing: parm-sample --json writes exactly such lines. */
 static void test_compact_json(void)
 {
 	records r = {0};

@@ -79,7 +79,7 @@ static void compare_greedy(const parm_model *m, const char *dir)
 	}
 	char cmd[256];
 	for (int batch = 1; batch <= 8; batch += 7) {
-		snprintf(cmd, sizeof cmd, "parm-logits -n %d --batch %d model.gguf | parm-sample -t 0",
+		snprintf(cmd, sizeof cmd, "parm-logits -n %d --batch %d model.gguf | parm-sample --temp 0",
 			 MAX_TOKENS, batch);
 		char *got = run(dir, cmd);
 		ok(got && !strcmp(got, expect), "greedy pipe, batch %d, equals greedy in one process", batch);
@@ -91,7 +91,7 @@ static void compare_greedy(const parm_model *m, const char *dir)
 
 static void compare_sampled(const char *dir)
 {
-	const char *cmd = "parm-logits -n 12 --batch %d model.gguf | parm-sample -t 1.5 -k 0 -p 1 -m 0 --seed %d";
+	const char *cmd = "parm-logits -n 12 --batch %d model.gguf | parm-sample --temp 1.5 -k 0 --top-p 1 --min-p 0 --seed %d";
 	char c1[256], c2[256], c3[256];
 	snprintf(c1, sizeof c1, cmd, 8, 7);
 	snprintf(c2, sizeof c2, cmd, 3, 7);
@@ -128,7 +128,7 @@ static void test_end_of_turn(const char *fx, const char *dir)
 	}
 	gguf_close(g);
 	gguf_close(v);
-	char *out = rc ? NULL : run(dir, "parm-logits -n 5 eot.gguf | parm-sample -t 0 --jsonl");
+	char *out = rc ? NULL : run(dir, "parm-logits -n 5 eot.gguf | parm-sample --temp 0 --json");
 	ok(out && strstr(out, "\"response\":\"\",\"tokens\":[32007],\"stop\":\"eos\"") &&
 	   !strstr(out, "\"stop\":\"length\""),
 	   "the reply ends at an end-of-turn token (<|end|>), not at --max-tokens: %.160s",

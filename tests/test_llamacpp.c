@@ -1029,7 +1029,7 @@ static int count_differing_tensors(const char *f32_path, const char *q_path)
 	return bad;
 }
 
-/* Greedy tokens through the real pipe (parm-logits | parm-sample -t 0)
+/* Greedy tokens through the real pipe (parm-logits | parm-sample --temp 0)
  * against llama.cpp's argmax on the same sequence (teacher forcing, so one
  * near tie cannot make the rest diverge): each of our tokens is
  * llama.cpp's argmax, or within tol x rms of it in llama.cpp's own logits
@@ -1041,7 +1041,7 @@ static int pipe_tokens(const char *model, const char *flags, int *out, const cha
 	char cmd[8192], path[400];
 	snprintf(path, sizeof path, "%s/greedy.json", tmp_dir);
 	snprintf(cmd, sizeof cmd, "echo '%s' | tools/parm-logits %s -n %d '%s' | "
-		 "tools/parm-sample -t 0 -j > '%s'", greedy_prompt, flags, N_GREEDY, model, path);
+		 "tools/parm-sample --temp 0 -j > '%s'", greedy_prompt, flags, N_GREEDY, model, path);
 	json_error_t err;
 	json_t *j = system(cmd) == 0 ? json_load_file(path, 0, &err) : NULL;
 	json_t *toks = json_object_get(j, "tokens");

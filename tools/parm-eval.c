@@ -38,15 +38,15 @@ static const char usage_text[] =
 "      --overlong drop|truncate  pairs over --max-length (default drop)\n"
 "  -g, --grid M         also the M-point simplex grid (11: (0,1), (0.1,0.9), ...)\n"
 "  -p, --pref ALPHA     also at ALPHA ('0.3,0.7' or 'helpful=0.3,...'; repeatable)\n"
-"score: score parm-sample --jsonl records, group them by method and alpha\n"
+"score: score parm-sample --json records, group them by method and alpha\n"
 "(from the provenance chain) and compare the methods.\n"
-"  -s, --scorer NAME=COMMAND   a command (run by /bin/sh) reading the records\n"
+"      --scorer NAME=COMMAND  a command (run by /bin/sh) reading the records\n"
 "                       as JSONL on stdin and printing one number per line\n"
-"  -r, --reward NAME=ARM.gguf[@ALPHA]  an ARM as reward model: beta * sum of\n"
+"      --reward NAME=ARM.gguf[@ALPHA]  an ARM as reward model: beta * sum of\n"
 "                       log pi over the response (ALPHA needed when k > 1)\n"
 "  -T, --template TEXT  for --reward: wrap prompts (default: the chain's\n"
 "                       parm-logits template, else the prompt as it is)\n"
-"  -m, --method-field F take the method from the records' field F\n"
+"      --method-field F take the method from the records' field F\n"
 "  -R, --ref A,B,...    hypervolume reference point (default: per-objective\n"
 "                       minimum over all points compared)\n"
 "      --records        print each record's scores instead of the summary\n"
@@ -57,7 +57,7 @@ static const char usage_text[] =
 "  -h, --help           show this help\n"
 "  -V, --version        show the version\n";
 
-enum { OPT_OVERLONG = 256, OPT_RECORDS };
+enum { OPT_OVERLONG = 256, OPT_RECORDS, OPT_SCORER, OPT_REWARD, OPT_METHOD };
 
 struct opts {
 	/* accuracy */
@@ -110,24 +110,35 @@ static const char *long_name(const struct option *o, int c)
 	return "?";
 }
 
+/* c among the 0-ended list[] */
+static int int_in(int c, const int *list)
+{
+	for (; *list; list++)
+		if (*list == c)
+			return 1;
+	return 0;
+}
+
 static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 {
 	static const struct option longopts[] = {
 		{"objective", 1, 0, 'O'}, {"template", 1, 0, 'T'}, {"max-length", 1, 0, 'L'},
 		{"overlong", 1, 0, OPT_OVERLONG}, {"grid", 1, 0, 'g'}, {"pref", 1, 0, 'p'},
-		{"scorer", 1, 0, 's'}, {"reward", 1, 0, 'r'}, {"method-field", 1, 0, 'm'},
+		{"scorer", 1, 0, OPT_SCORER}, {"reward", 1, 0, OPT_REWARD},
+		{"method-field", 1, 0, OPT_METHOD},
 		{"ref", 1, 0, 'R'}, {"records", 0, 0, OPT_RECORDS}, {"plot", 1, 0, 'P'},
 		{"json", 0, 0, 'j'}, {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
 		{"version", 0, 0, 'V'}, {0, 0, 0, 0}};
-	const char *acc_only = "OLgp", *score_only = "srmRP";
-	const int acc_long_only[] = {OPT_OVERLONG, 0}, score_long_only[] = {OPT_RECORDS, 0};
+	const char *acc_only = "OLgp", *score_only = "RP";
+	const int acc_long_only[] = {OPT_OVERLONG, 0},
+		  score_long_only[] = {OPT_RECORDS, OPT_SCORER, OPT_REWARD, OPT_METHOD, 0};
 	int c;
 	o->prefs = xcalloc(argc, sizeof *o->prefs);
 	o->scorers = xcalloc(PARM_PROV_MAX, sizeof *o->scorers);
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":O:T:L:g:p:s:r:m:R:P:jt:hV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":O:T:L:g:p:R:P:jt:hV", longopts, NULL)) != -1) {
 		if ((c < 256 && c != ':' && c != '?' && strchr(accuracy ? score_only : acc_only, c)) ||
-		    (c >= 256 && c == (accuracy ? score_long_only : acc_long_only)[0]))
+		    (c >= 256 && int_in(c, accuracy ? score_long_only : acc_long_only)))
 			usage_error("option '%s' is for parm-eval %s", long_name(longopts, c),
 				    accuracy ? "score" : "accuracy");
 		switch (c) {
@@ -141,9 +152,9 @@ static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 			break;
 		case 'g': o->grid = opt_long("--grid", optarg, 2, 1001); break;
 		case 'p': o->prefs[o->n_prefs++] = optarg; break;
-		case 's': add_scorer(o, optarg, 0); break;
-		case 'r': add_scorer(o, optarg, 1); break;
-		case 'm': o->method_field = optarg; break;
+		case OPT_SCORER: add_scorer(o, optarg, 0); break;
+		case OPT_REWARD: add_scorer(o, optarg, 1); break;
+		case OPT_METHOD: o->method_field = optarg; break;
 		case 'R': o->ref = optarg; break;
 		case OPT_RECORDS: o->records = 1; break;
 		case 'P': o->plot = optarg; break;

@@ -20,13 +20,13 @@ static const char usage_text[] =
 "usage: parm-sample [options] < STREAM\n"
 "Choose tokens from a parm stream (from parm-logits or parm-mix), send\n"
 "them back to parm-logits, and print one response per prompt, in order.\n"
-"  -t, --temperature T  0 is greedy (default 0.8)\n"
+"      --temp T         temperature, 0 is greedy (default 0.8)\n"
 "  -k, --top-k K        keep the K most likely tokens (default 40; 0 off)\n"
-"  -p, --top-p P        keep the smallest set with probability P (default 0.95)\n"
-"  -m, --min-p P        drop tokens below P times the best (default 0.05)\n"
+"      --top-p P        keep the smallest set with probability P (default 0.95)\n"
+"      --min-p P        drop tokens below P times the best (default 0.05)\n"
 "  -s, --seed S         random seed (default 1)\n"
 "  -S, --stop STRING    end a response where STRING appears (repeatable)\n"
-"  -j, --jsonl          print JSON records instead of text\n"
+"  -j, --json           print JSON records, one a line, instead of text\n"
 "  -v, --vocab FILE     refuse a stream whose tokenizer is not FILE's\n"
 "  -h, --help           show this help\n"
 "  -V, --version        show the version\n";
@@ -51,24 +51,29 @@ struct seq {                    /* a response being built */
 
 
 
+/* Long-only options: -t, -p and -m mean threads, pref and the like in the
+ * other tools (parm(7), OPTIONS). */
+enum { O_TEMP = 256, O_TOP_P, O_MIN_P };
+
 static void parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
-		{"temperature", 1, 0, 't'}, {"top-k", 1, 0, 'k'}, {"top-p", 1, 0, 'p'},
-		{"min-p", 1, 0, 'm'}, {"seed", 1, 0, 's'}, {"stop", 1, 0, 'S'},
-		{"jsonl", 0, 0, 'j'}, {"vocab", 1, 0, 'v'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},
+		{"temp", 1, 0, O_TEMP}, {"temperature", 1, 0, O_TEMP}, {"top-k", 1, 0, 'k'},
+		{"top-p", 1, 0, O_TOP_P}, {"min-p", 1, 0, O_MIN_P}, {"seed", 1, 0, 's'},
+		{"stop", 1, 0, 'S'}, {"json", 0, 0, 'j'}, {"jsonl", 0, 0, 'j'}, {"vocab", 1, 0, 'v'},
+		{"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},
 		{0, 0, 0, 0}};
 	int c;
 	*o = (struct opts){.sampler = {.temperature = 0.8f, .top_k = 40,
 				       .top_p = 0.95f, .min_p = 0.05f}, .seed = 1};
 	o->stops = xcalloc(argc, sizeof *o->stops);
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":t:k:p:m:s:S:jv:hV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":k:s:S:jv:hV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 't': o->sampler.temperature = opt_float("--temperature", optarg, 0, 1e6); break;
+		case O_TEMP: o->sampler.temperature = opt_float("--temp", optarg, 0, 1e6); break;
 		case 'k': o->sampler.top_k = (int)opt_long("--top-k", optarg, 0, 1 << 30); break;
-		case 'p': o->sampler.top_p = opt_float("--top-p", optarg, 0, 1); break;
-		case 'm': o->sampler.min_p = opt_float("--min-p", optarg, 0, 1); break;
+		case O_TOP_P: o->sampler.top_p = opt_float("--top-p", optarg, 0, 1); break;
+		case O_MIN_P: o->sampler.min_p = opt_float("--min-p", optarg, 0, 1); break;
 		case 's': o->seed = opt_long("--seed", optarg, 0, LONG_MAX); break;
 		case 'S':
 			if (!*optarg)

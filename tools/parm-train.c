@@ -33,7 +33,7 @@ static const char usage_text[] =
 "       parm-train vocab [--size N] -o VOCAB.gguf CORPUS...\n"
 "init: write a model with random weights (normal, std 0.02; norms 1) and\n"
 "the tokenizer of FILE.gguf, loadable here and by llama.cpp.\n"
-"  -a, --arch A         llama, qwen2 (q/k/v biases), qwen3 (q/k norms) or\n"
+"      --arch A         llama, qwen2 (q/k/v biases), qwen3 (q/k norms) or\n"
 "                       phi3 (fused qkv and gate||up) (default llama)\n"
 "  -v, --vocab FILE     a GGUF file holding tokenizer.* metadata\n"
 "  -d, --dim D          embedding width\n"
@@ -43,7 +43,7 @@ static const char usage_text[] =
 "      --head-dim N     width of a head (default D / H)\n"
 "  -f, --ff F           feed-forward width (default 8D/3 rounded up to 32)\n"
 "  -c, --ctx N          context length (default 512)\n"
-"  -t, --type TYPE      f32, f16, bf16, q8_0 or q4_0 (default f32)\n"
+"      --type TYPE      f32, f16, bf16, q8_0 or q4_0 (default f32)\n"
 "  -s, --seed S         random seed (default 1)\n"
 "  -o, --output FILE    the model to write\n"
 "lm: train every weight on next-token prediction (text files, or JSONL\n"
@@ -57,15 +57,15 @@ static const char usage_text[] =
 "  -o, --output FILE        the model or ARM to write\n"
 "      --steps N            optimiser steps (default: --epochs worth)\n"
 "      --epochs N           passes over the training set (default 2)\n"
-"      --batch N            examples per micro-batch (default 32)\n"
+"  -b, --batch N            examples per micro-batch (default 32)\n"
 "      --accum N            micro-batches per step (default 1)\n"
 "      --lr X               peak learning rate (default 5e-4)\n"
 "      --warmup N           warm-up steps of the cosine schedule (default 20)\n"
 "      --weight-decay X     AdamW weight decay (default 0.05)\n"
 "      --clip X             gradient norm clip, 0 off (default 1)\n"
-"      --seed S             split, order, alpha and dropout seed (default 42)\n"
-"      --threads N          threads (default: all processors)\n"
-"      --max-length N       tokens per sequence (default 1024; lm: <= ctx)\n"
+"  -s, --seed S             split, order, alpha and dropout seed (default 42)\n"
+"  -t, --threads N          threads (default: all processors)\n"
+"  -L, --max-length N       tokens per sequence (default 1024; lm: <= ctx)\n"
 "      --heldout X          held-out fraction (< 1) or count (arm 0.05, lm 0)\n"
 "      --eval-every N       held-out evaluation every N steps (default 50)\n"
 "      --log-every N        progress line every N steps off a tty (default 10)\n"
@@ -77,12 +77,12 @@ static const char usage_text[] =
 "lm only:\n"
 "      --type TYPE          output weight type (default: the input's)\n"
 "arm (and accuracy) only:\n"
-"      --objective N=FIELD  objective N labelled by FIELD, or N=@FILE of\n"
+"  -O, --objective N=FIELD  objective N labelled by FIELD, or N=@FILE of\n"
 "                           chosen/rejected pairs (repeatable; default\n"
 "                           helpful=better_response_id\n"
 "                           harmless=safer_response_id; accuracy: the\n"
 "                           ARM's, as trained)\n"
-"      --template T         prompt template with {prompt} (default PKU's), or\n"
+"  -T, --template T         prompt template with {prompt} (default PKU's), or\n"
 "                           chat: the backbone's own chat template\n"
 "      --system TEXT        the system message of --template chat\n"
 "      --overlong drop|truncate  pairs over --max-length (default drop)\n"
@@ -96,9 +96,10 @@ static const char usage_text[] =
 "      --vertex P           PARM: alpha is a vertex e_i (i uniform) with\n"
 "                           probability P instead (default 0)\n"
 "      --embed-backbone     copy the backbone into the ARM file\n"
-"      --pref A             accuracy: the preference vector (default: e_i\n"
+"  -p, --pref A             accuracy: the preference vector (default: e_i\n"
 "                           for each objective i in turn)\n"
-"  -h, --help               show this help\n";
+"  -h, --help               show this help\n"
+"  -V, --version            show the version\n";
 
 struct init_opts {
 	const char *vocab, *out;
@@ -139,13 +140,14 @@ static void parse_init(int argc, char **argv, struct init_opts *o)
 	static const struct option longopts[] = {
 		{"vocab", 1, 0, 'v'}, {"dim", 1, 0, 'd'}, {"layers", 1, 0, 'l'},
 		{"heads", 1, 0, 'H'}, {"kv-heads", 1, 0, 'G'}, {"ff", 1, 0, 'f'},
-		{"ctx", 1, 0, 'c'}, {"type", 1, 0, 't'}, {"seed", 1, 0, 's'},
+		{"ctx", 1, 0, 'c'}, {"type", 1, 0, 'y'}, {"seed", 1, 0, 's'},
 		{"output", 1, 0, 'o'}, {"arch", 1, 0, 'a'}, {"head-dim", 1, 0, 'D'},
-		{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+		{"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
 	int c;
 	*o = (struct init_opts){ .ctx = 512, .seed = 1, .type = GGML_F32 };
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":v:d:l:H:G:f:c:t:s:o:a:h", longopts, NULL)) != -1) {
+	/* --type and --arch are long only: -t is threads, -a an ARM (parm(7)) */
+	while ((c = getopt_long(argc, argv, ":v:d:l:H:G:f:c:s:o:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'a': o->arch = arch_opt(optarg); break;
 		case 'D': o->head_dim = int_opt("--head-dim", optarg, 2, 1024); break;
@@ -156,10 +158,11 @@ static void parse_init(int argc, char **argv, struct init_opts *o)
 		case 'G': o->kv_heads = int_opt("--kv-heads", optarg, 1, 1024); break;
 		case 'f': o->ff = int_opt("--ff", optarg, 1, 1 << 18); break;
 		case 'c': o->ctx = int_opt("--ctx", optarg, 1, 1 << 24); break;
-		case 't': o->type = type_opt(optarg); break;
+		case 'y': o->type = type_opt(optarg); break;
 		case 's': o->seed = int_opt("--seed", optarg, 0, 0x7fffffffffffffffL); break;
 		case 'o': o->out = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V': puts("parm-train " PARM_VERSION); exit(0);
 		case ':': die("option '%s' needs a value", argv[optind - 1]);
 		default: die("unknown option '%s'", argv[optind - 1]);
 		}
@@ -239,19 +242,20 @@ static int vocab_doc(void *ctx, const char *prompt, const char *text, size_t len
 static int cmd_vocab(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"size", 1, 0, 'n'}, {"output", 1, 0, 'o'}, {"strict", 0, 0, 'S'},
-		{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+		{"size", 1, 0, 'z'}, {"output", 1, 0, 'o'}, {"strict", 0, 0, 'S'},
+		{"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
 	parm_badrecs bad = { .strict = 0 };
 	const char *out = NULL;
 	long size = 1024;
 	int c, reached;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":n:o:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:hV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'n': size = int_opt("--size", optarg, PARM_BPE_MIN_VOCAB, 1 << 20); break;
+		case 'z': size = int_opt("--size", optarg, PARM_BPE_MIN_VOCAB, 1 << 20); break;
 		case 'o': out = optarg; break;
 		case 'S': bad.strict = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V': puts("parm-train " PARM_VERSION); exit(0);
 		case ':': die("option '%s' needs a value", argv[optind - 1]);
 		default: die("unknown option '%s'", argv[optind - 1]);
 		}
@@ -315,7 +319,7 @@ static const struct option train_longopts[] = {
 	{"targets", 1, 0, O_TARGETS}, {"beta", 1, 0, O_BETA},
 	{"embed-backbone", 0, 0, O_EMBED}, {"pref", 1, 0, O_PREF}, {"system", 1, 0, O_SYSTEM},
 	{"dirichlet", 1, 0, O_DIRICHLET}, {"vertex", 1, 0, O_VERTEX},
-	{"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+	{"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
 
 static void train_defaults(struct train_opts *o, enum mode mode)
 {
@@ -416,20 +420,40 @@ static int option_allowed(enum mode m, int c)
 	return 1;
 }
 
+/* A short option as its long one's code (li: its index, for messages). */
+static int short_option(int c, int *li)
+{
+	static const int letters[][2] = { { 'b', O_BATCH }, { 's', O_SEED }, { 't', O_THREADS },
+					   { 'L', O_MAXLEN }, { 'O', O_OBJ }, { 'T', O_TEMPLATE },
+					   { 'p', O_PREF } };
+	for (size_t i = 0; i < sizeof letters / sizeof *letters; i++)
+		if (c == letters[i][0])
+			c = letters[i][1];
+	for (int i = 0; train_longopts[i].name; i++)
+		if (train_longopts[i].val == c)
+			*li = i;
+	return c;
+}
+
 static void parse_train(int argc, char **argv, struct train_opts *o, enum mode mode)
 {
 	int c, li = -1;
 	train_defaults(o, mode);
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":o:h", train_longopts, &li)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:b:s:t:L:O:T:p:hV", train_longopts, &li)) != -1) {
 		if (c == 'h') {
 			fputs(usage_text, stdout);
 			exit(fflush(stdout) != 0);
 		}
+		if (c == 'V') {
+			puts("parm-train " PARM_VERSION);
+			exit(fflush(stdout) != 0);
+		}
+		c = short_option(c, &li);
 		if (c == ':')
 			usage_error("option '%s' needs a value", argv[optind - 1]);
 		if (c == '?')
-			usage_error("%s: unknown option '%s'", argv[0], argv[optind - 1]);
+			usage_error("%s: unknown option '--%s'", argv[0], train_longopts[li].name);
 		if (!option_allowed(mode, c))
 			usage_error("%s: unknown option '--%s'", argv[0], train_longopts[li].name);
 		if (c == O_TYPE)
@@ -1000,6 +1024,10 @@ int main(int argc, char **argv)
 		usage_error("no mode given");
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		fputs(usage_text, stdout);
+		return fflush(stdout) || ferror(stdout);
+	}
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
+		puts("parm-train " PARM_VERSION);
 		return fflush(stdout) || ferror(stdout);
 	}
 	if (!strcmp(argv[1], "init"))
