@@ -109,12 +109,34 @@ panel_store(float *y, size_t ys, __m512 *a0, __m512 *a1, int nt, __mmask16 m0, _
 	}
 }
 
-/* y[nt][ys] (columns where the masks say) (+)= x[nt][xs] . panel, over the
- * panel's words; nt a constant once inlined, so the accumulators live in
- * registers. */
+/* acc += w * x: an FMA, or for bf16 pairs the bf16 dot */
+static inline __attribute__((always_inline)) __m512
+row_madd(__m512 acc, __m512 w, __m512 x, enum rows_kind kind)
+{
+	if (kind == ROWS_BF16) {
+		__asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+		return acc;
+	}
+	return _mm512_fmadd_ps(w, x, acc);
+}
+
+/* The word of x (a float, or a pair of bf16) at i, k broadcast. */
+static inline __attribute__((always_inline)) __m512
+x_word(const float *x, size_t xs, int i, int k, int x_cols)
+{
+	float v;
+	memcpy(&v, x_cols ? x + (size_t)k * xs + i : x + (size_t)i * xs + k, sizeof v);
+	return _mm512_set1_ps(v);
+}
+
+/* y[nt][ys] (columns where the masks say) (+)= x . panel over the panel's
+ * words, x's tokens as rows (x[nt][xs]) or, with x_cols, as columns
+ * (x[words][xs]); floats, or with ROWS_BF16 pairs of bf16 (vdpbf16ps adds
+ * both products of a pair into each float lane).  nt and the rest
+ * constants once inlined, so the accumulators live in registers. */
 static inline __attribute__((always_inline)) void
 panel_block_x(float *y, size_t ys, const float *x, size_t xs, int words, const float *p, int nt,
-	      __mmask16 m0, __mmask16 m1, int acc, int x_cols)
+	      __mmask16 m0, __mmask16 m1, int acc, int x_cols, enum rows_kind kind)
 {
 	__m512 a0[PANEL_TOKENS], a1[PANEL_TOKENS];
 #pragma GCC unroll 12
@@ -125,52 +147,33 @@ panel_block_x(float *y, size_t ys, const float *x, size_t xs, int words, const f
 		__m512 w1 = _mm512_loadu_ps(p + (size_t)k * PANEL_ROWS + 16);
 #pragma GCC unroll 12
 		for (int i = 0; i < nt; i++) {
-			__m512 xb = _mm512_set1_ps(x_cols ? x[(size_t)k * xs + i] : x[(size_t)i * xs + k]);
-			a0[i] = _mm512_fmadd_ps(xb, w0, a0[i]);
-			a1[i] = _mm512_fmadd_ps(xb, w1, a1[i]);
+			__m512 xb = x_word(x, xs, i, k, x_cols);
+			a0[i] = row_madd(a0[i], w0, xb, kind);
+			a1[i] = row_madd(a1[i], w1, xb, kind);
 		}
 	}
 	panel_store(y, ys, a0, a1, nt, m0, m1, acc);
 }
 
-/* x's tokens as rows (x[nt][xs]) or as columns (x[words][xs]) */
 static inline __attribute__((always_inline)) void
 panel_block(float *y, size_t ys, const float *x, size_t xs, int words, const float *p, int nt,
 	    __mmask16 m0, __mmask16 m1, int acc)
 {
-	panel_block_x(y, ys, x, xs, words, p, nt, m0, m1, acc, 0);
+	panel_block_x(y, ys, x, xs, words, p, nt, m0, m1, acc, 0, ROWS_F32);
 }
 
 static inline __attribute__((always_inline)) void
 panel_block_cols(float *y, size_t ys, const float *x, size_t xs, int words, const float *p,
 		 int nt, __mmask16 m0, __mmask16 m1, int acc)
 {
-	panel_block_x(y, ys, x, xs, words, p, nt, m0, m1, acc, 1);
+	panel_block_x(y, ys, x, xs, words, p, nt, m0, m1, acc, 1, ROWS_F32);
 }
 
-/* The same with bf16 weights and x, a pair of k in each 32-bit word:
- * vdpbf16ps adds both products of a pair into each float lane (the
- * instruction through asm, whatever this file's target says; the caller
- * checked the CPU has it). */
 static inline __attribute__((always_inline)) void
-panel_block_bf16(float *y, size_t ys, const uint32_t *x, size_t xs, int words, const uint32_t *p,
+panel_block_bf16(float *y, size_t ys, const float *x, size_t xs, int words, const float *p,
 		 int nt, __mmask16 m0, __mmask16 m1, int acc)
 {
-	__m512 a0[PANEL_TOKENS], a1[PANEL_TOKENS];
-#pragma GCC unroll 12
-	for (int i = 0; i < nt; i++)
-		a0[i] = a1[i] = _mm512_setzero_ps();
-	for (int k = 0; k < words; k++) {
-		__m512i w0 = _mm512_loadu_si512(p + (size_t)k * PANEL_ROWS);
-		__m512i w1 = _mm512_loadu_si512(p + (size_t)k * PANEL_ROWS + 16);
-#pragma GCC unroll 12
-		for (int i = 0; i < nt; i++) {
-			__m512i xb = _mm512_set1_epi32((int)x[(size_t)i * xs + k]);
-			__asm__("vdpbf16ps %2, %1, %0" : "+v"(a0[i]) : "v"(w0), "v"(xb));
-			__asm__("vdpbf16ps %2, %1, %0" : "+v"(a1[i]) : "v"(w1), "v"(xb));
-		}
-	}
-	panel_store(y, ys, a0, a1, nt, m0, m1, acc);
+	panel_block_x(y, ys, x, xs, words, p, nt, m0, m1, acc, 0, ROWS_BF16);
 }
 
 #define PANEL_CASE(block, nt) \
@@ -193,8 +196,8 @@ static void panel_tokens(float *y, size_t ys, const float *x, size_t xs, int nt,
 		}
 }
 
-static void panel_tokens_bf16(float *y, size_t ys, const uint32_t *x, size_t xs, int nt,
-			      int words, const uint32_t *p, __mmask16 m0, __mmask16 m1, int acc)
+static void panel_tokens_bf16(float *y, size_t ys, const float *x, size_t xs, int nt, int words,
+			      const float *p, __mmask16 m0, __mmask16 m1, int acc)
 {
 	switch (nt) {
 	PANEL_CASES(panel_block_bf16)
@@ -214,8 +217,9 @@ void panel_matmul_avx512(const panel_args *a)
 			const uint32_t *p = (const uint32_t *)a->panels + (size_t)r * a->words;
 			float *y = a->y + (size_t)t * a->ys + r;
 			if (a->bf16)
-				panel_tokens_bf16(y, a->ys, xt, a->xs, nt, a->words, p, (__mmask16)mask,
-						  (__mmask16)(mask >> 16), a->accumulate);
+				panel_tokens_bf16(y, a->ys, (const float *)xt, a->xs, nt, a->words,
+						  (const float *)p, (__mmask16)mask, (__mmask16)(mask >> 16),
+						  a->accumulate);
 			else
 				panel_tokens(y, a->ys, (const float *)xt, a->xs, nt, a->words,
 					     (const float *)p, (__mmask16)mask, (__mmask16)(mask >> 16),
@@ -234,17 +238,6 @@ row_words(const void *w, int k, __mmask16 m, enum rows_kind kind)
 	if (kind == ROWS_F16)
 		return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w + k));
 	return _mm512_maskz_loadu_ps(m, (const float *)w + k);
-}
-
-/* acc += w * x: an FMA, or for bf16 pairs the bf16 dot */
-static inline __attribute__((always_inline)) __m512
-row_madd(__m512 acc, __m512 w, __m512 x, enum rows_kind kind)
-{
-	if (kind == ROWS_BF16) {
-		__asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
-		return acc;
-	}
-	return _mm512_fmadd_ps(w, x, acc);
 }
 
 /* Accumulators a[u][i] (+)= the 16 words at k, for nt tokens and one or two
