@@ -249,13 +249,22 @@ static int gemm_blocks(const gemm_args *g)
 	return (g->m + GEMM_BLOCK_M - 1) / GEMM_BLOCK_M * gemm_blocks_n(g);
 }
 
-/* Block number b of C (row-major order of blocks). */
+/* Block number b of C (row-major order of blocks): C[i0..][j0..], bm x bn. */
+typedef struct { int i0, j0, bm, bn; } gemm_span;
+
+static gemm_span gemm_block_span(const gemm_args *g, int block)
+{
+	gemm_span s = { block / gemm_blocks_n(g) * GEMM_BLOCK_M,
+			block % gemm_blocks_n(g) * GEMM_BLOCK_N, 0, 0 };
+	s.bm = g->m - s.i0 < GEMM_BLOCK_M ? g->m - s.i0 : GEMM_BLOCK_M;
+	s.bn = g->n - s.j0 < GEMM_BLOCK_N ? g->n - s.j0 : GEMM_BLOCK_N;
+	return s;
+}
+
 static void gemm_block(const gemm_args *g, int block)
 {
-	int i0 = block / gemm_blocks_n(g) * GEMM_BLOCK_M;
-	int j0 = block % gemm_blocks_n(g) * GEMM_BLOCK_N;
-	int bm = g->m - i0 < GEMM_BLOCK_M ? g->m - i0 : GEMM_BLOCK_M;
-	int bn = g->n - j0 < GEMM_BLOCK_N ? g->n - j0 : GEMM_BLOCK_N;
+	gemm_span sp = gemm_block_span(g, block);
+	int i0 = sp.i0, j0 = sp.j0, bm = sp.bm, bn = sp.bn;
 	const float *a = g->a + (g->ta == CblasNoTrans ? (size_t)i0 * g->lda : (size_t)i0);
 	const float *b = g->b + (g->tb == CblasNoTrans ? (size_t)j0 : (size_t)j0 * g->ldb);
 	cblas_sgemm(CblasRowMajor, g->ta, g->tb, bm, bn, g->k, g->alpha, a, g->lda, b, g->ldb,
@@ -276,10 +285,8 @@ enum { GEMM_BLOCK_K = 512 };
 
 static void gemm_block_panels(const gemm_args *g, int block, int worker)
 {
-	int i0 = block / gemm_blocks_n(g) * GEMM_BLOCK_M;
-	int j0 = block % gemm_blocks_n(g) * GEMM_BLOCK_N;
-	int bm = g->m - i0 < GEMM_BLOCK_M ? g->m - i0 : GEMM_BLOCK_M;
-	int bn = g->n - j0 < GEMM_BLOCK_N ? g->n - j0 : GEMM_BLOCK_N;
+	gemm_span sp = gemm_block_span(g, block);
+	int i0 = sp.i0, j0 = sp.j0, bm = sp.bm, bn = sp.bn;
 	int panels = (bn + PANEL_ROWS - 1) / PANEL_ROWS;
 	float *p = pool_scratch(worker, (size_t)panels * PANEL_ROWS * GEMM_BLOCK_K);
 	for (int k0 = 0; k0 < g->k; k0 += GEMM_BLOCK_K) {

@@ -54,13 +54,20 @@ enum parm_simd parm_simd(void)
 	return chosen;
 }
 
-int parm_simd_bf16(void)
+static int bf16_dot;
+static pthread_once_t bf16_once = PTHREAD_ONCE_INIT;
+
+static void check_bf16(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	if (parm_simd() == PARM_SIMD_AVX512) {
-		__builtin_cpu_init();
-		return __builtin_cpu_supports("avx512bf16") != 0;
-	}
+	__builtin_cpu_init();
+	bf16_dot = parm_simd() == PARM_SIMD_AVX512 && __builtin_cpu_supports("avx512bf16");
 #endif
-	return 0;
+}
+
+/* Asked for every matmul job of every pass: the CPU is asked once. */
+int parm_simd_bf16(void)
+{
+	pthread_once(&bf16_once, check_bf16);
+	return bf16_dot;
 }
