@@ -180,19 +180,24 @@ if ! have held-pairs.jsonl; then
 fi
 depends DEMO_PARM_ARGS
 if ! have accuracy.tsv; then
-	run parm-train accuracy --max-length "$DEMO_CTX" --overlong truncate parm.gguf \
+	run parm-eval accuracy --details --max-length "$DEMO_CTX" --overlong truncate parm.gguf \
 		held-pairs.jsonl "> held-parm.tsv"
 	: > "$out/held-genarm.tsv"
 	for x in $objectives; do
-		run parm-train accuracy --max-length "$DEMO_CTX" --overlong truncate \
+		run parm-eval accuracy --details --max-length "$DEMO_CTX" --overlong truncate \
 			"genarm-${x%%=*}.gguf" held-pairs.jsonl ">> held-genarm.tsv"
 	done
 	# objective, PARM's share at e_i, GenARM's, the difference and its
-	# standard error (the two shares' errors combined), the pairs counted
+	# standard error (the two shares' errors combined), the pairs counted.
+	# parm-eval --details: a header naming the objectives, then a row per
+	# alpha (e_i first): alpha, k shares, k pair counts, k margins.
 	awk 'BEGIN { print "objective\tparm\tgenarm\tdifference\tse\tpairs" }
-	     NR == FNR { p[$1] = $2; next }
-	     { d = p[$1] - $2; se = sqrt(p[$1] * (1 - p[$1]) / $4 + $2 * (1 - $2) / $4)
-	       printf "%s\t%.4f\t%.4f\t%+.4f\t%.4f\t%d\n", $1, p[$1], $2, d, se, $4 }' \
+	     NR == FNR && FNR == 1 { k = (NF - 1) / 3; for (i = 1; i <= k; i++) name[i] = $(i + 1); next }
+	     NR == FNR { i = FNR - 1; if (i <= k) { p[name[i]] = $(i + 1); n[name[i]] = $(k + i + 1) }; next }
+	     $1 == "alpha" { o = $2; next }
+	     $1 == "1" { g = $2; d = p[o] - g; m = n[o]
+	       se = sqrt(p[o] * (1 - p[o]) / m + g * (1 - g) / m)
+	       printf "%s\t%.4f\t%.4f\t%+.4f\t%.4f\t%d\n", o, p[o], g, d, se, m }' \
 		"$out/held-parm.tsv" "$out/held-genarm.tsv" > "$out/accuracy.part"
 	mv "$out/accuracy.part" "$out/accuracy.tsv"
 fi

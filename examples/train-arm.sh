@@ -47,13 +47,9 @@ for obj in a b; do
 done
 
 echo "PARM: accuracy of A and B on held-out pairs along the preference grid"
-for wa in 1 0.75 0.5 0.25 0; do
-	wb=$(awk -v a=$wa 'BEGIN { print 1 - a }')
-	parm-train accuracy --template '{prompt}:' --objective A=a --objective B=b \
-		--pref $wa,$wb parm.gguf held.jsonl |
-	awk -v p="$wa,$wb" '{ r = r sprintf("  %s %.2f (margin %+.3f)", $1, $2, $5) }
-		END { printf "alpha %-10s%s\n", p, r }'
-done
+parm-eval accuracy --template '{prompt}:' --objective A=a --objective B=b --grid 5 --details \
+	parm.gguf held.jsonl |
+	awk 'NR > 1 { printf "alpha %-10s  A %.2f (margin %+.3f)  B %.2f (margin %+.3f)\n", $1, $2, $6, $3, $7 }'
 echo "GenARM: each ARM on its own objective"
-parm-train accuracy --template '{prompt}:' --objective A=a genarm-a.gguf held.jsonl
-parm-train accuracy --template '{prompt}:' --objective B=b genarm-b.gguf held.jsonl
+parm-eval accuracy --template '{prompt}:' --objective A=a genarm-a.gguf held.jsonl
+parm-eval accuracy --template '{prompt}:' --objective B=b genarm-b.gguf held.jsonl

@@ -162,10 +162,13 @@ else
 		parm-eval accuracy --grid 3 a.gguf pairs.jsonl > acc &&
 		[ $(wc -l < acc) -eq 4 ] && head -1 acc | grep -q "^alpha	helpful	harmless$" &&
 		awk "NR > 1 && (\$2 < 0 || \$2 > 1) { exit 1 }" acc'
-	ok "accuracy at e_i agrees with parm-train accuracy" sh -c '
-		parm-train accuracy a.gguf pairs.jsonl 2>/dev/null > ref &&
-		[ "$(awk "\$1 == \"helpful\" { printf \"%.4f\", \$2 }" ref)" = "$(awk "NR == 2 { print \$2 }" acc)" ] &&
-		[ "$(awk "\$1 == \"harmless\" { printf \"%.4f\", \$2 }" ref)" = "$(awk "NR == 3 { print \$3 }" acc)" ]'
+	ok "accuracy: parm-train accuracy is the same command, same output" sh -c '
+		parm-train accuracy --grid 3 a.gguf pairs.jsonl > same && cmp acc same'
+	fails "accuracy: a template without {prompt}" "^parm-eval: --template: .*\{prompt\}" \
+		parm-eval accuracy -T "{Prompt}:" a.gguf pairs.jsonl
+	ok "accuracy: -T chat on a backbone without a chat template says so" sh -c '
+		! parm-eval accuracy -T chat a.gguf pairs.jsonl 2> chat.err && cat chat.err >&2 &&
+		[ $(wc -l < chat.err) -eq 1 ] && grep -q "^parm-eval: a.gguf: --template chat: .*chat_template" chat.err'
 	fails "--overlong takes drop or truncate" "^parm-eval: --overlong: drop or truncate" \
 		parm-eval accuracy --overlong cut a.gguf pairs.jsonl
 fi

@@ -40,23 +40,24 @@ ok "GenARM (k = 1): loss falls, held-out accuracy rises" sh -c "
 
 parm-train arm $common $AB --steps 40 --heldout 0 --log-every 100 \
 	-o parm.gguf m.gguf train.jsonl 2>parm.log
-for pref in 1,0 0.5,0.5 0,1; do
-	parm-train accuracy --template '{prompt}:' $AB --pref $pref parm.gguf held.jsonl \
-		> "acc.$pref" 2>>parm.log
-done
+parm-eval accuracy --template '{prompt}:' $AB --details --pref 0.5,0.5 parm.gguf held.jsonl \
+	> acc 2>>parm.log
 ok "PARM: at alpha = e_A it ranks held-out pairs by A" \
-	awk '$1 == "A" && $2 >= 0.9 { f = 1 } END { exit !f }' acc.1,0
+	awk '$1 == "1,0" && $2 >= 0.9 { f = 1 } END { exit !f }' acc
 ok "PARM: at alpha = e_B it ranks held-out pairs by B" \
-	awk '$1 == "B" && $2 >= 0.9 { f = 1 } END { exit !f }' acc.0,1
-ok "PARM: alpha = (0.5, 0.5) lies in between (A's mean margin)" sh -c '
-	m1=$(awk "\$1 == \"A\" { print \$5 }" acc.1,0)
-	mh=$(awk "\$1 == \"A\" { print \$5 }" acc.0.5,0.5)
-	m0=$(awk "\$1 == \"A\" { print \$5 }" acc.0,1)
+	awk '$1 == "0,1" && $3 >= 0.9 { f = 1 } END { exit !f }' acc
+ok "PARM: alpha = (0.5, 0.5) lies in between (A's mean margin, --details)" sh -c '
+	head -1 acc | grep -q "^alpha	A	B	A:pairs	B:pairs	A:margin	B:margin$" &&
+	awk "NR > 1 && (\$4 != 40 || \$5 != 40) { exit 1 }" acc &&
+	m1=$(awk "\$1 == \"1,0\" { print \$6 }" acc)
+	mh=$(awk "\$1 == \"0.5,0.5\" { print \$6 }" acc)
+	m0=$(awk "\$1 == \"0,1\" { print \$6 }" acc)
 	echo "margins $m1 $mh $m0" >&2
 	awk -v a=$m1 -v b=$mh -v c=$m0 "BEGIN { exit !(a > b && b > c) }"'
-ok "accuracy with no --pref reports each objective at e_i" sh -c "
-	parm-train accuracy --template '{prompt}:' $AB parm.gguf held.jsonl > out &&
-	[ \$(wc -l < out) -eq 2 ] && awk '\$2 < 0.9 { exit 1 }' out"
+ok "one accuracy command: parm-train accuracy prints what parm-eval accuracy prints (issue 14)" sh -c "
+	parm-train accuracy -T '{prompt}:' $AB --details -p 0.5,0.5 parm.gguf held.jsonl > same &&
+	cmp acc same && parm-train accuracy -j parm.gguf held.jsonl > j1 &&
+	parm-eval accuracy -j parm.gguf held.jsonl > j2 && cmp j1 j2 && grep -q '\"margin\"' j1"
 ok "PARM diagnostics: the held-out k x k matrix (objective@vertex) in the log and the ARM, |dW| parts" sh -c "
 	parm-train arm $common $AB --steps 40 --heldout 40 --eval-every 40 --log-every 100 \
 		-o diag.gguf m.gguf train.jsonl held.jsonl 2> log &&
@@ -66,18 +67,15 @@ ok "PARM diagnostics: the held-out k x k matrix (objective@vertex) in the log an
 	line=\$(grep '^step 40/40' log) && echo \"\$line\" >&2 &&
 	echo \"\$line\" | awk '{ for (i = 1; i < NF; i++) v[\$i] = \$(i + 1) }
 		END { exit !(v[\"A@A\"] >= 0.9 && v[\"B@B\"] >= 0.9 && v[\"A@B\"] <= 0.1 && v[\"B@A\"] <= 0.1) }'"
-ok "accuracy without --template uses the ARM's own (parm-train and parm-eval alike)" sh -c "
-	parm-train accuracy $AB parm.gguf held.jsonl > recalled &&
-	parm-train accuracy --template '{prompt}:' $AB parm.gguf held.jsonl > given && cmp recalled given &&
+ok "accuracy without --template uses the ARM's own" sh -c "
 	parm-eval accuracy --objective A=a --objective B=b parm.gguf held.jsonl > e1 &&
 	parm-eval accuracy -T '{prompt}:' --objective A=a --objective B=b parm.gguf held.jsonl > e2 &&
 	cmp e1 e2 && parm-eval accuracy -T 'X {prompt}' --objective A=a --objective B=b parm.gguf held.jsonl > e3 &&
 	! cmp -s e1 e3"
-ok "accuracy without --objective uses the fields the ARM learnt from (both tools)" sh -c "
-	parm-train accuracy parm.gguf held.jsonl > lab1 && parm-train accuracy $AB parm.gguf held.jsonl > lab2 &&
-	cmp lab1 lab2 && parm-eval accuracy parm.gguf held.jsonl > lab3 &&
+ok "accuracy without --objective uses the fields the ARM learnt from" sh -c "
+	parm-eval accuracy parm.gguf held.jsonl > lab3 &&
 	parm-eval accuracy $AB parm.gguf held.jsonl > lab4 && cmp lab3 lab4 &&
-	parm-train accuracy g.gguf held.jsonl | grep -q '^A '"
+	parm-eval accuracy g.gguf held.jsonl | head -1 | grep -q '^alpha	A$'"
 # B's labels a coin (the line's parity): at e_B the ARM still ranks by A's
 # marker word, which it learns to 1.0, so B's held-out accuracy is the
 # share of the 60 held-out coins that agree with A (0.567, the split's, on
@@ -111,11 +109,10 @@ for arch in qwen2 qwen3 phi3; do
 			--layers 1 --heads 2 --ctx 64 --seed 3 -o $arch.gguf &&
 		parm-train arm $common $AB --steps 40 --heldout 0 --log-every 100 \
 			-o $arch-parm.gguf $arch.gguf train.jsonl 2>$arch.log &&
-		parm-train accuracy --template '{prompt}:' $AB --pref 1,0 $arch-parm.gguf held.jsonl > a1 &&
-		parm-train accuracy --template '{prompt}:' $AB --pref 0,1 $arch-parm.gguf held.jsonl > a2 &&
-		cat a1 a2 >&2 &&
-		awk '\$1 == \"A\" && \$2 >= 0.9 { f = 1 } END { exit !f }' a1 &&
-		awk '\$1 == \"B\" && \$2 >= 0.9 { f = 1 } END { exit !f }' a2"
+		parm-eval accuracy --template '{prompt}:' $AB $arch-parm.gguf held.jsonl > a &&
+		cat a >&2 &&
+		awk '\$1 == \"1,0\" && \$2 >= 0.9 { f = 1 } END { exit !f }' a &&
+		awk '\$1 == \"0,1\" && \$3 >= 0.9 { f = 1 } END { exit !f }' a"
 	ok "$arch: the PARM guides a llama base through the pipe, merged as unmerged" sh -c "
 		parm-logits -n 6 -T '{prompt}:' base.gguf < prompts.txt |
 			parm-mix -w 2 --pref 0.3,0.7 --merge $arch-parm.gguf | parm-sample --temp 0 > merged &&
@@ -132,6 +129,21 @@ ok "arm --template chat --system: trains, and the ARM records both" sh -c "
 	parm-train arm --batch 8 --lr 1e-2 --warmup 1 --beta 1 $AB --template chat \
 		--system 'Be brief.' --steps 3 --heldout 0 -o chat.gguf phi3chat.gguf train.jsonl 2>log &&
 	grep -a -q 'parm.train.system' chat.gguf && grep -a -q 'Be brief.' chat.gguf && grep -a -q 'parm.train.template' chat.gguf"
+ok "accuracy of a chat ARM: the recorded chat template and system by default" sh -c "
+	parm-eval accuracy --details chat.gguf held.jsonl > c1 &&
+	parm-eval accuracy --details -T chat --system 'Be brief.' chat.gguf held.jsonl > c2 && cmp c1 c2 &&
+	parm-eval accuracy --details -T chat --system 'Be long.' chat.gguf held.jsonl > c3 && ! cmp -s c1 c3"
+ok "parm-mix warns when the base's prompts are laid out otherwise than the ARM learnt (issue 14)" sh -c "
+	parm-logits -n 2 base.gguf < prompts.txt | parm-mix --pref 0.5,0.5 parm.gguf 2> w1 |
+		parm-sample --temp 0 > /dev/null && cat w1 >&2 && [ \$(wc -l < w1) -eq 1 ] &&
+	grep -q \"^parm-mix: parm.gguf learnt from prompts laid out as '{prompt}:', but the base was given the prompt as it is (parm-logits -T '{prompt}:' lays them out alike)\$\" w1 &&
+	parm-logits -n 2 -T '{prompt}:' base.gguf < prompts.txt | parm-mix --pref 0.5,0.5 parm.gguf 2> w2 |
+		parm-sample --temp 0 > /dev/null && [ ! -s w2 ] &&
+	parm-logits -n 2 -T 'Q: {prompt}' phi3chat.gguf < prompts.txt | parm-mix --pref 0.5,0.5 chat.gguf 2> w3 |
+		parm-sample --temp 0 > /dev/null && cat w3 >&2 &&
+	grep -q \"laid out as a user's turn of the chat template, but the base was given 'Q: {prompt}' (parm-logits --chat \" w3 &&
+	parm-logits -n 2 --chat phi3chat.gguf < prompts.txt | parm-mix --pref 0.5,0.5 chat.gguf 2> w4 |
+		parm-sample --temp 0 > /dev/null && [ ! -s w4 ]"
 fails "arm --template chat on a backbone without a chat template" \
 	'^parm-train: --template chat: .*m.gguf: the model has no tokenizer.chat_template' \
 	parm-train arm $AB --template chat --steps 1 -o x.gguf m.gguf train.jsonl
@@ -196,8 +208,8 @@ ok "--embed-backbone: the ARM works without the backbone file" sh -c "
 	parm-train arm $common --objective A=a --steps 2 --embed-backbone --heldout 0 \
 		-o emb.gguf m.gguf train.jsonl 2>/dev/null &&
 	mkdir e && mv emb.gguf e/ && cd e &&
-	parm-train accuracy --template '{prompt}:' --objective A=a emb.gguf ../held.jsonl > out &&
-	[ \$(wc -l < out) -eq 1 ]"
+	parm-eval accuracy --template '{prompt}:' --objective A=a emb.gguf ../held.jsonl > out &&
+	[ \$(wc -l < out) -eq 2 ]"
 
 # lm: next-token training on text and JSONL
 for i in 1 2 3 4 5 6 7 8; do echo "the cat sat on the mat and the dog sat on the log"; done > c.txt
@@ -228,9 +240,9 @@ fails "a missing field names the objective and the field" '^parm-train: .*nob\.j
 	parm-train arm $common $AB --strict --steps 1 -o x.gguf m.gguf nob.jsonl
 fails "--vertex past 1" "^parm-train: --vertex" \
 	parm-train arm $AB --vertex 1.5 -o x.gguf m.gguf train.jsonl
-fails "--dirichlet is for arm" "^parm-train: accuracy: unknown option '--dirichlet'" \
+fails "--dirichlet is for arm" "^parm-train: unknown option '--dirichlet'" \
 	parm-train accuracy --dirichlet 1 parm.gguf held.jsonl
-fails "accuracy: unknown objective" "^parm-train: unknown objective 'C'" \
+fails "accuracy: an objective of the ARM without labels" "^parm-train: .*objective 'A' has no labels" \
 	parm-train accuracy --objective C=a parm.gguf held.jsonl
 fails "accuracy: alpha of the wrong length" '^parm-train: --pref: ' \
 	parm-train accuracy $AB --pref 0.2,0.3,0.5 parm.gguf held.jsonl

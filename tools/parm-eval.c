@@ -32,12 +32,16 @@ static const char usage_text[] =
 "at any alpha asked for.\n"
 "  -O, --objective NAME=FIELD|NAME=@FILE  label fields (default: those the ARM\n"
 "                       was trained on)\n"
-"  -T, --template TEXT  prompt template, {prompt} marks the prompt (default:\n"
+"  -T, --template TEXT  prompt template, {prompt} marks the prompt, or chat:\n"
+"                       the backbone's chat template (default: the ARM's)\n"
+"      --system TEXT    the system message of the chat template (default:\n"
 "                       the ARM's, as trained)\n"
 "  -L, --max-length N   drop pairs longer than N tokens (default: the context)\n"
 "      --overlong drop|truncate  pairs over --max-length (default drop)\n"
 "  -g, --grid M         also the M-point simplex grid (11: (0,1), (0.1,0.9), ...)\n"
 "  -p, --pref ALPHA     also at ALPHA ('0.3,0.7' or 'helpful=0.3,...'; repeatable)\n"
+"      --details        also, per objective, the pairs labelled for it and the\n"
+"                       mean reward margin beta (S_w - S_l)\n"
 "score: score parm-sample --json records, group them by method and alpha\n"
 "(from the provenance chain) and compare the methods.\n"
 "      --scorer NAME=COMMAND  a command (run by /bin/sh) reading the records\n"
@@ -57,14 +61,15 @@ static const char usage_text[] =
 "  -h, --help           show this help\n"
 "  -V, --version        show the version\n";
 
-enum { OPT_OVERLONG = 256, OPT_RECORDS, OPT_SCORER, OPT_REWARD, OPT_METHOD };
+enum { OPT_OVERLONG = 256, OPT_RECORDS, OPT_SCORER, OPT_REWARD, OPT_METHOD, OPT_SYSTEM, OPT_DETAILS };
 
 struct opts {
 	/* accuracy */
 	parm_objectives obj;
 	long max_len, grid;
-	int truncate, n_prefs;
+	int truncate, n_prefs, details;
 	char **prefs;
+	const char *system;
 	/* score */
 	char **scorers;         /* "NAME=COMMAND" or "@NAME=ARM[@ALPHA]" */
 	int n_scorers, records;
@@ -119,18 +124,29 @@ static int int_in(int c, const int *list)
 	return 0;
 }
 
+/* -T: a template with {prompt}, or (accuracy) chat. */
+static const char *template_opt(const char *arg, int accuracy)
+{
+	if (!strcmp(arg, "chat") && !accuracy)
+		usage_error("%s", "--template chat is for parm-eval accuracy");
+	if (strcmp(arg, "chat") && !strstr(arg, "{prompt}"))
+		usage_error("--template: '%s' has no {prompt} (and is not 'chat')", arg);
+	return arg;
+}
+
 static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 {
 	static const struct option longopts[] = {
 		{"objective", 1, 0, 'O'}, {"template", 1, 0, 'T'}, {"max-length", 1, 0, 'L'},
 		{"overlong", 1, 0, OPT_OVERLONG}, {"grid", 1, 0, 'g'}, {"pref", 1, 0, 'p'},
 		{"scorer", 1, 0, OPT_SCORER}, {"reward", 1, 0, OPT_REWARD},
-		{"method-field", 1, 0, OPT_METHOD},
+		{"method-field", 1, 0, OPT_METHOD}, {"system", 1, 0, OPT_SYSTEM},
+		{"details", 0, 0, OPT_DETAILS},
 		{"ref", 1, 0, 'R'}, {"records", 0, 0, OPT_RECORDS}, {"plot", 1, 0, 'P'},
 		{"json", 0, 0, 'j'}, {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
 		{"version", 0, 0, 'V'}, {0, 0, 0, 0}};
 	const char *acc_only = "OLgp", *score_only = "RP";
-	const int acc_long_only[] = {OPT_OVERLONG, 0},
+	const int acc_long_only[] = {OPT_OVERLONG, OPT_SYSTEM, OPT_DETAILS, 0},
 		  score_long_only[] = {OPT_RECORDS, OPT_SCORER, OPT_REWARD, OPT_METHOD, 0};
 	int c;
 	o->prefs = xcalloc(argc, sizeof *o->prefs);
@@ -143,7 +159,7 @@ static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 				    accuracy ? "score" : "accuracy");
 		switch (c) {
 		case 'O': add_objective(o, optarg); break;
-		case 'T': o->tmpl = optarg; break;
+		case 'T': o->tmpl = template_opt(optarg, accuracy); break;
 		case 'L': o->max_len = opt_long("--max-length", optarg, 2, 1 << 24); break;
 		case OPT_OVERLONG:
 			if (strcmp(optarg, "drop") && strcmp(optarg, "truncate"))
@@ -155,6 +171,8 @@ static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 		case OPT_SCORER: add_scorer(o, optarg, 0); break;
 		case OPT_REWARD: add_scorer(o, optarg, 1); break;
 		case OPT_METHOD: o->method_field = optarg; break;
+		case OPT_SYSTEM: o->system = optarg; break;
+		case OPT_DETAILS: o->details = 1; break;
 		case 'R': o->ref = optarg; break;
 		case OPT_RECORDS: o->records = 1; break;
 		case 'P': o->plot = optarg; break;
@@ -223,6 +241,7 @@ struct acc_run {
 	int n_alpha;
 	float *alpha;                   /* [n_alpha][k] */
 	long *correct, *labelled;       /* [n_alpha][k] */
+	double *margin;                 /* [n_alpha][k] sum of beta (S_w - S_l) */
 };
 
 /* Map the ARM's objectives onto the pairs' labels: by name, or by position
@@ -280,19 +299,37 @@ static void list_alphas(struct acc_run *r, const struct opts *o)
 	}
 }
 
+/* The prompt layout: -T (chat: the backbone's chat template), else the one
+ * the ARM was trained with (parm.train.template and .system). */
+static void prompt_layout(parm_pair_opts *po, char **chat, const struct acc_run *r,
+			  const struct opts *o)
+{
+	const char *trained = parm_arm_get_info(r->arm, "template");
+	const char *tmpl = o->tmpl ? o->tmpl : trained;
+	*chat = NULL;
+	po->tmpl = tmpl;
+	po->system = o->system;
+	if (!tmpl || strcmp(tmpl, "chat"))
+		return;
+	if (!(*chat = parm_chat_template_of(r->arm->backbone->file)))
+		die("%s: %s: %s", r->arm->path, o->tmpl ? "--template chat" :
+		    "trained with its backbone's chat template", parm_error());
+	if (!parm_chat_detect(*chat))
+		die("%s: the backbone's chat template is not one parm recognises (%s)", r->arm->path,
+		    parm_chat_names());
+	po->tmpl = NULL;
+	po->chat = *chat;
+	if (!po->system && !o->tmpl)
+		po->system = parm_arm_get_info(r->arm, "system");
+}
+
 static void load_pairs(struct acc_run *r, struct opts *o)
 {
 	parm_badrecs bad = {.strict = 1};
-	/* without -T, the prompt layout the ARM was trained with */
-	const char *trained = parm_arm_get_info(r->arm, "template");
-	char *chat = !o->tmpl && trained && !strcmp(trained, "chat") ?
-		     parm_chat_template_of(r->arm->backbone->file) : NULL;
-	if (!o->tmpl && trained && !strcmp(trained, "chat") && !chat)
-		die("%s: trained with its backbone's chat template: %s", r->arm->path, parm_error());
-	parm_pair_opts po = { .tmpl = o->tmpl ? o->tmpl : chat ? NULL : trained,
-			      .max_len = (int)o->max_len,
-			      .overlong = o->truncate ? PARM_OVERLONG_TRUNCATE : PARM_OVERLONG_DROP,
-			      .chat = chat, .system = chat ? parm_arm_get_info(r->arm, "system") : NULL };
+	char *chat;
+	parm_pair_opts po = { .max_len = (int)o->max_len,
+			      .overlong = o->truncate ? PARM_OVERLONG_TRUNCATE : PARM_OVERLONG_DROP };
+	prompt_layout(&po, &chat, r, o);
 	if (!po.max_len)
 		po.max_len = r->arm->backbone->cfg.n_ctx;
 	if (o->obj.k == 0 && parm_arm_labels(r->arm, &o->obj) < 0)  /* those it learnt from */
@@ -322,39 +359,60 @@ static void count_pairs(struct acc_run *r, parm_arm_scorer *s, int ai)
 				continue;
 			r->labelled[ai * k + i]++;
 			r->correct[ai * k + i] += S[w] > S[1 - w];
+			r->margin[ai * k + i] += r->arm->beta * (S[w] - S[1 - w]);
 		}
 	}
 }
 
 static double share(long a, long b) { return b ? (double)a / b : 0; }
 
-static void print_accuracy(const struct acc_run *r, int json)
+/* A row per alpha: the share ranked right per objective, then with
+ * --details the pairs counted and the mean margins (JSON has all always). */
+static void print_accuracy_row(const struct acc_run *r, int a, int details, json_t *rows)
 {
 	int k = r->arm->k;
-	json_t *rows = json_array();
-	if (!json) {
+	double alpha[PARM_PROV_MAX], acc[PARM_PROV_MAX], margin[PARM_PROV_MAX];
+	char text[256];
+	for (int i = 0; i < k; i++) {
+		long n = r->labelled[a * k + i];
+		alpha[i] = r->alpha[a * k + i];
+		acc[i] = share(r->correct[a * k + i], n);
+		margin[i] = n ? r->margin[a * k + i] / n : 0;
+	}
+	if (rows) {
+		json_array_append_new(rows, json_pack("{s:o, s:o, s:o}", "alpha", json_doubles(alpha, k),
+						      "accuracy", json_doubles(acc, k),
+						      "margin", json_doubles(margin, k)));
+		return;
+	}
+	format_alpha(text, sizeof text, alpha, k);
+	fputs(text, stdout);
+	for (int i = 0; i < k; i++)
+		printf("\t%.4f", acc[i]);
+	for (int i = 0; i < k && details; i++)
+		printf("\t%ld", r->labelled[a * k + i]);
+	for (int i = 0; i < k && details; i++)
+		printf("\t%.6g", margin[i]);
+	putchar('\n');
+}
+
+static void print_accuracy(const struct acc_run *r, const struct opts *o)
+{
+	int k = r->arm->k;
+	json_t *rows = o->json ? json_array() : NULL;
+	if (!o->json) {
 		fputs("alpha", stdout);
 		for (int i = 0; i < k; i++)
 			printf("\t%s", r->arm->objectives[i]);
+		for (int i = 0; i < k && o->details; i++)
+			printf("\t%s:pairs", r->arm->objectives[i]);
+		for (int i = 0; i < k && o->details; i++)
+			printf("\t%s:margin", r->arm->objectives[i]);
 		putchar('\n');
 	}
-	for (int a = 0; a < r->n_alpha; a++) {
-		double alpha[PARM_PROV_MAX], acc[PARM_PROV_MAX];
-		char text[256];
-		for (int i = 0; i < k; i++)
-			alpha[i] = r->alpha[a * k + i], acc[i] = share(r->correct[a * k + i], r->labelled[a * k + i]);
-		format_alpha(text, sizeof text, alpha, k);
-		if (json)
-			json_array_append_new(rows, json_pack("{s:o, s:o}", "alpha", json_doubles(alpha, k),
-							      "accuracy", json_doubles(acc, k)));
-		else {
-			fputs(text, stdout);
-			for (int i = 0; i < k; i++)
-				printf("\t%.4f", acc[i]);
-			putchar('\n');
-		}
-	}
-	if (json) {
+	for (int a = 0; a < r->n_alpha; a++)
+		print_accuracy_row(r, a, o->details, rows);
+	if (o->json) {
 		json_t *names = json_array(), *lab = json_array();
 		for (int i = 0; i < k; i++) {
 			json_array_append_new(names, json_string(r->arm->objectives[i]));
@@ -362,8 +420,7 @@ static void print_accuracy(const struct acc_run *r, int json)
 		}
 		print_json(json_pack("{s:s, s:o, s:I, s:o, s:o}", "arm", r->arm->path, "objectives", names,
 				     "pairs", (json_int_t)r->pairs.n, "labelled", lab, "rows", rows), JSON_COMPACT);
-	} else
-		json_decref(rows);
+	}
 }
 
 static int run_accuracy(struct opts *o)
@@ -378,6 +435,7 @@ static int run_accuracy(struct opts *o)
 	int k = r.arm->k;
 	r.correct = xcalloc((size_t)r.n_alpha * k, sizeof *r.correct);
 	r.labelled = xcalloc((size_t)r.n_alpha * k, sizeof *r.labelled);
+	r.margin = xcalloc((size_t)r.n_alpha * k, sizeof *r.margin);
 	parm_arm_scorer *s = parm_arm_scorer_new(r.arm, r.alpha);
 	if (!s)
 		die("%s: %s", o->args[0], parm_error());
@@ -386,12 +444,12 @@ static int run_accuracy(struct opts *o)
 			die("%s: %s", o->args[0], parm_error());
 		count_pairs(&r, s, a);
 	}
-	print_accuracy(&r, o->json);
+	print_accuracy(&r, o);
 	finish_output();
 	parm_arm_scorer_free(s);
 	parm_pairs_free(&r.pairs);
 	parm_arm_free(r.arm);
-	free(r.alpha), free(r.correct), free(r.labelled);
+	free(r.alpha), free(r.correct), free(r.labelled), free(r.margin);
 	return 0;
 }
 

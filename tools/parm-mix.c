@@ -150,6 +150,60 @@ static int stream_ctx(const parm_header *h)
 	return 0;
 }
 
+/* A prompt layout in words: "chat" (a user's turn of the chat template),
+ * "{prompt}" (the prompt as it is) or a template's text. */
+static const char *layout_words(const char *layout, char *buf, size_t size)
+{
+	if (!strcmp(layout, "chat"))
+		return "a user's turn of the chat template";
+	if (!strcmp(layout, "{prompt}"))
+		return "the prompt as it is";
+	snprintf(buf, size, "'%s'", layout);
+	return buf;
+}
+
+/* The parm-logits flags that lay prompts out as layout. */
+static const char *layout_flags(const char *layout, char *buf, size_t size)
+{
+	if (!strcmp(layout, "chat"))
+		return "--chat";
+	if (!strcmp(layout, "{prompt}"))
+		return "no -T";
+	snprintf(buf, size, "-T '%s'", layout);
+	return buf;
+}
+
+/* An ARM scores text laid out as it learnt (parm.train.template); guiding
+ * prompts the base saw otherwise (the chain's parm-logits stage: -T, --chat
+ * or neither) works, quietly worse.  Say so, once per ARM. */
+static void check_layout(const parm_header *h, parm_guide *const *g, int n)
+{
+	json_t *stage = NULL;
+	for (int i = 0; i < h->n_chain && !stage; i++) {
+		json_t *j = json_loads(h->chain[i], 0, NULL);
+		const char *name = json_string_value(json_object_get(j, "stage"));
+		if (name && !strcmp(name, "parm-logits"))
+			stage = j;
+		else
+			json_decref(j);
+	}
+	if (!stage)
+		return;
+	const char *tmpl = json_string_value(json_object_get(stage, "template"));
+	const char *base = json_object_get(stage, "chat") ? "chat" : tmpl ? tmpl : "{prompt}";
+	for (int i = 0; i < n; i++) {
+		const parm_arm *arm = parm_guide_arm(g[i]);
+		const char *trained = parm_arm_get_info(arm, "template");
+		char b1[256], b2[256], b3[256];
+		if (trained && strcmp(trained, base))
+			warn("%s learnt from prompts laid out as %s, but the base was given %s "
+			     "(parm-logits %s lays them out alike)", arm->path,
+			     layout_words(trained, b1, sizeof b1), layout_words(base, b2, sizeof b2),
+			     layout_flags(trained, b3, sizeof b3));
+	}
+	json_decref(stage);
+}
+
 struct run {
 	parm_guide **g;
 	int n_guides;
@@ -236,6 +290,7 @@ int main(int argc, char **argv)
 	if (parm_read_header(r.in, &r.h) < 0)
 		read_failed(r.in);
 	int ctx = stream_ctx(&r.h);
+	check_layout(&r.h, r.g, r.n_guides);
 	for (int i = 0; i < r.n_guides; i++)
 		if (parm_guide_begin(r.g[i], &r.h, ctx) < 0)
 			die("%s", parm_error());

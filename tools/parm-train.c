@@ -1,7 +1,8 @@
 /* parm-train - create models, train base LMs and ARMs.  Modes: init (a
  * llama model with random weights and a given tokenizer), lm (full-
  * parameter next-token training), arm (PARM / GenARM reward models on
- * preference pairs) and accuracy (an ARM's preference accuracy). */
+ * preference pairs), vocab (a byte-level BPE vocabulary) and accuracy
+ * (parm-eval accuracy by another name). */
 #include "arm.h"
 #include "bpe_train.h"
 #include "chat.h"
@@ -29,7 +30,7 @@ static const char usage_text[] =
 "                       [--arch A] [--type TYPE] [--seed S] -o OUT.gguf\n"
 "       parm-train lm [options] -o OUT.gguf MODEL.gguf CORPUS...\n"
 "       parm-train arm [options] -o ARM.gguf BACKBONE.gguf DATA...\n"
-"       parm-train accuracy [--pref A] [data options] ARM.gguf DATA...\n"
+"       parm-train accuracy [options] ARM.gguf PAIRS...\n"
 "       parm-train vocab [--size N] -o VOCAB.gguf CORPUS...\n"
 "init: write a model with random weights (normal, std 0.02; norms 1) and\n"
 "the tokenizer of FILE.gguf, loadable here and by llama.cpp.\n"
@@ -49,7 +50,8 @@ static const char usage_text[] =
 "lm: train every weight on next-token prediction (text files, or JSONL\n"
 "with \"text\" or \"prompt\" + \"response\", loss on the response).\n"
 "arm: train PBLoRA adapters on preference pairs (PARM for k > 1\n"
-"objectives, GenARM for k = 1).  accuracy: an ARM's preference accuracy.\n"
+"objectives, GenARM for k = 1).  accuracy: parm-eval accuracy, the same\n"
+"command with the same options and output (see parm-eval --help).\n"
 "vocab: learn a byte-level BPE vocabulary of --size N tokens (default 1024)\n"
 "from corpora read as lm reads them, for init --vocab (--strict: stop at\n"
 "a malformed record).\n"
@@ -76,12 +78,11 @@ static const char usage_text[] =
 "      --strict             stop at the first malformed record\n"
 "lm only:\n"
 "      --type TYPE          output weight type (default: the input's)\n"
-"arm (and accuracy) only:\n"
+"arm only:\n"
 "  -O, --objective N=FIELD  objective N labelled by FIELD, or N=@FILE of\n"
 "                           chosen/rejected pairs (repeatable; default\n"
 "                           helpful=better_response_id\n"
-"                           harmless=safer_response_id; accuracy: the\n"
-"                           ARM's, as trained)\n"
+"                           harmless=safer_response_id)\n"
 "  -T, --template T         prompt template with {prompt} (default PKU's), or\n"
 "                           chat: the backbone's own chat template\n"
 "      --system TEXT        the system message of --template chat\n"
@@ -96,8 +97,7 @@ static const char usage_text[] =
 "      --vertex P           PARM: alpha is a vertex e_i (i uniform) with\n"
 "                           probability P instead (default 0)\n"
 "      --embed-backbone     copy the backbone into the ARM file\n"
-"  -p, --pref A             accuracy: the preference vector (default: e_i\n"
-"                           for each objective i in turn)\n"
+
 "  -h, --help               show this help\n"
 "  -V, --version            show the version\n";
 
@@ -280,11 +280,11 @@ static int cmd_vocab(int argc, char **argv)
 
 /* ---- lm, arm and accuracy ---- */
 
-enum mode { MODE_LM, MODE_ARM, MODE_ACC };
+enum mode { MODE_LM, MODE_ARM };
 
 struct train_opts {
 	enum mode mode;
-	const char *out, *ckpt, *tmpl, *pref, *system;
+	const char *out, *ckpt, *tmpl, *system;
 	int chat;               /* --template chat */
 	parm_loop_opts loop;
 	long threads, max_len, log_every;
@@ -302,7 +302,7 @@ enum {
 	O_STEPS = 256, O_EPOCHS, O_BATCH, O_ACCUM, O_LR, O_WARMUP, O_WD, O_CLIP, O_SEED,
 	O_THREADS, O_MAXLEN, O_HELD, O_EVAL, O_LOG, O_CKPT, O_CKPT_EVERY, O_RESUME, O_STRICT,
 	O_TYPE, O_OBJ, O_TEMPLATE, O_OVERLONG, O_R1, O_R2, O_LALPHA, O_DROPOUT, O_TARGETS,
-	O_BETA, O_EMBED, O_PREF, O_SYSTEM, O_DIRICHLET, O_VERTEX,
+	O_BETA, O_EMBED, O_SYSTEM, O_DIRICHLET, O_VERTEX,
 };
 
 static const struct option train_longopts[] = {
@@ -317,7 +317,7 @@ static const struct option train_longopts[] = {
 	{"overlong", 1, 0, O_OVERLONG}, {"r1", 1, 0, O_R1}, {"r2", 1, 0, O_R2},
 	{"lora-alpha", 1, 0, O_LALPHA}, {"dropout", 1, 0, O_DROPOUT},
 	{"targets", 1, 0, O_TARGETS}, {"beta", 1, 0, O_BETA},
-	{"embed-backbone", 0, 0, O_EMBED}, {"pref", 1, 0, O_PREF}, {"system", 1, 0, O_SYSTEM},
+	{"embed-backbone", 0, 0, O_EMBED}, {"system", 1, 0, O_SYSTEM},
 	{"dirichlet", 1, 0, O_DIRICHLET}, {"vertex", 1, 0, O_VERTEX},
 	{"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
 
@@ -397,7 +397,6 @@ static int arm_option(struct train_opts *o, int c, const char *a)
 	case O_DIRICHLET: o->dist.conc = opt_float("--dirichlet", a, 0.01, 1e3); break;
 	case O_VERTEX: o->dist.vertex = opt_float("--vertex", a, 0, 1); break;
 	case O_EMBED: o->embed = 1; break;
-	case O_PREF: o->pref = a; break;
 	default: return 0;
 	}
 	return 1;
@@ -408,15 +407,10 @@ static int option_allowed(enum mode m, int c)
 {
 	if (c == O_TYPE)
 		return m == MODE_LM;
-	if (c == O_PREF)
-		return m == MODE_ACC;
 	if (c == O_DIRICHLET || c == O_VERTEX)
 		return m == MODE_ARM;
 	if (c >= O_OBJ && c <= O_EMBED)
-		return m == MODE_ARM || (m == MODE_ACC && (c == O_OBJ || c == O_TEMPLATE ||
-							    c == O_OVERLONG));
-	if (m == MODE_ACC)
-		return c == O_BATCH || c == O_THREADS || c == O_MAXLEN || c == O_STRICT;
+		return m == MODE_ARM;
 	return 1;
 }
 
@@ -424,8 +418,7 @@ static int option_allowed(enum mode m, int c)
 static int short_option(int c, int *li)
 {
 	static const int letters[][2] = { { 'b', O_BATCH }, { 's', O_SEED }, { 't', O_THREADS },
-					   { 'L', O_MAXLEN }, { 'O', O_OBJ }, { 'T', O_TEMPLATE },
-					   { 'p', O_PREF } };
+					   { 'L', O_MAXLEN }, { 'O', O_OBJ }, { 'T', O_TEMPLATE } };
 	for (size_t i = 0; i < sizeof letters / sizeof *letters; i++)
 		if (c == letters[i][0])
 			c = letters[i][1];
@@ -440,7 +433,7 @@ static void parse_train(int argc, char **argv, struct train_opts *o, enum mode m
 	int c, li = -1;
 	train_defaults(o, mode);
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":o:b:s:t:L:O:T:p:hV", train_longopts, &li)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:b:s:t:L:O:T:hV", train_longopts, &li)) != -1) {
 		if (c == 'h') {
 			fputs(usage_text, stdout);
 			exit(fflush(stdout) != 0);
@@ -465,10 +458,10 @@ static void parse_train(int argc, char **argv, struct train_opts *o, enum mode m
 	o->n_inputs = argc - optind;
 	if (o->n_inputs < 1)
 		usage_error("%s: no %s given", argv[0], mode == MODE_LM ? "model" :
-			    mode == MODE_ARM ? "backbone" : "ARM");
-	if (mode != MODE_ACC && !o->out)
+			    "backbone");
+	if (!o->out)
 		usage_error("%s: -o OUT is required", argv[0]);
-	if (!o->have_objectives && mode != MODE_ACC)  /* accuracy: the ARM's own */
+	if (!o->have_objectives)
 		parm_objectives_default(&o->objs);
 }
 
@@ -914,107 +907,27 @@ static int cmd_arm(int argc, char **argv)
 
 /* ---- accuracy ---- */
 
-/* The data objectives in the ARM's order: each ARM objective must be
- * mapped (by --objective or the defaults), and no other may be named. */
-static void order_objectives(struct train_opts *o, const parm_arm *arm)
-{
-	parm_objectives ord = { 0 };
-	for (int i = 0; i < o->objs.k; i++)
-		if (parm_arm_objective_index(arm, o->objs.obj[i].name) < 0)
-			die("unknown objective '%s': %s has %s%s%s", o->objs.obj[i].name,
-			    arm->path, arm->objectives[0], arm->k > 1 ? ", " : "",
-			    arm->k > 1 ? arm->objectives[1] : "");
-	for (int i = 0; i < arm->k; i++) {
-		int j = parm_objective_index(&o->objs, arm->objectives[i]);
-		if (j < 0)
-			die("objective '%s' of %s has no --objective NAME=FIELD", arm->objectives[i],
-			    arm->path);
-		char *spec = parm_objective_spec(&o->objs.obj[j]);
-		if (parm_objectives_add(&ord, spec) < 0)
-			die("%s", parm_error());
-		free(spec);
-	}
-	parm_objectives_free(&o->objs);
-	o->objs = ord;
-}
-
-static void print_accuracy(const parm_arm *arm, const long *correct, const long *labelled,
-			   const double *margin, int only)
-{
-	for (int i = 0; i < arm->k; i++) {
-		if (only >= 0 && i != only)
-			continue;
-		printf("%s %.4f %ld %ld %.6g\n", arm->objectives[i],
-		       labelled[i] ? (double)correct[i] / (double)labelled[i] : NAN, correct[i],
-		       labelled[i], labelled[i] ? margin[i] / (double)labelled[i] : NAN);
-	}
-}
-
-static void accuracy_at(parm_arm_task *at, parm_trainer *t, const parm_arm *arm,
-			const long *idx, long n, const float *alpha, int only)
-{
-	long correct[PARM_MAX_OBJECTIVES], labelled[PARM_MAX_OBJECTIVES];
-	double margin[PARM_MAX_OBJECTIVES];
-	if (parm_arm_accuracy(at, t, idx, n, alpha, correct, labelled, margin) < 0)
-		die("%s", parm_error());
-	print_accuracy(arm, correct, labelled, margin, only);
-}
-
-/* The prompt layout the ARM was trained with (parm.train.template and
- * .system), unless the options give one: an ARM is scored on the prompts
- * it learnt from. */
-static void recall_layout(struct train_opts *o, const parm_arm *arm)
-{
-	const char *tmpl = parm_arm_get_info(arm, "template");
-	if (o->tmpl || o->chat || !tmpl)
-		return;
-	o->chat = !strcmp(tmpl, "chat");
-	o->tmpl = o->chat ? NULL : tmpl;
-	if (!o->system)
-		o->system = parm_arm_get_info(arm, "system");
-}
-
+/* parm-train accuracy is parm-eval accuracy: one command, one output.  Run
+ * the parm-eval beside this program (or else the one on PATH) as parm-train,
+ * so that its messages name the tool the user typed. */
 static int cmd_accuracy(int argc, char **argv)
 {
-	struct train_opts o;
-	parse_train(argc, argv, &o, MODE_ACC);
-	parm_set_threads((int)o.threads);
-	parm_arm *arm = parm_arm_load(o.inputs[0]);
-	if (!arm)
-		die("%s", parm_error());
-	recall_layout(&o, arm);
-	if (!o.have_objectives && parm_arm_labels(arm, &o.objs) < 0)
-		die("%s", parm_error());
-	float alpha[PARM_MAX_OBJECTIVES];
-	if (o.pref && parm_arm_parse_pref(arm, o.pref, alpha) < 0)
-		die("--pref: %s", parm_error());
-	order_objectives(&o, arm);
-	parm_pairs p;
-	load_pairs(&p, &o, arm->backbone, o.n_inputs - 1);
-	parm_adapter_opts ao;
-	parm_adapter_opts_of_arm(&ao, arm);
-	parm_trainer *t = parm_train_new_on_arm(arm, &ao, 2 * o.loop.batch,
-						parm_pairs_max_len(&p), 0);
-	if (!t)
-		die("%s", parm_error());
-	long *all = xmalloc(sizeof(long) * (size_t)p.n);
-	for (long i = 0; i < p.n; i++)
-		all[i] = i;
-	parm_arm_task at;
-	parm_task task;
-	parm_arm_task_init(&task, &at, &p, all, p.n, all, p.n, arm->k, arm->beta, o.loop.batch);
-	for (int i = 0; i < (o.pref ? 1 : arm->k); i++) {
-		float e[PARM_MAX_OBJECTIVES] = { 0 };
-		e[i] = 1;
-		accuracy_at(&at, t, arm, all, p.n, o.pref ? alpha : e, o.pref ? -1 : i);
+	char self[4096], path[4096 + 16];
+	char **args = xcalloc((size_t)argc + 2, sizeof *args);
+	args[0] = (char *)"parm-train";
+	memcpy(args + 1, argv, (size_t)argc * sizeof *argv);
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n > 0) {
+		self[n] = 0;
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			snprintf(path, sizeof path, "%.*s/parm-eval", (int)(slash - self), self);
+			execv(path, args);
+		}
 	}
-	parm_arm_task_free(&at);
-	parm_train_free(t);
-	parm_pairs_free(&p);
-	parm_arm_free(arm);
-	free(all);
-	parm_objectives_free(&o.objs);
-	return fflush(stdout) != 0 || ferror(stdout);
+	execvp("parm-eval", args);
+	die("accuracy is parm-eval accuracy, and parm-eval is neither beside parm-train nor on PATH: %s",
+	    strerror(errno));
 }
 
 int main(int argc, char **argv)
