@@ -63,3 +63,24 @@ done_testing() {
 	echo "1..$tap_n"
 	[ $tap_fail -eq 0 ]
 }
+
+# man_commands PAGE HEADER: the commands of the .Bd -literal blocks under
+# HEADER (".Sh EXAMPLES", ".Ss Some title") of PAGE, one per line, a
+# command that goes on over lines (ending in a backslash, | or &&) joined
+# with \001 for newlines, roff escapes undone.  Lines that begin with "$ "
+# are commands; the others are output shown to the reader.
+man_commands() {
+	awk -v hdr="$2" '
+	/^\.S[hs] / { if ($0 == hdr) in_ex = 1
+		      else if ($1 == ".Sh" || substr(hdr, 1, 3) == ".Ss") in_ex = 0
+		      next }
+	in_ex && /^\.Bd[ \t]+-literal/ { in_bd = 1; next }
+	in_bd && /^\.Ed/ { in_bd = 0; next }
+	!in_bd { next }
+	cont { cmd = cmd "\n" $0; cont = /(\\e|\||&&)$/; if (!cont) print_cmd(); next }
+	/^\$ / { cmd = substr($0, 3); cont = /(\\e|\||&&)$/; if (!cont) print_cmd() }
+	function print_cmd() { gsub(/\n/, "\001", cmd); print cmd }
+	' "$1" | sed -e "s/\\\\(aq/'/g" -e 's/\\(dq/"/g' \
+		-e 's/\\(ga/`/g' -e 's/\\(ti/~/g' -e 's/\\(ha/^/g' \
+		-e 's/\\-/-/g' -e 's/\\&//g' -e 's/\\e/\\/g'
+}

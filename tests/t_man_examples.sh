@@ -9,22 +9,6 @@
 # holding vocab.gguf (llama.cpp's llama-spm vocabulary) and prompts.txt.
 . tests/lib.sh
 
-# Print the commands of PAGE's EXAMPLES, one per line (continuations
-# joined as the shell would see them), with roff escapes undone.
-example_commands() {
-	awk '
-	/^\.Sh / { in_ex = ($2 == "EXAMPLES"); next }
-	in_ex && /^\.Bd[ \t]+-literal/ { in_bd = 1; next }
-	in_bd && /^\.Ed/ { in_bd = 0; next }
-	!in_bd { next }
-	cont { cmd = cmd "\n" $0; cont = /(\\e|\||&&)$/; if (!cont) print_cmd(); next }
-	/^\$ / { cmd = substr($0, 3); cont = /(\\e|\||&&)$/; if (!cont) print_cmd() }
-	function print_cmd() { gsub(/\n/, "\001", cmd); print cmd }
-	' "$1" | sed -e "s/\\\\(aq/'/g" -e 's/\\(dq/"/g' \
-		-e 's/\\(ga/`/g' -e 's/\\(ti/~/g' -e 's/\\(ha/^/g' \
-		-e 's/\\-/-/g' -e 's/\\&//g' -e 's/\\e/\\/g'
-}
-
 # Run the commands of one page; on failure name the command and show
 # what it printed on stderr (or, when nothing, the end of its stdout).
 run_examples() {
@@ -33,7 +17,7 @@ run_examples() {
 	mkdir "$dir" && cp "$vocab" "$dir/vocab.gguf" || return 1
 	printf '%s\n' 'The capital of France is' 'Once upon a time' \
 		'Water boils at' > "$dir/prompts.txt"
-	example_commands "$page" > "$dir.cmds"
+	man_commands "$page" ".Sh EXAMPLES" > "$dir.cmds"
 	{
 		echo 'set -e'
 		i=0
@@ -60,7 +44,7 @@ for page in man/*.[1-9]; do
 	[ -e "$page" ] || continue
 	name=$(basename "$page")
 	title="${name%.*}(${name##*.})"
-	if [ -z "$(example_commands "$page")" ]; then
+	if [ -z "$(man_commands "$page" ".Sh EXAMPLES")" ]; then
 		continue
 	elif [ -z "$fx" ] || [ ! -f "$vocab" ]; then
 		skip "no llama.cpp vocab fixtures (run make fixtures)" "man $title examples run"
