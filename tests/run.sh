@@ -21,7 +21,7 @@ numerical="tests/test_quant.c tests/test_quant_x8.c tests/test_kernels.c tests/t
 	tests/test_model.c tests/test_generate.c tests/test_train.c
 	tests/test_trainer.c tests/test_pblora.c tests/test_mix.c tests/test_arm.c
 	tests/test_qbackbone.c
-	tests/t_pipeline.sh tests/t_mix.sh tests/t_train.sh tests/t_demo.sh"
+	tests/t_pipeline.sh tests/t_mix.sh tests/t_train.sh tests/t_demo.sh tests/t_owndata.sh"
 
 # run_test FILE LABEL: run one test, add up its TAP lines, print a line.
 run_test() {
