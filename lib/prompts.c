@@ -98,3 +98,13 @@ char *parm_apply_template(const char *tmpl, const char *text)
 	*o = '\0';
 	return out;
 }
+
+const char *parm_layout_words(const char *layout, char *buf, size_t size)
+{
+	if (layout && !strcmp(layout, "chat"))
+		return "a user's turn of the chat template";
+	if (!layout || !strcmp(layout, "{prompt}"))
+		return "the prompt as it is";
+	snprintf(buf, size, "'%s'", layout);
+	return buf;
+}

@@ -22,4 +22,9 @@ void parm_prompts_free(parm_prompt *p, long n);
  * tmpl gives a copy of text. */
 char *parm_apply_template(const char *tmpl, const char *text);
 
+/* A prompt layout in words, for messages: "chat" is "a user's turn of the
+ * chat template", "{prompt}" or NULL "the prompt as it is", any other
+ * template itself, quoted (in buf[size]). */
+const char *parm_layout_words(const char *layout, char *buf, size_t size);
+
 #endif

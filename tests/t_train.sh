@@ -121,6 +121,33 @@ for arch in qwen2 qwen3 phi3; do
 		[ \$(wc -l < merged) -eq 2 ] && cmp merged unmerged"
 done
 
+# The ARM as reward model (parm-eval score --reward): beta * sum log pi over
+# the response, the prompt laid out as the ARM learnt; the difference of
+# two responses' rewards is the margin accuracy --details gives their pair.
+printf '{"prompt":"the red","response_0":" good one","response_1":" bad one","a":0,"b":1}\n' > one.jsonl
+printf '{"prompt":"the red","response":"%s","stop":"eos"}\n' " good one" " bad one" > recs.jsonl
+reward_is_the_margin() {
+	m=$(parm-eval accuracy --details parm.gguf one.jsonl | awk '$1 == "1,0" { print $6 }')
+	parm-eval score -j --records --reward r=parm.gguf@1,0 recs.jsonl > r.jsonl || return 1
+	d=$(sed 's/.*"scores":{"r":\([-0-9.e]*\)}.*/\1/' r.jsonl | awk 'NR == 1 { a = $1 } NR == 2 { print a - $1 }')
+	echo "margin $m, rewards differ by $d" >&2
+	awk -v m="$m" -v d="$d" 'BEGIN { e = m - d; if (e < 0) e = -e; a = m < 0 ? -m : m
+		exit !(m != "" && d != "" && e <= 2e-5 * (1 + a)) }'
+}
+ok "score --reward: beta * sum log pi, two responses' rewards differ by their pair's margin" \
+	reward_is_the_margin
+ok "score --reward: laid out as the ARM learnt; another -T is used, and said (issue 14)" sh -c "
+	parm-eval score --records --reward r=parm.gguf@1,0 recs.jsonl > d1 2> w0 && [ ! -s w0 ] &&
+	parm-eval score --records --reward r=parm.gguf@1,0 -T '{prompt}:' recs.jsonl > d2 2> w1 &&
+	cmp d1 d2 && [ ! -s w1 ] &&
+	parm-eval score --records --reward r=parm.gguf@1,0 -T 'say {prompt}' recs.jsonl > d3 2> w2 &&
+	! cmp -s d1 d3 && cat w2 >&2 && [ \$(wc -l < w2) -eq 1 ] &&
+	grep -q \"^parm-eval: parm.gguf learnt from prompts laid out as '{prompt}:', but --template gives it 'say {prompt}'\$\" w2"
+ok "accuracy: labels from other fields than the ARM learnt are used, and said (issue 14)" sh -c "
+	parm-eval accuracy -O A=b -O B=a parm.gguf held.jsonl > x 2> w && cat w >&2 &&
+	[ \$(wc -l < w) -eq 2 ] && grep -q '^parm-eval: parm.gguf learnt objective A from a, but --objective labels it by b\$' w &&
+	parm-eval accuracy -O A=a -O B=b parm.gguf held.jsonl > x 2> w && [ ! -s w ]"
+
 # --template chat: prompts as a user's turn in the backbone's own chat
 # template (Phi-3's vocabulary carries one), special tokens parsed.
 parm-train init --arch phi3 --vocab "$fx/ggml-vocab-phi-3.gguf" --dim 32 --layers 1 \

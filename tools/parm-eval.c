@@ -48,8 +48,9 @@ static const char usage_text[] =
 "                       as JSONL on stdin and printing one number per line\n"
 "      --reward NAME=ARM.gguf[@ALPHA]  an ARM as reward model: beta * sum of\n"
 "                       log pi over the response (ALPHA needed when k > 1)\n"
-"  -T, --template TEXT  for --reward: wrap prompts (default: the chain's\n"
-"                       parm-logits template, else the prompt as it is)\n"
+"  -T, --template TEXT  for --reward: lay prompts out (default: as the ARM\n"
+"                       learnt, else the chain's parm-logits template);\n"
+"                       --system as for accuracy\n"
 "      --method-field F take the method from the records' field F\n"
 "  -R, --ref A,B,...    hypervolume reference point (default: per-objective\n"
 "                       minimum over all points compared)\n"
@@ -124,11 +125,9 @@ static int int_in(int c, const int *list)
 	return 0;
 }
 
-/* -T: a template with {prompt}, or (accuracy) chat. */
-static const char *template_opt(const char *arg, int accuracy)
+/* -T: a template with {prompt}, or chat. */
+static const char *template_opt(const char *arg)
 {
-	if (!strcmp(arg, "chat") && !accuracy)
-		usage_error("%s", "--template chat is for parm-eval accuracy");
 	if (strcmp(arg, "chat") && !strstr(arg, "{prompt}"))
 		usage_error("--template: '%s' has no {prompt} (and is not 'chat')", arg);
 	return arg;
@@ -146,7 +145,7 @@ static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 		{"json", 0, 0, 'j'}, {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
 		{"version", 0, 0, 'V'}, {0, 0, 0, 0}};
 	const char *acc_only = "OLgp", *score_only = "RP";
-	const int acc_long_only[] = {OPT_OVERLONG, OPT_SYSTEM, OPT_DETAILS, 0},
+	const int acc_long_only[] = {OPT_OVERLONG, OPT_DETAILS, 0},
 		  score_long_only[] = {OPT_RECORDS, OPT_SCORER, OPT_REWARD, OPT_METHOD, 0};
 	int c;
 	o->prefs = xcalloc(argc, sizeof *o->prefs);
@@ -159,7 +158,7 @@ static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 				    accuracy ? "score" : "accuracy");
 		switch (c) {
 		case 'O': add_objective(o, optarg); break;
-		case 'T': o->tmpl = template_opt(optarg, accuracy); break;
+		case 'T': o->tmpl = template_opt(optarg); break;
 		case 'L': o->max_len = opt_long("--max-length", optarg, 2, 1 << 24); break;
 		case OPT_OVERLONG:
 			if (strcmp(optarg, "drop") && strcmp(optarg, "truncate"))
@@ -299,28 +298,54 @@ static void list_alphas(struct acc_run *r, const struct opts *o)
 	}
 }
 
-/* The prompt layout: -T (chat: the backbone's chat template), else the one
- * the ARM was trained with (parm.train.template and .system). */
-static void prompt_layout(parm_pair_opts *po, char **chat, const struct acc_run *r,
-			  const struct opts *o)
+/* The prompt layout: tmpl (-T; chat: the backbone's chat template), else
+ * the one the ARM was trained with (parm.train.template and .system); a
+ * -T other than that is said, once. */
+static void prompt_layout(parm_pair_opts *po, char **chat, const parm_arm *arm,
+			  const char *given, const char *system)
 {
-	const char *trained = parm_arm_get_info(r->arm, "template");
-	const char *tmpl = o->tmpl ? o->tmpl : trained;
+	const char *trained = parm_arm_get_info(arm, "template");
+	const char *tmpl = given ? given : trained;
+	char b1[256], b2[256];
 	*chat = NULL;
 	po->tmpl = tmpl;
-	po->system = o->system;
-	if (!tmpl || strcmp(tmpl, "chat"))
+	po->system = system;
+	if (tmpl && !strcmp(tmpl, "chat")) {
+		if (!(*chat = parm_chat_template_of(arm->backbone->file)))
+			die("%s: %s: %s", arm->path, given ? "--template chat" :
+			    "trained with its backbone's chat template", parm_error());
+		if (!parm_chat_detect(*chat))
+			die("%s: the backbone's chat template is not one parm recognises (%s)",
+			    arm->path, parm_chat_names());
+		po->tmpl = NULL;
+		po->chat = *chat;
+		if (!po->system && !given)
+			po->system = parm_arm_get_info(arm, "system");
+	}
+	if (given && trained && strcmp(given, trained))
+		warn("%s learnt from prompts laid out as %s, but --template gives it %s",
+		     arm->path, parm_layout_words(trained, b1, sizeof b1),
+		     parm_layout_words(given, b2, sizeof b2));
+}
+
+/* Say so when -O labels an objective from another field (or file) than
+ * the ARM learnt it from. */
+static void check_labels(const parm_arm *arm, const parm_objectives *given)
+{
+	parm_objectives learnt = { 0 };
+	if (!parm_arm_get_info(arm, "labels") || parm_arm_labels(arm, &learnt) < 0)
 		return;
-	if (!(*chat = parm_chat_template_of(r->arm->backbone->file)))
-		die("%s: %s: %s", r->arm->path, o->tmpl ? "--template chat" :
-		    "trained with its backbone's chat template", parm_error());
-	if (!parm_chat_detect(*chat))
-		die("%s: the backbone's chat template is not one parm recognises (%s)", r->arm->path,
-		    parm_chat_names());
-	po->tmpl = NULL;
-	po->chat = *chat;
-	if (!po->system && !o->tmpl)
-		po->system = parm_arm_get_info(r->arm, "system");
+	for (int i = 0; i < given->k; i++) {
+		int j = parm_objective_index(&learnt, given->obj[i].name);
+		if (j < 0)
+			continue;
+		char *g = parm_objective_spec(&given->obj[i]), *l = parm_objective_spec(&learnt.obj[j]);
+		if (strcmp(g, l))
+			warn("%s learnt objective %s from %s, but --objective labels it by %s", arm->path,
+			     given->obj[i].name, strchr(l, '=') + 1, strchr(g, '=') + 1);
+		free(g), free(l);
+	}
+	parm_objectives_free(&learnt);
 }
 
 static void load_pairs(struct acc_run *r, struct opts *o)
@@ -329,11 +354,12 @@ static void load_pairs(struct acc_run *r, struct opts *o)
 	char *chat;
 	parm_pair_opts po = { .max_len = (int)o->max_len,
 			      .overlong = o->truncate ? PARM_OVERLONG_TRUNCATE : PARM_OVERLONG_DROP };
-	prompt_layout(&po, &chat, r, o);
+	prompt_layout(&po, &chat, r->arm, o->tmpl, o->system);
 	if (!po.max_len)
 		po.max_len = r->arm->backbone->cfg.n_ctx;
 	if (o->obj.k == 0 && parm_arm_labels(r->arm, &o->obj) < 0)  /* those it learnt from */
 		die("%s", parm_error());
+	check_labels(r->arm, &o->obj);
 	match_objectives(r, &o->obj);
 	if (parm_pairs_load(&r->pairs, &o->obj, (const char *const *)o->args + 1, o->n_args - 1, &bad) < 0 ||
 	    parm_pairs_tokenize(&r->pairs, r->arm->backbone->tok, &po) < 0)
@@ -496,15 +522,17 @@ static const char *chain_template(const json_t *rec)
 	return "{prompt}";
 }
 
-/* Record i as the ARM's tokens: templated prompt + response, EOS kept
- * only when the response stopped there. */
+/* Record i as the ARM's tokens: the prompt laid out (layout, else the
+ * chain's template) + response, EOS kept only when the response stopped
+ * there. */
 static void tokenize_record(parm_pairs *one, const struct records *r, long i,
-			    const parm_tokenizer *tok, const char *tmpl)
+			    const parm_tokenizer *tok, const parm_pair_opts *layout)
 {
 	const char *resp = record_string(r, i, "response");
 	const char *stop = json_string_value(json_object_get(r->rec[i], "stop"));
-	parm_pair_opts po = { .tmpl = tmpl ? tmpl : chain_template(r->rec[i]),
-			      .overlong = PARM_OVERLONG_DROP };
+	parm_pair_opts po = { .tmpl = chain_template(r->rec[i]), .overlong = PARM_OVERLONG_DROP };
+	if (layout)
+		po = *layout;
 	parm_pair *q = &one->pair[0];
 	memset(q, 0, sizeof *q);
 	q->prompt = xstrdup(record_string(r, i, "prompt"));
@@ -521,7 +549,7 @@ static void tokenize_record(parm_pairs *one, const struct records *r, long i,
 
 /* spec "ARM.gguf[@ALPHA]" */
 static void score_with_arm(double *out, const char *name, const char *spec,
-			   const struct records *r, const char *tmpl)
+			   const struct records *r, const struct opts *o)
 {
 	char *path = xstrdup(spec), *at = strrchr(path, '@');
 	float alpha[PARM_MAX_OBJECTIVES];
@@ -539,9 +567,16 @@ static void score_with_arm(double *out, const char *name, const char *spec,
 	parm_arm_scorer *s = parm_arm_scorer_new(arm, alpha);
 	if (!s)
 		die("--reward %s: %s: %s", name, path, parm_error());
+	/* the ARM scores text laid out as it learnt; an ARM that recorded
+	 * nothing sees the prompts as the base did */
+	parm_pair_opts layout = { .overlong = PARM_OVERLONG_DROP };
+	char *chat = NULL;
+	int own = o->tmpl || parm_arm_get_info(arm, "template");
+	if (own)
+		prompt_layout(&layout, &chat, arm, o->tmpl, o->system);
 	parm_pairs one = {xcalloc(1, sizeof *one.pair), 0, 0, 0};
 	for (long i = 0; i < r->n; i++) {
-		tokenize_record(&one, r, i, arm->backbone->tok, tmpl);
+		tokenize_record(&one, r, i, arm->backbone->tok, own ? &layout : NULL);
 		const parm_pair *q = &one.pair[0];
 		if (parm_arm_scorer_logp(s, q->seq[0], q->n_seq[0], q->resp_start[0], &out[i]) < 0)
 			die("%s: --reward %s: %s", r->origin[i], name, parm_error());
@@ -552,6 +587,7 @@ static void score_with_arm(double *out, const char *name, const char *spec,
 	parm_pairs_free(&one);
 	parm_arm_scorer_free(s);
 	parm_arm_free(arm);
+	free(chat);
 	free(path);
 }
 
@@ -565,7 +601,7 @@ static double *score_all(const struct opts *o, const struct records *r, char **n
 		names[j] = xmemdup(spec, eq - spec + 1);
 		names[j][eq - spec] = 0;
 		if (arm)
-			score_with_arm(scores + (size_t)j * r->n, names[j], eq + 1, r, o->tmpl);
+			score_with_arm(scores + (size_t)j * r->n, names[j], eq + 1, r, o);
 		else if (parm_run_scorer(scores + (size_t)j * r->n, names[j], eq + 1,
 					 (const char *const *)r->line, (const char *const *)r->origin, r->n) < 0)
 			die("%s", parm_error());

@@ -2,6 +2,7 @@
  * GenARM ARMs) to the logits of a parm stream. */
 #include "mix.h"
 #include "model.h"
+#include "prompts.h"
 #include "stream.h"
 #include "util.h"
 
@@ -150,18 +151,6 @@ static int stream_ctx(const parm_header *h)
 	return 0;
 }
 
-/* A prompt layout in words: "chat" (a user's turn of the chat template),
- * "{prompt}" (the prompt as it is) or a template's text. */
-static const char *layout_words(const char *layout, char *buf, size_t size)
-{
-	if (!strcmp(layout, "chat"))
-		return "a user's turn of the chat template";
-	if (!strcmp(layout, "{prompt}"))
-		return "the prompt as it is";
-	snprintf(buf, size, "'%s'", layout);
-	return buf;
-}
-
 /* The parm-logits flags that lay prompts out as layout. */
 static const char *layout_flags(const char *layout, char *buf, size_t size)
 {
@@ -198,7 +187,7 @@ static void check_layout(const parm_header *h, parm_guide *const *g, int n)
 		if (trained && strcmp(trained, base))
 			warn("%s learnt from prompts laid out as %s, but the base was given %s "
 			     "(parm-logits %s lays them out alike)", arm->path,
-			     layout_words(trained, b1, sizeof b1), layout_words(base, b2, sizeof b2),
+			     parm_layout_words(trained, b1, sizeof b1), parm_layout_words(base, b2, sizeof b2),
 			     layout_flags(trained, b3, sizeof b3));
 	}
 	json_decref(stage);
