@@ -950,6 +950,16 @@ static void pack_str(msgpack_packer *pk, const char *s)
 	msgpack_pack_str_body(pk, s, n);
 }
 
+int parm_check_stream_output(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)))
+		return parm_fail("standard output is a %s, which cannot send back the chosen tokens; "
+				 "pipe it into a sampler such as parm-sample",
+				 S_ISREG(st.st_mode) ? "file" : isatty(fd) ? "terminal" : "device");
+	return 0;
+}
+
 void parm_write_abort(int fd)
 {
 	struct stat st;
@@ -1126,12 +1136,14 @@ int parm_write_record(parm_writer *w, const parm_record *rec, int n_vocab)
 
 /* A choice is [seq, tok, stop] and a hello is nil: nothing longer. */
 #define FEEDBACK_LIMITS ((struct skim_limits){ 3, 8, 64 })
+#define FEEDBACK_NOTICE 5       /* seconds without a sampler before we say so */
 
 struct parm_feedback {
 	int fd;
 	int owner;                      /* made by parm_feedback_create */
 	int connected;                  /* the sampler has written to it */
 	double deadline;                /* for the sampler to connect */
+	double notice_at;               /* to say we are still waiting for it */
 	volatile sig_atomic_t removed;
 	struct msgbuf in;
 	/* preformatted so parm_feedback_remove is async-signal-safe */
@@ -1185,6 +1197,7 @@ parm_feedback *parm_feedback_create(void)
 		return parm_failp("cannot open the feedback FIFO: %s", strerror(e));
 	}
 	f->deadline = parm_now() + parm_stream_timeout() / 1000.0;
+	f->notice_at = parm_now() + FEEDBACK_NOTICE;
 	return f;
 }
 
@@ -1284,8 +1297,24 @@ static int wait_timeout(const parm_feedback *f)
 {
 	if (f->connected)
 		return -1;
-	double left = f->deadline - parm_now();
+	double now = parm_now(), left = f->deadline - now;
+	if (f->notice_at < f->deadline && f->notice_at - now < left)
+		left = f->notice_at - now;
 	return left <= 0 ? 0 : (int)(left * 1000) + 1;
+}
+
+/* A few seconds without a sampler: say what is awaited, once, so that a
+ * pipe without one (parm-logits | parm-mix ... | gzip) is not silent until
+ * the deadline.  Not when the deadline itself is that near. */
+static void notice_waiting(parm_feedback *f)
+{
+	double now = parm_now();
+	if (f->connected || now < f->notice_at || f->notice_at >= f->deadline)
+		return;
+	f->notice_at = f->deadline;
+	warn("no sampler has opened the feedback channel in %g s; waiting up to %g s more "
+	     "(is a sampler such as parm-sample at the end of the pipe?)",
+	     (double)FEEDBACK_NOTICE, f->deadline - now);
 }
 
 /* Wait until the FIFO is readable (or closed) or the output reader left. */
@@ -1301,7 +1330,8 @@ static int wait_feedback(parm_feedback *f, int out_fd)
 		return consumer_gone("the reader of the stream went away");
 	if (p[0].revents)
 		return read_feedback(f);
-	if (n == 0 && !f->connected) {
+	notice_waiting(f);
+	if (n == 0 && !f->connected && parm_now() >= f->deadline) {
 		errno = ETIMEDOUT;
 		return parm_fail("no sampler opened the feedback channel in %g s (is a sampler "
 				 "such as parm-sample at the end of the pipe? see PARM_STREAM_TIMEOUT)",

@@ -96,6 +96,10 @@ parm_writer *parm_writer_new(int fd);
  * file or a terminal): the next stage then leaves without an error of its
  * own.  Whatever the stream held before; for parm_on_die. */
 void parm_write_abort(int fd);
+/* The stream on fd (standard output) must reach a sampler, which answers
+ * on the feedback channel: a file, a terminal or a device cannot.  0, or
+ * -1 + parm_error saying so (at once, rather than after the timeout). */
+int parm_check_stream_output(int fd);
 void parm_writer_free(parm_writer *w);
 int parm_write_header(parm_writer *w, const parm_header *h);
 int parm_write_start(parm_writer *w, int seq, const char *prompt,

@@ -52,6 +52,10 @@ ok "the reader going away ends parm-mix quietly" sh -c '
 	seq 1 12 | parm-logits -n 40 base.gguf | parm-mix arm1.gguf 2>err | head -c 100 > /dev/null;
 	[ ! -s err ]'
 
+ok "parm-mix into a file, no sampler: parm-logits says so after 5 s, then gives up (issue 14)" sh -c '
+	PARM_STREAM_TIMEOUT=7 parm-logits -n 2 base.gguf < prompts.txt 2> w.err | parm-mix arm1.gguf > mixed.bin 2> m.err
+	cat w.err m.err >&2; [ $(wc -l < w.err) -eq 2 ] && [ ! -s m.err ] &&
+	grep -q "^parm-logits: no sampler has opened the feedback channel in 5 s" w.err'
 if command -v script > /dev/null; then
 	ok "parm-mix with a terminal on standard input, or output, says so and exits 1" sh -c '
 		script -qec "parm-mix arm1.gguf" /dev/null > tty.out; rc=$?

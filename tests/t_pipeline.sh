@@ -92,6 +92,14 @@ fails "standard output a file: said at once, not after a timeout" \
 	sh -c 'echo hi | parm-logits m.gguf > s.out'
 fails "standard output /dev/null: likewise" '^parm-logits: standard output is a device' \
 	sh -c 'echo hi | parm-logits m.gguf > /dev/null'
+ok "no sampler at the end of the pipe: said after 5 s, then given up at the timeout (issue 14)" sh -c '
+	echo hi | PARM_STREAM_TIMEOUT=7 parm-logits m.gguf 2> wait.err | cat > /dev/null
+	cat wait.err >&2; [ $(wc -l < wait.err) -eq 2 ] &&
+	head -1 wait.err | grep -q "^parm-logits: no sampler has opened the feedback channel in 5 s; waiting up to [0-9.]* s more (is a sampler such as parm-sample at the end of the pipe?)\$" &&
+	tail -1 wait.err | grep -q "^parm-logits: .*no sampler opened the feedback channel in 7 s"'
+ok "a timeout of 5 s or less: the error alone" sh -c '
+	echo hi | PARM_STREAM_TIMEOUT=1 parm-logits m.gguf 2> wait1.err | cat > /dev/null
+	cat wait1.err >&2; [ $(wc -l < wait1.err) -eq 1 ]'
 # a header of a version-2 stream: {"type":"header","magic":"parm-stream","version":2}
 printf '\203\244type\246header\245magic\253parm-stream\247version\002' > v2.stream
 fails "stream of another version" '^parm-sample: .*version 2' sh -c 'parm-sample < v2.stream'

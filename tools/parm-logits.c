@@ -559,16 +559,6 @@ static void open_remote(struct base *b, const struct opts *o, int n_slots)
 		b->n_ctx = 1 << 30;
 }
 
-/* A file or a device on standard output cannot answer the feedback
- * channel: say so now rather than after PARM_STREAM_TIMEOUT. */
-static void refuse_unanswerable_output(void)
-{
-	struct stat st;
-	if (fstat(STDOUT_FILENO, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)))
-		die("standard output is a %s, which cannot send back the chosen tokens; "
-		    "pipe it into a sampler such as parm-sample", S_ISREG(st.st_mode) ? "file" : "device");
-}
-
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -605,7 +595,8 @@ int main(int argc, char **argv)
 	g.jobs = tokenize_prompts(b.tok, &o, prompts, n, b.n_ctx);
 	free(own);
 
-	refuse_unanswerable_output();
+	if (parm_check_stream_output(STDOUT_FILENO) < 0)
+		die("%s", parm_error());
 	signal(SIGPIPE, SIG_IGN);
 	if (!(feedback = parm_feedback_create()))
 		die("%s", parm_error());
