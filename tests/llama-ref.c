@@ -4,8 +4,10 @@
  *                                            special tokens not parsed
  *   llama-ref tokenize-all MODEL.gguf < texts  the same for NUL-terminated
  *                                            texts, one line of ids each
- *   llama-ref logits MODEL.gguf ID...        n_tokens * n_vocab raw f32,
- *                                            every position's logits row
+ *   llama-ref logits MODEL.gguf [--lora ADAPTER.gguf SCALE]... ID...
+ *                                            n_tokens * n_vocab raw f32,
+ *                                            every position's logits row,
+ *                                            with LoRA adapters at scales
  *   llama-ref tokenize-special MODEL.gguf < text  ids, special tokens parsed
  *   llama-ref tokenize-all-special MODEL.gguf < texts  the same, one line each
  *   llama-ref eog MODEL.gguf                 the end-of-generation ids
@@ -121,13 +123,43 @@ static struct llama_context *context_for(struct llama_model *model, int n)
 	return ctx;
 }
 
+enum { MAX_LORA = 16 };
+
+/* Leading "--lora FILE SCALE" triples of args[n] loaded on ctx; the
+ * number of args they took. */
+static int set_loras(struct llama_model *model, struct llama_context *ctx, int n, char **args)
+{
+	struct llama_adapter_lora *ad[MAX_LORA];
+	float scale[MAX_LORA];
+	int used = 0, k = 0;
+	while (used + 3 <= n && !strcmp(args[used], "--lora")) {
+		char *end;
+		if (k == MAX_LORA)
+			fail("too many adapters", args[used + 1]);
+		if (!(ad[k] = llama_adapter_lora_init(model, args[used + 1])))
+			fail("cannot load the adapter", args[used + 1]);
+		scale[k] = strtof(args[used + 2], &end);
+		if (*end || end == args[used + 2])
+			fail("bad scale", args[used + 2]);
+		k++, used += 3;
+	}
+	if (k && llama_set_adapters_lora(ctx, ad, (size_t)k, scale) != 0)
+		fail("cannot set the adapters", NULL);
+	return used;
+}
+
 static int logits(const char *path, int n, char **args)
 {
 	struct llama_model *model = load(path, 0);
 	int32_t n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
 	struct llama_context *ctx = context_for(model, n);
-	struct llama_batch batch = llama_batch_init(n, 0, 1);
+	int used = set_loras(model, ctx, n, args);
+	struct llama_batch batch;
 	int i;
+	n -= used, args += used;
+	if (n < 1)
+		fail("no token ids", path);
+	batch = llama_batch_init(n, 0, 1);
 	for (i = 0; i < n; i++) {
 		char *end;
 		long id = strtol(args[i], &end, 10);

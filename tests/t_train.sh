@@ -226,6 +226,22 @@ fails "--resume refuses a checkpoint made with other options" \
 	sh -c "$run --lr 2e-2 --resume -o r.gguf m.gguf train.jsonl"
 ok "--resume finishes it" sh -c "$run --resume -o r.gguf m.gguf train.jsonl 2>/dev/null"
 ok "resumed run's ARM is byte-identical to the uninterrupted one" cmp full.gguf r.gguf
+# parm-train export: the ARM as llama.cpp LoRA adapters (test_llamacpp
+# holds them to our ARM on llama.cpp itself)
+ok "export: k + 1 LoRA adapters, their paths on stdout in llama-server's order" sh -c "
+	parm-train export -o lora.gguf parm.gguf > paths 2> export.err && cat export.err >&2 &&
+	printf 'lora.agnostic.gguf\nlora.A.gguf\nlora.B.gguf\n' | cmp - paths &&
+	for f in \$(cat paths); do grep -a -q 'adapter.lora.alpha' \$f || exit 1; done &&
+	grep -q '^parm-train: export: 3 LoRA adapters of parm.gguf: serve with llama-server -m m.gguf' export.err"
+ok "export --pref: one adapter merged at alpha" sh -c "
+	parm-train export --pref 0.3,0.7 -o merged.gguf parm.gguf > paths 2>/dev/null &&
+	echo merged.gguf | cmp - paths && grep -a -q 'parm.export.pref' merged.gguf"
+fails "export: a preference of the wrong length" '^parm-train: --pref: ' \
+	parm-train export --pref 0.2,0.3,0.5 -o x.gguf parm.gguf
+fails "export: -o is required" '^parm-train: export: -o is required' parm-train export parm.gguf
+fails "export: a fused backbone's q, k, v are refused by name" \
+	"^parm-train: phi3-parm.gguf: blk.0.attn_q.weight is read from a fused tensor" \
+	parm-train export -o x.gguf phi3-parm.gguf
 ok "a finished run, resumed or not, removes its checkpoint (issue 14)" sh -c "
 	[ ! -e r.gguf.ckpt ] && [ ! -e full.gguf.ckpt ]"
 fails "--resume with no checkpoint" '^parm-train: --resume: no checkpoint none\.ckpt' \

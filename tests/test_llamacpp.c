@@ -17,6 +17,9 @@
 #include "tokenizer.h"
 #include "model.h"
 #include "chat.h"
+#include "arm.h"
+#include "export.h"
+#include "rng.h"
 
 #include <jansson.h>
 
@@ -422,16 +425,18 @@ typedef struct {
 	double max_diff, scale;         /* max |ours - ref|, rms of ref */
 } diff;
 
-/* Reference logits [n][V] of ids[n] through llama-ref, or NULL. */
-static float *ref_logits(const char *model, const int *ids, int n, int n_vocab)
+/* Reference logits [n][V] of ids[n] through llama-ref, or NULL; loras:
+ * llama-ref's "--lora FILE SCALE" arguments, or "". */
+static float *ref_logits(const char *model, const char *loras, const int *ids, int n, int n_vocab)
 {
-	size_t cap = 64 + strlen(ref_bin) + strlen(model) + 12 * (size_t)n, want = (size_t)n * n_vocab;
+	size_t cap = 64 + strlen(ref_bin) + strlen(model) + strlen(loras) + 12 * (size_t)n,
+	       want = (size_t)n * n_vocab;
 	char *cmd = xmalloc(cap), *p = cmd;
 	float *out = xmalloc(want * sizeof *out);
 	FILE *f;
 	size_t got;
 	int i;
-	p += sprintf(p, "'%s' logits '%s'", ref_bin, model);
+	p += sprintf(p, "'%s' logits '%s' %s", ref_bin, model, loras);
 	for (i = 0; i < n; i++)
 		p += sprintf(p, " %d", ids[i]);
 	f = popen(cmd, "r");
@@ -444,15 +449,16 @@ static float *ref_logits(const char *model, const int *ids, int n, int n_vocab)
 	return out;
 }
 
-/* Our logits [n][V] of ids[n], every position wanted, or NULL. */
-static float *our_logits(const parm_model *m, const int *ids, int n)
+/* Our logits [n][V] of ids[n], every position wanted, with adapters ad
+ * (NULL: none), or NULL. */
+static float *our_logits(const parm_model *m, const parm_adapter *ad, const int *ids, int n)
 {
 	parm_kv *kv = parm_kv_new(m, 1, 64);
 	int *slot = xcalloc(n, sizeof *slot);
 	uint8_t *want = xmalloc(n);
 	float *out = xmalloc((size_t)n * m->cfg.n_vocab * sizeof *out);
 	memset(want, 1, n);
-	if (!kv || parm_forward(m, kv, n, ids, slot, want, out) != n) {
+	if (!kv || parm_forward_adapted(m, ad, kv, n, ids, slot, want, out) != n) {
 		free(out);
 		out = NULL;
 	}
@@ -518,9 +524,9 @@ static void check_file(const char *path, const char *ref_path, const char *what,
 		return;
 	}
 	make_sequence(ids, N_SEQ, m->tok);
-	if (!(ours = our_logits(m, ids, N_SEQ)))
+	if (!(ours = our_logits(m, NULL, ids, N_SEQ)))
 		ok(0, "%s: parm_forward: %s", what, parm_error());
-	else if (!(ref = ref_logits(ref_path, ids, N_SEQ, m->cfg.n_vocab)))
+	else if (!(ref = ref_logits(ref_path, "", ids, N_SEQ, m->cfg.n_vocab)))
 		ok(0, "%s: llama-ref logits failed on %s", what, ref_path);
 	else {
 		d = compare_logits(ours, ref, (size_t)N_SEQ * m->cfg.n_vocab);
@@ -1065,7 +1071,7 @@ static void check_greedy_on(const parm_model *m, const char *model, const char *
 	float *ref = NULL;
 	if (n_prompt > 0 && pipe_tokens(model, flags, gen, what) == 0) {
 		memcpy(ids + n_prompt, gen, (N_GREEDY - 1) * sizeof *gen);
-		ref = ref_logits(model, ids, n_prompt + N_GREEDY - 1, m->cfg.n_vocab);
+		ref = ref_logits(model, "", ids, n_prompt + N_GREEDY - 1, m->cfg.n_vocab);
 		if (!ref)
 			ok(0, "%s: llama-ref logits failed", what);
 	}
@@ -1194,6 +1200,93 @@ static void skip_all(const char *why)
 		skip(why, "llama-quantize file check %zu", i);
 }
 
+/* ---- an ARM as llama.cpp LoRA adapters (export.h) ---- */
+
+/* An ARM of k = 2 objectives on backbone, every target adapted, B drawn
+ * (not 0: the adapters must change the logits). */
+static parm_arm *random_arm(const char *backbone, const char *out)
+{
+	static const char *names[] = { "helpful", "harmless" };
+	parm_arm_options o;
+	parm_arm_default_options(&o);
+	o.k = 2, o.r1 = 2, o.r2 = 3, o.objectives = names, o.seed = 5;
+	parm_parse_targets("all", &o.targets);
+	parm_arm *a = parm_arm_new(backbone, &o);
+	if (!a)
+		return NULL;
+	uint64_t s = 99;
+	for (size_t i = 0; i < a->n_params; i++)
+		if (parm_splitmix_uniform(&s) < 0.5)  /* half the entries, B's included */
+			a->params[i] += 0.2f * (float)(parm_splitmix_uniform(&s) - 0.5);
+	if (parm_arm_save(a, out, 0) < 0) {
+		parm_arm_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* Ours at alpha (unmerged) against llama.cpp with the adapters loras. */
+static void check_lora(const parm_arm *a, const float *alpha, const char *loras, const char *what)
+{
+	int ids[N_SEQ], V = a->backbone->cfg.n_vocab;
+	float *M, *ref = NULL, *ours, *plain = NULL;
+	parm_adapter *ad = parm_arm_adapters(a, alpha, &M);
+	make_sequence(ids, N_SEQ, a->backbone->tok);
+	if (!(ours = our_logits(a->backbone, ad, ids, N_SEQ)))
+		ok(0, "%s: parm_forward_adapted: %s", what, parm_error());
+	else if (!(ref = ref_logits(a->backbone_path, loras, ids, N_SEQ, V)))
+		ok(0, "%s: llama-ref logits with %s failed", what, loras);
+	else if ((plain = our_logits(a->backbone, NULL, ids, N_SEQ))) {
+		/* the adapters must move the logits far more than the limit */
+		diff d = compare_logits(ours, ref, (size_t)N_SEQ * V);
+		diff moved = compare_logits(ours, plain, (size_t)N_SEQ * V);
+		double lim = tolerance(GGML_F32) * d.scale;
+		ok(d.max_diff <= lim && moved.max_diff >= 100 * lim,
+		   "%s: max |diff| %.3g = %.3g x rms %.3g (limit %.0e x rms; the adapters move "
+		   "the logits by %.3g)", what, d.max_diff, d.max_diff / d.scale, d.scale,
+		   tolerance(GGML_F32), moved.max_diff);
+	}
+	free(ours), free(ref), free(plain), free(ad), free(M);
+}
+
+/* The k + 1 adapters at scales 1, alpha_1, alpha_2 and the one merged at
+ * alpha, on llama.cpp, against our ARM at alpha. */
+static void test_lora_export(void)
+{
+	static const float alphas[][2] = { { 1, 0 }, { 0.3f, 0.7f }, { 0, 1 } };
+	parm_config cfg = { .dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ff = 96,
+			    .n_ctx = 64, .rms_eps = 1e-5f, .rope_theta = 10000.0f };
+	char backbone[512], armf[512], part[3][512], merged[512], loras[4096], what[256];
+	snprintf(backbone, sizeof backbone, "%s/lora-base.gguf", tmp_dir);
+	snprintf(armf, sizeof armf, "%s/lora-arm.gguf", tmp_dir);
+	parm_arm *a = NULL;
+	if (make_arch_model(backbone, "llama-spm", &cfg, GGML_F32) || !(a = random_arm(backbone, armf))) {
+		ok(0, "LoRA export: an ARM to export: %s", parm_error());
+		return;
+	}
+	for (int i = -1; i < 2; i++) {
+		snprintf(part[i + 1], sizeof part[0], "%s/lora-part%d.gguf", tmp_dir, i + 1);
+		if (parm_arm_export_lora(a, i, NULL, part[i + 1]) < 0)
+			ok(0, "LoRA export of part %d: %s", i, parm_error());
+	}
+	for (size_t j = 0; j < sizeof alphas / sizeof *alphas; j++) {
+		const float *al = alphas[j];
+		snprintf(loras, sizeof loras, "--lora '%s' 1 --lora '%s' %.9g --lora '%s' %.9g",
+			 part[0], part[1], al[0], part[2], al[1]);
+		snprintf(what, sizeof what, "ARM at (%g, %g) as 3 LoRA adapters at scales 1, %g, %g on "
+			 "llama.cpp", al[0], al[1], al[0], al[1]);
+		check_lora(a, al, loras, what);
+		snprintf(merged, sizeof merged, "%s/lora-merged.gguf", tmp_dir);
+		if (parm_arm_export_lora(a, -1, al, merged) < 0)
+			ok(0, "LoRA export merged at (%g, %g): %s", al[0], al[1], parm_error());
+		snprintf(loras, sizeof loras, "--lora '%s' 1", merged);
+		snprintf(what, sizeof what, "ARM at (%g, %g) as one merged LoRA adapter on llama.cpp",
+			 al[0], al[1]);
+		check_lora(a, al, loras, what);
+	}
+	parm_arm_free(a);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -1210,6 +1303,7 @@ int main(void)
 	test_our_files();
 	test_rope_freqs();
 	test_architectures();
+	test_lora_export();
 	test_their_files();
 	remove_tmp_dir();
 	return tap_done();

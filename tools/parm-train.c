@@ -5,6 +5,7 @@
  * (parm-eval accuracy by another name). */
 #include "arm.h"
 #include "bpe_train.h"
+#include "export.h"
 #include "chat.h"
 #include "dataset.h"
 #include "gguf.h"
@@ -32,6 +33,7 @@ static const char usage_text[] =
 "       parm-train arm [options] -o ARM.gguf BACKBONE.gguf DATA...\n"
 "       parm-train accuracy [options] ARM.gguf PAIRS...\n"
 "       parm-train vocab [--size N] -o VOCAB.gguf CORPUS...\n"
+"       parm-train export [--pref A] -o OUT.gguf ARM.gguf\n"
 "init: write a model with random weights (normal, std 0.02; norms 1) and\n"
 "the tokenizer of FILE.gguf, loadable here and by llama.cpp.\n"
 "      --arch A         llama, qwen2 (q/k/v biases), qwen3 (q/k norms) or\n"
@@ -55,6 +57,10 @@ static const char usage_text[] =
 "vocab: learn a byte-level BPE vocabulary of --size N tokens (default 1024)\n"
 "from corpora read as lm reads them, for init --vocab (--strict: stop at\n"
 "a malformed record).\n"
+"export: the ARM as llama.cpp LoRA adapters for llama-server --lora: the\n"
+"agnostic part and one per objective (OUT.agnostic.gguf, OUT.NAME.gguf;\n"
+"at alpha, scales 1, alpha_1, ...), or with -p, --pref A one adapter\n"
+"merged at A (OUT.gguf); the paths written go to stdout.\n"
 "Training options (lm and arm):\n"
 "  -o, --output FILE        the model or ARM to write\n"
 "      --steps N            optimiser steps (default: --epochs worth)\n"
@@ -930,6 +936,90 @@ static int cmd_accuracy(int argc, char **argv)
 	    strerror(errno));
 }
 
+/* ---- export ---- */
+
+/* OUT.gguf -> OUT.PART.gguf: one file per adapter of the split export. */
+static char *part_path(const char *out, const char *part)
+{
+	size_t n = strlen(out);
+	if (n > 5 && !strcmp(out + n - 5, ".gguf"))
+		n -= 5;
+	size_t len = n + strlen(part) + 8;
+	char *p = xmalloc(len);
+	snprintf(p, len, "%.*s.%s.gguf", (int)n, out, part);
+	return p;
+}
+
+/* Objective i's part name (i < 0: the agnostic part): its own, unless a
+ * file name could not hold it or it would be taken for another. */
+static void part_name(char *buf, size_t size, const parm_arm *arm, int i)
+{
+	const char *name = i < 0 ? "agnostic" : arm->objectives[i];
+	if (i >= 0 && (strchr(name, '/') || name[0] == '.' || !strcmp(name, "agnostic")))
+		snprintf(buf, size, "objective%d", i + 1);
+	else
+		snprintf(buf, size, "%s", name);
+}
+
+/* The split export: OUT.agnostic.gguf, then one file per objective; their
+ * paths on stdout in the order llama-server numbers them (--lora ids). */
+static void export_split(const parm_arm *arm, const char *out)
+{
+	for (int i = -1; i < arm->k; i++) {
+		char name[256];
+		part_name(name, sizeof name, arm, i);
+		char *path = part_path(out, name);
+		check_output_path(path);
+		if (parm_arm_export_lora(arm, i, NULL, path) < 0)
+			die("%s", parm_error());
+		puts(path);
+		free(path);
+	}
+	warn("export: %d LoRA adapters of %s: serve with llama-server -m %s and a --lora for "
+	     "each, in this order; at alpha, give id 0 scale 1 and id i scale alpha_i",
+	     arm->k + 1, arm->path, arm->backbone_path);
+}
+
+static int cmd_export(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"output", 1, 0, 'o'}, {"pref", 1, 0, 'p'}, {"help", 0, 0, 'h'},
+		{"version", 0, 0, 'V'}, {0, 0, 0, 0}};
+	const char *out = NULL, *pref = NULL;
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":o:p:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 'p': pref = optarg; break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V': puts("parm-train " PARM_VERSION); exit(0);
+		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: usage_error("export: unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (!out)
+		usage_error("export: -o is required (see parm-train --help)");
+	if (optind != argc - 1)
+		usage_error("export: %s", optind == argc ? "no ARM given" : "one ARM at a time");
+	parm_arm *arm = parm_arm_load(argv[optind]);
+	if (!arm)
+		die("%s", parm_error());
+	float alpha[PARM_MAX_OBJECTIVES];
+	if (pref && parm_arm_parse_pref(arm, pref, alpha) < 0)
+		die("--pref: %s", parm_error());
+	if (!pref)
+		export_split(arm, out);
+	else {
+		check_output_path(out);
+		if (parm_arm_export_lora(arm, -1, alpha, out) < 0)
+			die("%s", parm_error());
+		puts(out);
+	}
+	parm_arm_free(arm);
+	return fflush(stdout) != 0 || ferror(stdout);
+}
+
 int main(int argc, char **argv)
 {
 	parm_setprog(argv[0]);
@@ -953,5 +1043,7 @@ int main(int argc, char **argv)
 		return cmd_accuracy(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "vocab"))
 		return cmd_vocab(argc - 1, argv + 1);
-	usage_error("unknown mode '%s' (init, lm, arm, accuracy or vocab)", argv[1]);
+	if (!strcmp(argv[1], "export"))
+		return cmd_export(argc - 1, argv + 1);
+	usage_error("unknown mode '%s' (init, lm, arm, accuracy, vocab or export)", argv[1]);
 }

@@ -1,0 +1,30 @@
+/* export.h - an ARM as llama.cpp LoRA adapters, which an unmodified
+ * llama-server applies with a scale per request.
+ *
+ * A PARM of k objectives is exactly k + 1 LoRA adapters: the
+ * preference-agnostic one (rank r1), to be applied at scale 1, and one per
+ * objective i (rank r2), at scale alpha_i; their sum is the ARM at alpha.
+ * Or, for one fixed alpha, a single merged adapter of rank r1 + r2 at
+ * scale 1.
+ *
+ * Files are llama.cpp's LoRA GGUF: general.type "adapter",
+ * general.architecture the backbone's, adapter.type "lora",
+ * adapter.lora.alpha = rank (so llama.cpp's alpha / rank is 1), and for
+ * each adapted weight blk.N.T.weight the f32 tensors .lora_a (ne {in,
+ * rank}) and .lora_b (ne {rank, out}); parm.export.part (agnostic, an
+ * objective's name or merged), parm.export.pref (merged) and
+ * parm.export.arm record what it is.  The backbone's rows are in GGUF
+ * order, as llama.cpp reads them, so nothing is permuted.
+ */
+#ifndef PARM_EXPORT_H
+#define PARM_EXPORT_H
+
+#include "arm.h"
+
+/* Write one adapter of arm to path (atomically): alpha != NULL the merged
+ * adapter at alpha[k]; else which = -1 the agnostic part, which = i the
+ * aware part of objective i.  -1 + parm_error (a projection read from a
+ * fused tensor has no weight of its own to adapt: refused by name). */
+int parm_arm_export_lora(const parm_arm *arm, int which, const float *alpha, const char *path);
+
+#endif
