@@ -41,6 +41,7 @@ struct parm_remote {
 	int llamacpp;           /* the server is llama.cpp (its own fields) */
 	int n_ctx, n_vocab;
 	json_t *ban;            /* logit_bias banning tokens held back */
+	json_t *lora;           /* [{"id", "scale"}] for every request, or NULL */
 	CURLM *multi;
 	struct curl_slist *headers;
 	struct xfer *x;
@@ -385,8 +386,15 @@ parm_remote *parm_remote_new(const parm_remote_opts *o)
 		.model = o->model ? xstrdup(o->model) : NULL};
 	if (o->cacert && load_cacert(&r->ca, o->cacert) < 0) {
 		free(r->ca.p);
+		free(r->model);
 		free(r);
 		return NULL;
+	}
+	if (o->n_lora > 0) {
+		r->lora = json_array();
+		for (int i = 0; i < o->n_lora; i++)
+			json_array_append_new(r->lora, json_pack("{s:i, s:f}", "id", i, "scale",
+								 (double)o->lora[i]));
 	}
 	set_urls(r, o->url);
 	r->multi = curl_multi_init();
@@ -422,6 +430,7 @@ void parm_remote_free(parm_remote *r)
 	curl_multi_cleanup(r->multi);
 	curl_slist_free_all(r->headers);
 	json_decref(r->ban);
+	json_decref(r->lora);
 	free(r->x);
 	free(r->ids);
 	free(r->vals);
@@ -516,6 +525,8 @@ static char *step_body(const parm_remote *r, const int *tokens, int len, int ban
 			      "temperature", 0.0);
 		/* the rest of the reply (settings, timings) is kilobytes per step */
 		json_object_set_new(j, "response_fields", json_pack("[s]", "completion_probabilities"));
+		if (r->lora)
+			json_object_set(j, "lora", r->lora);
 	} else {
 		j = json_pack("{s:o, s:i, s:i, s:b, s:f}", "prompt", p, "max_tokens", 1,
 			      "logprobs", r->top_k, "return_tokens_as_token_ids", 1,

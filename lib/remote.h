@@ -32,6 +32,10 @@ typedef struct {
 	const char *api_key;    /* sent as a bearer token, or NULL */
 	const char *model;      /* openai "model"; NULL: the server's first */
 	const parm_tokenizer *tok;      /* the vocabulary (see parm_remote_step) */
+	const float *lora;      /* llamacpp: the scales of the server's LoRA
+				   adapters (llama-server --lora, by id) sent
+				   with every request, or NULL */
+	int n_lora;
 } parm_remote_opts;
 
 typedef struct parm_remote parm_remote;

@@ -330,6 +330,19 @@ static void check_write(int rc)
 	die("%s", parm_error());
 }
 
+/* The sampler left (or our reader did): end the stream there, so that a
+ * stage between us (parm-mix) ends as quietly as we do, even when it
+ * cannot see its own reader gone yet (a shell holding the pipe, as in
+ * { parm-sample; echo; } | head); the FIN is best effort. */
+static void end_early(struct gen *g)
+{
+	int err = errno;
+	if (err == EPIPE && parm_write_fin(g->w) == 0)
+		parm_flush(g->w);
+	errno = err;
+	check_write(-1);
+}
+
 /* Queue a token for this round's pass, and keep it in the slot's history
  * (a remote server is sent whole sequences). */
 static void push_token(struct gen *g, int tok, int slot, int want)
@@ -478,7 +491,7 @@ static void generate(struct gen *g)
 	while ((n_steps = run_round(g)) > 0) {
 		/* the sampler or our reader left: they said why, or meant to */
 		if (parm_feedback_recv(feedback, STDOUT_FILENO, g->choices, n_steps) < 0)
-			check_write(-1);
+			end_early(g);
 		apply_choices(g, n_steps);
 	}
 	check_write(parm_write_fin(g->w));
