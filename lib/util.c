@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -240,6 +241,24 @@ int parm_parse_float(const char *s, double *out)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+int parm_parse_floats(const char *s, double *out, int max)
+{
+	int n = 0;
+	for (const char *p = s;; n++) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char entry[64];
+		if (n == max)
+			return parm_fail("'%s': more than %d numbers", s, max);
+		snprintf(entry, sizeof entry, "%.*s", (int)(len < 63 ? len : 63), p);
+		if (!len || len > 63 || parm_parse_float(entry, &out[n]) < 0 || !isfinite(out[n]))
+			return parm_fail("'%s': entry %d is %s", s, n + 1, len ? "not a number" : "empty");
+		if (!comma)
+			return n + 1;
+		p = comma + 1;
+	}
 }
 
 void usage_error(const char *fmt, ...)

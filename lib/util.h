@@ -69,6 +69,9 @@ void parm_advise_huge(void *p, size_t n);
 /* Parse a whole decimal integer / float; -1 on junk or out of range. */
 int parm_parse_long(const char *s, long lo, long hi, long *out);
 int parm_parse_float(const char *s, double *out);
+/* A comma-separated list of at most max finite numbers into out[]: the
+ * count, or -1 + parm_error naming the entry that is empty or not one. */
+int parm_parse_floats(const char *s, double *out, int max);
 
 /* Command-line helpers for the tools: a usage error prints
  * "prog: message (see prog --help)" and exits 2; the option parsers exit

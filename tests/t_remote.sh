@@ -82,6 +82,14 @@ fails "--remote needs --vocab" '^parm-logits: --remote needs --vocab' \
 	parm-logits --remote http://127.0.0.1:1
 fails "--remote with a model file" '^parm-logits: --remote takes the place of a model' \
 	parm-logits --remote http://127.0.0.1:1 --vocab m.gguf m.gguf
+fails "--lora without --remote" '^parm-logits: --lora goes with --remote and the llamacpp API' \
+	parm-logits --lora 1 m.gguf
+fails "--lora with an empty entry" "^parm-logits: --lora: '1,,2': entry 2 is empty" \
+	parm-logits --remote http://127.0.0.1:1 --vocab m.gguf --lora 1,,2
+fails "--lora with the openai API" '^parm-logits: --lora goes with --remote and the llamacpp API' \
+	parm-logits --remote http://127.0.0.1:1 --api openai --vocab m.gguf --lora 1
+fails "--pref on a model that is not an ARM" '^parm-logits: .*m.gguf' \
+	sh -c 'echo hi | parm-logits --pref 1 m.gguf > s.out'
 fails "--api other than llamacpp or openai" '^parm-logits: --api: expected llamacpp or openai' \
 	parm-logits --remote http://127.0.0.1:1 --vocab m.gguf --api grpc
 ok "the API key is sent as a bearer token and never printed" sh -c "
@@ -120,10 +128,10 @@ if [ ! -x "$server_bin" ]; then
 	skip "llama.cpp reference not built: run make llamacpp" "remote against llama-server"
 	done_testing; exit
 fi
-start_server() {  # a free loopback port: try a few at random
+start_server() {  # [ARGS]: a free loopback port: try a few at random
 	for try in 1 2 3 4 5; do
 		sport=$(( 20000 + ($$ * 7 + try * 7919 + $(date +%N | sed 's/^0*//;s/^$/0/') / 1000) % 30000 ))
-		"$server_bin" -m m.gguf --host 127.0.0.1 --port "$sport" -np 4 -c 2048 -t 2 \
+		"$server_bin" -m m.gguf "$@" --host 127.0.0.1 --port "$sport" -np 4 -c 2048 -t 2 \
 			--alias "parm-test-$$-$try" --no-webui > server.log 2>&1 &
 		spid=$!
 		# the port may be someone else's: wait for our own model's name
@@ -159,6 +167,28 @@ fails "a vocabulary other than the server's is refused" \
 	sh -c 'parm-logits --remote "$0" --vocab "$1" < p.txt > s.out' "$url" "$fx/ggml-vocab-gpt-2.gguf"
 if [ -x "$top/tools/parm-mix" ] && [ -x "$top/tests/test_mix" ]; then
 	"$top/tests/test_mix" --make-arm m.gguf 2 q,v 7 parm.gguf > /dev/null 2>&1
+
+	ok "parm-logits --pref runs the ARM itself, and the chain says so" sh -c "
+		echo hi | parm-logits -n 2 --pref helpful=0.25,harmless=0.75 parm.gguf |
+		parm-sample --temp 0 --json > j && grep -q '\"arm\": *\"parm.gguf\", *\"pref\": *\[0.25, *0.75\]' j"
+	# the PARM served by an unmodified llama-server as its k + 1 exported
+	# LoRA adapters, each alpha asked for per request (--lora 1,a1,a2)
+	parm-train export -o lora.gguf parm.gguf > lora.paths 2> export.err
+	# --cache-ram 0: its host-memory prompt cache is keyed by tokens alone,
+	# and would give a request the KV cache computed at another alpha
+	if start_server --cache-ram 0 $(sed 's/^/--lora /' lora.paths); then
+		aurl=http://127.0.0.1:$sport
+		for a in 1,0 0.3,0.7 0,1; do
+			ok "the PARM at ($a) on llama-server as exported LoRA adapters: top-8 ids and log-probs match the local ARM (1e-3)" sh -c "
+				parm-logits -n 8 -b 2 --pref $a parm.gguf < p.txt | ./rcmp dump 8 > arm-local.txt &&
+				parm-logits -n 8 -b 2 -k 8 --remote $aurl --lora 1,$a --vocab m.gguf < p.txt |
+				./rcmp dump 8 > arm-remote.txt && ./rcmp diff 1e-3 arm-local.txt arm-remote.txt >&2 &&
+				! ./rcmp diff 1e-3 local.txt arm-local.txt 2>/dev/null"
+		done
+	else
+		echo "not ok $((tap_n + 1)) - llama-server starts with the exported adapters"
+		sed 's/^/#   /' server.log | tail -5; tap_n=$((tap_n + 1)); tap_fail=$((tap_fail + 1))
+	fi
 	ok "parm-logits --remote | parm-mix --pref | parm-sample" sh -c "
 		parm-logits -n 6 --remote $url --vocab m.gguf < p.txt |
 		parm-mix --pref 0.3,0.7 parm.gguf | parm-sample --temp 0 > mixed && [ \$(wc -l < mixed) -eq 3 ]"

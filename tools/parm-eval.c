@@ -757,14 +757,11 @@ static void group_means(struct summary *s, const double *scores, long n_rec)
 
 static void parse_ref(struct summary *s, const char *ref)
 {
-	char *copy = xstrdup(ref), *save = NULL, *tok = strtok_r(copy, ",", &save);
-	int j = 0;
-	for (; tok; tok = strtok_r(NULL, ",", &save), j++)
-		if (j >= s->k || parm_parse_float(tok, &s->ref[j]) < 0 || !isfinite(s->ref[j]))
-			usage_error("--ref: expected %d numbers, got '%s'", s->k, ref);
-	if (j != s->k)
+	int n = parm_parse_floats(ref, s->ref, s->k);
+	if (n < 0)
+		usage_error("--ref: %s", parm_error());
+	if (n != s->k)
 		usage_error("--ref: expected %d numbers, got '%s'", s->k, ref);
-	free(copy);
 }
 
 /* One method: its groups are s->g[first .. first + n). */

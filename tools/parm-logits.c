@@ -2,6 +2,7 @@
  * emit a parm stream of next-token logits, read the chosen tokens back.
  * The base is a local GGUF model (dense logits) or a server asked over
  * HTTP (--remote: sparse top-K log-probabilities). */
+#include "arm.h"
 #include "model.h"
 #include "prompts.h"
 #include "chat.h"
@@ -37,6 +38,8 @@ static const char usage_text[] =
 "      --chat-template T  the same with T: a built-in name (chatml, llama3,\n"
 "                       phi3, ...) or a template's text\n"
 "      --system TEXT    a system turn before each prompt (with --chat)\n"
+"  -p, --pref A         MODEL is an ARM: run its backbone with its adapters\n"
+"                       at preference A (sample from the ARM itself)\n"
 "      --no-bos         do not start prompts with the BOS token\n"
 "      --tokenize       print the token ids of stdin and exit (any GGUF with\n"
 "                       tokenizer.* keys will do, weights or not)\n"
@@ -45,6 +48,8 @@ static const char usage_text[] =
 "      --api API        llamacpp (POST /completion, default) or openai\n"
 "                       (POST /v1/completions, e.g. vLLM)\n"
 "  -k, --top-k K        log-probabilities per step (default 20)\n"
+"      --lora S,S,...   llamacpp: the scales of the server's LoRA adapters\n"
+"                       (llama-server --lora, in order) for every request\n"
 "      --vocab FILE     the tokenizer (a GGUF file: the ARM's or the base's)\n"
 "      --model NAME     the openai \"model\" (default: the server's first)\n"
 "      --timeout S      give up on a request after S seconds (default 600)\n"
@@ -63,6 +68,8 @@ struct opts {
 	int no_bos, tokenize;
 	/* --remote */
 	const char *remote, *vocab, *cacert, *model_name;
+	const char *lora;           /* --lora: the server's adapter scales */
+	const char *pref;           /* --pref: MODEL is an ARM, run at it */
 	enum parm_api api;
 	long top_k, retries;
 	double timeout;
@@ -126,6 +133,10 @@ static void check_args(const struct opts *o, int n_models)
 		usage_error("--template and --chat exclude each other");
 	if (o->system && !o->chat)
 		usage_error("--system goes with --chat or --chat-template");
+	if (o->lora && (!o->remote || o->api != PARM_API_LLAMACPP))
+		usage_error("--lora goes with --remote and the llamacpp API (the adapters' scales per request)");
+	if (o->pref && (o->remote || o->tokenize))
+		usage_error("--pref runs an ARM file here; with --remote, --lora gives the server's scales");
 	if (o->remote || (o->tokenize && o->vocab && n_models == 0))
 		return;
 	if (n_models != 1)
@@ -141,12 +152,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{"remote", 1, 0, 'r'}, {"api", 1, 0, 'A'}, {"top-k", 1, 0, 'k'},
 		{"vocab", 1, 0, 'v'}, {"model", 1, 0, 'M'}, {"timeout", 1, 0, 'O'},
 		{"retries", 1, 0, 'R'}, {"cacert", 1, 0, 'C'}, {"chat", 0, 0, 'H'},
-		{"chat-template", 1, 0, 'E'}, {"system", 1, 0, 'S'}, {0, 0, 0, 0}};
+		{"chat-template", 1, 0, 'E'}, {"system", 1, 0, 'S'}, {"lora", 1, 0, 'L'},
+		{"pref", 1, 0, 'p'}, {0, 0, 0, 0}};
 	int c;
 	*o = (struct opts){.max_tokens = 128, .batch = 8, .top_k = 20, .retries = 4,
 			   .timeout = 600};
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":n:b:c:t:T:r:k:hV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":n:b:c:t:T:r:k:p:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n': o->max_tokens = opt_long("--max-tokens", optarg, 1, 1 << 24); break;
 		case 'b': o->batch = opt_long("--batch", optarg, 1, 4096); break;
@@ -166,6 +178,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'H': o->chat = 1; break;
 		case 'E': o->chat = 1, o->chat_tmpl = optarg; break;
 		case 'S': o->system = optarg; break;
+		case 'L': o->lora = optarg; break;
+		case 'p': o->pref = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-logits " PARM_VERSION); exit(0);
 		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -202,12 +216,17 @@ struct job {                    /* a tokenised prompt waiting for a slot */
 	int *tokens, n_tokens;
 };
 
+enum { MAX_LORA = 64 };          /* --lora scales */
+
 struct base {                   /* what gives the logits */
 	const parm_tokenizer *tok;
 	gguf_file *vocab_file;      /* --vocab's, with a remote base */
 	int n_vocab, n_ctx;
 	parm_model *m;              /* a local model (dense logits) ... */
 	parm_kv *kv;
+	parm_arm *arm;              /* --pref: m is its backbone, run with */
+	parm_adapter *ad;           /* its adapters at the preference */
+	float *M, *alpha;
 	parm_remote *remote;        /* ... or a server (sparse log-probs) */
 };
 
@@ -263,6 +282,14 @@ static char *stage_json(const struct opts *o, const struct base *b)
 			json_object_set_new(j, "model", json_string(o->model_name));
 		json_object_set_new(j, "vocab", json_string(o->vocab));
 		json_object_set_new(j, "top_k", json_integer(o->top_k));
+		if (o->lora)
+			json_object_set_new(j, "lora", json_string(o->lora));
+	} else if (b->arm) {
+		json_t *pref = json_array();
+		for (int i = 0; i < b->arm->k; i++)
+			json_array_append_new(pref, json_real(b->alpha[i]));
+		json_object_set_new(j, "arm", json_string(o->model_path));
+		json_object_set_new(j, "pref", pref);
 	} else {
 		json_object_set_new(j, "model", json_string(o->model_path));
 	}
@@ -383,7 +410,8 @@ static int local_steps(struct gen *g)
 {
 	const parm_batch *b = &g->batch;
 	int n_steps = 0, V = g->b->n_vocab;
-	if (parm_forward(g->b->m, g->b->kv, b->n, b->tokens, b->slot, b->want, g->logits) < 0)
+	if (parm_forward_adapted(g->b->m, g->b->ad, g->b->kv, b->n, b->tokens, b->slot, b->want,
+				 g->logits) < 0)
 		return -1;
 	for (int i = 0; i < b->n; i++) {
 		if (!b->want[i])
@@ -510,7 +538,13 @@ static const parm_tokenizer *load_vocab(struct base *b, const char *path)
 static void free_base(struct base *b)
 {
 	parm_kv_free(b->kv);
-	parm_model_free(b->m);
+	if (b->arm)
+		parm_arm_free(b->arm);         /* and with it m, its backbone */
+	else
+		parm_model_free(b->m);
+	free(b->ad);
+	free(b->M);
+	free(b->alpha);
 	parm_remote_free(b->remote);
 	if (b->vocab_file) {
 		parm_tokenizer_free((parm_tokenizer *)b->tok);
@@ -545,9 +579,24 @@ static void free_header(parm_header *h)
 	free(h->chain);
 }
 
+/* --pref: the model is an ARM, its backbone run with its adapters at the
+ * preference (unmerged: O(r) a token beside the frozen weights). */
+static void open_arm(struct base *b, const struct opts *o)
+{
+	if (!(b->arm = parm_arm_load(o->model_path)))
+		die("%s", parm_error());
+	b->alpha = xmalloc((size_t)b->arm->k * sizeof *b->alpha);
+	if (parm_arm_parse_pref(b->arm, o->pref, b->alpha) < 0)
+		usage_error("--pref: %s", parm_error());
+	b->m = b->arm->backbone;
+	b->ad = parm_arm_adapters(b->arm, b->alpha, &b->M);
+}
+
 static void open_local(struct base *b, const struct opts *o)
 {
-	if (!(b->m = parm_model_load(o->model_path)))
+	if (o->pref)
+		open_arm(b, o);
+	else if (!(b->m = parm_model_load(o->model_path)))
 		die("%s", parm_error());
 	b->tok = b->m->tok;
 	b->n_vocab = b->m->cfg.n_vocab;
@@ -558,11 +607,18 @@ static void open_local(struct base *b, const struct opts *o)
 
 static void open_remote(struct base *b, const struct opts *o, int n_slots)
 {
+	double scale[MAX_LORA];
+	float lora[MAX_LORA];
+	int n_lora = o->lora ? parm_parse_floats(o->lora, scale, MAX_LORA) : 0;
+	if (n_lora < 0)
+		usage_error("--lora: %s", parm_error());
+	for (int i = 0; i < n_lora; i++)
+		lora[i] = (float)scale[i];
 	load_vocab(b, o->vocab);
 	parm_remote_opts ro = {.url = o->remote, .api = o->api, .top_k = (int)o->top_k,
 		.n_slots = n_slots, .timeout = o->timeout, .retries = (int)o->retries,
 		.cacert = o->cacert, .api_key = getenv("PARM_API_KEY"), .model = o->model_name,
-		.tok = b->tok};
+		.tok = b->tok, .lora = lora, .n_lora = n_lora};
 	b->n_vocab = parm_tok_n_vocab(b->tok);
 	if (!(b->remote = parm_remote_new(&ro)) ||
 	    parm_remote_check_tokenizer(b->remote, b->tok, o->vocab) < 0)
