@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "mix_internal.h"
 #include "kernels.h"
 #include "model.h"
 #include "util.h"
@@ -30,27 +31,6 @@ void mix_row(float *row, const int32_t *ids, int n, const float *const *lp,
 }
 
 /* ---- the runner ---- */
-
-struct gslot {                  /* one sequence's place in the KV cache */
-	int seq;                /* -1: free */
-	int *prompt, n_prompt;  /* to feed in its first round; NULL after */
-};
-
-struct parm_guide {
-	parm_arm *arm;
-	float w, *alpha;
-	int merged;
-	parm_model *view;       /* merged: the backbone with dW(alpha) added */
-	parm_adapter *ad;       /* unmerged: [n_layers * PARM_N_PROJ] */
-	float *M;               /* unmerged: the mixes the adapters point at */
-	parm_kv *kv;
-	int V;
-	struct gslot *slots;
-	int n_slots;
-	parm_batch batch;           /* one round's tokens */
-	float *logits;
-	size_t logits_cap;
-};
 
 static int build_merged(parm_guide *g)
 {
@@ -139,6 +119,7 @@ void parm_guide_free(parm_guide *g)
 {
 	if (!g)
 		return;
+	parm_mix_remote_free(g);        /* its parts, if any (all NULL-safe) */
 	for (int i = 0; i < g->n_slots; i++)
 		free(g->slots[i].prompt);
 	free(g->slots);
@@ -155,6 +136,8 @@ const float *parm_guide_alpha(const parm_guide *g) { return g->alpha; }
 
 int parm_guide_begin(parm_guide *g, const parm_header *h, int ctx)
 {
+	if (!g->arm)
+		return parm_mix_remote_begin(g, h);
 	const parm_model *b = g->arm->backbone;
 	if (parm_check_tokenizer(h, b->tok, arm_name(g)) < 0)
 		return -1;
@@ -187,14 +170,16 @@ int parm_guide_start(parm_guide *g, int seq, const int *tokens, int n_tokens)
 	int s = find_slot(g, -1);
 	if (s < 0) {                    /* all busy: double the cache */
 		s = g->n_slots;
-		parm_kv_grow(g->kv, 2 * g->n_slots);
+		if (g->kv)
+			parm_kv_grow(g->kv, 2 * g->n_slots);
 		g->slots = xrealloc(g->slots, 2 * g->n_slots * sizeof *g->slots);
 		for (int i = g->n_slots; i < 2 * g->n_slots; i++)
 			g->slots[i] = (struct gslot){ .seq = -1 };
 		g->n_slots *= 2;
 	}
-	parm_kv_clear(g->kv, s);
-	g->slots[s] = (struct gslot){ .seq = seq, .n_prompt = n_tokens,
+	if (g->kv)
+		parm_kv_clear(g->kv, s);
+	g->slots[s] = (struct gslot){ .seq = seq, .n_prompt = n_tokens, .cap = n_tokens,
 		.prompt = xmemdup(tokens, (n_tokens ? n_tokens : 1) * sizeof *tokens) };
 	return 0;
 }
@@ -206,7 +191,8 @@ void parm_guide_end(parm_guide *g, int seq)
 		return;
 	free(g->slots[s].prompt);
 	g->slots[s] = (struct gslot){ .seq = -1 };
-	parm_kv_clear(g->kv, s);
+	if (g->kv)
+		parm_kv_clear(g->kv, s);
 }
 
 /* Queue what one step's sequence has not yet shown the ARM: its prompt
@@ -236,6 +222,8 @@ static int queue_step(parm_guide *g, const parm_step *st)
 
 int parm_guide_round(parm_guide *g, int n_steps, const parm_step *steps, float *lp)
 {
+	if (!g->arm)
+		return parm_mix_remote_round(g, n_steps, steps, lp);
 	parm_batch *b = &g->batch;
 	const parm_model *m = g->view ? g->view : g->arm->backbone;
 	b->n = 0;
@@ -267,16 +255,22 @@ static json_t *json_float(float x)
 
 static json_t *guide_json(const parm_guide *g, json_t *j)
 {
-	json_t *obj = json_array(), *pref = json_array();
-	for (int i = 0; i < g->arm->k; i++) {
-		json_array_append_new(obj, json_string(g->arm->objectives[i]));
+	json_t *pref = json_array();
+	int k = g->arm ? g->arm->k : g->k;
+	for (int i = 0; i < k; i++)
 		json_array_append_new(pref, json_float(g->alpha[i]));
-	}
-	json_object_set_new(j, "arm", json_string(g->arm->path ? g->arm->path : ""));
+	json_t *obj = json_array();
+	for (int i = 0; i < k; i++)
+		json_array_append_new(obj, json_string(g->arm ? g->arm->objectives[i] : g->names[i]));
+	if (g->arm)
+		json_object_set_new(j, "arm", json_string(g->arm->path ? g->arm->path : ""));
+	else
+		parm_mix_remote_json(g, j);
 	json_object_set_new(j, "objectives", obj);
 	json_object_set_new(j, "pref", pref);
 	json_object_set_new(j, "weight", json_float(g->w));
-	json_object_set_new(j, "merged", json_boolean(g->merged));
+	if (g->arm)
+		json_object_set_new(j, "merged", json_boolean(g->merged));
 	return j;
 }
 

@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 #include "arm.h"
+#include "remote.h"
 #include "stream.h"
 
 /* acc[n] += w * lp[ids[j]] (ids NULL: lp[j]). */
@@ -49,8 +50,23 @@ parm_guide *parm_guide_load(const char *path, const char *pref, float w, int mer
 /* The same for an ARM in memory, which the guide then owns (freed with
  * it, also on failure), at alpha[k] (not checked). */
 parm_guide *parm_guide_new(parm_arm *arm, const float *alpha, float w, int merge);
+/* A guide whose ARM is served (remote.h: o names the server, o->top_k
+ * the log-probabilities asked per step, o->n_slots the requests at once).
+ * With llamacpp the server holds the k + 1 adapters parm-train export
+ * wrote, loaded in that order (llama-server --lora), and each request
+ * gives them the scales 1, alpha_1, ..., alpha_k; with openai, o->model
+ * names the adapter (one merged at alpha).  The ARM's row for a step is
+ * the server's top-K, the rest of the vocabulary sharing the mass left
+ * evenly, never above the K-th: a candidate of the base outside them is
+ * guided down, not banned.  vocab_path: a GGUF holding the ARM's
+ * tokenizer, which the server's and the stream's must match; when it is
+ * the ARM file, its objectives name pref's entries (as parm_guide_load),
+ * else pref is k numbers (NULL: k = 1).  o's lora and tok are set, used
+ * and reset.  NULL + parm_error. */
+parm_guide *parm_guide_remote(parm_remote_opts *o, const char *vocab_path, const char *pref,
+			      float w);
 void parm_guide_free(parm_guide *g);
-const parm_arm *parm_guide_arm(const parm_guide *g);
+const parm_arm *parm_guide_arm(const parm_guide *g);    /* NULL: remote */
 const float *parm_guide_alpha(const parm_guide *g);     /* [k] */
 
 /* The stream's tokenizer must be the ARM's; ctx (0: the ARM's) bounds

@@ -441,6 +441,11 @@ void parm_remote_free(parm_remote *r)
 	free(r);
 }
 
+int parm_remote_slots(const parm_remote *r)
+{
+	return r->n_slots;
+}
+
 const char *parm_remote_url(const parm_remote *r) { return r->complete_url; }
 int parm_remote_ctx(const parm_remote *r) { return r->n_ctx; }
 

@@ -46,6 +46,7 @@ parm_remote *parm_remote_new(const parm_remote_opts *o);
 void parm_remote_free(parm_remote *r);
 
 const char *parm_remote_url(const parm_remote *r);     /* the completion URL */
+int parm_remote_slots(const parm_remote *r);    /* opts.n_slots: asked at once */
 int parm_remote_ctx(const parm_remote *r);      /* context per sequence, 0 unknown */
 
 /* Does the server tokenise like t?  A probe text is tokenised on the

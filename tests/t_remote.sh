@@ -90,6 +90,16 @@ fails "--lora with the openai API" '^parm-logits: --lora goes with --remote and 
 	parm-logits --remote http://127.0.0.1:1 --api openai --vocab m.gguf --lora 1
 fails "--pref on a model that is not an ARM" '^parm-logits: .*m.gguf' \
 	sh -c 'echo hi | parm-logits --pref 1 m.gguf > s.out'
+fails "parm-mix --remote needs --vocab" '^parm-mix: --remote needs --vocab' \
+	parm-mix --remote http://127.0.0.1:1
+fails "parm-mix --vocab without --remote" '^parm-mix: --vocab goes with --remote' \
+	parm-mix --vocab m.gguf m.gguf
+fails "parm-mix --remote and an ARM file" '^parm-mix: --remote takes the place of an ARM file' \
+	parm-mix --remote http://127.0.0.1:1 --vocab m.gguf m.gguf
+fails "parm-mix --remote with --merge" '^parm-mix: --merge and --no-merge are for an ARM run here' \
+	parm-mix --remote http://127.0.0.1:1 --vocab m.gguf --merge
+fails "parm-mix --remote: a server down, named" '^parm-mix: http://127.0.0.1:1/v1/models: .*connect' \
+	sh -c 'echo hi | parm-logits -n 2 m.gguf | parm-mix --retries 0 --remote http://127.0.0.1:1 --vocab m.gguf | parm-sample'
 fails "--api other than llamacpp or openai" '^parm-logits: --api: expected llamacpp or openai' \
 	parm-logits --remote http://127.0.0.1:1 --vocab m.gguf --api grpc
 ok "the API key is sent as a bearer token and never printed" sh -c "
@@ -185,6 +195,30 @@ if [ -x "$top/tools/parm-mix" ] && [ -x "$top/tests/test_mix" ]; then
 				./rcmp dump 8 > arm-remote.txt && ./rcmp diff 1e-3 arm-local.txt arm-remote.txt >&2 &&
 				! ./rcmp diff 1e-3 local.txt arm-local.txt 2>/dev/null"
 		done
+		ok "parm-mix --remote: the PARM on llama-server guides the pipe as the local ARM does" sh -c "
+			parm-logits -n 8 m.gguf < p.txt | parm-mix --pref 0.3,0.7 parm.gguf |
+			parm-sample --temp 0 > g-local.out &&
+			parm-logits -n 8 m.gguf < p.txt |
+			parm-mix --remote $aurl --vocab parm.gguf --pref helpful=0.3,harmless=0.7 |
+			parm-sample --temp 0 > g-remote.out && cmp g-local.out g-remote.out &&
+			parm-logits -n 8 m.gguf < p.txt | parm-sample --temp 0 > g-base.out &&
+			! cmp -s g-base.out g-local.out"
+		# the base's top 1000 hold the guided choice; with its top 40 the
+		# remote ARM still matches a local ARM on the same candidates
+		ok "base and ARM both on servers: the greedy text of the all-local pipe" sh -c "
+			parm-logits -n 8 -k 1000 --remote $url --vocab m.gguf < p.txt |
+			parm-mix --remote $aurl --vocab parm.gguf --pref 0.3,0.7 -w 2 |
+			parm-sample --temp 0 > g-both.out &&
+			parm-logits -n 8 m.gguf < p.txt | parm-mix -w 2 --pref 0.3,0.7 parm.gguf |
+			parm-sample --temp 0 > g-all-local.out && cmp g-both.out g-all-local.out &&
+			parm-logits -n 8 -k 40 --remote $url --vocab m.gguf < p.txt |
+			parm-mix --remote $aurl --vocab parm.gguf --pref 0.3,0.7 -w 2 |
+			parm-sample --temp 0 --json > g-both.jsonl &&
+			parm-logits -n 8 -k 40 --remote $url --vocab m.gguf < p.txt |
+			parm-mix --pref 0.3,0.7 -w 2 parm.gguf | parm-sample --temp 0 --json > g-rb.jsonl &&
+			sed 's/.*\"response\":\(\"[^\"]*\"\).*/\1/' g-both.jsonl > t1 &&
+			sed 's/.*\"response\":\(\"[^\"]*\"\).*/\1/' g-rb.jsonl > t2 && cmp t1 t2 &&
+			grep -q '\"stage\":\"parm-mix\",\"remote\":\"$aurl/completion\",\"vocab\":\"parm.gguf\",\"objectives\":\[\"helpful\",\"harmless\"\],\"pref\":\[0.3,0.7\]' g-both.jsonl"
 	else
 		echo "not ok $((tap_n + 1)) - llama-server starts with the exported adapters"
 		sed 's/^/#   /' server.log | tail -5; tap_n=$((tap_n + 1)); tap_fail=$((tap_fail + 1))

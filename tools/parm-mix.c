@@ -18,6 +18,7 @@
 
 static const char usage_text[] =
 "usage: parm-mix [options] [ARM.gguf] < STREAM > STREAM\n"
+"       parm-mix --remote URL --vocab FILE.gguf [options] < STREAM > STREAM\n"
 "Add the guidance of autoregressive reward models to a parm stream:\n"
 "each step's logits become log_softmax(in) + W log_softmax(ARM(. | pref)),\n"
 "renormalised.  A PARM takes a preference over its objectives; several\n"
@@ -35,6 +36,20 @@ static const char usage_text[] =
 "      --no-merge       run the adapters beside the frozen weights (default\n"
 "                       for quantised backbones)\n"
 "  -t, --threads N      threads for the forward pass (default: all cores)\n"
+"ARM on a server (llama-server with the adapters of parm-train export, in\n"
+"order; each request scales them 1, A, B, ...):\n"
+"  -r, --remote URL     ask the server at URL for the ARM's log-probabilities\n"
+"      --vocab FILE     the ARM's tokenizer (a GGUF file: the ARM's own)\n"
+"      --api API        llamacpp (default) or openai (--model: an adapter\n"
+"                       merged at the preference)\n"
+"  -k, --top-k K        log-probabilities per step (default 100); the rest of\n"
+"                       the vocabulary shares the mass left\n"
+"  -b, --batch N        requests at once (default 8)\n"
+"      --model NAME     the openai \"model\" (default: the server's first)\n"
+"      --timeout S      give up on a request after S seconds (default 600)\n"
+"      --retries N      retry connection errors, 429 and 5xx N times (default 4)\n"
+"      --cacert FILE    trust the CA certificates in FILE (PEM) too\n"
+"  PARM_API_KEY in the environment is sent as a bearer token.\n"
 "  -h, --help           show this help\n"
 "  -V, --version        show the version\n";
 
@@ -48,6 +63,11 @@ struct opts {
 	struct spec *arms;
 	int n_arms, merge;
 	long threads;
+	/* --remote */
+	const char *remote, *vocab, *cacert, *model_name;
+	enum parm_api api;
+	long top_k, batch, retries;
+	double timeout;
 	const char *pref;
 	float weight;
 	int weight_set;
@@ -77,18 +97,44 @@ static struct spec parse_arm_spec(const char *arg)
 	return sp;
 }
 
+static enum parm_api parse_api(const char *s)
+{
+	if (!strcmp(s, "llamacpp"))
+		return PARM_API_LLAMACPP;
+	if (!strcmp(s, "openai"))
+		return PARM_API_OPENAI;
+	usage_error("--api: expected llamacpp or openai, not '%s'", s);
+}
+
+/* --remote: the server is the one ARM; its preference is k numbers. */
+static void check_remote_args(const struct opts *o, int n_files)
+{
+	if (!o->remote)
+		usage_error("--vocab goes with --remote");
+	if (!o->vocab)
+		usage_error("--remote needs --vocab FILE.gguf (the ARM's tokenizer)");
+	if (n_files > 0 || o->n_arms > 0)
+		usage_error("--remote takes the place of an ARM file: one ARM, on the server");
+	if (o->merge != PARM_MERGE_AUTO)
+		usage_error("--merge and --no-merge are for an ARM run here");
+}
+
 static void parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
 		{"pref", 1, 0, 'p'}, {"weight", 1, 0, 'w'}, {"arm", 1, 0, 'a'},
 		{"no-merge", 0, 0, 'M'}, {"merge", 0, 0, 'E'}, {"threads", 1, 0, 't'},
-		{"help", 0, 0, 'h'},
-		{"version", 0, 0, 'V'}, {0, 0, 0, 0}};
+		{"help", 0, 0, 'h'}, {"version", 0, 0, 'V'},
+		{"remote", 1, 0, 'r'}, {"vocab", 1, 0, 'v'}, {"api", 1, 0, 'A'},
+		{"top-k", 1, 0, 'k'}, {"batch", 1, 0, 'b'}, {"model", 1, 0, 'N'},
+		{"timeout", 1, 0, 'O'}, {"retries", 1, 0, 'R'}, {"cacert", 1, 0, 'C'},
+		{0, 0, 0, 0}};
 	int c;
-	*o = (struct opts){ .merge = PARM_MERGE_AUTO, .weight = 1 };
+	*o = (struct opts){ .merge = PARM_MERGE_AUTO, .weight = 1, .top_k = 100, .batch = 8,
+			    .retries = 4, .timeout = 600 };
 	o->arms = xcalloc(argc + 1, sizeof *o->arms);
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":p:w:a:t:hV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:w:a:t:r:k:b:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': o->pref = optarg; break;
 		case 'w': o->weight = opt_float("--weight", optarg, -1000, 1000), o->weight_set = 1; break;
@@ -96,11 +142,24 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'M': o->merge = 0; break;
 		case 'E': o->merge = 1; break;
 		case 't': o->threads = opt_long("--threads", optarg, 1, 1024); break;
+		case 'r': o->remote = optarg; break;
+		case 'v': o->vocab = optarg; break;
+		case 'A': o->api = parse_api(optarg); break;
+		case 'k': o->top_k = opt_long("--top-k", optarg, 1, 1 << 20); break;
+		case 'b': o->batch = opt_long("--batch", optarg, 1, 4096); break;
+		case 'N': o->model_name = optarg; break;
+		case 'O': o->timeout = opt_float("--timeout", optarg, 0.001, 1e6); break;
+		case 'R': o->retries = opt_long("--retries", optarg, 0, 100); break;
+		case 'C': o->cacert = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-mix " PARM_VERSION); exit(0);
 		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
 		default: usage_error("unknown option '%s'", argv[optind - 1]);
 		}
+	}
+	if (o->remote || o->vocab) {
+		check_remote_args(o, argc - optind);
+		return;
 	}
 	if (optind < argc - 1)
 		usage_error("more than one ARM given (use --arm FILE:WEIGHT for more)");
@@ -182,7 +241,7 @@ static void check_layout(const parm_header *h, parm_guide *const *g, int n)
 	const char *base = json_object_get(stage, "chat") ? "chat" : tmpl ? tmpl : "{prompt}";
 	for (int i = 0; i < n; i++) {
 		const parm_arm *arm = parm_guide_arm(g[i]);
-		const char *trained = parm_arm_get_info(arm, "template");
+		const char *trained = arm ? parm_arm_get_info(arm, "template") : NULL;
 		char b1[256], b2[256], b3[256];
 		if (trained && strcmp(trained, base))
 			warn("%s learnt from prompts laid out as %s, but the base was given %s "
@@ -252,6 +311,18 @@ static void free_opts(struct opts *o)
 	free(o->arms);
 }
 
+/* The ARM on a server, at --pref. */
+static parm_guide *remote_guide(const struct opts *o)
+{
+	parm_remote_opts ro = {.url = o->remote, .api = o->api, .top_k = (int)o->top_k,
+		.n_slots = (int)o->batch, .timeout = o->timeout, .retries = (int)o->retries,
+		.cacert = o->cacert, .api_key = getenv("PARM_API_KEY"), .model = o->model_name};
+	parm_guide *g = parm_guide_remote(&ro, o->vocab, o->pref, o->weight);
+	if (!g)
+		die("%s", parm_error());
+	return g;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
@@ -268,9 +339,11 @@ int main(int argc, char **argv)
 	if (o.threads)
 		parm_set_threads((int)o.threads);
 	signal(SIGPIPE, SIG_IGN);
-	r.n_guides = o.n_arms;
-	r.g = xcalloc(o.n_arms, sizeof *r.g);
-	for (int i = 0; i < o.n_arms; i++)
+	r.n_guides = o.remote ? 1 : o.n_arms;
+	r.g = xcalloc(r.n_guides, sizeof *r.g);
+	if (o.remote)
+		r.g[0] = remote_guide(&o);
+	for (int i = 0; i < o.n_arms && !o.remote; i++)
 		if (!(r.g[i] = parm_guide_load(o.arms[i].path, o.arms[i].pref, o.arms[i].weight,
 					       o.merge)))
 			die("%s", parm_error());
