@@ -441,6 +441,15 @@ void parm_remote_free(parm_remote *r)
 	free(r);
 }
 
+int parm_remote_api(const char *name)
+{
+	if (!strcmp(name, "llamacpp"))
+		return PARM_API_LLAMACPP;
+	if (!strcmp(name, "openai"))
+		return PARM_API_OPENAI;
+	return parm_fail("expected llamacpp or openai, not '%s'", name);
+}
+
 int parm_remote_slots(const parm_remote *r)
 {
 	return r->n_slots;

@@ -38,6 +38,9 @@ typedef struct {
 	int n_lora;
 } parm_remote_opts;
 
+/* "llamacpp" or "openai" as an enum parm_api; -1 + parm_error else. */
+int parm_remote_api(const char *name);
+
 typedef struct parm_remote parm_remote;
 
 /* Set up and ask the server what it serves (GET /v1/models where there is

@@ -112,13 +112,11 @@ static void on_signal(int sig)
 
 static enum parm_api parse_api(const char *s)
 {
-	if (!strcmp(s, "llamacpp"))
-		return PARM_API_LLAMACPP;
-	if (!strcmp(s, "openai"))
-		return PARM_API_OPENAI;
-	usage_error("--api: expected llamacpp or openai, not '%s'", s);
+	int api = parm_remote_api(s);
+	if (api < 0)
+		usage_error("--api: %s", parm_error());
+	return (enum parm_api)api;
 }
-
 static void check_args(const struct opts *o, int n_models)
 {
 	if (o->remote && n_models > 0)

@@ -99,13 +99,11 @@ static struct spec parse_arm_spec(const char *arg)
 
 static enum parm_api parse_api(const char *s)
 {
-	if (!strcmp(s, "llamacpp"))
-		return PARM_API_LLAMACPP;
-	if (!strcmp(s, "openai"))
-		return PARM_API_OPENAI;
-	usage_error("--api: expected llamacpp or openai, not '%s'", s);
+	int api = parm_remote_api(s);
+	if (api < 0)
+		usage_error("--api: %s", parm_error());
+	return (enum parm_api)api;
 }
-
 /* --remote: the server is the one ARM; its preference is k numbers. */
 static void check_remote_args(const struct opts *o, int n_files)
 {
