@@ -8,11 +8,15 @@
  * scale 1.
  *
  * Files are llama.cpp's LoRA GGUF: general.type "adapter",
- * general.architecture the backbone's, adapter.type "lora",
- * adapter.lora.alpha = rank (so llama.cpp's alpha / rank is 1), and for
- * each adapted weight blk.N.T.weight the f32 tensors .lora_a (ne {in,
- * rank}) and .lora_b (ne {rank, out}); parm.export.part (agnostic, an
- * objective's name or merged), parm.export.pref (merged) and
+ * general.architecture the backbone's, adapter.type "lora", and for each
+ * adapted tensor blk.N.T.weight the f32 tensors .lora_a (ne {in, rank})
+ * and .lora_b (ne {rank, rows}).  A fused tensor (attn_qkv; phi3's
+ * ffn_up, gate then up) gets one pair: the A rows of the adapters in it
+ * stacked, each B in its own rows and columns.  llama.cpp scales a pair
+ * by adapter.lora.alpha / its rank: alpha is the first pair's rank, so
+ * the factor is exactly 1, and a pair of another rank (a fused one among
+ * plain ones) carries rank / alpha in its B.  parm.export.part (agnostic,
+ * an objective's name or merged), parm.export.pref (merged) and
  * parm.export.arm record what it is.  The backbone's rows are in GGUF
  * order, as llama.cpp reads them, so nothing is permuted.
  */
@@ -23,8 +27,7 @@
 
 /* Write one adapter of arm to path (atomically): alpha != NULL the merged
  * adapter at alpha[k]; else which = -1 the agnostic part, which = i the
- * aware part of objective i.  -1 + parm_error (a projection read from a
- * fused tensor has no weight of its own to adapt: refused by name). */
+ * aware part of objective i.  -1 + parm_error. */
 int parm_arm_export_lora(const parm_arm *arm, int which, const float *alpha, const char *path);
 
 #endif

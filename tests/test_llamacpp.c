@@ -1250,18 +1250,22 @@ static void check_lora(const parm_arm *a, const float *alpha, const char *loras,
 }
 
 /* The k + 1 adapters at scales 1, alpha_1, alpha_2 and the one merged at
- * alpha, on llama.cpp, against our ARM at alpha. */
-static void test_lora_export(void)
+ * alpha, on llama.cpp, against our ARM at alpha: on llama, and on phi3,
+ * whose q, k, v and gate, up sit in fused tensors. */
+static void test_lora_export_on(int arch, const char *vocab)
 {
 	static const float alphas[][2] = { { 1, 0 }, { 0.3f, 0.7f }, { 0, 1 } };
 	parm_config cfg = { .dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ff = 96,
-			    .n_ctx = 64, .rms_eps = 1e-5f, .rope_theta = 10000.0f };
+			    .n_ctx = 64, .rms_eps = 1e-5f, .rope_theta = 10000.0f, .arch = arch };
+	const char *name = parm_arch_at(arch)->name;
 	char backbone[512], armf[512], part[3][512], merged[512], loras[4096], what[256];
 	snprintf(backbone, sizeof backbone, "%s/lora-base.gguf", tmp_dir);
 	snprintf(armf, sizeof armf, "%s/lora-arm.gguf", tmp_dir);
 	parm_arm *a = NULL;
-	if (make_arch_model(backbone, "llama-spm", &cfg, GGML_F32) || !(a = random_arm(backbone, armf))) {
-		ok(0, "LoRA export: an ARM to export: %s", parm_error());
+	if (arch == PARM_ARCH_PHI3)
+		cfg.n_kv_heads = 4;
+	if (make_arch_model(backbone, vocab, &cfg, GGML_F32) || !(a = random_arm(backbone, armf))) {
+		ok(0, "LoRA export (%s): an ARM to export: %s", name, parm_error());
 		return;
 	}
 	for (int i = -1; i < 2; i++) {
@@ -1273,18 +1277,24 @@ static void test_lora_export(void)
 		const float *al = alphas[j];
 		snprintf(loras, sizeof loras, "--lora '%s' 1 --lora '%s' %.9g --lora '%s' %.9g",
 			 part[0], part[1], al[0], part[2], al[1]);
-		snprintf(what, sizeof what, "ARM at (%g, %g) as 3 LoRA adapters at scales 1, %g, %g on "
-			 "llama.cpp", al[0], al[1], al[0], al[1]);
+		snprintf(what, sizeof what, "%s ARM at (%g, %g) as 3 LoRA adapters at scales 1, %g, %g "
+			 "on llama.cpp", name, al[0], al[1], al[0], al[1]);
 		check_lora(a, al, loras, what);
 		snprintf(merged, sizeof merged, "%s/lora-merged.gguf", tmp_dir);
 		if (parm_arm_export_lora(a, -1, al, merged) < 0)
 			ok(0, "LoRA export merged at (%g, %g): %s", al[0], al[1], parm_error());
 		snprintf(loras, sizeof loras, "--lora '%s' 1", merged);
-		snprintf(what, sizeof what, "ARM at (%g, %g) as one merged LoRA adapter on llama.cpp",
-			 al[0], al[1]);
+		snprintf(what, sizeof what, "%s ARM at (%g, %g) as one merged LoRA adapter on llama.cpp",
+			 name, al[0], al[1]);
 		check_lora(a, al, loras, what);
 	}
 	parm_arm_free(a);
+}
+
+static void test_lora_export(void)
+{
+	test_lora_export_on(PARM_ARCH_LLAMA, "llama-spm");
+	test_lora_export_on(PARM_ARCH_PHI3, "phi-3");
 }
 
 int main(void)
