@@ -16,7 +16,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
@@ -483,32 +482,11 @@ static int parse(gguf_file *g)
 
 static int map_file(gguf_file *g)
 {
-	struct stat st;
-	int fd = open(g->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return parm_fail("%s: %s", g->path, strerror(errno));
-	if (fstat(fd, &st) < 0) {
-		int err = errno;
-		close(fd);
-		return parm_fail("%s: %s", g->path, strerror(err));
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		return parm_fail("%s: %s", g->path,
-				 S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
-	}
-	g->size = st.st_size;
-	if (g->size) {
-		void *m = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (m == MAP_FAILED) {
-			int err = errno;
-			close(fd);
-			return parm_fail("%s: mmap: %s", g->path, strerror(err));
-		}
-		g->map = m;
-		g->mapped = 1;
-	}
-	close(fd);
+	const void *m;
+	if (parm_map_file(g->path, &m, &g->size) < 0)
+		return -1;
+	g->map = m;
+	g->mapped = m != NULL;
 	return 0;
 }
 
@@ -550,7 +528,7 @@ void gguf_close(gguf_file *g)
 	free(g->kv);
 	free(g->tensors);
 	if (g->mapped)
-		munmap((void *)g->map, g->size);
+		parm_unmap_file(g->map, g->size);
 	free(g->path);
 	free(g);
 }
@@ -1092,43 +1070,25 @@ static void write_meta(const gguf_writer *w, FILE *f, size_t align)
 	free(b.p);
 }
 
-static int write_file(const gguf_writer *w, FILE *f, size_t align)
+struct save { const gguf_writer *w; size_t align; };
+
+static int write_file(FILE *f, void *ctx)
 {
-	write_meta(w, f, align);
-	for (int i = 0; i < w->n_t; i++) {
-		fwrite(w->t[i].data, 1, w->t[i].nbytes, f);
-		write_pad(f, w->t[i].nbytes, align);
+	const struct save *sv = ctx;
+	write_meta(sv->w, f, sv->align);
+	for (int i = 0; i < sv->w->n_t; i++) {
+		fwrite(sv->w->t[i].data, 1, sv->w->t[i].nbytes, f);
+		write_pad(f, sv->w->t[i].nbytes, sv->align);
 	}
-	if (fflush(f) || ferror(f) || fsync(fileno(f)))
-		return -1;
-	return 0;
+	return ferror(f) ? -1 : 0;
 }
 
 int gguf_w_save(gguf_writer *w, const char *path)
 {
-	size_t align;
+	struct save sv = { w, 0 };
 	if (w->error)
 		return parm_fail("%s: %s", path, w->error);
-	if (w_alignment(w, &align) < 0)
+	if (w_alignment(w, &sv.align) < 0)
 		return parm_fail("%s: general.alignment must be a u32 power of two", path);
-	size_t len = strlen(path);
-	char *tmp = xmalloc(len + 5);
-	memcpy(tmp, path, len);
-	memcpy(tmp + len, ".tmp", 5);
-	FILE *f = fopen(tmp, "wb");
-	int rc = -1;
-	if (!f) {
-		parm_fail("%s: %s", tmp, strerror(errno));
-	} else if (write_file(w, f, align) < 0) {
-		parm_fail("%s: write: %s", tmp, strerror(errno));
-		fclose(f);
-		unlink(tmp);
-	} else if (fclose(f) || rename(tmp, path)) {
-		parm_fail("%s: %s", path, strerror(errno));
-		unlink(tmp);
-	} else {
-		rc = 0;
-	}
-	free(tmp);
-	return rc;
+	return parm_write_atomic(path, write_file, &sv);
 }

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -303,6 +305,65 @@ void parm_prefault(const void *p, size_t n, int write)
 #else
 	(void)p, (void)n, (void)write;
 #endif
+}
+
+int parm_map_file(const char *path, const void **map, size_t *size)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	*map = NULL;
+	*size = 0;
+	if (fd < 0)
+		return parm_fail("%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int err = errno;
+		int dir = S_ISDIR(st.st_mode);
+		close(fd);
+		return parm_fail("%s: %s", path, err && !dir ? strerror(err) :
+				 dir ? strerror(EISDIR) : "not a regular file");
+	}
+	*size = st.st_size;
+	if (*size) {
+		void *m = mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m == MAP_FAILED) {
+			int err = errno;
+			close(fd);
+			return parm_fail("%s: mmap: %s", path, strerror(err));
+		}
+		*map = m;
+	}
+	close(fd);
+	return 0;
+}
+
+void parm_unmap_file(const void *map, size_t size)
+{
+	if (map)
+		munmap((void *)map, size);
+}
+
+int parm_write_atomic(const char *path, int (*write)(FILE *f, void *ctx), void *ctx)
+{
+	size_t len = strlen(path);
+	char *tmp = xmalloc(len + 5);
+	memcpy(tmp, path, len);
+	memcpy(tmp + len, ".tmp", 5);
+	FILE *f = fopen(tmp, "wb");
+	int rc = -1;
+	if (!f) {
+		parm_fail("%s: %s", tmp, strerror(errno));
+	} else if (write(f, ctx) < 0 || fflush(f) || ferror(f) || fsync(fileno(f))) {
+		parm_fail("%s: write: %s", tmp, strerror(errno ? errno : EIO));
+		fclose(f);
+		unlink(tmp);
+	} else if (fclose(f) || rename(tmp, path)) {
+		parm_fail("%s: %s", path, strerror(errno));
+		unlink(tmp);
+	} else {
+		rc = 0;
+	}
+	free(tmp);
+	return rc;
 }
 
 void parm_advise_huge(void *p, size_t n)

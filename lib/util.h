@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 extern const char *parm_progname;       /* "parm-logits"; set by parm_setprog */
 /* The basename of argv0 names the tool in messages; also catches SIGBUS (a
@@ -65,6 +66,16 @@ void *parm_alloc_huge(size_t n);
  * block from malloc or calloc, its pages still unmapped): each is then
  * one fault where it would have been 512. */
 void parm_advise_huge(void *p, size_t n);
+
+/* Map a whole regular file read-only: *map (NULL when it is empty) and
+ * *size.  0, or -1 + parm_error naming path.  Undo with parm_unmap_file. */
+int parm_map_file(const char *path, const void **map, size_t *size);
+void parm_unmap_file(const void *map, size_t size);
+
+/* Write path whole or not at all: write(f, ctx) fills path.tmp (0 when
+ * it succeeded), which is flushed, synced and renamed over path.  0, or
+ * -1 + parm_error naming the file. */
+int parm_write_atomic(const char *path, int (*write)(FILE *f, void *ctx), void *ctx);
 
 /* Parse a whole decimal integer / float; -1 on junk or out of range. */
 int parm_parse_long(const char *s, long lo, long hi, long *out);
