@@ -243,6 +243,29 @@ ok "export: a fused backbone (phi3's attn_qkv) gets one pair per fused tensor" s
 	parm-train export -o fused.gguf phi3-parm.gguf > paths 2>/dev/null && [ \$(wc -l < paths) -eq 3 ] &&
 	grep -a -q 'blk.0.attn_qkv.weight.lora_a' fused.agnostic.gguf &&
 	! grep -a -q 'blk.0.attn_q.weight' fused.agnostic.gguf"
+# the official code's checkpoint format (peft save_pretrained): export,
+# import, and export again gives the same bytes; the imported ARM scores
+# as the original
+ok "export --peft, import, export again: the same safetensors bytes and the same scores" sh -c "
+	parm-train export --peft -o ck1 parm.gguf > /dev/null &&
+	[ -s ck1/adapter_config.json ] && [ -s ck1/adapter_model.safetensors ] &&
+	grep -q '\"peft_type\": \"PBLORA\"' ck1/adapter_config.json &&
+	grep -a -q 'base_model.model.model.layers.0.self_attn.q_proj.pblora_B' ck1/adapter_model.safetensors &&
+	parm-train import -O A=a -O B=b --beta 1 -T '{prompt}:' -o imported.gguf m.gguf ck1 &&
+	parm-train export --peft -o ck2 imported.gguf > /dev/null &&
+	cmp ck1/adapter_model.safetensors ck2/adapter_model.safetensors &&
+	parm-eval accuracy --details -p 0.3,0.7 parm.gguf held.jsonl > s1 &&
+	parm-eval accuracy --details -p 0.3,0.7 imported.gguf held.jsonl > s2 && cmp s1 s2"
+fails "import: a checkpoint of another peft type" '^parm-train: ck3/adapter_config.json: peft_type is not PBLORA' \
+	sh -c 'mkdir -p ck3 && cp ck1/* ck3/ && sed -i "s/PBLORA/LORA/" ck3/adapter_config.json &&
+		parm-train import -o x.gguf m.gguf ck3'
+fails "import: bias is refused by name" '^parm-train: ck4/adapter_config.json: bias other than "none"' \
+	sh -c 'mkdir -p ck4 && cp ck1/* ck4/ && sed -i "s/\"bias\": \"none\"/\"bias\": \"all\"/" ck4/adapter_config.json &&
+		parm-train import -o x.gguf m.gguf ck4'
+fails "import: a checkpoint for another backbone (its shapes)" "^parm-train: ck1/adapter_model.safetensors: .*is not \[" \
+	parm-train import -o x.gguf base.gguf ck1
+fails "export --peft: a fused backbone is refused by name" '^parm-train: .*phi3.gguf: a backbone with fused projections' \
+	parm-train export --peft -o ck5 phi3-parm.gguf
 ok "a finished run, resumed or not, removes its checkpoint (issue 14)" sh -c "
 	[ ! -e r.gguf.ckpt ] && [ ! -e full.gguf.ckpt ]"
 fails "--resume with no checkpoint" '^parm-train: --resume: no checkpoint none\.ckpt' \

@@ -6,6 +6,7 @@
 #include "arm.h"
 #include "bpe_train.h"
 #include "export.h"
+#include "peft.h"
 #include "chat.h"
 #include "dataset.h"
 #include "gguf.h"
@@ -33,7 +34,8 @@ static const char usage_text[] =
 "       parm-train arm [options] -o ARM.gguf BACKBONE.gguf DATA...\n"
 "       parm-train accuracy [options] ARM.gguf PAIRS...\n"
 "       parm-train vocab [--size N] -o VOCAB.gguf CORPUS...\n"
-"       parm-train export [--pref A] -o OUT.gguf ARM.gguf\n"
+"       parm-train export [--pref A | --peft] -o OUT ARM.gguf\n"
+"       parm-train import [-O NAME=FIELD]... [--beta X] [-T T] -o ARM.gguf BACKBONE.gguf DIR\n"
 "init: write a model with random weights (normal, std 0.02; norms 1) and\n"
 "the tokenizer of FILE.gguf, loadable here and by llama.cpp.\n"
 "      --arch A         llama, qwen2 (q/k/v biases), qwen3 (q/k norms) or\n"
@@ -60,7 +62,12 @@ static const char usage_text[] =
 "export: the ARM as llama.cpp LoRA adapters for llama-server --lora: the\n"
 "agnostic part and one per objective (OUT.agnostic.gguf, OUT.NAME.gguf;\n"
 "at alpha, scales 1, alpha_1, ...), or with -p, --pref A one adapter\n"
-"merged at A (OUT.gguf); the paths written go to stdout.\n"
+"merged at A (OUT.gguf); the paths written go to stdout.  --peft: the\n"
+"directory OUT in the official code's peft format (adapter_config.json,\n"
+"adapter_model.safetensors).  import: such a directory (the official\n"
+"code's save_pretrained) as a parm ARM on BACKBONE; -O names the\n"
+"objectives in order, --beta sets beta (default 0.01), -T the prompt\n"
+"template it was trained with (default the official code's, PKU's).\n"
 "Training options (lm and arm):\n"
 "  -o, --output FILE        the model or ARM to write\n"
 "      --steps N            optimiser steps (default: --epochs worth)\n"
@@ -983,15 +990,16 @@ static void export_split(const parm_arm *arm, const char *out)
 static int cmd_export(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"output", 1, 0, 'o'}, {"pref", 1, 0, 'p'}, {"help", 0, 0, 'h'},
+		{"output", 1, 0, 'o'}, {"pref", 1, 0, 'p'}, {"peft", 0, 0, 'P'}, {"help", 0, 0, 'h'},
 		{"version", 0, 0, 'V'}, {0, 0, 0, 0}};
 	const char *out = NULL, *pref = NULL;
-	int c;
+	int c, peft = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":o:p:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o': out = optarg; break;
 		case 'p': pref = optarg; break;
+		case 'P': peft = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-train " PARM_VERSION); exit(0);
 		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -1006,9 +1014,15 @@ static int cmd_export(int argc, char **argv)
 	if (!arm)
 		die("%s", parm_error());
 	float alpha[PARM_MAX_OBJECTIVES];
+	if (peft && pref)
+		usage_error("export: --peft writes the PARM itself, for every alpha: no --pref");
 	if (pref && parm_arm_parse_pref(arm, pref, alpha) < 0)
 		die("--pref: %s", parm_error());
-	if (!pref)
+	if (peft) {
+		if (parm_arm_export_peft(arm, out) < 0)
+			die("%s", parm_error());
+		puts(out);
+	} else if (!pref)
 		export_split(arm, out);
 	else {
 		check_output_path(out);
@@ -1018,6 +1032,62 @@ static int cmd_export(int argc, char **argv)
 	}
 	parm_arm_free(arm);
 	return fflush(stdout) != 0 || ferror(stdout);
+}
+
+/* ---- import ---- */
+
+/* The official code's checkpoint directory as a parm ARM on BACKBONE;
+ * -O names the objectives in order (and records their label fields). */
+static int cmd_import(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"output", 1, 0, 'o'}, {"objective", 1, 0, 'O'}, {"beta", 1, 0, 'B'},
+		{"template", 1, 0, 'T'}, {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
+	const char *out = NULL, *names[PARM_MAX_OBJECTIVES], *tmpl = PARM_PAIR_TEMPLATE;
+	parm_objectives objs = { 0 };
+	double beta = 0.01;
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":o:O:T:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 'T':
+			if (strcmp(optarg, "chat") && !strstr(optarg, "{prompt}"))
+				usage_error("--template: '%s' has no {prompt} (and is not 'chat')", optarg);
+			tmpl = optarg;
+			break;
+		case 'O':
+			if (parm_objectives_add(&objs, optarg) < 0)
+				usage_error("--objective: %s", parm_error());
+			break;
+		case 'B': beta = opt_float("--beta", optarg, 1e-9, 1e9); break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V': puts("parm-train " PARM_VERSION); exit(0);
+		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: usage_error("import: unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (!out)
+		usage_error("import: -o is required (see parm-train --help)");
+	if (optind != argc - 2)
+		usage_error("import: give the backbone and the checkpoint directory");
+	check_output_path(out);
+	for (int i = 0; i < objs.k; i++)
+		names[i] = objs.obj[i].name;
+	parm_arm *arm = parm_arm_import_peft(argv[optind + 1], argv[optind],
+					     objs.k ? names : NULL, (float)beta);
+	if (!arm)
+		die("%s", parm_error());
+	if (objs.k && objs.k != arm->k)
+		die("import: %d --objective for a checkpoint of %d objectives", objs.k, arm->k);
+	if (objs.k)
+		parm_arm_record_labels(arm, &objs);
+	parm_arm_set_info(arm, "template", tmpl);       /* the layout it learnt from */
+	if (parm_arm_save(arm, out, 0) < 0)
+		die("%s", parm_error());
+	parm_arm_free(arm);
+	parm_objectives_free(&objs);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -1045,5 +1115,7 @@ int main(int argc, char **argv)
 		return cmd_vocab(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "export"))
 		return cmd_export(argc - 1, argv + 1);
-	usage_error("unknown mode '%s' (init, lm, arm, accuracy, vocab or export)", argv[1]);
+	if (!strcmp(argv[1], "import"))
+		return cmd_import(argc - 1, argv + 1);
+	usage_error("unknown mode '%s' (init, lm, arm, accuracy, vocab, export or import)", argv[1]);
 }
