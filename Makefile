@@ -30,11 +30,12 @@ deps:
 # The tests also build llama.cpp as a reference (cmake, g++, git) from an
 # npm package, and make compressed datasets with the usual compressors;
 # install those tools only where the command is missing.  Debian's numpy
-# runs gguf-py's dequantisers, the independent check of ours.
+# runs gguf-py's dequantisers, the independent check of ours; PyTorch the
+# official PBLoRA forward that imported checkpoints are held to (test_peft).
 test-deps: deps
 	@sh contrib/ensure-debs.sh --cmd cmake:cmake g++:g++ git:git npm:npm \
 		gzip:gzip xz:xz-utils zstd:zstd bzip2:bzip2 zip:zip tar:tar openssl:openssl
-	@sh contrib/ensure-debs.sh python3-numpy
+	@sh contrib/ensure-debs.sh python3-numpy python3-torch
 
 lib/%.o: lib/%.c $(LIBHDR)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
