@@ -29,9 +29,7 @@ static void part_b(float *Bp, const parm_pblora *p, int c0, int n, const float *
 	}
 }
 
-/* Rows [c0, c0 + n) of A, and B' for the part: which < 0 the agnostic
- * part, else objective which's aware part, or with M the whole adapter. */
-static int part_of(const parm_pblora *p, int which, const float *M, float *Bp, int *c0)
+int parm_lora_part(const parm_pblora *p, int which, const float *M, float *Bp, int *c0)
 {
 	int r = p->r1 + p->r2;
 	if (M) {
@@ -122,7 +120,7 @@ static int tensor_lora(const parm_arm *arm, int l, const struct place *pl, int w
 		int c0, n;
 		if (M)
 			pblora_mix(M, p, alpha);
-		n = part_of(p, which, M, Bp, &c0);
+		n = parm_lora_part(p, which, M, Bp, &c0);
 		in = p->in;
 		*a = xrealloc(*a, (size_t)(rank + n) * in * sizeof **a);
 		memcpy(*a + (size_t)rank * in, p->A + (size_t)c0 * in, (size_t)n * in * sizeof **a);

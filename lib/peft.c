@@ -1,5 +1,6 @@
 /* peft.c - an ARM in the official code's peft format (peft.h). */
 #include "peft.h"
+#include "export.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -116,6 +117,68 @@ int parm_arm_export_peft(const parm_arm *arm, const char *dir)
 	for (int i = 0; i < L * arm->n_targets; i++)
 		free(owned[i]);
 	free(owned), free(names), free(t);
+	return rc;
+}
+
+/* ---- export as one merged LoRA ---- */
+
+static int write_lora_config(const parm_arm *arm, const char *path)
+{
+	json_t *mods = json_array();
+	int r = arm->r1 + arm->r2;
+	for (int i = 0; i < arm->n_targets; i++)
+		json_array_append_new(mods, json_string(hf_module[arm->targets[i]]));
+	json_t *c = json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s, s:b, s:s, s:b}",
+		"peft_type", "LORA", "task_type", "CAUSAL_LM", "r", r, "lora_alpha", r,
+		"lora_dropout", 0.0, "target_modules", mods, "bias", "none", "fan_in_fan_out", 0,
+		"base_model_name_or_path", arm->backbone_path ? arm->backbone_path : "",
+		"inference_mode", 1);
+	int rc = parm_write_atomic(path, write_json, c);
+	json_decref(c);
+	return rc;
+}
+
+int parm_arm_export_peft_lora(const parm_arm *arm, const float *alpha, const char *dir)
+{
+	int L = arm->backbone->cfg.n_layers, n = 0, r = arm->r1 + arm->r2, rc, c0;
+	int hd = parm_cfg_hd(&arm->backbone->cfg);
+	char path[4096];
+	if (check_unfused(arm) < 0)
+		return -1;
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+		return parm_fail("%s: %s", dir, strerror(errno));
+	parm_st_out *t = xcalloc((size_t)2 * L * arm->n_targets, sizeof *t);
+	char (*names)[160] = xcalloc((size_t)2 * L * arm->n_targets, sizeof *names);
+	float **owned = xcalloc((size_t)L * arm->n_targets, sizeof *owned);
+	float *M = xmalloc((size_t)r * r * sizeof *M), *Bp = NULL;
+	for (int l = 0; l < L; l++)
+		for (int i = 0; i < arm->n_targets; i++) {
+			const parm_pblora *p = &arm->adapters[l * arm->n_targets + i];
+			int tg = arm->targets[i];
+			float *b = owned[l * arm->n_targets + i] = xmalloc((size_t)p->out * r * sizeof *b);
+			Bp = xrealloc(Bp, (size_t)p->out * r * sizeof *Bp);
+			pblora_mix(M, p, alpha);
+			parm_lora_part(p, -1, M, Bp, &c0);
+			for (int64_t g = 0; g < p->out; g++)     /* Hugging Face's row order */
+				memcpy(b + (permuted(arm, tg) ? hf_row(g, hd) : g) * r, Bp + g * r,
+				       r * sizeof *b);
+			snprintf(names[n], sizeof names[n], "base_model.model.model.layers.%d.%s.%s.lora_A.weight",
+				 l, hf_section[tg], hf_module[tg]);
+			t[n] = (parm_st_out){ names[n], PARM_ST_F32, 2, { r, p->in }, p->A };
+			n++;
+			snprintf(names[n], sizeof names[n], "base_model.model.model.layers.%d.%s.%s.lora_B.weight",
+				 l, hf_section[tg], hf_module[tg]);
+			t[n] = (parm_st_out){ names[n], PARM_ST_F32, 2, { p->out, r }, b };
+			n++;
+		}
+	snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+	rc = parm_st_write(path, t, n);
+	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+	if (rc == 0)
+		rc = write_lora_config(arm, path);
+	for (int i = 0; i < L * arm->n_targets; i++)
+		free(owned[i]);
+	free(owned), free(names), free(t), free(M), free(Bp);
 	return rc;
 }
 

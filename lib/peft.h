@@ -26,6 +26,14 @@
  * parm_error. */
 int parm_arm_export_peft(const parm_arm *arm, const char *dir);
 
+/* The ARM merged at alpha[k] as one ordinary LoRA in peft's format (for
+ * servers that take one adapter per request, as vLLM's --lora-modules):
+ * adapter_config.json with peft_type LORA, r = lora_alpha = r1 + r2 (so
+ * peft's scale is 1), and ...q_proj.lora_A.weight (r, in), lora_B.weight
+ * (out, r) = s B M(alpha), B's q and k rows in Hugging Face's order.  0,
+ * or -1 + parm_error. */
+int parm_arm_export_peft_lora(const parm_arm *arm, const float *alpha, const char *dir);
+
 /* Read the checkpoint in dir onto the backbone at backbone_path: a new
  * ARM (objectives named by names[k], or objective1 ...; beta as given).
  * Every tensor of the file must be one it reads: anything else is refused

@@ -6,7 +6,8 @@
 # converter's permute), the PBLoRA checkpoint of CHECKPOINT_DIR (the format
 # the official peft's save_pretrained writes) applied as its layer does,
 #   dW = s (B[:, :r1] W1 A[:r1] + B[:, r1:] (alpha @ W2).view(r2, r2) A[r1:]),
-# s = lora_alpha / r2, and the model run as Hugging Face's LlamaModel runs
+# s = lora_alpha / r2 (or, for peft's ordinary LoRA, dW = B A lora_alpha / r,
+# ALPHA unused), and the model run as Hugging Face's LlamaModel runs
 # (rotate-half rope, RMSNorm, grouped-query attention, SwiGLU).  Writes the
 # logits of every position, float32, [n][V], on stdout.
 import json
@@ -63,8 +64,12 @@ def main():
     hd = D // H
 
     cfg = json.load(open(ckpt + "/adapter_config.json"))
-    assert cfg["peft_type"] == "PBLORA"
-    r1, r2, s = cfg["r1"], cfg["r2"], cfg["lora_alpha"] / cfg["r2"]
+    lora = cfg["peft_type"] == "LORA"    # peft's ordinary LoRA: dW = B A lora_alpha / r
+    assert lora or cfg["peft_type"] == "PBLORA"
+    if lora:
+        s = cfg["lora_alpha"] / cfg["r"]
+    else:
+        r1, r2, s = cfg["r1"], cfg["r2"], cfg["lora_alpha"] / cfg["r2"]
     ad = read_safetensors(ckpt + "/adapter_model.safetensors")
     pref = torch.tensor(alpha, dtype=torch.float32)
 
@@ -75,7 +80,12 @@ def main():
         elif module == "k_proj":
             g = unpermute(g, G)
         section = "mlp" if module in ("gate_proj", "up_proj", "down_proj") else "self_attn"
-        key = "base_model.model.model.layers.%d.%s.%s.pblora_" % (l, section, module)
+        key = "base_model.model.model.layers.%d.%s.%s." % (l, section, module)
+        if lora:
+            if key + "lora_A.weight" not in ad:
+                return g
+            return g + ad[key + "lora_B.weight"] @ ad[key + "lora_A.weight"] * s
+        key += "pblora_"
         if key + "A" not in ad:
             return g
         A, B, W1, W2 = ad[key + "A"], ad[key + "B"], ad[key + "W1"], ad[key + "W2"]

@@ -106,7 +106,8 @@ static double max_diff(const float *a, const float *b, size_t n, double *rms)
 	return m;
 }
 
-static void check(const parm_arm *imported, const char *model, const char *ckpt, const float *alpha)
+static void check(const parm_arm *imported, const char *model, const char *ckpt, const float *alpha,
+		  const char *what)
 {
 	int ids[N_SEQ], V = imported->backbone->cfg.n_vocab;
 	for (int i = 0; i < N_SEQ; i++)
@@ -121,9 +122,9 @@ static void check(const parm_arm *imported, const char *model, const char *ckpt,
 		double d = max_diff(ours, ref, (size_t)N_SEQ * V, &rms);
 		double moved = max_diff(ours, plain, (size_t)N_SEQ * V, &moved_rms);
 		ok(d <= 1e-4 * rms && moved >= 100 * 1e-4 * rms,
-		   "imported ARM at (%g, %g) against PyTorch's official formula on the Hugging Face "
-		   "layout: max |diff| %.3g = %.3g x rms %.3g (limit 1e-4 x rms; the adapters move the "
-		   "logits by %.3g)", alpha[0], alpha[1], d, d / rms, rms, moved);
+		   "%s at (%g, %g) against PyTorch on the Hugging Face layout: max |diff| %.3g = "
+		   "%.3g x rms %.3g (limit 1e-4 x rms; the adapters move the logits by %.3g)",
+		   what, alpha[0], alpha[1], d, d / rms, rms, moved);
 	}
 	free(ours), free(plain), free(ref);
 }
@@ -152,7 +153,12 @@ int main(void)
 		ok(0, "an ARM exported as a peft checkpoint and imported: %s", parm_error());
 	else
 		for (size_t i = 0; i < sizeof alphas / sizeof *alphas; i++)
-			check(b, model, ckpt, alphas[i]);
+			check(b, model, ckpt, alphas[i], "imported ARM");
+	snprintf(ckpt, sizeof ckpt, "%s/merged", tmpdir);
+	if (a && parm_arm_export_peft_lora(a, alphas[1], ckpt) < 0)
+		ok(0, "the ARM merged at (0.3, 0.7) as one ordinary peft LoRA: %s", parm_error());
+	else if (a)
+		check(a, model, ckpt, alphas[1], "ARM merged into one ordinary peft LoRA");
 	parm_arm_free(a);
 	parm_arm_free(b);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

@@ -34,7 +34,7 @@ static const char usage_text[] =
 "       parm-train arm [options] -o ARM.gguf BACKBONE.gguf DATA...\n"
 "       parm-train accuracy [options] ARM.gguf PAIRS...\n"
 "       parm-train vocab [--size N] -o VOCAB.gguf CORPUS...\n"
-"       parm-train export [--pref A | --peft] -o OUT ARM.gguf\n"
+"       parm-train export [--pref A] [--peft] -o OUT ARM.gguf\n"
 "       parm-train import [-O NAME=FIELD]... [--beta X] [-T T] -o ARM.gguf BACKBONE.gguf DIR\n"
 "init: write a model with random weights (normal, std 0.02; norms 1) and\n"
 "the tokenizer of FILE.gguf, loadable here and by llama.cpp.\n"
@@ -64,7 +64,8 @@ static const char usage_text[] =
 "at alpha, scales 1, alpha_1, ...), or with -p, --pref A one adapter\n"
 "merged at A (OUT.gguf); the paths written go to stdout.  --peft: the\n"
 "directory OUT in the official code's peft format (adapter_config.json,\n"
-"adapter_model.safetensors).  import: such a directory (the official\n"
+"adapter_model.safetensors); with --pref, one ordinary LoRA merged at A\n"
+"in peft's format (vLLM's --lora-modules).  import: such a directory (the official\n"
 "code's save_pretrained) as a parm ARM on BACKBONE; -O names the\n"
 "objectives in order, --beta sets beta (default 0.01), -T the prompt\n"
 "template it was trained with (default the official code's, PKU's).\n"
@@ -1014,12 +1015,10 @@ static int cmd_export(int argc, char **argv)
 	if (!arm)
 		die("%s", parm_error());
 	float alpha[PARM_MAX_OBJECTIVES];
-	if (peft && pref)
-		usage_error("export: --peft writes the PARM itself, for every alpha: no --pref");
 	if (pref && parm_arm_parse_pref(arm, pref, alpha) < 0)
 		die("--pref: %s", parm_error());
 	if (peft) {
-		if (parm_arm_export_peft(arm, out) < 0)
+		if ((pref ? parm_arm_export_peft_lora(arm, alpha, out) : parm_arm_export_peft(arm, out)) < 0)
 			die("%s", parm_error());
 		puts(out);
 	} else if (!pref)
