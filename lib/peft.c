@@ -58,20 +58,35 @@ static int write_json(FILE *f, void *ctx)
 	return json_dumpf(ctx, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER) < 0 ? -1 : 0;
 }
 
-static int write_config(const parm_arm *arm, const char *path)
+/* The adapted modules by their Hugging Face names. */
+static json_t *target_modules(const parm_arm *arm)
 {
 	json_t *mods = json_array();
 	for (int i = 0; i < arm->n_targets; i++)
 		json_array_append_new(mods, json_string(hf_module[arm->targets[i]]));
-	json_t *c = json_pack("{s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:o, s:s, s:b, s:s, s:b}",
-		"peft_type", "PBLORA", "task_type", "CAUSAL_LM", "r1", arm->r1, "r2", arm->r2,
-		"obj_num", arm->k, "lora_alpha", (double)arm->lora_alpha, "lora_dropout", 0.0,
-		"target_modules", mods, "bias", "none", "fan_in_fan_out", 0,
-		"base_model_name_or_path", arm->backbone_path ? arm->backbone_path : "",
-		"inference_mode", 1);
+	return mods;
+}
+
+/* adapter_config.json: c (stolen), then what both kinds share. */
+static int save_config(json_t *c, const parm_arm *arm, const char *path)
+{
+	json_object_set_new(c, "target_modules", target_modules(arm));
+	json_object_set_new(c, "bias", json_string("none"));
+	json_object_set_new(c, "fan_in_fan_out", json_false());
+	json_object_set_new(c, "base_model_name_or_path",
+			    json_string(arm->backbone_path ? arm->backbone_path : ""));
+	json_object_set_new(c, "inference_mode", json_true());
 	int rc = parm_write_atomic(path, write_json, c);
 	json_decref(c);
 	return rc;
+}
+
+static int write_config(const parm_arm *arm, const char *path)
+{
+	json_t *c = json_pack("{s:s, s:s, s:i, s:i, s:i, s:f, s:f}",
+		"peft_type", "PBLORA", "task_type", "CAUSAL_LM", "r1", arm->r1, "r2", arm->r2,
+		"obj_num", arm->k, "lora_alpha", (double)arm->lora_alpha, "lora_dropout", 0.0);
+	return save_config(c, arm, path);
 }
 
 /* B in Hugging Face's row order: a copy, permuted for q and k. */
@@ -84,14 +99,22 @@ static float *hf_b(const parm_arm *arm, const parm_pblora *p, int t)
 	return b;
 }
 
-int parm_arm_export_peft(const parm_arm *arm, const char *dir)
+/* The directory of a checkpoint, for an ARM that has a peft layout. */
+static int prepare_dir(const parm_arm *arm, const char *dir)
 {
-	int L = arm->backbone->cfg.n_layers, n = 0, r = arm->r1 + arm->r2, rc;
-	char path[4096];
 	if (check_unfused(arm) < 0)
 		return -1;
 	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
 		return parm_fail("%s: %s", dir, strerror(errno));
+	return 0;
+}
+
+int parm_arm_export_peft(const parm_arm *arm, const char *dir)
+{
+	int L = arm->backbone->cfg.n_layers, n = 0, r = arm->r1 + arm->r2, rc;
+	char path[4096];
+	if (prepare_dir(arm, dir) < 0)
+		return -1;
 	parm_st_out *t = xcalloc((size_t)4 * L * arm->n_targets, sizeof *t);
 	char (*names)[128] = xcalloc((size_t)4 * L * arm->n_targets, sizeof *names);
 	float **owned = xcalloc((size_t)L * arm->n_targets, sizeof *owned);
@@ -124,18 +147,10 @@ int parm_arm_export_peft(const parm_arm *arm, const char *dir)
 
 static int write_lora_config(const parm_arm *arm, const char *path)
 {
-	json_t *mods = json_array();
 	int r = arm->r1 + arm->r2;
-	for (int i = 0; i < arm->n_targets; i++)
-		json_array_append_new(mods, json_string(hf_module[arm->targets[i]]));
-	json_t *c = json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s, s:b, s:s, s:b}",
-		"peft_type", "LORA", "task_type", "CAUSAL_LM", "r", r, "lora_alpha", r,
-		"lora_dropout", 0.0, "target_modules", mods, "bias", "none", "fan_in_fan_out", 0,
-		"base_model_name_or_path", arm->backbone_path ? arm->backbone_path : "",
-		"inference_mode", 1);
-	int rc = parm_write_atomic(path, write_json, c);
-	json_decref(c);
-	return rc;
+	json_t *c = json_pack("{s:s, s:s, s:i, s:i, s:f}", "peft_type", "LORA",
+			      "task_type", "CAUSAL_LM", "r", r, "lora_alpha", r, "lora_dropout", 0.0);
+	return save_config(c, arm, path);
 }
 
 int parm_arm_export_peft_lora(const parm_arm *arm, const float *alpha, const char *dir)
@@ -143,10 +158,8 @@ int parm_arm_export_peft_lora(const parm_arm *arm, const float *alpha, const cha
 	int L = arm->backbone->cfg.n_layers, n = 0, r = arm->r1 + arm->r2, rc, c0;
 	int hd = parm_cfg_hd(&arm->backbone->cfg);
 	char path[4096];
-	if (check_unfused(arm) < 0)
+	if (prepare_dir(arm, dir) < 0)
 		return -1;
-	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
-		return parm_fail("%s: %s", dir, strerror(errno));
 	parm_st_out *t = xcalloc((size_t)2 * L * arm->n_targets, sizeof *t);
 	char (*names)[160] = xcalloc((size_t)2 * L * arm->n_targets, sizeof *names);
 	float **owned = xcalloc((size_t)L * arm->n_targets, sizeof *owned);
