@@ -81,11 +81,25 @@ static int save_config(json_t *c, const parm_arm *arm, const char *path)
 	return rc;
 }
 
-static int write_config(const parm_arm *arm, const char *path)
+static json_t *pblora_config(const parm_arm *arm)
 {
-	json_t *c = json_pack("{s:s, s:s, s:i, s:i, s:i, s:f, s:f}",
+	return json_pack("{s:s, s:s, s:i, s:i, s:i, s:f, s:f}",
 		"peft_type", "PBLORA", "task_type", "CAUSAL_LM", "r1", arm->r1, "r2", arm->r2,
 		"obj_num", arm->k, "lora_alpha", (double)arm->lora_alpha, "lora_dropout", 0.0);
+}
+
+/* dir/adapter_model.safetensors of t[n], then dir/adapter_config.json of
+ * the config c (stolen). */
+static int save_checkpoint(const parm_arm *arm, const char *dir, const parm_st_out *t, int n,
+			   json_t *c)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+	if (parm_st_write(path, t, n) < 0) {
+		json_decref(c);
+		return -1;
+	}
+	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
 	return save_config(c, arm, path);
 }
 
@@ -112,7 +126,6 @@ static int prepare_dir(const parm_arm *arm, const char *dir)
 int parm_arm_export_peft(const parm_arm *arm, const char *dir)
 {
 	int L = arm->backbone->cfg.n_layers, n = 0, r = arm->r1 + arm->r2, rc;
-	char path[4096];
 	if (prepare_dir(arm, dir) < 0)
 		return -1;
 	parm_st_out *t = xcalloc((size_t)4 * L * arm->n_targets, sizeof *t);
@@ -132,11 +145,7 @@ int parm_arm_export_peft(const parm_arm *arm, const char *dir)
 						      parts[j].data };
 			}
 		}
-	snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-	rc = parm_st_write(path, t, n);
-	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-	if (rc == 0)
-		rc = write_config(arm, path);
+	rc = save_checkpoint(arm, dir, t, n, pblora_config(arm));
 	for (int i = 0; i < L * arm->n_targets; i++)
 		free(owned[i]);
 	free(owned), free(names), free(t);
@@ -145,19 +154,17 @@ int parm_arm_export_peft(const parm_arm *arm, const char *dir)
 
 /* ---- export as one merged LoRA ---- */
 
-static int write_lora_config(const parm_arm *arm, const char *path)
+static json_t *lora_config(const parm_arm *arm)
 {
 	int r = arm->r1 + arm->r2;
-	json_t *c = json_pack("{s:s, s:s, s:i, s:i, s:f}", "peft_type", "LORA",
-			      "task_type", "CAUSAL_LM", "r", r, "lora_alpha", r, "lora_dropout", 0.0);
-	return save_config(c, arm, path);
+	return json_pack("{s:s, s:s, s:i, s:i, s:f}", "peft_type", "LORA", "task_type", "CAUSAL_LM",
+			 "r", r, "lora_alpha", r, "lora_dropout", 0.0);
 }
 
 int parm_arm_export_peft_lora(const parm_arm *arm, const float *alpha, const char *dir)
 {
 	int L = arm->backbone->cfg.n_layers, n = 0, r = arm->r1 + arm->r2, rc, c0;
 	int hd = parm_cfg_hd(&arm->backbone->cfg);
-	char path[4096];
 	if (prepare_dir(arm, dir) < 0)
 		return -1;
 	parm_st_out *t = xcalloc((size_t)2 * L * arm->n_targets, sizeof *t);
@@ -184,11 +191,7 @@ int parm_arm_export_peft_lora(const parm_arm *arm, const float *alpha, const cha
 			t[n] = (parm_st_out){ names[n], PARM_ST_F32, 2, { p->out, r }, b };
 			n++;
 		}
-	snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-	rc = parm_st_write(path, t, n);
-	snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-	if (rc == 0)
-		rc = write_lora_config(arm, path);
+	rc = save_checkpoint(arm, dir, t, n, lora_config(arm));
 	for (int i = 0; i < L * arm->n_targets; i++)
 		free(owned[i]);
 	free(owned), free(names), free(t), free(M), free(Bp);
