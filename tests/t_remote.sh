@@ -146,7 +146,7 @@ start_server() {  # [ARGS]: a free loopback port: try a few at random
 		spid=$!
 		# the port may be someone else's: wait for our own model's name
 		if ./rcmp wait "http://127.0.0.1:$sport/v1/models" 60 "parm-test-$$-$try"; then
-			pids="$pids $spid"; return 0
+			pids="$pids $spid"; salias=parm-test-$$-$try; return 0
 		fi
 		kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null
 	done
@@ -221,6 +221,22 @@ if [ -x "$top/tools/parm-mix" ] && [ -x "$top/tests/test_mix" ]; then
 			grep -q '\"stage\":\"parm-mix\",\"remote\":\"$aurl/completion\",\"vocab\":\"parm.gguf\",\"objectives\":\[\"helpful\",\"harmless\"\],\"pref\":\[0.3,0.7\]' g-both.jsonl"
 	else
 		echo "not ok $((tap_n + 1)) - llama-server starts with the exported adapters"
+		sed 's/^/#   /' server.log | tail -5; tap_n=$((tap_n + 1)); tap_fail=$((tap_fail + 1))
+	fi
+	# the openai path: a server of one adapter merged at alpha, asked
+	# through its OpenAI-compatible /v1/completions by model name
+	parm-train export --pref 0.3,0.7 -o merged.gguf parm.gguf > /dev/null 2>&1
+	if start_server --lora merged.gguf; then
+		murl=http://127.0.0.1:$sport/v1 malias=$salias
+		ok "parm-mix --remote --api openai: one merged adapter served, the local ARM's greedy text" sh -c "
+			parm-logits -n 8 m.gguf < p.txt | parm-mix --pref 0.3,0.7 parm.gguf |
+			parm-sample --temp 0 > o-local.out &&
+			parm-logits -n 8 m.gguf < p.txt |
+			parm-mix --remote $murl --api openai --model $malias --vocab parm.gguf \
+				--pref 0.3,0.7 | parm-sample --temp 0 > o-remote.out &&
+			cmp o-local.out o-remote.out"
+	else
+		echo "not ok $((tap_n + 1)) - llama-server starts with the merged adapter"
 		sed 's/^/#   /' server.log | tail -5; tap_n=$((tap_n + 1)); tap_fail=$((tap_fail + 1))
 	fi
 	ok "parm-logits --remote | parm-mix --pref | parm-sample" sh -c "
