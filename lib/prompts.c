@@ -108,3 +108,10 @@ const char *parm_layout_words(const char *layout, char *buf, size_t size)
 	snprintf(buf, size, "'%s'", layout);
 	return buf;
 }
+
+int parm_check_template(const char *tmpl)
+{
+	if (strcmp(tmpl, "chat") && !strstr(tmpl, "{prompt}"))
+		return parm_fail("'%s' has no {prompt} (and is not 'chat')", tmpl);
+	return 0;
+}

@@ -22,6 +22,11 @@ void parm_prompts_free(parm_prompt *p, long n);
  * tmpl gives a copy of text. */
 char *parm_apply_template(const char *tmpl, const char *text);
 
+/* A training or scoring template: "chat" (the backbone's chat template)
+ * or a text holding {prompt}; 0, or -1 + parm_error ("'T' has no {prompt}
+ * (and is not 'chat')"). */
+int parm_check_template(const char *tmpl);
+
 /* A prompt layout in words, for messages: "chat" is "a user's turn of the
  * chat template", "{prompt}" or NULL "the prompt as it is", any other
  * template itself, quoted (in buf[size]). */

@@ -128,8 +128,8 @@ static int int_in(int c, const int *list)
 /* -T: a template with {prompt}, or chat. */
 static const char *template_opt(const char *arg)
 {
-	if (strcmp(arg, "chat") && !strstr(arg, "{prompt}"))
-		usage_error("--template: '%s' has no {prompt} (and is not 'chat')", arg);
+	if (parm_check_template(arg) < 0)
+		usage_error("--template: %s", parm_error());
 	return arg;
 }
 

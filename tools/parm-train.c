@@ -7,6 +7,7 @@
 #include "bpe_train.h"
 #include "export.h"
 #include "peft.h"
+#include "prompts.h"
 #include "chat.h"
 #include "dataset.h"
 #include "gguf.h"
@@ -386,9 +387,9 @@ static int arm_option(struct train_opts *o, int c, const char *a)
 		o->have_objectives = 1;
 		break;
 	case O_TEMPLATE:
+		if (parm_check_template(a) < 0)
+			usage_error("--template: %s", parm_error());
 		o->chat = !strcmp(a, "chat");
-		if (!o->chat && !strstr(a, "{prompt}"))
-			usage_error("--template: '%s' has no {prompt} (and is not 'chat')", a);
 		o->tmpl = o->chat ? NULL : a;
 		break;
 	case O_SYSTEM:
@@ -1051,8 +1052,8 @@ static int cmd_import(int argc, char **argv)
 		switch (c) {
 		case 'o': out = optarg; break;
 		case 'T':
-			if (strcmp(optarg, "chat") && !strstr(optarg, "{prompt}"))
-				usage_error("--template: '%s' has no {prompt} (and is not 'chat')", optarg);
+			if (parm_check_template(optarg) < 0)
+				usage_error("--template: %s", parm_error());
 			tmpl = optarg;
 			break;
 		case 'O':
