@@ -26,7 +26,7 @@ int task_pick(uint64_t *rng, int n)
 char *task_fill(const char *tmpl, const char *word)
 {
 	size_t wl = strlen(word), n = 0;
-	char *out = xmalloc(strlen(tmpl) * (wl + 1) + 1);
+	char *out = parm_xmalloc(strlen(tmpl) * (wl + 1) + 1);
 	for (const char *p = tmpl; *p; ) {
 		if (!strncmp(p, "{o}", 3)) {
 			memcpy(out + n, word, wl);
@@ -42,7 +42,7 @@ char *task_fill(const char *tmpl, const char *word)
 
 char *task_append(char *s, const char *sep, const char *text)
 {
-	s = xrealloc(s, strlen(s) + strlen(sep) + strlen(text) + 1);
+	s = parm_xrealloc(s, strlen(s) + strlen(sep) + strlen(text) + 1);
 	return strcat(strcat(s, sep), text);
 }
 
@@ -106,9 +106,9 @@ static void parse_opts(int argc, char **argv, const struct task *t, struct opts 
 	*o = (struct opts){ .seed = 1, .n = -1, .tau = 0.5, .tmpl = t->template, .field = "response" };
 	while ((c = getopt_long(argc, argv, "s:n:t:kT:f:h", lo, NULL)) != -1) {
 		switch (c) {
-		case 's': o->seed = (uint64_t)opt_long("--seed", optarg, 0, 0x7fffffffffffffffL); break;
-		case 'n': o->n = opt_long("--count", optarg, 0, 100000000L); break;
-		case 't': o->tau = opt_float("--tau", optarg, 0, 1e6); break;
+		case 's': o->seed = (uint64_t)parm_opt_long("--seed", optarg, 0, 0x7fffffffffffffffL); break;
+		case 'n': o->n = parm_opt_long("--count", optarg, 0, 100000000L); break;
+		case 't': o->tau = parm_opt_float("--tau", optarg, 0, 1e6); break;
 		case 'k': o->all_objectives = 1; break;
 		case 'T': o->tmpl = optarg; break;
 		case 'a': o->all = 1; break;
@@ -116,11 +116,11 @@ static void parse_opts(int argc, char **argv, const struct task *t, struct opts 
 		case 'f': o->field = optarg; break;
 		case 'x':
 			if (strcmp(optarg, "drop") && strcmp(optarg, "coin"))
-				usage_error("--ties: '%s' is neither drop nor coin", optarg);
+				parm_usage_error("--ties: '%s' is neither drop nor coin", optarg);
 			o->ties_coin = !strcmp(optarg, "coin");
 			break;
 		case 'h': usage(t, stdout); exit(0);
-		default: usage_error("unknown option");
+		default: parm_usage_error("unknown option");
 		}
 	}
 }
@@ -152,7 +152,7 @@ static void cmd_corpus(const struct task *t, const struct opts *o)
 	for (long i = 0, n = o->n >= 0 ? o->n : t->corpus_docs; i < n; i++) {
 		long k = t->random_prompt(&rng);
 		char *p = t->prompt(k), *r = t->response(&rng, k);
-		char *wrapped = o->raw ? xstrdup(p) : parm_apply_template(o->tmpl, p);
+		char *wrapped = o->raw ? parm_xstrdup(p) : parm_apply_template(o->tmpl, p);
 		put_record(json_pack("{s:s, s:s}", "prompt", wrapped, "response", r));
 		free(wrapped);
 		free(p);
@@ -189,12 +189,12 @@ static json_t *next_record(FILE *f, const char *name, long *lineno)
 			continue;
 		rec = json_loads(line, JSON_DISABLE_EOF_CHECK | JSON_ALLOW_NUL, &err);
 		if (!json_is_object(rec))
-			die("%s:%ld: not a JSON object%s%s", name, *lineno, rec ? "" : ": ",
+			parm_die("%s:%ld: not a JSON object%s%s", name, *lineno, rec ? "" : ": ",
 			    rec ? "" : err.text);
 		return rec;
 	}
 	if (ferror(f))
-		die("%s: read error", name);
+		parm_die("%s: read error", name);
 	return NULL;
 }
 
@@ -210,7 +210,7 @@ static json_t *field(json_t *rec, const char *key)
 static char *oracle_text(json_t *s)
 {
 	size_t n = json_string_length(s);
-	char *out = xmemdup(json_string_value(s), n + 1);
+	char *out = parm_xmemdup(json_string_value(s), n + 1);
 	for (size_t i = 0; i < n; i++)
 		out[i] = out[i] ? (char)tolower((unsigned char)out[i]) : ' ';
 	return out;
@@ -238,7 +238,7 @@ static void cmd_score(const struct task *t, const char *name, const char *key)
 		if (!strcmp(name, t->objectives[i].name))
 			obj = i;
 	if (obj < 0)
-		usage_error("score: no objective '%s' (%s --help lists them)", name, t->name);
+		parm_usage_error("score: no objective '%s' (%s --help lists them)", name, t->name);
 	while ((rec = next_record(stdin, "<stdin>", &lineno))) {
 		printf("%g\n", score_field(t, obj, rec, key));
 		json_decref(rec);
@@ -287,7 +287,7 @@ static FILE *open_or_die(const char *path)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)
-		die("%s: cannot open: %s", path, strerror(errno));
+		parm_die("%s: cannot open: %s", path, strerror(errno));
 	return f;
 }
 
@@ -306,7 +306,7 @@ static void cmd_label(const struct task *t, const struct opts *o, int nfiles, ch
 		json_t *pair = ra;
 		if (b) {
 			if (!(rb = next_record(b, files[1], &line_b)))
-				die("%s: fewer records than %s", files[1], files[0]);
+				parm_die("%s: fewer records than %s", files[1], files[0]);
 			pair = join(ra, rb);
 			json_decref(ra);
 			json_decref(rb);
@@ -315,7 +315,7 @@ static void cmd_label(const struct task *t, const struct opts *o, int nfiles, ch
 		json_decref(pair);
 	}
 	if (b && next_record(b, files[1], &line_b))
-		die("%s: more records than %s", files[1], files[0]);
+		parm_die("%s: more records than %s", files[1], files[0]);
 	json_array_foreach(out, i, rec)
 		put_record(json_incref(rec));
 	json_decref(out);
@@ -326,7 +326,7 @@ static void cmd_label(const struct task *t, const struct opts *o, int nfiles, ch
 static void cmd_info(const struct task *t)
 {
 	if (strchr(t->template, '\''))
-		die("the template holds a quote");
+		parm_die("the template holds a quote");
 	printf("TASK_NAME=%s\nTASK_TEMPLATE='%s'\nTASK_PROMPTS=%ld\nTASK_DOCS=%ld\n", t->name,
 	       t->template, t->n_prompts, t->corpus_docs);
 	for (int all = 0; all < 2; all++) {
@@ -340,7 +340,7 @@ static void cmd_info(const struct task *t)
 static void need_args(int n, int lo, int hi, const char *what)
 {
 	if (n < lo || n > hi || (lo == 0 && hi == 2 && n == 1))
-		usage_error("%s", what);
+		parm_usage_error("%s", what);
 }
 
 int task_main(int argc, char **argv, const struct task *t)
@@ -350,7 +350,7 @@ int task_main(int argc, char **argv, const struct task *t)
 	int nargs;
 	parm_setprog(t->name);
 	if (t->n_objectives > 16)
-		die("more than 16 objectives");
+		parm_die("more than 16 objectives");
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		usage(t, argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
@@ -376,8 +376,8 @@ int task_main(int argc, char **argv, const struct task *t)
 		need_args(nargs, 1, 1, "score: name one objective");
 		cmd_score(t, argv[1 + optind], o.field);
 	} else
-		usage_error("unknown command '%s'", cmd);
+		parm_usage_error("unknown command '%s'", cmd);
 	if (fflush(stdout) || ferror(stdout))
-		die("cannot write the output");
+		parm_die("cannot write the output");
 	return 0;
 }

@@ -53,7 +53,7 @@ int parm_target_from_name(const char *name)
 int parm_parse_targets(const char *s, unsigned *mask)
 {
 	unsigned m = 0;
-	char *copy = xstrdup(s), *save = NULL;
+	char *copy = parm_xstrdup(s), *save = NULL;
 	if (!strcmp(s, "all"))
 		m = (1u << PARM_N_TARGETS) - 1;
 	for (char *tok = m ? NULL : strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -93,7 +93,7 @@ static void hex_digest(char hex[65], const unsigned char *md)
 static int digest_fd(EVP_MD_CTX *ctx, int fd, const char *path, uint64_t *size)
 {
 	enum { CHUNK = 8 << 20 };
-	char *buf = xmalloc(CHUNK);
+	char *buf = parm_xmalloc(CHUNK);
 	uint64_t total = 0;
 	ssize_t n;
 	while ((n = read(fd, buf, CHUNK)) != 0) {
@@ -196,7 +196,7 @@ void parm_arm_delta_norms(const parm_arm *a, double *agnostic, double *aware)
 	for (int i = 0; i < a->k; i++)
 		aware[i] = 0;
 	for (int i = 0; i < a->backbone->cfg.n_layers * a->n_targets; i++) {
-		pblora_delta_norms(&a->adapters[i], &ag, aw);
+		parm_pblora_delta_norms(&a->adapters[i], &ag, aw);
 		*agnostic += ag;
 		for (int o = 0; o < a->k; o++)
 			aware[o] += aw[o];
@@ -213,9 +213,9 @@ void parm_arm_carve(const parm_arm *a, parm_pblora *out, float *buf)
 		for (int i = 0; i < a->n_targets; i++) {
 			const parm_weight *w = parm_target_weight(a->backbone, l, a->targets[i]);
 			parm_pblora *p = &out[l * a->n_targets + i];
-			pblora_carve(p, buf + off, (int)w->cols, (int)w->rows, a->k, a->r1, a->r2,
+			parm_pblora_carve(p, buf + off, (int)w->cols, (int)w->rows, a->k, a->r1, a->r2,
 				     a->lora_alpha);
-			off += pblora_n_params((int)w->cols, (int)w->rows, a->k, a->r1, a->r2);
+			off += parm_pblora_n_params((int)w->cols, (int)w->rows, a->k, a->r1, a->r2);
 		}
 }
 
@@ -226,20 +226,20 @@ static void alloc_adapters(parm_arm *a)
 	for (int l = 0; l < a->backbone->cfg.n_layers; l++)
 		for (int i = 0; i < a->n_targets; i++) {
 			const parm_weight *w = parm_target_weight(a->backbone, l, a->targets[i]);
-			a->n_params += pblora_n_params((int)w->cols, (int)w->rows, a->k, a->r1, a->r2);
+			a->n_params += parm_pblora_n_params((int)w->cols, (int)w->rows, a->k, a->r1, a->r2);
 		}
-	a->params = xcalloc(a->n_params ? a->n_params : 1, sizeof *a->params);
-	a->adapters = xcalloc((size_t)a->backbone->cfg.n_layers * a->n_targets, sizeof *a->adapters);
+	a->params = parm_xcalloc(a->n_params ? a->n_params : 1, sizeof *a->params);
+	a->adapters = parm_xcalloc((size_t)a->backbone->cfg.n_layers * a->n_targets, sizeof *a->adapters);
 	parm_arm_carve(a, a->adapters, a->params);
 }
 
 static void default_names(parm_arm *a, const char *const *names)
 {
 	char buf[32];
-	a->objectives = xcalloc(a->k, sizeof *a->objectives);
+	a->objectives = parm_xcalloc(a->k, sizeof *a->objectives);
 	for (int i = 0; i < a->k; i++) {
 		snprintf(buf, sizeof buf, "objective%d", i + 1);
-		a->objectives[i] = xstrdup(names && names[i] ? names[i] : buf);
+		a->objectives[i] = parm_xstrdup(names && names[i] ? names[i] : buf);
 	}
 }
 
@@ -247,7 +247,7 @@ parm_arm *parm_arm_new(const char *backbone_path, const parm_arm_options *o)
 {
 	if (o->k < 1 || o->k > MAX_OBJECTIVES)
 		return parm_failp("new ARM: k = %d objectives (1 to %d)", o->k, MAX_OBJECTIVES);
-	parm_arm *a = xcalloc(1, sizeof *a);
+	parm_arm *a = parm_xcalloc(1, sizeof *a);
 	a->k = o->k, a->r1 = o->r1, a->r2 = o->r2;
 	a->lora_alpha = o->lora_alpha, a->beta = o->beta;
 	set_targets(a, o->targets & ((1u << PARM_N_TARGETS) - 1));
@@ -257,10 +257,10 @@ parm_arm *parm_arm_new(const char *backbone_path, const parm_arm_options *o)
 		parm_arm_free(a);
 		return NULL;
 	}
-	a->backbone_path = xstrdup(backbone_path);
+	a->backbone_path = parm_xstrdup(backbone_path);
 	alloc_adapters(a);
 	for (int i = 0; i < a->backbone->cfg.n_layers * a->n_targets; i++)
-		pblora_init(&a->adapters[i], o->seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1));
+		parm_pblora_init(&a->adapters[i], o->seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1));
 	return a;
 }
 
@@ -306,13 +306,13 @@ void parm_arm_set_info(parm_arm *a, const char *key, const char *val)
 	for (int i = 0; i < a->n_info; i++)
 		if (!strcmp(a->info_key[i], key)) {
 			free(a->info_val[i]);
-			a->info_val[i] = xstrdup(val);
+			a->info_val[i] = parm_xstrdup(val);
 			return;
 		}
-	a->info_key = xrealloc(a->info_key, (a->n_info + 1) * sizeof *a->info_key);
-	a->info_val = xrealloc(a->info_val, (a->n_info + 1) * sizeof *a->info_val);
-	a->info_key[a->n_info] = xstrdup(key);
-	a->info_val[a->n_info++] = xstrdup(val);
+	a->info_key = parm_xrealloc(a->info_key, (a->n_info + 1) * sizeof *a->info_key);
+	a->info_val = parm_xrealloc(a->info_val, (a->n_info + 1) * sizeof *a->info_val);
+	a->info_key[a->n_info] = parm_xstrdup(key);
+	a->info_val[a->n_info++] = parm_xstrdup(val);
 }
 
 const char *parm_arm_get_info(const parm_arm *a, const char *key)
@@ -328,7 +328,7 @@ const char *parm_arm_get_info(const parm_arm *a, const char *key)
 /* The directory part of path ("." when it has none), as a new string. */
 static char *dir_of(const char *path)
 {
-	char *copy = xstrdup(path), *d = xstrdup(dirname(copy));
+	char *copy = parm_xstrdup(path), *d = parm_xstrdup(dirname(copy));
 	free(copy);
 	return d;
 }
@@ -348,11 +348,11 @@ static int components(char *path, char **out, int max)
 static char *relative_path(const char *from, const char *to)
 {
 	enum { MAXC = 256 };
-	char *f = xstrdup(from), *t = xstrdup(to), *fc[MAXC], *tc[MAXC];
+	char *f = parm_xstrdup(from), *t = parm_xstrdup(to), *fc[MAXC], *tc[MAXC];
 	int nf = components(f, fc, MAXC), nt = components(t, tc, MAXC), c = 0;
 	while (c < nf && c < nt - 1 && !strcmp(fc[c], tc[c]))
 		c++;
-	char *out = xmalloc(3 * (size_t)nf + strlen(to) + 2), *q = out;
+	char *out = parm_xmalloc(3 * (size_t)nf + strlen(to) + 2), *q = out;
 	if (c == 0) {
 		strcpy(out, to);
 	} else {
@@ -389,9 +389,9 @@ static char *resolve_backbone(const char *arm_path, const char *stored)
 	char *dir = dir_of(arm_path);
 	if (stored[0] == '/' || !strcmp(dir, ".")) {
 		free(dir);
-		return xstrdup(stored);
+		return parm_xstrdup(stored);
 	}
-	char *out = xmalloc(strlen(dir) + strlen(stored) + 2);
+	char *out = parm_xmalloc(strlen(dir) + strlen(stored) + 2);
 	sprintf(out, "%s/%s", dir, stored);
 	free(dir);
 	return out;
@@ -399,24 +399,24 @@ static char *resolve_backbone(const char *arm_path, const char *stored)
 
 /* ---- saving ---- */
 
-static void write_parm_keys(gguf_writer *w, const parm_arm *a)
+static void write_parm_keys(parm_gguf_writer *w, const parm_arm *a)
 {
 	const char *tn[PARM_N_TARGETS];
 	char key[256];
 	for (int i = 0; i < a->n_targets; i++)
 		tn[i] = target_names[a->targets[i]];
-	gguf_w_set_u32(w, "parm.format_version", PARM_ARM_VERSION);
-	gguf_w_set_u32(w, "parm.objective_count", a->k);
-	gguf_w_set_arr_str(w, "parm.objectives", (const char *const *)a->objectives, NULL, a->k);
-	gguf_w_set_u32(w, "parm.block_count", a->backbone->cfg.n_layers);
-	gguf_w_set_u32(w, "parm.pblora.r1", a->r1);
-	gguf_w_set_u32(w, "parm.pblora.r2", a->r2);
-	gguf_w_set_f32(w, "parm.pblora.lora_alpha", a->lora_alpha);
-	gguf_w_set_arr_str(w, "parm.pblora.targets", tn, NULL, a->n_targets);
-	gguf_w_set_f32(w, "parm.beta", a->beta);
+	parm_gguf_w_set_u32(w, "parm.format_version", PARM_ARM_VERSION);
+	parm_gguf_w_set_u32(w, "parm.objective_count", a->k);
+	parm_gguf_w_set_arr_str(w, "parm.objectives", (const char *const *)a->objectives, NULL, a->k);
+	parm_gguf_w_set_u32(w, "parm.block_count", a->backbone->cfg.n_layers);
+	parm_gguf_w_set_u32(w, "parm.pblora.r1", a->r1);
+	parm_gguf_w_set_u32(w, "parm.pblora.r2", a->r2);
+	parm_gguf_w_set_f32(w, "parm.pblora.lora_alpha", a->lora_alpha);
+	parm_gguf_w_set_arr_str(w, "parm.pblora.targets", tn, NULL, a->n_targets);
+	parm_gguf_w_set_f32(w, "parm.beta", a->beta);
 	for (int i = 0; i < a->n_info; i++) {
 		snprintf(key, sizeof key, "parm.train.%s", a->info_key[i]);
-		gguf_w_set_str(w, key, a->info_val[i]);
+		parm_gguf_w_set_str(w, key, a->info_val[i]);
 	}
 }
 
@@ -425,7 +425,7 @@ static void adapter_name(char *buf, size_t n, int l, enum parm_target t, const c
 	snprintf(buf, n, "blk.%d.%s.pblora_%s", l, target_names[t], part);
 }
 
-static void write_adapters(gguf_writer *w, const parm_arm *a)
+static void write_adapters(parm_gguf_writer *w, const parm_arm *a)
 {
 	char name[96];
 	for (int l = 0; l < a->backbone->cfg.n_layers; l++)
@@ -435,13 +435,13 @@ static void write_adapters(gguf_writer *w, const parm_arm *a)
 			int64_t ne_a[2] = { p->in, r }, ne_b[2] = { r, p->out };
 			int64_t ne_w1[2] = { p->r1, p->r1 }, ne_w2[2] = { (int64_t)p->r2 * p->r2, p->k };
 			adapter_name(name, sizeof name, l, a->targets[i], "a");
-			gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_a, p->A);
+			parm_gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_a, p->A);
 			adapter_name(name, sizeof name, l, a->targets[i], "b");
-			gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_b, p->B);
+			parm_gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_b, p->B);
 			adapter_name(name, sizeof name, l, a->targets[i], "w1");
-			gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_w1, p->W1);
+			parm_gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_w1, p->W1);
 			adapter_name(name, sizeof name, l, a->targets[i], "w2");
-			gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_w2, p->W2);
+			parm_gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_w2, p->W2);
 		}
 }
 
@@ -456,11 +456,11 @@ static int is_backbone_part(void *ctx, const char *name, int is_tensor)
 }
 
 /* Every backbone key and tensor except an earlier ARM's own. */
-static int write_backbone(gguf_writer *w, const gguf_file *g)
+static int write_backbone(parm_gguf_writer *w, const parm_gguf *g)
 {
-	if (gguf_w_copy_file(w, g, is_backbone_part, NULL) < 0)
+	if (parm_gguf_w_copy_file(w, g, is_backbone_part, NULL) < 0)
 		return -1;
-	gguf_w_set_bool(w, "parm.backbone.embedded", 1);
+	parm_gguf_w_set_bool(w, "parm.backbone.embedded", 1);
 	return 0;
 }
 
@@ -476,9 +476,9 @@ static int backbone_digest(parm_arm *a, uint64_t *size)
 	return 0;
 }
 
-static int write_reference(gguf_writer *w, parm_arm *a, const char *path)
+static int write_reference(parm_gguf_writer *w, parm_arm *a, const char *path)
 {
-	const gguf_file *g = a->backbone->file;
+	const parm_gguf *g = a->backbone->file;
 	uint64_t size = 0;
 	if (a->embedded)
 		return parm_fail("%s: the backbone of %s is embedded in it; save the ARM embedded",
@@ -490,101 +490,101 @@ static int write_reference(gguf_writer *w, parm_arm *a, const char *path)
 		free(stored);
 		return -1;
 	}
-	for (int i = 0; i < gguf_n_kv(g); i++) {
-		const char *key = gguf_kv_key(g, i);
-		if (!strncmp(key, "tokenizer.", 10) && gguf_w_copy_kv(w, g, key) < 0) {
+	for (int i = 0; i < parm_gguf_n_kv(g); i++) {
+		const char *key = parm_gguf_kv_key(g, i);
+		if (!strncmp(key, "tokenizer.", 10) && parm_gguf_w_copy_kv(w, g, key) < 0) {
 			free(stored);
 			return -1;
 		}
 	}
-	gguf_w_set_str(w, "general.type", "adapter");
-	gguf_w_set_bool(w, "parm.backbone.embedded", 0);
-	gguf_w_set_str(w, "parm.backbone.path", stored);
-	gguf_w_set_str(w, "parm.backbone.sha256", a->backbone_sha256);
-	gguf_w_set_u64(w, "parm.backbone.size", size);
+	parm_gguf_w_set_str(w, "general.type", "adapter");
+	parm_gguf_w_set_bool(w, "parm.backbone.embedded", 0);
+	parm_gguf_w_set_str(w, "parm.backbone.path", stored);
+	parm_gguf_w_set_str(w, "parm.backbone.sha256", a->backbone_sha256);
+	parm_gguf_w_set_u64(w, "parm.backbone.size", size);
 	free(stored);
 	return 0;
 }
 
 int parm_arm_save(parm_arm *a, const char *path, int embed_backbone)
 {
-	gguf_writer *w = gguf_w_new();
+	parm_gguf_writer *w = parm_gguf_w_new();
 	int rc = embed_backbone ? write_backbone(w, a->backbone->file)
 				: write_reference(w, a, path);
 	if (rc == 0) {
 		write_parm_keys(w, a);
 		write_adapters(w, a);
-		rc = gguf_w_save(w, path);
+		rc = parm_gguf_w_save(w, path);
 	}
-	gguf_w_free(w);
+	parm_gguf_w_free(w);
 	return rc;
 }
 
 /* ---- loading ---- */
 
 /* A u32-ish key in [lo, hi]; missing is an error naming the key. */
-static int get_int_key(const gguf_file *g, const char *key, int lo, int hi, int *out)
+static int get_int_key(const parm_gguf *g, const char *key, int lo, int hi, int *out)
 {
 	int64_t v;
-	if (gguf_find_key(g, key) < 0)
-		return parm_fail("%s: missing key %s", gguf_path(g), key);
-	if (gguf_get_int(g, key, &v) < 0)
+	if (parm_gguf_find_key(g, key) < 0)
+		return parm_fail("%s: missing key %s", parm_gguf_path(g), key);
+	if (parm_gguf_get_int(g, key, &v) < 0)
 		return -1;
 	if (v < lo || v > hi)
-		return parm_fail("%s: %s = %lld is out of range [%d, %d]", gguf_path(g), key,
+		return parm_fail("%s: %s = %lld is out of range [%d, %d]", parm_gguf_path(g), key,
 				 (long long)v, lo, hi);
 	*out = (int)v;
 	return 0;
 }
 
-static int get_float_key(const gguf_file *g, const char *key, float *out)
+static int get_float_key(const parm_gguf *g, const char *key, float *out)
 {
 	double v;
-	if (gguf_find_key(g, key) < 0)
-		return parm_fail("%s: missing key %s", gguf_path(g), key);
-	if (gguf_get_float(g, key, &v) < 0)
+	if (parm_gguf_find_key(g, key) < 0)
+		return parm_fail("%s: missing key %s", parm_gguf_path(g), key);
+	if (parm_gguf_get_float(g, key, &v) < 0)
 		return -1;
 	*out = (float)v;
 	return 0;
 }
 
 /* A string array key of exactly n entries, each copied to out[i]. */
-static int get_str_array(const gguf_file *g, const char *key, int n, char **out)
+static int get_str_array(const parm_gguf *g, const char *key, int n, char **out)
 {
-	enum gguf_vtype et;
+	enum parm_gguf_vtype et;
 	uint64_t len;
-	if (gguf_find_key(g, key) < 0)
-		return parm_fail("%s: missing key %s", gguf_path(g), key);
-	if (gguf_get_arr(g, key, &et, &len) < 0)
+	if (parm_gguf_find_key(g, key) < 0)
+		return parm_fail("%s: missing key %s", parm_gguf_path(g), key);
+	if (parm_gguf_get_arr(g, key, &et, &len) < 0)
 		return -1;
 	if (et != GGUF_STRING)
-		return parm_fail("%s: %s is not an array of strings", gguf_path(g), key);
+		return parm_fail("%s: %s is not an array of strings", parm_gguf_path(g), key);
 	if (n >= 0 && len != (uint64_t)n)
 		return parm_fail("%s: %s has %llu entries, parm.objective_count is %d",
-				 gguf_path(g), key, (unsigned long long)len, n);
+				 parm_gguf_path(g), key, (unsigned long long)len, n);
 	for (uint64_t i = 0; i < len; i++) {
 		const char *s;
 		size_t sl;
-		if (gguf_arr_str(g, key, i, &s, &sl) < 0)
+		if (parm_gguf_arr_str(g, key, i, &s, &sl) < 0)
 			return -1;
-		out[i] = xmalloc(sl + 1);
+		out[i] = parm_xmalloc(sl + 1);
 		memcpy(out[i], s, sl);
 		out[i][sl] = 0;
 	}
 	return 0;
 }
 
-static int read_targets(parm_arm *a, const gguf_file *g)
+static int read_targets(parm_arm *a, const parm_gguf *g)
 {
 	char *names[PARM_N_TARGETS + 1] = { 0 };
-	enum gguf_vtype et;
+	enum parm_gguf_vtype et;
 	uint64_t n;
 	unsigned mask = 0;
 	int rc = 0;
-	if (gguf_find_key(g, "parm.pblora.targets") >= 0 &&
-	    gguf_get_arr(g, "parm.pblora.targets", &et, &n) == 0 && n > PARM_N_TARGETS)
+	if (parm_gguf_find_key(g, "parm.pblora.targets") >= 0 &&
+	    parm_gguf_get_arr(g, "parm.pblora.targets", &et, &n) == 0 && n > PARM_N_TARGETS)
 		return parm_fail("%s: parm.pblora.targets has %llu entries (at most %d)",
-				 gguf_path(g), (unsigned long long)n, PARM_N_TARGETS);
+				 parm_gguf_path(g), (unsigned long long)n, PARM_N_TARGETS);
 	if (get_str_array(g, "parm.pblora.targets", -1, names) < 0)
 		rc = -1;
 	for (int i = 0; rc == 0 && names[i]; i++) {
@@ -593,7 +593,7 @@ static int read_targets(parm_arm *a, const gguf_file *g)
 			if (!strcmp(names[i], target_names[j]))
 				t = j;
 		if (t < 0 || (mask & (1u << t)))
-			rc = parm_fail("%s: parm.pblora.targets: %s target '%s'", gguf_path(g),
+			rc = parm_fail("%s: parm.pblora.targets: %s target '%s'", parm_gguf_path(g),
 				       t < 0 ? "unknown" : "repeated", names[i]);
 		else
 			mask |= 1u << t;
@@ -604,38 +604,38 @@ static int read_targets(parm_arm *a, const gguf_file *g)
 	return rc;
 }
 
-static int read_hparams(parm_arm *a, const gguf_file *g)
+static int read_hparams(parm_arm *a, const parm_gguf *g)
 {
 	int version;
-	if (gguf_find_key(g, "parm.format_version") < 0)
-		return parm_fail("%s: not an ARM file (no parm.format_version)", gguf_path(g));
+	if (parm_gguf_find_key(g, "parm.format_version") < 0)
+		return parm_fail("%s: not an ARM file (no parm.format_version)", parm_gguf_path(g));
 	if (get_int_key(g, "parm.format_version", 0, INT_MAX, &version) < 0)
 		return -1;
 	if (version != PARM_ARM_VERSION)
-		return parm_fail("%s: ARM format version %d (this build reads %d)", gguf_path(g),
+		return parm_fail("%s: ARM format version %d (this build reads %d)", parm_gguf_path(g),
 				 version, PARM_ARM_VERSION);
 	if (get_int_key(g, "parm.objective_count", 1, MAX_OBJECTIVES, &a->k) < 0)
 		return -1;
-	a->objectives = xcalloc(a->k, sizeof *a->objectives);
+	a->objectives = parm_xcalloc(a->k, sizeof *a->objectives);
 	if (get_str_array(g, "parm.objectives", a->k, a->objectives) < 0 ||
 	    get_int_key(g, "parm.pblora.r1", 1, MAX_RANK, &a->r1) < 0 ||
 	    get_int_key(g, "parm.pblora.r2", 1, MAX_RANK, &a->r2) < 0 ||
 	    get_float_key(g, "parm.pblora.lora_alpha", &a->lora_alpha) < 0 ||
 	    get_float_key(g, "parm.beta", &a->beta) < 0 || read_targets(a, g) < 0)
 		return -1;
-	return check_hparams(gguf_path(g), a);
+	return check_hparams(parm_gguf_path(g), a);
 }
 
-static void read_info(parm_arm *a, const gguf_file *g)
+static void read_info(parm_arm *a, const parm_gguf *g)
 {
 	const char *s;
 	size_t len;
-	for (int i = 0; i < gguf_n_kv(g); i++) {
-		const char *key = gguf_kv_key(g, i);
-		if (strncmp(key, "parm.train.", 11) || gguf_kv_type(g, i) != GGUF_STRING ||
-		    gguf_get_str(g, key, &s, &len) < 0)
+	for (int i = 0; i < parm_gguf_n_kv(g); i++) {
+		const char *key = parm_gguf_kv_key(g, i);
+		if (strncmp(key, "parm.train.", 11) || parm_gguf_kv_type(g, i) != GGUF_STRING ||
+		    parm_gguf_get_str(g, key, &s, &len) < 0)
 			continue;
-		char *val = xmalloc(len + 1);
+		char *val = parm_xmalloc(len + 1);
 		memcpy(val, s, len);
 		val[len] = 0;
 		parm_arm_set_info(a, key + 11, val);
@@ -644,36 +644,36 @@ static void read_info(parm_arm *a, const gguf_file *g)
 }
 
 /* Check a referenced backbone's digest before loading it. */
-static int open_reference(parm_arm *a, const gguf_file *g)
+static int open_reference(parm_arm *a, const parm_gguf *g)
 {
 	const char *s, *want;
 	size_t len, wlen;
-	if (gguf_get_str(g, "parm.backbone.path", &s, &len) < 0 ||
-	    gguf_get_str(g, "parm.backbone.sha256", &want, &wlen) < 0)
+	if (parm_gguf_get_str(g, "parm.backbone.path", &s, &len) < 0 ||
+	    parm_gguf_get_str(g, "parm.backbone.sha256", &want, &wlen) < 0)
 		return parm_fail("%s: referenced backbone without parm.backbone.path and .sha256",
-				 gguf_path(g));
-	char *stored = xmalloc(len + 1);
+				 parm_gguf_path(g));
+	char *stored = parm_xmalloc(len + 1);
 	memcpy(stored, s, len);
 	stored[len] = 0;
-	a->backbone_path = resolve_backbone(gguf_path(g), stored);
+	a->backbone_path = resolve_backbone(parm_gguf_path(g), stored);
 	free(stored);
 	if (access(a->backbone_path, R_OK) < 0)
-		return parm_fail("%s: backbone %s: %s", gguf_path(g), a->backbone_path, strerror(errno));
+		return parm_fail("%s: backbone %s: %s", parm_gguf_path(g), a->backbone_path, strerror(errno));
 	if (parm_sha256_file(a->backbone_path, a->backbone_sha256, NULL) < 0)
 		return -1;
 	if (wlen != 64 || strncasecmp(want, a->backbone_sha256, 64))
 		return parm_fail("%s: backbone %s has SHA-256 %s, the ARM was made with %.*s",
-				 gguf_path(g), a->backbone_path, a->backbone_sha256, (int)wlen, want);
+				 parm_gguf_path(g), a->backbone_path, a->backbone_sha256, (int)wlen, want);
 	return 0;
 }
 
-static int open_backbone(parm_arm *a, const gguf_file *g)
+static int open_backbone(parm_arm *a, const parm_gguf *g)
 {
-	if (gguf_find_key(g, "parm.backbone.embedded") < 0 ||
-	    gguf_get_bool(g, "parm.backbone.embedded", &a->embedded) < 0)
-		return parm_fail("%s: missing key parm.backbone.embedded", gguf_path(g));
+	if (parm_gguf_find_key(g, "parm.backbone.embedded") < 0 ||
+	    parm_gguf_get_bool(g, "parm.backbone.embedded", &a->embedded) < 0)
+		return parm_fail("%s: missing key parm.backbone.embedded", parm_gguf_path(g));
 	if (a->embedded)
-		a->backbone_path = xstrdup(gguf_path(g));
+		a->backbone_path = parm_xstrdup(parm_gguf_path(g));
 	else if (open_reference(a, g) < 0)
 		return -1;
 	if (!(a->backbone = parm_model_load(a->backbone_path)))
@@ -681,37 +681,37 @@ static int open_backbone(parm_arm *a, const gguf_file *g)
 	return 0;
 }
 
-static int check_block_count(const parm_arm *a, const gguf_file *g)
+static int check_block_count(const parm_arm *a, const parm_gguf *g)
 {
 	int layers;
 	if (get_int_key(g, "parm.block_count", 1, INT_MAX, &layers) < 0)
 		return -1;
 	if (layers != a->backbone->cfg.n_layers)
-		return parm_fail("%s: adapters for %d layers, but backbone %s has %d", gguf_path(g),
+		return parm_fail("%s: adapters for %d layers, but backbone %s has %d", parm_gguf_path(g),
 				 layers, a->backbone_path ? a->backbone_path : "(given)",
 				 a->backbone->cfg.n_layers);
 	return 0;
 }
 
 /* ne[0..1] as [ne0, ne1], trailing 1s dropped as the writer does. */
-static int has_shape(const gguf_tensor *t, int64_t ne0, int64_t ne1)
+static int has_shape(const parm_gguf_tensor *t, int64_t ne0, int64_t ne1)
 {
 	return t->n_dims <= 2 && t->ne[0] == ne0 && (t->n_dims == 2 ? t->ne[1] : 1) == ne1;
 }
 
 /* The f32 tensor name of shape [ne0, ne1] into dst (NULL: only check). */
-static int read_tensor(float *dst, const gguf_file *g, const char *name,
+static int read_tensor(float *dst, const parm_gguf *g, const char *name,
 		       int64_t ne0, int64_t ne1, const char *why)
 {
-	const gguf_tensor *t = gguf_find_tensor(g, name);
+	const parm_gguf_tensor *t = parm_gguf_find_tensor(g, name);
 	if (!t)
-		return parm_fail("%s: tensor '%s' is missing", gguf_path(g), name);
+		return parm_fail("%s: tensor '%s' is missing", parm_gguf_path(g), name);
 	if (t->type != GGML_F32)
-		return parm_fail("%s: tensor '%s' has type %s (ARM tensors are f32)", gguf_path(g),
-				 name, ggml_type_name(t->type) ? ggml_type_name(t->type) : "unknown");
+		return parm_fail("%s: tensor '%s' has type %s (ARM tensors are f32)", parm_gguf_path(g),
+				 name, parm_ggml_type_name(t->type) ? parm_ggml_type_name(t->type) : "unknown");
 	if (!has_shape(t, ne0, ne1))
 		return parm_fail("%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld] (%s)",
-				 gguf_path(g), name, (long long)t->ne[0],
+				 parm_gguf_path(g), name, (long long)t->ne[0],
 				 (long long)(t->n_dims > 1 ? t->ne[1] : 1), (long long)ne0,
 				 (long long)ne1, why);
 	if (dst)
@@ -721,7 +721,7 @@ static int read_tensor(float *dst, const gguf_file *g, const char *name,
 
 /* Layer l's adapter of target t into p, or with p NULL only checked: the
  * shapes follow from the backbone and the hyperparameters. */
-static int read_adapter(const parm_arm *a, parm_pblora *p, const gguf_file *g, int l,
+static int read_adapter(const parm_arm *a, parm_pblora *p, const parm_gguf *g, int l,
 			enum parm_target t)
 {
 	char name[96], why[160];
@@ -744,25 +744,25 @@ static int read_adapter(const parm_arm *a, parm_pblora *p, const gguf_file *g, i
 
 /* Every adapter tensor in the file must be one we read: a stray one means
  * a target or layer the metadata does not list. */
-static int check_no_strays(const parm_arm *a, const gguf_file *g)
+static int check_no_strays(const parm_arm *a, const parm_gguf *g)
 {
 	char target[64];
 	int l, n;
-	for (int i = 0; i < gguf_n_tensors(g); i++) {
-		const char *name = gguf_tensor_at(g, i)->name;
+	for (int i = 0; i < parm_gguf_n_tensors(g); i++) {
+		const char *name = parm_gguf_tensor_at(g, i)->name;
 		if (!is_adapter_tensor(name))
 			continue;
 		n = 0;
 		int t = sscanf(name, "blk.%d.%63[^.].pblora_%n", &l, target, &n) == 2 && n
 			? parm_target_from_name(target) : -1;
 		if (t < 0 || strcmp(target, target_names[t]))
-			return parm_fail("%s: tensor '%s': unknown target", gguf_path(g), name);
+			return parm_fail("%s: tensor '%s': unknown target", parm_gguf_path(g), name);
 		if (strcmp(name + n, "a") && strcmp(name + n, "b") && strcmp(name + n, "w1") &&
 		    strcmp(name + n, "w2"))
-			return parm_fail("%s: tensor '%s': unknown PBLoRA part", gguf_path(g), name);
+			return parm_fail("%s: tensor '%s': unknown PBLoRA part", parm_gguf_path(g), name);
 		if (target_slot(a, t) < 0 || l < 0 || l >= a->backbone->cfg.n_layers)
 			return parm_fail("%s: tensor '%s' is outside parm.pblora.targets / parm.block_count",
-					 gguf_path(g), name);
+					 parm_gguf_path(g), name);
 	}
 	return 0;
 }
@@ -770,7 +770,7 @@ static int check_no_strays(const parm_arm *a, const gguf_file *g)
 /* Every tensor is checked before the adapters are allocated: the sizes
  * the metadata claims (ranks up to 4096, 256 objectives) are allocated
  * only once the file is known to hold tensors of those shapes. */
-static int read_adapters(parm_arm *a, const gguf_file *g)
+static int read_adapters(parm_arm *a, const parm_gguf *g)
 {
 	int n_layers = a->backbone->cfg.n_layers;
 	if (check_no_strays(a, g) < 0)
@@ -786,9 +786,9 @@ static int read_adapters(parm_arm *a, const gguf_file *g)
 	return 0;
 }
 
-parm_arm *parm_arm_from_gguf(const gguf_file *g, parm_model *backbone)
+parm_arm *parm_arm_from_gguf(const parm_gguf *g, parm_model *backbone)
 {
-	parm_arm *a = xcalloc(1, sizeof *a);
+	parm_arm *a = parm_xcalloc(1, sizeof *a);
 	a->backbone = backbone;
 	if (read_hparams(a, g) < 0 || (!backbone && open_backbone(a, g) < 0) ||
 	    check_block_count(a, g) < 0 || read_adapters(a, g) < 0) {
@@ -803,13 +803,13 @@ parm_arm *parm_arm_from_gguf(const gguf_file *g, parm_model *backbone)
 
 parm_arm *parm_arm_load(const char *path)
 {
-	gguf_file *g = gguf_open(path);
+	parm_gguf *g = parm_gguf_open(path);
 	if (!g)
 		return NULL;
 	parm_arm *a = parm_arm_from_gguf(g, NULL);
 	if (a)
-		a->path = xstrdup(path);
-	gguf_close(g);
+		a->path = parm_xstrdup(path);
+	parm_gguf_close(g);
 	return a;
 }
 
@@ -865,7 +865,7 @@ int parm_parse_pref(const char *s, int k, const char *const *names, float *alpha
 {
 	double v[MAX_OBJECTIVES] = { 0 }, sum = 0;
 	int seen[MAX_OBJECTIVES] = { 0 }, n = 0, named = 0, rc = 0;
-	char *copy = xstrdup(s), *rest = copy;
+	char *copy = parm_xstrdup(s), *rest = copy;
 	if (k < 1 || k > MAX_OBJECTIVES)
 		rc = parm_fail("preference '%s': k = %d", s, k);
 	if (rc == 0 && !*trim(copy))
@@ -905,14 +905,14 @@ float *parm_arm_merged_weight(const parm_arm *a, int l, enum parm_target t, cons
 				  a->path ? a->path : "(new)", l,
 				  parm_target_name(t) ? parm_target_name(t) : "unknown");
 	const parm_weight *w = parm_target_weight(a->backbone, l, t);
-	size_t row_bytes = ggml_row_bytes(w->type, w->cols);
+	size_t row_bytes = parm_ggml_row_bytes(w->type, w->cols);
 	int r = p->r1 + p->r2;
-	float *W = xmalloc((size_t)(w->rows * w->cols) * sizeof *W);
-	float *M = xmalloc((size_t)r * r * sizeof *M);
+	float *W = parm_xmalloc((size_t)(w->rows * w->cols) * sizeof *W);
+	float *M = parm_xmalloc((size_t)r * r * sizeof *M);
 	for (int64_t i = 0; i < w->rows; i++)
-		dequant_row(W + i * w->cols, (const char *)w->data + i * row_bytes, w->type, w->cols);
-	pblora_mix(M, p, alpha);
-	pblora_merge(W, p, M);
+		parm_dequant_row(W + i * w->cols, (const char *)w->data + i * row_bytes, w->type, w->cols);
+	parm_pblora_mix(M, p, alpha);
+	parm_pblora_merge(W, p, M);
 	free(M);
 	return W;
 }
@@ -929,14 +929,14 @@ static float *mix_of(const parm_arm *a, float *M, int i)
 void parm_arm_mix_adapters(const parm_arm *a, const float *alpha, float *M)
 {
 	for (int i = 0; i < a->backbone->cfg.n_layers * a->n_targets; i++)
-		pblora_mix(mix_of(a, M, i), &a->adapters[i], alpha);
+		parm_pblora_mix(mix_of(a, M, i), &a->adapters[i], alpha);
 }
 
 parm_adapter *parm_arm_adapters(const parm_arm *a, const float *alpha, float **M)
 {
 	int L = a->backbone->cfg.n_layers, r = a->r1 + a->r2;
-	parm_adapter *ad = xcalloc((size_t)L * PARM_N_PROJ, sizeof *ad);
-	*M = xmalloc(((size_t)L * a->n_targets * r * r + 1) * sizeof **M);
+	parm_adapter *ad = parm_xcalloc((size_t)L * PARM_N_PROJ, sizeof *ad);
+	*M = parm_xmalloc(((size_t)L * a->n_targets * r * r + 1) * sizeof **M);
 	parm_arm_mix_adapters(a, alpha, *M);
 	for (int l = 0; l < L; l++)
 		for (int i = 0; i < a->n_targets; i++)

@@ -8,7 +8,7 @@
  *               parm_model_load read it as the plain backbone.
  *   referenced  the file holds the parm.* keys, the adapter tensors and a
  *               copy of the backbone's tokenizer.* keys (so a stage can
- *               check the tokenizer fingerprint with gguf_open +
+ *               check the tokenizer fingerprint with parm_gguf_open +
  *               parm_tokenizer_load on the ARM file alone); the backbone
  *               is named by path, relative to the ARM file's directory
  *               unless absolute, and its SHA-256 is checked at load.
@@ -68,7 +68,7 @@ typedef struct {
 	float lora_alpha, beta;
 	const char *const *objectives;  /* [k]; NULL: "objective1" ... */
 	unsigned targets;               /* mask of 1 << parm_target */
-	uint64_t seed;                  /* for pblora_init */
+	uint64_t seed;                  /* for parm_pblora_init */
 } parm_arm_options;
 
 /* k 1, r1 = r2 = 4, lora_alpha 8, beta 0.01, q,k,v, seed 1 (SPEC 1). */
@@ -86,7 +86,7 @@ typedef struct parm_arm {
 	char *backbone_path;            /* as opened (cwd-relative or absolute) */
 	char backbone_sha256[65];       /* hex; "" until first needed */
 	/* Adapters [n_layers][n_targets] (layer-major, targets in the order
-	 * above), carved from params in that order, each as pblora_carve
+	 * above), carved from params in that order, each as parm_pblora_carve
 	 * lays out A, B, W1, W2: a gradient buffer of n_params carved the
 	 * same way lines up with them (see parm_arm_carve). */
 	parm_pblora *adapters;
@@ -97,7 +97,7 @@ typedef struct parm_arm {
 } parm_arm;
 
 /* A fresh ARM on the backbone at backbone_path (loaded and owned by the
- * ARM), adapters initialised with pblora_init (B = 0, so dW = 0). */
+ * ARM), adapters initialised with parm_pblora_init (B = 0, so dW = 0). */
 parm_arm *parm_arm_new(const char *backbone_path, const parm_arm_options *o);
 /* Load an ARM file, its backbone (checking a referenced one's SHA-256)
  * and its adapters.  NULL + one line naming the file and the problem. */
@@ -120,7 +120,7 @@ int parm_arm_objective_index(const parm_arm *arm, const char *name); /* -1: none
 
 /* Frobenius norms of the ARM's dW parts over all its adapters (root of
  * the summed squares): the agnostic one and each objective's aware one
- * (pblora_delta_norms). */
+ * (parm_pblora_delta_norms). */
 void parm_arm_delta_norms(const parm_arm *arm, double *agnostic, double *aware);
 /* Provenance strings, saved as parm.train.KEY; set replaces. */
 void parm_arm_set_info(parm_arm *arm, const char *key, const char *val);
@@ -135,7 +135,7 @@ const char *parm_arm_get_info(const parm_arm *arm, const char *key); /* NULL: no
 int parm_parse_pref(const char *s, int k, const char *const *names, float *alpha);
 int parm_arm_parse_pref(const parm_arm *arm, const char *s, float *alpha);
 
-/* The merged fast path: a new f32 [out][in] array (xmalloc; free it)
+/* The merged fast path: a new f32 [out][in] array (parm_xmalloc; free it)
  * holding W + s B M(alpha) A for layer l, target t, with W the backbone
  * weight dequantised.  NULL + parm_error if t is not adapted. */
 float *parm_arm_merged_weight(const parm_arm *arm, int l, enum parm_target t,
@@ -144,7 +144,7 @@ float *parm_arm_merged_weight(const parm_arm *arm, int l, enum parm_target t,
 /* The unmerged path: adapters[n_layers * PARM_N_PROJ] for
  * parm_forward_adapted at preference alpha[k], pointing at the ARM's
  * adapters (so it must outlive them) and at the mixes, stored in *M
- * (both xmalloc; free both).  After alpha or the adapters change,
+ * (both parm_xmalloc; free both).  After alpha or the adapters change,
  * parm_arm_mix_adapters refills *M in place. */
 parm_adapter *parm_arm_adapters(const parm_arm *arm, const float *alpha, float **M);
 void parm_arm_mix_adapters(const parm_arm *arm, const float *alpha, float *M);

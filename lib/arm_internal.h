@@ -11,6 +11,6 @@
  * NULL: loaded as the file says (embedded or referenced), as parm_arm_load
  * does.  Given: used as it is and still the caller's, so set
  * arm->backbone = NULL before parm_arm_free.  NULL + parm_error. */
-parm_arm *parm_arm_from_gguf(const gguf_file *g, parm_model *backbone);
+parm_arm *parm_arm_from_gguf(const parm_gguf *g, parm_model *backbone);
 
 #endif

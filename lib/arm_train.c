@@ -22,10 +22,10 @@ void parm_adapter_opts_of_arm(parm_adapter_opts *o, const parm_arm *arm)
 
 void parm_arm_record_labels(parm_arm *arm, const parm_objectives *o)
 {
-	char *buf = xstrdup("");
+	char *buf = parm_xstrdup("");
 	for (int i = 0; i < o->k; i++) {
 		char *spec = parm_objective_spec(&o->obj[i]);
-		buf = xrealloc(buf, strlen(buf) + strlen(spec) + 2);
+		buf = parm_xrealloc(buf, strlen(buf) + strlen(spec) + 2);
 		strcat(strcat(buf, i ? "\n" : ""), spec);
 		free(spec);
 	}
@@ -49,7 +49,7 @@ int parm_arm_labels(const parm_arm *arm, parm_objectives *o)
 		parm_objectives_free(&def);
 		return 0;
 	}
-	char *copy = xstrdup(rec), *save = NULL;
+	char *copy = parm_xstrdup(rec), *save = NULL;
 	for (char *spec = strtok_r(copy, "\n", &save); spec; spec = strtok_r(NULL, "\n", &save))
 		if (parm_objectives_add(o, spec) < 0) {
 			parm_objectives_free(o);

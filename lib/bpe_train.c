@@ -58,13 +58,13 @@ static void table_init(struct table *t, size_t min_slots)
 	while (n < 2 * min_slots)
 		n *= 2;
 	free(t->slot);
-	t->slot = xcalloc(n, sizeof *t->slot);
+	t->slot = parm_xcalloc(n, sizeof *t->slot);
 	t->mask = n - 1;
 }
 
 parm_bpe *parm_bpe_new(void)
 {
-	parm_bpe *b = xcalloc(1, sizeof *b);
+	parm_bpe *b = parm_xcalloc(1, sizeof *b);
 	table_init(&b->words, 1024);
 	return b;
 }
@@ -107,10 +107,10 @@ static void new_word(parm_bpe *b, size_t slot, const char *s, size_t n)
 	struct bpe_word *w;
 	if (b->n_words == b->cap_words) {
 		b->cap_words = b->cap_words ? 2 * b->cap_words : 256;
-		b->word = xrealloc(b->word, b->cap_words * sizeof *b->word);
+		b->word = parm_xrealloc(b->word, b->cap_words * sizeof *b->word);
 	}
 	w = &b->word[b->n_words];
-	*w = (struct bpe_word){ xmemdup(s, n), n, xmalloc(n * sizeof *w->sym), (int)n, 1 };
+	*w = (struct bpe_word){ parm_xmemdup(s, n), n, parm_xmalloc(n * sizeof *w->sym), (int)n, 1 };
 	for (size_t i = 0; i < n; i++)
 		w->sym[i] = (unsigned char)s[i];
 	b->words.slot[slot] = (uint32_t)++b->n_words;
@@ -137,12 +137,12 @@ static void count_word(parm_bpe *b, const char *s, size_t n)
 void parm_bpe_add(parm_bpe *b, const char *text, size_t len)
 {
 	struct seglist words = {0};
-	uint32_t *cpts = xmalloc((len + 1) * sizeof *cpts);
-	char *utf8 = xmalloc(4 * len + 4);
+	uint32_t *cpts = parm_xmalloc((len + 1) * sizeof *cpts);
+	char *utf8 = parm_xmalloc(4 * len + 4);
 	size_t n = 0, at = 0;
 	for (size_t off = 0; off < len; )
 		cpts[n++] = parm_utf8_next(text, len, &off);
-	pretok_split(PRETOK_GPT2, cpts, n, &words);
+	parm_pretok_split(PRETOK_GPT2, cpts, n, &words);
 	for (size_t i = 0; i < words.n; i++) {
 		size_t bytes = 0;
 		for (size_t j = 0; j < words.len[i]; j++)
@@ -159,13 +159,13 @@ void parm_bpe_add(parm_bpe *b, const char *text, size_t len)
 
 static void add_token(parm_bpe *b, char *text)
 {
-	b->tok = xrealloc(b->tok, (size_t)(b->n_tok + 1) * sizeof *b->tok);
+	b->tok = parm_xrealloc(b->tok, (size_t)(b->n_tok + 1) * sizeof *b->tok);
 	b->tok[b->n_tok++] = text;
 }
 
 static char *byte_text(unsigned char byte)
 {
-	char *s = xmalloc(5);
+	char *s = parm_xmalloc(5);
 	s[parm_utf8_put(s, parm_byte_to_ucp(byte))] = 0;
 	return s;
 }
@@ -224,14 +224,14 @@ static void apply_merge(parm_bpe *b, int left, int right, int id)
 static void learn_merge(parm_bpe *b, int left, int right)
 {
 	size_t ln = strlen(b->tok[left]), rn = strlen(b->tok[right]);
-	char *merged = xmalloc(ln + rn + 1), *rule = xmalloc(ln + rn + 2);
+	char *merged = parm_xmalloc(ln + rn + 1), *rule = parm_xmalloc(ln + rn + 2);
 	int id;
 	memcpy(merged, b->tok[left], ln);
 	memcpy(merged + ln, b->tok[right], rn + 1);
 	memcpy(rule, b->tok[left], ln);
 	rule[ln] = ' ';
 	memcpy(rule + ln + 1, b->tok[right], rn + 1);
-	b->merge = xrealloc(b->merge, (size_t)(b->n_merges + 1) * sizeof *b->merge);
+	b->merge = parm_xrealloc(b->merge, (size_t)(b->n_merges + 1) * sizeof *b->merge);
 	b->merge[b->n_merges++] = rule;
 	if ((id = find_token(b, merged)) >= 0) {
 		free(merged);
@@ -256,7 +256,7 @@ int parm_bpe_learn(parm_bpe *b, int n_vocab)
 		add_token(b, byte_text((unsigned char)byte));
 	while (mask < 2 * b->n_positions)
 		mask = 2 * mask + 1;
-	tab = xmalloc((mask + 1) * sizeof *tab);
+	tab = parm_xmalloc((mask + 1) * sizeof *tab);
 	while (b->n_tok < n_vocab - 2) {
 		uint64_t best = UINT64_MAX;
 		if (best_pair(b, tab, mask, &best) < 2)
@@ -264,8 +264,8 @@ int parm_bpe_learn(parm_bpe *b, int n_vocab)
 		learn_merge(b, (int)(best >> 32), (int)(uint32_t)best);
 	}
 	free(tab);
-	add_token(b, xstrdup(PARM_BPE_BOS));
-	add_token(b, xstrdup(PARM_BPE_EOS));
+	add_token(b, parm_xstrdup(PARM_BPE_BOS));
+	add_token(b, parm_xstrdup(PARM_BPE_EOS));
 	return b->n_tok;
 }
 
@@ -286,48 +286,48 @@ const char *parm_bpe_token(const parm_bpe *b, int id)
 
 /* llama.cpp reads an architecture's hyper-parameters even for a vocab-only
  * load; these describe no model (parm-train init takes only tokenizer.*). */
-static void set_placeholders(gguf_writer *w)
+static void set_placeholders(parm_gguf_writer *w)
 {
-	gguf_w_set_str(w, "general.architecture", "llama");
-	gguf_w_set_str(w, "general.name", "parm byte-level BPE vocabulary");
-	gguf_w_set_u32(w, "llama.context_length", 512);
-	gguf_w_set_u32(w, "llama.embedding_length", 64);
-	gguf_w_set_u32(w, "llama.block_count", 1);
-	gguf_w_set_u32(w, "llama.feed_forward_length", 192);
-	gguf_w_set_u32(w, "llama.attention.head_count", 1);
-	gguf_w_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+	parm_gguf_w_set_str(w, "general.architecture", "llama");
+	parm_gguf_w_set_str(w, "general.name", "parm byte-level BPE vocabulary");
+	parm_gguf_w_set_u32(w, "llama.context_length", 512);
+	parm_gguf_w_set_u32(w, "llama.embedding_length", 64);
+	parm_gguf_w_set_u32(w, "llama.block_count", 1);
+	parm_gguf_w_set_u32(w, "llama.feed_forward_length", 192);
+	parm_gguf_w_set_u32(w, "llama.attention.head_count", 1);
+	parm_gguf_w_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
 }
 
-static void set_tokens(gguf_writer *w, const parm_bpe *b)
+static void set_tokens(parm_gguf_writer *w, const parm_bpe *b)
 {
-	int32_t *type = xmalloc((size_t)b->n_tok * sizeof *type);
+	int32_t *type = parm_xmalloc((size_t)b->n_tok * sizeof *type);
 	for (int i = 0; i < b->n_tok; i++)
 		type[i] = i >= b->n_tok - 2 ? TT_CONTROL : TT_NORMAL;
-	gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)b->tok, NULL,
+	parm_gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)b->tok, NULL,
 			   (uint64_t)b->n_tok);
-	gguf_w_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, type, (uint64_t)b->n_tok);
-	gguf_w_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)b->merge, NULL,
+	parm_gguf_w_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, type, (uint64_t)b->n_tok);
+	parm_gguf_w_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)b->merge, NULL,
 			   (uint64_t)b->n_merges);
 	free(type);
 }
 
 int parm_bpe_save(const parm_bpe *b, const char *path)
 {
-	gguf_writer *w;
+	parm_gguf_writer *w;
 	int rc;
 	if (!b->learned)
 		return parm_fail("%s: no BPE merges learned yet", path);
-	w = gguf_w_new();
+	w = parm_gguf_w_new();
 	set_placeholders(w);
-	gguf_w_set_str(w, "tokenizer.ggml.model", "gpt2");
-	gguf_w_set_str(w, "tokenizer.ggml.pre", "gpt-2");
+	parm_gguf_w_set_str(w, "tokenizer.ggml.model", "gpt2");
+	parm_gguf_w_set_str(w, "tokenizer.ggml.pre", "gpt-2");
 	set_tokens(w, b);
-	gguf_w_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)b->n_tok - 2);
-	gguf_w_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)b->n_tok - 1);
-	gguf_w_set_bool(w, "tokenizer.ggml.add_bos_token", 1);
-	gguf_w_set_bool(w, "tokenizer.ggml.add_eos_token", 0);
-	rc = gguf_w_save(w, path);
-	gguf_w_free(w);
+	parm_gguf_w_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)b->n_tok - 2);
+	parm_gguf_w_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)b->n_tok - 1);
+	parm_gguf_w_set_bool(w, "tokenizer.ggml.add_bos_token", 1);
+	parm_gguf_w_set_bool(w, "tokenizer.ggml.add_eos_token", 0);
+	rc = parm_gguf_w_save(w, path);
+	parm_gguf_w_free(w);
 	return rc;
 }
 

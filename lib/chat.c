@@ -260,13 +260,13 @@ static void lay_simple(FILE *f, enum tmpl t, const parm_chat_msg *m, int n, int 
 
 static void lay_gemma(FILE *f, const parm_chat_msg *m, int n, int add_ass)
 {
-	char *sys = xstrdup("");
+	char *sys = parm_xstrdup("");
 	int len;
 	for (int i = 0; i < n; i++) {
 		const char *c = trimmed(m[i].content, &len);
 		if (is(m[i].role, "system")) {
 			size_t have = strlen(sys);
-			sys = xrealloc(sys, have + len + 1);
+			sys = parm_xrealloc(sys, have + len + 1);
 			memcpy(sys + have, c, len);
 			sys[have + len] = '\0';
 			continue;
@@ -284,11 +284,11 @@ static void lay_gemma(FILE *f, const parm_chat_msg *m, int n, int add_ass)
 
 static void lay_orion(FILE *f, const parm_chat_msg *m, int n)
 {
-	char *sys = xstrdup("");
+	char *sys = parm_xstrdup("");
 	for (int i = 0; i < n; i++) {
 		if (is(m[i].role, "system")) {
 			size_t have = strlen(sys), len = strlen(m[i].content);
-			sys = xrealloc(sys, have + len + 1);
+			sys = parm_xrealloc(sys, have + len + 1);
 			memcpy(sys + have, m[i].content, len + 1);
 		} else if (is(m[i].role, "user")) {
 			fputs("Human: ", f);
@@ -403,15 +403,15 @@ char *parm_chat_prompt(const char *tmpl, const char *system, const char *user)
 	return system ? parm_chat_apply(tmpl, m, 2, 1) : parm_chat_apply(tmpl, m + 1, 1, 1);
 }
 
-char *parm_chat_template_of(const gguf_file *g)
+char *parm_chat_template_of(const parm_gguf *g)
 {
 	const char *s;
 	size_t len;
-	if (gguf_find_key(g, "tokenizer.chat_template") < 0)
-		return parm_failp("%s: the model has no tokenizer.chat_template", gguf_path(g));
-	if (gguf_get_str(g, "tokenizer.chat_template", &s, &len) < 0)
+	if (parm_gguf_find_key(g, "tokenizer.chat_template") < 0)
+		return parm_failp("%s: the model has no tokenizer.chat_template", parm_gguf_path(g));
+	if (parm_gguf_get_str(g, "tokenizer.chat_template", &s, &len) < 0)
 		return NULL;
-	char *t = xmalloc(len + 1);
+	char *t = parm_xmalloc(len + 1);
 	memcpy(t, s, len);
 	t[len] = '\0';
 	return t;

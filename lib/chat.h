@@ -30,7 +30,7 @@ char *parm_chat_prompt(const char *tmpl, const char *system, const char *user);
 
 /* The model's tokenizer.chat_template (NUL-terminated copy), or NULL +
  * parm_error when it has none. */
-char *parm_chat_template_of(const gguf_file *g);
+char *parm_chat_template_of(const parm_gguf *g);
 
 /* The built-in names parm lays out, for messages: "chatml, llama2, ...". */
 const char *parm_chat_names(void);

@@ -55,7 +55,7 @@ static void put_body(sink *s, const parm_ckpt *c)
 int parm_ckpt_save(const char *path, const parm_ckpt *c)
 {
 	size_t len = strlen(path) + 5;
-	char *tmp = xmalloc(len);
+	char *tmp = parm_xmalloc(len);
 	snprintf(tmp, len, "%s.tmp", path);
 	sink s = { .f = fopen(tmp, "wb"), .sum = PARM_FNV_SEED };
 	if (!s.f) {
@@ -97,7 +97,7 @@ static int get_floats(source *s, float **out, uint64_t n)
 {
 	if (n > s->left / sizeof(float))
 		return -1;
-	*out = xmalloc(n * sizeof(float) + 1);
+	*out = parm_xmalloc(n * sizeof(float) + 1);
 	return get(s, *out, n * sizeof(float));
 }
 
@@ -113,7 +113,7 @@ static int get_body(source *s, parm_ckpt *c, const char *path)
 		return parm_fail("%s: checkpoint version %u, expected %u", path, version, CKPT_VERSION);
 	if (get(s, &fl, 4) < 0 || fl > (1u << 20) || fl > s->left)
 		return parm_fail("%s: checkpoint is truncated or corrupt", path);
-	c->fingerprint = xcalloc(fl + 1, 1);
+	c->fingerprint = parm_xcalloc(fl + 1, 1);
 	if (get(s, c->fingerprint, fl) < 0 || get(s, ints, sizeof ints) < 0 ||
 	    get(s, &c->rng, 8) < 0 || get(s, &n, 8) < 0 || get(s, &astep, 8) < 0 ||
 	    n > (s->left / 3) / sizeof(float) || get_floats(s, &c->params, n) < 0 ||

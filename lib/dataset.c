@@ -17,9 +17,9 @@ static int *tokenize_as(const parm_tokenizer *t, const char *text, size_t len,
 	int (*encode)(const parm_tokenizer *, const char *, size_t, int, int *, int) =
 		special ? parm_tokenize_special : parm_tokenize;
 	int cap = (int)len + 8, got;
-	int *ids = xmalloc((size_t)(cap + 1) * sizeof *ids);
+	int *ids = parm_xmalloc((size_t)(cap + 1) * sizeof *ids);
 	if ((got = encode(t, text, len, add_bos, ids, cap)) > cap) {
-		ids = xrealloc(ids, (size_t)(got + 1) * sizeof *ids);
+		ids = parm_xrealloc(ids, (size_t)(got + 1) * sizeof *ids);
 		got = encode(t, text, len, add_bos, ids, got);
 	}
 	if (got < 0)
@@ -50,7 +50,7 @@ static int *tokenize_joined(const parm_tokenizer *t, const char *prompt,
 			    const char *resp, int special, int *n, int *resp_start)
 {
 	size_t pl = strlen(prompt), rl = strlen(resp);
-	char *text = xmalloc(pl + rl + 1);
+	char *text = parm_xmalloc(pl + rl + 1);
 	int np, *p, *ids;
 	memcpy(text, prompt, pl);
 	memcpy(text + pl, resp, rl + 1);
@@ -79,12 +79,12 @@ static void lm_append(lm_builder *b, const int *ids, int n, int loss_from)
 	parm_lm_data *d = b->d;
 	if (d->n_tok + n > b->cap) {
 		b->cap = 2 * (d->n_tok + n) + 1024;
-		d->tok = xrealloc(d->tok, b->cap * sizeof *d->tok);
-		d->loss = xrealloc(d->loss, b->cap);
+		d->tok = parm_xrealloc(d->tok, b->cap * sizeof *d->tok);
+		d->loss = parm_xrealloc(d->loss, b->cap);
 	}
 	if (d->n_docs + 2 > b->doc_cap) {
 		b->doc_cap = 2 * (d->n_docs + 2);
-		b->doc_start = xrealloc(b->doc_start, b->doc_cap * sizeof *b->doc_start);
+		b->doc_start = parm_xrealloc(b->doc_start, b->doc_cap * sizeof *b->doc_start);
 	}
 	b->doc_start[d->n_docs++] = d->n_tok;
 	memcpy(d->tok + d->n_tok, ids, (size_t)n * sizeof *ids);
@@ -211,8 +211,8 @@ static void lm_add_seq(parm_lm_data *d, long start, int len, long *cap)
 {
 	if (d->n_seq == *cap) {
 		*cap = *cap ? 2 * *cap : 256;
-		d->start = xrealloc(d->start, *cap * sizeof *d->start);
-		d->len = xrealloc(d->len, *cap * sizeof *d->len);
+		d->start = parm_xrealloc(d->start, *cap * sizeof *d->start);
+		d->len = parm_xrealloc(d->len, *cap * sizeof *d->len);
 	}
 	d->start[d->n_seq] = start;
 	d->len[d->n_seq++] = len;
@@ -269,7 +269,7 @@ char *parm_objective_spec(const parm_objective *ob)
 {
 	const char *src = ob->field ? ob->field : ob->file;
 	size_t n = strlen(ob->name) + strlen(src) + 3;
-	char *spec = xmalloc(n);
+	char *spec = parm_xmalloc(n);
 	snprintf(spec, n, "%s=%s%s", ob->name, ob->field ? "" : "@", src);
 	return spec;
 }
@@ -283,7 +283,7 @@ int parm_objectives_add(parm_objectives *o, const char *spec)
 	if (o->k == PARM_MAX_OBJECTIVES)
 		return parm_fail("objective '%s': at most %d objectives", spec,
 				 PARM_MAX_OBJECTIVES);
-	char *name = xmemdup(spec, (size_t)(eq - spec) + 1);
+	char *name = parm_xmemdup(spec, (size_t)(eq - spec) + 1);
 	name[eq - spec] = '\0';
 	if (parm_objective_index(o, name) >= 0) {
 		parm_fail("objective '%s' named twice", name);
@@ -291,8 +291,8 @@ int parm_objectives_add(parm_objectives *o, const char *spec)
 	}
 	ob = &o->obj[o->k++];
 	ob->name = name;
-	ob->field = eq[1] == '@' ? NULL : xstrdup(eq + 1);
-	ob->file = eq[1] == '@' ? xstrdup(eq + 2) : NULL;
+	ob->field = eq[1] == '@' ? NULL : parm_xstrdup(eq + 1);
+	ob->file = eq[1] == '@' ? parm_xstrdup(eq + 2) : NULL;
 	return 0;
 }
 
@@ -336,12 +336,12 @@ static parm_pair *new_pair(pair_builder *b, const char *origin)
 	parm_pairs *p = b->p;
 	if (p->n == b->cap) {
 		b->cap = b->cap ? 2 * b->cap : 256;
-		p->pair = xrealloc(p->pair, b->cap * sizeof *p->pair);
+		p->pair = parm_xrealloc(p->pair, b->cap * sizeof *p->pair);
 	}
 	parm_pair *q = &p->pair[p->n++];
 	memset(q, 0, sizeof *q);
 	memset(q->label, PARM_LABEL_NONE, sizeof q->label);
-	q->origin = xstrdup(origin);
+	q->origin = parm_xstrdup(origin);
 	return q;
 }
 
@@ -398,9 +398,9 @@ static int data_record(void *ctx, json_t *obj, const char *origin)
 	if (field_labels(b, obj, origin, label) < 0)
 		return b->bad->strict ? -1 : 0;
 	parm_pair *q = new_pair(b, origin);
-	q->prompt = xstrdup(string_field(obj, "prompt"));
-	q->resp[0] = xstrdup(string_field(obj, "response_0"));
-	q->resp[1] = xstrdup(string_field(obj, "response_1"));
+	q->prompt = parm_xstrdup(string_field(obj, "prompt"));
+	q->resp[0] = parm_xstrdup(string_field(obj, "response_0"));
+	q->resp[1] = parm_xstrdup(string_field(obj, "response_1"));
 	memcpy(q->label, label, sizeof label);
 	return 0;
 }
@@ -435,14 +435,14 @@ static int file_record(void *ctx, json_t *obj, const char *origin)
 				   "no prompt ending in \"\\n\\nAssistant:\"", origin, name);
 	parm_pair *q = new_pair(b, origin);
 	if (prompt) {
-		q->prompt = xstrdup(prompt);
+		q->prompt = parm_xstrdup(prompt);
 	} else {
-		q->prompt = xmemdup(chosen, end + 1);
+		q->prompt = parm_xmemdup(chosen, end + 1);
 		q->prompt[end] = '\0';
 		q->preformatted = 1;
 	}
-	q->resp[0] = xstrdup(chosen + end);
-	q->resp[1] = xstrdup(rejected + end);
+	q->resp[0] = parm_xstrdup(chosen + end);
+	q->resp[1] = parm_xstrdup(rejected + end);
 	q->label[b->file_obj] = 0;
 	return 0;
 }
@@ -511,7 +511,7 @@ static int tokenize_pair(parm_pair *q, const parm_tokenizer *t,
 			 const parm_pair_opts *o, long *n_truncated)
 {
 	int chat = o->chat && !q->preformatted;
-	char *prompt = q->preformatted ? xstrdup(q->prompt) :
+	char *prompt = q->preformatted ? parm_xstrdup(q->prompt) :
 		chat ? parm_chat_prompt(o->chat, o->system, q->prompt) :
 		parm_apply_template(o->tmpl ? o->tmpl : PARM_PAIR_TEMPLATE, q->prompt);
 	int cut = 0;
@@ -594,8 +594,8 @@ long parm_heldout_count(long n, double held)
 
 void parm_split(long *train, long *held, long n, long n_held, uint64_t seed)
 {
-	long *order = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *order);
-	unsigned char *is_held = xcalloc((size_t)(n > 0 ? n : 1), 1);
+	long *order = parm_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *order);
+	unsigned char *is_held = parm_xcalloc((size_t)(n > 0 ? n : 1), 1);
 	long nt = 0, nh = 0;
 	permute(order, n, seed, 1, 0);
 	for (long i = 0; i < n_held && i < n; i++)

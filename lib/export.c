@@ -63,43 +63,43 @@ static int target_place(struct place *pl, const parm_arm *arm, int l, enum parm_
 	int qkv = t == PARM_T_ATTN_Q || t == PARM_T_ATTN_K || t == PARM_T_ATTN_V;
 	int gate_up = t == PARM_T_FFN_GATE || t == PARM_T_FFN_UP;
 	snprintf(pl->name, sizeof pl->name, "blk.%d.attn_qkv.weight", l);
-	if (qkv && gguf_find_tensor(m->file, pl->name)) {
+	if (qkv && parm_gguf_find_tensor(m->file, pl->name)) {
 		pl->row0 = t == PARM_T_ATTN_Q ? 0 : t == PARM_T_ATTN_K ? Dq : Dq + kvd;
 		pl->rows = Dq + 2 * kvd;
 		return 0;
 	}
 	snprintf(pl->name, sizeof pl->name, "blk.%d.ffn_gate.weight", l);
-	if (gate_up && (m->arch->need & PARM_PART_FUSED_UP) && !gguf_find_tensor(m->file, pl->name)) {
+	if (gate_up && (m->arch->need & PARM_PART_FUSED_UP) && !parm_gguf_find_tensor(m->file, pl->name)) {
 		snprintf(pl->name, sizeof pl->name, "blk.%d.ffn_up.weight", l);
 		pl->row0 = t == PARM_T_FFN_GATE ? 0 : F;
 		pl->rows = 2 * F;
 		return 0;
 	}
 	snprintf(pl->name, sizeof pl->name, "blk.%d.%s.weight", l, parm_target_name(t));
-	if (!gguf_find_tensor(m->file, pl->name))
+	if (!parm_gguf_find_tensor(m->file, pl->name))
 		return parm_fail("%s: no tensor %s in %s", arm->path ? arm->path : "ARM", pl->name,
-				 gguf_path(m->file));
+				 parm_gguf_path(m->file));
 	pl->row0 = 0;
 	pl->rows = parm_target_weight(m, l, t)->rows;
 	return 0;
 }
 
-static void set_keys(gguf_writer *w, const parm_arm *arm, int which, const float *alpha)
+static void set_keys(parm_gguf_writer *w, const parm_arm *arm, int which, const float *alpha)
 {
 	char buf[1024];
-	gguf_w_set_str(w, "general.type", "adapter");
-	gguf_w_set_str(w, "general.architecture", arm->backbone->arch->name);
-	gguf_w_set_str(w, "adapter.type", "lora");
+	parm_gguf_w_set_str(w, "general.type", "adapter");
+	parm_gguf_w_set_str(w, "general.architecture", arm->backbone->arch->name);
+	parm_gguf_w_set_str(w, "adapter.type", "lora");
 	if (alpha) {
 		size_t used = 0;
 		for (int i = 0; i < arm->k && used < sizeof buf; i++)
 			used += snprintf(buf + used, sizeof buf - used, "%s%.9g", i ? "," : "", alpha[i]);
-		gguf_w_set_str(w, "parm.export.pref", buf);
+		parm_gguf_w_set_str(w, "parm.export.pref", buf);
 	}
-	gguf_w_set_str(w, "parm.export.part", alpha ? "merged" : which < 0 ? "agnostic" :
+	parm_gguf_w_set_str(w, "parm.export.part", alpha ? "merged" : which < 0 ? "agnostic" :
 		       arm->objectives[which]);
 	if (arm->path)
-		gguf_w_set_str(w, "parm.export.arm", arm->path);
+		parm_gguf_w_set_str(w, "parm.export.arm", arm->path);
 }
 
 /* One LoRA pair for the tensor of place pl, from the adapters of layer l
@@ -109,23 +109,23 @@ static int tensor_lora(const parm_arm *arm, int l, const struct place *pl, int w
 		       const float *alpha, float **a, float **b)
 {
 	int r = arm->r1 + arm->r2, rank = 0, in = 0;
-	float *M = alpha ? xmalloc((size_t)r * r * sizeof *M) : NULL;
+	float *M = alpha ? parm_xmalloc((size_t)r * r * sizeof *M) : NULL;
 	*a = *b = NULL;
 	for (int i = 0; i < arm->n_targets; i++) {
 		const parm_pblora *p = &arm->adapters[l * arm->n_targets + i];
 		struct place here;
 		if (target_place(&here, arm, l, arm->targets[i]) < 0 || strcmp(here.name, pl->name))
 			continue;
-		float *Bp = xmalloc((size_t)p->out * r * sizeof *Bp);
+		float *Bp = parm_xmalloc((size_t)p->out * r * sizeof *Bp);
 		int c0, n;
 		if (M)
-			pblora_mix(M, p, alpha);
+			parm_pblora_mix(M, p, alpha);
 		n = parm_lora_part(p, which, M, Bp, &c0);
 		in = p->in;
-		*a = xrealloc(*a, (size_t)(rank + n) * in * sizeof **a);
+		*a = parm_xrealloc(*a, (size_t)(rank + n) * in * sizeof **a);
 		memcpy(*a + (size_t)rank * in, p->A + (size_t)c0 * in, (size_t)n * in * sizeof **a);
 		/* widen B to rank + n columns, then place this B' */
-		float *wide = xcalloc((size_t)pl->rows * (rank + n), sizeof *wide);
+		float *wide = parm_xcalloc((size_t)pl->rows * (rank + n), sizeof *wide);
 		for (int64_t o = 0; *b && o < pl->rows; o++)
 			memcpy(wide + o * (rank + n), *b + o * rank, (size_t)rank * sizeof *wide);
 		for (int o = 0; o < p->out; o++)
@@ -142,9 +142,9 @@ static int tensor_lora(const parm_arm *arm, int l, const struct place *pl, int w
 
 int parm_arm_export_lora(const parm_arm *arm, int which, const float *alpha, const char *path)
 {
-	gguf_writer *w = gguf_w_new();
+	parm_gguf_writer *w = parm_gguf_w_new();
 	int L = arm->backbone->cfg.n_layers, rc = 0, n_owned = 0, alpha_rank = 0;
-	float **owned = xcalloc((size_t)2 * L * arm->n_targets, sizeof *owned);
+	float **owned = parm_xcalloc((size_t)2 * L * arm->n_targets, sizeof *owned);
 	char tname[128];
 	for (int l = 0; l < L && rc == 0; l++)
 		for (int i = 0; i < arm->n_targets && rc == 0; i++) {
@@ -171,16 +171,16 @@ int parm_arm_export_lora(const parm_arm *arm, int which, const float *alpha, con
 			for (int64_t e = 0; rank != alpha_rank && e < pl.rows * rank; e++)
 				b[e] *= (float)rank / (float)alpha_rank;
 			snprintf(tname, sizeof tname, "%s.lora_a", pl.name);
-			gguf_w_tensor_ref(w, tname, GGML_F32, 2, ne_a, a);
+			parm_gguf_w_tensor_ref(w, tname, GGML_F32, 2, ne_a, a);
 			snprintf(tname, sizeof tname, "%s.lora_b", pl.name);
-			gguf_w_tensor_ref(w, tname, GGML_F32, 2, ne_b, b);
+			parm_gguf_w_tensor_ref(w, tname, GGML_F32, 2, ne_b, b);
 		}
 	if (rc == 0) {
-		gguf_w_set_f32(w, "adapter.lora.alpha", (float)alpha_rank);
+		parm_gguf_w_set_f32(w, "adapter.lora.alpha", (float)alpha_rank);
 		set_keys(w, arm, which, alpha);
-		rc = gguf_w_save(w, path);
+		rc = parm_gguf_w_save(w, path);
 	}
-	gguf_w_free(w);
+	parm_gguf_w_free(w);
 	for (int i = 0; i < n_owned; i++)
 		free(owned[i]);
 	free(owned);

@@ -33,7 +33,7 @@ int parm_arm_export_lora(const parm_arm *arm, int which, const float *alpha, con
 /* One adapter part as an ordinary LoRA delta = B' A': A' is rows [*c0,
  * *c0 + n) of p->A and Bp[out][n] = s B[:, block] Mblock, for which < 0
  * the agnostic part, which = i objective i's aware part, or with M
- * (pblora_mix at some alpha) the whole adapter.  Returns n. */
+ * (parm_pblora_mix at some alpha) the whole adapter.  Returns n. */
 int parm_lora_part(const parm_pblora *p, int which, const float *M, float *Bp, int *c0);
 
 #endif

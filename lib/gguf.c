@@ -42,24 +42,24 @@ struct gstr {
 
 struct gguf_kv {
 	char *key;
-	enum gguf_vtype type;
-	const uint8_t *raw;     /* the value as on disk, after its type: copied by gguf_w_copy_kv */
+	enum parm_gguf_vtype type;
+	const uint8_t *raw;     /* the value as on disk, after its type: copied by parm_gguf_w_copy_kv */
 	size_t raw_len;
-	enum gguf_vtype etype;  /* arrays: element type; scalars: type */
+	enum parm_gguf_vtype etype;  /* arrays: element type; scalars: type */
 	uint64_t n;             /* arrays: element count; scalars: 1 */
 	const uint8_t *items;   /* scalar value or first array element */
 	struct gstr *strs;      /* strings: n NUL-terminated copies in arena */
 	char *arena;
 };
 
-struct gguf_file {
+struct parm_gguf {
 	char *path;
 	const uint8_t *map;
 	size_t size;
 	int mapped;             /* map is ours to munmap (else the caller's buffer) */
 	int n_kv, n_tensors;
 	struct gguf_kv *kv;
-	gguf_tensor *tensors;
+	parm_gguf_tensor *tensors;
 	size_t alignment, data_start;
 };
 
@@ -79,7 +79,7 @@ static const size_t vtype_size[GGUF_NVTYPES] = {
 	1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8,
 };
 
-static const char *vtype_name(enum gguf_vtype t)
+static const char *vtype_name(enum parm_gguf_vtype t)
 {
 	return (unsigned)t < GGUF_NVTYPES ? vtype_names[t] : "invalid";
 }
@@ -87,7 +87,7 @@ static const char *vtype_name(enum gguf_vtype t)
 /* Tensor types. */
 
 struct type_info {
-	enum ggml_type type;
+	enum parm_ggml_type type;
 	const char *name;
 	int block;
 	size_t block_bytes;
@@ -132,7 +132,7 @@ static const struct type_info type_table[] = {
 	{ GGML_Q2_0, "q2_0", 64, 2 + 16 },
 };
 
-static const struct type_info *type_info(enum ggml_type t)
+static const struct type_info *type_info(enum parm_ggml_type t)
 {
 	for (size_t i = 0; i < sizeof type_table / sizeof type_table[0]; i++)
 		if (type_table[i].type == t)
@@ -140,13 +140,13 @@ static const struct type_info *type_info(enum ggml_type t)
 	return NULL;
 }
 
-const char *ggml_type_name(enum ggml_type t)
+const char *parm_ggml_type_name(enum parm_ggml_type t)
 {
 	const struct type_info *ti = type_info(t);
 	return ti ? ti->name : NULL;
 }
 
-int ggml_type_from_name(const char *name)
+int parm_ggml_type_from_name(const char *name)
 {
 	for (size_t i = 0; i < sizeof type_table / sizeof type_table[0]; i++)
 		if (!strcasecmp(type_table[i].name, name))
@@ -154,19 +154,19 @@ int ggml_type_from_name(const char *name)
 	return -1;
 }
 
-int ggml_type_block(enum ggml_type t)
+int parm_ggml_type_block(enum parm_ggml_type t)
 {
 	const struct type_info *ti = type_info(t);
 	return ti ? ti->block : 0;
 }
 
-size_t ggml_type_block_bytes(enum ggml_type t)
+size_t parm_ggml_type_block_bytes(enum parm_ggml_type t)
 {
 	const struct type_info *ti = type_info(t);
 	return ti ? ti->block_bytes : 0;
 }
 
-size_t ggml_row_bytes(enum ggml_type t, int64_t n)
+size_t parm_ggml_row_bytes(enum parm_ggml_type t, int64_t n)
 {
 	const struct type_info *ti = type_info(t);
 	return ti ? (size_t)(n / ti->block) * ti->block_bytes : 0;
@@ -211,7 +211,7 @@ static int read_str(struct cursor *c, const char **s, uint64_t *len)
 
 static char *strndup_x(const char *s, size_t len)
 {
-	char *d = xmalloc(len + 1);
+	char *d = parm_xmalloc(len + 1);
 	memcpy(d, s, len);
 	d[len] = 0;
 	return d;
@@ -229,8 +229,8 @@ static int read_strings(struct cursor *c, struct gguf_kv *kv, uint64_t n)
 			return -1;
 		total += len + 1;       /* bounded by the file size: no overflow */
 	}
-	kv->strs = xmalloc((n ? n : 1) * sizeof *kv->strs);
-	kv->arena = xmalloc(total ? total : 1);
+	kv->strs = parm_xmalloc((n ? n : 1) * sizeof *kv->strs);
+	kv->arena = parm_xmalloc(total ? total : 1);
 	char *dst = kv->arena;
 	for (uint64_t i = 0; i < n; i++) {
 		read_str(&again, &s, &len);
@@ -287,7 +287,7 @@ static int read_value(struct cursor *c, struct gguf_kv *kv)
 	return 0;
 }
 
-static int read_kv(struct cursor *c, gguf_file *g, int i)
+static int read_kv(struct cursor *c, parm_gguf *g, int i)
 {
 	struct gguf_kv *kv = &g->kv[i];
 	const char *key;
@@ -313,16 +313,16 @@ static int read_kv(struct cursor *c, gguf_file *g, int i)
 
 /* Tensor infos. */
 
-static int read_dims(struct cursor *c, gguf_tensor *t)
+static int read_dims(struct cursor *c, parm_gguf_tensor *t)
 {
 	uint32_t n_dims;
 	if (read_u32(c, &n_dims) < 0)
 		return -1;
-	if (n_dims > GGUF_MAX_DIMS)
+	if (n_dims > PARM_GGUF_MAX_DIMS)
 		return parm_fail("%s: tensor '%s' has %u dimensions (at most %d)",
-				 c->path, t->name, n_dims, GGUF_MAX_DIMS);
+				 c->path, t->name, n_dims, PARM_GGUF_MAX_DIMS);
 	t->n_dims = n_dims;
-	for (int j = 0; j < GGUF_MAX_DIMS; j++) {
+	for (int j = 0; j < PARM_GGUF_MAX_DIMS; j++) {
 		uint64_t ne = 1;
 		if (j < (int)n_dims && read_u64(c, &ne) < 0)
 			return -1;
@@ -335,11 +335,11 @@ static int read_dims(struct cursor *c, gguf_tensor *t)
 }
 
 /* n_elements and nbytes from type and shape, with overflow checks. */
-static int tensor_size(const char *path, gguf_tensor *t)
+static int tensor_size(const char *path, parm_gguf_tensor *t)
 {
 	const struct type_info *ti = type_info(t->type);
 	int64_t n = 1;
-	for (int j = 0; j < GGUF_MAX_DIMS; j++)
+	for (int j = 0; j < PARM_GGUF_MAX_DIMS; j++)
 		if (__builtin_mul_overflow(n, t->ne[j], &n))
 			return parm_fail("%s: tensor '%s' is too large", path, t->name);
 	if (t->ne[0] % ti->block)
@@ -351,9 +351,9 @@ static int tensor_size(const char *path, gguf_tensor *t)
 	return 0;
 }
 
-static int read_tensor_info(struct cursor *c, gguf_file *g, int i, uint64_t *offset)
+static int read_tensor_info(struct cursor *c, parm_gguf *g, int i, uint64_t *offset)
 {
-	gguf_tensor *t = &g->tensors[i];
+	parm_gguf_tensor *t = &g->tensors[i];
 	const char *name;
 	uint64_t len;
 	uint32_t type;
@@ -370,7 +370,7 @@ static int read_tensor_info(struct cursor *c, gguf_file *g, int i, uint64_t *off
 	return tensor_size(c->path, t);
 }
 
-static int check_tensor_data(gguf_file *g, gguf_tensor *t, uint64_t offset)
+static int check_tensor_data(parm_gguf *g, parm_gguf_tensor *t, uint64_t offset)
 {
 	size_t data_size = g->size - g->data_start;
 	if (offset % g->alignment)
@@ -382,9 +382,9 @@ static int check_tensor_data(gguf_file *g, gguf_tensor *t, uint64_t offset)
 	return 0;
 }
 
-static int read_tensor_infos(struct cursor *c, gguf_file *g)
+static int read_tensor_infos(struct cursor *c, parm_gguf *g)
 {
-	uint64_t *offsets = xmalloc((g->n_tensors + 1) * sizeof *offsets);
+	uint64_t *offsets = parm_xmalloc((g->n_tensors + 1) * sizeof *offsets);
 	int rc = -1;
 	for (int i = 0; i < g->n_tensors; i++) {
 		if (read_tensor_info(c, g, i, &offsets[i]) < 0)
@@ -443,13 +443,13 @@ static int read_header(struct cursor *c, uint64_t *n_tensors, uint64_t *n_kv)
 	return 0;
 }
 
-static int read_alignment(gguf_file *g)
+static int read_alignment(parm_gguf *g)
 {
 	int64_t a;
 	g->alignment = GGUF_DEFAULT_ALIGNMENT;
-	if (gguf_find_key(g, "general.alignment") < 0)
+	if (parm_gguf_find_key(g, "general.alignment") < 0)
 		return 0;
-	if (gguf_get_int(g, "general.alignment", &a) < 0)
+	if (parm_gguf_get_int(g, "general.alignment", &a) < 0)
 		return -1;
 	if (a <= 0 || (a & (a - 1)) || a > (1 << 30))
 		return parm_fail("%s: general.alignment %lld is not a power of two",
@@ -458,7 +458,7 @@ static int read_alignment(gguf_file *g)
 	return 0;
 }
 
-static int parse(gguf_file *g)
+static int parse(parm_gguf *g)
 {
 	/* An empty file has no mapping: map + 0 would be NULL + 0, undefined. */
 	if (!g->size)
@@ -467,11 +467,11 @@ static int parse(gguf_file *g)
 	uint64_t n_tensors = 0, n_kv = 0;
 	if (read_header(&c, &n_tensors, &n_kv) < 0)
 		return -1;
-	g->kv = xcalloc(n_kv, sizeof *g->kv);
-	g->tensors = xcalloc(n_tensors, sizeof *g->tensors);
+	g->kv = parm_xcalloc(n_kv, sizeof *g->kv);
+	g->tensors = parm_xcalloc(n_tensors, sizeof *g->tensors);
 	for (g->n_kv = 0; g->n_kv < (int)n_kv; g->n_kv++)
 		if (read_kv(&c, g, g->n_kv) < 0) {
-			g->n_kv++;      /* so gguf_close frees the partial entry */
+			g->n_kv++;      /* so parm_gguf_close frees the partial entry */
 			return -1;
 		}
 	if (read_alignment(g) < 0)
@@ -480,7 +480,7 @@ static int parse(gguf_file *g)
 	return read_tensor_infos(&c, g);
 }
 
-static int map_file(gguf_file *g)
+static int map_file(parm_gguf *g)
 {
 	const void *m;
 	if (parm_map_file(g->path, &m, &g->size) < 0)
@@ -490,31 +490,31 @@ static int map_file(gguf_file *g)
 	return 0;
 }
 
-gguf_file *gguf_open(const char *path)
+parm_gguf *parm_gguf_open(const char *path)
 {
-	gguf_file *g = xcalloc(1, sizeof *g);
-	g->path = xstrdup(path);
+	parm_gguf *g = parm_xcalloc(1, sizeof *g);
+	g->path = parm_xstrdup(path);
 	if (map_file(g) < 0 || parse(g) < 0) {
-		gguf_close(g);
+		parm_gguf_close(g);
 		return NULL;
 	}
 	return g;
 }
 
-gguf_file *gguf_open_mem(const void *buf, size_t size, const char *name)
+parm_gguf *parm_gguf_open_mem(const void *buf, size_t size, const char *name)
 {
-	gguf_file *g = xcalloc(1, sizeof *g);
-	g->path = xstrdup(name);
+	parm_gguf *g = parm_xcalloc(1, sizeof *g);
+	g->path = parm_xstrdup(name);
 	g->map = buf;
 	g->size = size;
 	if (parse(g) < 0) {
-		gguf_close(g);
+		parm_gguf_close(g);
 		return NULL;
 	}
 	return g;
 }
 
-void gguf_close(gguf_file *g)
+void parm_gguf_close(parm_gguf *g)
 {
 	if (!g)
 		return;
@@ -533,7 +533,7 @@ void gguf_close(gguf_file *g)
 	free(g);
 }
 
-void gguf_forget(const gguf_file *g, const void *p, size_t n)
+void parm_gguf_forget(const parm_gguf *g, const void *p, size_t n)
 {
 	const long page = sysconf(_SC_PAGESIZE);
 	if (!g->mapped || page <= 0 || n == 0)
@@ -543,34 +543,34 @@ void gguf_forget(const gguf_file *g, const void *p, size_t n)
 		madvise((void *)from, to - from, MADV_DONTNEED);
 }
 
-const char *gguf_path(const gguf_file *g)
+const char *parm_gguf_path(const parm_gguf *g)
 {
 	return g->path;
 }
 
-size_t gguf_data_offset(const gguf_file *g)
+size_t parm_gguf_data_offset(const parm_gguf *g)
 {
 	return g->data_start;
 }
 
 /* Metadata getters. */
 
-int gguf_n_kv(const gguf_file *g)
+int parm_gguf_n_kv(const parm_gguf *g)
 {
 	return g->n_kv;
 }
 
-const char *gguf_kv_key(const gguf_file *g, int i)
+const char *parm_gguf_kv_key(const parm_gguf *g, int i)
 {
 	return i >= 0 && i < g->n_kv ? g->kv[i].key : NULL;
 }
 
-enum gguf_vtype gguf_kv_type(const gguf_file *g, int i)
+enum parm_gguf_vtype parm_gguf_kv_type(const parm_gguf *g, int i)
 {
 	return i >= 0 && i < g->n_kv ? g->kv[i].type : GGUF_NVTYPES;
 }
 
-int gguf_find_key(const gguf_file *g, const char *key)
+int parm_gguf_find_key(const parm_gguf *g, const char *key)
 {
 	for (int i = 0; i < g->n_kv; i++)
 		if (!strcmp(g->kv[i].key, key))
@@ -578,9 +578,9 @@ int gguf_find_key(const gguf_file *g, const char *key)
 	return -1;
 }
 
-static const struct gguf_kv *get_kv(const gguf_file *g, const char *key)
+static const struct gguf_kv *get_kv(const parm_gguf *g, const char *key)
 {
-	int i = gguf_find_key(g, key);
+	int i = parm_gguf_find_key(g, key);
 	if (i < 0)
 		return parm_failp("%s: key '%s' not found", g->path, key);
 	return &g->kv[i];
@@ -588,7 +588,7 @@ static const struct gguf_kv *get_kv(const gguf_file *g, const char *key)
 
 /* A value of type t at p as int64: 0, 1 when t is not an integer type,
  * 2 when it does not fit. */
-static int load_int(const uint8_t *p, enum gguf_vtype t, int64_t *out)
+static int load_int(const uint8_t *p, enum parm_gguf_vtype t, int64_t *out)
 {
 	union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32;
 		int32_t i32; uint64_t u64; int64_t i64; } v;
@@ -611,7 +611,7 @@ static int load_int(const uint8_t *p, enum gguf_vtype t, int64_t *out)
 	return 0;
 }
 
-static int load_float(const uint8_t *p, enum gguf_vtype t, double *out)
+static int load_float(const uint8_t *p, enum parm_gguf_vtype t, double *out)
 {
 	float f;
 	if (t == GGUF_F32) {
@@ -625,7 +625,7 @@ static int load_float(const uint8_t *p, enum gguf_vtype t, double *out)
 	return 0;
 }
 
-static int int_result(const gguf_file *g, const char *key, int rc, enum gguf_vtype t)
+static int int_result(const parm_gguf *g, const char *key, int rc, enum parm_gguf_vtype t)
 {
 	if (rc == 1)
 		return parm_fail("%s: key '%s' is %s, expected an integer", g->path, key, vtype_name(t));
@@ -634,7 +634,7 @@ static int int_result(const gguf_file *g, const char *key, int rc, enum gguf_vty
 	return 0;
 }
 
-int gguf_get_int(const gguf_file *g, const char *key, int64_t *out)
+int parm_gguf_get_int(const parm_gguf *g, const char *key, int64_t *out)
 {
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
@@ -642,7 +642,7 @@ int gguf_get_int(const gguf_file *g, const char *key, int64_t *out)
 	return int_result(g, key, load_int(kv->items, kv->type, out), kv->type);
 }
 
-int gguf_get_float(const gguf_file *g, const char *key, double *out)
+int parm_gguf_get_float(const parm_gguf *g, const char *key, double *out)
 {
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
@@ -652,7 +652,7 @@ int gguf_get_float(const gguf_file *g, const char *key, double *out)
 	return 0;
 }
 
-int gguf_get_bool(const gguf_file *g, const char *key, int *out)
+int parm_gguf_get_bool(const parm_gguf *g, const char *key, int *out)
 {
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
@@ -663,7 +663,7 @@ int gguf_get_bool(const gguf_file *g, const char *key, int *out)
 	return 0;
 }
 
-int gguf_get_str(const gguf_file *g, const char *key, const char **s, size_t *len)
+int parm_gguf_get_str(const parm_gguf *g, const char *key, const char **s, size_t *len)
 {
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
@@ -676,7 +676,7 @@ int gguf_get_str(const gguf_file *g, const char *key, const char **s, size_t *le
 	return 0;
 }
 
-int gguf_get_arr(const gguf_file *g, const char *key, enum gguf_vtype *etype, uint64_t *n)
+int parm_gguf_get_arr(const parm_gguf *g, const char *key, enum parm_gguf_vtype *etype, uint64_t *n)
 {
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
@@ -691,7 +691,7 @@ int gguf_get_arr(const gguf_file *g, const char *key, enum gguf_vtype *etype, ui
 }
 
 /* The array kv for key, with i checked against its length. */
-static const struct gguf_kv *get_arr_item(const gguf_file *g, const char *key, uint64_t i)
+static const struct gguf_kv *get_arr_item(const parm_gguf *g, const char *key, uint64_t i)
 {
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
@@ -704,7 +704,7 @@ static const struct gguf_kv *get_arr_item(const gguf_file *g, const char *key, u
 	return kv;
 }
 
-int gguf_arr_int(const gguf_file *g, const char *key, uint64_t i, int64_t *out)
+int parm_gguf_arr_int(const parm_gguf *g, const char *key, uint64_t i, int64_t *out)
 {
 	const struct gguf_kv *kv = get_arr_item(g, key, i);
 	if (!kv)
@@ -714,7 +714,7 @@ int gguf_arr_int(const gguf_file *g, const char *key, uint64_t i, int64_t *out)
 	return int_result(g, key, load_int(kv->items + i * vtype_size[kv->etype], kv->etype, out), kv->etype);
 }
 
-int gguf_arr_float(const gguf_file *g, const char *key, uint64_t i, double *out)
+int parm_gguf_arr_float(const parm_gguf *g, const char *key, uint64_t i, double *out)
 {
 	const struct gguf_kv *kv = get_arr_item(g, key, i);
 	if (!kv)
@@ -724,7 +724,7 @@ int gguf_arr_float(const gguf_file *g, const char *key, uint64_t i, double *out)
 	return 0;
 }
 
-int gguf_arr_str(const gguf_file *g, const char *key, uint64_t i, const char **s, size_t *len)
+int parm_gguf_arr_str(const parm_gguf *g, const char *key, uint64_t i, const char **s, size_t *len)
 {
 	const struct gguf_kv *kv = get_arr_item(g, key, i);
 	if (!kv)
@@ -739,17 +739,17 @@ int gguf_arr_str(const gguf_file *g, const char *key, uint64_t i, const char **s
 
 /* Tensors. */
 
-int gguf_n_tensors(const gguf_file *g)
+int parm_gguf_n_tensors(const parm_gguf *g)
 {
 	return g->n_tensors;
 }
 
-const gguf_tensor *gguf_tensor_at(const gguf_file *g, int i)
+const parm_gguf_tensor *parm_gguf_tensor_at(const parm_gguf *g, int i)
 {
 	return i >= 0 && i < g->n_tensors ? &g->tensors[i] : NULL;
 }
 
-const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name)
+const parm_gguf_tensor *parm_gguf_find_tensor(const parm_gguf *g, const char *name)
 {
 	for (int i = 0; i < g->n_tensors; i++)
 		if (!strcmp(g->tensors[i].name, name))
@@ -771,7 +771,7 @@ static void buf_put(struct buf *b, const void *p, size_t n)
 		return;
 	if (b->n + n > b->cap) {
 		b->cap = (b->n + n) * 2 + 64;
-		b->p = xrealloc(b->p, b->cap);
+		b->p = parm_xrealloc(b->p, b->cap);
 	}
 	memcpy(b->p + b->n, p, n);
 	b->n += n;
@@ -795,34 +795,34 @@ static void buf_str(struct buf *b, const char *s, size_t len)
 
 struct wkv {
 	char *key;
-	enum gguf_vtype type;
+	enum parm_gguf_vtype type;
 	struct buf value;
 };
 
 struct wtensor {
 	char *name;
-	enum ggml_type type;
+	enum parm_ggml_type type;
 	int n_dims;
-	int64_t ne[GGUF_MAX_DIMS];
+	int64_t ne[PARM_GGUF_MAX_DIMS];
 	size_t nbytes;
 	const void *data;
 	void *owned;            /* the copy, unless added by reference */
 };
 
-struct gguf_writer {
+struct parm_gguf_writer {
 	struct wkv *kv;
 	int n_kv;
 	struct wtensor *t;
 	int n_t;
-	char *error;            /* the first bad call, reported by gguf_w_save */
+	char *error;            /* the first bad call, reported by parm_gguf_w_save */
 };
 
-gguf_writer *gguf_w_new(void)
+parm_gguf_writer *parm_gguf_w_new(void)
 {
-	return xcalloc(1, sizeof(gguf_writer));
+	return parm_xcalloc(1, sizeof(parm_gguf_writer));
 }
 
-void gguf_w_free(gguf_writer *w)
+void parm_gguf_w_free(parm_gguf_writer *w)
 {
 	if (!w)
 		return;
@@ -841,7 +841,7 @@ void gguf_w_free(gguf_writer *w)
 }
 
 __attribute__((format(printf, 2, 3)))
-static void w_error(gguf_writer *w, const char *fmt, ...)
+static void w_error(parm_gguf_writer *w, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -850,58 +850,58 @@ static void w_error(gguf_writer *w, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	w->error = xstrdup(msg);
+	w->error = parm_xstrdup(msg);
 }
 
 /* The value slot for key, emptied: a key set twice keeps its place. */
-static struct buf *w_slot(gguf_writer *w, const char *key, enum gguf_vtype type)
+static struct buf *w_slot(parm_gguf_writer *w, const char *key, enum parm_gguf_vtype type)
 {
 	struct wkv *kv = NULL;
 	for (int i = 0; i < w->n_kv && !kv; i++)
 		if (!strcmp(w->kv[i].key, key))
 			kv = &w->kv[i];
 	if (!kv) {
-		w->kv = xrealloc(w->kv, (w->n_kv + 1) * sizeof *w->kv);
+		w->kv = parm_xrealloc(w->kv, (w->n_kv + 1) * sizeof *w->kv);
 		kv = &w->kv[w->n_kv++];
-		*kv = (struct wkv){ xstrdup(key), type, { NULL, 0, 0 } };
+		*kv = (struct wkv){ parm_xstrdup(key), type, { NULL, 0, 0 } };
 	}
 	kv->type = type;
 	kv->value.n = 0;
 	return &kv->value;
 }
 
-void gguf_w_set_u32(gguf_writer *w, const char *key, uint32_t v)
+void parm_gguf_w_set_u32(parm_gguf_writer *w, const char *key, uint32_t v)
 {
 	buf_u32(w_slot(w, key, GGUF_U32), v);
 }
 
-void gguf_w_set_i32(gguf_writer *w, const char *key, int32_t v)
+void parm_gguf_w_set_i32(parm_gguf_writer *w, const char *key, int32_t v)
 {
 	buf_put(w_slot(w, key, GGUF_I32), &v, 4);
 }
 
-void gguf_w_set_u64(gguf_writer *w, const char *key, uint64_t v)
+void parm_gguf_w_set_u64(parm_gguf_writer *w, const char *key, uint64_t v)
 {
 	buf_u64(w_slot(w, key, GGUF_U64), v);
 }
 
-void gguf_w_set_f32(gguf_writer *w, const char *key, float v)
+void parm_gguf_w_set_f32(parm_gguf_writer *w, const char *key, float v)
 {
 	buf_put(w_slot(w, key, GGUF_F32), &v, 4);
 }
 
-void gguf_w_set_bool(gguf_writer *w, const char *key, int v)
+void parm_gguf_w_set_bool(parm_gguf_writer *w, const char *key, int v)
 {
 	uint8_t b = v != 0;
 	buf_put(w_slot(w, key, GGUF_BOOL), &b, 1);
 }
 
-void gguf_w_set_str(gguf_writer *w, const char *key, const char *s)
+void parm_gguf_w_set_str(parm_gguf_writer *w, const char *key, const char *s)
 {
 	buf_str(w_slot(w, key, GGUF_STRING), s, strlen(s));
 }
 
-void gguf_w_set_val(gguf_writer *w, const char *key, enum gguf_vtype type, const void *v)
+void parm_gguf_w_set_val(parm_gguf_writer *w, const char *key, enum parm_gguf_vtype type, const void *v)
 {
 	if ((unsigned)type >= GGUF_NVTYPES || !vtype_size[type]) {
 		w_error(w, "key '%s': %s is not a fixed-size type", key, vtype_name(type));
@@ -910,7 +910,7 @@ void gguf_w_set_val(gguf_writer *w, const char *key, enum gguf_vtype type, const
 	buf_put(w_slot(w, key, type), v, vtype_size[type]);
 }
 
-void gguf_w_set_arr(gguf_writer *w, const char *key, enum gguf_vtype etype, const void *data, uint64_t n)
+void parm_gguf_w_set_arr(parm_gguf_writer *w, const char *key, enum parm_gguf_vtype etype, const void *data, uint64_t n)
 {
 	if ((unsigned)etype >= GGUF_NVTYPES || !vtype_size[etype]) {
 		w_error(w, "array '%s': element type %s is not numeric", key, vtype_name(etype));
@@ -922,7 +922,7 @@ void gguf_w_set_arr(gguf_writer *w, const char *key, enum gguf_vtype etype, cons
 	buf_put(b, data, n * vtype_size[etype]);
 }
 
-void gguf_w_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n)
+void parm_gguf_w_set_arr_str(parm_gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n)
 {
 	struct buf *b = w_slot(w, key, GGUF_ARRAY);
 	buf_u32(b, GGUF_STRING);
@@ -931,7 +931,7 @@ void gguf_w_set_arr_str(gguf_writer *w, const char *key, const char *const *strs
 		buf_str(b, strs[i], lens ? lens[i] : strlen(strs[i]));
 }
 
-int gguf_w_copy_kv(gguf_writer *w, const gguf_file *g, const char *key)
+int parm_gguf_w_copy_kv(parm_gguf_writer *w, const parm_gguf *g, const char *key)
 {
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
@@ -940,24 +940,24 @@ int gguf_w_copy_kv(gguf_writer *w, const gguf_file *g, const char *key)
 	return 0;
 }
 
-int gguf_w_copy_file(gguf_writer *w, const gguf_file *g,
+int parm_gguf_w_copy_file(parm_gguf_writer *w, const parm_gguf *g,
 		     int (*keep)(void *ctx, const char *name, int is_tensor), void *ctx)
 {
-	for (int i = 0; i < gguf_n_kv(g); i++) {
-		const char *key = gguf_kv_key(g, i);
-		if ((!keep || keep(ctx, key, 0)) && gguf_w_copy_kv(w, g, key) < 0)
+	for (int i = 0; i < parm_gguf_n_kv(g); i++) {
+		const char *key = parm_gguf_kv_key(g, i);
+		if ((!keep || keep(ctx, key, 0)) && parm_gguf_w_copy_kv(w, g, key) < 0)
 			return -1;
 	}
-	for (int i = 0; i < gguf_n_tensors(g); i++) {
-		const gguf_tensor *t = gguf_tensor_at(g, i);
+	for (int i = 0; i < parm_gguf_n_tensors(g); i++) {
+		const parm_gguf_tensor *t = parm_gguf_tensor_at(g, i);
 		if (!keep || keep(ctx, t->name, 1))
-			gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, t->ne, t->data);
+			parm_gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, t->ne, t->data);
 	}
 	return 0;
 }
 
 /* A tensor the reader (ours and llama.cpp's) will accept, or an error. */
-static int w_check_tensor(gguf_writer *w, const char *name, enum ggml_type type,
+static int w_check_tensor(parm_gguf_writer *w, const char *name, enum parm_ggml_type type,
 			  int n_dims, const int64_t *ne)
 {
 	const struct type_info *ti = type_info(type);
@@ -965,8 +965,8 @@ static int w_check_tensor(gguf_writer *w, const char *name, enum ggml_type type,
 		w_error(w, "tensor name '%s' is longer than %d bytes", name, GGML_MAX_NAME - 1);
 	else if (!ti)
 		w_error(w, "unknown tensor type %d in '%s' (not a ggml type)", (int)type, name);
-	else if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
-		w_error(w, "tensor '%s' has %d dimensions (1 to %d)", name, n_dims, GGUF_MAX_DIMS);
+	else if (n_dims < 1 || n_dims > PARM_GGUF_MAX_DIMS)
+		w_error(w, "tensor '%s' has %d dimensions (1 to %d)", name, n_dims, PARM_GGUF_MAX_DIMS);
 	else if (ne[0] % ti->block)
 		w_error(w, "tensor '%s' row of %lld is not a multiple of %s's block of %d",
 			name, (long long)ne[0], ti->name, ti->block);
@@ -981,35 +981,35 @@ static int w_check_tensor(gguf_writer *w, const char *name, enum ggml_type type,
 	return w->error ? -1 : 0;
 }
 
-static struct wtensor *w_add_tensor(gguf_writer *w, const char *name, enum ggml_type type,
+static struct wtensor *w_add_tensor(parm_gguf_writer *w, const char *name, enum parm_ggml_type type,
 				    int n_dims, const int64_t *ne, const void *data)
 {
 	if (w_check_tensor(w, name, type, n_dims, ne) < 0)
 		return NULL;
-	w->t = xrealloc(w->t, (w->n_t + 1) * sizeof *w->t);
+	w->t = parm_xrealloc(w->t, (w->n_t + 1) * sizeof *w->t);
 	struct wtensor *t = &w->t[w->n_t++];
-	*t = (struct wtensor){ .name = xstrdup(name), .type = type, .n_dims = n_dims, .data = data };
+	*t = (struct wtensor){ .name = parm_xstrdup(name), .type = type, .n_dims = n_dims, .data = data };
 	int64_t n = 1;
-	for (int j = 0; j < GGUF_MAX_DIMS; j++) {
+	for (int j = 0; j < PARM_GGUF_MAX_DIMS; j++) {
 		t->ne[j] = j < n_dims ? ne[j] : 1;
 		n *= t->ne[j];
 	}
 	/* Trailing 1s are dropped, as ggml does, so our files match its byte for byte. */
 	while (t->n_dims > 1 && t->ne[t->n_dims - 1] == 1)
 		t->n_dims--;
-	t->nbytes = ggml_row_bytes(type, n);
+	t->nbytes = parm_ggml_row_bytes(type, n);
 	return t;
 }
 
-void gguf_w_tensor(gguf_writer *w, const char *name, enum ggml_type type,
+void parm_gguf_w_tensor(parm_gguf_writer *w, const char *name, enum parm_ggml_type type,
 		   int n_dims, const int64_t *ne, const void *data)
 {
 	struct wtensor *t = w_add_tensor(w, name, type, n_dims, ne, data);
 	if (t)
-		t->data = t->owned = xmemdup(data, t->nbytes);
+		t->data = t->owned = parm_xmemdup(data, t->nbytes);
 }
 
-void gguf_w_tensor_ref(gguf_writer *w, const char *name, enum ggml_type type,
+void parm_gguf_w_tensor_ref(parm_gguf_writer *w, const char *name, enum parm_ggml_type type,
 		       int n_dims, const int64_t *ne, const void *data)
 {
 	w_add_tensor(w, name, type, n_dims, ne, data);
@@ -1017,7 +1017,7 @@ void gguf_w_tensor_ref(gguf_writer *w, const char *name, enum ggml_type type,
 
 /* general.alignment if the caller set one, else 32; llama.cpp insists on a
  * u32 power of two, and so does the writer. */
-static int w_alignment(const gguf_writer *w, size_t *align)
+static int w_alignment(const parm_gguf_writer *w, size_t *align)
 {
 	*align = GGUF_DEFAULT_ALIGNMENT;
 	for (int i = 0; i < w->n_kv; i++) {
@@ -1042,7 +1042,7 @@ static void write_pad(FILE *f, uint64_t pos, size_t align)
 }
 
 /* Everything before the data: header, kvs, tensor infos, padding. */
-static void write_meta(const gguf_writer *w, FILE *f, size_t align)
+static void write_meta(const parm_gguf_writer *w, FILE *f, size_t align)
 {
 	struct buf b = { 0 };
 	buf_put(&b, "GGUF", 4);
@@ -1070,7 +1070,7 @@ static void write_meta(const gguf_writer *w, FILE *f, size_t align)
 	free(b.p);
 }
 
-struct save { const gguf_writer *w; size_t align; };
+struct save { const parm_gguf_writer *w; size_t align; };
 
 static int write_file(FILE *f, void *ctx)
 {
@@ -1083,7 +1083,7 @@ static int write_file(FILE *f, void *ctx)
 	return ferror(f) ? -1 : 0;
 }
 
-int gguf_w_save(gguf_writer *w, const char *path)
+int parm_gguf_w_save(parm_gguf_writer *w, const char *path)
 {
 	struct save sv = { w, 0 };
 	if (w->error)

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum gguf_vtype {                       /* metadata value types, as on disk */
+enum parm_gguf_vtype {                       /* metadata value types, as on disk */
 	GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32,
 	GGUF_BOOL, GGUF_STRING, GGUF_ARRAY, GGUF_U64, GGUF_I64, GGUF_F64,
 	GGUF_NVTYPES
@@ -19,7 +19,7 @@ enum gguf_vtype {                       /* metadata value types, as on disk */
 
 /* Every tensor type ggml defines: a file holding any of them parses (its
  * sizes are known); quant.h says which ones parm computes with. */
-enum ggml_type {
+enum parm_ggml_type {
 	GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6,
 	GGML_Q5_1 = 7, GGML_Q8_0 = 8, GGML_Q8_1 = 9, GGML_Q2_K = 10, GGML_Q3_K = 11,
 	GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14, GGML_Q8_K = 15,
@@ -30,90 +30,90 @@ enum ggml_type {
 	GGML_MXFP4 = 39, GGML_NVFP4 = 40, GGML_Q1_0 = 41, GGML_Q2_0 = 42
 };
 
-#define GGUF_MAX_DIMS 4
+#define PARM_GGUF_MAX_DIMS 4
 
 typedef struct {
 	const char *name;               /* NUL-terminated copy */
-	enum ggml_type type;
+	enum parm_ggml_type type;
 	int n_dims;
-	int64_t ne[GGUF_MAX_DIMS];      /* ne[0] is the contiguous (input) dim */
+	int64_t ne[PARM_GGUF_MAX_DIMS];      /* ne[0] is the contiguous (input) dim */
 	int64_t n_elements;
 	size_t nbytes;
 	const void *data;               /* into the mapping (reader) */
-} gguf_tensor;
+} parm_gguf_tensor;
 
-typedef struct gguf_file gguf_file;
+typedef struct parm_gguf parm_gguf;
 
-gguf_file *gguf_open(const char *path);         /* NULL + parm_error */
+parm_gguf *parm_gguf_open(const char *path);         /* NULL + parm_error */
 /* The same parse on size bytes at buf, which must outlive the file (tensor
  * data points into it); name stands for the path in messages. */
-gguf_file *gguf_open_mem(const void *buf, size_t size, const char *name);
-void gguf_close(gguf_file *g);
+parm_gguf *parm_gguf_open_mem(const void *buf, size_t size, const char *name);
+void parm_gguf_close(parm_gguf *g);
 /* The mapping's pages of [p, p + n) are not needed now: the process lets
  * them go (read again from the file if touched).  No-op on a buffer. */
-void gguf_forget(const gguf_file *g, const void *p, size_t n);
-const char *gguf_path(const gguf_file *g);
-size_t gguf_data_offset(const gguf_file *g);    /* file offset of the tensor data section */
+void parm_gguf_forget(const parm_gguf *g, const void *p, size_t n);
+const char *parm_gguf_path(const parm_gguf *g);
+size_t parm_gguf_data_offset(const parm_gguf *g);    /* file offset of the tensor data section */
 
 /* Metadata.  Getters return 0, or -1 with parm_error set when the key is
  * missing or of an incompatible type.  Integer getters accept every
  * integer type (u32 and u64 alike) and range-check into the result. */
-int gguf_n_kv(const gguf_file *g);
-const char *gguf_kv_key(const gguf_file *g, int i);
-enum gguf_vtype gguf_kv_type(const gguf_file *g, int i);
-int gguf_find_key(const gguf_file *g, const char *key);        /* -1: none */
-int gguf_get_int(const gguf_file *g, const char *key, int64_t *out);
-int gguf_get_float(const gguf_file *g, const char *key, double *out);
-int gguf_get_bool(const gguf_file *g, const char *key, int *out);
-int gguf_get_str(const gguf_file *g, const char *key, const char **s, size_t *len);
+int parm_gguf_n_kv(const parm_gguf *g);
+const char *parm_gguf_kv_key(const parm_gguf *g, int i);
+enum parm_gguf_vtype parm_gguf_kv_type(const parm_gguf *g, int i);
+int parm_gguf_find_key(const parm_gguf *g, const char *key);        /* -1: none */
+int parm_gguf_get_int(const parm_gguf *g, const char *key, int64_t *out);
+int parm_gguf_get_float(const parm_gguf *g, const char *key, double *out);
+int parm_gguf_get_bool(const parm_gguf *g, const char *key, int *out);
+int parm_gguf_get_str(const parm_gguf *g, const char *key, const char **s, size_t *len);
 /* Arrays: element type and count; numeric elements are read by index. */
-int gguf_get_arr(const gguf_file *g, const char *key, enum gguf_vtype *etype, uint64_t *n);
-int gguf_arr_int(const gguf_file *g, const char *key, uint64_t i, int64_t *out);
-int gguf_arr_float(const gguf_file *g, const char *key, uint64_t i, double *out);
-int gguf_arr_str(const gguf_file *g, const char *key, uint64_t i, const char **s, size_t *len);
+int parm_gguf_get_arr(const parm_gguf *g, const char *key, enum parm_gguf_vtype *etype, uint64_t *n);
+int parm_gguf_arr_int(const parm_gguf *g, const char *key, uint64_t i, int64_t *out);
+int parm_gguf_arr_float(const parm_gguf *g, const char *key, uint64_t i, double *out);
+int parm_gguf_arr_str(const parm_gguf *g, const char *key, uint64_t i, const char **s, size_t *len);
 
-int gguf_n_tensors(const gguf_file *g);
-const gguf_tensor *gguf_tensor_at(const gguf_file *g, int i);
-const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name); /* NULL: none (no error set) */
+int parm_gguf_n_tensors(const parm_gguf *g);
+const parm_gguf_tensor *parm_gguf_tensor_at(const parm_gguf *g, int i);
+const parm_gguf_tensor *parm_gguf_find_tensor(const parm_gguf *g, const char *name); /* NULL: none (no error set) */
 
 /* Tensor type facts. */
-const char *ggml_type_name(enum ggml_type t);  /* "f32", "q8_0", NULL if unknown */
-int ggml_type_from_name(const char *name);      /* -1 if unknown */
-int ggml_type_block(enum ggml_type t);          /* elements per block: 1 to 256 */
-size_t ggml_type_block_bytes(enum ggml_type t); /* bytes per block */
-size_t ggml_row_bytes(enum ggml_type t, int64_t n); /* n a multiple of block */
+const char *parm_ggml_type_name(enum parm_ggml_type t);  /* "f32", "q8_0", NULL if unknown */
+int parm_ggml_type_from_name(const char *name);      /* -1 if unknown */
+int parm_ggml_type_block(enum parm_ggml_type t);          /* elements per block: 1 to 256 */
+size_t parm_ggml_type_block_bytes(enum parm_ggml_type t); /* bytes per block */
+size_t parm_ggml_row_bytes(enum parm_ggml_type t, int64_t n); /* n a multiple of block */
 
 /* Writer.  Values are copied at the call; tensor data is copied too unless
- * added with gguf_w_tensor_ref.  gguf_w_save writes PATH.tmp then renames,
+ * added with parm_gguf_w_tensor_ref.  parm_gguf_w_save writes PATH.tmp then renames,
  * so a failed write never leaves a half file behind. */
-typedef struct gguf_writer gguf_writer;
+typedef struct parm_gguf_writer parm_gguf_writer;
 
-gguf_writer *gguf_w_new(void);
-void gguf_w_free(gguf_writer *w);
-void gguf_w_set_u32(gguf_writer *w, const char *key, uint32_t v);
-void gguf_w_set_i32(gguf_writer *w, const char *key, int32_t v);
-void gguf_w_set_u64(gguf_writer *w, const char *key, uint64_t v);
-void gguf_w_set_f32(gguf_writer *w, const char *key, float v);
-void gguf_w_set_bool(gguf_writer *w, const char *key, int v);
-void gguf_w_set_str(gguf_writer *w, const char *key, const char *s);
+parm_gguf_writer *parm_gguf_w_new(void);
+void parm_gguf_w_free(parm_gguf_writer *w);
+void parm_gguf_w_set_u32(parm_gguf_writer *w, const char *key, uint32_t v);
+void parm_gguf_w_set_i32(parm_gguf_writer *w, const char *key, int32_t v);
+void parm_gguf_w_set_u64(parm_gguf_writer *w, const char *key, uint64_t v);
+void parm_gguf_w_set_f32(parm_gguf_writer *w, const char *key, float v);
+void parm_gguf_w_set_bool(parm_gguf_writer *w, const char *key, int v);
+void parm_gguf_w_set_str(parm_gguf_writer *w, const char *key, const char *s);
 /* Any fixed-size scalar type (u8 ... f64, bool); v points at one value of it. */
-void gguf_w_set_val(gguf_writer *w, const char *key, enum gguf_vtype type, const void *v);
-void gguf_w_set_arr(gguf_writer *w, const char *key, enum gguf_vtype etype, const void *data, uint64_t n); /* numeric */
-void gguf_w_set_arr_str(gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n);
+void parm_gguf_w_set_val(parm_gguf_writer *w, const char *key, enum parm_gguf_vtype type, const void *v);
+void parm_gguf_w_set_arr(parm_gguf_writer *w, const char *key, enum parm_gguf_vtype etype, const void *data, uint64_t n); /* numeric */
+void parm_gguf_w_set_arr_str(parm_gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n);
 /* Copy one key (any type, arrays included) from an open file. */
-int gguf_w_copy_kv(gguf_writer *w, const gguf_file *g, const char *key);
+int parm_gguf_w_copy_kv(parm_gguf_writer *w, const parm_gguf *g, const char *key);
 /* Copy g's keys and reference its tensors (g must stay open until w is
  * saved): those for which keep(ctx, name, is_tensor) is non-zero, or all
  * when keep is NULL.  0, or -1 + parm_error. */
-int gguf_w_copy_file(gguf_writer *w, const gguf_file *g,
+int parm_gguf_w_copy_file(parm_gguf_writer *w, const parm_gguf *g,
 		     int (*keep)(void *ctx, const char *name, int is_tensor), void *ctx);
 /* Data is f32 for GGML_F32, else already in the target type's layout.
  * Trailing dimensions of 1 are not written (ggml's rule), so n_dims reads
  * back as the number of dimensions up to the last one above 1. */
-void gguf_w_tensor(gguf_writer *w, const char *name, enum ggml_type type,
+void parm_gguf_w_tensor(parm_gguf_writer *w, const char *name, enum parm_ggml_type type,
 		   int n_dims, const int64_t *ne, const void *data);
-void gguf_w_tensor_ref(gguf_writer *w, const char *name, enum ggml_type type,
+void parm_gguf_w_tensor_ref(parm_gguf_writer *w, const char *name, enum parm_ggml_type type,
 		       int n_dims, const int64_t *ne, const void *data);
-int gguf_w_save(gguf_writer *w, const char *path);  /* 0, or -1 + parm_error */
+int parm_gguf_w_save(parm_gguf_writer *w, const char *path);  /* 0, or -1 + parm_error */
 
 #endif

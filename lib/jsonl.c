@@ -30,7 +30,7 @@ struct parm_input {
  * such as {"a":1} as an mtree spec and yields no data. */
 static parm_input *input_new(const char *name)
 {
-	parm_input *in = xcalloc(1, sizeof *in);
+	parm_input *in = parm_xcalloc(1, sizeof *in);
 	in->a = archive_read_new();
 	archive_read_support_filter_all(in->a);
 	archive_read_support_format_tar(in->a);
@@ -40,7 +40,7 @@ static parm_input *input_new(const char *name)
 	archive_read_support_format_cpio(in->a);
 	archive_read_support_format_empty(in->a);
 	archive_read_support_format_raw(in->a);
-	in->path = xstrdup(name);
+	in->path = parm_xstrdup(name);
 	return in;
 }
 
@@ -55,7 +55,7 @@ static parm_input *input_opened(parm_input *in, int rc)
 		parm_input_close(in);
 		return NULL;
 	}
-	in->blk = xmalloc(BLOCK_SIZE);
+	in->blk = parm_xmalloc(BLOCK_SIZE);
 	in->member_done = 1;
 	return in;
 }
@@ -100,7 +100,7 @@ int parm_input_next_member(parm_input *in)
 		if (!raw && archive_entry_filetype(e) != AE_IFREG)
 			continue;
 		free(in->member);
-		in->member = raw ? NULL : xstrdup(archive_entry_pathname(e));
+		in->member = raw ? NULL : parm_xstrdup(archive_entry_pathname(e));
 		in->blk_len = in->blk_pos = 0;
 		in->line_len = 0;
 		in->lineno = 0;
@@ -142,7 +142,7 @@ static void line_append(parm_input *in, const char *p, size_t n)
 {
 	if (in->line_len + n + 1 > in->line_cap) {
 		in->line_cap = 2 * (in->line_len + n + 1);
-		in->line = xrealloc(in->line, in->line_cap);
+		in->line = parm_xrealloc(in->line, in->line_cap);
 	}
 	memcpy(in->line + in->line_len, p, n);
 	in->line_len += n;
@@ -201,7 +201,7 @@ int parm_input_slurp(parm_input *in, char **text, size_t *len)
 			return -1;
 		line_append(in, in->blk, in->blk_len);
 	}
-	*text = xmemdup(in->line, in->line_len + 1);
+	*text = parm_xmemdup(in->line, in->line_len + 1);
 	*len = in->line_len;
 	return 0;
 }
@@ -233,7 +233,7 @@ static int is_blank(const char *s, size_t n)
 static char *origin_at(const parm_input *in, const char *pos)
 {
 	size_t n = strlen(in->path) + (in->member ? strlen(in->member) : 0) + strlen(pos) + 3;
-	char *s = xmalloc(n);
+	char *s = parm_xmalloc(n);
 	if (in->member)
 		snprintf(s, n, "%s:%s:%s", in->path, in->member, pos);
 	else

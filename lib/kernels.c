@@ -24,10 +24,10 @@ static pthread_once_t vec_once = PTHREAD_ONCE_INIT;
 
 static void choose_vec(void)
 {
-	vec_path = &kernels_vec_plain;
+	vec_path = &parm_kernels_vec_plain;
 #if defined(__x86_64__) || defined(__i386__)
 	if (parm_simd() >= PARM_SIMD_AVX2)
-		vec_path = &kernels_vec_fma;
+		vec_path = &parm_kernels_vec_fma;
 #endif
 }
 
@@ -147,7 +147,7 @@ static void pool_stop(void)
 	atomic_store(&pool.quit, 0);
 }
 
-void kernels_set_threads(int n)
+void parm_kernels_set_threads(int n)
 {
 	if (n < 1)
 		n = 1;
@@ -161,19 +161,19 @@ void kernels_set_threads(int n)
 	pool.n = n;
 	pool.spin = n <= cpus ? POOL_SPIN_US * 1e-6 : 0;
 	pool.start_gen = atomic_load(&pool.gen);
-	pool.tid = xcalloc(n, sizeof *pool.tid);
-	pool.scratch = xcalloc(n, sizeof *pool.scratch);
-	pool.scratch_n = xcalloc(n, sizeof *pool.scratch_n);
+	pool.tid = parm_xcalloc(n, sizeof *pool.tid);
+	pool.scratch = parm_xcalloc(n, sizeof *pool.scratch);
+	pool.scratch_n = parm_xcalloc(n, sizeof *pool.scratch_n);
 	for (int i = 1; i < n; i++)
 		if (pthread_create(&pool.tid[i], NULL, pool_worker, (void *)(intptr_t)i))
-			die("cannot start a kernel thread");
+			parm_die("cannot start a kernel thread");
 }
 
-int kernels_threads(void)
+int parm_kernels_threads(void)
 {
 	if (!pool.n) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		kernels_set_threads(cpus > 0 ? (int)cpus : 1);
+		parm_kernels_set_threads(cpus > 0 ? (int)cpus : 1);
 	}
 	return pool.n;
 }
@@ -183,7 +183,7 @@ static float *pool_scratch(int worker, size_t n)
 {
 	if (pool.scratch_n[worker] < n) {
 		free(pool.scratch[worker]);
-		pool.scratch[worker] = xmalloc(n * sizeof(float));
+		pool.scratch[worker] = parm_xmalloc(n * sizeof(float));
 		pool.scratch_n[worker] = n;
 	}
 	return pool.scratch[worker];
@@ -192,7 +192,7 @@ static float *pool_scratch(int worker, size_t n)
 /* OpenBLAS (the pthreads build) stays on one thread while ours run. */
 static void pool_run(pool_fn *fn, void *arg)
 {
-	int nt = kernels_threads();
+	int nt = parm_kernels_threads();
 	int blas_threads = openblas_get_num_threads();
 	if (blas_threads != 1)
 		openblas_set_num_threads(1);
@@ -296,15 +296,15 @@ static void gemm_block_panels(const gemm_args *g, int block, int worker)
 			int c = j0 + q * PANEL_ROWS, nc = j0 + bn - c;
 			nc = nc < PANEL_ROWS ? nc : PANEL_ROWS;
 			if (g->tb == CblasTrans)        /* op(B)[k][c] = B[c][k] */
-				panel_pack_avx512(p + q * pn, g->b + (size_t)c * g->ldb + k0, g->ldb,
+				parm_panel_pack_avx512(p + q * pn, g->b + (size_t)c * g->ldb + k0, g->ldb,
 						  nc, kc);
 			else
-				panel_copy_avx512(p + q * pn, g->b + (size_t)k0 * g->ldb + c, g->ldb,
+				parm_panel_copy_avx512(p + q * pn, g->b + (size_t)k0 * g->ldb + c, g->ldb,
 						  nc, kc);
 		}
 		int cols = g->ta == CblasTrans;        /* op(A)[i][k] = A[k][i] */
 		const float *a = g->a + (cols ? (size_t)k0 * g->lda + i0 : (size_t)i0 * g->lda + k0);
-		panel_matmul_avx512(&(panel_args){ .y = g->c + (size_t)i0 * g->ldc + j0,
+		parm_panel_matmul_avx512(&(panel_args){ .y = g->c + (size_t)i0 * g->ldc + j0,
 						   .ys = g->ldc, .x = a, .xs = g->lda, .x_cols = cols,
 						   .panels = p, .n = bm, .rows = bn, .words = kc,
 						   .accumulate = k0 > 0 || g->beta != 0 });
@@ -377,18 +377,18 @@ static int panels_on(void)
  * the K types (its q8_K; decoding only, on the avx512 path), per 32 for
  * packed q4_0 and q8_0 (its q8_0), bf16 for a prompt on bf16 weights where
  * the CPU has the bf16 dot.  Inference only
- * (matmul_job.x8), unless kernels_set_int8 turned it off. */
+ * (matmul_job.x8), unless parm_kernels_set_int8 turned it off. */
 enum x_form { X_FLOAT, X_Q8_K, X_Q8_0, X_BF16 };
 
 static enum x_form job_x_form(const matmul_job *j, int n)
 {
-	if (!kernels_int8() || !j->x8)
+	if (!parm_kernels_int8() || !j->x8)
 		return X_FLOAT;
 	if (j->packed)
 		return X_Q8_0;
 	/* a prompt's float panels outrun the K types' integer dots (x8 by
 	 * columns of one row): Q4_K_M pp512 904 -> 1326 tok/s */
-	if (quant_dot_x8_ok(j->t, j->in) && !(n > SMALL_N && panels_on()))
+	if (parm_quant_dot_x8_ok(j->t, j->in) && !(n > SMALL_N && panels_on()))
 		return X_Q8_K;
 	if (j->t == GGML_BF16 && j->in % 2 == 0 && n >= ROWS_MIN_N && panels_on() && parm_simd_bf16())
 		return X_BF16;
@@ -443,7 +443,7 @@ static int job_tiles(const matmul_job *j, int n)
 static void matmul_tile_panels(const matmul_job *j, const void *xb, int n, int r0, int rows,
 			       int worker)
 {
-	size_t rb = ggml_row_bytes(j->t, j->in);
+	size_t rb = parm_ggml_row_bytes(j->t, j->in);
 	int words = xb ? j->in / 2 : j->in, as_is = xb || j->t == GGML_F32;
 	int panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
 	size_t pn = (size_t)PANEL_ROWS * words;
@@ -453,13 +453,13 @@ static void matmul_tile_panels(const matmul_job *j, const void *xb, int n, int r
 		const void *src = (const char *)j->w + (size_t)r * rb;
 		if (!as_is) {
 			for (int i = 0; i < nr; i++)
-				dequant_row(rowbuf + (size_t)i * j->in,
+				parm_dequant_row(rowbuf + (size_t)i * j->in,
 					    (const char *)j->w + (size_t)(r + i) * rb, j->t, j->in);
 			src = rowbuf;
 		}
-		panel_pack_avx512(p + q * pn, src, words, nr, words);
+		parm_panel_pack_avx512(p + q * pn, src, words, nr, words);
 	}
-	panel_matmul_avx512(&(panel_args){ .y = j->y + r0, .ys = j->out,
+	parm_panel_matmul_avx512(&(panel_args){ .y = j->y + r0, .ys = j->out,
 					   .x = xb ? xb : (const void *)j->x, .xs = words,
 					   .panels = p, .n = n, .rows = rows, .words = words,
 					   .bf16 = xb != NULL });
@@ -472,9 +472,9 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 			int worker)
 {
 	const float *wt;
-	size_t rb = ggml_row_bytes(j->t, j->in);
+	size_t rb = parm_ggml_row_bytes(j->t, j->in);
 	if (xq && j->packed) {  /* r0 and rows multiples of 8, as tiles are */
-		quant_dot_x8_packed(j->y + r0, j->out, (const char *)j->packed + (size_t)r0 * rb, j->t,
+		parm_quant_dot_x8_packed(j->y + r0, j->out, (const char *)j->packed + (size_t)r0 * rb, j->t,
 				    rows, xq, n, j->in);
 		return;
 	}
@@ -485,20 +485,20 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 	}
 	int kind = job_rows_kind(j, n);
 	if (kind >= 0) {
-		rows_matmul_avx512(j->y + r0, j->out, xq ? xq : (const void *)j->x, n,
+		parm_rows_matmul_avx512(j->y + r0, j->out, xq ? xq : (const void *)j->x, n,
 				   (const char *)j->w + (size_t)r0 * rb, rb, rows, j->in,
 				   (enum rows_kind)kind);
 		return;
 	}
 #endif
 	if (xq) {       /* integers: x quantised once for the whole pass */
-		quant_dot_x8_rows(j->y + r0, j->out, (const char *)j->w + (size_t)r0 * rb, rb, rows,
+		parm_quant_dot_x8_rows(j->y + r0, j->out, (const char *)j->w + (size_t)r0 * rb, rb, rows,
 				  j->t, xq, n, j->in);
 		return;
 	}
-	if (n <= SMALL_N && quant_dot_fused(j->t, j->in)) {
+	if (n <= SMALL_N && parm_quant_dot_fused(j->t, j->in)) {
 		/* fused: the blocks are read in place, never written as floats */
-		quant_dot_rows(j->y + r0, j->out, (const char *)j->w + (size_t)r0 * rb, rb, rows,
+		parm_quant_dot_rows(j->y + r0, j->out, (const char *)j->w + (size_t)r0 * rb, rb, rows,
 			       j->t, j->x, n, j->in);
 		return;
 	}
@@ -506,7 +506,7 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 		/* row by row: each dequantised row is used while it is in L1 */
 		float *s = pool_scratch(worker, j->in);
 		for (int r = 0; r < rows; r++) {
-			dequant_row(s, (const char *)j->w + (size_t)(r0 + r) * rb, j->t, j->in);
+			parm_dequant_row(s, (const char *)j->w + (size_t)(r0 + r) * rb, j->t, j->in);
 			vec()->dot_rows(j->y + r0 + r, j->out, j->x, n, s, 1, j->in);
 		}
 		return;
@@ -516,7 +516,7 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 	} else {
 		float *s = pool_scratch(worker, (size_t)rows * j->in);
 		for (int r = 0; r < rows; r++)
-			dequant_row(s + (size_t)r * j->in,
+			parm_dequant_row(s + (size_t)r * j->in,
 				    (const char *)j->w + (size_t)(r0 + r) * rb, j->t, j->in);
 		wt = s;
 	}
@@ -587,13 +587,13 @@ static void matmul_worker(void *arg, int worker, int n_workers)
 
 static int int8_on = -1;        /* -1: PARM_INT8 not read yet */
 
-void kernels_set_int8(int on)
+void parm_kernels_set_int8(int on)
 {
 	int8_on = on != 0;
 }
 
 /* Read on the caller's thread before a pass, never by the workers. */
-int kernels_int8(void)
+int parm_kernels_int8(void)
 {
 	if (int8_on < 0) {
 		const char *e = getenv("PARM_INT8");
@@ -618,7 +618,7 @@ static char *quantise_inputs(const void **xq, const matmul_job *jobs, int n_jobs
 	size_t bytes = 0;
 	for (int j = 0; j < n_jobs; j++)
 		bytes += (size_t)n * x_bytes(job_x_form(&jobs[j], n), jobs[j].in);
-	char *buf = bytes ? xmalloc(bytes) : NULL, *at = buf;
+	char *buf = bytes ? parm_xmalloc(bytes) : NULL, *at = buf;
 	for (int j = 0; j < n_jobs; j++) {
 		enum x_form f = job_x_form(&jobs[j], n);
 		int64_t count = (int64_t)n * jobs[j].in;
@@ -632,18 +632,18 @@ static char *quantise_inputs(const void **xq, const matmul_job *jobs, int n_jobs
 		if (xq[j])
 			continue;
 		if (f == X_Q8_0)
-			quant_x8_32_row((quant_x8_32 *)at, jobs[j].x, count);
+			parm_quant_x8_32_row((quant_x8_32 *)at, jobs[j].x, count);
 		else if (f == X_Q8_K)
-			quant_x8_row((quant_x8 *)at, jobs[j].x, count);
+			parm_quant_x8_row((quant_x8 *)at, jobs[j].x, count);
 		else
-			quant_row(at, jobs[j].x, GGML_BF16, count);
+			parm_quant_row(at, jobs[j].x, GGML_BF16, count);
 		xq[j] = at;
 		at += (size_t)n * x_bytes(f, jobs[j].in);
 	}
 	return buf;
 }
 
-void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n)
+void parm_matmul_many_forward(const matmul_job *jobs, int n_jobs, int n)
 {
 	const void *xq[n_jobs > 0 ? n_jobs : 1];
 	matmul_work mw = { .jobs = jobs, .xq = xq, .n_jobs = n_jobs, .n = n };
@@ -657,20 +657,20 @@ void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n)
 	free(buf);
 }
 
-void matmul_forward(float *y, const float *x, const void *w, enum ggml_type t,
+void parm_matmul_forward(float *y, const float *x, const void *w, enum parm_ggml_type t,
 		    int n, int in, int out)
 {
 	matmul_job job = { y, x, w, t, in, out, 0, NULL };
-	matmul_many_forward(&job, 1, n);
+	parm_matmul_many_forward(&job, 1, n);
 }
 
-void matmul_forward_ref(float *y, const float *x, const void *w, enum ggml_type t,
+void parm_matmul_forward_ref(float *y, const float *x, const void *w, enum parm_ggml_type t,
 			int n, int in, int out)
 {
-	float *row = xmalloc((size_t)in * sizeof *row);
-	size_t rb = ggml_row_bytes(t, in);
+	float *row = parm_xmalloc((size_t)in * sizeof *row);
+	size_t rb = parm_ggml_row_bytes(t, in);
 	for (int o = 0; o < out; o++) {
-		dequant_row_ref(row, (const char *)w + (size_t)o * rb, t, in);
+		parm_dequant_row_ref(row, (const char *)w + (size_t)o * rb, t, in);
 		for (int i = 0; i < n; i++) {
 			double sum = 0;
 			for (int k = 0; k < in; k++)
@@ -681,17 +681,17 @@ void matmul_forward_ref(float *y, const float *x, const void *w, enum ggml_type 
 	free(row);
 }
 
-void embed_forward(float *out, const void *table, enum ggml_type t,
+void parm_embed_forward(float *out, const void *table, enum parm_ggml_type t,
 		   const int *tokens, int n, int d)
 {
-	size_t rb = ggml_row_bytes(t, d);
+	size_t rb = parm_ggml_row_bytes(t, d);
 	for (int i = 0; i < n; i++)
-		dequant_row(out + (size_t)i * d, (const char *)table + (size_t)tokens[i] * rb, t, d);
+		parm_dequant_row(out + (size_t)i * d, (const char *)table + (size_t)tokens[i] * rb, t, d);
 }
 
 /* ---- rmsnorm ---- */
 
-void rmsnorm_forward(float *out, const float *x, const float *w, int n, int d, float eps)
+void parm_rmsnorm_forward(float *out, const float *x, const float *w, int n, int d, float eps)
 {
 	for (int i = 0; i < n; i++) {
 		const float *xi = x + (size_t)i * d;
@@ -712,7 +712,7 @@ void rmsnorm_forward(float *out, const float *x, const float *w, int n, int d, f
 	}
 }
 
-void rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int d, float eps)
+void parm_rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int d, float eps)
 {
 	for (int i = 0; i < n; i++) {
 		double ss = 0;
@@ -729,7 +729,7 @@ void rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int 
 /* The angle of pair k at position p: p base^(-2k/hd), divided by the
  * pair's frequency factor when the model has them (Llama 3.1's
  * rope_freqs, which slows the low frequencies down; Phi-3's LongRoPE). */
-static double rope_angle(int p, int k, int hd, const rope_params *rp)
+static double rope_angle(int p, int k, int hd, const parm_rope *rp)
 {
 	double theta = p * pow(rp->base, -2.0 * k / hd);
 	return rp->factors ? theta / rp->factors[k] : theta;
@@ -742,7 +742,7 @@ static void rope_pair(int k, int hd, int neox, int *a, int *b)
 	*b = neox ? k + hd / 2 : 2 * k + 1;
 }
 
-void rope_forward(float *x, const int *pos, int n, int heads, int hd, const rope_params *rp)
+void parm_rope_forward(float *x, const int *pos, int n, int heads, int hd, const parm_rope *rp)
 {
 	float cs[512], sn[512];         /* hd/2 angles; heads are <= 1024 wide */
 	int half = hd / 2, ia[512], ib[512];
@@ -767,7 +767,7 @@ void rope_forward(float *x, const int *pos, int n, int heads, int hd, const rope
 	}
 }
 
-void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, const rope_params *rp)
+void parm_rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, const parm_rope *rp)
 {
 	for (int i = 0; i < n; i++)
 		for (int h = 0; h < heads; h++)
@@ -812,7 +812,7 @@ static void attention_head(attention_work *aw, int i, int h, float *scores)
 	float *out = aw->out + ((size_t)i * aw->heads + h) * hd;
 	cblas_sgemv(CblasRowMajor, CblasNoTrans, len, hd, 1.0f / sqrtf((float)hd),
 		    aw->kc[i] + (size_t)g * hd, kvd, q, 1, 0.0f, scores, 1);
-	softmax_forward(scores, scores, 1, len);
+	parm_softmax_forward(scores, scores, 1, len);
 	cblas_sgemv(CblasRowMajor, CblasTrans, len, hd, 1.0f,
 		    aw->vc[i] + (size_t)g * hd, kvd, scores, 1, 0.0f, out, 1);
 }
@@ -830,7 +830,7 @@ static void attention_run(attention_work *aw, int i, int nb, int h, float *score
 	for (int b = 0; b < nb; b++) {
 		float *row = scores + (size_t)b * span;
 		int len = aw->pos[i + b] + 1;
-		softmax_forward(row, row, 1, len);
+		parm_softmax_forward(row, row, 1, len);
 		memset(row + len, 0, (size_t)(span - len) * sizeof *row);
 	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, hd, span, 1.0f, scores, span,
@@ -858,7 +858,7 @@ static int continues(const attention_work *aw, int i)
 	       aw->pos[i + 1] == aw->pos[i] + 1;
 }
 
-void attention_forward(float *out, const float *q, const float *const *kc,
+void parm_attention_forward(float *out, const float *q, const float *const *kc,
 		       const float *const *vc, const int *pos, int n,
 		       int heads, int kv_heads, int hd)
 {
@@ -867,7 +867,7 @@ void attention_forward(float *out, const float *q, const float *const *kc,
 	if (n <= 0)
 		return;
 	atomic_init(&aw.next, 0);
-	aw.run_start = xmalloc(2 * (size_t)n * sizeof *aw.run_start);
+	aw.run_start = parm_xmalloc(2 * (size_t)n * sizeof *aw.run_start);
 	aw.run_len = aw.run_start + n;
 	for (int i = 0; i < n; i++) {
 		if (pos[i] > aw.max_pos)
@@ -883,13 +883,13 @@ void attention_forward(float *out, const float *q, const float *const *kc,
 	free(aw.run_start);
 }
 
-void attention_forward_ref(float *out, const float *q, const float *const *kc,
+void parm_attention_forward_ref(float *out, const float *q, const float *const *kc,
 			   const float *const *vc, const int *pos, int n,
 			   int heads, int kv_heads, int hd)
 {
 	int kvd = kv_heads * hd, group = heads / kv_heads;
 	for (int i = 0; i < n; i++) {
-		double *p = xmalloc((size_t)(pos[i] + 1) * sizeof *p);
+		double *p = parm_xmalloc((size_t)(pos[i] + 1) * sizeof *p);
 		for (int h = 0; h < heads; h++) {
 			const float *qh = q + ((size_t)i * heads + h) * hd;
 			const float *k = kc[i] + (h / group) * hd, *v = vc[i] + (h / group) * hd;
@@ -916,7 +916,7 @@ void attention_forward_ref(float *out, const float *q, const float *const *kc,
 
 /* ---- swiglu ---- */
 
-void swiglu_forward(float *out, const float *gate, const float *up, int64_t count)
+void parm_swiglu_forward(float *out, const float *gate, const float *up, int64_t count)
 {
 	for (int64_t i = 0; i < count; i++) {
 		float g = gate[i];
@@ -924,7 +924,7 @@ void swiglu_forward(float *out, const float *gate, const float *up, int64_t coun
 	}
 }
 
-void swiglu_forward_ref(float *out, const float *gate, const float *up, int64_t count)
+void parm_swiglu_forward_ref(float *out, const float *gate, const float *up, int64_t count)
 {
 	for (int64_t i = 0; i < count; i++)
 		out[i] = (float)(gate[i] / (1.0 + exp(-(double)gate[i])) * up[i]);
@@ -940,13 +940,13 @@ static float row_max(const float *x, int v)
 	return m;
 }
 
-void softmax_forward(float *out, const float *x, int n, int v)
+void parm_softmax_forward(float *out, const float *x, int n, int v)
 {
 	for (int i = 0; i < n; i++)
 		vec()->softmax_row(out + (size_t)i * v, x + (size_t)i * v, v);
 }
 
-void log_softmax_forward(float *out, const float *x, int n, int v)
+void parm_log_softmax_forward(float *out, const float *x, int n, int v)
 {
 	for (int i = 0; i < n; i++) {
 		const float *xi = x + (size_t)i * v;
@@ -977,7 +977,7 @@ static void row_max_logsum_ref(const float *x, int v, double *max, double *logsu
 	*logsum = log(sum);
 }
 
-void softmax_forward_ref(float *out, const float *x, int n, int v)
+void parm_softmax_forward_ref(float *out, const float *x, int n, int v)
 {
 	for (int i = 0; i < n; i++) {
 		double m, logsum;
@@ -987,7 +987,7 @@ void softmax_forward_ref(float *out, const float *x, int n, int v)
 	}
 }
 
-void log_softmax_forward_ref(float *out, const float *x, int n, int v)
+void parm_log_softmax_forward_ref(float *out, const float *x, int n, int v)
 {
 	for (int i = 0; i < n; i++) {
 		double m, logsum;
@@ -1001,8 +1001,8 @@ void log_softmax_forward_ref(float *out, const float *x, int n, int v)
 
 /* ---- matmul ---- */
 
-void matmul_backward(float *dx, float *dw, const float *dy, const float *x,
-		     const void *w, enum ggml_type t, int n, int in, int out)
+void parm_matmul_backward(float *dx, float *dw, const float *dy, const float *x,
+		     const void *w, enum parm_ggml_type t, int n, int in, int out)
 {
 	if (n <= 0)
 		return;
@@ -1021,25 +1021,25 @@ void matmul_backward(float *dx, float *dw, const float *dy, const float *x,
 	}
 	/* dx += dy[:, r0:r0+rows] W[r0:r0+rows], a dequantised tile at a time */
 	int rows = rows_per_tile(in, 8);
-	size_t rb = ggml_row_bytes(t, in);
-	float *tile = xmalloc((size_t)rows * in * sizeof *tile);
+	size_t rb = parm_ggml_row_bytes(t, in);
+	float *tile = parm_xmalloc((size_t)rows * in * sizeof *tile);
 	for (int r0 = 0; r0 < out; r0 += rows) {
 		int nr = out - r0 < rows ? out - r0 : rows;
 		for (int r = 0; r < nr; r++)
-			dequant_row(tile + (size_t)r * in, (const char *)w + (size_t)(r0 + r) * rb, t, in);
+			parm_dequant_row(tile + (size_t)r * in, (const char *)w + (size_t)(r0 + r) * rb, t, in);
 		g.a = dy + r0, g.k = nr, g.b = tile;
 		gemm_pool(&g);
 	}
 	free(tile);
 }
 
-void matmul_backward_ref(float *dx, float *dw, const float *dy, const float *x,
-			 const void *w, enum ggml_type t, int n, int in, int out)
+void parm_matmul_backward_ref(float *dx, float *dw, const float *dy, const float *x,
+			 const void *w, enum parm_ggml_type t, int n, int in, int out)
 {
-	float *row = xmalloc((size_t)in * sizeof *row);
-	size_t rb = ggml_row_bytes(t, in);
+	float *row = parm_xmalloc((size_t)in * sizeof *row);
+	size_t rb = parm_ggml_row_bytes(t, in);
 	for (int o = 0; o < out; o++) {
-		dequant_row_ref(row, (const char *)w + (size_t)o * rb, t, in);
+		parm_dequant_row_ref(row, (const char *)w + (size_t)o * rb, t, in);
 		for (int i = 0; i < n; i++) {
 			float g = dy[(size_t)i * out + o];
 			for (int k = 0; k < in; k++) {
@@ -1053,7 +1053,7 @@ void matmul_backward_ref(float *dx, float *dw, const float *dy, const float *x,
 	free(row);
 }
 
-void embed_backward(float *dtable, const float *dout, const int *tokens, int n, int d)
+void parm_embed_backward(float *dtable, const float *dout, const int *tokens, int n, int d)
 {
 	for (int i = 0; i < n; i++) {
 		float *row = dtable + (size_t)tokens[i] * d;
@@ -1065,7 +1065,7 @@ void embed_backward(float *dtable, const float *dout, const int *tokens, int n, 
 /* ---- rmsnorm: y = x r w, r = 1 / sqrt(mean(x^2) + eps) ----
  * dx = r (dy w) - x r^3 / D sum(dy w x);  dw = sum over rows of dy x r */
 
-void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+void parm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 		      const float *w, int n, int d, float eps)
 {
 	for (int i = 0; i < n; i++) {
@@ -1085,7 +1085,7 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 	}
 }
 
-void rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *x,
+void parm_rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *x,
 			  const float *w, int n, int d, float eps)
 {
 	for (int i = 0; i < n; i++) {
@@ -1107,12 +1107,12 @@ void rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *
 
 /* ---- rope ---- */
 
-void rope_backward(float *dx, const int *pos, int n, int heads, int hd, const rope_params *rp)
+void parm_rope_backward(float *dx, const int *pos, int n, int heads, int hd, const parm_rope *rp)
 {
-	int *neg = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *neg);
+	int *neg = parm_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *neg);
 	for (int i = 0; i < n; i++)
 		neg[i] = -pos[i];
-	rope_forward(dx, neg, n, heads, hd, rp);
+	parm_rope_forward(dx, neg, n, heads, hd, rp);
 	free(neg);
 }
 
@@ -1174,7 +1174,7 @@ static int max_of(const int *a, int n)
 	return m;
 }
 
-void attention_train_forward(float *out, float *lse, const float *q, const float *k,
+void parm_attention_train_forward(float *out, float *lse, const float *q, const float *k,
 			     const float *v, const int *start, const int *len, int n_seq,
 			     int heads, int kv_heads, int hd)
 {
@@ -1237,7 +1237,7 @@ static void attn_train_bwd_worker(void *arg, int worker, int n_workers)
 	}
 }
 
-void attention_train_backward(float *dq, float *dk, float *dv, const float *dout,
+void parm_attention_train_backward(float *dq, float *dk, float *dv, const float *dout,
 			      const float *q, const float *k, const float *v,
 			      const float *out, const float *lse, const int *start,
 			      const int *len, int n_seq, int heads, int kv_heads, int hd)
@@ -1261,7 +1261,7 @@ static double ref_score(const float *q, const float *k, int i, int j, int H, int
 	return s / sqrt(hd);
 }
 
-void attention_train_forward_ref(float *out, float *lse, const float *q, const float *k,
+void parm_attention_train_forward_ref(float *out, float *lse, const float *q, const float *k,
 				 const float *v, const int *start, const int *len, int n_seq,
 				 int heads, int kv_heads, int hd)
 {
@@ -1309,7 +1309,7 @@ static void ref_head_row_backward(float *dq, float *dk, float *dv, const float *
 	}
 }
 
-void attention_train_backward_ref(float *dq, float *dk, float *dv, const float *dout,
+void parm_attention_train_backward_ref(float *dq, float *dk, float *dv, const float *dout,
 				  const float *q, const float *k, const float *v,
 				  const float *out, const float *lse, const int *start,
 				  const int *len, int n_seq, int heads, int kv_heads, int hd)
@@ -1340,7 +1340,7 @@ static void swiglu_bwd_worker(void *arg, int worker, int n_workers)
 					i0 + SWIGLU_BLOCK < w->count ? i0 + SWIGLU_BLOCK : w->count);
 }
 
-void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+void parm_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
 		     const float *up, int64_t count)
 {
 	swiglu_work w = { .arrays = { .dgate = dgate, .dup = dup, .dout = dout, .gate = gate,
@@ -1352,7 +1352,7 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
 		pool_run(swiglu_bwd_worker, &w);
 }
 
-void swiglu_backward_ref(float *dgate, float *dup, const float *dout, const float *gate,
+void parm_swiglu_backward_ref(float *dgate, float *dup, const float *dout, const float *gate,
 			 const float *up, int64_t count)
 {
 	for (int64_t i = 0; i < count; i++) {
@@ -1366,7 +1366,7 @@ void swiglu_backward_ref(float *dgate, float *dup, const float *dout, const floa
 
 /* ---- log-softmax, log-prob gather, cross-entropy ---- */
 
-void log_softmax_backward(float *dx, const float *dout, const float *out, int n, int v)
+void parm_log_softmax_backward(float *dx, const float *dout, const float *out, int n, int v)
 {
 	for (int i = 0; i < n; i++) {
 		const float *g = dout + (size_t)i * v, *o = out + (size_t)i * v;
@@ -1378,12 +1378,12 @@ void log_softmax_backward(float *dx, const float *dout, const float *out, int n,
 	}
 }
 
-void vexp(float *y, const float *x, int64_t count)
+void parm_vexp(float *y, const float *x, int64_t count)
 {
 	vec()->vexp(y, x, count);
 }
 
-void vexp_ref(float *y, const float *x, int64_t count)
+void parm_vexp_ref(float *y, const float *x, int64_t count)
 {
 	for (int64_t i = 0; i < count; i++)
 		y[i] = expf(x[i]);
@@ -1408,7 +1408,7 @@ static void logprob_fwd_worker(void *arg, int worker, int n_workers)
 	}
 }
 
-void logprob_forward(float *logp, const float *logits, const int *targets, int n, int v)
+void parm_logprob_forward(float *logp, const float *logits, const int *targets, int n, int v)
 {
 	logprob_work w = { .out = logp, .logits = logits, .targets = targets, .n = n, .v = v };
 	atomic_init(&w.next, 0);
@@ -1429,7 +1429,7 @@ static void logprob_bwd_worker(void *arg, int worker, int n_workers)
 	}
 }
 
-void logprob_backward(float *dlogits, const float *dlogp, const float *logits,
+void parm_logprob_backward(float *dlogits, const float *dlogp, const float *logits,
 		      const int *targets, int n, int v)
 {
 	logprob_work w = { .out = dlogits, .dlogp = dlogp, .logits = logits,
@@ -1439,41 +1439,41 @@ void logprob_backward(float *dlogits, const float *dlogp, const float *logits,
 		pool_run(logprob_bwd_worker, &w);
 }
 
-void logprob_forward_ref(float *logp, const float *logits, const int *targets, int n, int v)
+void parm_logprob_forward_ref(float *logp, const float *logits, const int *targets, int n, int v)
 {
-	float *row = xmalloc((size_t)v * sizeof *row);
+	float *row = parm_xmalloc((size_t)v * sizeof *row);
 	for (int i = 0; i < n; i++) {
-		log_softmax_forward_ref(row, logits + (size_t)i * v, 1, v);
+		parm_log_softmax_forward_ref(row, logits + (size_t)i * v, 1, v);
 		logp[i] = row[targets[i]];
 	}
 	free(row);
 }
 
-void logprob_backward_ref(float *dlogits, const float *dlogp, const float *logits,
+void parm_logprob_backward_ref(float *dlogits, const float *dlogp, const float *logits,
 			  const int *targets, int n, int v)
 {
-	float *p = xmalloc((size_t)v * sizeof *p);
+	float *p = parm_xmalloc((size_t)v * sizeof *p);
 	for (int i = 0; i < n; i++) {
-		softmax_forward_ref(p, logits + (size_t)i * v, 1, v);
+		parm_softmax_forward_ref(p, logits + (size_t)i * v, 1, v);
 		for (int k = 0; k < v; k++)
 			dlogits[(size_t)i * v + k] += (float)(dlogp[i] * ((k == targets[i]) - (double)p[k]));
 	}
 	free(p);
 }
 
-void crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int v)
+void parm_crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int v)
 {
-	logprob_forward(losses, logits, targets, n, v);
+	parm_logprob_forward(losses, logits, targets, n, v);
 	for (int i = 0; i < n; i++)
 		losses[i] = -losses[i];
 }
 
-void crossentropy_backward(float *dlogits, const float *dlosses, const float *logits,
+void parm_crossentropy_backward(float *dlogits, const float *dlosses, const float *logits,
 			   const int *targets, int n, int v)
 {
-	float *neg = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *neg);
+	float *neg = parm_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *neg);
 	for (int i = 0; i < n; i++)
 		neg[i] = -dlosses[i];
-	logprob_backward(dlogits, neg, logits, targets, n, v);
+	parm_logprob_backward(dlogits, neg, logits, targets, n, v);
 	free(neg);
 }

@@ -7,7 +7,7 @@
  * ones are built with FMA and without, and run on the SIMD path simd.h
  * chose (PARM_SIMD): their last bits depend on it.
  *
- * The fast kernels run on a small pool of threads (kernels_set_threads);
+ * The fast kernels run on a small pool of threads (parm_kernels_set_threads);
  * while they do, OpenBLAS is asked to stay on one thread so the two pools
  * never fight over the cores.
  */
@@ -18,48 +18,48 @@
 #include "gguf.h"
 
 /* Threads of the kernel pool (default: the online CPUs). */
-void kernels_set_threads(int n);
-int kernels_threads(void);
+void parm_kernels_set_threads(int n);
+int parm_kernels_threads(void);
 
 /* Whether inference may quantise activations to 8 bits for an integer
  * dot (matmul_job.x8): 1 unless the environment's PARM_INT8 is 0, until
  * this sets it.  Off, inference on K-quant weights sums floats, as on
  * their f32 copy but for the order of the sums. */
-void kernels_set_int8(int on);
-int kernels_int8(void);
+void parm_kernels_set_int8(int on);
+int parm_kernels_int8(void);
 
 /* y[N][out] = x[N][in] W^T, W[out][in] rows of type t (in a multiple of
  * the type's block).  Weights are read in place: quantised ones, and any
  * for a few tokens, a tile of rows at a time; f32 weights for many tokens
  * in output blocks of a fixed size, so the result is the same bytes
  * whatever the thread count. */
-void matmul_forward(float *y, const float *x, const void *w, enum ggml_type t,
+void parm_matmul_forward(float *y, const float *x, const void *w, enum parm_ggml_type t,
 		    int n, int in, int out);
-void matmul_forward_ref(float *y, const float *x, const void *w, enum ggml_type t,
+void parm_matmul_forward_ref(float *y, const float *x, const void *w, enum parm_ggml_type t,
 			int n, int in, int out);
 
 /* Several independent matmuls in one parallel pass (q, k, v share x).
  * x8: inference's choice of x quantised to 8 bits for weights of a type
- * with an integer dot (quant_dot_x8_ok), as llama.cpp does, unless
- * kernels_set_int8 turned it off; training keeps x in floats. */
+ * with an integer dot (parm_quant_dot_x8_ok), as llama.cpp does, unless
+ * parm_kernels_set_int8 turned it off; training keeps x in floats. */
 typedef struct {
 	float *y;
 	const float *x;
 	const void *w;
-	enum ggml_type t;
+	enum parm_ggml_type t;
 	int in, out;
 	int x8;
-	const void *packed;     /* w packed for x8 (quant_pack), or NULL */
+	const void *packed;     /* w packed for x8 (parm_quant_pack), or NULL */
 } matmul_job;
-void matmul_many_forward(const matmul_job *jobs, int n_jobs, int n);
+void parm_matmul_many_forward(const matmul_job *jobs, int n_jobs, int n);
 
 /* out[N][D] = rows tokens[N] of the table[V][D] of type t. */
-void embed_forward(float *out, const void *table, enum ggml_type t,
+void parm_embed_forward(float *out, const void *table, enum parm_ggml_type t,
 		   const int *tokens, int n, int d);
 
 /* out[N][D] = x / sqrt(mean(x^2) + eps) * w[D]; out may be x. */
-void rmsnorm_forward(float *out, const float *x, const float *w, int n, int d, float eps);
-void rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int d, float eps);
+void parm_rmsnorm_forward(float *out, const float *x, const float *w, int n, int d, float eps);
+void parm_rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int d, float eps);
 
 /* How a model rotates q and k.  Pair i of a head turns by
  * pos * base^(-2i/hd) / factors[i] (factors NULL: 1).  The pairs are
@@ -71,34 +71,34 @@ typedef struct {
 	float base, mscale;
 	const float *factors;           /* [hd/2] or NULL */
 	int neox;
-} rope_params;
+} parm_rope;
 
 /* Rotate x[N][heads][hd] in place by the positions pos[N]. */
-void rope_forward(float *x, const int *pos, int n, int heads, int hd, const rope_params *rp);
-void rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, const rope_params *rp);
+void parm_rope_forward(float *x, const int *pos, int n, int heads, int hd, const parm_rope *rp);
+void parm_rope_forward_ref(float *x, const int *pos, int n, int heads, int hd, const parm_rope *rp);
 
 /* Causal grouped-query attention over a cache.  Token i attends to the
  * positions 0..pos[i] of its own cache kc[i], vc[i] ([T][G][hd] each);
  * head h reads kv head h / (H / G).  out[N][H][hd], q[N][H][hd]. */
-void attention_forward(float *out, const float *q, const float *const *kc,
+void parm_attention_forward(float *out, const float *q, const float *const *kc,
 		       const float *const *vc, const int *pos, int n,
 		       int heads, int kv_heads, int hd);
-void attention_forward_ref(float *out, const float *q, const float *const *kc,
+void parm_attention_forward_ref(float *out, const float *q, const float *const *kc,
 			   const float *const *vc, const int *pos, int n,
 			   int heads, int kv_heads, int hd);
 
 /* out[N*F] = silu(gate) * up; out may be gate. */
-void swiglu_forward(float *out, const float *gate, const float *up, int64_t count);
-void swiglu_forward_ref(float *out, const float *gate, const float *up, int64_t count);
+void parm_swiglu_forward(float *out, const float *gate, const float *up, int64_t count);
+void parm_swiglu_forward_ref(float *out, const float *gate, const float *up, int64_t count);
 
 /* Row-wise over x[N][V]; out may be x. */
-void softmax_forward(float *out, const float *x, int n, int v);
-void softmax_forward_ref(float *out, const float *x, int n, int v);
+void parm_softmax_forward(float *out, const float *x, int n, int v);
+void parm_softmax_forward_ref(float *out, const float *x, int n, int v);
 /* The one log-softmax (training, guidance, sampling): (x - max) - log sum,
  * the sum in double; a row with no finite maximum (all -inf or NaN, or a
  * +inf) is copied unchanged. */
-void log_softmax_forward(float *out, const float *x, int n, int v);
-void log_softmax_forward_ref(float *out, const float *x, int n, int v);
+void parm_log_softmax_forward(float *out, const float *x, int n, int v);
+void parm_log_softmax_forward_ref(float *out, const float *x, int n, int v);
 
 /* ---- training ----
  *
@@ -113,24 +113,24 @@ void log_softmax_forward_ref(float *out, const float *x, int n, int v);
 /* dx[N][in] += dy[N][out] W for W[out][in] of any type (a tile of rows is
  * dequantised at a time, so frozen quantised weights are read in place);
  * dw[out][in] += dy^T x (f32 weights only: trainable weights are f32). */
-void matmul_backward(float *dx, float *dw, const float *dy, const float *x,
-		     const void *w, enum ggml_type t, int n, int in, int out);
-void matmul_backward_ref(float *dx, float *dw, const float *dy, const float *x,
-			 const void *w, enum ggml_type t, int n, int in, int out);
+void parm_matmul_backward(float *dx, float *dw, const float *dy, const float *x,
+		     const void *w, enum parm_ggml_type t, int n, int in, int out);
+void parm_matmul_backward_ref(float *dx, float *dw, const float *dy, const float *x,
+			 const void *w, enum parm_ggml_type t, int n, int in, int out);
 
 /* dtable[V][D] (f32) rows tokens[n] += dout[N][D]. */
-void embed_backward(float *dtable, const float *dout, const int *tokens, int n, int d);
+void parm_embed_backward(float *dtable, const float *dout, const int *tokens, int n, int d);
 
 /* From the forward's input x[N][D] (not its output). */
-void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+void parm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 		      const float *w, int n, int d, float eps);
-void rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *x,
+void parm_rmsnorm_backward_ref(float *dx, float *dw, const float *dout, const float *x,
 			  const float *w, int n, int d, float eps);
 
 /* The rotation is orthogonal (times mscale): the gradient of the rotated
  * x[N][heads][hd] is turned back in place by the transposed rotation,
  * angle -theta, times mscale. */
-void rope_backward(float *dx, const int *pos, int n, int heads, int hd, const rope_params *rp);
+void parm_rope_backward(float *dx, const int *pos, int n, int heads, int hd, const parm_rope *rp);
 
 /* Causal grouped-query attention for training, no cache: the tokens of
  * sequence s are rows start[s] .. start[s] + len[s] - 1 of q[N][H][hd],
@@ -138,50 +138,50 @@ void rope_backward(float *dx, const int *pos, int n, int heads, int hd, const ro
  * itself.  lse[N][H] keeps every row's log-sum-exp of the scaled scores:
  * the backward pass recomputes the probabilities from it (one more Q K^T
  * per head) instead of keeping S x H x T x T of them. */
-void attention_train_forward(float *out, float *lse, const float *q, const float *k,
+void parm_attention_train_forward(float *out, float *lse, const float *q, const float *k,
 			     const float *v, const int *start, const int *len, int n_seq,
 			     int heads, int kv_heads, int hd);
-void attention_train_forward_ref(float *out, float *lse, const float *q, const float *k,
+void parm_attention_train_forward_ref(float *out, float *lse, const float *q, const float *k,
 				 const float *v, const int *start, const int *len, int n_seq,
 				 int heads, int kv_heads, int hd);
-void attention_train_backward(float *dq, float *dk, float *dv, const float *dout,
+void parm_attention_train_backward(float *dq, float *dk, float *dv, const float *dout,
 			      const float *q, const float *k, const float *v,
 			      const float *out, const float *lse, const int *start,
 			      const int *len, int n_seq, int heads, int kv_heads, int hd);
-void attention_train_backward_ref(float *dq, float *dk, float *dv, const float *dout,
+void parm_attention_train_backward_ref(float *dq, float *dk, float *dv, const float *dout,
 				  const float *q, const float *k, const float *v,
 				  const float *out, const float *lse, const int *start,
 				  const int *len, int n_seq, int heads, int kv_heads, int hd);
 
-/* From the forward's inputs gate, up [count] (vexp's exp, on the pool). */
-void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+/* From the forward's inputs gate, up [count] (parm_vexp's exp, on the pool). */
+void parm_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
 		     const float *up, int64_t count);
-void swiglu_backward_ref(float *dgate, float *dup, const float *dout, const float *gate,
+void parm_swiglu_backward_ref(float *dgate, float *dup, const float *dout, const float *gate,
 			 const float *up, int64_t count);
 
 /* dx[N][V] += dout - exp(out) sum(dout), out = log_softmax(x). */
-void log_softmax_backward(float *dx, const float *dout, const float *out, int n, int v);
+void parm_log_softmax_backward(float *dx, const float *dout, const float *out, int n, int v);
 
 /* y[count] = exp(x[count]), 8 lanes at a time, within 2.5e-7 relative of
  * expf for normal results (smaller ones underflow gradually to 0); -inf
  * gives 0, +inf inf, NaN NaN; y may be x.  The log-prob kernels below use
  * it; the reference is expf. */
-void vexp(float *y, const float *x, int64_t count);
-void vexp_ref(float *y, const float *x, int64_t count);
+void parm_vexp(float *y, const float *x, int64_t count);
+void parm_vexp_ref(float *y, const float *x, int64_t count);
 
 /* logp[N] = log_softmax(logits[n])[targets[n]], without writing the row
  * (rows run on the kernel pool). */
-void logprob_forward(float *logp, const float *logits, const int *targets, int n, int v);
-void logprob_forward_ref(float *logp, const float *logits, const int *targets, int n, int v);
+void parm_logprob_forward(float *logp, const float *logits, const int *targets, int n, int v);
+void parm_logprob_forward_ref(float *logp, const float *logits, const int *targets, int n, int v);
 /* dlogits[N][V] += dlogp[n] (onehot(targets[n]) - softmax(logits[n])). */
-void logprob_backward(float *dlogits, const float *dlogp, const float *logits,
+void parm_logprob_backward(float *dlogits, const float *dlogp, const float *logits,
 		      const int *targets, int n, int v);
-void logprob_backward_ref(float *dlogits, const float *dlogp, const float *logits,
+void parm_logprob_backward_ref(float *dlogits, const float *dlogp, const float *logits,
 			  const int *targets, int n, int v);
 
 /* Cross-entropy is the negated log-prob: losses[N] = -logp. */
-void crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int v);
-void crossentropy_backward(float *dlogits, const float *dlosses, const float *logits,
+void parm_crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int v);
+void parm_crossentropy_backward(float *dlogits, const float *dlosses, const float *logits,
 			   const int *targets, int n, int v);
 
 #endif

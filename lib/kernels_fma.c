@@ -2,6 +2,6 @@
  * paths (x86-64-v3: AVX2, FMA), whatever the rest of the build targets. */
 #if defined(__x86_64__) || defined(__i386__)
 #pragma GCC target("arch=x86-64-v3")
-#define KERNELS_VARIANT kernels_vec_fma
+#define KERNELS_VARIANT parm_kernels_vec_fma
 #include "kernels_internal.h"
 #endif

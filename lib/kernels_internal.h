@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* swiglu_backward's arrays (see kernels.h). */
+/* parm_swiglu_backward's arrays (see kernels.h). */
 typedef struct {
 	float *dgate, *dup;
 	const float *dout, *gate, *up;
@@ -24,7 +24,7 @@ typedef struct {
 typedef struct {
 	/* y[n][ys] (columns 0..rows) = x[n][in] w[rows][in]^T, two tokens at a time */
 	void (*dot_rows)(float *y, int ys, const float *x, int n, const float *w, int rows, int in);
-	/* swiglu_backward on elements i0 .. i1 */
+	/* parm_swiglu_backward on elements i0 .. i1 */
 	void (*swiglu_bwd_range)(const swiglu_range *w, int64_t i0, int64_t i1);
 	void (*vexp)(float *y, const float *x, int64_t count);
 	/* log sum exp of a row of v */
@@ -35,9 +35,9 @@ typedef struct {
 	void (*logprob_row_backward)(float *dx, const float *x, float g, int v);
 } kernels_vec;
 
-extern const kernels_vec kernels_vec_plain;
+extern const kernels_vec parm_kernels_vec_plain;
 #if defined(__x86_64__) || defined(__i386__)
-extern const kernels_vec kernels_vec_fma;
+extern const kernels_vec parm_kernels_vec_fma;
 #endif
 
 /* The AVX-512 path's prompt matmul (panel_avx512.c): W's rows transposed
@@ -47,9 +47,9 @@ enum { PANEL_ROWS = 32 };
 #if defined(__x86_64__) || defined(__i386__)
 /* panel[words][32] = w[rows][ws] transposed, in 32-bit words, rows <= 32,
  * missing rows 0 */
-void panel_pack_avx512(void *panel, const void *w, size_t ws, int rows, int words);
+void parm_panel_pack_avx512(void *panel, const void *w, size_t ws, int rows, int words);
 /* panel[words][32] = b[words][bs], columns 0..cols (<= 32), the rest 0 */
-void panel_copy_avx512(float *panel, const float *b, size_t bs, int cols, int words);
+void parm_panel_copy_avx512(float *panel, const float *b, size_t bs, int cols, int words);
 /* y[n][ys] (columns 0..rows) = (or += with accumulate) x[n][xs] . W, W in
  * panels [ceil(rows / 32)][words][32] over the first words of each x row
  * (with x_cols, x[words][xs]: the tokens are x's columns; floats only):
@@ -63,11 +63,11 @@ typedef struct {
 	const void *panels;
 	int n, rows, words, bf16, accumulate, x_cols;
 } panel_args;
-void panel_matmul_avx512(const panel_args *a);
+void parm_panel_matmul_avx512(const panel_args *a);
 /* y[n][ys] (columns 0..rows) = x[n][in] W^T for a few tokens, W's rows
  * read in place, rb bytes apart: f32, f16, or bf16 with x in bf16 */
 enum rows_kind { ROWS_F32, ROWS_F16, ROWS_BF16 };
-void rows_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *w, size_t rb,
+void parm_rows_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *w, size_t rb,
 			int rows, int in, enum rows_kind kind);
 #endif
 

@@ -5,5 +5,5 @@
 #endif
 /* 32-byte vectors passed between static functions: no ABI is at stake */
 #pragma GCC diagnostic ignored "-Wpsabi"
-#define KERNELS_VARIANT kernels_vec_plain
+#define KERNELS_VARIANT parm_kernels_vec_plain
 #include "kernels_internal.h"

@@ -25,9 +25,9 @@ void parm_linear_adapter(float *y, const parm_linear *l, const float *x, int n)
 	if (!l->ad)
 		return;
 	size_t r = l->ad->r1 + l->ad->r2;
-	float *scratch = l->h ? NULL : xmalloc(2 * (size_t)n * r * sizeof *scratch);
+	float *scratch = l->h ? NULL : parm_xmalloc(2 * (size_t)n * r * sizeof *scratch);
 	float *h = l->h ? l->h : scratch, *g = l->h ? l->g : scratch + (size_t)n * r;
-	pblora_forward(y, h, g, x, l->ad, l->M, n);
+	parm_pblora_forward(y, h, g, x, l->ad, l->M, n);
 	free(scratch);
 }
 
@@ -39,7 +39,7 @@ static void linear_base(float *const *y, const parm_linear *lin, int count, cons
 	for (int j = 0; j < count; j++)
 		jobs[j] = (matmul_job){ y[j], x, lin[j].w, lin[j].type, lin[j].in, lin[j].out, x8,
 					lin[j].packed };
-	matmul_many_forward(jobs, count, n);
+	parm_matmul_many_forward(jobs, count, n);
 	for (int j = 0; j < count; j++)
 		if (lin[j].bias)
 			add_bias(y[j], lin[j].bias, n, lin[j].out);

@@ -16,7 +16,7 @@
 typedef struct {
 	const void *w;                  /* [out][in] of type */
 	const void *packed;             /* inference's packed copy of w, or NULL */
-	enum ggml_type type;
+	enum parm_ggml_type type;
 	int in, out;
 	const float *bias;              /* [out] or NULL */
 	const parm_pblora *ad;          /* NULL: no adapter */

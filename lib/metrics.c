@@ -84,7 +84,7 @@ static double hv_rec(double *pts, int n, int d, int k, const double *ref)
 	/* slab i lies between the i-th and (i+1)-th last coordinates; the
 	 * points above it are the first i + 1 */
 	double vol = 0;
-	double *sub = xmalloc((size_t)n * k * sizeof *sub);
+	double *sub = parm_xmalloc((size_t)n * k * sizeof *sub);
 	for (int i = 0; i < n; i++) {
 		double top = pts[(size_t)i * k + d - 1];
 		double next = i + 1 < n ? pts[(size_t)(i + 1) * k + d - 1] : ref[d - 1];
@@ -100,7 +100,7 @@ static double hv_rec(double *pts, int n, int d, int k, const double *ref)
 /* Copy the points strictly above ref in every coordinate to a new array. */
 static double *points_above(const double *pts, int n, int k, const double *ref, int *m)
 {
-	double *out = xmalloc(((size_t)n * k + 1) * sizeof *out);
+	double *out = parm_xmalloc(((size_t)n * k + 1) * sizeof *out);
 	*m = 0;
 	for (int i = 0; i < n; i++) {
 		const double *p = pts + (size_t)i * k;

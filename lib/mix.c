@@ -15,19 +15,19 @@
 
 /* ---- the maths ---- */
 
-void mix_add_guidance(float *acc, const float *lp, const int32_t *ids, int n, float w)
+void parm_mix_add_guidance(float *acc, const float *lp, const int32_t *ids, int n, float w)
 {
 	for (int i = 0; i < n; i++)
 		acc[i] += w * lp[ids ? ids[i] : i];
 }
 
-void mix_row(float *row, const int32_t *ids, int n, const float *const *lp,
+void parm_mix_row(float *row, const int32_t *ids, int n, const float *const *lp,
 	     const float *w, int n_guides)
 {
-	log_softmax_forward(row, row, 1, n);
+	parm_log_softmax_forward(row, row, 1, n);
 	for (int j = 0; j < n_guides; j++)
-		mix_add_guidance(row, lp[j], ids, n, w[j]);
-	log_softmax_forward(row, row, 1, n);
+		parm_mix_add_guidance(row, lp[j], ids, n, w[j]);
+	parm_log_softmax_forward(row, row, 1, n);
 }
 
 /* ---- the runner ---- */
@@ -53,7 +53,7 @@ static const char *arm_name(const parm_guide *g)
 static int set_pref(parm_guide *g, const char *pref)
 {
 	parm_arm *a = g->arm;
-	g->alpha = xmalloc(a->k * sizeof *g->alpha);
+	g->alpha = parm_xmalloc(a->k * sizeof *g->alpha);
 	if (pref)
 		return parm_arm_parse_pref(a, pref, g->alpha);
 	if (a->k > 1) {
@@ -73,7 +73,7 @@ static int adapted_are_float(const parm_arm *a)
 {
 	for (int l = 0; l < a->backbone->cfg.n_layers; l++)
 		for (int i = 0; i < a->n_targets; i++) {
-			enum ggml_type t = parm_target_weight(a->backbone, l, a->targets[i])->type;
+			enum parm_ggml_type t = parm_target_weight(a->backbone, l, a->targets[i])->type;
 			if (t != GGML_F32 && t != GGML_F16 && t != GGML_BF16)
 				return 0;
 		}
@@ -95,7 +95,7 @@ static parm_guide *guide_ready(parm_guide *g)
 
 parm_guide *parm_guide_load(const char *path, const char *pref, float w, int merge)
 {
-	parm_guide *g = xcalloc(1, sizeof *g);
+	parm_guide *g = parm_xcalloc(1, sizeof *g);
 	g->w = w;
 	g->merged = merge;
 	if (!(g->arm = parm_arm_load(path)) || set_pref(g, pref) < 0) {
@@ -107,11 +107,11 @@ parm_guide *parm_guide_load(const char *path, const char *pref, float w, int mer
 
 parm_guide *parm_guide_new(parm_arm *arm, const float *alpha, float w, int merge)
 {
-	parm_guide *g = xcalloc(1, sizeof *g);
+	parm_guide *g = parm_xcalloc(1, sizeof *g);
 	g->arm = arm;
 	g->w = w;
 	g->merged = merge;
-	g->alpha = xmemdup(alpha, arm->k * sizeof *alpha);
+	g->alpha = parm_xmemdup(alpha, arm->k * sizeof *alpha);
 	return guide_ready(g);
 }
 
@@ -150,7 +150,7 @@ int parm_guide_begin(parm_guide *g, const parm_header *h, int ctx)
 	parm_kv_free(g->kv);
 	g->kv = parm_kv_new(b, 1, ctx);
 	g->n_slots = 1;
-	g->slots = xmalloc(sizeof *g->slots);
+	g->slots = parm_xmalloc(sizeof *g->slots);
 	g->slots[0] = (struct gslot){ .seq = -1 };
 	return g->kv ? 0 : -1;
 }
@@ -172,7 +172,7 @@ int parm_guide_start(parm_guide *g, int seq, const int *tokens, int n_tokens)
 		s = g->n_slots;
 		if (g->kv)
 			parm_kv_grow(g->kv, 2 * g->n_slots);
-		g->slots = xrealloc(g->slots, 2 * g->n_slots * sizeof *g->slots);
+		g->slots = parm_xrealloc(g->slots, 2 * g->n_slots * sizeof *g->slots);
 		for (int i = g->n_slots; i < 2 * g->n_slots; i++)
 			g->slots[i] = (struct gslot){ .seq = -1 };
 		g->n_slots *= 2;
@@ -180,7 +180,7 @@ int parm_guide_start(parm_guide *g, int seq, const int *tokens, int n_tokens)
 	if (g->kv)
 		parm_kv_clear(g->kv, s);
 	g->slots[s] = (struct gslot){ .seq = seq, .n_prompt = n_tokens, .cap = n_tokens,
-		.prompt = xmemdup(tokens, (n_tokens ? n_tokens : 1) * sizeof *tokens) };
+		.prompt = parm_xmemdup(tokens, (n_tokens ? n_tokens : 1) * sizeof *tokens) };
 	return 0;
 }
 
@@ -239,7 +239,7 @@ int parm_guide_round(parm_guide *g, int n_steps, const parm_step *steps, float *
 	if (rows < 0)
 		return -1;
 	for (int i = 0; i < rows; i++)
-		log_softmax_forward(lp + (size_t)i * g->V, lp + (size_t)i * g->V, 1, g->V);
+		parm_log_softmax_forward(lp + (size_t)i * g->V, lp + (size_t)i * g->V, 1, g->V);
 	return 0;
 }
 
@@ -309,7 +309,7 @@ int parm_mix_round(parm_guide *const *g, int n_guides, parm_record *rec, int V, 
 		parm_step *st = &rec->steps[i];
 		for (int j = 0; j < active; j++)
 			rows[j] = lp + j * stride + (size_t)i * V;
-		mix_row(st->logits, st->sparse ? st->ids : NULL, st->sparse ? st->k : V,
+		parm_mix_row(st->logits, st->sparse ? st->ids : NULL, st->sparse ? st->k : V,
 			rows, w, active);
 	}
 	return 0;

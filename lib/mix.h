@@ -29,11 +29,11 @@
 #include "stream.h"
 
 /* acc[n] += w * lp[ids[j]] (ids NULL: lp[j]). */
-void mix_add_guidance(float *acc, const float *lp, const int32_t *ids, int n, float w);
+void parm_mix_add_guidance(float *acc, const float *lp, const int32_t *ids, int n, float w);
 /* The whole formula above for one step: row[n] in place (ids NULL:
  * dense, n = V), lp[n_guides] the ARMs' log-prob rows over the full
  * vocabulary, w[n_guides]. */
-void mix_row(float *row, const int32_t *ids, int n, const float *const *lp,
+void parm_mix_row(float *row, const int32_t *ids, int n, const float *const *lp,
 	     const float *w, int n_guides);
 
 typedef struct parm_guide parm_guide;

@@ -30,7 +30,7 @@ struct parm_guide {
 	size_t logits_cap;
 	/* remote (mix_remote.c): arm is NULL */
 	parm_remote *remote;
-	gguf_file *vocab_file;
+	parm_gguf *vocab_file;
 	parm_tokenizer *tok;    /* the ARM's vocabulary, from vocab_file */
 	int k;                  /* objectives: alpha's length */
 	char **names;           /* [k] */

@@ -13,8 +13,8 @@
 
 static int load_vocab(parm_guide *g, const char *path)
 {
-	g->vocab_path = xstrdup(path);
-	if (!(g->vocab_file = gguf_open(path)) || !(g->tok = parm_tokenizer_load(g->vocab_file)))
+	g->vocab_path = parm_xstrdup(path);
+	if (!(g->vocab_file = parm_gguf_open(path)) || !(g->tok = parm_tokenizer_load(g->vocab_file)))
 		return -1;
 	g->V = parm_tok_n_vocab(g->tok);
 	return 0;
@@ -24,19 +24,19 @@ static int load_vocab(parm_guide *g, const char *path)
  * parm.objectives), else objective1 ... for the k numbers of pref. */
 static int objectives(parm_guide *g, const char *pref)
 {
-	enum gguf_vtype t;
+	enum parm_gguf_vtype t;
 	uint64_t n;
-	if (gguf_find_key(g->vocab_file, "parm.objectives") >= 0) {
-		if (gguf_get_arr(g->vocab_file, "parm.objectives", &t, &n) < 0 || n < 1 || n > 64)
+	if (parm_gguf_find_key(g->vocab_file, "parm.objectives") >= 0) {
+		if (parm_gguf_get_arr(g->vocab_file, "parm.objectives", &t, &n) < 0 || n < 1 || n > 64)
 			return parm_fail("%s: parm.objectives is not a list of names", g->vocab_path);
 		g->k = (int)n;
-		g->names = xcalloc(n, sizeof *g->names);
+		g->names = parm_xcalloc(n, sizeof *g->names);
 		for (uint64_t i = 0; i < n; i++) {
 			const char *s;
 			size_t len;
-			if (gguf_arr_str(g->vocab_file, "parm.objectives", i, &s, &len) < 0)
+			if (parm_gguf_arr_str(g->vocab_file, "parm.objectives", i, &s, &len) < 0)
 				return -1;
-			g->names[i] = xmemdup(s, len + 1);
+			g->names[i] = parm_xmemdup(s, len + 1);
 			g->names[i][len] = 0;
 		}
 		return 0;
@@ -44,18 +44,18 @@ static int objectives(parm_guide *g, const char *pref)
 	g->k = 1;
 	for (const char *p = pref; p && *p; p++)
 		g->k += *p == ',';
-	g->names = xcalloc(g->k, sizeof *g->names);
+	g->names = parm_xcalloc(g->k, sizeof *g->names);
 	for (int i = 0; i < g->k; i++) {
 		char buf[32];
 		snprintf(buf, sizeof buf, "objective%d", i + 1);
-		g->names[i] = xstrdup(buf);
+		g->names[i] = parm_xstrdup(buf);
 	}
 	return 0;
 }
 
 static int set_remote_pref(parm_guide *g, const char *pref)
 {
-	g->alpha = xmalloc((size_t)g->k * sizeof *g->alpha);
+	g->alpha = parm_xmalloc((size_t)g->k * sizeof *g->alpha);
 	if (pref)
 		return parm_parse_pref(pref, g->k, (const char *const *)g->names, g->alpha);
 	if (g->k > 1)
@@ -68,7 +68,7 @@ static int set_remote_pref(parm_guide *g, const char *pref)
 /* The server, asked with the LoRA scales 1, alpha_1, ... (llamacpp). */
 static int connect_remote(parm_guide *g, parm_remote_opts *o)
 {
-	float *scale = xmalloc((size_t)(g->k + 1) * sizeof *scale);  /* copied by the remote */
+	float *scale = parm_xmalloc((size_t)(g->k + 1) * sizeof *scale);  /* copied by the remote */
 	scale[0] = 1;
 	memcpy(scale + 1, g->alpha, (size_t)g->k * sizeof *scale);
 	o->lora = o->api == PARM_API_LLAMACPP ? scale : NULL;
@@ -86,7 +86,7 @@ static int connect_remote(parm_guide *g, parm_remote_opts *o)
 parm_guide *parm_guide_remote(parm_remote_opts *o, const char *vocab_path, const char *pref,
 			      float w)
 {
-	parm_guide *g = xcalloc(1, sizeof *g);
+	parm_guide *g = parm_xcalloc(1, sizeof *g);
 	g->w = w;
 	if (load_vocab(g, vocab_path) < 0 || objectives(g, pref) < 0 ||
 	    set_remote_pref(g, pref) < 0 || connect_remote(g, o) < 0) {
@@ -101,7 +101,7 @@ void parm_mix_remote_free(parm_guide *g)
 	parm_remote_free(g->remote);
 	if (g->tok)
 		parm_tokenizer_free(g->tok);
-	gguf_close(g->vocab_file);
+	parm_gguf_close(g->vocab_file);
 	free(g->vocab_path);
 	for (int i = 0; g->names && i < g->k; i++)
 		free(g->names[i]);
@@ -116,7 +116,7 @@ int parm_mix_remote_begin(parm_guide *g, const parm_header *h)
 		free(g->slots[i].prompt);
 	free(g->slots);
 	g->n_slots = 1;
-	g->slots = xmalloc(sizeof *g->slots);
+	g->slots = parm_xmalloc(sizeof *g->slots);
 	g->slots[0] = (struct gslot){ .seq = -1 };
 	return 0;
 }
@@ -135,7 +135,7 @@ static struct gslot *extend(parm_guide *g, const parm_step *st)
 	if (st->tok < 0)
 		return sl;
 	if (sl->n_prompt == sl->cap)
-		sl->prompt = xrealloc(sl->prompt, (size_t)(sl->cap = sl->cap ? 2 * sl->cap : 64) *
+		sl->prompt = parm_xrealloc(sl->prompt, (size_t)(sl->cap = sl->cap ? 2 * sl->cap : 64) *
 				      sizeof *sl->prompt);
 	sl->prompt[sl->n_prompt++] = st->tok;
 	return sl;

@@ -38,9 +38,9 @@ static inline int parm_cfg_kvdim(const parm_config *c) { return c->n_kv_heads * 
 
 typedef struct {                        /* one weight matrix, [rows][cols] */
 	const void *data;
-	enum ggml_type type;
+	enum parm_ggml_type type;
 	int64_t rows, cols;             /* out, in */
-	const void *packed;             /* inference's packed copy (quant_pack) or NULL */
+	const void *packed;             /* inference's packed copy (parm_quant_pack) or NULL */
 } parm_weight;
 
 /* A layer; bias[p] is projection p's (PARM_N_PROJ order) or NULL, q_norm
@@ -54,7 +54,7 @@ typedef struct {
 
 typedef struct parm_model {
 	parm_config cfg;
-	gguf_file *file;
+	parm_gguf *file;
 	parm_tokenizer *tok;
 	const parm_arch *arch;
 	parm_weight token_embd, output_norm, output; /* output may alias token_embd */
@@ -93,7 +93,7 @@ int parm_forward(const parm_model *m, parm_kv *kv, int n, const int *tokens,
 
 /* How m rotates q and k in a context of n_ctx positions (LongRoPE picks
  * its factors by it). */
-rope_params parm_model_rope(const parm_model *m, int n_ctx);
+parm_rope parm_model_rope(const parm_model *m, int n_ctx);
 
 /* The projections of a layer an adapter can sit on, in the order of
  * arm.h's enum parm_target (q k v o gate up down). */
@@ -102,7 +102,7 @@ const parm_weight *parm_layer_proj(const parm_layer *l, int proj);
 
 /* Unmerged adapters for a forward pass: ad[layer * PARM_N_PROJ + proj]
  * adds s B M A x to that projection's output (p NULL: none), M[r][r] the
- * mix for the current preference (pblora_mix).  O(r (in + out)) a token. */
+ * mix for the current preference (parm_pblora_mix).  O(r (in + out)) a token. */
 typedef struct {
 	const parm_pblora *p;
 	const float *M;
@@ -144,7 +144,7 @@ void parm_set_threads(int n);
  * 1, biases and q/k norms random too, so they matter), in the layout
  * llama.cpp's converter writes, and the tokenizer copied from vocab; type
  * applies to the 2-D weights. */
-int parm_model_init(const char *out_path, const gguf_file *vocab,
-		    const parm_config *cfg, enum ggml_type type, uint64_t seed);
+int parm_model_init(const char *out_path, const parm_gguf *vocab,
+		    const parm_config *cfg, enum parm_ggml_type type, uint64_t seed);
 
 #endif

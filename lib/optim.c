@@ -9,7 +9,7 @@
 /* The bias corrections and step size are hoisted out of the loop and the
  * loop body has no branches, so it vectorises; the order of operations is
  * torch's, in float as torch does for float32 parameters. */
-void adamw_update(float *param, float *m, float *v, const float *grad, size_t n,
+void parm_adamw_update(float *param, float *m, float *v, const float *grad, size_t n,
 		  float lr, float beta1, float beta2, float eps, float wd, long t)
 {
 	double bc1 = 1.0 - pow(beta1, (double)t);
@@ -28,7 +28,7 @@ void adamw_update(float *param, float *m, float *v, const float *grad, size_t n,
 	}
 }
 
-void adamw_update_ref(float *param, float *m, float *v, const float *grad, size_t n,
+void parm_adamw_update_ref(float *param, float *m, float *v, const float *grad, size_t n,
 		      float lr, float beta1, float beta2, float eps, float wd, long t)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -56,10 +56,10 @@ void parm_adamw_init(parm_adamw *o, float weight_decay)
 
 void parm_adamw_add(parm_adamw *o, float *param, float *grad, size_t n, int decay)
 {
-	o->group = xrealloc(o->group, (size_t)(o->n_groups + 1) * sizeof *o->group);
+	o->group = parm_xrealloc(o->group, (size_t)(o->n_groups + 1) * sizeof *o->group);
 	o->group[o->n_groups++] = (parm_param_group){ param, grad, n, decay };
-	o->m = xrealloc(o->m, (o->n_total + n) * sizeof *o->m);
-	o->v = xrealloc(o->v, (o->n_total + n) * sizeof *o->v);
+	o->m = parm_xrealloc(o->m, (o->n_total + n) * sizeof *o->m);
+	o->v = parm_xrealloc(o->v, (o->n_total + n) * sizeof *o->v);
 	memset(o->m + o->n_total, 0, n * sizeof *o->m);
 	memset(o->v + o->n_total, 0, n * sizeof *o->v);
 	o->n_total += n;
@@ -85,7 +85,7 @@ void parm_adamw_step(parm_adamw *o, float lr)
 	o->step++;
 	for (int i = 0; i < o->n_groups; i++) {
 		parm_param_group *g = &o->group[i];
-		adamw_update(g->param, o->m + off, o->v + off, g->grad, g->n, lr,
+		parm_adamw_update(g->param, o->m + off, o->v + off, g->grad, g->n, lr,
 			     o->beta1, o->beta2, o->eps,
 			     g->decay ? o->weight_decay : 0.0f, o->step);
 		off += g->n;

@@ -17,10 +17,10 @@
  *   p -= lr*wd*p;  m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²;
  *   p -= lr/(1-β1^t) * m / (sqrt(v)/sqrt(1-β2^t) + ε).
  * param, m, v: [n], updated in place; grad: [n]. */
-void adamw_update(float *param, float *m, float *v, const float *grad, size_t n,
+void parm_adamw_update(float *param, float *m, float *v, const float *grad, size_t n,
 		  float lr, float beta1, float beta2, float eps, float wd, long t);
 /* Plain-loop reference in double, the formula as written above. */
-void adamw_update_ref(float *param, float *m, float *v, const float *grad, size_t n,
+void parm_adamw_update_ref(float *param, float *m, float *v, const float *grad, size_t n,
 		      float lr, float beta1, float beta2, float eps, float wd, long t);
 
 typedef struct {

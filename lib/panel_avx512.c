@@ -10,7 +10,7 @@
  * were dequantised into a tile for it anyway.  Here that tile is written
  * transposed (the panel), and the 16-wide FMAs read it in place: measured
  * 1.8-2x OpenBLAS's sgemm on a 512 x 768 x 2048 product (Zen 5, one
- * thread).  matmul_forward_ref is the plain-loop reference (test_kernels). */
+ * thread).  parm_matmul_forward_ref is the plain-loop reference (test_kernels). */
 #if defined(__x86_64__) || defined(__i386__)
 #pragma GCC target("arch=x86-64-v4")
 #include <immintrin.h>
@@ -56,7 +56,7 @@ static void transpose16(float *dst, size_t ds, const float *src, size_t ss)
 /* panel[words][32] = w[rows][ws] transposed (the first words of each
  * row), rows <= 32, the missing rows 0: 32-bit words, floats or pairs of
  * bf16, moved as bits. */
-void panel_pack_avx512(void *panel, const void *w, size_t ws, int rows, int words)
+void parm_panel_pack_avx512(void *panel, const void *w, size_t ws, int rows, int words)
 {
 	int k = 0;
 	if (rows == 32)
@@ -77,7 +77,7 @@ void panel_pack_avx512(void *panel, const void *w, size_t ws, int rows, int word
 
 /* panel[words][32] = b[words][bs] (columns 0..cols, cols <= 32, the rest
  * 0): a panel from a matrix whose columns are already W's rows. */
-void panel_copy_avx512(float *panel, const float *b, size_t bs, int cols, int words)
+void parm_panel_copy_avx512(float *panel, const float *b, size_t bs, int cols, int words)
 {
 	__mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
 	__mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
@@ -206,7 +206,7 @@ static void panel_tokens_bf16(float *y, size_t ys, const float *x, size_t xs, in
 
 /* See kernels_internal.h.  Tokens outside, panels inside: 12 tokens' x
  * stay in L1 while the panels stream from L2. */
-void panel_matmul_avx512(const panel_args *a)
+void parm_panel_matmul_avx512(const panel_args *a)
 {
 	for (int t = 0; t < a->n; t += PANEL_TOKENS) {
 		int nt = a->n - t < PANEL_TOKENS ? a->n - t : PANEL_TOKENS;
@@ -314,7 +314,7 @@ static void rows_tokens(float *y, size_t ys, const float *x, int nt, int words, 
 
 /* y[n][ys] (columns 0..rows) = x[n][in] W^T, W's rows rb bytes apart, read
  * in place: f32, f16, or bf16 with x in bf16 too (in even). */
-void rows_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *w, size_t rb,
+void parm_rows_matmul_avx512(float *y, size_t ys, const void *x, int n, const void *w, size_t rb,
 			int rows, int in, enum rows_kind kind)
 {
 	int words = kind == ROWS_BF16 ? in / 2 : in;   /* f16: halves */

@@ -21,13 +21,13 @@
 
 #include "util.h"
 
-size_t pblora_n_params(int in, int out, int k, int r1, int r2)
+size_t parm_pblora_n_params(int in, int out, int k, int r1, int r2)
 {
 	size_t r = (size_t)r1 + r2;
 	return r * in + (size_t)out * r + (size_t)r1 * r1 + (size_t)k * r2 * r2;
 }
 
-void pblora_carve(parm_pblora *p, float *params, int in, int out, int k,
+void parm_pblora_carve(parm_pblora *p, float *params, int in, int out, int k,
 		  int r1, int r2, float lora_alpha)
 {
 	int r = r1 + r2;
@@ -49,7 +49,7 @@ static void kaiming_uniform(float *w, size_t count, int fan_in, uint64_t *s)
 	}
 }
 
-void pblora_init(parm_pblora *p, uint64_t seed)
+void parm_pblora_init(parm_pblora *p, uint64_t seed)
 {
 	int r = p->r1 + p->r2;
 	uint64_t s = seed;
@@ -64,7 +64,7 @@ void pblora_init(parm_pblora *p, uint64_t seed)
 static double block_norm2(const parm_pblora *p, int off, int rb, const float *W)
 {
 	int r = p->r1 + p->r2;
-	double *GB = xcalloc((size_t)3 * rb * rb + 1, sizeof *GB), *GA = GB + rb * rb, *T = GA + rb * rb;
+	double *GB = parm_xcalloc((size_t)3 * rb * rb + 1, sizeof *GB), *GA = GB + rb * rb, *T = GA + rb * rb;
 	for (int o = 0; o < p->out; o++)
 		for (int a = 0; a < rb; a++)
 			for (int b = 0; b < rb; b++)
@@ -87,7 +87,7 @@ static double block_norm2(const parm_pblora *p, int off, int rb, const float *W)
 	return sum;
 }
 
-void pblora_delta_norms(const parm_pblora *p, double *agnostic, double *aware)
+void parm_pblora_delta_norms(const parm_pblora *p, double *agnostic, double *aware)
 {
 	double s2 = (double)p->scale * p->scale;
 	*agnostic = p->r1 ? s2 * block_norm2(p, 0, p->r1, p->W1) : 0;
@@ -95,7 +95,7 @@ void pblora_delta_norms(const parm_pblora *p, double *agnostic, double *aware)
 		aware[i] = p->r2 ? s2 * block_norm2(p, p->r1, p->r2, p->W2 + (size_t)i * p->r2 * p->r2) : 0;
 }
 
-void pblora_mix(float *M, const parm_pblora *p, const float *alpha)
+void parm_pblora_mix(float *M, const parm_pblora *p, const float *alpha)
 {
 	int r1 = p->r1, r2 = p->r2, r = r1 + r2;
 	memset(M, 0, (size_t)r * r * sizeof(float));
@@ -111,7 +111,7 @@ void pblora_mix(float *M, const parm_pblora *p, const float *alpha)
 		}
 }
 
-void pblora_forward(float *y, float *h, float *g, const float *x,
+void parm_pblora_forward(float *y, float *h, float *g, const float *x,
 		    const parm_pblora *p, const float *M, int n)
 {
 	int r = p->r1 + p->r2;
@@ -141,14 +141,14 @@ static void mix_backward(parm_pblora *grad, const float *dM, const parm_pblora *
 					alpha[o] * dM[(r1 + i) * r + r1 + j];
 }
 
-void pblora_backward(float *dx, parm_pblora *grad, const float *dy,
+void parm_pblora_backward(float *dx, parm_pblora *grad, const float *dy,
 		     const float *x, const float *h, const float *g,
 		     const parm_pblora *p, const float *M, const float *alpha, int n)
 {
 	int r = p->r1 + p->r2;
 	if (n <= 0)
 		return;
-	float *dg = xmalloc(((size_t)2 * n * r + (size_t)r * r) * sizeof(float));
+	float *dg = parm_xmalloc(((size_t)2 * n * r + (size_t)r * r) * sizeof(float));
 	float *dh = dg + (size_t)n * r, *dM = dh + (size_t)n * r;
 	/* dB += s dy^T g;  dg = s dy B */
 	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->out, r, n, p->scale,
@@ -170,10 +170,10 @@ void pblora_backward(float *dx, parm_pblora *grad, const float *dy,
 	free(dg);
 }
 
-void pblora_merge(float *W, const parm_pblora *p, const float *M)
+void parm_pblora_merge(float *W, const parm_pblora *p, const float *M)
 {
 	int r = p->r1 + p->r2;
-	float *MA = xmalloc((size_t)r * p->in * sizeof *MA);
+	float *MA = parm_xmalloc((size_t)r * p->in * sizeof *MA);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, p->in, r, 1.0f,
 		    M, r, p->A, p->in, 0.0f, MA, p->in);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->out, p->in, r, p->scale,
@@ -196,7 +196,7 @@ static uint32_t dropout_threshold(float rate)
 	return (uint32_t)(rate * 4294967296.0 > 4294967295.0 ? 4294967295.0 : rate * 4294967296.0);
 }
 
-void pblora_dropout(float *xd, const float *x, float rate, uint64_t seed, size_t count)
+void parm_pblora_dropout(float *xd, const float *x, float rate, uint64_t seed, size_t count)
 {
 	uint32_t th = dropout_threshold(rate);
 	float keep_scale = rate < 1 ? 1.0f / (1.0f - rate) : 0.0f;
@@ -204,7 +204,7 @@ void pblora_dropout(float *xd, const float *x, float rate, uint64_t seed, size_t
 		xd[i] = dropout_keep(seed, i, th) ? x[i] * keep_scale : 0.0f;
 }
 
-void pblora_dropout_backward(float *dx, const float *dxd, float rate, uint64_t seed,
+void parm_pblora_dropout_backward(float *dx, const float *dxd, float rate, uint64_t seed,
 			     size_t count)
 {
 	uint32_t th = dropout_threshold(rate);

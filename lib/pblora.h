@@ -26,41 +26,41 @@ typedef struct {
 	float *W2;              /* [k][r2 * r2] */
 } parm_pblora;
 
-/* Shapes set, pointers carved from params[pblora_n_params()] in the order
+/* Shapes set, pointers carved from params[parm_pblora_n_params()] in the order
  * A, B, W1, W2 (so a gradient buffer carved the same way lines up). */
-size_t pblora_n_params(int in, int out, int k, int r1, int r2);
-void pblora_carve(parm_pblora *p, float *params, int in, int out, int k,
+size_t parm_pblora_n_params(int in, int out, int k, int r1, int r2);
+void parm_pblora_carve(parm_pblora *p, float *params, int in, int out, int k,
 		  int r1, int r2, float lora_alpha);
-void pblora_init(parm_pblora *p, uint64_t seed);
+void parm_pblora_init(parm_pblora *p, uint64_t seed);
 
 /* Squared Frobenius norms of the two parts of dW: *agnostic of
  * s B[:, :r1] W1 A[:r1], aware[i] of s B[:, r1:] W2[i] A[r1:] (the part
  * objective i adds at alpha = e_i), through r x r Gram matrices (no dense
  * dW).  A PARM whose aware parts stay near 0 ignores alpha. */
-void pblora_delta_norms(const parm_pblora *p, double *agnostic, double *aware);
+void parm_pblora_delta_norms(const parm_pblora *p, double *agnostic, double *aware);
 
 /* M[r][r] = blockdiag(W1, W2(alpha)), alpha[k]. */
-void pblora_mix(float *M, const parm_pblora *p, const float *alpha);
+void parm_pblora_mix(float *M, const parm_pblora *p, const float *alpha);
 
 /* y[N][out] += s B M A x for x[N][in]; h[N][r] = A x and g[N][r] = M h are
  * kept for the backward pass. */
-void pblora_forward(float *y, float *h, float *g, const float *x,
+void parm_pblora_forward(float *y, float *h, float *g, const float *x,
 		    const parm_pblora *p, const float *M, int n);
 /* Gradients accumulate (+=) into grad (carved like p) and, when dx is not
  * NULL, into dx[N][in]. */
-void pblora_backward(float *dx, parm_pblora *grad, const float *dy,
+void parm_pblora_backward(float *dx, parm_pblora *grad, const float *dy,
 		     const float *x, const float *h, const float *g,
 		     const parm_pblora *p, const float *M, const float *alpha, int n);
 
 /* W[out][in] += s B M A: merge the adapter for a fixed alpha. */
-void pblora_merge(float *W, const parm_pblora *p, const float *M);
+void parm_pblora_merge(float *W, const parm_pblora *p, const float *M);
 
 /* Inverted dropout on the adapter input (the official code applies it to
  * x before dW, one mask per adapted layer): xd[count] = x * keep / (1 -
  * rate).  The mask is a pure function of (seed, element), so the backward
  * pass, dx[count] += dxd * keep / (1 - rate), regenerates it. */
-void pblora_dropout(float *xd, const float *x, float rate, uint64_t seed, size_t count);
-void pblora_dropout_backward(float *dx, const float *dxd, float rate, uint64_t seed,
+void parm_pblora_dropout(float *xd, const float *x, float rate, uint64_t seed, size_t count);
+void parm_pblora_dropout_backward(float *dx, const float *dxd, float rate, uint64_t seed,
 			     size_t count);
 
 #endif

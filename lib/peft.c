@@ -43,10 +43,10 @@ static int check_unfused(const parm_arm *arm)
 {
 	char name[64];
 	snprintf(name, sizeof name, "blk.0.attn_qkv.weight");
-	if (gguf_find_tensor(arm->backbone->file, name) ||
+	if (parm_gguf_find_tensor(arm->backbone->file, name) ||
 	    (arm->backbone->arch->need & PARM_PART_FUSED_UP))
 		return parm_fail("%s: a backbone with fused projections (%s's qkv_proj, gate_up_proj) "
-				 "has no peft layout parm writes or reads", gguf_path(arm->backbone->file),
+				 "has no peft layout parm writes or reads", parm_gguf_path(arm->backbone->file),
 				 arm->backbone->arch->name);
 	return 0;
 }
@@ -107,7 +107,7 @@ static int save_checkpoint(const parm_arm *arm, const char *dir, const parm_st_o
 static float *hf_b(const parm_arm *arm, const parm_pblora *p, int t)
 {
 	int r = p->r1 + p->r2, hd = parm_cfg_hd(&arm->backbone->cfg);
-	float *b = xmalloc((size_t)p->out * r * sizeof *b);
+	float *b = parm_xmalloc((size_t)p->out * r * sizeof *b);
 	for (int64_t g = 0; g < p->out; g++)
 		memcpy(b + (permuted(arm, t) ? hf_row(g, hd) : g) * r, p->B + g * r, r * sizeof *b);
 	return b;
@@ -128,9 +128,9 @@ int parm_arm_export_peft(const parm_arm *arm, const char *dir)
 	int L = arm->backbone->cfg.n_layers, n = 0, r = arm->r1 + arm->r2, rc;
 	if (prepare_dir(arm, dir) < 0)
 		return -1;
-	parm_st_out *t = xcalloc((size_t)4 * L * arm->n_targets, sizeof *t);
-	char (*names)[128] = xcalloc((size_t)4 * L * arm->n_targets, sizeof *names);
-	float **owned = xcalloc((size_t)L * arm->n_targets, sizeof *owned);
+	parm_st_out *t = parm_xcalloc((size_t)4 * L * arm->n_targets, sizeof *t);
+	char (*names)[128] = parm_xcalloc((size_t)4 * L * arm->n_targets, sizeof *names);
+	float **owned = parm_xcalloc((size_t)L * arm->n_targets, sizeof *owned);
 	for (int l = 0; l < L; l++)
 		for (int i = 0; i < arm->n_targets; i++) {
 			const parm_pblora *p = &arm->adapters[l * arm->n_targets + i];
@@ -167,17 +167,17 @@ int parm_arm_export_peft_lora(const parm_arm *arm, const float *alpha, const cha
 	int hd = parm_cfg_hd(&arm->backbone->cfg);
 	if (prepare_dir(arm, dir) < 0)
 		return -1;
-	parm_st_out *t = xcalloc((size_t)2 * L * arm->n_targets, sizeof *t);
-	char (*names)[160] = xcalloc((size_t)2 * L * arm->n_targets, sizeof *names);
-	float **owned = xcalloc((size_t)L * arm->n_targets, sizeof *owned);
-	float *M = xmalloc((size_t)r * r * sizeof *M), *Bp = NULL;
+	parm_st_out *t = parm_xcalloc((size_t)2 * L * arm->n_targets, sizeof *t);
+	char (*names)[160] = parm_xcalloc((size_t)2 * L * arm->n_targets, sizeof *names);
+	float **owned = parm_xcalloc((size_t)L * arm->n_targets, sizeof *owned);
+	float *M = parm_xmalloc((size_t)r * r * sizeof *M), *Bp = NULL;
 	for (int l = 0; l < L; l++)
 		for (int i = 0; i < arm->n_targets; i++) {
 			const parm_pblora *p = &arm->adapters[l * arm->n_targets + i];
 			int tg = arm->targets[i];
-			float *b = owned[l * arm->n_targets + i] = xmalloc((size_t)p->out * r * sizeof *b);
-			Bp = xrealloc(Bp, (size_t)p->out * r * sizeof *Bp);
-			pblora_mix(M, p, alpha);
+			float *b = owned[l * arm->n_targets + i] = parm_xmalloc((size_t)p->out * r * sizeof *b);
+			Bp = parm_xrealloc(Bp, (size_t)p->out * r * sizeof *Bp);
+			parm_pblora_mix(M, p, alpha);
 			parm_lora_part(p, -1, M, Bp, &c0);
 			for (int64_t g = 0; g < p->out; g++)     /* Hugging Face's row order */
 				memcpy(b + (permuted(arm, tg) ? hf_row(g, hd) : g) * r, Bp + g * r,
@@ -275,7 +275,7 @@ static int read_part(const parm_safetensors *st, const char *name, const char *p
 	if (t->n_dims != 2 || t->shape[0] != d0 || t->shape[1] != d1)
 		return parm_fail("%s: %s is not [%lld, %lld]", path, name, (long long)d0, (long long)d1);
 	used[t - parm_st_at(st, 0)] = 1;
-	float *f = xmalloc((size_t)(t->numel ? t->numel : 1) * sizeof *f);
+	float *f = parm_xmalloc((size_t)(t->numel ? t->numel : 1) * sizeof *f);
 	parm_st_to_f32(t, f);
 	for (int64_t g = 0; g < d0; g++)
 		memcpy(dst + g * d1, f + (hd ? hf_row(g, hd) : g) * d1, (size_t)d1 * sizeof *f);
@@ -287,7 +287,7 @@ static int read_adapters(parm_arm *arm, const parm_safetensors *st, const char *
 {
 	int L = arm->backbone->cfg.n_layers, r = arm->r1 + arm->r2;
 	int hd = parm_cfg_hd(&arm->backbone->cfg), rc = 0;
-	uint8_t *used = xcalloc(parm_st_count(st) + 1, 1);
+	uint8_t *used = parm_xcalloc(parm_st_count(st) + 1, 1);
 	char name[160];
 	for (int l = 0; l < L && rc == 0; l++)
 		for (int i = 0; i < arm->n_targets && rc == 0; i++) {

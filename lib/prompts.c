@@ -17,7 +17,7 @@ static int parse_record(const char *line, const char *where, parm_prompt *p)
 		json_decref(obj);
 		return parm_fail("%s: no string field 'prompt'", where);
 	}
-	p->text = xstrdup(json_string_value(prompt));
+	p->text = parm_xstrdup(json_string_value(prompt));
 	json_object_del(obj, "prompt");
 	p->meta = json_object_size(obj) ?
 		json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -48,7 +48,7 @@ long parm_read_prompts(FILE *f, const char *name, parm_prompt **out)
 		if (is_blank(line))
 			continue;
 		if (n == alloc)
-			p = xrealloc(p, (alloc = alloc ? 2 * alloc : 64) * sizeof *p);
+			p = parm_xrealloc(p, (alloc = alloc ? 2 * alloc : 64) * sizeof *p);
 		memset(&p[n], 0, sizeof *p);
 		p[n].line = lineno;
 		snprintf(where, sizeof where, "%s:%ld", name, lineno);
@@ -56,7 +56,7 @@ long parm_read_prompts(FILE *f, const char *name, parm_prompt **out)
 			if (parse_record(line, where, &p[n]) < 0)
 				return free(line), parm_prompts_free(p, n), -1;
 		} else {
-			p[n].text = xstrdup(line);
+			p[n].text = parm_xstrdup(line);
 		}
 		n++;
 	}
@@ -81,10 +81,10 @@ char *parm_apply_template(const char *tmpl, const char *text)
 	static const char hole[] = "{prompt}";
 	size_t holes = 0, tl = strlen(text), hl = sizeof hole - 1;
 	if (!tmpl)
-		return xstrdup(text);
+		return parm_xstrdup(text);
 	for (const char *s = tmpl; (s = strstr(s, hole)); s += hl)
 		holes++;
-	char *out = xmalloc(strlen(tmpl) + holes * tl + 1), *o = out;
+	char *out = parm_xmalloc(strlen(tmpl) + holes * tl + 1), *o = out;
 	for (const char *s = tmpl, *h; ; s = h + hl) {
 		h = strstr(s, hole);
 		size_t lit = h ? (size_t)(h - s) : strlen(s);

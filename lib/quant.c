@@ -2,7 +2,7 @@
  * ones parm computes with, their fast dequantisers and fused dots.
  *
  * The scalar conversions work on the bits so they are exact on any host;
- * dequant_row is the matmul hot path (weights are dequantised a tile of
+ * parm_dequant_row is the matmul hot path (weights are dequantised a tile of
  * rows at a time), so it uses F16C on the SIMD paths that have it and is
  * otherwise written as loops gcc vectorises.  The fused dot products are
  * built once per SIMD path (quant_internal.h) and the one parm_simd()
@@ -39,7 +39,7 @@ static float bits_float(uint32_t x)
 	return f;
 }
 
-float f16_to_f32(uint16_t h)
+float parm_f16_to_f32(uint16_t h)
 {
 	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
 	uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
@@ -69,7 +69,7 @@ static uint16_t f16_subnormal(uint32_t ax)
 	return r;
 }
 
-uint16_t f32_to_f16(float f)
+uint16_t parm_f32_to_f16(float f)
 {
 	uint32_t x = float_bits(f);
 	uint16_t sign = (x >> 16) & 0x8000;
@@ -84,12 +84,12 @@ uint16_t f32_to_f16(float f)
 	return sign | ((ax + 0xfff + ((ax >> 13) & 1)) >> 13);
 }
 
-float bf16_to_f32(uint16_t h)
+float parm_bf16_to_f32(uint16_t h)
 {
 	return bits_float((uint32_t)h << 16);
 }
 
-uint16_t f32_to_bf16(float f)
+uint16_t parm_f32_to_bf16(float f)
 {
 	uint32_t x = float_bits(f);
 	if ((x & 0x7fffffff) > 0x7f800000)
@@ -98,13 +98,13 @@ uint16_t f32_to_bf16(float f)
 }
 
 /* The types parm computes with, in the order the errors list them. */
-static const enum ggml_type computed[] = {
+static const enum parm_ggml_type computed[] = {
 	GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0,
 	GGML_Q5_1, GGML_IQ4_NL, GGML_Q2_K, GGML_Q3_K, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K,
 	GGML_IQ4_XS,
 };
 
-int quant_type_computed(enum ggml_type t)
+int parm_quant_type_computed(enum parm_ggml_type t)
 {
 	for (size_t i = 0; i < sizeof computed / sizeof *computed; i++)
 		if (computed[i] == t)
@@ -112,12 +112,12 @@ int quant_type_computed(enum ggml_type t)
 	return 0;
 }
 
-int quant_type_quantised(enum ggml_type t)
+int parm_quant_type_quantised(enum parm_ggml_type t)
 {
 	return t == GGML_F32 || t == GGML_F16 || t == GGML_BF16 || t == GGML_Q8_0 || t == GGML_Q4_0;
 }
 
-int quant_file_type(enum ggml_type t)
+int parm_quant_file_type(enum parm_ggml_type t)
 {
 	switch ((int)t) {
 	case GGML_F32: return 0;
@@ -137,10 +137,10 @@ static void fill_computed_list(void)
 	size_t at = 0;
 	for (size_t i = 0; i < sizeof computed / sizeof *computed; i++)
 		at += snprintf(computed_list + at, sizeof computed_list - at, "%s%s",
-			       i ? ", " : "", ggml_type_name(computed[i]));
+			       i ? ", " : "", parm_ggml_type_name(computed[i]));
 }
 
-const char *quant_types_computed(void)
+const char *parm_quant_types_computed(void)
 {
 	pthread_once(&computed_list_once, fill_computed_list);
 	return computed_list;
@@ -169,7 +169,7 @@ static pthread_once_t f16_table_once = PTHREAD_ONCE_INIT;
 static void fill_f16_table(void)
 {
 	for (uint32_t h = 0; h < 1 << 16; h++)
-		f16_table[h] = f16_to_f32(h);
+		f16_table[h] = parm_f16_to_f32(h);
 }
 
 static void dequant_f16(float *out, const uint16_t *in, int64_t n)
@@ -196,13 +196,13 @@ static void dequant_bf16(float *restrict out, const uint16_t *restrict in, int64
 		memcpy(out + i, x, sizeof x);
 	}
 	for (; i < n; i++)
-		out[i] = bf16_to_f32(in[i]);
+		out[i] = parm_bf16_to_f32(in[i]);
 }
 
 static void dequant_q8_0(float *restrict out, const block_q8_0 *restrict b, int64_t n)
 {
 	for (int64_t k = 0; k < n / QK; k++) {
-		const float d = f16_to_f32(b[k].d);
+		const float d = parm_f16_to_f32(b[k].d);
 		const int8_t *qs = b[k].qs;
 		float *o = out + k * QK;
 		for (int j = 0; j < QK; j++)
@@ -213,7 +213,7 @@ static void dequant_q8_0(float *restrict out, const block_q8_0 *restrict b, int6
 static void dequant_q4_0(float *restrict out, const block_q4_0 *restrict b, int64_t n)
 {
 	for (int64_t k = 0; k < n / QK; k++) {
-		const float d = f16_to_f32(b[k].d);
+		const float d = parm_f16_to_f32(b[k].d);
 		const uint8_t *qs = b[k].qs;
 		float *o = out + k * QK;
 		for (int j = 0; j < QK / 2; j++) {
@@ -224,7 +224,7 @@ static void dequant_q4_0(float *restrict out, const block_q4_0 *restrict b, int6
 }
 
 /* The other block types: their scalar unpackers, a chunk of 32 at a time. */
-static chunk_fn *chunk_of(enum ggml_type t)
+static chunk_fn *chunk_of(enum parm_ggml_type t)
 {
 	switch ((int)t) {
 	case GGML_Q4_1: return chunk_q4_1;
@@ -241,7 +241,7 @@ static chunk_fn *chunk_of(enum ggml_type t)
 	return NULL;
 }
 
-void dequant_row(float *out, const void *row, enum ggml_type t, int64_t n)
+void parm_dequant_row(float *out, const void *row, enum parm_ggml_type t, int64_t n)
 {
 	chunk_fn *chunk = chunk_of(t);
 	if (chunk) {
@@ -281,7 +281,7 @@ static void quant_q8_0(block_q8_0 *b, const float *in, int64_t n)
 			amax = fmaxf(amax, fabsf(x[j]));
 		const float d = amax / 127;
 		const float id = d ? 1.0f / d : 0.0f;
-		b[k].d = f32_to_f16(d);
+		b[k].d = parm_f32_to_f16(d);
 		for (int j = 0; j < QK; j++)
 			b[k].qs[j] = (int8_t)roundf(x[j] * id);
 	}
@@ -300,7 +300,7 @@ static void quant_q4_0(block_q4_0 *b, const float *in, int64_t n)
 			}
 		const float d = max / -8;
 		const float id = d ? 1.0f / d : 0.0f;
-		b[k].d = f32_to_f16(d);
+		b[k].d = parm_f32_to_f16(d);
 		for (int j = 0; j < QK / 2; j++) {
 			int8_t lo = (int8_t)(x[j] * id + 8.5f);
 			int8_t hi = (int8_t)(x[j + QK / 2] * id + 8.5f);
@@ -309,7 +309,7 @@ static void quant_q4_0(block_q4_0 *b, const float *in, int64_t n)
 	}
 }
 
-void quant_row(void *out, const float *in, enum ggml_type t, int64_t n)
+void parm_quant_row(void *out, const float *in, enum parm_ggml_type t, int64_t n)
 {
 	uint16_t *h = out;
 	switch ((int)t) {
@@ -318,11 +318,11 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n)
 		break;
 	case GGML_F16:
 		for (int64_t i = 0; i < n; i++)
-			h[i] = f32_to_f16(in[i]);
+			h[i] = parm_f32_to_f16(in[i]);
 		break;
 	case GGML_BF16:
 		for (int64_t i = 0; i < n; i++)
-			h[i] = f32_to_bf16(in[i]);
+			h[i] = parm_f32_to_bf16(in[i]);
 		break;
 	case GGML_Q8_0:
 		quant_q8_0(out, in, n);
@@ -337,7 +337,7 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n)
 
 /* f32, and f16 or bf16 rows not a multiple of 32: a chunk at a time onto
  * the stack. */
-static void dot_dequant(float *y, size_t ys, const void *row, enum ggml_type t,
+static void dot_dequant(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 			const float *x, int nx, int64_t n)
 {
 	enum { CHUNK = 256 };
@@ -346,7 +346,7 @@ static void dot_dequant(float *y, size_t ys, const void *row, enum ggml_type t,
 		y[i * ys] = 0;
 	for (int64_t k = 0; k < n; k += CHUNK) {
 		int64_t len = n - k < CHUNK ? n - k : CHUNK;
-		dequant_row(w, (const char *)row + ggml_row_bytes(t, k), t, len);
+		parm_dequant_row(w, (const char *)row + parm_ggml_row_bytes(t, k), t, len);
 		for (int i = 0; i < nx; i++) {
 			float sum = 0;
 			for (int64_t j = 0; j < len; j++)
@@ -356,11 +356,11 @@ static void dot_dequant(float *y, size_t ys, const void *row, enum ggml_type t,
 	}
 }
 
-int quant_dot_fused(enum ggml_type t, int64_t n)
+int parm_quant_dot_fused(enum parm_ggml_type t, int64_t n)
 {
 	if (t == GGML_F16 || t == GGML_BF16)
 		return n % QK == 0;
-	return ggml_type_block(t) > 1 && quant_type_computed(t);
+	return parm_ggml_type_block(t) > 1 && parm_quant_type_computed(t);
 }
 
 static quant_dot_fn *quant_dot_path;   /* Q8_0 and Q4_0, on parm_simd()'s path */
@@ -369,26 +369,26 @@ static pthread_once_t quant_dot_once = PTHREAD_ONCE_INIT;
 static void choose_quant_dot(void)
 {
 	quant_dot_fn *paths[] = {
-		[PARM_SIMD_PORTABLE] = quant_dot_portable,
+		[PARM_SIMD_PORTABLE] = parm_quant_dot_portable,
 #ifdef X86
-		[PARM_SIMD_AVX2] = quant_dot_avx2,
-		[PARM_SIMD_AVX512] = quant_dot_avx512,
+		[PARM_SIMD_AVX2] = parm_quant_dot_avx2,
+		[PARM_SIMD_AVX512] = parm_quant_dot_avx512,
 #endif
 	};
 	quant_dot_path = paths[parm_simd()];
 }
 
-void quant_dot_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum ggml_type t,
+void parm_quant_dot_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum parm_ggml_type t,
 		    const float *x, int nx, int64_t n)
 {
 	pthread_once(&quant_dot_once, choose_quant_dot);
-	quant_dot_fn *dot = quant_dot_fused(t, n) ? quant_dot_path : dot_dequant;
+	quant_dot_fn *dot = parm_quant_dot_fused(t, n) ? quant_dot_path : dot_dequant;
 	for (int r = 0; r < rows; r++)
 		dot(y + r, ys, (const char *)w + (size_t)r * rb, t, x, nx, n);
 }
 
-void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
+void parm_quant_dot(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 	       const float *x, int nx, int64_t n)
 {
-	quant_dot_rows(y, ys, row, 0, 1, t, x, nx, n);
+	parm_quant_dot_rows(y, ys, row, 0, 1, t, x, nx, n);
 }

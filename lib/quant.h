@@ -3,7 +3,7 @@
  * Computed with: f32, f16, bf16; the 32-element blocks q8_0, q4_0, q4_1,
  * q5_0, q5_1, iq4_nl; the 256-element super-blocks q2_K .. q6_K, iq4_xs
  * (layouts in quant_internal.h, as ggml lays them out).  Written (by
- * quant_row): f32, f16, bf16, q8_0, q4_0.  Each conversion has a
+ * parm_quant_row): f32, f16, bf16, q8_0, q4_0.  Each conversion has a
  * plain-loop reference (_ref, quant_ref.c) tested against it.
  */
 #ifndef PARM_QUANT_H
@@ -15,26 +15,26 @@
 
 /* 1 when parm computes with tensors of type t; the list, for errors:
  * "f32, f16, bf16, q8_0, ...". */
-int quant_type_computed(enum ggml_type t);
-const char *quant_types_computed(void);
-/* 1 when quant_row writes type t (f32, f16, bf16, q8_0, q4_0). */
-int quant_type_quantised(enum ggml_type t);
+int parm_quant_type_computed(enum parm_ggml_type t);
+const char *parm_quant_types_computed(void);
+/* 1 when parm_quant_row writes type t (f32, f16, bf16, q8_0, q4_0). */
+int parm_quant_type_quantised(enum parm_ggml_type t);
 /* general.file_type (llama.cpp's LLAMA_FTYPE) of a model whose matrices
- * are all of type t, for the types quant_row writes; -1 for the others. */
-int quant_file_type(enum ggml_type t);
+ * are all of type t, for the types parm_quant_row writes; -1 for the others. */
+int parm_quant_file_type(enum parm_ggml_type t);
 
-float f16_to_f32(uint16_t h);
-uint16_t f32_to_f16(float f);           /* round to nearest even */
-float bf16_to_f32(uint16_t h);
-uint16_t f32_to_bf16(float f);          /* round to nearest even */
+float parm_f16_to_f32(uint16_t h);
+uint16_t parm_f32_to_f16(float f);           /* round to nearest even */
+float parm_bf16_to_f32(uint16_t h);
+uint16_t parm_f32_to_bf16(float f);          /* round to nearest even */
 
 /* out[n] = row of type t with n elements (n a multiple of the block; t
- * one quant_type_computed accepts). */
-void dequant_row(float *out, const void *row, enum ggml_type t, int64_t n);
-void dequant_row_ref(float *out, const void *row, enum ggml_type t, int64_t n);
+ * one parm_quant_type_computed accepts). */
+void parm_dequant_row(float *out, const void *row, enum parm_ggml_type t, int64_t n);
+void parm_dequant_row_ref(float *out, const void *row, enum parm_ggml_type t, int64_t n);
 /* out (row of type t) = quantised in[n].  Same rounding as ggml's reference
  * quantisers, so a file written here matches one written by llama.cpp. */
-void quant_row(void *out, const float *in, enum ggml_type t, int64_t n);
+void parm_quant_row(void *out, const float *in, enum parm_ggml_type t, int64_t n);
 
 /* y[i * ys] = row . x[i][n] for i < nx: one row of type t (n a multiple of
  * its block) against nx float vectors, the row read in place, so decoding
@@ -42,18 +42,18 @@ void quant_row(void *out, const float *in, enum ggml_type t, int64_t n);
  * types read the row once per group of up to 8 vectors (4 without
  * AVX-512) on the SIMD path simd.h chose (PARM_SIMD), each path summing
  * its way; they sum in another order than a plain dot, and where a path
- * contracts multiply-adds their weights may differ from dequant_row's in
+ * contracts multiply-adds their weights may differ from parm_dequant_row's in
  * the last bit. */
-void quant_dot(float *y, size_t ys, const void *row, enum ggml_type t,
+void parm_quant_dot(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 	       const float *x, int nx, int64_t n);
-/* 1 when quant_dot reads a row of type t and length n in place in a fused
+/* 1 when parm_quant_dot reads a row of type t and length n in place in a fused
  * dot (every block type; f16 and bf16 when n is a multiple of 32). */
-int quant_dot_fused(enum ggml_type t, int64_t n);
-/* quant_dot on rows consecutive rows of w (rb bytes apart) into y, y + 1,
+int parm_quant_dot_fused(enum parm_ggml_type t, int64_t n);
+/* parm_quant_dot on rows consecutive rows of w (rb bytes apart) into y, y + 1,
  * ...: the path is chosen once for them all (decode calls this per tile). */
-void quant_dot_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum ggml_type t,
+void parm_quant_dot_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum parm_ggml_type t,
 		    const float *x, int nx, int64_t n);
-void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,
+void parm_quant_dot_ref(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 		   const float *x, int nx, int64_t n);
 
 /* Activations as 8-bit integers, for the K types' integer dots in
@@ -69,17 +69,17 @@ typedef struct {
 /* out[n / 256] = x[n] quantised (n a multiple of 256).  A NaN or an
  * infinity in a block makes its d NaN, so the dots stay NaN as they
  * would in floats. */
-void quant_x8_row(quant_x8 *out, const float *x, int64_t n);
+void parm_quant_x8_row(quant_x8 *out, const float *x, int64_t n);
 /* 1 when rows of type t and length n have an integer dot (q4_K, q5_K,
  * q6_K, whole super-blocks). */
-int quant_dot_x8_ok(enum ggml_type t, int64_t n);
-/* quant_dot_rows against nx quantised vectors x[nx][n / 256]: each
+int parm_quant_dot_x8_ok(enum parm_ggml_type t, int64_t n);
+/* parm_quant_dot_rows against nx quantised vectors x[nx][n / 256]: each
  * super-block's products and offsets summed exactly as integers, then
  * scaled once in floats. */
-void quant_dot_x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows,
-		       enum ggml_type t, const quant_x8 *x, int nx, int64_t n);
+void parm_quant_dot_x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows,
+		       enum parm_ggml_type t, const quant_x8 *x, int nx, int64_t n);
 /* The same as plain loops (integers, then doubles), one row. */
-void quant_dot_x8_ref(float *y, size_t ys, const void *row, enum ggml_type t,
+void parm_quant_dot_x8_ref(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 		      const quant_x8 *x, int nx, int64_t n);
 
 /* Activations as 8-bit integers 32 at a time, as llama.cpp quantises them
@@ -91,23 +91,23 @@ typedef struct {
 	int32_t sum;
 	int8_t q[32];
 } quant_x8_32;
-void quant_x8_32_row(quant_x8_32 *out, const float *x, int64_t n);
+void parm_quant_x8_32_row(quant_x8_32 *out, const float *x, int64_t n);
 /* A q4_0 or q8_0 row against quantised vectors x[nx][n / 32] as plain
  * loops. */
-void quant_dot_x8_32_ref(float *y, size_t ys, const void *row, enum ggml_type t,
+void parm_quant_dot_x8_32_ref(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 			 const quant_x8_32 *x, int nx, int64_t n);
 
 /* Q4_0 and Q8_0 weights packed eight rows at a time for an integer dot
  * with 8-bit activations, as llama.cpp repacks them: on AVX-512 only
  * (PARM_SIMD), where it is 1.7 to 2 times as fast as the float dot on the
- * rows as stored.  quant_pack_ok: 1 when rows of type t can be packed here
- * (rows a multiple of 8).  quant_pack: the packed copy (the same size as
+ * rows as stored.  parm_quant_pack_ok: 1 when rows of type t can be packed here
+ * (rows a multiple of 8).  parm_quant_pack: the packed copy (the same size as
  * the rows; free it). */
-int quant_pack_ok(enum ggml_type t, int64_t rows, int64_t n);
-void *quant_pack(const void *w, enum ggml_type t, int64_t rows, int64_t n);
+int parm_quant_pack_ok(enum parm_ggml_type t, int64_t rows, int64_t n);
+void *parm_quant_pack(const void *w, enum parm_ggml_type t, int64_t rows, int64_t n);
 /* y[i * ys + r] = row r . x[i] for r < rows (a multiple of 8) of a packed
  * copy of type t, x[nx][n / 32]. */
-void quant_dot_x8_packed(float *y, size_t ys, const void *packed, enum ggml_type t, int rows,
+void parm_quant_dot_x8_packed(float *y, size_t ys, const void *packed, enum parm_ggml_type t, int rows,
 			 const quant_x8_32 *x, int nx, int64_t n);
 
 #endif

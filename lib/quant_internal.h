@@ -1,8 +1,8 @@
 /* quant_internal.h - the block layouts of every type quant.c computes, a
- * scalar unpacker per type, and the fused dot products of quant_dot
+ * scalar unpacker per type, and the fused dot products of parm_quant_dot
  * compiled once per SIMD path.
  *
- * quant_dot_avx512.c, quant_dot_avx2.c and quant_dot_portable.c each set
+ * parm_quant_dot_avx512.c, parm_quant_dot_avx2.c and parm_quant_dot_portable.c each set
  * their target (#pragma GCC target, which also sets __AVX512F__, __FMA__
  * and the like) and include this file with QUANT_DOT_VARIANT defined to
  * the name of their entry point; quant.c calls the one parm_simd() chose.
@@ -66,7 +66,7 @@ static inline float half_to_float(uint16_t h)
 #if defined(__F16C__)
 	return _cvtsh_ss(h);
 #else
-	return f16_to_f32(h);
+	return parm_f16_to_f32(h);
 #endif
 }
 
@@ -93,7 +93,7 @@ static inline int k3_scale(const uint8_t *q, int j)
 
 /* The scalar unpackers: f[0..31] = elements 32 c .. 32 c + 31 of a row,
  * each weight computed in the order ggml's dequantize_row_* computes it,
- * so in quant.c (no contraction) they give its bits.  dequant_row runs
+ * so in quant.c (no contraction) they give its bits.  parm_dequant_row runs
  * them; the fused dots use them for types without a vector unpacker. */
 typedef void chunk_fn(float *restrict f, const void *restrict row, int64_t c);
 
@@ -243,23 +243,23 @@ static inline void chunk_bf16(float *restrict f, const void *restrict row, int64
 	}
 }
 
-/* quant_dot for every type but f32 (f16 and bf16 rows of a multiple of
+/* parm_quant_dot for every type but f32 (f16 and bf16 rows of a multiple of
  * 32), on one path. */
-typedef void quant_dot_fn(float *y, size_t ys, const void *row, enum ggml_type t,
+typedef void quant_dot_fn(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 			  const float *x, int nx, int64_t n);
-quant_dot_fn quant_dot_portable;
+quant_dot_fn parm_quant_dot_portable;
 #if defined(__x86_64__) || defined(__i386__)
-quant_dot_fn quant_dot_avx2, quant_dot_avx512;
+quant_dot_fn parm_quant_dot_avx2, parm_quant_dot_avx512;
 #endif
-/* quant_dot_x8_rows on one vector path (quant_x8_internal.h). */
+/* parm_quant_dot_x8_rows on one vector path (quant_x8_internal.h). */
 typedef void quant_dot_x8_fn(float *y, size_t ys, const void *w, size_t rb, int rows,
-			     enum ggml_type t, const quant_x8 *x, int nx, int64_t n);
+			     enum parm_ggml_type t, const quant_x8 *x, int nx, int64_t n);
 #if defined(__x86_64__) || defined(__i386__)
-quant_dot_x8_fn quant_dot_x8_avx2, quant_dot_x8_avx512;
-/* quant_dot_x8_packed on AVX-512, with the VNNI instruction or without. */
-typedef void quant_dot_x8_packed_fn(float *y, size_t ys, const void *packed, enum ggml_type t,
+quant_dot_x8_fn parm_quant_dot_x8_avx2, parm_quant_dot_x8_avx512;
+/* parm_quant_dot_x8_packed on AVX-512, with the VNNI instruction or without. */
+typedef void quant_dot_x8_packed_fn(float *y, size_t ys, const void *packed, enum parm_ggml_type t,
 				    int rows, const quant_x8_32 *x, int nx, int64_t n);
-quant_dot_x8_packed_fn quant_dot_x8_packed_avx512, quant_dot_x8_packed_vnni;
+quant_dot_x8_packed_fn parm_quant_dot_x8_packed_avx512, parm_quant_dot_x8_packed_vnni;
 #endif
 
 #endif
@@ -343,7 +343,7 @@ FUSED vf widen_i8(const int8_t *q)
 
 /* Chunk c of a row (its 32 elements from 32 c) as w[j] = elements j * VL
  * .. j * VL + VL - 1.  Q8_0 and Q4_0 have their own, each weight f32(d) * q
- * rounded once, the value dequant_row_ref gives; the other types go
+ * rounded once, the value parm_dequant_row_ref gives; the other types go
  * through their scalar unpacker (the weights may round differently where
  * the path contracts a multiply-add). */
 /* A super-block's scales, decoded once for its 8 chunks (vector paths):
@@ -793,7 +793,7 @@ FUSED void dot_groups(float *y, size_t ys, const void *row, size_t bb, int cpb, 
 		break;
 
 CONTRACT
-void QUANT_DOT_VARIANT(float *y, size_t ys, const void *row, enum ggml_type t,
+void QUANT_DOT_VARIANT(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 		       const float *x, int nx, int64_t n)
 {
 	switch ((int)t) {

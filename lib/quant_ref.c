@@ -22,19 +22,19 @@ static int nibble(const uint8_t *qs, int j)
 static float q8_0_at(const void *row, int64_t i)
 {
 	const block_q8_0 *b = (const block_q8_0 *)row + i / QK;
-	return f16_to_f32(b->d) * b->qs[i % QK];
+	return parm_f16_to_f32(b->d) * b->qs[i % QK];
 }
 
 static float q4_0_at(const void *row, int64_t i)
 {
 	const block_q4_0 *b = (const block_q4_0 *)row + i / QK;
-	return f16_to_f32(b->d) * (nibble(b->qs, i % QK) - 8);
+	return parm_f16_to_f32(b->d) * (nibble(b->qs, i % QK) - 8);
 }
 
 static float q4_1_at(const void *row, int64_t i)
 {
 	const block_q4_1 *b = (const block_q4_1 *)row + i / QK;
-	return nibble(b->qs, i % QK) * f16_to_f32(b->d) + f16_to_f32(b->m);
+	return nibble(b->qs, i % QK) * parm_f16_to_f32(b->d) + parm_f16_to_f32(b->m);
 }
 
 /* Q5_0 and Q5_1: element j's fifth bit is bit j of the 32-bit qh. */
@@ -46,19 +46,19 @@ static int q5_value(const uint8_t *qh, const uint8_t *qs, int j)
 static float q5_0_at(const void *row, int64_t i)
 {
 	const block_q5_0 *b = (const block_q5_0 *)row + i / QK;
-	return (q5_value(b->qh, b->qs, i % QK) - 16) * f16_to_f32(b->d);
+	return (q5_value(b->qh, b->qs, i % QK) - 16) * parm_f16_to_f32(b->d);
 }
 
 static float q5_1_at(const void *row, int64_t i)
 {
 	const block_q5_1 *b = (const block_q5_1 *)row + i / QK;
-	return q5_value(b->qh, b->qs, i % QK) * f16_to_f32(b->d) + f16_to_f32(b->m);
+	return q5_value(b->qh, b->qs, i % QK) * parm_f16_to_f32(b->d) + parm_f16_to_f32(b->m);
 }
 
 static float iq4_nl_at(const void *row, int64_t i)
 {
 	const block_iq4_nl *b = (const block_iq4_nl *)row + i / QK;
-	return f16_to_f32(b->d) * iq4nl_levels[nibble(b->qs, i % QK)];
+	return parm_f16_to_f32(b->d) * iq4nl_levels[nibble(b->qs, i % QK)];
 }
 
 /* In a super-block, Q2_K, Q3_K and Q6_K walk two halves of 128; within a
@@ -80,7 +80,7 @@ static float q2_K_at(const void *row, int64_t i)
 	const block_q2_K *b = (const block_q2_K *)row + i / QK_K;
 	struct k_pos p = k_pos(i % QK_K);
 	int q = (b->qs[32 * p.half + p.l] >> 2 * p.group) & 3, sc = b->scales[p.scale];
-	return f16_to_f32(b->d) * (sc & 15) * q - f16_to_f32(b->dmin) * (sc >> 4);
+	return parm_f16_to_f32(b->d) * (sc & 15) * q - parm_f16_to_f32(b->dmin) * (sc >> 4);
 }
 
 static float q3_K_at(const void *row, int64_t i)
@@ -89,7 +89,7 @@ static float q3_K_at(const void *row, int64_t i)
 	struct k_pos p = k_pos(i % QK_K);
 	int q = (b->qs[32 * p.half + p.l] >> 2 * p.group) & 3;
 	int high = (b->hmask[p.l] >> (4 * p.half + p.group)) & 1;
-	return f16_to_f32(b->d) * k3_scale(b->scales, p.scale) * (q - (high ? 0 : 4));
+	return parm_f16_to_f32(b->d) * k3_scale(b->scales, p.scale) * (q - (high ? 0 : 4));
 }
 
 /* Q4_K and Q5_K: 8 sub-blocks of 32; pairs share 32 bytes, low nibble
@@ -100,7 +100,7 @@ static float q4_K_at(const void *row, int64_t i)
 	int e = i % QK_K, s = e / 32, sc, m;
 	int q = (b->qs[32 * (s / 2) + e % 32] >> 4 * (s % 2)) & 15;
 	k4_scale_min(b->scales, s, &sc, &m);
-	return f16_to_f32(b->d) * sc * q - f16_to_f32(b->dmin) * m;
+	return parm_f16_to_f32(b->d) * sc * q - parm_f16_to_f32(b->dmin) * m;
 }
 
 static float q5_K_at(const void *row, int64_t i)
@@ -110,7 +110,7 @@ static float q5_K_at(const void *row, int64_t i)
 	int q = (b->qs[32 * (s / 2) + e % 32] >> 4 * (s % 2)) & 15;
 	q += ((b->qh[e % 32] >> s) & 1) * 16;
 	k4_scale_min(b->scales, s, &sc, &m);
-	return f16_to_f32(b->d) * sc * q - f16_to_f32(b->dmin) * m;
+	return parm_f16_to_f32(b->d) * sc * q - parm_f16_to_f32(b->dmin) * m;
 }
 
 /* Q6_K: group g of a half takes the low (g < 2) or high nibble of ql
@@ -121,7 +121,7 @@ static float q6_K_at(const void *row, int64_t i)
 	struct k_pos p = k_pos(i % QK_K);
 	int lo = (b->ql[64 * p.half + 32 * (p.group % 2) + p.l] >> 4 * (p.group / 2)) & 15;
 	int hi = (b->qh[32 * p.half + p.l] >> 2 * p.group) & 3;
-	return f16_to_f32(b->d) * b->scales[p.scale] * ((lo | hi << 4) - 32);
+	return parm_f16_to_f32(b->d) * b->scales[p.scale] * ((lo | hi << 4) - 32);
 }
 
 static float iq4_xs_at(const void *row, int64_t i)
@@ -129,7 +129,7 @@ static float iq4_xs_at(const void *row, int64_t i)
 	const block_iq4_xs *b = (const block_iq4_xs *)row + i / QK_K;
 	int e = i % QK_K, s = e / 32;
 	int lo = (b->scales_l[s / 2] >> 4 * (s % 2)) & 15, hi = (b->scales_h >> 2 * s) & 3;
-	return f16_to_f32(b->d) * ((lo | hi << 4) - 32) * iq4nl_levels[nibble(b->qs + 16 * s, e % 32)];
+	return parm_f16_to_f32(b->d) * ((lo | hi << 4) - 32) * iq4nl_levels[nibble(b->qs + 16 * s, e % 32)];
 }
 
 static float f32_at(const void *row, int64_t i)
@@ -139,17 +139,17 @@ static float f32_at(const void *row, int64_t i)
 
 static float f16_at(const void *row, int64_t i)
 {
-	return f16_to_f32(((const uint16_t *)row)[i]);
+	return parm_f16_to_f32(((const uint16_t *)row)[i]);
 }
 
 static float bf16_at(const void *row, int64_t i)
 {
-	return bf16_to_f32(((const uint16_t *)row)[i]);
+	return parm_bf16_to_f32(((const uint16_t *)row)[i]);
 }
 
 typedef float element_fn(const void *row, int64_t i);
 
-static element_fn *element_of(enum ggml_type t)
+static element_fn *element_of(enum parm_ggml_type t)
 {
 	switch ((int)t) {
 	case GGML_F32: return f32_at;
@@ -171,18 +171,18 @@ static element_fn *element_of(enum ggml_type t)
 	return NULL;
 }
 
-void dequant_row_ref(float *out, const void *row, enum ggml_type t, int64_t n)
+void parm_dequant_row_ref(float *out, const void *row, enum parm_ggml_type t, int64_t n)
 {
 	element_fn *at = element_of(t);
 	for (int64_t i = 0; i < n; i++)
 		out[i] = at(row, i);
 }
 
-void quant_dot_ref(float *y, size_t ys, const void *row, enum ggml_type t,
+void parm_quant_dot_ref(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 		   const float *x, int nx, int64_t n)
 {
-	float *w = xmalloc(n * sizeof *w);
-	dequant_row_ref(w, row, t, n);
+	float *w = parm_xmalloc(n * sizeof *w);
+	parm_dequant_row_ref(w, row, t, n);
 	for (int i = 0; i < nx; i++) {
 		double sum = 0;
 		for (int64_t k = 0; k < n; k++)

@@ -10,7 +10,7 @@
 #include "simd.h"
 #include "util.h"
 
-void quant_x8_row(quant_x8 *out, const float *x, int64_t n)
+void parm_quant_x8_row(quant_x8 *out, const float *x, int64_t n)
 {
 	for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
 		float amax = 0;
@@ -33,7 +33,7 @@ void quant_x8_row(quant_x8 *out, const float *x, int64_t n)
 	}
 }
 
-void quant_x8_32_row(quant_x8_32 *out, const float *x, int64_t n)
+void parm_quant_x8_32_row(quant_x8_32 *out, const float *x, int64_t n)
 {
 	for (int64_t b = 0; b < n / QK; b++, x += QK) {
 		float amax = 0;
@@ -49,11 +49,11 @@ void quant_x8_32_row(quant_x8_32 *out, const float *x, int64_t n)
 			sum += out[b].q[l];
 		}
 		out[b].sum = sum;
-		out[b].d = finite ? f16_to_f32(f32_to_f16(amax / 127)) : NAN;
+		out[b].d = finite ? parm_f16_to_f32(parm_f32_to_f16(amax / 127)) : NAN;
 	}
 }
 
-int quant_dot_x8_ok(enum ggml_type t, int64_t n)
+int parm_quant_dot_x8_ok(enum parm_ggml_type t, int64_t n)
 {
 	return (t == GGML_Q4_K || t == GGML_Q5_K || t == GGML_Q6_K) && n > 0 && n % QK_K == 0;
 }
@@ -62,7 +62,7 @@ int quant_dot_x8_ok(enum ggml_type t, int64_t n)
  * weights q[32], and per half h of 16 the scale sc[h] and offset m[h] of
  * weight = d sc[h] q - dmin m[h] (q6_K: dmin = d, m = 32 sc). */
 static void k_sub_int(int q[32], int sc[2], int m[2], float *d, float *dmin, const void *row,
-		      enum ggml_type t, int64_t sb, int s)
+		      enum parm_ggml_type t, int64_t sb, int s)
 {
 	if (t == GGML_Q6_K) {
 		const block_q6_K *b = (const block_q6_K *)row + sb;
@@ -91,7 +91,7 @@ static void k_sub_int(int q[32], int sc[2], int m[2], float *d, float *dmin, con
 }
 
 /* One super-block against one quantised block of x, exactly. */
-static double k_block_dot(const void *row, enum ggml_type t, int64_t sb, const quant_x8 *xb)
+static double k_block_dot(const void *row, enum parm_ggml_type t, int64_t sb, const quant_x8 *xb)
 {
 	long isum = 0, ioff = 0;
 	float d = 0, dmin = 0;
@@ -109,7 +109,7 @@ static double k_block_dot(const void *row, enum ggml_type t, int64_t sb, const q
 	return (double)xb->d * ((double)d * isum - (double)dmin * ioff);
 }
 
-void quant_dot_x8_ref(float *y, size_t ys, const void *row, enum ggml_type t,
+void parm_quant_dot_x8_ref(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 		      const quant_x8 *x, int nx, int64_t n)
 {
 	const int64_t nsb = n / QK_K;
@@ -122,7 +122,7 @@ void quant_dot_x8_ref(float *y, size_t ys, const void *row, enum ggml_type t,
 }
 
 /* Element l of block k of a q4_0 or q8_0 row, as an integer. */
-static int q32_weight(const void *row, enum ggml_type t, int64_t k, int l)
+static int q32_weight(const void *row, enum parm_ggml_type t, int64_t k, int l)
 {
 	if (t == GGML_Q8_0)
 		return ((const block_q8_0 *)row)[k].qs[l];
@@ -130,7 +130,7 @@ static int q32_weight(const void *row, enum ggml_type t, int64_t k, int l)
 	return ((b->qs[l % 16] >> 4 * (l / 16)) & 15) - 8;
 }
 
-void quant_dot_x8_32_ref(float *y, size_t ys, const void *row, enum ggml_type t,
+void parm_quant_dot_x8_32_ref(float *y, size_t ys, const void *row, enum parm_ggml_type t,
 			 const quant_x8_32 *x, int nx, int64_t n)
 {
 	for (int i = 0; i < nx; i++) {
@@ -148,11 +148,11 @@ void quant_dot_x8_32_ref(float *y, size_t ys, const void *row, enum ggml_type t,
 	}
 }
 
-static void x8_plain(float *y, size_t ys, const void *w, size_t rb, int rows, enum ggml_type t,
+static void x8_plain(float *y, size_t ys, const void *w, size_t rb, int rows, enum parm_ggml_type t,
 		     const quant_x8 *x, int nx, int64_t n)
 {
 	for (int r = 0; r < rows; r++)
-		quant_dot_x8_ref(y + r, ys, (const char *)w + (size_t)r * rb, t, x, nx, n);
+		parm_quant_dot_x8_ref(y + r, ys, (const char *)w + (size_t)r * rb, t, x, nx, n);
 }
 
 static quant_dot_x8_fn *x8_path;
@@ -163,21 +163,21 @@ static void choose_x8(void)
 	quant_dot_x8_fn *paths[] = {
 		[PARM_SIMD_PORTABLE] = x8_plain,
 #if defined(__x86_64__) || defined(__i386__)
-		[PARM_SIMD_AVX2] = quant_dot_x8_avx2,
-		[PARM_SIMD_AVX512] = quant_dot_x8_avx512,
+		[PARM_SIMD_AVX2] = parm_quant_dot_x8_avx2,
+		[PARM_SIMD_AVX512] = parm_quant_dot_x8_avx512,
 #endif
 	};
 	x8_path = paths[parm_simd()];
 }
 
-void quant_dot_x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows,
-		       enum ggml_type t, const quant_x8 *x, int nx, int64_t n)
+void parm_quant_dot_x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows,
+		       enum parm_ggml_type t, const quant_x8 *x, int nx, int64_t n)
 {
 	pthread_once(&x8_once, choose_x8);
 	x8_path(y, ys, w, rb, rows, t, x, nx, n);
 }
 
-int quant_pack_ok(enum ggml_type t, int64_t rows, int64_t n)
+int parm_quant_pack_ok(enum parm_ggml_type t, int64_t rows, int64_t n)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	return (t == GGML_Q4_0 || t == GGML_Q8_0) && rows > 0 && rows % 8 == 0 && n > 0 &&
@@ -189,7 +189,7 @@ int quant_pack_ok(enum ggml_type t, int64_t rows, int64_t n)
 
 /* Column b of rows 8g .. 8g + 7: their d, then their weights 8 bytes of
  * each row at a time (quant_x8_internal.h reads them so). */
-void *quant_pack(const void *w, enum ggml_type t, int64_t rows, int64_t n)
+void *parm_quant_pack(const void *w, enum parm_ggml_type t, int64_t rows, int64_t n)
 {
 	const int64_t nb = n / QK;
 	const size_t block = t == GGML_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
@@ -213,12 +213,12 @@ static pthread_once_t packed_once = PTHREAD_ONCE_INIT;
 
 static void choose_packed(void)
 {
-	packed_path = __builtin_cpu_supports("avx512vnni") ? quant_dot_x8_packed_vnni
-							   : quant_dot_x8_packed_avx512;
+	packed_path = __builtin_cpu_supports("avx512vnni") ? parm_quant_dot_x8_packed_vnni
+							   : parm_quant_dot_x8_packed_avx512;
 }
 #endif
 
-void quant_dot_x8_packed(float *y, size_t ys, const void *packed, enum ggml_type t, int rows,
+void parm_quant_dot_x8_packed(float *y, size_t ys, const void *packed, enum parm_ggml_type t, int rows,
 			 const quant_x8_32 *x, int nx, int64_t n)
 {
 #if defined(__x86_64__) || defined(__i386__)

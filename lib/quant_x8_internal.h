@@ -1,5 +1,5 @@
-/* quant_x8_internal.h - quant_dot_x8_rows on one vector path: included by
- * quant_dot_avx2.c and quant_dot_avx512.c after quant_internal.h, with
+/* quant_x8_internal.h - parm_quant_dot_x8_rows on one vector path: included by
+ * parm_quant_dot_avx2.c and parm_quant_dot_avx512.c after quant_internal.h, with
  * QUANT_X8_VARIANT the entry point's name.
  *
  * A super-block of 256 weights meets each activation vector as integers:
@@ -65,7 +65,7 @@ X8 float x8_hsum(__m256 v)
 
 /* sum[i] += the super-block blk (q4_K or q5_K) . x[i * xs], i < nt:
  * d sum_s sc_s (q_s . x_s) - dmin sum_s m_s (the sum of x_s). */
-X8 void x8_k4(__m256 sum[], const char *blk, enum ggml_type t, const quant_x8 *x, int64_t xs,
+X8 void x8_k4(__m256 sum[], const char *blk, enum parm_ggml_type t, const quant_x8 *x, int64_t xs,
 	      int nt)
 {
 	const block_q4_K *b4 = (const block_q4_K *)blk;
@@ -140,7 +140,7 @@ X8 void x8_q6k(__m256 sum[], const block_q6_K *b, const quant_x8 *x, int64_t xs,
 }
 
 /* y[i * ys] = row . x[i] for i < nt, vector i's nsb super-blocks nsb apart. */
-X8 void x8_row(float *y, size_t ys, const char *row, enum ggml_type t, const quant_x8 *x,
+X8 void x8_row(float *y, size_t ys, const char *row, enum parm_ggml_type t, const quant_x8 *x,
 	       int64_t nsb, int nt)
 {
 	const size_t bytes = t == GGML_Q4_K ? sizeof(block_q4_K) :
@@ -163,7 +163,7 @@ X8 void x8_row(float *y, size_t ys, const char *row, enum ggml_type t, const qua
  * vectors, then the rest as one group (one vector, decode's usual case,
  * with its count a constant too).  A prompt's many vectors go by in spans
  * of about 24 KB, each span against every row, so they stay in L1. */
-X8 void x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum ggml_type t,
+X8 void x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum parm_ggml_type t,
 		const quant_x8 *x, int nx, int64_t n)
 {
 	const int64_t nsb = n / QK_K;
@@ -186,7 +186,7 @@ X8 void x8_rows(float *y, size_t ys, const void *w, size_t rb, int rows, enum gg
 }
 
 void QUANT_X8_VARIANT(float *y, size_t ys, const void *w, size_t rb, int rows,
-		      enum ggml_type t, const quant_x8 *x, int nx, int64_t n)
+		      enum parm_ggml_type t, const quant_x8 *x, int nx, int64_t n)
 {
 	switch ((int)t) {
 	case GGML_Q4_K: x8_rows(y, ys, w, rb, rows, GGML_Q4_K, x, nx, n); break;
@@ -197,7 +197,7 @@ void QUANT_X8_VARIANT(float *y, size_t ys, const void *w, size_t rb, int rows,
 
 #endif
 
-/* ---- Q4_0 and Q8_0 rows packed by eight (quant_pack): AVX-512 only ----
+/* ---- Q4_0 and Q8_0 rows packed by eight (parm_quant_pack): AVX-512 only ----
  * A packed column of eight rows' blocks holds their eight f16 d, then
  * their weights so that one 64-byte load is 16 lanes of 4 bytes, two
  * lanes per row, each lane 4 consecutive weights of one row:
@@ -240,7 +240,7 @@ X8 __m512 x8_packed_scales(const uint8_t *blk)
 /* A packed column's weights as four unsigned byte vectors w[k] against
  * activation bytes 8k .. 8k + 7: q4_0's nibbles (q + 8), q8_0's |q| with
  * neg[k] marking the negative ones (their activations change sign). */
-X8 void x8_packed_weights(__m512i w[4], __mmask64 neg[4], const uint8_t *blk, enum ggml_type t)
+X8 void x8_packed_weights(__m512i w[4], __mmask64 neg[4], const uint8_t *blk, enum parm_ggml_type t)
 {
 	if (t == GGML_Q8_0) {
 		for (int k = 0; k < 4; k++) {
@@ -260,7 +260,7 @@ X8 void x8_packed_weights(__m512i w[4], __mmask64 neg[4], const uint8_t *blk, en
 
 /* One column's int32 lanes against block x (at most 2 x 128 x 127 a
  * pair of products: no saturation in maddubs). */
-X8 __m512i x8_packed_dot(const __m512i w[4], const __mmask64 neg[4], enum ggml_type t,
+X8 __m512i x8_packed_dot(const __m512i w[4], const __mmask64 neg[4], enum parm_ggml_type t,
 			 const quant_x8_32 *x, int vnni)
 {
 	__m512i i = _mm512_setzero_si512();
@@ -279,7 +279,7 @@ enum { X8_PACKED_GROUP = 4 };   /* vectors sharing a column's unpacking */
 
 /* y[i][r] for the 8 rows of one packed group against nt vectors, vector
  * i's blocks at x + i nb: each column unpacked once for all of them. */
-X8 void x8_packed_group(float y[][8], const uint8_t *grp, enum ggml_type t,
+X8 void x8_packed_group(float y[][8], const uint8_t *grp, enum parm_ggml_type t,
 			const quant_x8_32 *x, int64_t nb, int nt, int vnni)
 {
 	const size_t column = t == GGML_Q8_0 ? 272 : 144;
@@ -310,7 +310,7 @@ X8 void x8_packed_group(float y[][8], const uint8_t *grp, enum ggml_type t,
 
 /* Rows 8g .. 8g + 7 against vectors i .. i + nt - 1 (nt a constant once
  * inlined), into y. */
-X8 void x8_packed_span(float *y, size_t ys, const uint8_t *grp, int g, enum ggml_type t,
+X8 void x8_packed_span(float *y, size_t ys, const uint8_t *grp, int g, enum parm_ggml_type t,
 		       const quant_x8_32 *x, int64_t nb, int i, int nt, int vnni)
 {
 	float out[X8_PACKED_GROUP][8];
@@ -325,7 +325,7 @@ X8 void x8_packed_span(float *y, size_t ys, const uint8_t *grp, int g, enum ggml
 
 /* Groups of 8 rows against the vectors, X8_PACKED_GROUP at a time, then
  * one at a time (a group's weights stay in L1 while the vectors go by). */
-X8 void x8_packed_rows(float *y, size_t ys, const void *packed, enum ggml_type t, int rows,
+X8 void x8_packed_rows(float *y, size_t ys, const void *packed, enum parm_ggml_type t, int rows,
 		       const quant_x8_32 *x, int nx, int64_t n, int vnni)
 {
 	const int64_t nb = n / QK;
@@ -340,13 +340,13 @@ X8 void x8_packed_rows(float *y, size_t ys, const void *packed, enum ggml_type t
 	}
 }
 
-void quant_dot_x8_packed_avx512(float *y, size_t ys, const void *packed, enum ggml_type t,
+void parm_quant_dot_x8_packed_avx512(float *y, size_t ys, const void *packed, enum parm_ggml_type t,
 				int rows, const quant_x8_32 *x, int nx, int64_t n)
 {
 	x8_packed_rows(y, ys, packed, t, rows, x, nx, n, 0);
 }
 
-void quant_dot_x8_packed_vnni(float *y, size_t ys, const void *packed, enum ggml_type t,
+void parm_quant_dot_x8_packed_vnni(float *y, size_t ys, const void *packed, enum parm_ggml_type t,
 			      int rows, const quant_x8_32 *x, int nx, int64_t n)
 {
 	x8_packed_rows(y, ys, packed, t, rows, x, nx, n, 1);

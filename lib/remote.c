@@ -57,7 +57,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 	if (b->n + len + 1 > b->cap) {
 		b->cap = (b->n + len + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
+		b->p = parm_xrealloc(b->p, b->cap);
 	}
 	memcpy(b->p + b->n, p, len);
 	b->n += len;
@@ -69,7 +69,7 @@ static void xfer_setup(parm_remote *r, struct xfer *x)
 {
 	x->h = curl_easy_init();
 	if (!x->h)
-		die("curl_easy_init failed");
+		parm_die("curl_easy_init failed");
 	curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(x->h, CURLOPT_WRITEDATA, &x->reply);
 	curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, x->err);
@@ -144,7 +144,7 @@ static void xfer_set(struct xfer *x, const char *url, char *body)
 {
 	free(x->url);
 	free(x->body);
-	x->url = xstrdup(url);
+	x->url = parm_xstrdup(url);
 	x->body = body;
 	x->attempt = 0;
 	x->banned = 0;
@@ -163,7 +163,7 @@ static char *reply_message(const struct buf *b)
 		if (!json_is_string(m))
 			m = json_object_get(j, "detail");
 	}
-	char *s = xstrdup(json_is_string(m) ? json_string_value(m) : b->n ? b->p : "(no message)");
+	char *s = parm_xstrdup(json_is_string(m) ? json_string_value(m) : b->n ? b->p : "(no message)");
 	json_decref(j);
 	for (char *p = s; *p; p++)
 		if (*p == '\n' || *p == '\r' || *p == '\t')
@@ -293,7 +293,7 @@ static json_t *request(parm_remote *r, const char *url, char *body, long *status
 
 static char *url_join(const char *root, const char *path)
 {
-	char *s = xmalloc(strlen(root) + strlen(path) + 1);
+	char *s = parm_xmalloc(strlen(root) + strlen(path) + 1);
 	strcpy(s, root);
 	return strcat(s, path);
 }
@@ -315,7 +315,7 @@ static int ask_models(parm_remote *r)
 	const char *id = json_string_value(json_object_get(m, "id"));
 	const char *owner = json_string_value(json_object_get(m, "owned_by"));
 	if (!r->model && id)
-		r->model = xstrdup(id);
+		r->model = parm_xstrdup(id);
 	r->llamacpp = owner && !strcmp(owner, "llamacpp");
 	json_t *ctx = json_object_get(meta, "n_ctx");
 	if (!ctx)
@@ -330,7 +330,7 @@ static int ask_models(parm_remote *r)
 
 static void set_urls(parm_remote *r, const char *url)
 {
-	r->root = xstrdup(url);
+	r->root = parm_xstrdup(url);
 	size_t n = strlen(r->root);
 	while (n > 0 && r->root[n - 1] == '/')
 		r->root[--n] = 0;
@@ -380,10 +380,10 @@ parm_remote *parm_remote_new(const parm_remote_opts *o)
 	if (!curl_ready && curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		return parm_failp("%s: cannot initialise libcurl", o->url);
 	curl_ready = 1;
-	parm_remote *r = xcalloc(1, sizeof *r);
+	parm_remote *r = parm_xcalloc(1, sizeof *r);
 	*r = (parm_remote){.api = o->api, .top_k = o->top_k, .n_slots = o->n_slots,
 		.retries = o->retries, .timeout = o->timeout > 0 ? o->timeout : 600,
-		.model = o->model ? xstrdup(o->model) : NULL};
+		.model = o->model ? parm_xstrdup(o->model) : NULL};
 	if (o->cacert && load_cacert(&r->ca, o->cacert) < 0) {
 		free(r->ca.p);
 		free(r->model);
@@ -404,12 +404,12 @@ parm_remote *parm_remote_new(const parm_remote_opts *o)
 		r->headers = curl_slist_append(r->headers, h);
 		free(h);
 	}
-	r->x = xcalloc(r->n_slots, sizeof *r->x);
+	r->x = parm_xcalloc(r->n_slots, sizeof *r->x);
 	for (int i = 0; i < r->n_slots; i++)
 		xfer_setup(r, &r->x[i]);
 	r->ban = held_back(o->tok);
-	r->ids = xmalloc((size_t)r->n_slots * r->top_k * sizeof *r->ids);
-	r->vals = xmalloc((size_t)r->n_slots * r->top_k * sizeof *r->vals);
+	r->ids = parm_xmalloc((size_t)r->n_slots * r->top_k * sizeof *r->ids);
+	r->vals = parm_xmalloc((size_t)r->n_slots * r->top_k * sizeof *r->vals);
 	if (ask_models(r) < 0) {
 		parm_remote_free(r);
 		return NULL;
@@ -479,7 +479,7 @@ static int remote_tokens(parm_remote *r, int **ids)
 	}
 	json_t *toks = json_object_get(j, "tokens");
 	int n = (int)json_array_size(toks);
-	*ids = xmalloc((n + 1) * sizeof **ids);
+	*ids = parm_xmalloc((n + 1) * sizeof **ids);
 	for (int i = 0; i < n; i++) {
 		json_t *t = json_array_get(toks, i);
 		if (json_is_object(t))
@@ -509,7 +509,7 @@ int parm_remote_check_tokenizer(parm_remote *r, const parm_tokenizer *t, const c
 	if (n < 0)
 		return -1;
 	int m = parm_tokenize(t, probe, strlen(probe), 0, NULL, 0);
-	int *ours = xmalloc((m > 0 ? m : 1) * sizeof *ours);
+	int *ours = parm_xmalloc((m > 0 ? m : 1) * sizeof *ours);
 	if (m < 0 || parm_tokenize(t, probe, strlen(probe), 0, ours, m) != m) {
 		free(ours);
 		free(theirs);
@@ -672,7 +672,7 @@ int parm_remote_parse_step(const parm_reply_opts *o, const char *body, size_t le
 		return parm_fail("%s: %s reply: %s", o->url,
 				 strstr(err.text, "premature end") ? "truncated" : "malformed", err.text);
 	int max = o->top_k + 1;         /* vLLM adds the chosen token */
-	struct entry *e = xmalloc(max * sizeof *e);
+	struct entry *e = parm_xmalloc(max * sizeof *e);
 	int n = parse_reply(o, j, e, max, banned);
 	json_decref(j);
 	if (n >= 0)

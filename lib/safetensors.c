@@ -78,7 +78,7 @@ static int parse_entry(parm_safetensors *st, parm_st_tensor *t, const char *name
 	if ((uint64_t)(end - b) != (uint64_t)t->numel * dtype_bytes(t->dtype))
 		return parm_fail("%s: tensor '%s': %lld bytes for %lld %s elements", st->path, name,
 				 (long long)(end - b), (long long)t->numel, dtypes[t->dtype].name);
-	t->name = xstrdup(name);
+	t->name = parm_xstrdup(name);
 	t->data = data + b;
 	*begin = (size_t)b;
 	return 0;
@@ -96,7 +96,7 @@ static int by_begin(const void *a, const void *b)
  * byte, each starts at or past the furthest end so far. */
 static int check_overlaps(const parm_safetensors *st, const size_t *begin)
 {
-	struct span *s = xmalloc((st->n ? st->n : 1) * sizeof *s);
+	struct span *s = parm_xmalloc((st->n ? st->n : 1) * sizeof *s);
 	int rc = 0, n = 0;
 	for (int i = 0; i < st->n; i++)
 		if (st->t[i].numel)
@@ -118,9 +118,9 @@ static int parse_header(parm_safetensors *st, json_t *h, const uint8_t *data, si
 {
 	const char *name;
 	json_t *e;
-	size_t *begin = xmalloc((json_object_size(h) + 1) * sizeof *begin);
+	size_t *begin = parm_xmalloc((json_object_size(h) + 1) * sizeof *begin);
 	int rc = 0;
-	st->t = xcalloc(json_object_size(h) + 1, sizeof *st->t);
+	st->t = parm_xcalloc(json_object_size(h) + 1, sizeof *st->t);
 	json_object_foreach(h, name, e) {
 		if (!strcmp(name, "__metadata__"))
 			continue;
@@ -159,9 +159,9 @@ static int parse(parm_safetensors *st)
 
 parm_safetensors *parm_st_open(const char *path)
 {
-	parm_safetensors *st = xcalloc(1, sizeof *st);
+	parm_safetensors *st = parm_xcalloc(1, sizeof *st);
 	const void *map;
-	st->path = xstrdup(path);
+	st->path = parm_xstrdup(path);
 	if (parm_map_file(path, &map, &st->size) < 0) {
 		parm_st_close(st);
 		return NULL;
@@ -210,11 +210,11 @@ void parm_st_to_f32(const parm_st_tensor *t, float *out)
 			break;
 		case PARM_ST_F16:
 			memcpy(&h, p + 2 * i, 2);
-			out[i] = f16_to_f32(h);
+			out[i] = parm_f16_to_f32(h);
 			break;
 		case PARM_ST_BF16:
 			memcpy(&h, p + 2 * i, 2);
-			out[i] = bf16_to_f32(h);
+			out[i] = parm_bf16_to_f32(h);
 			break;
 		}
 	}
@@ -250,7 +250,7 @@ static char *make_header(const parm_st_out *t, int n, size_t *len)
 	char *s = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(h);
 	size_t raw = strlen(s), padded = (raw + 7) / 8 * 8;
-	s = xrealloc(s, padded + 1);
+	s = parm_xrealloc(s, padded + 1);
 	memset(s + raw, ' ', padded - raw);
 	s[padded] = 0;
 	*len = padded;
@@ -273,7 +273,7 @@ static int write_body(FILE *f, void *ctx)
 				fwrite(&t->data[e], 4, 1, f);
 				continue;
 			}
-			b16 = t->dtype == PARM_ST_BF16 ? f32_to_bf16(t->data[e]) : f32_to_f16(t->data[e]);
+			b16 = t->dtype == PARM_ST_BF16 ? parm_f32_to_bf16(t->data[e]) : parm_f32_to_f16(t->data[e]);
 			fwrite(&b16, 2, 1, f);
 		}
 	}

@@ -351,7 +351,7 @@ int parm_sample_ref(const parm_sampler *s, parm_rng *rng, const float *logits,
 		    const int32_t *ids, int n)
 {
 	int any_posinf = has_posinf(logits, n), m = 0, kept = 0, r;
-	ref_cand *c = xmalloc(n * sizeof *c);
+	ref_cand *c = parm_xmalloc(n * sizeof *c);
 	if (s->temperature <= 0)
 		return free(c), parm_argmax(logits, ids, n);
 	for (int i = 0; i < n; i++)
@@ -369,8 +369,8 @@ int parm_sample_ref(const parm_sampler *s, parm_rng *rng, const float *logits,
 		if (c[j].v >= threshold)
 			c[kept++] = c[j];
 	qsort(c, kept, sizeof *c, by_index);
-	float *v = xmalloc(2 * kept * sizeof *v);
-	int *idx = xmalloc(kept * sizeof *idx);
+	float *v = parm_xmalloc(2 * kept * sizeof *v);
+	int *idx = parm_xmalloc(kept * sizeof *idx);
 	for (int j = 0; j < kept; j++)
 		v[j] = c[j].v, idx[j] = c[j].idx;
 	r = draw(v, idx, ids, kept, s->temperature, rng, v + kept);

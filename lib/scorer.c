@@ -53,7 +53,7 @@ static void take_output(struct run *r, const char *buf, size_t n)
 {
 	for (size_t i = 0; i < n && !r->bad; i++) {
 		if (r->len + 1 >= r->cap)
-			r->line = xrealloc(r->line, r->cap = r->cap ? 2 * r->cap : 256);
+			r->line = parm_xrealloc(r->line, r->cap = r->cap ? 2 * r->cap : 256);
 		if (buf[i] != '\n') {
 			r->line[r->len++] = buf[i];
 			continue;
@@ -98,7 +98,7 @@ static char *join_records(const char *const *records, long n, size_t *len)
 	size_t total = 0, at = 0;
 	for (long i = 0; i < n; i++)
 		total += strlen(records[i]) + 1;
-	char *buf = xmalloc(total + 1);
+	char *buf = parm_xmalloc(total + 1);
 	for (long i = 0; i < n; i++) {
 		size_t l = strlen(records[i]);
 		memcpy(buf + at, records[i], l);
@@ -221,10 +221,10 @@ int parm_arm_scorer_set_pref(parm_arm_scorer *s, const float *alpha)
 parm_arm_scorer *parm_arm_scorer_new(const parm_arm *arm, const float *alpha)
 {
 	const parm_model *m = arm->backbone;
-	parm_arm_scorer *s = xcalloc(1, sizeof *s);
+	parm_arm_scorer *s = parm_xcalloc(1, sizeof *s);
 	s->arm = arm;
 	s->ad = parm_arm_adapters(arm, alpha, &s->M);
-	s->logits = xmalloc((size_t)CHUNK * m->cfg.n_vocab * sizeof *s->logits);
+	s->logits = parm_xmalloc((size_t)CHUNK * m->cfg.n_vocab * sizeof *s->logits);
 	if (!(s->kv = parm_kv_new(m, 1, 0))) {
 		parm_arm_scorer_free(s);
 		return NULL;

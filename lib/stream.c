@@ -56,7 +56,7 @@ static void grow(void **p, size_t *cap, size_t need, size_t size)
 	size_t n = *cap ? *cap : 16;
 	while (n < need)
 		n *= 2;
-	*p = xrealloc(*p, n * size);
+	*p = parm_xrealloc(*p, n * size);
 	*cap = n;
 }
 
@@ -144,7 +144,7 @@ static uint32_t bytes_len(const msgpack_object *o) { return o->via.str.size; }
 
 static char *dup_bytes(const msgpack_object *o)
 {
-	char *s = xmalloc(bytes_len(o) + 1);
+	char *s = parm_xmalloc(bytes_len(o) + 1);
 	memcpy(s, bytes_ptr(o), bytes_len(o));
 	s[bytes_len(o)] = '\0';
 	return s;
@@ -344,7 +344,7 @@ int parm_stream_timeout(void)
 	if (!s || !*s)
 		return DEFAULT_TIMEOUT * 1000;
 	if (parm_parse_float(s, &t) < 0 || !(t > 0) || t > 86400) {
-		warn("PARM_STREAM_TIMEOUT=%s is not a number of seconds in (0, 86400]; "
+		parm_warn("PARM_STREAM_TIMEOUT=%s is not a number of seconds in (0, 86400]; "
 		     "using %d", s, DEFAULT_TIMEOUT);
 		return DEFAULT_TIMEOUT * 1000;
 	}
@@ -368,7 +368,7 @@ static void widen_pipe(int fd)
 
 parm_reader *parm_reader_new(int fd)
 {
-	parm_reader *r = xcalloc(1, sizeof *r);
+	parm_reader *r = parm_xcalloc(1, sizeof *r);
 	widen_pipe(fd);
 	r->fd = fd;
 	r->watch_fd = -1;
@@ -512,8 +512,8 @@ static int read_pieces(const msgpack_object *map, parm_header *h)
 	if (a->via.array.size != (uint32_t)h->n_vocab)
 		return parm_fail("malformed stream: header has %u pieces for n_vocab %d",
 				 a->via.array.size, h->n_vocab);
-	h->pieces = xcalloc(h->n_vocab, sizeof *h->pieces);
-	h->piece_len = xcalloc(h->n_vocab, sizeof *h->piece_len);
+	h->pieces = parm_xcalloc(h->n_vocab, sizeof *h->pieces);
+	h->piece_len = parm_xcalloc(h->n_vocab, sizeof *h->piece_len);
 	for (int i = 0; i < h->n_vocab; i++) {
 		const msgpack_object *o = &a->via.array.ptr[i];
 		if (o->type != MSGPACK_OBJECT_BIN && o->type != MSGPACK_OBJECT_STR)
@@ -531,7 +531,7 @@ static int read_chain(const msgpack_object *map, parm_header *h)
 		return 0;
 	if (a->type != MSGPACK_OBJECT_ARRAY)
 		return parm_fail("malformed stream: header \"chain\" is not an array");
-	h->chain = xcalloc(a->via.array.size, sizeof *h->chain);
+	h->chain = parm_xcalloc(a->via.array.size, sizeof *h->chain);
 	for (uint32_t i = 0; i < a->via.array.size; i++) {
 		const msgpack_object *o = &a->via.array.ptr[i];
 		if (o->type != MSGPACK_OBJECT_STR)
@@ -547,12 +547,12 @@ static int read_eog(const msgpack_object *map, parm_header *h)
 	const msgpack_object *a = map_get(map, "eog");
 	if (!a || a->type == MSGPACK_OBJECT_NIL) {
 		h->n_eog = h->eos >= 0;
-		h->eog = xmemdup(&h->eos, sizeof h->eos);
+		h->eog = parm_xmemdup(&h->eos, sizeof h->eos);
 		return 0;
 	}
 	if (a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size > (uint32_t)h->n_vocab)
 		return parm_fail("malformed stream: header \"eog\" is not an array of at most n_vocab ids");
-	h->eog = xcalloc(a->via.array.size + 1, sizeof *h->eog);
+	h->eog = parm_xcalloc(a->via.array.size + 1, sizeof *h->eog);
 	for (uint32_t i = 0; i < a->via.array.size; i++) {
 		long id;
 		if (obj_int(&a->via.array.ptr[i], 0, h->n_vocab - 1, &id) < 0)
@@ -671,22 +671,22 @@ void parm_header_free(parm_header *h)
 void parm_header_copy(parm_header *dst, const parm_header *src, const char *stage_json)
 {
 	*dst = *src;
-	dst->pieces = xcalloc(src->n_vocab, sizeof *dst->pieces);
-	dst->piece_len = xmemdup(src->piece_len, src->n_vocab * sizeof *src->piece_len);
+	dst->pieces = parm_xcalloc(src->n_vocab, sizeof *dst->pieces);
+	dst->piece_len = parm_xmemdup(src->piece_len, src->n_vocab * sizeof *src->piece_len);
 	for (int i = 0; i < src->n_vocab; i++) {
-		dst->pieces[i] = xmalloc(src->piece_len[i] + 1);
+		dst->pieces[i] = parm_xmalloc(src->piece_len[i] + 1);
 		memcpy(dst->pieces[i], src->pieces[i], src->piece_len[i]);
 		dst->pieces[i][src->piece_len[i]] = '\0';
 	}
-	dst->feedback = src->feedback ? xstrdup(src->feedback) : NULL;
-	dst->eog = xcalloc(src->n_eog + 1, sizeof *dst->eog);
+	dst->feedback = src->feedback ? parm_xstrdup(src->feedback) : NULL;
+	dst->eog = parm_xcalloc(src->n_eog + 1, sizeof *dst->eog);
 	if (src->n_eog)
 		memcpy(dst->eog, src->eog, src->n_eog * sizeof *src->eog);
-	dst->chain = xcalloc(src->n_chain + 1, sizeof *dst->chain);
+	dst->chain = parm_xcalloc(src->n_chain + 1, sizeof *dst->chain);
 	for (int i = 0; i < src->n_chain; i++)
-		dst->chain[i] = xstrdup(src->chain[i]);
+		dst->chain[i] = parm_xstrdup(src->chain[i]);
 	if (stage_json)
-		dst->chain[dst->n_chain++] = xstrdup(stage_json);
+		dst->chain[dst->n_chain++] = parm_xstrdup(stage_json);
 }
 
 /* ---- records ---- */
@@ -888,7 +888,7 @@ struct parm_writer {
 
 parm_writer *parm_writer_new(int fd)
 {
-	parm_writer *w = xcalloc(1, sizeof *w);
+	parm_writer *w = parm_xcalloc(1, sizeof *w);
 	widen_pipe(fd);
 	w->fd = fd;
 	msgpack_sbuffer_init(&w->buf);
@@ -994,7 +994,7 @@ static void pack_le32(msgpack_packer *pk, const void *v, size_t n)
 		msgpack_pack_bin_body(pk, v, n * 4);
 		return;
 	}
-	uint32_t *tmp = xmemdup(v, n * 4);
+	uint32_t *tmp = parm_xmemdup(v, n * 4);
 	swap32(tmp, n);
 	msgpack_pack_bin_body(pk, tmp, n * 4);
 	free(tmp);
@@ -1153,7 +1153,7 @@ struct parm_feedback {
 
 static parm_feedback *feedback_new(void)
 {
-	parm_feedback *f = xcalloc(1, sizeof *f);
+	parm_feedback *f = parm_xcalloc(1, sizeof *f);
 	f->fd = -1;
 	f->removed = 1;
 	msgbuf_init(&f->in, FEEDBACK_LIMITS);
@@ -1312,7 +1312,7 @@ static void notice_waiting(parm_feedback *f)
 	if (f->connected || now < f->notice_at || f->notice_at >= f->deadline)
 		return;
 	f->notice_at = f->deadline;
-	warn("no sampler has opened the feedback channel in %g s; waiting up to %g s more "
+	parm_warn("no sampler has opened the feedback channel in %g s; waiting up to %g s more "
 	     "(is a sampler such as parm-sample at the end of the pipe?)",
 	     (double)FEEDBACK_NOTICE, f->deadline - now);
 }

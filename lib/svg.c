@@ -96,9 +96,9 @@ static void draw_axes(FILE *f, const struct axis *x, const struct axis *y,
 static void draw_front_line(FILE *f, const parm_plot_series *s, int k, int cx, int cy,
 			    const struct axis *x, const struct axis *y, const char *colour)
 {
-	double *p2 = xmalloc((size_t)s->n * 2 * sizeof *p2);
-	uint8_t *on = xmalloc(s->n + 1);
-	int *order = xmalloc((s->n + 1) * sizeof *order), m = 0;
+	double *p2 = parm_xmalloc((size_t)s->n * 2 * sizeof *p2);
+	uint8_t *on = parm_xmalloc(s->n + 1);
+	int *order = parm_xmalloc((s->n + 1) * sizeof *order), m = 0;
 	for (int j = 0; j < s->n; j++)
 		p2[2 * j] = s->pts[(size_t)j * k + cx], p2[2 * j + 1] = s->pts[(size_t)j * k + cy];
 	parm_pareto_front(on, p2, s->n, 2);
@@ -144,7 +144,7 @@ static double place_label(struct placed *pl, double x, double y, size_t len)
 	}
 	if (pl->n == pl->cap) {
 		pl->cap = pl->cap ? 2 * pl->cap : 16;
-		pl->box = xrealloc(pl->box, (size_t)pl->cap * 3 * sizeof *pl->box);
+		pl->box = parm_xrealloc(pl->box, (size_t)pl->cap * 3 * sizeof *pl->box);
 	}
 	pl->box[3 * pl->n] = x, pl->box[3 * pl->n + 1] = w, pl->box[3 * pl->n + 2] = y;
 	pl->n++;
@@ -232,7 +232,7 @@ int parm_plot_svg(const char *path, const char *title, const char *const *axes, 
 	if (k < 2)
 		return parm_fail("%s: a plot needs at least 2 objectives, not %d", path, k);
 	size_t len = strlen(path) + 5;
-	char *tmp = xmalloc(len);
+	char *tmp = parm_xmalloc(len);
 	snprintf(tmp, len, "%s.tmp", path);
 	FILE *f = fopen(tmp, "w");
 	if (!f) {

@@ -27,16 +27,16 @@ static void try_pair(void *work, int left, int right)
 		return;
 	l = &w->sym[left];
 	r = &w->sym[right];
-	rank = tok_merge_rank(w->t, w->word + l->off, l->n, w->word + r->off, r->n);
+	rank = parm_tok_merge_rank(w->t, w->word + l->off, l->n, w->word + r->off, r->n);
 	if (rank < 0)
 		return;
 	/* a float holds ranks below 2^24 exactly; lower rank goes first */
-	heap_push(&w->heap, (struct tok_pair){ -(float)rank, left, right, l->n + r->n });
+	parm_heap_push(&w->heap, (struct tok_pair){ -(float)rank, left, right, l->n + r->n });
 }
 
 static void merge_all(struct bpe_work *w)
 {
-	tok_merge_all(w->sym, &w->heap, try_pair, w);
+	parm_tok_merge_all(w->sym, &w->heap, try_pair, w);
 }
 
 /* The word's codepoints as UTF-8, each byte as GPT-2's codepoint. */
@@ -46,7 +46,7 @@ static void byte_encode(struct bpe_work *w, const uint32_t *cpts, size_t n)
 	w->len = 0;
 	if (w->cap < n * 8) {
 		w->cap = n * 8;
-		w->word = xrealloc(w->word, w->cap);
+		w->word = parm_xrealloc(w->word, w->cap);
 	}
 	for (size_t i = 0; i < n; i++) {
 		char u[4];
@@ -64,7 +64,7 @@ static int split_symbols(struct bpe_work *w)
 	int n = 0;
 	if (w->sym_cap < w->len + 1) {
 		w->sym_cap = w->len + 1;
-		w->sym = xrealloc(w->sym, w->sym_cap * sizeof *w->sym);
+		w->sym = parm_xrealloc(w->sym, w->sym_cap * sizeof *w->sym);
 	}
 	for (size_t off = 0; off < w->len; n++) {
 		size_t cl = (size_t)parm_utf8_len((unsigned char)w->word[off]);
@@ -79,22 +79,22 @@ static int split_symbols(struct bpe_work *w)
 
 static void emit_symbol(const parm_tokenizer *t, const char *s, size_t n, struct idvec *out)
 {
-	int id = tok_find(t, s, n);
+	int id = parm_tok_find(t, s, n);
 	if (id >= 0) {
-		idvec_push(out, id);
+		parm_idvec_push(out, id);
 		return;
 	}
 	for (size_t i = 0; i < n; i++)          /* as llama.cpp: raw bytes */
-		if ((id = tok_find(t, s + i, 1)) >= 0)
-			idvec_push(out, id);
+		if ((id = parm_tok_find(t, s + i, 1)) >= 0)
+			parm_idvec_push(out, id);
 }
 
 static void encode_word(struct bpe_work *w, const uint32_t *cpts, size_t n, struct idvec *out)
 {
 	int id, nsym;
 	byte_encode(w, cpts, n);
-	if (w->t->ignore_merges && (id = tok_find(w->t, w->word, w->len)) >= 0) {
-		idvec_push(out, id);
+	if (w->t->ignore_merges && (id = parm_tok_find(w->t, w->word, w->len)) >= 0) {
+		parm_idvec_push(out, id);
 		return;
 	}
 	nsym = split_symbols(w);
@@ -105,15 +105,15 @@ static void encode_word(struct bpe_work *w, const uint32_t *cpts, size_t n, stru
 		emit_symbol(w->t, w->word + w->sym[i].off, w->sym[i].n, out);
 }
 
-int bpe_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out)
+int parm_bpe_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out)
 {
 	struct bpe_work w = { .t = t };
 	struct seglist words = {0};
-	uint32_t *cpts = xmalloc((len + 1) * sizeof *cpts);
+	uint32_t *cpts = parm_xmalloc((len + 1) * sizeof *cpts);
 	size_t n = 0, start = 0;
 	for (size_t off = 0; off < len; )
 		cpts[n++] = parm_utf8_next(text, len, &off);
-	pretok_split(t->pre, cpts, n, &words);
+	parm_pretok_split(t->pre, cpts, n, &words);
 	for (size_t i = 0; i < words.n; i++) {
 		encode_word(&w, cpts + start, words.len[i], out);
 		start += words.len[i];

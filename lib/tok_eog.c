@@ -40,7 +40,7 @@ static void add_eog(parm_tokenizer *t, int id)
 {
 	if (id < 0 || id >= t->n_vocab || parm_tok_is_eog(t, id))
 		return;
-	t->eog = xrealloc(t->eog, (t->n_eog + 1) * sizeof *t->eog);
+	t->eog = parm_xrealloc(t->eog, (t->n_eog + 1) * sizeof *t->eog);
 	t->eog[t->n_eog++] = id;
 }
 
@@ -55,19 +55,19 @@ static void remove_eog(parm_tokenizer *t, int id)
 
 static int find_text(const parm_tokenizer *t, const char *s)
 {
-	return s ? tok_find(t, s, strlen(s)) : -1;
+	return s ? parm_tok_find(t, s, strlen(s)) : -1;
 }
 
 /* An id from a key, or -1 when absent or out of range. */
-static int key_id(const gguf_file *g, const char *key, int n_vocab)
+static int key_id(const parm_gguf *g, const char *key, int n_vocab)
 {
 	int64_t v;
-	if (gguf_find_key(g, key) < 0 || gguf_get_int(g, key, &v) < 0 || v < 0 || v >= n_vocab)
+	if (parm_gguf_find_key(g, key) < 0 || parm_gguf_get_int(g, key, &v) < 0 || v < 0 || v >= n_vocab)
 		return -1;
 	return (int)v;
 }
 
-static void find_fim_eog(parm_tokenizer *t, const gguf_file *g)
+static void find_fim_eog(parm_tokenizer *t, const parm_gguf *g)
 {
 	for (size_t f = 0; f < sizeof fim_eog / sizeof *fim_eog; f++) {
 		int id = key_id(g, fim_eog[f].key, t->n_vocab);
@@ -82,7 +82,7 @@ static int cmp_int(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
-void tok_find_eog(parm_tokenizer *t, const gguf_file *g)
+void parm_tok_find_eog(parm_tokenizer *t, const parm_gguf *g)
 {
 	find_fim_eog(t, g);
 	for (size_t i = 0; i < sizeof eog_texts / sizeof *eog_texts; i++)

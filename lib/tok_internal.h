@@ -58,17 +58,17 @@ struct parm_tokenizer {
 };
 
 /* Fill t->eog (tok_eog.c), once the vocabulary is indexed. */
-void tok_find_eog(parm_tokenizer *t, const gguf_file *g);
+void parm_tok_find_eog(parm_tokenizer *t, const parm_gguf *g);
 
 /* A growable list of ids. */
 struct idvec {
 	int *v;
 	size_t n, cap;
 };
-void idvec_push(struct idvec *o, int id);
+void parm_idvec_push(struct idvec *o, int id);
 
-int tok_find(const parm_tokenizer *t, const char *s, size_t n);  /* -1: none */
-int tok_merge_rank(const parm_tokenizer *t, const char *l, size_t ln,
+int parm_tok_find(const parm_tokenizer *t, const char *s, size_t n);  /* -1: none */
+int parm_tok_merge_rank(const parm_tokenizer *t, const char *l, size_t ln,
 		   const char *r, size_t rn);                     /* -1: none */
 
 /* Symbols being merged: a doubly linked list over a byte string. */
@@ -87,26 +87,26 @@ struct tok_heap {
 	struct tok_pair *v;
 	size_t n, cap;
 };
-void heap_push(struct tok_heap *h, struct tok_pair p);
-struct tok_pair heap_pop(struct tok_heap *h);
+void parm_heap_push(struct tok_heap *h, struct tok_pair p);
+struct tok_pair parm_heap_pop(struct tok_heap *h);
 
 /* Apply the queued merges best first, skipping stale ones; after each,
  * offer the merged symbol's new neighbour pairs to try_pair (which pushes
  * a pair when the encoder's vocabulary or merge table knows it).  The one
  * merge loop of SentencePiece and byte-level BPE. */
-void tok_merge_all(struct tok_sym *sym, struct tok_heap *heap,
+void parm_tok_merge_all(struct tok_sym *sym, struct tok_heap *heap,
 		   void (*try_pair)(void *work, int left, int right), void *work);
 
 /* Split one fragment of text into symbols and merge; append ids. */
-int spm_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out);
-int bpe_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out);
+int parm_spm_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out);
+int parm_bpe_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out);
 
 /* Pre-tokenise cpts[n]: appends the words' lengths, in codepoints. */
 struct seglist {
 	size_t *len;
 	size_t n, cap;
 };
-void seg_push(struct seglist *s, size_t len);
-void pretok_split(enum pretok kind, const uint32_t *cpts, size_t n, struct seglist *out);
+void parm_seg_push(struct seglist *s, size_t len);
+void parm_pretok_split(enum pretok kind, const uint32_t *cpts, size_t n, struct seglist *out);
 
 #endif

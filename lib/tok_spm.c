@@ -25,22 +25,22 @@ static void try_pair(void *work, int left, int right)
 		return;
 	l = &w->sym[left];
 	r = &w->sym[right];
-	id = tok_find(w->t, w->text + l->off, l->n + r->n);
+	id = parm_tok_find(w->t, w->text + l->off, l->n + r->n);
 	if (id < 0)
 		return;
-	heap_push(&w->heap, (struct tok_pair){ w->t->score[id], left, right, l->n + r->n });
+	parm_heap_push(&w->heap, (struct tok_pair){ w->t->score[id], left, right, l->n + r->n });
 }
 
 static void merge_all(struct spm_work *w)
 {
-	tok_merge_all(w->sym, &w->heap, try_pair, w);
+	parm_tok_merge_all(w->sym, &w->heap, try_pair, w);
 }
 
 static int emit_symbol(const parm_tokenizer *t, const char *s, size_t n, struct idvec *out)
 {
-	int id = tok_find(t, s, n);
+	int id = parm_tok_find(t, s, n);
 	if (id >= 0) {
-		idvec_push(out, id);
+		parm_idvec_push(out, id);
 		return 0;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -48,15 +48,15 @@ static int emit_symbol(const parm_tokenizer *t, const char *s, size_t n, struct 
 		if (id < 0)
 			return parm_fail("tokenizer: no byte token <0x%02X> in the vocabulary",
 					 (unsigned char)s[i]);
-		idvec_push(out, id);
+		parm_idvec_push(out, id);
 	}
 	return 0;
 }
 
 /* text is already escaped (spaces as U+2581) and prefixed. */
-int spm_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out)
+int parm_spm_encode(const parm_tokenizer *t, const char *text, size_t len, struct idvec *out)
 {
-	struct spm_work w = { t, text, xmalloc((len + 1) * sizeof *w.sym), {0} };
+	struct spm_work w = { t, text, parm_xmalloc((len + 1) * sizeof *w.sym), {0} };
 	int n = 0, rc = 0;
 	for (size_t off = 0; off < len; n++) {
 		size_t cl = (size_t)parm_utf8_len((unsigned char)text[off]);

@@ -13,11 +13,11 @@
 
 /* Growable arrays and the merge queue. */
 
-void idvec_push(struct idvec *o, int id)
+void parm_idvec_push(struct idvec *o, int id)
 {
 	if (o->n == o->cap) {
 		o->cap = o->cap ? 2 * o->cap : 256;
-		o->v = xrealloc(o->v, o->cap * sizeof *o->v);
+		o->v = parm_xrealloc(o->v, o->cap * sizeof *o->v);
 	}
 	o->v[o->n++] = id;
 }
@@ -31,19 +31,19 @@ static int pair_before(const struct tok_pair *a, const struct tok_pair *b)
  * a node share a cache line, which matters with millions of pairs. */
 #define HEAP_D 4
 
-void heap_push(struct tok_heap *h, struct tok_pair p)
+void parm_heap_push(struct tok_heap *h, struct tok_pair p)
 {
 	size_t i;
 	if (h->n == h->cap) {
 		h->cap = h->cap ? 2 * h->cap : 64;
-		h->v = xrealloc(h->v, h->cap * sizeof *h->v);
+		h->v = parm_xrealloc(h->v, h->cap * sizeof *h->v);
 	}
 	for (i = h->n++; i > 0 && pair_before(&p, &h->v[(i - 1) / HEAP_D]); i = (i - 1) / HEAP_D)
 		h->v[i] = h->v[(i - 1) / HEAP_D];
 	h->v[i] = p;
 }
 
-struct tok_pair heap_pop(struct tok_heap *h)
+struct tok_pair parm_heap_pop(struct tok_heap *h)
 {
 	struct tok_pair top = h->v[0], last = h->v[--h->n];
 	size_t i = 0, c;
@@ -61,11 +61,11 @@ struct tok_pair heap_pop(struct tok_heap *h)
 	return top;
 }
 
-void tok_merge_all(struct tok_sym *sym, struct tok_heap *heap,
+void parm_tok_merge_all(struct tok_sym *sym, struct tok_heap *heap,
 		   void (*try_pair)(void *work, int left, int right), void *work)
 {
 	while (heap->n) {
-		struct tok_pair p = heap_pop(heap);
+		struct tok_pair p = parm_heap_pop(heap);
 		struct tok_sym *l = &sym[p.left], *r = &sym[p.right];
 		if (!l->n || !r->n || l->n + r->n != p.size)
 			continue;       /* one side merged since: stale */
@@ -109,7 +109,7 @@ static void idtab_init(struct idtab *tab, size_t n)
 	size_t cap = 16;
 	while (cap < 2 * n)
 		cap *= 2;
-	tab->slot = xcalloc(cap, sizeof *tab->slot);
+	tab->slot = parm_xcalloc(cap, sizeof *tab->slot);
 	tab->mask = (uint32_t)(cap - 1);
 }
 
@@ -118,7 +118,7 @@ static const char *tok_str(const parm_tokenizer *t, int id)
 	return t->arena + t->text_off[id];
 }
 
-int tok_find(const parm_tokenizer *t, const char *s, size_t n)
+int parm_tok_find(const parm_tokenizer *t, const char *s, size_t n)
 {
 	uint32_t i = (uint32_t)hash_bytes(PARM_FNV_SEED, s, n) & t->vocab.mask;
 	for (uint32_t id; (id = t->vocab.slot[i]); i = (i + 1) & t->vocab.mask)
@@ -142,7 +142,7 @@ static int merge_is(const parm_tokenizer *t, int k, const char *l, size_t ln,
 	       !memcmp(t->arena + m->left, l, ln) && !memcmp(t->arena + m->right, r, rn);
 }
 
-int tok_merge_rank(const parm_tokenizer *t, const char *l, size_t ln,
+int parm_tok_merge_rank(const parm_tokenizer *t, const char *l, size_t ln,
 		   const char *r, size_t rn)
 {
 	uint32_t i = (uint32_t)merge_hash(l, ln, r, rn) & t->merge_tab.mask;
@@ -163,23 +163,23 @@ static size_t arena_add(struct arena *a, const char *s, size_t n)
 {
 	size_t at = a->used;
 	if (!a->cap)
-		a->p = xmalloc(a->cap = 4096);  /* doubles: small vocabularies stay small */
+		a->p = parm_xmalloc(a->cap = 4096);  /* doubles: small vocabularies stay small */
 	while (a->used + n + 1 > a->cap)
-		a->p = xrealloc(a->p, a->cap *= 2);
+		a->p = parm_xrealloc(a->p, a->cap *= 2);
 	memcpy(a->p + at, s, n);
 	a->p[at + n] = 0;
 	a->used += n + 1;
 	return at;
 }
 
-static int get_str(const gguf_file *g, const char *key, const char **s, size_t *n)
+static int get_str(const parm_gguf *g, const char *key, const char **s, size_t *n)
 {
-	if (gguf_find_key(g, key) < 0) {
+	if (parm_gguf_find_key(g, key) < 0) {
 		*s = "";
 		*n = 0;
 		return 0;
 	}
-	return gguf_get_str(g, key, s, n);
+	return parm_gguf_get_str(g, key, s, n);
 }
 
 static int str_is(const char *s, size_t n, const char *lit)
@@ -187,13 +187,13 @@ static int str_is(const char *s, size_t n, const char *lit)
 	return strlen(lit) == n && !memcmp(s, lit, n);
 }
 
-static int set_kind(parm_tokenizer *t, const gguf_file *g)
+static int set_kind(parm_tokenizer *t, const parm_gguf *g)
 {
 	const char *m, *p;
 	size_t mn, pn;
-	if (gguf_find_key(g, "tokenizer.ggml.model") < 0)
-		return parm_fail("%s: no tokenizer.ggml.model: not a model with a vocabulary", gguf_path(g));
-	if (gguf_get_str(g, "tokenizer.ggml.model", &m, &mn) || get_str(g, "tokenizer.ggml.pre", &p, &pn))
+	if (parm_gguf_find_key(g, "tokenizer.ggml.model") < 0)
+		return parm_fail("%s: no tokenizer.ggml.model: not a model with a vocabulary", parm_gguf_path(g));
+	if (parm_gguf_get_str(g, "tokenizer.ggml.model", &m, &mn) || get_str(g, "tokenizer.ggml.pre", &p, &pn))
 		return -1;
 	if (str_is(m, mn, "llama")) {
 		t->kind = PARM_TOK_SPM;
@@ -202,7 +202,7 @@ static int set_kind(parm_tokenizer *t, const gguf_file *g)
 	}
 	if (!str_is(m, mn, "gpt2"))
 		return parm_fail("%s: tokenizer.ggml.model '%.*s' is not supported (only llama and gpt2)",
-				 gguf_path(g), (int)mn, m);
+				 parm_gguf_path(g), (int)mn, m);
 	t->kind = PARM_TOK_BPE;
 	t->bos = 11, t->eos = 11;       /* llama.cpp's defaults for gpt2 */
 	if (pn == 0 || str_is(p, pn, "default"))
@@ -216,15 +216,15 @@ static int set_kind(parm_tokenizer *t, const gguf_file *g)
 		t->pre = PRETOK_QWEN2;
 	else
 		return parm_fail("%s: tokenizer.ggml.pre '%.*s' is not supported "
-				 "(known: default, gpt-2, llama-bpe, qwen2)", gguf_path(g), (int)pn, p);
+				 "(known: default, gpt-2, llama-bpe, qwen2)", parm_gguf_path(g), (int)pn, p);
 	return 0;
 }
 
 /* An optional numeric array of n entries, else the fallback value. */
-static int read_numbers(const gguf_file *g, const char *key, size_t n, float *fv, int32_t *iv,
+static int read_numbers(const parm_gguf *g, const char *key, size_t n, float *fv, int32_t *iv,
 			int32_t fallback)
 {
-	enum gguf_vtype et;
+	enum parm_gguf_vtype et;
 	uint64_t len;
 	for (size_t i = 0; i < n; i++) {
 		if (fv)
@@ -232,19 +232,19 @@ static int read_numbers(const gguf_file *g, const char *key, size_t n, float *fv
 		else
 			iv[i] = fallback;
 	}
-	if (gguf_find_key(g, key) < 0)
+	if (parm_gguf_find_key(g, key) < 0)
 		return 0;
-	if (gguf_get_arr(g, key, &et, &len))
+	if (parm_gguf_get_arr(g, key, &et, &len))
 		return -1;
 	if (len < n)
-		return parm_fail("%s: %s has %llu entries for %zu tokens", gguf_path(g), key,
+		return parm_fail("%s: %s has %llu entries for %zu tokens", parm_gguf_path(g), key,
 				 (unsigned long long)len, n);
 	for (size_t i = 0; i < n; i++) {
 		double d;
 		int64_t v;
-		if (fv && gguf_arr_float(g, key, i, &d))
+		if (fv && parm_gguf_arr_float(g, key, i, &d))
 			return -1;
-		if (!fv && gguf_arr_int(g, key, i, &v))
+		if (!fv && parm_gguf_arr_int(g, key, i, &v))
 			return -1;
 		if (fv)
 			fv[i] = (float)d;
@@ -255,22 +255,22 @@ static int read_numbers(const gguf_file *g, const char *key, size_t n, float *fv
 }
 
 /* Token texts into the arena; empty ones are named as llama.cpp names them. */
-static int read_tokens(parm_tokenizer *t, const gguf_file *g, struct arena *a)
+static int read_tokens(parm_tokenizer *t, const parm_gguf *g, struct arena *a)
 {
-	enum gguf_vtype et;
+	enum parm_gguf_vtype et;
 	uint64_t n;
-	if (gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n))
+	if (parm_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n))
 		return -1;
 	if (et != GGUF_STRING || n == 0 || n > 0x7fffffff)
-		return parm_fail("%s: tokenizer.ggml.tokens is not a non-empty array of strings", gguf_path(g));
+		return parm_fail("%s: tokenizer.ggml.tokens is not a non-empty array of strings", parm_gguf_path(g));
 	t->n_vocab = (int)n;
-	t->text_off = xmalloc(n * sizeof *t->text_off);
-	t->text_len = xmalloc(n * sizeof *t->text_len);
+	t->text_off = parm_xmalloc(n * sizeof *t->text_off);
+	t->text_len = parm_xmalloc(n * sizeof *t->text_len);
 	for (uint64_t i = 0; i < n; i++) {
 		const char *s;
 		size_t len;
 		char empty[32];
-		if (gguf_arr_str(g, "tokenizer.ggml.tokens", i, &s, &len))
+		if (parm_gguf_arr_str(g, "tokenizer.ggml.tokens", i, &s, &len))
 			return -1;
 		if (len == 0) {
 			len = (size_t)snprintf(empty, sizeof empty, "[EMPTY_%llu]", (unsigned long long)i);
@@ -283,15 +283,15 @@ static int read_tokens(parm_tokenizer *t, const gguf_file *g, struct arena *a)
 	return 0;
 }
 
-static int index_tokens(parm_tokenizer *t, const gguf_file *g)
+static int index_tokens(parm_tokenizer *t, const parm_gguf *g)
 {
 	idtab_init(&t->vocab, (size_t)t->n_vocab);
 	for (int id = 0; id < t->n_vocab; id++) {
 		const char *s = tok_str(t, id);
 		uint32_t i;
-		if (tok_find(t, s, t->text_len[id]) >= 0)
+		if (parm_tok_find(t, s, t->text_len[id]) >= 0)
 			return parm_fail("%s: token '%s' appears twice in the vocabulary (id %d and %d)",
-					 gguf_path(g), s, tok_find(t, s, t->text_len[id]), id);
+					 parm_gguf_path(g), s, parm_tok_find(t, s, t->text_len[id]), id);
 		i = (uint32_t)hash_bytes(PARM_FNV_SEED, s, t->text_len[id]) & t->vocab.mask;
 		while (t->vocab.slot[i])
 			i = (i + 1) & t->vocab.mask;
@@ -302,28 +302,28 @@ static int index_tokens(parm_tokenizer *t, const gguf_file *g)
 
 /* Merges "left right" (split at the first space after the first byte, as
  * llama.cpp does), indexed so that the first of duplicates wins. */
-static int read_merges(parm_tokenizer *t, const gguf_file *g, struct arena *a)
+static int read_merges(parm_tokenizer *t, const parm_gguf *g, struct arena *a)
 {
-	enum gguf_vtype et;
+	enum parm_gguf_vtype et;
 	uint64_t n;
-	if (gguf_find_key(g, "tokenizer.ggml.merges") < 0)
-		return parm_fail("%s: gpt2 tokenizer without tokenizer.ggml.merges", gguf_path(g));
-	if (gguf_get_arr(g, "tokenizer.ggml.merges", &et, &n))
+	if (parm_gguf_find_key(g, "tokenizer.ggml.merges") < 0)
+		return parm_fail("%s: gpt2 tokenizer without tokenizer.ggml.merges", parm_gguf_path(g));
+	if (parm_gguf_get_arr(g, "tokenizer.ggml.merges", &et, &n))
 		return -1;
 	if (et != GGUF_STRING || n > 0x7fffffff)
-		return parm_fail("%s: tokenizer.ggml.merges is not an array of strings", gguf_path(g));
+		return parm_fail("%s: tokenizer.ggml.merges is not an array of strings", parm_gguf_path(g));
 	t->n_merges = (int)n;
-	t->merges = xmalloc((n + 1) * sizeof *t->merges);
+	t->merges = parm_xmalloc((n + 1) * sizeof *t->merges);
 	for (uint64_t i = 0; i < n; i++) {
 		const char *s, *sp;
 		size_t len, cut, at;
-		if (gguf_arr_str(g, "tokenizer.ggml.merges", i, &s, &len))
+		if (parm_gguf_arr_str(g, "tokenizer.ggml.merges", i, &s, &len))
 			return -1;
 		sp = len > 1 ? memchr(s + 1, ' ', len - 1) : NULL;
 		cut = sp ? (size_t)(sp - s) : 0;
 		at = arena_add(a, s, len);
 		if (a->used > 0xffffffffu)
-			return parm_fail("%s: tokenizer texts over 4 GB", gguf_path(g));
+			return parm_fail("%s: tokenizer texts over 4 GB", parm_gguf_path(g));
 		t->merges[i] = (struct merge){ (uint32_t)at, (uint32_t)cut,
 					       (uint32_t)(at + cut + 1), sp ? (uint32_t)(len - cut - 1) : 0 };
 	}
@@ -338,7 +338,7 @@ static void index_merges(parm_tokenizer *t)
 		const struct merge *m = &t->merges[k];
 		const char *l = t->arena + m->left, *r = t->arena + m->right;
 		uint32_t i;
-		if (tok_merge_rank(t, l, m->left_len, r, m->right_len) >= 0)
+		if (parm_tok_merge_rank(t, l, m->left_len, r, m->right_len) >= 0)
 			continue;
 		i = (uint32_t)merge_hash(l, m->left_len, r, m->right_len) & t->merge_tab.mask;
 		while (t->merge_tab.slot[i])
@@ -349,30 +349,30 @@ static void index_merges(parm_tokenizer *t)
 
 /* A special id from metadata; out of range ones keep the default, and a
  * default out of range means none. */
-static int read_special(const gguf_file *g, const char *key, int *id, int n_vocab)
+static int read_special(const parm_gguf *g, const char *key, int *id, int n_vocab)
 {
 	int64_t v;
 	if (*id >= n_vocab)
 		*id = -1;
-	if (gguf_find_key(g, key) < 0)
+	if (parm_gguf_find_key(g, key) < 0)
 		return 0;
-	if (gguf_get_int(g, key, &v))
+	if (parm_gguf_get_int(g, key, &v))
 		return -1;
 	if (v >= 0 && v < n_vocab)
 		*id = (int)v;
 	return 0;
 }
 
-static int read_flags(parm_tokenizer *t, const gguf_file *g)
+static int read_flags(parm_tokenizer *t, const parm_gguf *g)
 {
 	if (read_special(g, "tokenizer.ggml.bos_token_id", &t->bos, t->n_vocab) ||
 	    read_special(g, "tokenizer.ggml.eos_token_id", &t->eos, t->n_vocab))
 		return -1;
-	if (gguf_find_key(g, "tokenizer.ggml.add_bos_token") >= 0 &&
-	    gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos))
+	if (parm_gguf_find_key(g, "tokenizer.ggml.add_bos_token") >= 0 &&
+	    parm_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos))
 		return -1;
-	if (gguf_find_key(g, "tokenizer.ggml.add_space_prefix") >= 0 &&
-	    gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix))
+	if (parm_gguf_find_key(g, "tokenizer.ggml.add_space_prefix") >= 0 &&
+	    parm_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix))
 		return -1;
 	return 0;
 }
@@ -414,12 +414,12 @@ static int longer_first(const void *a, const void *b, void *tp)
 	return x - y;
 }
 
-static int name_has_phi3(const gguf_file *g)
+static int name_has_phi3(const parm_gguf *g)
 {
 	const char *s;
 	size_t n;
 	char low[256];
-	if (gguf_find_key(g, "general.name") < 0 || gguf_get_str(g, "general.name", &s, &n))
+	if (parm_gguf_find_key(g, "general.name") < 0 || parm_gguf_get_str(g, "general.name", &s, &n))
 		return 0;
 	if (n >= sizeof low)
 		n = sizeof low - 1;
@@ -432,11 +432,11 @@ static int name_has_phi3(const gguf_file *g)
 /* Control marks, and the user-defined tokens that llama.cpp splits out of
  * the text before tokenising it, longest first; with the control ones,
  * what it splits out when asked to parse special tokens. */
-static void classify_tokens(parm_tokenizer *t, const gguf_file *g)
+static void classify_tokens(parm_tokenizer *t, const parm_gguf *g)
 {
-	t->is_control = xcalloc((size_t)t->n_vocab, 1);
-	t->splitters = xmalloc((size_t)t->n_vocab * sizeof *t->splitters);
-	t->specials = xmalloc((size_t)t->n_vocab * sizeof *t->specials);
+	t->is_control = parm_xcalloc((size_t)t->n_vocab, 1);
+	t->splitters = parm_xmalloc((size_t)t->n_vocab * sizeof *t->splitters);
+	t->specials = parm_xmalloc((size_t)t->n_vocab * sizeof *t->specials);
 	for (int id = 0; id < t->n_vocab; id++) {
 		const char *s = tok_str(t, id);
 		int ty = t->type[id];
@@ -518,15 +518,15 @@ static void build_pieces(parm_tokenizer *t)
 	size_t cap = 4096, used = 0;
 	char *tmp = NULL;
 	size_t tmp_cap = 0;
-	t->pieces = xmalloc(cap);
-	t->piece_off = xmalloc(((size_t)t->n_vocab + 1) * sizeof *t->piece_off);
+	t->pieces = parm_xmalloc(cap);
+	t->piece_off = parm_xmalloc(((size_t)t->n_vocab + 1) * sizeof *t->piece_off);
 	for (int id = 0; id < t->n_vocab; id++) {
 		size_t len = t->text_len[id], worst = len * (len + 32) + 64, n;
 		if (tmp_cap < worst)
-			tmp = xrealloc(tmp, tmp_cap = worst);
+			tmp = parm_xrealloc(tmp, tmp_cap = worst);
 		n = token_piece(t, id, tmp);
 		while (used + n + 1 > cap)
-			t->pieces = xrealloc(t->pieces, cap *= 2);
+			t->pieces = parm_xrealloc(t->pieces, cap *= 2);
 		memcpy(t->pieces + used, tmp, n);
 		t->pieces[used + n] = 0;
 		t->piece_off[id] = used;
@@ -544,9 +544,9 @@ static void build_byte_maps(parm_tokenizer *t)
 		memcpy(t->byte_utf8[b], u, 2);
 		t->byte_utf8_len[b] = (unsigned char)k;
 		snprintf(hex, sizeof hex, "<0x%02X>", b);
-		t->byte_token[b] = tok_find(t, hex, 6);
+		t->byte_token[b] = parm_tok_find(t, hex, 6);
 		if (t->byte_token[b] < 0)
-			t->byte_token[b] = tok_find(t, (char[1]){ (char)b }, 1);
+			t->byte_token[b] = parm_tok_find(t, (char[1]){ (char)b }, 1);
 	}
 }
 
@@ -569,15 +569,15 @@ static void fingerprint(parm_tokenizer *t)
 	t->fingerprint = h;
 }
 
-static int load_into(parm_tokenizer *t, const gguf_file *g)
+static int load_into(parm_tokenizer *t, const parm_gguf *g)
 {
 	struct arena a = {0};
 	int rc = set_kind(t, g) || read_tokens(t, g, &a);
 	t->arena = a.p;                 /* freed with t, even after a failure */
 	if (rc)
 		return -1;
-	t->score = xmalloc((size_t)t->n_vocab * sizeof *t->score);
-	t->type = xmalloc((size_t)t->n_vocab * sizeof *t->type);
+	t->score = parm_xmalloc((size_t)t->n_vocab * sizeof *t->score);
+	t->type = parm_xmalloc((size_t)t->n_vocab * sizeof *t->type);
 	if (read_numbers(g, "tokenizer.ggml.scores", (size_t)t->n_vocab, t->score, NULL, 0) ||
 	    read_numbers(g, "tokenizer.ggml.token_type", (size_t)t->n_vocab, NULL, t->type, TT_NORMAL) ||
 	    index_tokens(t, g) || read_flags(t, g))
@@ -590,16 +590,16 @@ static int load_into(parm_tokenizer *t, const gguf_file *g)
 		index_merges(t);
 	}
 	classify_tokens(t, g);
-	tok_find_eog(t, g);
+	parm_tok_find_eog(t, g);
 	build_pieces(t);
 	build_byte_maps(t);
 	fingerprint(t);
 	return 0;
 }
 
-parm_tokenizer *parm_tokenizer_load(const gguf_file *g)
+parm_tokenizer *parm_tokenizer_load(const parm_gguf *g)
 {
-	parm_tokenizer *t = xcalloc(1, sizeof *t);
+	parm_tokenizer *t = parm_xcalloc(1, sizeof *t);
 	if (load_into(t, g)) {
 		parm_tokenizer_free(t);
 		return NULL;
@@ -687,7 +687,7 @@ static void frag_push(struct fraglist *l, struct frag f)
 		return;
 	if (l->n == l->cap) {
 		l->cap = l->cap ? 2 * l->cap : 16;
-		l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+		l->v = parm_xrealloc(l->v, l->cap * sizeof *l->v);
 	}
 	l->v[l->n++] = f;
 }
@@ -763,7 +763,7 @@ static struct fraglist partition(const parm_tokenizer *t, const char *text, size
 static int encode_spm_fragment(const parm_tokenizer *t, const char *s, size_t n, int prefix,
 			       struct idvec *out)
 {
-	char *buf = xmalloc(3 * n + 4);
+	char *buf = parm_xmalloc(3 * n + 4);
 	size_t o = 0;
 	int rc;
 	if (prefix)
@@ -774,7 +774,7 @@ static int encode_spm_fragment(const parm_tokenizer *t, const char *s, size_t n,
 		else
 			buf[o++] = s[i];
 	}
-	rc = spm_encode(t, buf, o, out);
+	rc = parm_spm_encode(t, buf, o, out);
 	free(buf);
 	return rc;
 }
@@ -787,14 +787,14 @@ static int encode_all(const parm_tokenizer *t, const char *text, size_t len, int
 	for (size_t i = 0; i < frags.n && rc == 0; i++) {
 		struct frag f = frags.v[i];
 		if (f.id >= 0) {
-			idvec_push(out, f.id);
+			parm_idvec_push(out, f.id);
 			after_special = 1;
 		} else if (t->kind == PARM_TOK_SPM) {
 			rc = encode_spm_fragment(t, text + f.off, f.len,
 						 t->add_space_prefix && after_special, out);
 			after_special = 0;
 		} else {
-			rc = bpe_encode(t, text + f.off, f.len, out);
+			rc = parm_bpe_encode(t, text + f.off, f.len, out);
 		}
 	}
 	free(frags.v);
@@ -809,7 +809,7 @@ static int tokenize(const parm_tokenizer *t, const char *text, size_t len, int a
 	if (add_bos) {
 		if (t->bos < 0)
 			return parm_fail("tokenizer: BOS requested but the vocabulary has none");
-		idvec_push(&out, t->bos);
+		parm_idvec_push(&out, t->bos);
 	}
 	if (len)
 		rc = encode_all(t, text, len, parse_special, &out);

@@ -18,7 +18,7 @@ typedef struct parm_tokenizer parm_tokenizer;
 
 enum parm_tok_kind { PARM_TOK_SPM, PARM_TOK_BPE };
 
-parm_tokenizer *parm_tokenizer_load(const gguf_file *g);  /* NULL + parm_error */
+parm_tokenizer *parm_tokenizer_load(const parm_gguf *g);  /* NULL + parm_error */
 void parm_tokenizer_free(parm_tokenizer *t);
 
 int parm_tok_n_vocab(const parm_tokenizer *t);

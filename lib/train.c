@@ -53,7 +53,7 @@ struct parm_trainer {
 	parm_train_tensor *tensors;
 	int n_tensors;
 	const void *embd, *out_w, *out_norm;
-	enum ggml_type embd_type, out_type;
+	enum parm_ggml_type embd_type, out_type;
 	float *d_embd, *d_out, *d_out_norm;
 	tlayer *layers;
 	float *act;                     /* every activation, one allocation */
@@ -73,7 +73,7 @@ struct parm_trainer {
 static parm_train_tensor *add_tensor(parm_trainer *t, const char *name, int64_t cols,
 				     int64_t rows, int decay)
 {
-	t->tensors = xrealloc(t->tensors, (t->n_tensors + 1) * sizeof *t->tensors);
+	t->tensors = parm_xrealloc(t->tensors, (t->n_tensors + 1) * sizeof *t->tensors);
 	parm_train_tensor *p = &t->tensors[t->n_tensors++];
 	memset(p, 0, sizeof *p);
 	snprintf(p->name, sizeof p->name, "%s", name);
@@ -89,8 +89,8 @@ static parm_train_tensor *add_tensor(parm_trainer *t, const char *name, int64_t 
 
 static void carve_tensors(parm_trainer *t)
 {
-	t->params = t->arm ? t->arm->params : xcalloc(t->n_params ? t->n_params : 1, sizeof(float));
-	t->grads = xcalloc(t->n_params ? t->n_params : 1, sizeof(float));
+	t->params = t->arm ? t->arm->params : parm_xcalloc(t->n_params ? t->n_params : 1, sizeof(float));
+	t->grads = parm_xcalloc(t->n_params ? t->n_params : 1, sizeof(float));
 	for (int i = 0; i < t->n_tensors; i++) {
 		size_t off = (size_t)(uintptr_t)t->tensors[i].data;
 		t->tensors[i].data = t->params + off;
@@ -101,9 +101,9 @@ static void carve_tensors(parm_trainer *t)
 /* An f32 copy of a model weight into a carved tensor. */
 static void copy_weight(float *dst, const parm_weight *w)
 {
-	size_t rb = ggml_row_bytes(w->type, w->cols);
+	size_t rb = parm_ggml_row_bytes(w->type, w->cols);
 	for (int64_t r = 0; r < w->rows; r++)
-		dequant_row(dst + r * w->cols, (const char *)w->data + r * rb, w->type, w->cols);
+		parm_dequant_row(dst + r * w->cols, (const char *)w->data + r * rb, w->type, w->cols);
 }
 
 static int tied_output(const parm_model *m)
@@ -201,11 +201,11 @@ static void setup_adapters(parm_trainer *t)
 				continue;
 			parm_train_tensor *a = &t->tensors[first[l][k]];
 			lin->has_adapter = 1;
-			pblora_carve(&lin->ad, a->data, lin->in, lin->out, o->k, o->r1, o->r2, o->lora_alpha);
-			pblora_carve(&lin->dad, a->grad, lin->in, lin->out, o->k, o->r1, o->r2, o->lora_alpha);
+			parm_pblora_carve(&lin->ad, a->data, lin->in, lin->out, o->k, o->r1, o->r2, o->lora_alpha);
+			parm_pblora_carve(&lin->dad, a->grad, lin->in, lin->out, o->k, o->r1, o->r2, o->lora_alpha);
 			if (!t->arm || t->fresh)
-				pblora_init(&lin->ad, o->seed ^ ((uint64_t)(l * PARM_T_COUNT + k + 1) << 32));
-			lin->lin.M = xmalloc((size_t)r * r * sizeof(float));
+				parm_pblora_init(&lin->ad, o->seed ^ ((uint64_t)(l * PARM_T_COUNT + k + 1) << 32));
+			lin->lin.M = parm_xmalloc((size_t)r * r * sizeof(float));
 			lin->lin.ad = &lin->ad;
 		}
 	}
@@ -225,7 +225,7 @@ static void alloc_activations(parm_trainer *t)
 	for (int k = 0; k < PARM_T_COUNT && !t->full; k++)
 		n_ad += t->ao.targets >> k & 1;
 	size_t per_layer = N * (4 * D + 2 * Dq + 2 * kvd + qk0 + H + 2 * F + 2 * r * n_ad);
-	float *p = t->act = xmalloc((per_layer * c->n_layers + 2 * N * D) * sizeof(float));
+	float *p = t->act = parm_xmalloc((per_layer * c->n_layers + 2 * N * D) * sizeof(float));
 	for (int l = 0; l < c->n_layers; l++) {
 		tlayer *tl = &t->layers[l];
 		float **bufs[] = { &tl->res0, &tl->xn1, &tl->res1, &tl->xn2 };
@@ -253,16 +253,16 @@ static void alloc_activations(parm_trainer *t)
 	/* backward (carve_scratch): dres, dxn [N][D]; dq, datt, dq0 [N][Dq];
 	 * dk, dv, dk0 [N][kvd]; dgate, dup, hb [N][F]; the forward's [N][D]
 	 * and [N][F] temporaries reuse its start */
-	t->scratch = xmalloc(N * (2 * D + 3 * Dq + 3 * kvd + 3 * F) * sizeof(float));
+	t->scratch = parm_xmalloc(N * (2 * D + 3 * Dq + 3 * kvd + 3 * F) * sizeof(float));
 	size_t wide = F > D ? F : D;
 	wide = Dq > wide ? Dq : wide;
-	t->drop = xmalloc(2 * N * wide * sizeof(float));
+	t->drop = parm_xmalloc(2 * N * wide * sizeof(float));
 	t->chunk_rows = (int)(((size_t)8 << 20) / c->n_vocab);
 	t->chunk_rows = t->chunk_rows < 16 ? 16 : t->chunk_rows > 512 ? 512 : t->chunk_rows;
-	t->chunk = xmalloc((size_t)2 * t->chunk_rows * (c->n_vocab + D) * sizeof(float));
+	t->chunk = parm_xmalloc((size_t)2 * t->chunk_rows * (c->n_vocab + D) * sizeof(float));
 	if (!t->full)
-		t->pw = xmalloc(N * D * sizeof(float));
-	t->tokens = xmalloc(N * sizeof(int) * 5 + (size_t)t->max_seqs * 2 * sizeof(int));
+		t->pw = parm_xmalloc(N * D * sizeof(float));
+	t->tokens = parm_xmalloc(N * sizeof(int) * 5 + (size_t)t->max_seqs * 2 * sizeof(int));
 	t->pos = t->tokens + N;
 	t->rows = t->pos + N;
 	t->targets = t->rows + N;
@@ -279,8 +279,8 @@ static const char *full_unsupported(const parm_model *m)
 		return "output.bias";
 	if (m->rope_freqs || m->rope_long)
 		return "rope frequency factors";
-	if (!gguf_find_tensor(m->file, "blk.0.attn_q.weight") ||
-	    !gguf_find_tensor(m->file, "blk.0.ffn_gate.weight"))
+	if (!parm_gguf_find_tensor(m->file, "blk.0.attn_q.weight") ||
+	    !parm_gguf_find_tensor(m->file, "blk.0.ffn_gate.weight"))
 		return "fused projections";
 	for (int l = 0; l < m->cfg.n_layers; l++) {
 		const parm_layer *pl = &m->layers[l];
@@ -307,7 +307,7 @@ static parm_trainer *trainer_new(const parm_model *m, const parm_adapter_opts *o
 		return parm_failp("trainer: training every weight of this %s model is not implemented "
 				  "(it has %s); train adapters on it instead", m->arch->name,
 				  full_unsupported(m));
-	parm_trainer *t = xcalloc(1, sizeof *t);
+	parm_trainer *t = parm_xcalloc(1, sizeof *t);
 	t->m = m;
 	t->arm = arm;
 	t->fresh = fresh;
@@ -316,12 +316,12 @@ static parm_trainer *trainer_new(const parm_model *m, const parm_adapter_opts *o
 	t->max_seqs = max_seqs;
 	t->max_len = max_len;
 	t->max_tokens = max_seqs * max_len;
-	t->layers = xcalloc(m->cfg.n_layers, sizeof *t->layers);
+	t->layers = parm_xcalloc(m->cfg.n_layers, sizeof *t->layers);
 	if (o) {
 		t->ao = *o;
 		if (!t->ao.targets)
 			t->ao.targets = PARM_TARGETS_DEFAULT;
-		t->alpha = xmalloc(o->k * sizeof *t->alpha);
+		t->alpha = parm_xmalloc(o->k * sizeof *t->alpha);
 		for (int i = 0; i < o->k; i++)
 			t->alpha[i] = 1.0f / o->k;
 		setup_adapters(t);
@@ -492,7 +492,7 @@ static const float *adapter_input(const parm_trainer *t, const tlinear *lin, con
 {
 	if (!dropout_on(t))
 		return x;
-	pblora_dropout(buf, x, t->ao.dropout, dropout_seed(t, l, k), (size_t)t->n * lin->in);
+	parm_pblora_dropout(buf, x, t->ao.dropout, dropout_seed(t, l, k), (size_t)t->n * lin->in);
 	return buf;
 }
 
@@ -521,20 +521,20 @@ static void linear_backward(parm_trainer *t, int l, int k, float *dx, const floa
 {
 	tlinear *lin = &t->layers[l].lin[k];
 	const float *M = lin->lin.M;
-	matmul_backward(dx, lin->dw, dy, x, lin->lin.w, lin->lin.type, t->n, lin->in, lin->out);
+	parm_matmul_backward(dx, lin->dw, dy, x, lin->lin.w, lin->lin.type, t->n, lin->in, lin->out);
 	if (!lin->has_adapter)
 		return;
 	if (!dropout_on(t)) {
-		pblora_backward(dx, &lin->dad, dy, x, lin->lin.h, lin->lin.g, &lin->ad, M, t->alpha, t->n);
+		parm_pblora_backward(dx, &lin->dad, dy, x, lin->lin.h, lin->lin.g, &lin->ad, M, t->alpha, t->n);
 		return;
 	}
 	float *xd = t->drop, *dxd = xd + (size_t)t->max_tokens * lin->in;
 	size_t count = (size_t)t->n * lin->in;
 	uint64_t seed = dropout_seed(t, l, k);
-	pblora_dropout(xd, x, t->ao.dropout, seed, count);
+	parm_pblora_dropout(xd, x, t->ao.dropout, seed, count);
 	memset(dxd, 0, count * sizeof *dxd);
-	pblora_backward(dxd, &lin->dad, dy, xd, lin->lin.h, lin->lin.g, &lin->ad, M, t->alpha, t->n);
-	pblora_dropout_backward(dx, dxd, t->ao.dropout, seed, count);
+	parm_pblora_backward(dxd, &lin->dad, dy, xd, lin->lin.h, lin->lin.g, &lin->ad, M, t->alpha, t->n);
+	parm_pblora_dropout_backward(dx, dxd, t->ao.dropout, seed, count);
 }
 
 /* ---- forward ---- */
@@ -546,18 +546,18 @@ static void add_rows(float *y, const float *a, const float *b, size_t count)
 }
 
 /* qwen3's per-head q/k norms (keeping their inputs), then rope. */
-static void position_qk(parm_trainer *t, tlayer *tl, const rope_params *rp)
+static void position_qk(parm_trainer *t, tlayer *tl, const parm_rope *rp)
 {
 	const parm_config *c = &t->m->cfg;
 	int n = t->n, hd = parm_cfg_hd(c);
 	if (tl->q_norm) {
 		memcpy(tl->q0, tl->q, (size_t)n * parm_cfg_qdim(c) * sizeof(float));
 		memcpy(tl->k0, tl->k, (size_t)n * parm_cfg_kvdim(c) * sizeof(float));
-		rmsnorm_forward(tl->q, tl->q0, tl->q_norm, n * c->n_heads, hd, c->rms_eps);
-		rmsnorm_forward(tl->k, tl->k0, tl->k_norm, n * c->n_kv_heads, hd, c->rms_eps);
+		parm_rmsnorm_forward(tl->q, tl->q0, tl->q_norm, n * c->n_heads, hd, c->rms_eps);
+		parm_rmsnorm_forward(tl->k, tl->k0, tl->k_norm, n * c->n_kv_heads, hd, c->rms_eps);
 	}
-	rope_forward(tl->q, t->pos, n, c->n_heads, hd, rp);
-	rope_forward(tl->k, t->pos, n, c->n_kv_heads, hd, rp);
+	parm_rope_forward(tl->q, t->pos, n, c->n_heads, hd, rp);
+	parm_rope_forward(tl->k, t->pos, n, c->n_kv_heads, hd, rp);
 }
 
 /* res_out = res0 + attention(res0) + ffn(...), keeping the activations. */
@@ -567,20 +567,20 @@ static void layer_forward(parm_trainer *t, int l, float *res_out)
 	tlayer *tl = &t->layers[l];
 	int n = t->n, D = c->dim;
 	float *tmp = t->scratch;        /* [N][D] */
-	rope_params rp = parm_model_rope(t->m, t->max_len);
-	rmsnorm_forward(tl->xn1, tl->res0, tl->attn_norm, n, D, c->rms_eps);
+	parm_rope rp = parm_model_rope(t->m, t->max_len);
+	parm_rmsnorm_forward(tl->xn1, tl->res0, tl->attn_norm, n, D, c->rms_eps);
 	float *qkv[3] = { tl->q, tl->k, tl->v };
 	linear_forward(t, l, PARM_T_Q, 3, qkv, tl->xn1);
 	position_qk(t, tl, &rp);
-	attention_train_forward(tl->att, tl->lse, tl->q, tl->k, tl->v, t->start, t->len,
+	parm_attention_train_forward(tl->att, tl->lse, tl->q, tl->k, tl->v, t->start, t->len,
 				t->n_seq, c->n_heads, c->n_kv_heads, parm_cfg_hd(c));
 	linear_forward(t, l, PARM_T_O, 1, &tmp, tl->att);
 	add_rows(tl->res1, tl->res0, tmp, (size_t)n * D);
-	rmsnorm_forward(tl->xn2, tl->res1, tl->ffn_norm, n, D, c->rms_eps);
+	parm_rmsnorm_forward(tl->xn2, tl->res1, tl->ffn_norm, n, D, c->rms_eps);
 	float *gu[2] = { tl->gate, tl->up };
 	linear_forward(t, l, PARM_T_GATE, 2, gu, tl->xn2);
 	float *hb = t->scratch + (size_t)t->max_tokens * D;     /* [N][F] */
-	swiglu_forward(hb, tl->gate, tl->up, (int64_t)n * c->ff);
+	parm_swiglu_forward(hb, tl->gate, tl->up, (int64_t)n * c->ff);
 	linear_forward(t, l, PARM_T_DOWN, 1, &tmp, hb);
 	add_rows(res_out, tl->res1, tmp, (size_t)n * D);
 }
@@ -597,7 +597,7 @@ static void chunk_logits(parm_trainer *t, float *logits, float *cx, int r0, int 
 	int D = t->m->cfg.dim;
 	for (int i = 0; i < nc; i++)
 		memcpy(cx + (size_t)i * D, t->xnf + (size_t)t->rows[r0 + i] * D, D * sizeof(float));
-	matmul_forward(logits, cx, t->out_w, t->out_type, nc, D, t->m->cfg.n_vocab);
+	parm_matmul_forward(logits, cx, t->out_w, t->out_type, nc, D, t->m->cfg.n_vocab);
 	const float *b = t->m->output_bias;     /* qwen2's, frozen */
 	for (int i = 0; b && i < nc; i++)
 		for (int v = 0; v < t->m->cfg.n_vocab; v++)
@@ -615,11 +615,11 @@ static void keep_expected_rows(parm_trainer *t, float *logits, const float *lp, 
 		float *x = logits + (size_t)i * V, lse = x[t->targets[r0 + i]] - lp[i];
 		for (int k = 0; k < V; k++)
 			x[k] -= lse;
-		vexp(x, x, V);          /* the row's softmax */
+		parm_vexp(x, x, V);          /* the row's softmax */
 	}
 	float *pw = t->pw + (size_t)r0 * D;
 	zero_rows(pw, (size_t)nc * D);
-	matmul_backward(pw, NULL, logits, NULL, t->out_w, t->out_type, nc, D, V);
+	parm_matmul_backward(pw, NULL, logits, NULL, t->out_w, t->out_type, nc, D, V);
 }
 
 static void output_forward(parm_trainer *t, float *logp)
@@ -628,13 +628,13 @@ static void output_forward(parm_trainer *t, float *logp)
 	int C = t->chunk_rows, V = c->n_vocab;
 	float *logits = t->chunk, *cx = logits + (size_t)2 * C * V;
 	float lp[512];
-	rmsnorm_forward(t->xnf, t->resf, t->out_norm, t->n, c->dim, c->rms_eps);
+	parm_rmsnorm_forward(t->xnf, t->resf, t->out_norm, t->n, c->dim, c->rms_eps);
 	t->pw_ok = t->pw && t->training;
 	memset(logp, 0, (size_t)t->B * (t->T - 1) * sizeof *logp);
 	for (int r0 = 0; r0 < t->n_rows; r0 += C) {
 		int nc = t->n_rows - r0 < C ? t->n_rows - r0 : C;
 		chunk_logits(t, logits, cx, r0, nc);
-		logprob_forward(lp, logits, t->targets + r0, nc, V);
+		parm_logprob_forward(lp, logits, t->targets + r0, nc, V);
 		for (int i = 0; i < nc; i++)
 			logp[t->row_bt[r0 + i]] = lp[i];
 		if (t->pw_ok)
@@ -648,7 +648,7 @@ static void mix_adapters(parm_trainer *t)
 		for (int k = 0; k < PARM_T_COUNT; k++) {
 			tlinear *lin = &t->layers[l].lin[k];
 			if (lin->has_adapter)
-				pblora_mix((float *)lin->lin.M, &lin->ad, t->alpha);
+				parm_pblora_mix((float *)lin->lin.M, &lin->ad, t->alpha);
 		}
 }
 
@@ -684,7 +684,7 @@ int parm_train_forward(parm_trainer *t, const int *tokens, const int *lengths,
 	t->n_forward++;
 	int blas = blas_single();
 	mix_adapters(t);
-	embed_forward(t->layers[0].res0, t->embd, t->embd_type, t->tokens, t->n, c->dim);
+	parm_embed_forward(t->layers[0].res0, t->embd, t->embd_type, t->tokens, t->n, c->dim);
 	for (int l = 0; l < c->n_layers; l++)
 		layer_forward(t, l, l + 1 < c->n_layers ? t->layers[l + 1].res0 : t->resf);
 	output_forward(t, logp);
@@ -729,15 +729,15 @@ static void unposition_qk(parm_trainer *t, const tlayer *tl, grads_scratch *s)
 {
 	const parm_config *c = &t->m->cfg;
 	int n = t->n, hd = parm_cfg_hd(c);
-	rope_params rp = parm_model_rope(t->m, t->max_len);
-	rope_backward(s->dq, t->pos, n, c->n_heads, hd, &rp);
-	rope_backward(s->dk, t->pos, n, c->n_kv_heads, hd, &rp);
+	parm_rope rp = parm_model_rope(t->m, t->max_len);
+	parm_rope_backward(s->dq, t->pos, n, c->n_heads, hd, &rp);
+	parm_rope_backward(s->dk, t->pos, n, c->n_kv_heads, hd, &rp);
 	if (!tl->q_norm)
 		return;
 	zero(s->dq0, (size_t)n * parm_cfg_qdim(c));
 	zero(s->dk0, (size_t)n * parm_cfg_kvdim(c));
-	rmsnorm_backward(s->dq0, NULL, s->dq, tl->q0, tl->q_norm, n * c->n_heads, hd, c->rms_eps);
-	rmsnorm_backward(s->dk0, NULL, s->dk, tl->k0, tl->k_norm, n * c->n_kv_heads, hd, c->rms_eps);
+	parm_rmsnorm_backward(s->dq0, NULL, s->dq, tl->q0, tl->q_norm, n * c->n_heads, hd, c->rms_eps);
+	parm_rmsnorm_backward(s->dk0, NULL, s->dk, tl->k0, tl->k_norm, n * c->n_kv_heads, hd, c->rms_eps);
 	float *swap = s->dq;
 	s->dq = s->dq0, s->dq0 = swap;
 	swap = s->dk;
@@ -753,24 +753,24 @@ static void layer_backward(parm_trainer *t, int l, grads_scratch *s)
 	/* feed-forward: res_out = res1 + down(swiglu(gate(xn2), up(xn2))); a
 	 * frozen down without adapter needs no input, so none is recomputed */
 	if (tl->lin[PARM_T_DOWN].dw || tl->lin[PARM_T_DOWN].has_adapter)
-		swiglu_forward(s->hb, tl->gate, tl->up, (int64_t)n * F);
+		parm_swiglu_forward(s->hb, tl->gate, tl->up, (int64_t)n * F);
 	float *dhb = s->dup, *dup = s->hb;      /* hb is free once down is done */
 	zero(dhb, (size_t)n * F);
 	linear_backward(t, l, PARM_T_DOWN, dhb, s->dres, s->hb);
 	zero(s->dgate, (size_t)n * F);
 	zero(dup, (size_t)n * F);
-	swiglu_backward(s->dgate, dup, dhb, tl->gate, tl->up, (int64_t)n * F);
+	parm_swiglu_backward(s->dgate, dup, dhb, tl->gate, tl->up, (int64_t)n * F);
 	zero(s->dxn, (size_t)n * D);
 	linear_backward(t, l, PARM_T_GATE, s->dxn, s->dgate, tl->xn2);
 	linear_backward(t, l, PARM_T_UP, s->dxn, dup, tl->xn2);
-	rmsnorm_backward(s->dres, tl->d_ffn_norm, s->dxn, tl->res1, tl->ffn_norm, n, D, c->rms_eps);
+	parm_rmsnorm_backward(s->dres, tl->d_ffn_norm, s->dxn, tl->res1, tl->ffn_norm, n, D, c->rms_eps);
 	/* attention: res1 = res0 + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))) */
 	zero(s->datt, (size_t)n * Dq);
 	linear_backward(t, l, PARM_T_O, s->datt, s->dres, tl->att);
 	zero(s->dq, (size_t)n * Dq);
 	zero(s->dk, (size_t)n * kvd);
 	zero(s->dv, (size_t)n * kvd);
-	attention_train_backward(s->dq, s->dk, s->dv, s->datt, tl->q, tl->k, tl->v, tl->att,
+	parm_attention_train_backward(s->dq, s->dk, s->dv, s->datt, tl->q, tl->k, tl->v, tl->att,
 				 tl->lse, t->start, t->len, t->n_seq, c->n_heads, c->n_kv_heads,
 				 parm_cfg_hd(c));
 	grads_scratch qk = *s;          /* unposition_qk may swap its buffers */
@@ -779,21 +779,21 @@ static void layer_backward(parm_trainer *t, int l, grads_scratch *s)
 	linear_backward(t, l, PARM_T_Q, s->dxn, qk.dq, tl->xn1);
 	linear_backward(t, l, PARM_T_K, s->dxn, qk.dk, tl->xn1);
 	linear_backward(t, l, PARM_T_V, s->dxn, s->dv, tl->xn1);
-	rmsnorm_backward(s->dres, tl->d_attn_norm, s->dxn, tl->res0, tl->attn_norm, n, D, c->rms_eps);
+	parm_rmsnorm_backward(s->dres, tl->d_attn_norm, s->dxn, tl->res0, tl->attn_norm, n, D, c->rms_eps);
 }
 
 /* dxnf[row] += g (W[target] - P W) for the wanted rows (see above). */
 static void output_backward_kept(parm_trainer *t, const float *dlogp, float *dxnf)
 {
 	int D = t->m->cfg.dim;
-	size_t rb = ggml_row_bytes(t->out_type, D);
+	size_t rb = parm_ggml_row_bytes(t->out_type, D);
 	float *w = t->chunk;
 	for (int i = 0; i < t->n_rows; i++) {
 		float g = dlogp[t->row_bt[i]], *dst = dxnf + (size_t)t->rows[i] * D;
 		const float *pw = t->pw + (size_t)i * D;
 		if (g == 0)
 			continue;
-		dequant_row(w, (const char *)t->out_w + (size_t)t->targets[i] * rb, t->out_type, D);
+		parm_dequant_row(w, (const char *)t->out_w + (size_t)t->targets[i] * rb, t->out_type, D);
 		for (int e = 0; e < D; e++)
 			dst[e] += g * (w[e] - pw[e]);
 	}
@@ -820,9 +820,9 @@ static void output_backward(parm_trainer *t, const float *dlogp, float *dxnf)
 			continue;
 		chunk_logits(t, logits, cx, r0, nc);
 		zero(dlogits, (size_t)nc * V);
-		logprob_backward(dlogits, g, logits, t->targets + r0, nc, V);
+		parm_logprob_backward(dlogits, g, logits, t->targets + r0, nc, V);
 		zero(dcx, (size_t)nc * D);
-		matmul_backward(dcx, t->d_out, dlogits, cx, t->out_w, t->out_type, nc, D, V);
+		parm_matmul_backward(dcx, t->d_out, dlogits, cx, t->out_w, t->out_type, nc, D, V);
 		for (int i = 0; i < nc; i++) {
 			float *dst = dxnf + (size_t)t->rows[r0 + i] * D;
 			for (int e = 0; e < D; e++)
@@ -838,12 +838,12 @@ void parm_train_backward(parm_trainer *t, const float *dlogp)
 	int blas = blas_single();
 	output_backward(t, dlogp, s.dxn);
 	zero(s.dres, (size_t)t->n * c->dim);
-	rmsnorm_backward(s.dres, t->d_out_norm, s.dxn, t->resf, t->out_norm, t->n, c->dim,
+	parm_rmsnorm_backward(s.dres, t->d_out_norm, s.dxn, t->resf, t->out_norm, t->n, c->dim,
 			 c->rms_eps);
 	for (int l = c->n_layers - 1; l >= 0; l--)
 		layer_backward(t, l, &s);
 	if (t->d_embd)
-		embed_backward(t->d_embd, s.dres, t->tokens, t->n, c->dim);
+		parm_embed_backward(t->d_embd, s.dres, t->tokens, t->n, c->dim);
 	blas_restore(blas);
 }
 
@@ -876,52 +876,52 @@ double parm_train_flops(const parm_trainer *t)
 
 /* ---- writing a trained full model ---- */
 
-static int copy_metadata(gguf_writer *w, const gguf_file *src, enum ggml_type type)
+static int copy_metadata(parm_gguf_writer *w, const parm_gguf *src, enum parm_ggml_type type)
 {
-	for (int i = 0; i < gguf_n_kv(src); i++) {
-		const char *key = gguf_kv_key(src, i);
-		if (strcmp(key, "general.file_type") && gguf_w_copy_kv(w, src, key) < 0)
+	for (int i = 0; i < parm_gguf_n_kv(src); i++) {
+		const char *key = parm_gguf_kv_key(src, i);
+		if (strcmp(key, "general.file_type") && parm_gguf_w_copy_kv(w, src, key) < 0)
 			return -1;
 	}
-	if (quant_file_type(type) >= 0)
-		gguf_w_set_u32(w, "general.file_type", (uint32_t)quant_file_type(type));
+	if (parm_quant_file_type(type) >= 0)
+		parm_gguf_w_set_u32(w, "general.file_type", (uint32_t)parm_quant_file_type(type));
 	return 0;
 }
 
-static void write_tensor(gguf_writer *w, const parm_train_tensor *p, enum ggml_type type)
+static void write_tensor(parm_gguf_writer *w, const parm_train_tensor *p, enum parm_ggml_type type)
 {
 	if (p->n_dims == 1 || type == GGML_F32) {
-		gguf_w_tensor(w, p->name, GGML_F32, p->n_dims, p->ne, p->data);
+		parm_gguf_w_tensor(w, p->name, GGML_F32, p->n_dims, p->ne, p->data);
 		return;
 	}
-	size_t rb = ggml_row_bytes(type, p->ne[0]);
-	char *q = xmalloc(rb * p->ne[1]);
+	size_t rb = parm_ggml_row_bytes(type, p->ne[0]);
+	char *q = parm_xmalloc(rb * p->ne[1]);
 	for (int64_t r = 0; r < p->ne[1]; r++)
-		quant_row(q + r * rb, p->data + r * p->ne[0], type, p->ne[0]);
-	gguf_w_tensor(w, p->name, type, p->n_dims, p->ne, q);
+		parm_quant_row(q + r * rb, p->data + r * p->ne[0], type, p->ne[0]);
+	parm_gguf_w_tensor(w, p->name, type, p->n_dims, p->ne, q);
 	free(q);
 }
 
-int parm_train_save_model(const parm_trainer *t, const char *path, enum ggml_type type)
+int parm_train_save_model(const parm_trainer *t, const char *path, enum parm_ggml_type type)
 {
-	int blk = ggml_type_block(type), rc;
+	int blk = parm_ggml_type_block(type), rc;
 	if (!t->full)
 		return parm_fail("%s: only a fully trained model is written as a model", path);
-	if (!ggml_type_name(type) || blk <= 0 || !quant_type_quantised(type))
+	if (!parm_ggml_type_name(type) || blk <= 0 || !parm_quant_type_quantised(type))
 		return parm_fail("%s: cannot write weights of type %d", path, (int)type);
 	for (int i = 0; i < t->n_tensors; i++)
 		if (t->tensors[i].n_dims == 2 && t->tensors[i].ne[0] % blk)
 			return parm_fail("%s: %s has %lld columns, not a multiple of %s's block of %d",
 					 path, t->tensors[i].name, (long long)t->tensors[i].ne[0],
-					 ggml_type_name(type), blk);
-	gguf_writer *w = gguf_w_new();
+					 parm_ggml_type_name(type), blk);
+	parm_gguf_writer *w = parm_gguf_w_new();
 	if (copy_metadata(w, t->m->file, type) < 0) {
-		gguf_w_free(w);
+		parm_gguf_w_free(w);
 		return -1;
 	}
 	for (int i = 0; i < t->n_tensors; i++)
 		write_tensor(w, &t->tensors[i], type);
-	rc = gguf_w_save(w, path);
-	gguf_w_free(w);
+	rc = parm_gguf_w_save(w, path);
+	parm_gguf_w_free(w);
 	return rc;
 }

@@ -115,7 +115,7 @@ double parm_train_flops(const parm_trainer *t);
 /* Full kind: write the trained model as a GGUF llama model, metadata and
  * tokenizer copied from the source file, 2-D weights in type (f32, f16,
  * bf16, q8_0, q4_0), norms in f32.  -1 + parm_error. */
-int parm_train_save_model(const parm_trainer *t, const char *path, enum ggml_type type);
+int parm_train_save_model(const parm_trainer *t, const char *path, enum parm_ggml_type type);
 
 /* ---- losses (train_loss.c): each returns the loss and ADDS its gradient
  * wrt logp[B][T-1] into dlogp[B][T-1] (which may be NULL) ---- */

@@ -138,11 +138,11 @@ void parm_lm_task_init(parm_task *task, parm_lm_task *lt, const parm_lm_data *d,
 	size_t cells = (size_t)batch * (size_t)max_len;
 	*lt = (parm_lm_task){ .d = d, .train_idx = train, .held = held, .n_held = n_held, .batch = batch,
 			      .max_len = max_len };
-	lt->tok = xmalloc(cells * sizeof(int));
-	lt->len = xmalloc((size_t)batch * sizeof(int));
-	lt->mask = xmalloc(cells);
-	lt->logp = xmalloc(cells * sizeof(float));
-	lt->dlogp = xmalloc(cells * sizeof(float));
+	lt->tok = parm_xmalloc(cells * sizeof(int));
+	lt->len = parm_xmalloc((size_t)batch * sizeof(int));
+	lt->mask = parm_xmalloc(cells);
+	lt->logp = parm_xmalloc(cells * sizeof(float));
+	lt->dlogp = parm_xmalloc(cells * sizeof(float));
 	*task = (parm_task){ .ctx = lt, .n_train = n_train, .micro = lm_micro, .eval = lm_eval,
 			     .n_metrics = n_held ? 1 : 0, .metric_names = names };
 }
@@ -284,14 +284,14 @@ void parm_arm_task_init(parm_task *task, parm_arm_task *at, const parm_pairs *p,
 	*at = (parm_arm_task){ .p = p, .train_idx = train, .held = held, .n_held = n_held,
 			       .k = k, .batch = batch, .max_len = max_len, .beta = beta,
 			       .dist = PARM_PREF_OFFICIAL };
-	at->tok = xmalloc(cells * sizeof(int));
-	at->len = xmalloc(seqs * sizeof(int));
-	at->plen = xmalloc(seqs * sizeof(int));
-	at->label = xmalloc((size_t)batch * (size_t)k);
-	at->want = xmalloc(cells);
-	at->logp = xmalloc(cells * sizeof(float));
-	at->dlogp = xmalloc(cells * sizeof(float));
-	at->S = xmalloc(seqs * sizeof(float));
+	at->tok = parm_xmalloc(cells * sizeof(int));
+	at->len = parm_xmalloc(seqs * sizeof(int));
+	at->plen = parm_xmalloc(seqs * sizeof(int));
+	at->label = parm_xmalloc((size_t)batch * (size_t)k);
+	at->want = parm_xmalloc(cells);
+	at->logp = parm_xmalloc(cells * sizeof(float));
+	at->dlogp = parm_xmalloc(cells * sizeof(float));
+	at->S = parm_xmalloc(seqs * sizeof(float));
 	*task = (parm_task){ .ctx = at, .n_train = n_train, .micro = arm_micro, .eval = arm_eval,
 			     .n_metrics = n_held ? (k > 1 ? k * k : 1) : 0 };
 }

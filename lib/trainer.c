@@ -55,8 +55,8 @@ static void loop_init(loop *L, parm_trainer *t, const parm_task *task, const par
 	}
 	L->total = parm_loop_total_steps(o, task->n_train);
 	L->spe = parm_loop_steps_per_epoch(task->n_train, o->batch, o->accum);
-	L->order = xmalloc(sizeof(long) * (size_t)(task->n_train ? task->n_train : 1));
-	L->metric = xcalloc((size_t)task->n_metrics + 1, sizeof(double));
+	L->order = parm_xmalloc(sizeof(long) * (size_t)(task->n_train ? task->n_train : 1));
+	L->metric = parm_xcalloc((size_t)task->n_metrics + 1, sizeof(double));
 }
 
 static void loop_free(loop *L)

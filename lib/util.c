@@ -145,7 +145,7 @@ void parm_exit_failed(void)
 	exit(1);
 }
 
-void die(const char *fmt, ...)
+void parm_die(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -162,7 +162,7 @@ void parm_exit_quietly(void)
 	exit(0);
 }
 
-void warn(const char *fmt, ...)
+void parm_warn(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -170,38 +170,38 @@ void warn(const char *fmt, ...)
 	va_end(ap);
 }
 
-void *xmalloc(size_t n)
+void *parm_xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 	if (!p)
-		die("out of memory (%zu bytes)", n);
+		parm_die("out of memory (%zu bytes)", n);
 	return p;
 }
 
-void *xcalloc(size_t n, size_t size)
+void *parm_xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size ? size : 1);
 	if (!p)
-		die("out of memory (%zu x %zu bytes)", n, size);
+		parm_die("out of memory (%zu x %zu bytes)", n, size);
 	return p;
 }
 
-void *xrealloc(void *p, size_t n)
+void *parm_xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n ? n : 1);
 	if (!p)
-		die("out of memory (%zu bytes)", n);
+		parm_die("out of memory (%zu bytes)", n);
 	return p;
 }
 
-char *xstrdup(const char *s)
+char *parm_xstrdup(const char *s)
 {
-	return xmemdup(s, strlen(s) + 1);
+	return parm_xmemdup(s, strlen(s) + 1);
 }
 
-void *xmemdup(const void *p, size_t n)
+void *parm_xmemdup(const void *p, size_t n)
 {
-	void *q = xmalloc(n);
+	void *q = parm_xmalloc(n);
 	memcpy(q, p, n);
 	return q;
 }
@@ -263,7 +263,7 @@ int parm_parse_floats(const char *s, double *out, int max)
 	}
 }
 
-void usage_error(const char *fmt, ...)
+void parm_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 	fprintf(stderr, "%s: ", parm_progname);
@@ -276,19 +276,19 @@ void usage_error(const char *fmt, ...)
 	exit(2);
 }
 
-long opt_long(const char *name, const char *arg, long lo, long hi)
+long parm_opt_long(const char *name, const char *arg, long lo, long hi)
 {
 	long v;
 	if (parm_parse_long(arg, lo, hi, &v) < 0)
-		usage_error("%s: expected an integer from %ld to %ld, got '%s'", name, lo, hi, arg);
+		parm_usage_error("%s: expected an integer from %ld to %ld, got '%s'", name, lo, hi, arg);
 	return v;
 }
 
-double opt_float(const char *name, const char *arg, double lo, double hi)
+double parm_opt_float(const char *name, const char *arg, double lo, double hi)
 {
 	double v;
 	if (parm_parse_float(arg, &v) < 0 || !(v >= lo && v <= hi))
-		usage_error("%s: expected a number from %g to %g, got '%s'", name, lo, hi, arg);
+		parm_usage_error("%s: expected a number from %g to %g, got '%s'", name, lo, hi, arg);
 	return v;
 }
 
@@ -345,7 +345,7 @@ void parm_unmap_file(const void *map, size_t size)
 int parm_write_atomic(const char *path, int (*write)(FILE *f, void *ctx), void *ctx)
 {
 	size_t len = strlen(path);
-	char *tmp = xmalloc(len + 5);
+	char *tmp = parm_xmalloc(len + 5);
 	memcpy(tmp, path, len);
 	memcpy(tmp + len, ".tmp", 5);
 	FILE *f = fopen(tmp, "wb");
@@ -385,9 +385,9 @@ void *parm_alloc_huge(size_t n)
 	enum { HUGE = 2 << 20 };
 	void *p = NULL;
 	if (n < HUGE)
-		return xmalloc(n);
+		return parm_xmalloc(n);
 	if (posix_memalign(&p, HUGE, n))
-		die("out of memory (%zu bytes)", n);
+		parm_die("out of memory (%zu bytes)", n);
 	parm_advise_huge(p, n);
 	parm_prefault(p, n, 1);
 	return p;

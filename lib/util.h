@@ -2,8 +2,8 @@
  *
  * Library functions that can fail return -1 (or NULL) after recording a
  * one-line message with parm_fail(); the tool that called them prints it
- * with die("%s", parm_error()) or adds context first.  Nothing in lib/
- * prints to stderr except through warn().  Allocation failure is fatal.
+ * with parm_die("%s", parm_error()) or adds context first.  Nothing in lib/
+ * prints to stderr except through parm_warn().  Allocation failure is fatal.
  */
 #ifndef PARM_UTIL_H
 #define PARM_UTIL_H
@@ -28,25 +28,25 @@ int parm_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *parm_failp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *parm_error(void);           /* last message recorded */
 
-_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void parm_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void parm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The reader of our output went away: leave now, status 0, with the work
  * (and its memory) behind on purpose; parm_left_early says so to the
  * leak checker of make check-asan (tests/san-report.c). */
 extern int parm_left_early;
 _Noreturn void parm_exit_quietly(void);
-/* fn runs when the tool fails (die, parm_exit_failed): a stage of the
+/* fn runs when the tool fails (parm_die, parm_exit_failed): a stage of the
  * pipe tells the next one (parm_write_abort); NULL for none. */
 void parm_on_die(void (*fn)(void));
 /* Fail without a message of our own (the stage before ours gave it):
  * the parm_on_die function, then status 1. */
 _Noreturn void parm_exit_failed(void);
 
-void *xmalloc(size_t n);
-void *xcalloc(size_t n, size_t size);
-void *xrealloc(void *p, size_t n);
-char *xstrdup(const char *s);
-void *xmemdup(const void *p, size_t n);
+void *parm_xmalloc(size_t n);
+void *parm_xcalloc(size_t n, size_t size);
+void *parm_xrealloc(void *p, size_t n);
+char *parm_xstrdup(const char *s);
+void *parm_xmemdup(const void *p, size_t n);
 
 /* 64-bit FNV-1a, chainable: pass the previous result as seed (start with
  * PARM_FNV_SEED).  Used for fingerprints, never for security. */
@@ -87,8 +87,8 @@ int parm_parse_floats(const char *s, double *out, int max);
 /* Command-line helpers for the tools: a usage error prints
  * "prog: message (see prog --help)" and exits 2; the option parsers exit
  * the same way naming the option and the accepted range. */
-_Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-long opt_long(const char *name, const char *arg, long lo, long hi);
-double opt_float(const char *name, const char *arg, double lo, double hi);
+_Noreturn void parm_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+long parm_opt_long(const char *name, const char *arg, long lo, long hi);
+double parm_opt_float(const char *name, const char *arg, double lo, double hi);
 
 #endif

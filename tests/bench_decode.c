@@ -24,7 +24,7 @@ enum { STEPS = 24, WARM = 4, MAX_BATCH = 8 };
 static double copy_bandwidth(void)
 {
 	size_t n = (size_t)256 << 20;
-	char *a = xmalloc(n), *b = xmalloc(n);
+	char *a = parm_xmalloc(n), *b = parm_xmalloc(n);
 	double best = 0;
 	memset(a, 1, n);
 	memset(b, 2, n);
@@ -60,7 +60,7 @@ static void *sweep_part(void *p)
 static double read_bandwidth(int threads)
 {
 	size_t n = (size_t)512 << 20, count = n / sizeof(v8f);
-	v8f *a = xmalloc(n);
+	v8f *a = parm_xmalloc(n);
 	struct sweep sw[64];
 	pthread_t tid[64];
 	double best = 0;
@@ -85,7 +85,7 @@ static double read_bandwidth(int threads)
 static double decode_rate(const parm_model *m, int batch)
 {
 	int V = m->cfg.n_vocab, tokens[MAX_BATCH], slot[MAX_BATCH];
-	float *logits = xmalloc((size_t)batch * V * sizeof *logits);
+	float *logits = parm_xmalloc((size_t)batch * V * sizeof *logits);
 	parm_kv *kv = parm_kv_new(m, batch, STEPS + WARM + 2);
 	double t = 0;
 	for (int s = 0; s < batch; s++)
@@ -93,7 +93,7 @@ static double decode_rate(const parm_model *m, int batch)
 	for (int step = 0; step < STEPS + WARM; step++) {
 		double t0 = parm_now();
 		if (parm_forward(m, kv, batch, tokens, slot, NULL, logits) != batch)
-			die("forward: %s", parm_error());
+			parm_die("forward: %s", parm_error());
 		if (step >= WARM)
 			t += parm_now() - t0;
 		for (int s = 0; s < batch; s++)
@@ -113,9 +113,9 @@ enum { PREFILL = 128, PREFILL_LONG = 512 };
 
 static double prefill_rate(const parm_model *m, int p)
 {
-	int *tokens = xmalloc(p * sizeof *tokens), *slot = xcalloc(p, sizeof *slot);
-	float *logits = xmalloc((size_t)m->cfg.n_vocab * sizeof *logits);
-	uint8_t *want = xcalloc(p, 1);
+	int *tokens = parm_xmalloc(p * sizeof *tokens), *slot = parm_xcalloc(p, sizeof *slot);
+	float *logits = parm_xmalloc((size_t)m->cfg.n_vocab * sizeof *logits);
+	uint8_t *want = parm_xcalloc(p, 1);
 	double best = 1e30;
 	want[p - 1] = 1;
 	for (int i = 0; i < p; i++)
@@ -125,7 +125,7 @@ static double prefill_rate(const parm_model *m, int p)
 		parm_kv_clear(kv, 0);
 		double t0 = parm_now();
 		if (parm_forward(m, kv, p, tokens, slot, want, logits) != 1)
-			die("prefill: %s", parm_error());
+			parm_die("prefill: %s", parm_error());
 		double t = parm_now() - t0;
 		best = t < best ? t : best;
 	}
@@ -212,7 +212,7 @@ static void llama_batched(const char *path, int threads, double *tg1, double *tg
 struct bench_model {
 	const char *name;
 	int dim, layers, heads, kv_heads, ff;
-	enum ggml_type type;
+	enum parm_ggml_type type;
 	const char *quantize;   /* made by llama-quantize from the f32 model: its type name */
 };
 
@@ -241,7 +241,7 @@ static const char *quantized_model(const struct bench_model *b, const char *cach
 	snprintf(cmd, sizeof cmd, "'%s' '%s' '%s.tmp' %s 2 >/dev/null 2>&1 && mv '%s.tmp' '%s'",
 		 tool, src, path, b->quantize, path, path);
 	if (system(cmd) != 0)
-		die("llama-quantize %s failed", b->quantize);
+		parm_die("llama-quantize %s failed", b->quantize);
 	return path;
 }
 
@@ -251,19 +251,19 @@ static const char *ensure_model(const struct bench_model *b, const char *cache, 
 	struct stat st;
 	if (b->quantize)
 		return quantized_model(b, cache, vocab_path);
-	snprintf(path, sizeof path, "%s/%s-%s-v1.gguf", cache, b->name, ggml_type_name(b->type));
+	snprintf(path, sizeof path, "%s/%s-%s-v1.gguf", cache, b->name, parm_ggml_type_name(b->type));
 	if (stat(path, &st) == 0)
 		return path;
-	gguf_file *vocab = gguf_open(vocab_path);
+	parm_gguf *vocab = parm_gguf_open(vocab_path);
 	if (!vocab)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	parm_config c = { .dim = b->dim, .n_layers = b->layers, .n_heads = b->heads,
 			  .n_kv_heads = b->kv_heads, .ff = b->ff, .n_ctx = 512,
 			  .rms_eps = 1e-5f, .rope_theta = 10000 };
 	fprintf(stderr, "bench: creating %s\n", path);
 	if (parm_model_init(path, vocab, &c, b->type, 1) < 0)
-		die("%s", parm_error());
-	gguf_close(vocab);
+		parm_die("%s", parm_error());
+	parm_gguf_close(vocab);
 	return path;
 }
 
@@ -317,7 +317,7 @@ static void bench_one(const struct bench_model *b, const char *cache, const char
 	}
 	parm_model *m = parm_model_load(path);
 	if (!m)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	double bytes = (double)parm_model_bytes_per_token(m);
 	double r1 = decode_rate(m, 1), r8 = decode_rate(m, 8), rss, file, kv;
 	print_rss(path, &rss, &file, &kv);
@@ -328,17 +328,17 @@ static void bench_one(const struct bench_model *b, const char *cache, const char
 	llama_batched(path, bench_threads, &btg1, &btg8);
 	snprintf(batched_rows[n_side], sizeof batched_rows[0],
 		 "%-6s %-6s %8.1f %8.1f %6.2f %8.1f %8.1f %6.2f %6.2f", b->name,
-		 b->quantize ? b->quantize : ggml_type_name(b->type), r8, btg8, btg8 > 0 ? r8 / btg8 : 0,
+		 b->quantize ? b->quantize : parm_ggml_type_name(b->type), r8, btg8, btg8 > 0 ? r8 / btg8 : 0,
 		 r1, btg1, r8 / r1, btg1 > 0 ? btg8 / btg1 : 0);
 	snprintf(side_by_side[n_side++], sizeof side_by_side[0],
 		 "%-6s %-6s %7.1f %6.2f %7.1f %6.2f %6.2f %7.1f %6.2f %7.1f %6.2f", b->name,
-		 b->quantize ? b->quantize : ggml_type_name(b->type), r1, tg > 0 ? r1 / tg : 0,
+		 b->quantize ? b->quantize : parm_ggml_type_name(b->type), r1, tg > 0 ? r1 / tg : 0,
 		 piped, tg > 0 ? piped / tg : 0, piped > 0 ? r1 / piped : 0, pf, pp > 0 ? pf / pp : 0,
 		 pf_long, pp_long > 0 ? pf_long / pp_long : 0);
 	snprintf(llama_rows[n_side - 1], sizeof llama_rows[0], "%-6s %-6s %9.1f %9.1f %9.1f", b->name,
-		 b->quantize ? b->quantize : ggml_type_name(b->type), tg, pp, pp_long);
+		 b->quantize ? b->quantize : parm_ggml_type_name(b->type), tg, pp, pp_long);
 	printf("%-6s %-6s %8.1f %9.1f %9.1f %9.1f %5.0f%% %9.1f %8.0f %8.0f %5.2f\n", b->name,
-	       b->quantize ? b->quantize : ggml_type_name(b->type), bytes / 1e6, bandwidth / bytes, r1, r8,
+	       b->quantize ? b->quantize : parm_ggml_type_name(b->type), bytes / 1e6, bandwidth / bytes, r1, r8,
 	       100 * r1 / (bandwidth / bytes), r8 / r1, rss, file, rss / (file + kv));
 	fflush(stdout);
 	parm_model_free(m);
@@ -377,7 +377,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc < 2)
-		die("usage: bench_decode VOCAB.gguf [CACHE_DIR]\n"
+		parm_die("usage: bench_decode VOCAB.gguf [CACHE_DIR]\n"
 		    "       bench_decode --decode-only MODEL.gguf [BATCH]\n"
 		    "       bench_decode --prefill-only MODEL.gguf");
 	snprintf(cache, sizeof cache, "%s", argc > 2 ? argv[2] : "");

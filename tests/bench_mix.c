@@ -26,20 +26,20 @@
 
 enum { STEPS = 10, WARM = 2, REPEATS = 3, MAX_BATCH = 4, MAX_GUIDES = 3 };
 
-static const char *ensure_model(const char *cache, const char *vocab_path, enum ggml_type t)
+static const char *ensure_model(const char *cache, const char *vocab_path, enum parm_ggml_type t)
 {
 	static char path[4200];
 	struct stat st;
-	snprintf(path, sizeof path, "%s/134M-%s-v1.gguf", cache, ggml_type_name(t));
+	snprintf(path, sizeof path, "%s/134M-%s-v1.gguf", cache, parm_ggml_type_name(t));
 	if (stat(path, &st) == 0)
 		return path;
-	gguf_file *vocab = gguf_open(vocab_path);
+	parm_gguf *vocab = parm_gguf_open(vocab_path);
 	parm_config c = { .dim = 768, .n_layers = 12, .n_heads = 12, .n_kv_heads = 12,
 			  .ff = 2048, .n_ctx = 512, .rms_eps = 1e-5f, .rope_theta = 10000 };
 	fprintf(stderr, "bench: creating %s\n", path);
 	if (!vocab || parm_model_init(path, vocab, &c, t, 1) < 0)
-		die("%s", parm_error());
-	gguf_close(vocab);
+		parm_die("%s", parm_error());
+	parm_gguf_close(vocab);
 	return path;
 }
 
@@ -52,7 +52,7 @@ static parm_arm *random_arm(const char *backbone, int k, uint64_t seed)
 	o.seed = seed;
 	parm_arm *a = parm_arm_new(backbone, &o);
 	if (!a)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	uint64_t s = seed;
 	for (int i = 0; i < a->backbone->cfg.n_layers * a->n_targets; i++) {
 		parm_pblora *p = &a->adapters[i];
@@ -68,7 +68,7 @@ static parm_guide *make_guide(const char *backbone, int k, int merge, uint64_t s
 	float alpha[3] = { 1.0f / k, 1.0f / k, 1.0f / k };
 	parm_guide *g = parm_guide_new(a, alpha, 1.0f, merge);
 	if (!g)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	return g;
 }
 
@@ -93,14 +93,14 @@ static double step_time(const parm_model *base, parm_guide **g, int n_g, int bat
 	int V = base->cfg.n_vocab, tokens[MAX_BATCH], slot[MAX_BATCH];
 	parm_header h = { .n_vocab = V, .fingerprint = parm_tok_fingerprint(base->tok) };
 	parm_kv *kv = parm_kv_new(base, batch, STEPS + WARM + 2);
-	float *logits = xmalloc((size_t)batch * V * sizeof *logits);
-	float *lp = xmalloc((size_t)(n_g ? n_g : 1) * batch * V * sizeof *lp);
+	float *logits = parm_xmalloc((size_t)batch * V * sizeof *logits);
+	float *lp = parm_xmalloc((size_t)(n_g ? n_g : 1) * batch * V * sizeof *lp);
 	parm_step steps[MAX_BATCH];
 	parm_record rec = { .type = PARM_REC_ROUND, .n_steps = batch, .steps = steps };
 	double t[STEPS];
 	for (int j = 0; j < n_g; j++)
 		if (parm_guide_begin(g[j], &h, STEPS + WARM + 2) < 0)
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 	for (int s = 0; s < batch; s++) {
 		tokens[s] = 1 + 100 * s, slot[s] = s;
 		for (int j = 0; j < n_g; j++)
@@ -109,12 +109,12 @@ static double step_time(const parm_model *base, parm_guide **g, int n_g, int bat
 	for (int step = 0; step < STEPS + WARM; step++) {
 		double t0 = cpu_now();
 		if (parm_forward(base, kv, batch, tokens, slot, NULL, logits) != batch)
-			die("forward: %s", parm_error());
+			parm_die("forward: %s", parm_error());
 		for (int s = 0; s < batch; s++)
 			steps[s] = (parm_step){ .seq = s, .tok = step ? tokens[s] : -1,
 						.logits = logits + (size_t)s * V };
 		if (parm_mix_round(g, n_g, &rec, V, lp) < 0)
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 		if (step >= WARM)
 			t[step - WARM] = cpu_now() - t0;
 		for (int s = 0; s < batch; s++)
@@ -132,7 +132,7 @@ static double step_time(const parm_model *base, parm_guide **g, int n_g, int bat
 
 struct setup { const char *name; int k, n_arms, merge; };
 
-static void bench_type(const char *cache, const char *vocab, enum ggml_type type)
+static void bench_type(const char *cache, const char *vocab, enum parm_ggml_type type)
 {
 	static const struct setup setups[] = {
 		{ "base alone", 0, 0, 1 },
@@ -143,11 +143,11 @@ static void bench_type(const char *cache, const char *vocab, enum ggml_type type
 	const char *path = ensure_model(cache, vocab, type);
 	parm_model *base = parm_model_load(path);
 	if (!base)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	double base_t[2] = { 0, 0 };
 	int batches[2] = { 1, MAX_BATCH };
 	printf("\nbase 134M %s (dim 768, 12 layers, vocab 32000); ARM backbones the same model\n",
-	       ggml_type_name(type));
+	       parm_ggml_type_name(type));
 	printf("%-20s %12s %8s %12s %8s\n", "setup", "ms/step b1", "ratio",
 	       "ms/step b4", "ratio");
 	for (size_t i = 0; i < sizeof setups / sizeof *setups; i++) {
@@ -188,7 +188,7 @@ static const char *arm_file(const char *cache, const char *base, const char *nam
 	fprintf(stderr, "bench: creating %s\n", p);
 	parm_arm *a = random_arm(base, k, seed);
 	if (parm_arm_save(a, p, 0) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	parm_arm_free(a);
 	return p;
 }
@@ -234,7 +234,7 @@ int main(int argc, char **argv)
 	const char *home = getenv("HOME");
 	parm_setprog(argv[0]);
 	if (argc < 2)
-		die("usage: bench_mix VOCAB.gguf [CACHE_DIR]");
+		parm_die("usage: bench_mix VOCAB.gguf [CACHE_DIR]");
 	snprintf(cache, sizeof cache, "%s", argc > 2 ? argv[2] : "");
 	if (!cache[0]) {
 		char parent[4200];

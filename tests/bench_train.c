@@ -45,8 +45,8 @@ static double cpu_now(void)
 static double sgemm_peak(int threads, double *per_cpu)
 {
 	size_t n = SGEMM_N;
-	float *a = xmalloc(n * n * sizeof *a), *b = xmalloc(n * n * sizeof *b),
-	      *c = xmalloc(n * n * sizeof *c);
+	float *a = parm_xmalloc(n * n * sizeof *a), *b = parm_xmalloc(n * n * sizeof *b),
+	      *c = parm_xmalloc(n * n * sizeof *c);
 	double best = 0, flops = 2.0 * n * n * n;
 	*per_cpu = 0;
 	for (size_t i = 0; i < n * n; i++)
@@ -78,20 +78,20 @@ static parm_model *load_model(const struct bench_model *b, const char *cache, co
 	struct stat st;
 	snprintf(path, sizeof path, "%s/%s-f32-v1.gguf", cache, b->name);
 	if (stat(path, &st) != 0) {
-		gguf_file *vocab = gguf_open(vocab_path);
+		parm_gguf *vocab = parm_gguf_open(vocab_path);
 		if (!vocab)
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 		parm_config c = { .dim = b->dim, .n_layers = b->layers, .n_heads = b->heads,
 				  .n_kv_heads = b->heads, .ff = b->ff, .n_ctx = 512,
 				  .rms_eps = 1e-5f, .rope_theta = 10000 };
 		fprintf(stderr, "bench: creating %s\n", path);
 		if (parm_model_init(path, vocab, &c, GGML_F32, 1) < 0)
-			die("%s", parm_error());
-		gguf_close(vocab);
+			parm_die("%s", parm_error());
+		parm_gguf_close(vocab);
 	}
 	parm_model *m = parm_model_load(path);
 	if (!m)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	return m;
 }
 
@@ -108,13 +108,13 @@ static struct batch make_batch(int B, int T, int V)
 {
 	struct batch b = { .B = B, .T = T };
 	uint64_t s = 7;
-	b.tokens = xmalloc((size_t)B * T * sizeof *b.tokens);
-	b.lengths = xmalloc(B * sizeof *b.lengths);
-	b.prompt_len = xmalloc(B * sizeof *b.prompt_len);
-	b.label = xmalloc(B * sizeof *b.label);
-	b.want = xmalloc((size_t)B * (T - 1));
-	b.logp = xmalloc((size_t)B * (T - 1) * sizeof *b.logp);
-	b.dlogp = xmalloc((size_t)B * (T - 1) * sizeof *b.dlogp);
+	b.tokens = parm_xmalloc((size_t)B * T * sizeof *b.tokens);
+	b.lengths = parm_xmalloc(B * sizeof *b.lengths);
+	b.prompt_len = parm_xmalloc(B * sizeof *b.prompt_len);
+	b.label = parm_xmalloc(B * sizeof *b.label);
+	b.want = parm_xmalloc((size_t)B * (T - 1));
+	b.logp = parm_xmalloc((size_t)B * (T - 1) * sizeof *b.logp);
+	b.dlogp = parm_xmalloc((size_t)B * (T - 1) * sizeof *b.dlogp);
 	for (int i = 0; i < B; i++) {
 		b.lengths[i] = T;
 		b.prompt_len[i] = T / 4;
@@ -165,7 +165,7 @@ static double train_step(parm_trainer *t, parm_adamw *o, struct batch *b, int ar
 	}
 	if (parm_train_forward(t, b->tokens, b->lengths, b->B, b->T, arm ? b->want : NULL,
 			       b->logp) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	if (arm)
 		loss = parm_arm_loss(b->dlogp, b->logp, b->prompt_len, b->lengths, P, b->T,
 				     b->label, 2, alpha, 0.05, NULL, NULL, NULL);
@@ -195,14 +195,14 @@ static double work_flops(const parm_trainer *t, const parm_model *m, int arm, in
 static void bench_train(const char *what, const struct bench_model *bm, const char *cache,
 			const char *vocab, int B, int T, int steps, int arm)
 {
-	int threads = kernels_threads();
+	int threads = parm_kernels_threads();
 	double peak_cpu, peak = sgemm_peak(threads, &peak_cpu);
 	parm_model *m = load_model(bm, cache, vocab);
 	parm_adapter_opts ao;
 	parm_adapter_opts_default(&ao, 2);
 	parm_trainer *t = arm ? parm_train_new_adapters(m, &ao, B, T) : parm_train_new_full(m, B, T);
 	if (!t)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	parm_adamw o;
 	parm_adamw_init(&o, 0.01f);
 	add_groups(&o, t);
@@ -283,9 +283,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc < 2)
-		die("usage: bench_train VOCAB.gguf [CACHE_DIR]");
+		parm_die("usage: bench_train VOCAB.gguf [CACHE_DIR]");
 	cache_dir(cache, sizeof cache, argc > 2 ? argv[2] : NULL);
-	int threads = kernels_threads();
+	int threads = parm_kernels_threads();
 	printf("OpenBLAS %s core, %d threads; peak = best sgemm %dx%dx%d just before the row\n",
 	       openblas_get_corename(), threads, SGEMM_N, SGEMM_N, SGEMM_N);
 	printf("best of a few steps: seconds of forward + loss, backward, clip + AdamW;\n"
@@ -296,7 +296,7 @@ int main(int argc, char **argv)
 	       "/peak", "/pkcpu", "loss");
 	double rss_arm = row_in_child("arm", argv), rss_lm = row_in_child("lm", argv);
 	if (rss_arm < 0 || rss_lm < 0)
-		die("a row failed");
+		parm_die("a row failed");
 	printf("peak RSS of the process: arm %.0f MB (the 134M f32 model's file is %.0f MB), "
 	       "lm %.0f MB\n", rss_arm, big_file_mb(cache), rss_lm);
 	return 0;

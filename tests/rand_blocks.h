@@ -1,4 +1,4 @@
-/* rand_blocks.h - random blocks of the block types quant_row does not
+/* rand_blocks.h - random blocks of the block types parm_quant_row does not
  * write (Q4_1 ... IQ4_XS): random bytes, with each block's f16 scale (and
  * min) set apart so none is a nan or an inf.  For tests; header-only. */
 #ifndef PARM_TEST_RAND_BLOCKS_H
@@ -22,7 +22,7 @@ static uint32_t rand_blocks_u32(void)
 }
 
 /* Byte offsets of a block's f16 scale and min (-1: none). */
-static void rand_blocks_halves(enum ggml_type t, int *d, int *m)
+static void rand_blocks_halves(enum parm_ggml_type t, int *d, int *m)
 {
 	*m = -1;
 	switch ((int)t) {
@@ -42,14 +42,14 @@ static uint16_t rand_blocks_half(int b, int extremes, float scale)
 	static const uint16_t odd[] = { 0x7bff, 0xfbff, 0x0000, 0x0001, 0x8000, 0x3c00 };
 	if (extremes && b % 3 == 0)
 		return odd[(b / 3) % 6];
-	return f32_to_f16(scale * ((rand_blocks_u32() + 0.5f) / 2147483648.0f - 1));
+	return parm_f32_to_f16(scale * ((rand_blocks_u32() + 0.5f) / 2147483648.0f - 1));
 }
 
 /* row = n elements (a multiple of t's block) of random blocks of type t. */
-static void rand_blocks(uint8_t *row, enum ggml_type t, int64_t n, int extremes, float scale)
+static void rand_blocks(uint8_t *row, enum parm_ggml_type t, int64_t n, int extremes, float scale)
 {
-	int64_t nb = n / ggml_type_block(t);
-	size_t bb = ggml_type_block_bytes(t);
+	int64_t nb = n / parm_ggml_type_block(t);
+	size_t bb = parm_ggml_type_block_bytes(t);
 	int d, m;
 	rand_blocks_halves(t, &d, &m);
 	for (size_t i = 0; i < (size_t)nb * bb; i++)

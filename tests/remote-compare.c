@@ -39,7 +39,7 @@ static int top_entries(const parm_step *st, int n_vocab, struct entry *e, int k)
 	for (int i = 0; i < n; i++)
 		sum += exp(st->logits[i] - mx);
 	double lse = mx + log(sum);
-	struct entry *all = xmalloc(n * sizeof *all);
+	struct entry *all = parm_xmalloc(n * sizeof *all);
 	for (int i = 0; i < n; i++)
 		all[i] = (struct entry){st->sparse ? st->ids[i] : i,
 					st->sparse ? st->logits[i] : st->logits[i] - lse};
@@ -56,13 +56,13 @@ static int dump(int k)
 	parm_header h;
 	parm_record rec;
 	parm_feedback *fb = NULL;
-	struct entry *e = xmalloc(k * sizeof *e);
+	struct entry *e = parm_xmalloc(k * sizeof *e);
 	if (parm_read_header(in, &h) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	while (parm_read_record(in, &rec) == 0 && rec.type != PARM_REC_FIN) {
 		if (rec.type != PARM_REC_ROUND)
 			continue;
-		parm_choice *c = xmalloc(rec.n_steps * sizeof *c);
+		parm_choice *c = parm_xmalloc(rec.n_steps * sizeof *c);
 		for (int s = 0; s < rec.n_steps; s++) {
 			int n = top_entries(&rec.steps[s], h.n_vocab, e, k);
 			printf("%d", rec.steps[s].seq);
@@ -73,11 +73,11 @@ static int dump(int k)
 		}
 		if ((!fb && !(fb = parm_feedback_connect(h.feedback))) ||
 		    parm_feedback_send(fb, c, rec.n_steps) < 0)
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 		free(c);
 	}
 	if (rec.type != PARM_REC_FIN)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	parm_feedback_free(fb);
 	parm_header_free(&h);
 	parm_reader_free(in);
@@ -115,24 +115,24 @@ static int diff(double tol, const char *pa, const char *pb)
 	int sa, sb, na, nb, line = 0;
 	double worst = 0;
 	if (!fa || !fb)
-		die("cannot open %s or %s", pa, pb);
+		parm_die("cannot open %s or %s", pa, pb);
 	while ((na = read_line(fa, &sa, a, 256)) >= 0) {
 		line++;
 		nb = read_line(fb, &sb, b, 256);
 		int n = na < nb ? na : nb;
 		if (nb < 0 || sa != sb || n == 0)
-			die("step %d: %s and %s disagree on the steps", line, pa, pb);
+			parm_die("step %d: %s and %s disagree on the steps", line, pa, pb);
 		for (int i = 0; i < n; i++) {
 			if (!same_rank(a, b, i, n, tol))
-				die("step %d rank %d: %d:%.6f vs %d:%.6f", line, i,
+				parm_die("step %d rank %d: %d:%.6f vs %d:%.6f", line, i,
 				    a[i].id, a[i].lp, b[i].id, b[i].lp);
 			worst = fmax(worst, fabs(a[i].lp - b[i].lp));
 		}
 	}
 	if (read_line(fb, &sb, b, 256) >= 0)
-		die("%s has more steps than %s", pb, pa);
+		parm_die("%s has more steps than %s", pb, pa);
 	if (line == 0)
-		die("no steps to compare");
+		parm_die("no steps to compare");
 	printf("%d steps agree; largest difference %.2g\n", line, worst);
 	fclose(fa), fclose(fb);
 	return 0;
@@ -181,5 +181,5 @@ int main(int argc, char **argv)
 		return diff(atof(argv[2]), argv[3], argv[4]);
 	if (argc == 5 && !strcmp(argv[1], "wait"))
 		return wait_ok(argv[2], atof(argv[3]), argv[4]);
-	usage_error("usage: remote-compare dump K | diff TOL A B | wait URL SECONDS TEXT");
+	parm_usage_error("usage: remote-compare dump K | diff TOL A B | wait URL SECONDS TEXT");
 }

@@ -3,7 +3,7 @@
  *
  * Leaks are checked only when the program exits 0 on its own (not in
  * parm_exit_quietly, when its reader went away).  A tool that fails
- * calls die() wherever it is and leaves its work, and the memory of it,
+ * calls parm_die() wherever it is and leaves its work, and the memory of it,
  * behind on purpose; freeing on every error path would add code that only
  * the leak checker reads.  Memory errors and undefined behaviour are
  * reported on every path.

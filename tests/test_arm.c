@@ -41,11 +41,11 @@ static int make_backbone(const char *path, int dim, uint64_t seed)
 {
 	char vocab_path[4096];
 	snprintf(vocab_path, sizeof vocab_path, "%s/ggml-vocab-llama-spm.gguf", fixtures_dir());
-	gguf_file *vocab = gguf_open(vocab_path);
+	parm_gguf *vocab = parm_gguf_open(vocab_path);
 	parm_config c = { .dim = dim, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
 			  .ff = 96, .n_ctx = 64 };
 	int rc = vocab ? parm_model_init(path, vocab, &c, GGML_F16, seed) : -1;
-	gguf_close(vocab);
+	parm_gguf_close(vocab);
 	return rc;
 }
 
@@ -165,18 +165,18 @@ static void test_round_trip(const char *base, int k, unsigned targets)
  * without opening the backbone. */
 static void test_tokenizer_copy(const char *base)
 {
-	gguf_file *g = gguf_open(tmp_path("ref2.gguf"));
+	parm_gguf *g = parm_gguf_open(tmp_path("ref2.gguf"));
 	parm_tokenizer *t = g ? parm_tokenizer_load(g) : NULL;
 	parm_model *m = parm_model_load(base);
 	ok(t && m && parm_tok_fingerprint(t) == parm_tok_fingerprint(m->tok),
 	   "referenced ARM's tokenizer fingerprint equals the backbone's");
-	ok(g && gguf_find_tensor(g, "blk.0.attn_q.weight") == NULL &&
-	   gguf_find_tensor(g, "blk.1.attn_v.pblora_w2") != NULL,
+	ok(g && parm_gguf_find_tensor(g, "blk.0.attn_q.weight") == NULL &&
+	   parm_gguf_find_tensor(g, "blk.1.attn_v.pblora_w2") != NULL,
 	   "referenced ARM holds adapters, not backbone tensors");
 	if (t)
 		parm_tokenizer_free(t);
 	parm_model_free(m);
-	gguf_close(g);
+	parm_gguf_close(g);
 }
 
 static void test_relative_path(const char *base)
@@ -186,11 +186,11 @@ static void test_relative_path(const char *base)
 	mkdir(tmp_path("sub"), 0700);
 	parm_arm *a = new_arm(base, 2, PARM_TARGETS_DEFAULT, 3);
 	int saved = a && parm_arm_save(a, tmp_path("sub/arm.gguf"), 0) == 0;
-	gguf_file *g = saved ? gguf_open(tmp_path("sub/arm.gguf")) : NULL;
-	GOOD(g && gguf_get_str(g, "parm.backbone.path", &stored, &len) == 0 &&
+	parm_gguf *g = saved ? parm_gguf_open(tmp_path("sub/arm.gguf")) : NULL;
+	GOOD(g && parm_gguf_get_str(g, "parm.backbone.path", &stored, &len) == 0 &&
 	   len == strlen("../base.gguf") && !memcmp(stored, "../base.gguf", len),
 	   "backbone path stored relative to the ARM's directory");
-	gguf_close(g);
+	parm_gguf_close(g);
 	parm_arm *b = saved ? parm_arm_load(tmp_path("sub/arm.gguf")) : NULL;
 	GOOD(b && same_arm(a, b), "ARM in a subdirectory finds ../base.gguf");
 	parm_arm_free(a);
@@ -254,59 +254,59 @@ static int keep_but(void *ctx, const char *name, int is_tensor)
 }
 
 static int rewrite(const char *from, const char *to, const char *drop,
-		   void (*edit)(gguf_writer *w))
+		   void (*edit)(parm_gguf_writer *w))
 {
-	gguf_file *g = gguf_open(from);
+	parm_gguf *g = parm_gguf_open(from);
 	if (!g)
 		return -1;
-	gguf_writer *w = gguf_w_new();
-	gguf_w_copy_file(w, g, keep_but, (void *)drop);
+	parm_gguf_writer *w = parm_gguf_w_new();
+	parm_gguf_w_copy_file(w, g, keep_but, (void *)drop);
 	if (edit)
 		edit(w);
-	int rc = gguf_w_save(w, to);
-	gguf_w_free(w);
-	gguf_close(g);
+	int rc = parm_gguf_w_save(w, to);
+	parm_gguf_w_free(w);
+	parm_gguf_close(g);
 	return rc;
 }
 
-static void edit_k3(gguf_writer *w)
+static void edit_k3(parm_gguf_writer *w)
 {
 	const char *names[] = { "a", "b", "c" };
-	gguf_w_set_u32(w, "parm.objective_count", 3);
-	gguf_w_set_arr_str(w, "parm.objectives", names, NULL, 3);
+	parm_gguf_w_set_u32(w, "parm.objective_count", 3);
+	parm_gguf_w_set_arr_str(w, "parm.objectives", names, NULL, 3);
 }
 
-static void edit_target(gguf_writer *w)
+static void edit_target(parm_gguf_writer *w)
 {
 	const char *names[] = { "attn_q", "attn_x", "attn_v" };
-	gguf_w_set_arr_str(w, "parm.pblora.targets", names, NULL, 3);
+	parm_gguf_w_set_arr_str(w, "parm.pblora.targets", names, NULL, 3);
 }
 
-static void edit_version(gguf_writer *w)
+static void edit_version(parm_gguf_writer *w)
 {
-	gguf_w_set_u32(w, "parm.format_version", 99);
+	parm_gguf_w_set_u32(w, "parm.format_version", 99);
 }
 
-static void edit_layers(gguf_writer *w)
+static void edit_layers(parm_gguf_writer *w)
 {
-	gguf_w_set_u32(w, "parm.block_count", 3);
+	parm_gguf_w_set_u32(w, "parm.block_count", 3);
 }
 
-static void edit_names(gguf_writer *w)
+static void edit_names(parm_gguf_writer *w)
 {
 	const char *names[] = { "helpful" };
-	gguf_w_set_arr_str(w, "parm.objectives", names, NULL, 1);
+	parm_gguf_w_set_arr_str(w, "parm.objectives", names, NULL, 1);
 }
 
 static char other_path[256], other_sha[65];
 
-static void edit_backbone(gguf_writer *w)
+static void edit_backbone(parm_gguf_writer *w)
 {
-	gguf_w_set_str(w, "parm.backbone.path", other_path);
-	gguf_w_set_str(w, "parm.backbone.sha256", other_sha);
+	parm_gguf_w_set_str(w, "parm.backbone.path", other_path);
+	parm_gguf_w_set_str(w, "parm.backbone.sha256", other_sha);
 }
 
-static void expect_fail(const char *src, const char *drop, void (*edit)(gguf_writer *),
+static void expect_fail(const char *src, const char *drop, void (*edit)(parm_gguf_writer *),
 			const char *want, const char *what)
 {
 	const char *bad = tmp_path("bad.gguf");
@@ -328,12 +328,12 @@ static void test_bad_files(const char *base, const char *small)
 	expect_fail(base, NULL, NULL, "not an ARM file", "a plain model is not an ARM");
 	/* The wide adapters pointed at a narrower backbone (its true digest). */
 	parm_arm *a = new_arm(small, 2, PARM_TARGETS_DEFAULT, 9);
-	gguf_file *g = a && parm_arm_save(a, tmp_path("narrow.gguf"), 0) == 0
-		? gguf_open(tmp_path("narrow.gguf")) : NULL;
+	parm_gguf *g = a && parm_arm_save(a, tmp_path("narrow.gguf"), 0) == 0
+		? parm_gguf_open(tmp_path("narrow.gguf")) : NULL;
 	const char *p, *h;
 	size_t pl, hl;
-	if (g && !gguf_get_str(g, "parm.backbone.path", &p, &pl) &&
-	    !gguf_get_str(g, "parm.backbone.sha256", &h, &hl)) {
+	if (g && !parm_gguf_get_str(g, "parm.backbone.path", &p, &pl) &&
+	    !parm_gguf_get_str(g, "parm.backbone.sha256", &h, &hl)) {
 		snprintf(other_path, sizeof other_path, "%.*s", (int)pl, p);
 		snprintf(other_sha, sizeof other_sha, "%.*s", (int)hl, h);
 		expect_fail(ref, NULL, edit_backbone, "the backbone's attn_q is 32 x 32",
@@ -341,7 +341,7 @@ static void test_bad_files(const char *base, const char *small)
 	} else {
 		GOOD(0, "ARM on the narrow backbone");
 	}
-	gguf_close(g);
+	parm_gguf_close(g);
 	parm_arm_free(a);
 }
 
@@ -406,7 +406,7 @@ static double merged_error(const parm_arm *a, int l, enum parm_target t, const f
 	const uint16_t *W = w->data;
 	for (int o = 0; o < p->out; o++)
 		for (int i = 0; i < p->in; i++) {
-			double d = f16_to_f32(W[o * p->in + i]);
+			double d = parm_f16_to_f32(W[o * p->in + i]);
 			for (int x = 0; x < r; x++)
 				for (int y = 0; y < r; y++)
 					d += p->scale * p->B[o * r + x] * M[x][y] * p->A[y * p->in + i];

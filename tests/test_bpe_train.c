@@ -123,8 +123,8 @@ static void test_determinism(char *path_a, char *path_b)
 static int round_trips(const parm_tokenizer *t, const char *text, size_t len)
 {
 	int n = parm_tokenize(t, text, len, 0, NULL, 0);
-	int *ids = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
-	char *out = xmalloc(len * 4 + 4);
+	int *ids = parm_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
+	char *out = parm_xmalloc(len * 4 + 4);
 	size_t at = 0;
 	int good = n >= 0 && parm_tokenize(t, text, len, 0, ids, n) == n;
 	for (int i = 0; good && i < n; i++) {
@@ -156,7 +156,7 @@ static size_t random_utf8(char *buf, size_t max, uint64_t *state)
 
 static void test_load_and_round_trip(const char *path)
 {
-	gguf_file *g = gguf_open(path);
+	parm_gguf *g = parm_gguf_open(path);
 	parm_tokenizer *t = g ? parm_tokenizer_load(g) : NULL;
 	static const char *const texts[] = {
 		"How do I clean a cast iron pan? Rinse the pan with warm water.",
@@ -185,7 +185,7 @@ static void test_load_and_round_trip(const char *path)
 	n = parm_tokenize(t, "\xff", 1, 0, ids, 64);
 	ok(n == 3, "a stray byte is read as U+FFFD, 3 byte tokens (as llama.cpp does)");
 	parm_tokenizer_free(t);
-	gguf_close(g);
+	parm_gguf_close(g);
 }
 
 int main(void)

@@ -28,7 +28,7 @@ static void write_plain(const char *name, const char *text)
 {
 	FILE *f = fopen(path_in(name), "wb");
 	if (!f || fputs(text, f) < 0 || fclose(f))
-		die("cannot write %s", name);
+		parm_die("cannot write %s", name);
 }
 
 typedef struct { const char *name, *text; } member;
@@ -72,7 +72,7 @@ static int collect(void *ctx, json_t *obj, const char *origin)
 	records *r = ctx;
 	if (r->n < 64) {
 		r->text[r->n] = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
-		r->origin[r->n++] = xstrdup(origin);
+		r->origin[r->n++] = parm_xstrdup(origin);
 	}
 	return 0;
 }
@@ -246,7 +246,7 @@ static void test_compact_json(void)
 static void test_long_line_and_stdin(void)
 {
 	size_t big = 300000;
-	char *s = xmalloc(big + 64);
+	char *s = parm_xmalloc(big + 64);
 	records r = {0};
 	int saved = dup(0), fd;
 	strcpy(s, "{\"text\": \"");
@@ -414,14 +414,14 @@ static void test_hh_pairs(void)
 
 /* ---- tokenisation ---- */
 
-static parm_tokenizer *load_spm(gguf_file **g)
+static parm_tokenizer *load_spm(parm_gguf **g)
 {
 	char path[1024];
 	const char *fx = fixtures_dir();
 	if (!fx)
 		return NULL;
 	snprintf(path, sizeof path, "%s/ggml-vocab-llama-spm.gguf", fx);
-	if (!(*g = gguf_open(path)))
+	if (!(*g = parm_gguf_open(path)))
 		return NULL;
 	return parm_tokenizer_load(*g);
 }
@@ -573,10 +573,10 @@ static void test_split(void)
 
 int main(void)
 {
-	gguf_file *g = NULL;
+	parm_gguf *g = NULL;
 	parm_tokenizer *t;
 	if (!mkdtemp(dir))
-		die("mkdtemp: cannot make %s", dir);
+		parm_die("mkdtemp: cannot make %s", dir);
 	test_formats();
 	test_open_mem();
 	test_external_tools();
@@ -595,7 +595,7 @@ int main(void)
 	} else {
 		ok(0, "llama-spm vocabulary fixture: %s", fixtures_dir() ? parm_error() : "not found");
 	}
-	gguf_close(g);
+	parm_gguf_close(g);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)

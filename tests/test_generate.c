@@ -24,7 +24,7 @@ static void greedy_one(const parm_model *m, const char *prompt, char *out, size_
 {
 	int V = m->cfg.n_vocab, ids[512], slot = 0;
 	int n = parm_tokenize(m->tok, prompt, strlen(prompt), 1, ids, 512);
-	float *logits = xmalloc((size_t)V * sizeof *logits);
+	float *logits = parm_xmalloc((size_t)V * sizeof *logits);
 	parm_kv *kv = parm_kv_new(m, 1, m->cfg.n_ctx);
 	int slots[512] = {0};
 	size_t len = 0;
@@ -57,7 +57,7 @@ static char *run(const char *dir, const char *cmd)
 	snprintf(line, sizeof line, "cd %s && PATH=%s/tools:$PATH; { %s; } < prompts.txt",
 		 dir, getenv("PWD"), cmd);
 	FILE *p = popen(line, "r");
-	char *out = xcalloc(1, 1 << 20);
+	char *out = parm_xcalloc(1, 1 << 20);
 	size_t n = fread(out, 1, (1 << 20) - 1, p);
 	out[n] = '\0';
 	int rc = pclose(p);
@@ -111,23 +111,23 @@ static void test_end_of_turn(const char *fx, const char *dir)
 	snprintf(vocab, sizeof vocab, "%s/ggml-vocab-phi-3.gguf", fx);
 	snprintf(plain, sizeof plain, "%s/qwen2.gguf", dir);
 	snprintf(biased, sizeof biased, "%s/eot.gguf", dir);
-	gguf_file *v = gguf_open(vocab), *g = NULL;
+	parm_gguf *v = parm_gguf_open(vocab), *g = NULL;
 	parm_config cfg = {.dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .ff = 64,
 			   .n_ctx = 64, .arch = PARM_ARCH_QWEN2};
-	int rc = v && parm_model_init(plain, v, &cfg, GGML_F32, 5) == 0 && (g = gguf_open(plain)) ? 0 : -1;
+	int rc = v && parm_model_init(plain, v, &cfg, GGML_F32, 5) == 0 && (g = parm_gguf_open(plain)) ? 0 : -1;
 	if (rc == 0) {
-		gguf_writer *w = gguf_w_new();
-		gguf_w_copy_file(w, g, NULL, NULL);
+		parm_gguf_writer *w = parm_gguf_w_new();
+		parm_gguf_w_copy_file(w, g, NULL, NULL);
 		int64_t V = 32064;
-		float *bias = xcalloc(V, sizeof *bias);
+		float *bias = parm_xcalloc(V, sizeof *bias);
 		bias[32007] = 100;
-		gguf_w_tensor(w, "output.bias", GGML_F32, 1, &V, bias);
-		rc = gguf_w_save(w, biased);
-		gguf_w_free(w);
+		parm_gguf_w_tensor(w, "output.bias", GGML_F32, 1, &V, bias);
+		rc = parm_gguf_w_save(w, biased);
+		parm_gguf_w_free(w);
 		free(bias);
 	}
-	gguf_close(g);
-	gguf_close(v);
+	parm_gguf_close(g);
+	parm_gguf_close(v);
 	char *out = rc ? NULL : run(dir, "parm-logits -n 5 eot.gguf | parm-sample --temp 0 --json");
 	ok(out && strstr(out, "\"response\":\"\",\"tokens\":[32007],\"stop\":\"eos\"") &&
 	   !strstr(out, "\"stop\":\"length\""),
@@ -148,7 +148,7 @@ int main(void)
 		return 1;
 	snprintf(vocab, sizeof vocab, "%s/ggml-vocab-llama-spm.gguf", fx);
 	snprintf(model, sizeof model, "%s/model.gguf", dir);
-	gguf_file *v = gguf_open(vocab);
+	parm_gguf *v = parm_gguf_open(vocab);
 	parm_config cfg = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
 			   .ff = 160, .n_ctx = 128, .rms_eps = 1e-5f, .rope_theta = 10000};
 	int rc = v ? parm_model_init(model, v, &cfg, GGML_F32, 42) : -1;
@@ -161,7 +161,7 @@ int main(void)
 		test_end_of_turn(fx, dir);
 		parm_model_free(m);
 	}
-	gguf_close(v);
+	parm_gguf_close(v);
 	char rm[600];
 	snprintf(rm, sizeof rm, "rm -rf %s", dir);
 	if (system(rm) != 0)

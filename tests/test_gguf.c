@@ -42,19 +42,19 @@ static uint8_t *read_bytes(const char *path, size_t *n)
 	fseek(f, 0, SEEK_END);
 	*n = ftell(f);
 	rewind(f);
-	uint8_t *p = xmalloc(*n);
+	uint8_t *p = parm_xmalloc(*n);
 	if (fread(p, 1, *n, f) != *n)
 		*n = 0;
 	fclose(f);
 	return p;
 }
 
-/* gguf_open(path) fails and its message names the file and holds `what`. */
+/* parm_gguf_open(path) fails and its message names the file and holds `what`. */
 static int fails_with(const char *path, const char *what)
 {
-	gguf_file *g = gguf_open(path);
+	parm_gguf *g = parm_gguf_open(path);
 	if (g) {
-		gguf_close(g);
+		parm_gguf_close(g);
 		return 0;
 	}
 	return strstr(parm_error(), path) && (!what || strstr(parm_error(), what));
@@ -64,7 +64,7 @@ static int fails_with(const char *path, const char *what)
 
 static const char *const sample_strs[] = { "hello", "", "▁wörld", "a\nb" };
 static const int64_t sample_ne[][2] = { { 64, 3 }, { 32, 2 }, { 96, 1 }, { 33, 5 }, { 7, 1 } };
-static const enum ggml_type sample_types[] = { GGML_Q8_0, GGML_Q4_0, GGML_F16, GGML_BF16, GGML_F32 };
+static const enum parm_ggml_type sample_types[] = { GGML_Q8_0, GGML_Q4_0, GGML_F16, GGML_BF16, GGML_F32 };
 static const char *const sample_names[] = { "blk.0.attn_q.weight", "q4", "half", "brain", "plain" };
 #define N_SAMPLE_TENSORS 5
 
@@ -76,37 +76,37 @@ static float sample_value(int t, int64_t i)
 static void *sample_tensor_data(int t)
 {
 	int64_t n = sample_ne[t][0] * sample_ne[t][1];
-	float *f = xmalloc(n * sizeof *f);
+	float *f = parm_xmalloc(n * sizeof *f);
 	for (int64_t i = 0; i < n; i++)
 		f[i] = sample_value(t, i);
-	void *q = xmalloc(ggml_row_bytes(sample_types[t], n) + 1);
-	quant_row(q, f, sample_types[t], n);
+	void *q = parm_xmalloc(parm_ggml_row_bytes(sample_types[t], n) + 1);
+	parm_quant_row(q, f, sample_types[t], n);
 	free(f);
 	return q;
 }
 
-static void set_sample_values(gguf_writer *w)
+static void set_sample_values(parm_gguf_writer *w)
 {
 	uint8_t u8 = 250; int8_t i8 = -100; uint16_t u16 = 65000; int16_t i16 = -32000;
 	int64_t i64 = -5000000000LL; double f64 = 2.718281828459045; uint64_t big = 1ULL << 63;
-	gguf_w_set_val(w, "v.u8", GGUF_U8, &u8);
-	gguf_w_set_val(w, "v.i8", GGUF_I8, &i8);
-	gguf_w_set_val(w, "v.u16", GGUF_U16, &u16);
-	gguf_w_set_val(w, "v.i16", GGUF_I16, &i16);
-	gguf_w_set_u32(w, "v.u32", 4000000000u);
-	gguf_w_set_i32(w, "v.i32", -2000000000);
-	gguf_w_set_f32(w, "v.f32", 0.25f);
-	gguf_w_set_bool(w, "v.bool", 1);
-	gguf_w_set_str(w, "v.str", "llama");
-	gguf_w_set_u64(w, "v.u64", 1ULL << 40);
-	gguf_w_set_val(w, "v.i64", GGUF_I64, &i64);
-	gguf_w_set_val(w, "v.f64", GGUF_F64, &f64);
-	gguf_w_set_u64(w, "v.big", big);
-	gguf_w_set_u32(w, "v.replaced", 1);
-	gguf_w_set_u32(w, "v.replaced", 2);     /* set twice: the second value wins */
+	parm_gguf_w_set_val(w, "v.u8", GGUF_U8, &u8);
+	parm_gguf_w_set_val(w, "v.i8", GGUF_I8, &i8);
+	parm_gguf_w_set_val(w, "v.u16", GGUF_U16, &u16);
+	parm_gguf_w_set_val(w, "v.i16", GGUF_I16, &i16);
+	parm_gguf_w_set_u32(w, "v.u32", 4000000000u);
+	parm_gguf_w_set_i32(w, "v.i32", -2000000000);
+	parm_gguf_w_set_f32(w, "v.f32", 0.25f);
+	parm_gguf_w_set_bool(w, "v.bool", 1);
+	parm_gguf_w_set_str(w, "v.str", "llama");
+	parm_gguf_w_set_u64(w, "v.u64", 1ULL << 40);
+	parm_gguf_w_set_val(w, "v.i64", GGUF_I64, &i64);
+	parm_gguf_w_set_val(w, "v.f64", GGUF_F64, &f64);
+	parm_gguf_w_set_u64(w, "v.big", big);
+	parm_gguf_w_set_u32(w, "v.replaced", 1);
+	parm_gguf_w_set_u32(w, "v.replaced", 2);     /* set twice: the second value wins */
 }
 
-static void set_sample_arrays(gguf_writer *w)
+static void set_sample_arrays(parm_gguf_writer *w)
 {
 	int32_t ints[5] = { -1, 0, 1, INT32_MAX, INT32_MIN };
 	float floats[3] = { 1.5f, -0.0f, 1e30f };
@@ -115,20 +115,20 @@ static void set_sample_arrays(gguf_writer *w)
 	uint64_t u64s[2] = { 0, UINT64_MAX };
 	int16_t i16s[2] = { -7, 7 };
 	size_t lens[4] = { 5, 0, strlen(sample_strs[2]), 3 };
-	gguf_w_set_arr(w, "a.i32", GGUF_I32, ints, 5);
-	gguf_w_set_arr(w, "a.f32", GGUF_F32, floats, 3);
-	gguf_w_set_arr(w, "a.f64", GGUF_F64, doubles, 2);
-	gguf_w_set_arr(w, "a.bool", GGUF_BOOL, bools, 3);
-	gguf_w_set_arr(w, "a.u64", GGUF_U64, u64s, 2);
-	gguf_w_set_arr(w, "a.i16", GGUF_I16, i16s, 2);
-	gguf_w_set_arr(w, "a.empty", GGUF_U8, NULL, 0);
-	gguf_w_set_arr_str(w, "a.str", sample_strs, lens, 4);
-	gguf_w_set_arr_str(w, "a.str_nolens", sample_strs, NULL, 4);
+	parm_gguf_w_set_arr(w, "a.i32", GGUF_I32, ints, 5);
+	parm_gguf_w_set_arr(w, "a.f32", GGUF_F32, floats, 3);
+	parm_gguf_w_set_arr(w, "a.f64", GGUF_F64, doubles, 2);
+	parm_gguf_w_set_arr(w, "a.bool", GGUF_BOOL, bools, 3);
+	parm_gguf_w_set_arr(w, "a.u64", GGUF_U64, u64s, 2);
+	parm_gguf_w_set_arr(w, "a.i16", GGUF_I16, i16s, 2);
+	parm_gguf_w_set_arr(w, "a.empty", GGUF_U8, NULL, 0);
+	parm_gguf_w_set_arr_str(w, "a.str", sample_strs, lens, 4);
+	parm_gguf_w_set_arr_str(w, "a.str_nolens", sample_strs, NULL, 4);
 }
 
 static int write_sample(const char *path)
 {
-	gguf_writer *w = gguf_w_new();
+	parm_gguf_writer *w = parm_gguf_w_new();
 	void *data[N_SAMPLE_TENSORS];
 	set_sample_values(w);
 	set_sample_arrays(w);
@@ -136,12 +136,12 @@ static int write_sample(const char *path)
 		data[t] = sample_tensor_data(t);
 		int n_dims = sample_ne[t][1] > 1 ? 2 : 1;
 		if (t % 2)
-			gguf_w_tensor(w, sample_names[t], sample_types[t], n_dims, sample_ne[t], data[t]);
+			parm_gguf_w_tensor(w, sample_names[t], sample_types[t], n_dims, sample_ne[t], data[t]);
 		else
-			gguf_w_tensor_ref(w, sample_names[t], sample_types[t], n_dims, sample_ne[t], data[t]);
+			parm_gguf_w_tensor_ref(w, sample_names[t], sample_types[t], n_dims, sample_ne[t], data[t]);
 	}
-	int rc = gguf_w_save(w, path);
-	gguf_w_free(w);
+	int rc = parm_gguf_w_save(w, path);
+	parm_gguf_w_free(w);
 	for (int t = 0; t < N_SAMPLE_TENSORS; t++)
 		free(data[t]);
 	return rc;
@@ -149,13 +149,13 @@ static int write_sample(const char *path)
 
 /* Reading the sample back. */
 
-static int int_is(const gguf_file *g, const char *key, int64_t want)
+static int int_is(const parm_gguf *g, const char *key, int64_t want)
 {
 	int64_t v = 0;
-	return gguf_get_int(g, key, &v) == 0 && v == want;
+	return parm_gguf_get_int(g, key, &v) == 0 && v == want;
 }
 
-static void check_scalars(const gguf_file *g)
+static void check_scalars(const parm_gguf *g)
 {
 	double d;
 	int b;
@@ -166,89 +166,89 @@ static void check_scalars(const gguf_file *g)
 	ok(int_is(g, "v.u32", 4000000000LL) && int_is(g, "v.i32", -2000000000)
 	   && int_is(g, "v.u64", 1LL << 40) && int_is(g, "v.i64", -5000000000LL),
 	   "u32, i32, u64, i64 read back as integers");
-	ok(gguf_get_float(g, "v.f32", &d) == 0 && d == 0.25, "f32 reads back");
-	ok(gguf_get_float(g, "v.f64", &d) == 0 && d == 2.718281828459045, "f64 reads back exactly");
-	ok(gguf_get_bool(g, "v.bool", &b) == 0 && b == 1, "bool reads back");
-	ok(gguf_get_str(g, "v.str", &s, &len) == 0 && len == 5 && !strcmp(s, "llama"), "string reads back");
+	ok(parm_gguf_get_float(g, "v.f32", &d) == 0 && d == 0.25, "f32 reads back");
+	ok(parm_gguf_get_float(g, "v.f64", &d) == 0 && d == 2.718281828459045, "f64 reads back exactly");
+	ok(parm_gguf_get_bool(g, "v.bool", &b) == 0 && b == 1, "bool reads back");
+	ok(parm_gguf_get_str(g, "v.str", &s, &len) == 0 && len == 5 && !strcmp(s, "llama"), "string reads back");
 	ok(int_is(g, "v.replaced", 2), "a key set twice keeps the second value");
-	ok(gguf_find_key(g, "v.replaced") == 13 && gguf_n_kv(g) == 23, "... in its first place (%d kvs)", gguf_n_kv(g));
-	ok(gguf_kv_type(g, gguf_find_key(g, "v.i16")) == GGUF_I16, "gguf_kv_type");
-	ok(!strcmp(gguf_kv_key(g, 0), "v.u8") && gguf_kv_key(g, 99) == NULL, "gguf_kv_key in order, NULL past the end");
+	ok(parm_gguf_find_key(g, "v.replaced") == 13 && parm_gguf_n_kv(g) == 23, "... in its first place (%d kvs)", parm_gguf_n_kv(g));
+	ok(parm_gguf_kv_type(g, parm_gguf_find_key(g, "v.i16")) == GGUF_I16, "parm_gguf_kv_type");
+	ok(!strcmp(parm_gguf_kv_key(g, 0), "v.u8") && parm_gguf_kv_key(g, 99) == NULL, "parm_gguf_kv_key in order, NULL past the end");
 }
 
-static void check_getter_errors(const gguf_file *g)
+static void check_getter_errors(const parm_gguf *g)
 {
 	int64_t v;
 	double d;
 	int b;
 	const char *s;
-	ok(gguf_get_int(g, "v.big", &v) < 0 && strstr(parm_error(), "v.big"), "u64 above INT64_MAX fails: %s", parm_error());
-	ok(gguf_get_int(g, "v.f32", &v) < 0 && strstr(parm_error(), "'v.f32' is f32, expected an integer"),
+	ok(parm_gguf_get_int(g, "v.big", &v) < 0 && strstr(parm_error(), "v.big"), "u64 above INT64_MAX fails: %s", parm_error());
+	ok(parm_gguf_get_int(g, "v.f32", &v) < 0 && strstr(parm_error(), "'v.f32' is f32, expected an integer"),
 	   "int getter refuses a float: %s", parm_error());
-	ok(gguf_get_int(g, "v.bool", &v) < 0, "int getter refuses a bool");
-	ok(gguf_get_float(g, "v.u32", &d) < 0 && strstr(parm_error(), "expected a float"), "float getter refuses an int: %s", parm_error());
-	ok(gguf_get_bool(g, "v.u8", &b) < 0 && strstr(parm_error(), "expected a bool"), "bool getter refuses an int");
-	ok(gguf_get_str(g, "a.str", &s, NULL) < 0 && strstr(parm_error(), "is array, expected a string"), "str getter refuses an array: %s", parm_error());
-	ok(gguf_get_int(g, "nope", &v) < 0 && strstr(parm_error(), "'nope' not found")
-	   && strstr(parm_error(), gguf_path(g)), "missing key: %s", parm_error());
-	ok(gguf_find_key(g, "nope") == -1, "gguf_find_key of a missing key is -1");
+	ok(parm_gguf_get_int(g, "v.bool", &v) < 0, "int getter refuses a bool");
+	ok(parm_gguf_get_float(g, "v.u32", &d) < 0 && strstr(parm_error(), "expected a float"), "float getter refuses an int: %s", parm_error());
+	ok(parm_gguf_get_bool(g, "v.u8", &b) < 0 && strstr(parm_error(), "expected a bool"), "bool getter refuses an int");
+	ok(parm_gguf_get_str(g, "a.str", &s, NULL) < 0 && strstr(parm_error(), "is array, expected a string"), "str getter refuses an array: %s", parm_error());
+	ok(parm_gguf_get_int(g, "nope", &v) < 0 && strstr(parm_error(), "'nope' not found")
+	   && strstr(parm_error(), parm_gguf_path(g)), "missing key: %s", parm_error());
+	ok(parm_gguf_find_key(g, "nope") == -1, "parm_gguf_find_key of a missing key is -1");
 }
 
-static void check_arrays(const gguf_file *g)
+static void check_arrays(const parm_gguf *g)
 {
-	enum gguf_vtype et;
+	enum parm_gguf_vtype et;
 	uint64_t n;
 	int64_t v;
 	double d;
 	const char *s;
 	size_t len;
 	int good = 1;
-	ok(gguf_get_arr(g, "a.i32", &et, &n) == 0 && et == GGUF_I32 && n == 5, "array type and count");
-	ok(gguf_arr_int(g, "a.i32", 3, &v) == 0 && v == INT32_MAX && gguf_arr_int(g, "a.i32", 4, &v) == 0
+	ok(parm_gguf_get_arr(g, "a.i32", &et, &n) == 0 && et == GGUF_I32 && n == 5, "array type and count");
+	ok(parm_gguf_arr_int(g, "a.i32", 3, &v) == 0 && v == INT32_MAX && parm_gguf_arr_int(g, "a.i32", 4, &v) == 0
 	   && v == INT32_MIN, "array ints");
-	ok(gguf_arr_int(g, "a.i32", 5, &v) < 0 && strstr(parm_error(), "out of range"), "index past the end: %s", parm_error());
-	ok(gguf_arr_float(g, "a.f32", 2, &d) == 0 && d == 1e30f && gguf_arr_float(g, "a.f64", 1, &d) == 0
+	ok(parm_gguf_arr_int(g, "a.i32", 5, &v) < 0 && strstr(parm_error(), "out of range"), "index past the end: %s", parm_error());
+	ok(parm_gguf_arr_float(g, "a.f32", 2, &d) == 0 && d == 1e30f && parm_gguf_arr_float(g, "a.f64", 1, &d) == 0
 	   && d == -1e-300, "array floats (f32 and f64)");
-	ok(gguf_arr_int(g, "a.u64", 1, &v) < 0 && gguf_arr_int(g, "a.u64", 0, &v) == 0 && v == 0, "u64 array range-checked");
-	ok(gguf_arr_int(g, "a.i16", 0, &v) == 0 && v == -7, "i16 array");
-	ok(gguf_get_arr(g, "a.bool", &et, &n) == 0 && et == GGUF_BOOL && n == 3, "bool array");
-	ok(gguf_get_arr(g, "a.empty", &et, &n) == 0 && et == GGUF_U8 && n == 0, "empty array");
-	ok(gguf_arr_float(g, "a.i32", 0, &d) < 0 && gguf_arr_str(g, "a.i32", 0, &s, &len) < 0
-	   && gguf_arr_int(g, "a.str", 0, &v) < 0, "element type mismatches fail");
+	ok(parm_gguf_arr_int(g, "a.u64", 1, &v) < 0 && parm_gguf_arr_int(g, "a.u64", 0, &v) == 0 && v == 0, "u64 array range-checked");
+	ok(parm_gguf_arr_int(g, "a.i16", 0, &v) == 0 && v == -7, "i16 array");
+	ok(parm_gguf_get_arr(g, "a.bool", &et, &n) == 0 && et == GGUF_BOOL && n == 3, "bool array");
+	ok(parm_gguf_get_arr(g, "a.empty", &et, &n) == 0 && et == GGUF_U8 && n == 0, "empty array");
+	ok(parm_gguf_arr_float(g, "a.i32", 0, &d) < 0 && parm_gguf_arr_str(g, "a.i32", 0, &s, &len) < 0
+	   && parm_gguf_arr_int(g, "a.str", 0, &v) < 0, "element type mismatches fail");
 	for (int i = 0; i < 4; i++)
-		good &= gguf_arr_str(g, "a.str", i, &s, &len) == 0 && len == strlen(sample_strs[i])
+		good &= parm_gguf_arr_str(g, "a.str", i, &s, &len) == 0 && len == strlen(sample_strs[i])
 			&& !strcmp(s, sample_strs[i]);
 	for (int i = 0; i < 4; i++)
-		good &= gguf_arr_str(g, "a.str_nolens", i, &s, &len) == 0 && !strcmp(s, sample_strs[i]);
+		good &= parm_gguf_arr_str(g, "a.str_nolens", i, &s, &len) == 0 && !strcmp(s, sample_strs[i]);
 	ok(good, "arrays of strings, including an empty one, read back NUL-terminated");
-	ok(gguf_get_arr(g, "v.u8", &et, &n) < 0, "get_arr of a scalar fails");
+	ok(parm_gguf_get_arr(g, "v.u8", &et, &n) < 0, "get_arr of a scalar fails");
 }
 
-static int tensor_matches(const gguf_tensor *t, int i)
+static int tensor_matches(const parm_gguf_tensor *t, int i)
 {
 	int64_t n = sample_ne[i][0] * sample_ne[i][1];
 	void *want = sample_tensor_data(i);
 	int same = t && t->type == sample_types[i] && t->ne[0] == sample_ne[i][0]
 		&& t->ne[1] == sample_ne[i][1] && t->ne[2] == 1 && t->n_elements == n
-		&& t->nbytes == ggml_row_bytes(t->type, n) && !memcmp(t->data, want, t->nbytes)
+		&& t->nbytes == parm_ggml_row_bytes(t->type, n) && !memcmp(t->data, want, t->nbytes)
 		&& (uintptr_t)t->data % 32 == 0;
 	free(want);
 	return same;
 }
 
-static void check_tensors(const gguf_file *g)
+static void check_tensors(const parm_gguf *g)
 {
-	int good = gguf_n_tensors(g) == N_SAMPLE_TENSORS;
+	int good = parm_gguf_n_tensors(g) == N_SAMPLE_TENSORS;
 	for (int i = 0; good && i < N_SAMPLE_TENSORS; i++)
-		good = tensor_matches(gguf_tensor_at(g, i), i) && !strcmp(gguf_tensor_at(g, i)->name, sample_names[i]);
+		good = tensor_matches(parm_gguf_tensor_at(g, i), i) && !strcmp(parm_gguf_tensor_at(g, i)->name, sample_names[i]);
 	ok(good, "tensors of every type read back in order, aligned, with the same bytes");
-	ok(gguf_find_tensor(g, "q4") == gguf_tensor_at(g, 1) && !gguf_find_tensor(g, "none")
-	   && !gguf_tensor_at(g, 5), "gguf_find_tensor, gguf_tensor_at bounds");
-	const gguf_tensor *t = gguf_find_tensor(g, "q4");
+	ok(parm_gguf_find_tensor(g, "q4") == parm_gguf_tensor_at(g, 1) && !parm_gguf_find_tensor(g, "none")
+	   && !parm_gguf_tensor_at(g, 5), "parm_gguf_find_tensor, parm_gguf_tensor_at bounds");
+	const parm_gguf_tensor *t = parm_gguf_find_tensor(g, "q4");
 	float out[64];
-	dequant_row(out, t->data, t->type, 32);
+	parm_dequant_row(out, t->data, t->type, 32);
 	ok(fabsf(out[5] - sample_value(1, 5)) < 0.3f, "a q4_0 row dequantises near the original");
-	ok(gguf_tensor_at(g, 1)->n_dims == 2 && gguf_tensor_at(g, 2)->n_dims == 1, "n_dims kept");
+	ok(parm_gguf_tensor_at(g, 1)->n_dims == 2 && parm_gguf_tensor_at(g, 2)->n_dims == 1, "n_dims kept");
 }
 
 static void test_round_trip(void)
@@ -256,15 +256,15 @@ static void test_round_trip(void)
 	const char *path = tmp_path("sample.gguf");
 	ok(write_sample(path) == 0, "write the sample: %s", parm_error());
 	ok(access(tmp_path("sample.gguf.tmp"), F_OK) < 0, "no .tmp file left behind");
-	gguf_file *g = gguf_open(path);
+	parm_gguf *g = parm_gguf_open(path);
 	if (!ok(g != NULL, "open the sample: %s", g ? "" : parm_error()))
 		return;
-	ok(!strcmp(gguf_path(g), path), "gguf_path");
+	ok(!strcmp(parm_gguf_path(g), path), "parm_gguf_path");
 	check_scalars(g);
 	check_getter_errors(g);
 	check_arrays(g);
 	check_tensors(g);
-	gguf_close(g);
+	parm_gguf_close(g);
 }
 
 /* Writer errors and alignment. */
@@ -274,33 +274,33 @@ static void test_writer_errors(void)
 	float x[64] = { 0 };
 	int64_t ne[2] = { 33, 1 };
 	char long_name[80];
-	struct { const char *what; void (*add)(gguf_writer *, const char *, enum ggml_type, int, const int64_t *, const void *);
-		 const char *name; enum ggml_type type; int n_dims; } bad[] = {
-		{ "not a multiple", gguf_w_tensor, "odd", GGML_Q8_0, 1 },
-		{ "dimensions", gguf_w_tensor, "dims", GGML_F32, 5 },
-		{ "longer than", gguf_w_tensor_ref, long_name, GGML_F32, 1 },
-		{ "unknown tensor type 5", gguf_w_tensor, "k", (enum ggml_type)5, 1 },
+	struct { const char *what; void (*add)(parm_gguf_writer *, const char *, enum parm_ggml_type, int, const int64_t *, const void *);
+		 const char *name; enum parm_ggml_type type; int n_dims; } bad[] = {
+		{ "not a multiple", parm_gguf_w_tensor, "odd", GGML_Q8_0, 1 },
+		{ "dimensions", parm_gguf_w_tensor, "dims", GGML_F32, 5 },
+		{ "longer than", parm_gguf_w_tensor_ref, long_name, GGML_F32, 1 },
+		{ "unknown tensor type 5", parm_gguf_w_tensor, "k", (enum parm_ggml_type)5, 1 },
 	};
 	memset(long_name, 'x', sizeof long_name - 1);
 	long_name[sizeof long_name - 1] = 0;
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		gguf_writer *w = gguf_w_new();
+		parm_gguf_writer *w = parm_gguf_w_new();
 		bad[i].add(w, bad[i].name, bad[i].type, bad[i].n_dims, ne, x);
-		ok(gguf_w_save(w, tmp_path("bad.gguf")) < 0 && strstr(parm_error(), bad[i].what)
+		ok(parm_gguf_w_save(w, tmp_path("bad.gguf")) < 0 && strstr(parm_error(), bad[i].what)
 		   && access(tmp_path("bad.gguf"), F_OK) < 0, "writer refuses: %s", parm_error());
-		gguf_w_free(w);
+		parm_gguf_w_free(w);
 	}
-	gguf_writer *w = gguf_w_new();
-	gguf_w_tensor(w, "t", GGML_F32, 1, ne, x);
-	gguf_w_tensor(w, "t", GGML_F32, 1, ne, x);
-	ok(gguf_w_save(w, tmp_path("dup.gguf")) < 0 && strstr(parm_error(), "duplicate"), "duplicate tensor: %s", parm_error());
-	gguf_w_free(w);
-	w = gguf_w_new();
-	ok(gguf_w_save(w, "/nonexistent-dir/x.gguf") < 0 && strstr(parm_error(), "x.gguf.tmp"),
+	parm_gguf_writer *w = parm_gguf_w_new();
+	parm_gguf_w_tensor(w, "t", GGML_F32, 1, ne, x);
+	parm_gguf_w_tensor(w, "t", GGML_F32, 1, ne, x);
+	ok(parm_gguf_w_save(w, tmp_path("dup.gguf")) < 0 && strstr(parm_error(), "duplicate"), "duplicate tensor: %s", parm_error());
+	parm_gguf_w_free(w);
+	w = parm_gguf_w_new();
+	ok(parm_gguf_w_save(w, "/nonexistent-dir/x.gguf") < 0 && strstr(parm_error(), "x.gguf.tmp"),
 	   "save into a missing directory: %s", parm_error());
-	gguf_w_set_u32(w, "general.alignment", 48);
-	ok(gguf_w_save(w, tmp_path("a48.gguf")) < 0 && strstr(parm_error(), "power of two"), "alignment 48 refused");
-	gguf_w_free(w);
+	parm_gguf_w_set_u32(w, "general.alignment", 48);
+	ok(parm_gguf_w_save(w, tmp_path("a48.gguf")) < 0 && strstr(parm_error(), "power of two"), "alignment 48 refused");
+	parm_gguf_w_free(w);
 }
 
 static void test_alignment(void)
@@ -309,18 +309,18 @@ static void test_alignment(void)
 	int64_t ne[3] = { 3, 1, 1 };
 	for (int i = 0; i < 64; i++)
 		x[i] = i;
-	gguf_writer *w = gguf_w_new();
-	gguf_w_set_u32(w, "general.alignment", 256);
-	gguf_w_tensor(w, "a", GGML_F32, 1, ne, x);
-	gguf_w_tensor(w, "b", GGML_F32, 3, ne, x + 3);     /* 3 x 1 x 1 */
-	ok(gguf_w_save(w, tmp_path("a256.gguf")) == 0, "save with alignment 256");
-	gguf_w_free(w);
-	gguf_file *g = gguf_open(tmp_path("a256.gguf"));
-	const gguf_tensor *a = g ? gguf_find_tensor(g, "a") : NULL, *b = g ? gguf_find_tensor(g, "b") : NULL;
+	parm_gguf_writer *w = parm_gguf_w_new();
+	parm_gguf_w_set_u32(w, "general.alignment", 256);
+	parm_gguf_w_tensor(w, "a", GGML_F32, 1, ne, x);
+	parm_gguf_w_tensor(w, "b", GGML_F32, 3, ne, x + 3);     /* 3 x 1 x 1 */
+	ok(parm_gguf_w_save(w, tmp_path("a256.gguf")) == 0, "save with alignment 256");
+	parm_gguf_w_free(w);
+	parm_gguf *g = parm_gguf_open(tmp_path("a256.gguf"));
+	const parm_gguf_tensor *a = g ? parm_gguf_find_tensor(g, "a") : NULL, *b = g ? parm_gguf_find_tensor(g, "b") : NULL;
 	ok(a && b && (const char *)b->data - (const char *)a->data == 256 && (uintptr_t)a->data % 256 == 0
 	   && ((const float *)b->data)[2] == 5, "general.alignment 256 honoured by writer and reader");
 	ok(b && b->n_dims == 1 && b->ne[1] == 1 && b->n_elements == 3, "trailing dimensions of 1 dropped, as ggml does");
-	gguf_close(g);
+	parm_gguf_close(g);
 }
 
 /* llama.cpp's vocab files, and copying their tokenizer into a new file. */
@@ -331,30 +331,30 @@ static void check_vocab(const char *dir, const char *file, const char *model, ui
 	const char *s;
 	uint64_t n = 0;
 	snprintf(path, sizeof path, "%s/%s", dir, file);
-	gguf_file *g = gguf_open(path);
+	parm_gguf *g = parm_gguf_open(path);
 	if (!ok(g != NULL, "open %s: %s", file, g ? "" : parm_error()))
 		return;
-	ok(gguf_get_str(g, "tokenizer.ggml.model", &s, NULL) == 0 && !strcmp(s, model),
+	ok(parm_gguf_get_str(g, "tokenizer.ggml.model", &s, NULL) == 0 && !strcmp(s, model),
 	   "%s: tokenizer.ggml.model = %s", file, model);
-	ok(gguf_get_arr(g, "tokenizer.ggml.tokens", NULL, &n) == 0 && n == n_tokens,
+	ok(parm_gguf_get_arr(g, "tokenizer.ggml.tokens", NULL, &n) == 0 && n == n_tokens,
 	   "%s: %llu tokens", file, (unsigned long long)n);
-	ok(gguf_n_tensors(g) == 0, "%s: no tensors", file);
-	gguf_close(g);
+	ok(parm_gguf_n_tensors(g) == 0, "%s: no tensors", file);
+	parm_gguf_close(g);
 }
 
-static int same_tokenizer(const gguf_file *a, const gguf_file *b)
+static int same_tokenizer(const parm_gguf *a, const parm_gguf *b)
 {
 	uint64_t na, nb;
 	const char *sa, *sb;
 	size_t la, lb;
 	double fa, fb;
-	if (gguf_get_arr(a, "tokenizer.ggml.tokens", NULL, &na) || gguf_get_arr(b, "tokenizer.ggml.tokens", NULL, &nb) || na != nb)
+	if (parm_gguf_get_arr(a, "tokenizer.ggml.tokens", NULL, &na) || parm_gguf_get_arr(b, "tokenizer.ggml.tokens", NULL, &nb) || na != nb)
 		return 0;
 	for (uint64_t i = 0; i < na; i++) {
-		if (gguf_arr_str(a, "tokenizer.ggml.tokens", i, &sa, &la) || gguf_arr_str(b, "tokenizer.ggml.tokens", i, &sb, &lb)
+		if (parm_gguf_arr_str(a, "tokenizer.ggml.tokens", i, &sa, &la) || parm_gguf_arr_str(b, "tokenizer.ggml.tokens", i, &sb, &lb)
 		    || la != lb || memcmp(sa, sb, la))
 			return 0;
-		if (gguf_arr_float(a, "tokenizer.ggml.scores", i, &fa) || gguf_arr_float(b, "tokenizer.ggml.scores", i, &fb) || fa != fb)
+		if (parm_gguf_arr_float(a, "tokenizer.ggml.scores", i, &fa) || parm_gguf_arr_float(b, "tokenizer.ggml.scores", i, &fb) || fa != fb)
 			return 0;
 	}
 	return 1;
@@ -364,25 +364,25 @@ static void test_copy_vocab(const char *dir)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/ggml-vocab-llama-spm.gguf", dir);
-	gguf_file *v = gguf_open(path);
+	parm_gguf *v = parm_gguf_open(path);
 	if (!ok(v != NULL, "open llama-spm for copying"))
 		return;
-	gguf_writer *w = gguf_w_new();
+	parm_gguf_writer *w = parm_gguf_w_new();
 	int copied = 0, failed = 0;
-	gguf_w_set_str(w, "general.architecture", "llama");
-	for (int i = 0; i < gguf_n_kv(v); i++)
-		if (!strncmp(gguf_kv_key(v, i), "tokenizer.", 10))
-			copied++, failed |= gguf_w_copy_kv(w, v, gguf_kv_key(v, i));
+	parm_gguf_w_set_str(w, "general.architecture", "llama");
+	for (int i = 0; i < parm_gguf_n_kv(v); i++)
+		if (!strncmp(parm_gguf_kv_key(v, i), "tokenizer.", 10))
+			copied++, failed |= parm_gguf_w_copy_kv(w, v, parm_gguf_kv_key(v, i));
 	ok(!failed && copied == 10, "copied %d tokenizer.* keys", copied);
-	ok(gguf_w_copy_kv(w, v, "no.such.key") < 0 && strstr(parm_error(), "no.such.key"), "copying a missing key fails");
-	ok(gguf_w_save(w, tmp_path("copy.gguf")) == 0, "save the copy");
-	gguf_w_free(w);
-	gguf_file *c = gguf_open(tmp_path("copy.gguf"));
+	ok(parm_gguf_w_copy_kv(w, v, "no.such.key") < 0 && strstr(parm_error(), "no.such.key"), "copying a missing key fails");
+	ok(parm_gguf_w_save(w, tmp_path("copy.gguf")) == 0, "save the copy");
+	parm_gguf_w_free(w);
+	parm_gguf *c = parm_gguf_open(tmp_path("copy.gguf"));
 	int add_bos = 0;
-	ok(c && same_tokenizer(v, c) && gguf_get_bool(c, "tokenizer.ggml.add_bos_token", &add_bos) == 0 && add_bos,
+	ok(c && same_tokenizer(v, c) && parm_gguf_get_bool(c, "tokenizer.ggml.add_bos_token", &add_bos) == 0 && add_bos,
 	   "the copy has the same tokens, scores and flags");
-	gguf_close(c);
-	gguf_close(v);
+	parm_gguf_close(c);
+	parm_gguf_close(v);
 }
 
 static void test_vocab_fixtures(void)
@@ -413,7 +413,7 @@ static void test_not_gguf(void)
 	ok(fails_with(text, "bad magic"), "3-byte file: %s", parm_error());
 }
 
-/* gguf_open_mem parses a buffer as gguf_open parses the file; an empty one
+/* parm_gguf_open_mem parses a buffer as parm_gguf_open parses the file; an empty one
  * (NULL, 0) is "empty file", not NULL + 0 (issue 9 item 5). */
 static void test_open_mem(void)
 {
@@ -424,18 +424,18 @@ static void test_open_mem(void)
 	if (img)
 		memcpy(img, file, n);
 	free(file);
-	gguf_file *g = img ? gguf_open_mem(img, n, "memory sample") : NULL;
+	parm_gguf *g = img ? parm_gguf_open_mem(img, n, "memory sample") : NULL;
 	ok(g != NULL, "the sample opens from memory");
 	if (g) {
 		check_scalars(g);
 		check_arrays(g);
 		check_tensors(g);
-		ok(!strcmp(gguf_path(g), "memory sample"), "named as given");
-		gguf_close(g);
+		ok(!strcmp(parm_gguf_path(g), "memory sample"), "named as given");
+		parm_gguf_close(g);
 	}
-	g = gguf_open_mem(NULL, 0, "nothing");
+	g = parm_gguf_open_mem(NULL, 0, "nothing");
 	ok(!g && strstr(parm_error(), "nothing: empty file"), "empty buffer: %s", parm_error());
-	g = img ? gguf_open_mem(img, n / 2, "half") : NULL;
+	g = img ? parm_gguf_open_mem(img, n / 2, "half") : NULL;
 	ok(!g && strstr(parm_error(), "half: truncated"), "half a sample: %s", parm_error());
 	free(img);
 }
@@ -443,7 +443,7 @@ static void test_open_mem(void)
 /* Patch `len` bytes at `at` in a copy of the sample and open it. */
 static int patched_fails(const uint8_t *img, size_t n, size_t at, const void *val, size_t len, const char *what)
 {
-	uint8_t *copy = xmemdup(img, n);
+	uint8_t *copy = parm_xmemdup(img, n);
 	const char *path = tmp_path("patched.gguf");
 	memcpy(copy + at, val, len);
 	write_bytes(path, copy, n);
@@ -493,13 +493,13 @@ static void test_patched_fields(const uint8_t *img, size_t n)
  * (after that only padding: a cut there leaves a good file). */
 static int data_bounds(const char *path, size_t *data_start, size_t *data_end)
 {
-	gguf_file *g = gguf_open(path);
+	parm_gguf *g = parm_gguf_open(path);
 	if (!g)
 		return -1;
-	const gguf_tensor *first = gguf_tensor_at(g, 0), *last = gguf_tensor_at(g, gguf_n_tensors(g) - 1);
-	*data_start = gguf_data_offset(g);
+	const parm_gguf_tensor *first = parm_gguf_tensor_at(g, 0), *last = parm_gguf_tensor_at(g, parm_gguf_n_tensors(g) - 1);
+	*data_start = parm_gguf_data_offset(g);
 	*data_end = *data_start + ((const uint8_t *)last->data - (const uint8_t *)first->data) + last->nbytes;
-	gguf_close(g);
+	parm_gguf_close(g);
 	return 0;
 }
 
@@ -536,7 +536,7 @@ static void test_random_damage(const uint8_t *img, size_t n, size_t data_start)
 	const char *path = tmp_path("fuzz.gguf");
 	uint64_t state = 12345;
 	int refused = 0, accepted = 0, unnamed = 0;
-	uint8_t *copy = xmalloc(n);
+	uint8_t *copy = parm_xmalloc(n);
 	for (int iter = 0; iter < 1500; iter++) {
 		memcpy(copy, img, n);
 		int flips = 1 + iter % 4;
@@ -546,7 +546,7 @@ static void test_random_damage(const uint8_t *img, size_t n, size_t data_start)
 			copy[at] = iter % 3 ? copy[at] ^ (1u << (state >> 29 & 7)) : 0xff;
 		}
 		write_bytes(path, copy, n);
-		gguf_file *g = gguf_open(path);
+		parm_gguf *g = parm_gguf_open(path);
 		if (!g) {
 			refused++;
 			unnamed += !strstr(parm_error(), path);
@@ -554,13 +554,13 @@ static void test_random_damage(const uint8_t *img, size_t n, size_t data_start)
 		}
 		accepted++;
 		unsigned sum = 0;
-		for (int t = 0; t < gguf_n_tensors(g); t++)
-			for (size_t b = 0; b < gguf_tensor_at(g, t)->nbytes; b++)
-				sum += ((const uint8_t *)gguf_tensor_at(g, t)->data)[b];
-		for (int i = 0; i < gguf_n_kv(g); i++)
-			sum += strlen(gguf_kv_key(g, i));
+		for (int t = 0; t < parm_gguf_n_tensors(g); t++)
+			for (size_t b = 0; b < parm_gguf_tensor_at(g, t)->nbytes; b++)
+				sum += ((const uint8_t *)parm_gguf_tensor_at(g, t)->data)[b];
+		for (int i = 0; i < parm_gguf_n_kv(g); i++)
+			sum += strlen(parm_gguf_kv_key(g, i));
 		(void)sum;
-		gguf_close(g);
+		parm_gguf_close(g);
 	}
 	free(copy);
 	ok(unnamed == 0 && refused > 0, "1500 damaged files: %d refused (all naming the file), %d accepted, none crashed",
@@ -621,7 +621,7 @@ int main(void)
 	test_error_per_thread();
 	strcpy(tmpdir, "/tmp/parm-test-gguf-XXXXXX");
 	if (!mkdtemp(tmpdir))
-		die("mkdtemp: cannot make a temporary directory");
+		parm_die("mkdtemp: cannot make a temporary directory");
 	test_round_trip();
 	test_writer_errors();
 	test_alignment();

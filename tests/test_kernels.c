@@ -22,7 +22,7 @@ static float urand(void)                /* [-1, 1) */
 
 static float *rand_vec(size_t n, float scale)
 {
-	float *v = xmalloc(n * sizeof *v);
+	float *v = parm_xmalloc(n * sizeof *v);
 	for (size_t i = 0; i < n; i++)
 		v[i] = urand() * scale;
 	return v;
@@ -49,22 +49,22 @@ static int close_enough(const char *what, const float *a, const float *b, size_t
 	return ok(rel <= tol, "%s: max abs err %.3g, rel %.3g (tol %.1g)", what, abs_e, rel, tol);
 }
 
-static void test_matmul(enum ggml_type t, int n, int in, int out)
+static void test_matmul(enum parm_ggml_type t, int n, int in, int out)
 {
-	size_t rb = ggml_row_bytes(t, in);
+	size_t rb = parm_ggml_row_bytes(t, in);
 	float *x = rand_vec((size_t)n * in, 1), *wf = rand_vec((size_t)out * in, 0.1f);
-	char *w = xmalloc(rb * out);
-	float *y = xcalloc((size_t)n * out, sizeof *y), *yr = xcalloc((size_t)n * out, sizeof *yr);
+	char *w = parm_xmalloc(rb * out);
+	float *y = parm_xcalloc((size_t)n * out, sizeof *y), *yr = parm_xcalloc((size_t)n * out, sizeof *yr);
 	for (int r = 0; r < out; r++) {
 		if (t == GGML_F32)
 			memcpy(w + r * rb, wf + (size_t)r * in, rb);
 		else
-			quant_row(w + r * rb, wf + (size_t)r * in, t, in);
+			parm_quant_row(w + r * rb, wf + (size_t)r * in, t, in);
 	}
-	matmul_forward(y, x, w, t, n, in, out);
-	matmul_forward_ref(yr, x, w, t, n, in, out);
+	parm_matmul_forward(y, x, w, t, n, in, out);
+	parm_matmul_forward_ref(yr, x, w, t, n, in, out);
 	char what[96];
-	snprintf(what, sizeof what, "matmul %s N=%d in=%d out=%d", ggml_type_name(t), n, in, out);
+	snprintf(what, sizeof what, "matmul %s N=%d in=%d out=%d", parm_ggml_type_name(t), n, in, out);
 	close_enough(what, y, yr, (size_t)n * out, 1e-5);
 	free(x), free(wf), free(w), free(y), free(yr);
 }
@@ -77,16 +77,16 @@ static void test_matmul(enum ggml_type t, int n, int in, int out)
 static void test_matmul_bf16_dot(int n, int in, int out)
 {
 	float *x = rand_vec((size_t)n * in, 1), *wf = rand_vec((size_t)out * in, 0.1f);
-	uint16_t *w = xmalloc((size_t)out * in * sizeof *w), *xb = xmalloc((size_t)n * in * sizeof *xb);
-	float *y = xcalloc((size_t)n * out, sizeof *y), *yr = xcalloc((size_t)n * out, sizeof *yr);
-	float *xr = xmalloc((size_t)n * in * sizeof *xr);
+	uint16_t *w = parm_xmalloc((size_t)out * in * sizeof *w), *xb = parm_xmalloc((size_t)n * in * sizeof *xb);
+	float *y = parm_xcalloc((size_t)n * out, sizeof *y), *yr = parm_xcalloc((size_t)n * out, sizeof *yr);
+	float *xr = parm_xmalloc((size_t)n * in * sizeof *xr);
 	int rounded = n >= 2 && parm_simd_bf16();
-	quant_row(w, wf, GGML_BF16, (int64_t)out * in);
-	quant_row(xb, x, GGML_BF16, (int64_t)n * in);
-	dequant_row(xr, xb, GGML_BF16, (int64_t)n * in);
+	parm_quant_row(w, wf, GGML_BF16, (int64_t)out * in);
+	parm_quant_row(xb, x, GGML_BF16, (int64_t)n * in);
+	parm_dequant_row(xr, xb, GGML_BF16, (int64_t)n * in);
 	matmul_job job = { .y = y, .x = x, .w = w, .t = GGML_BF16, .in = in, .out = out, .x8 = 1 };
-	matmul_many_forward(&job, 1, n);
-	matmul_forward_ref(yr, rounded ? xr : x, w, GGML_BF16, n, in, out);
+	parm_matmul_many_forward(&job, 1, n);
+	parm_matmul_forward_ref(yr, rounded ? xr : x, w, GGML_BF16, n, in, out);
 	char what[120];
 	snprintf(what, sizeof what, "matmul bf16 at inference N=%d in=%d out=%d (x %s)", n, in, out,
 		 rounded ? "in bf16, vdpbf16ps" : "in floats");
@@ -98,12 +98,12 @@ static void test_matmul_threads(int n)
 {
 	int in = 256, out = 1000;
 	float *x = rand_vec((size_t)n * in, 1), *w = rand_vec((size_t)out * in, 0.1f);
-	float *y1 = xmalloc((size_t)n * out * sizeof *y1), *y2 = xmalloc((size_t)n * out * sizeof *y2);
-	kernels_set_threads(1);
-	matmul_forward(y1, x, w, GGML_F32, n, in, out);
-	kernels_set_threads(3);
-	matmul_forward(y2, x, w, GGML_F32, n, in, out);
-	kernels_set_threads(2);
+	float *y1 = parm_xmalloc((size_t)n * out * sizeof *y1), *y2 = parm_xmalloc((size_t)n * out * sizeof *y2);
+	parm_kernels_set_threads(1);
+	parm_matmul_forward(y1, x, w, GGML_F32, n, in, out);
+	parm_kernels_set_threads(3);
+	parm_matmul_forward(y2, x, w, GGML_F32, n, in, out);
+	parm_kernels_set_threads(2);
 	ok(!memcmp(y1, y2, (size_t)n * out * sizeof *y1),
 	   "matmul N=%d: 1 and 3 threads agree bitwise", n);
 	free(x), free(w), free(y1), free(y2);
@@ -113,11 +113,11 @@ static void test_rmsnorm(void)
 {
 	int n = 7, d = 100;
 	float *x = rand_vec((size_t)n * d, 3), *w = rand_vec(d, 1);
-	float *y = xmalloc((size_t)n * d * sizeof *y), *yr = xmalloc((size_t)n * d * sizeof *yr);
-	rmsnorm_forward(y, x, w, n, d, 1e-5f);
-	rmsnorm_forward_ref(yr, x, w, n, d, 1e-5f);
+	float *y = parm_xmalloc((size_t)n * d * sizeof *y), *yr = parm_xmalloc((size_t)n * d * sizeof *yr);
+	parm_rmsnorm_forward(y, x, w, n, d, 1e-5f);
+	parm_rmsnorm_forward_ref(yr, x, w, n, d, 1e-5f);
 	close_enough("rmsnorm", y, yr, (size_t)n * d, 1e-6);
-	rmsnorm_forward(x, x, w, n, d, 1e-5f);
+	parm_rmsnorm_forward(x, x, w, n, d, 1e-5f);
 	close_enough("rmsnorm in place", x, yr, (size_t)n * d, 1e-6);
 	free(x), free(w), free(y), free(yr);
 }
@@ -126,30 +126,30 @@ static void test_rope(void)
 {
 	int n = 4, heads = 3, hd = 16, pos[4] = { 0, 1, 37, 500 };
 	size_t count = (size_t)n * heads * hd;
-	float *x = rand_vec(count, 1), *a = xmemdup(x, count * 4), *b = xmemdup(x, count * 4);
+	float *x = rand_vec(count, 1), *a = parm_xmemdup(x, count * 4), *b = parm_xmemdup(x, count * 4);
 	float ff[8] = { 1, 1, 1.5f, 2, 4, 8, 8, 8 };
-	rope_params plain = { .base = 10000, .mscale = 1 };
-	rope_forward(a, pos, n, heads, hd, &plain);
-	rope_forward_ref(b, pos, n, heads, hd, &plain);
+	parm_rope plain = { .base = 10000, .mscale = 1 };
+	parm_rope_forward(a, pos, n, heads, hd, &plain);
+	parm_rope_forward_ref(b, pos, n, heads, hd, &plain);
 	close_enough("rope", a, b, count, 1e-6);
 	/* every variant a model can ask for: factors (Llama 3.1's rope_freqs,
 	 * Phi-3's LongRoPE), NEOX pairs (qwen2, qwen3, phi3), attention factor */
 	for (int v = 1; v < 8; v++) {
-		rope_params rp = { .base = 10000, .mscale = v & 4 ? 1.19f : 1,
+		parm_rope rp = { .base = 10000, .mscale = v & 4 ? 1.19f : 1,
 				   .factors = v & 1 ? ff : NULL, .neox = v >> 1 & 1 };
-		float *c = xmemdup(x, count * 4), *d = xmemdup(x, count * 4);
+		float *c = parm_xmemdup(x, count * 4), *d = parm_xmemdup(x, count * 4);
 		char what[96];
 		snprintf(what, sizeof what, "rope%s%s%s", rp.factors ? ", frequency factors" : "",
 			 rp.neox ? ", neox" : "", rp.mscale != 1 ? ", mscale" : "");
-		rope_forward(c, pos, n, heads, hd, &rp);
-		rope_forward_ref(d, pos, n, heads, hd, &rp);
+		parm_rope_forward(c, pos, n, heads, hd, &rp);
+		parm_rope_forward_ref(d, pos, n, heads, hd, &rp);
 		close_enough(what, c, d, count, 1e-6);
 		free(c), free(d);
 	}
-	rope_params fp = { .base = 10000, .mscale = 1, .factors = ff }, np = { .base = 10000, .mscale = 1, .neox = 1 };
-	float *c = xmemdup(x, count * 4), *e = xmemdup(x, count * 4);
-	rope_forward(c, pos, n, heads, hd, &fp);
-	rope_forward(e, pos, n, heads, hd, &np);
+	parm_rope fp = { .base = 10000, .mscale = 1, .factors = ff }, np = { .base = 10000, .mscale = 1, .neox = 1 };
+	float *c = parm_xmemdup(x, count * 4), *e = parm_xmemdup(x, count * 4);
+	parm_rope_forward(c, pos, n, heads, hd, &fp);
+	parm_rope_forward(e, pos, n, heads, hd, &np);
 	float *v5 = x + (size_t)heads * hd + 10, *r5 = c + (size_t)heads * hd + 10;
 	double t5 = pow(10000, -2.0 * 5 / hd) / 8;      /* position 1, pair 5, factor 8 */
 	ok(fabs(r5[0] - (v5[0] * cos(t5) - v5[1] * sin(t5))) < 1e-6,
@@ -178,9 +178,9 @@ static void test_attention(void)
 	for (int i = 0; i < N; i++)
 		kc[i] = cache_k[i % 2], vc[i] = cache_v[i % 2];
 	float *q = rand_vec((size_t)N * H * HD, 2);
-	float *o = xcalloc((size_t)N * H * HD, 4), *or = xcalloc((size_t)N * H * HD, 4);
-	attention_forward(o, q, kc, vc, pos, N, H, G, HD);
-	attention_forward_ref(or, q, kc, vc, pos, N, H, G, HD);
+	float *o = parm_xcalloc((size_t)N * H * HD, 4), *or = parm_xcalloc((size_t)N * H * HD, 4);
+	parm_attention_forward(o, q, kc, vc, pos, N, H, G, HD);
+	parm_attention_forward_ref(or, q, kc, vc, pos, N, H, G, HD);
 	close_enough("attention (GQA, mixed positions)", o, or, (size_t)N * H * HD, 1e-5);
 	/* at position 0 the output is V[0] of the head's kv group */
 	ok(fabsf(o[2 * HD] - cache_v[0][1 * HD]) < 1e-6f, "attention at pos 0 copies V of kv head h/(H/G)");
@@ -209,9 +209,9 @@ static void test_attention_runs(void)
 		kc[n] = cache_k[1], vc[n] = cache_v[1], pos[n++] = p;
 	kc[n] = cache_k[0], vc[n] = cache_v[0], pos[n++] = 45;
 	float *q = rand_vec((size_t)n * H * HD, 2);
-	float *o = xcalloc((size_t)n * H * HD, 4), *or = xcalloc((size_t)n * H * HD, 4);
-	attention_forward(o, q, kc, vc, pos, n, H, G, HD);
-	attention_forward_ref(or, q, kc, vc, pos, n, H, G, HD);
+	float *o = parm_xcalloc((size_t)n * H * HD, 4), *or = parm_xcalloc((size_t)n * H * HD, 4);
+	parm_attention_forward(o, q, kc, vc, pos, n, H, G, HD);
+	parm_attention_forward_ref(or, q, kc, vc, pos, n, H, G, HD);
 	close_enough("attention of prompts (runs in blocks, lone tokens between)", o, or,
 		     (size_t)n * H * HD, 1e-5);
 	for (int s = 0; s < 2; s++)
@@ -223,16 +223,16 @@ static void test_swiglu_softmax(void)
 {
 	int n = 3, v = 1000;
 	float *g = rand_vec((size_t)n * v, 8), *u = rand_vec((size_t)n * v, 2);
-	float *a = xmalloc((size_t)n * v * 4), *b = xmalloc((size_t)n * v * 4);
-	swiglu_forward(a, g, u, (int64_t)n * v);
-	swiglu_forward_ref(b, g, u, (int64_t)n * v);
+	float *a = parm_xmalloc((size_t)n * v * 4), *b = parm_xmalloc((size_t)n * v * 4);
+	parm_swiglu_forward(a, g, u, (int64_t)n * v);
+	parm_swiglu_forward_ref(b, g, u, (int64_t)n * v);
 	close_enough("swiglu", a, b, (size_t)n * v, 1e-6);
 	g[5] = 80;                      /* a peaked row */
-	softmax_forward(a, g, n, v);
-	softmax_forward_ref(b, g, n, v);
+	parm_softmax_forward(a, g, n, v);
+	parm_softmax_forward_ref(b, g, n, v);
 	close_enough("softmax", a, b, (size_t)n * v, 1e-6);
-	log_softmax_forward(a, g, n, v);
-	log_softmax_forward_ref(b, g, n, v);
+	parm_log_softmax_forward(a, g, n, v);
+	parm_log_softmax_forward_ref(b, g, n, v);
 	close_enough("log_softmax", a, b, (size_t)n * v, 1e-6);
 	double sum = 0;
 	for (int k = 0; k < v; k++)
@@ -248,42 +248,42 @@ static void test_vec_path(const kernels_vec *kv, const char *path)
 	enum { N = 3, IN = 96, ROWS = 37, V = 1003 };
 	char what[96];
 	float *x = rand_vec((size_t)N * IN, 1), *w = rand_vec((size_t)ROWS * IN, 0.1f);
-	float *y = xcalloc((size_t)N * ROWS, sizeof *y), *yr = xcalloc((size_t)N * ROWS, sizeof *yr);
+	float *y = parm_xcalloc((size_t)N * ROWS, sizeof *y), *yr = parm_xcalloc((size_t)N * ROWS, sizeof *yr);
 	kv->dot_rows(y, ROWS, x, N, w, ROWS, IN);
-	matmul_forward_ref(yr, x, w, GGML_F32, N, IN, ROWS);
+	parm_matmul_forward_ref(yr, x, w, GGML_F32, N, IN, ROWS);
 	snprintf(what, sizeof what, "%s: dot_rows (decode matmul, 3 tokens)", path);
 	close_enough(what, y, yr, (size_t)N * ROWS, 1e-5);
 
-	float *a = rand_vec(V, 30), *e = xmalloc(V * sizeof *e), *er = xmalloc(V * sizeof *er);
+	float *a = rand_vec(V, 30), *e = parm_xmalloc(V * sizeof *e), *er = parm_xmalloc(V * sizeof *er);
 	kv->vexp(e, a, V);
-	vexp_ref(er, a, V);
-	snprintf(what, sizeof what, "%s: vexp", path);
+	parm_vexp_ref(er, a, V);
+	snprintf(what, sizeof what, "%s: parm_vexp", path);
 	close_enough(what, e, er, V, 1e-6);
 
 	kv->softmax_row(e, a, V);
-	softmax_forward_ref(er, a, 1, V);
+	parm_softmax_forward_ref(er, a, 1, V);
 	snprintf(what, sizeof what, "%s: softmax_row", path);
 	close_enough(what, e, er, V, 1e-6);
 
 	int tgt = 17;
 	float lp = a[tgt] - kv->row_lse(a, V), lpr;
-	logprob_forward_ref(&lpr, a, &tgt, 1, V);
+	parm_logprob_forward_ref(&lpr, a, &tgt, 1, V);
 	snprintf(what, sizeof what, "%s: row_lse (log-prob forward)", path);
 	close_enough(what, &lp, &lpr, 1, 1e-6);
 
-	float *dx = xcalloc(V, sizeof *dx), *dxr = xcalloc(V, sizeof *dxr), g = 0.7f;
+	float *dx = parm_xcalloc(V, sizeof *dx), *dxr = parm_xcalloc(V, sizeof *dxr), g = 0.7f;
 	kv->logprob_row_backward(dx, a, g, V);
 	dx[tgt] += g;
-	logprob_backward_ref(dxr, &g, a, &tgt, 1, V);
+	parm_logprob_backward_ref(dxr, &g, a, &tgt, 1, V);
 	snprintf(what, sizeof what, "%s: logprob_row_backward", path);
 	close_enough(what, dx, dxr, V, 1e-5);
 
 	float *u = rand_vec(V, 2), *d = rand_vec(V, 1);
-	float *dg = xcalloc(V, sizeof *dg), *du = xcalloc(V, sizeof *du);
-	float *dgr = xcalloc(V, sizeof *dgr), *dur = xcalloc(V, sizeof *dur);
+	float *dg = parm_xcalloc(V, sizeof *dg), *du = parm_xcalloc(V, sizeof *du);
+	float *dgr = parm_xcalloc(V, sizeof *dgr), *dur = parm_xcalloc(V, sizeof *dur);
 	swiglu_range r = { .dgate = dg, .dup = du, .dout = d, .gate = a, .up = u };
 	kv->swiglu_bwd_range(&r, 0, V);
-	swiglu_backward_ref(dgr, dur, d, a, u, V);
+	parm_swiglu_backward_ref(dgr, dur, d, a, u, V);
 	snprintf(what, sizeof what, "%s: swiglu backward, dgate", path);
 	close_enough(what, dg, dgr, V, 1e-5);
 	snprintf(what, sizeof what, "%s: swiglu backward, dup", path);
@@ -298,10 +298,10 @@ static void test_vec_paths(void)
 {
 	printf("# simd path %s, the CPU's best %s\n", parm_simd_name(parm_simd()),
 	       parm_simd_name(parm_simd_best()));
-	test_vec_path(&kernels_vec_plain, "portable (no FMA)");
+	test_vec_path(&parm_kernels_vec_plain, "portable (no FMA)");
 #if defined(__x86_64__) || defined(__i386__)
 	if (parm_simd_best() >= PARM_SIMD_AVX2)
-		test_vec_path(&kernels_vec_fma, "avx2 and avx512 (FMA)");
+		test_vec_path(&parm_kernels_vec_fma, "avx2 and avx512 (FMA)");
 	else
 #endif
 		skip("the CPU has no AVX2 and FMA", "vector kernels with FMA");
@@ -309,9 +309,9 @@ static void test_vec_paths(void)
 
 int main(void)
 {
-	static const enum ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
+	static const enum parm_ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
 	(void)fixtures_dir;
-	kernels_set_threads(2);
+	parm_kernels_set_threads(2);
 	for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
 		test_matmul(types[i], 1, 96, 300);
 		test_matmul(types[i], 9, 160, 77);

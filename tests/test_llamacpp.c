@@ -33,7 +33,7 @@ static const char greedy_prompt[] = "The quick brown fox";
 struct parm_model;
 static void check_greedy_on(const parm_model *m, const char *model, const char *flags,
 			    int *ids, int n_prompt, const char *what, double tol);
-static double tolerance(enum ggml_type type);
+static double tolerance(enum parm_ggml_type type);
 
 static const char *const vocabs[] = {
 	"llama-spm", "gpt-2", "llama-bpe", "qwen2", "phi-3",
@@ -82,11 +82,11 @@ static char *slurp(const char *path, size_t *len)
 	char *buf;
 	if (!f)
 		return NULL;
-	buf = xmalloc(cap);
+	buf = parm_xmalloc(cap);
 	while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
 		n += got;
 		if (n + 1 == cap)
-			buf = xrealloc(buf, cap *= 2);
+			buf = parm_xrealloc(buf, cap *= 2);
 	}
 	fclose(f);
 	buf[n] = '\0';
@@ -106,10 +106,10 @@ static void texts_add(texts *t, const char *s, size_t len)
 {
 	if (t->n == t->cap) {
 		t->cap = t->cap ? 2 * t->cap : 64;
-		t->text = xrealloc(t->text, t->cap * sizeof *t->text);
-		t->len = xrealloc(t->len, t->cap * sizeof *t->len);
+		t->text = parm_xrealloc(t->text, t->cap * sizeof *t->text);
+		t->len = parm_xrealloc(t->len, t->cap * sizeof *t->len);
 	}
-	t->text[t->n] = xmemdup(s, len + 1);
+	t->text[t->n] = parm_xmemdup(s, len + 1);
 	t->text[t->n][len] = '\0';
 	t->len[t->n++] = len;
 }
@@ -169,8 +169,8 @@ static char **run_lines(const char *cmd, int *n_lines)
 	while ((got = getline(&line, &cap, p)) >= 0) {
 		if (got > 0 && line[got - 1] == '\n')
 			line[got - 1] = '\0';
-		lines = xrealloc(lines, (n + 1) * sizeof *lines);
-		lines[n++] = xstrdup(line);
+		lines = parm_xrealloc(lines, (n + 1) * sizeof *lines);
+		lines[n++] = parm_xstrdup(line);
 	}
 	free(line);
 	if (pclose(p) != 0) {
@@ -220,20 +220,20 @@ static char **ref_tokenize(const char *model, const texts *t)
 static char *our_ids(const parm_tokenizer *tok, const char *text, size_t len)
 {
 	int max = (int)len + 16, n, i;
-	int *ids = xmalloc(max * sizeof *ids);
+	int *ids = parm_xmalloc(max * sizeof *ids);
 	char *out, *p;
 	int (*encode)(const parm_tokenizer *, const char *, size_t, int, int *, int) =
 		parse_special ? parm_tokenize_special : parm_tokenize;
 	n = encode(tok, text, len, 0, ids, max);
 	if (n > max) {
-		ids = xrealloc(ids, n * sizeof *ids);
+		ids = parm_xrealloc(ids, n * sizeof *ids);
 		n = encode(tok, text, len, 0, ids, n);
 	}
 	if (n < 0) {
 		free(ids);
-		return xstrdup(parm_error());
+		return parm_xstrdup(parm_error());
 	}
-	p = out = xmalloc(12 * (size_t)n + 1);
+	p = out = parm_xmalloc(12 * (size_t)n + 1);
 	*p = '\0';
 	for (i = 0; i < n; i++)
 		p += sprintf(p, i ? " %d" : "%d", ids[i]);
@@ -349,13 +349,13 @@ static void test_vocab(const char *vocab, const texts *t)
 {
 	char path[4096];
 	char **expected;
-	gguf_file *g;
+	parm_gguf *g;
 	parm_tokenizer *tok = NULL;
 	int bad;
 	fixture_path(path, sizeof path, vocab, "");
-	if (!(g = gguf_open(path)) || !(tok = parm_tokenizer_load(g))) {
+	if (!(g = parm_gguf_open(path)) || !(tok = parm_tokenizer_load(g))) {
 		ok(0, "tokenizer %s: %s", vocab, parm_error());
-		gguf_close(g);
+		parm_gguf_close(g);
 		return;
 	}
 	if (!(expected = ref_tokenize(path, t))) {
@@ -369,7 +369,7 @@ static void test_vocab(const char *vocab, const texts *t)
 	check_eog(tok, path, vocab);
 	check_special(tok, path, vocab, t);
 	parm_tokenizer_free(tok);
-	gguf_close(g);
+	parm_gguf_close(g);
 }
 
 /* The reference itself, checked against the vectors shipped with the
@@ -431,8 +431,8 @@ static float *ref_logits(const char *model, const char *loras, const int *ids, i
 {
 	size_t cap = 64 + strlen(ref_bin) + strlen(model) + strlen(loras) + 12 * (size_t)n,
 	       want = (size_t)n * n_vocab;
-	char *cmd = xmalloc(cap), *p = cmd;
-	float *out = xmalloc(want * sizeof *out);
+	char *cmd = parm_xmalloc(cap), *p = cmd;
+	float *out = parm_xmalloc(want * sizeof *out);
 	FILE *f;
 	size_t got;
 	int i;
@@ -454,9 +454,9 @@ static float *ref_logits(const char *model, const char *loras, const int *ids, i
 static float *our_logits(const parm_model *m, const parm_adapter *ad, const int *ids, int n)
 {
 	parm_kv *kv = parm_kv_new(m, 1, 64);
-	int *slot = xcalloc(n, sizeof *slot);
-	uint8_t *want = xmalloc(n);
-	float *out = xmalloc((size_t)n * m->cfg.n_vocab * sizeof *out);
+	int *slot = parm_xcalloc(n, sizeof *slot);
+	uint8_t *want = parm_xmalloc(n);
+	float *out = parm_xmalloc((size_t)n * m->cfg.n_vocab * sizeof *out);
 	memset(want, 1, n);
 	if (!kv || parm_forward_adapted(m, ad, kv, n, ids, slot, want, out) != n) {
 		free(out);
@@ -492,12 +492,12 @@ static diff compare_logits(const float *ours, const float *ref, size_t n)
  * on AVX-512) and q4_0/q8_0 packed on AVX-512, bf16 for bf16 prompts on
  * AVX-512 with the bf16 dot, floats otherwise; hence the loose limits; the comparison with the dequantised copy, our activations in
  * floats (PARM_INT8=0), is the tight one (measured below 5e-6 x rms). */
-static double tolerance(enum ggml_type type)
+static double tolerance(enum parm_ggml_type type)
 {
 	switch (type) {
 	case GGML_F32: return 1e-3;
 	case GGML_F16: return 1e-2;
-	default: return ggml_type_block(type) == QK_K_BLOCK ? 1.5e-1 : 1e-1;
+	default: return parm_ggml_type_block(type) == QK_K_BLOCK ? 1.5e-1 : 1e-1;
 	}
 }
 
@@ -544,35 +544,35 @@ static void check_file(const char *path, const char *ref_path, const char *what,
  * to f32 precision. */
 static int write_dequantised(const char *in, const char *out)
 {
-	gguf_file *g = gguf_open(in);
-	gguf_writer *w;
+	parm_gguf *g = parm_gguf_open(in);
+	parm_gguf_writer *w;
 	int i, rc;
 	if (!g)
 		return -1;
-	w = gguf_w_new();
-	for (i = 0; i < gguf_n_kv(g); i++)
-		if (strcmp(gguf_kv_key(g, i), "general.file_type"))
-			gguf_w_copy_kv(w, g, gguf_kv_key(g, i));
-	gguf_w_set_u32(w, "general.file_type", 0);
-	for (i = 0; i < gguf_n_tensors(g); i++) {
-		const gguf_tensor *t = gguf_tensor_at(g, i);
+	w = parm_gguf_w_new();
+	for (i = 0; i < parm_gguf_n_kv(g); i++)
+		if (strcmp(parm_gguf_kv_key(g, i), "general.file_type"))
+			parm_gguf_w_copy_kv(w, g, parm_gguf_kv_key(g, i));
+	parm_gguf_w_set_u32(w, "general.file_type", 0);
+	for (i = 0; i < parm_gguf_n_tensors(g); i++) {
+		const parm_gguf_tensor *t = parm_gguf_tensor_at(g, i);
 		int64_t r, rows = t->n_elements / t->ne[0];
-		size_t rb = ggml_row_bytes(t->type, t->ne[0]);
-		float *f = xmalloc((size_t)t->n_elements * sizeof *f);
+		size_t rb = parm_ggml_row_bytes(t->type, t->ne[0]);
+		float *f = parm_xmalloc((size_t)t->n_elements * sizeof *f);
 		for (r = 0; r < rows; r++)
-			dequant_row(f + r * t->ne[0], (const char *)t->data + r * rb, t->type, t->ne[0]);
-		gguf_w_tensor(w, t->name, GGML_F32, t->n_dims, t->ne, f);
+			parm_dequant_row(f + r * t->ne[0], (const char *)t->data + r * rb, t->type, t->ne[0]);
+		parm_gguf_w_tensor(w, t->name, GGML_F32, t->n_dims, t->ne, f);
 		free(f);
 	}
-	rc = gguf_w_save(w, out);
-	gguf_w_free(w);
-	gguf_close(g);
+	rc = parm_gguf_w_save(w, out);
+	parm_gguf_w_free(w);
+	parm_gguf_close(g);
 	return rc;
 }
 
 /* Both comparisons for one file: against llama.cpp on the file itself,
  * and (for f16/q8_0/q4_0) against llama.cpp on its dequantised copy. */
-static void check_both(const char *path, enum ggml_type type, const char *what)
+static void check_both(const char *path, enum parm_ggml_type type, const char *what)
 {
 	char f32_path[512], label[400];
 	snprintf(label, sizeof label, "%s, as is", what);
@@ -581,37 +581,37 @@ static void check_both(const char *path, enum ggml_type type, const char *what)
 		return;
 	snprintf(f32_path, sizeof f32_path, "%s/dequantised.gguf", tmp_dir);
 	snprintf(label, sizeof label, "%s, against its dequantised f32 copy", what);
-	kernels_set_int8(0);    /* our activations in floats too: the weights alone */
+	parm_kernels_set_int8(0);    /* our activations in floats too: the weights alone */
 	if (write_dequantised(path, f32_path))
 		ok(0, "%s: %s", label, parm_error());
 	else
 		check_file(path, f32_path, label, tolerance(GGML_F32));
-	kernels_set_int8(1);
+	parm_kernels_set_int8(1);
 	unlink(f32_path);
 }
 
 static int make_arch_model(const char *out, const char *vocab, const parm_config *shape,
-			   enum ggml_type type)
+			   enum parm_ggml_type type)
 {
 	char path[4096];
-	gguf_file *g;
+	parm_gguf *g;
 	parm_tokenizer *tok;
 	parm_config cfg = *shape;
 	int rc = -1;
 	fixture_path(path, sizeof path, vocab, "");
-	if (!(g = gguf_open(path)))
+	if (!(g = parm_gguf_open(path)))
 		return -1;
 	if ((tok = parm_tokenizer_load(g))) {
 		cfg.n_vocab = parm_tok_n_vocab(tok);
 		rc = parm_model_init(out, g, &cfg, type, 1234);
 		parm_tokenizer_free(tok);
 	}
-	gguf_close(g);
+	parm_gguf_close(g);
 	return rc;
 }
 
 static int make_model(const char *out, const char *vocab, int dim, int kv_heads,
-		      enum ggml_type type)
+		      enum parm_ggml_type type)
 {
 	parm_config cfg = { .dim = dim, .n_layers = 2, .n_heads = 4, .n_kv_heads = kv_heads,
 			    .ff = 3 * dim, .n_ctx = 64, .rms_eps = 1e-5f, .rope_theta = 10000.0f };
@@ -620,7 +620,7 @@ static int make_model(const char *out, const char *vocab, int dim, int kv_heads,
 
 static void test_our_files(void)
 {
-	static const enum ggml_type types[] = { GGML_F32, GGML_F16, GGML_Q8_0, GGML_Q4_0 };
+	static const enum parm_ggml_type types[] = { GGML_F32, GGML_F16, GGML_Q8_0, GGML_Q4_0 };
 	static const struct { const char *vocab; int dim, kv_heads; } shapes[] = {
 		{ "llama-spm", 64, 2 }, { "llama-spm", 64, 4 },
 		{ "gpt-2", 128, 2 }, { "gpt-2", 128, 4 },
@@ -630,7 +630,7 @@ static void test_our_files(void)
 	for (s = 0; s < sizeof shapes / sizeof *shapes; s++)
 		for (t = 0; t < sizeof types / sizeof *types; t++) {
 			snprintf(what, sizeof what, "our %s model (%s vocab, dim %d, heads 4, kv heads %d)",
-				 ggml_type_name(types[t]), shapes[s].vocab, shapes[s].dim, shapes[s].kv_heads);
+				 parm_ggml_type_name(types[t]), shapes[s].vocab, shapes[s].dim, shapes[s].kv_heads);
 			snprintf(path, sizeof path, "%s/ours.gguf", tmp_dir);
 			if (make_model(path, shapes[s].vocab, shapes[s].dim, shapes[s].kv_heads, types[t]))
 				ok(0, "%s: parm_model_init: %s", what, parm_error());
@@ -646,19 +646,19 @@ static void check_greedy(const char *model, const char *what, double tol);
  * divided by its factor.  Ours with one added against llama.cpp's. */
 static int add_rope_freqs(const char *in, const char *out)
 {
-	gguf_file *g = gguf_open(in);
+	parm_gguf *g = parm_gguf_open(in);
 	if (!g)
 		return -1;
-	gguf_writer *w = gguf_w_new();
-	gguf_w_copy_file(w, g, NULL, NULL);
+	parm_gguf_writer *w = parm_gguf_w_new();
+	parm_gguf_w_copy_file(w, g, NULL, NULL);
 	int64_t half = 128 / 4 / 2;
 	float ff[16];
 	for (int k = 0; k < half; k++)
 		ff[k] = k < 4 ? 1.0f : 1.0f + (float)(k - 3) * 0.75f;  /* up to 10: the low frequencies slowed */
-	gguf_w_tensor(w, "rope_freqs.weight", GGML_F32, 1, &half, ff);
-	int rc = gguf_w_save(w, out);
-	gguf_w_free(w);
-	gguf_close(g);
+	parm_gguf_w_tensor(w, "rope_freqs.weight", GGML_F32, 1, &half, ff);
+	int rc = parm_gguf_w_save(w, out);
+	parm_gguf_w_free(w);
+	parm_gguf_close(g);
 	return rc;
 }
 
@@ -695,7 +695,7 @@ static char *ref_chat(const char *model, const char *tmpl, const parm_chat_msg *
 	}
 	if (f)
 		fclose(f);
-	char *q = tmpl ? xmalloc(4 * strlen(tmpl) + 3) : NULL, *p = q;
+	char *q = tmpl ? parm_xmalloc(4 * strlen(tmpl) + 3) : NULL, *p = q;
 	if (q) {                /* single-quoted for the shell */
 		*p++ = '\'';
 		for (const char *c = tmpl; *c; c++)
@@ -802,9 +802,9 @@ static void test_chat_pipe(void)
 	snprintf(model, sizeof model, "%s/chat.gguf", tmp_dir);
 	parm_config cfg = { .dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .ff = 128,
 			    .n_ctx = 128, .rms_eps = 1e-5f, .rope_theta = 10000, .arch = PARM_ARCH_PHI3 };
-	gguf_file *g = gguf_open(vocab);
+	parm_gguf *g = parm_gguf_open(vocab);
 	parm_model *m = g && parm_model_init(model, g, &cfg, GGML_F32, 77) == 0 ? parm_model_load(model) : NULL;
-	gguf_close(g);
+	parm_gguf_close(g);
 	int ids[128 + N_GREEDY];
 	int n = m ? ref_chat_ids(model, m->tok, "Be brief.", greedy_prompt, ids, 128) : -1;
 	char *tmpl = m ? parm_chat_template_of(m->file) : NULL;
@@ -858,13 +858,13 @@ static void test_chat(void)
 	static const char *const own[] = { "qwen2", "phi-3" };
 	for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
 		fixture_path(model, sizeof model, own[i], "");
-		gguf_file *g = gguf_open(model);
+		parm_gguf *g = parm_gguf_open(model);
 		char *tmpl = g ? parm_chat_template_of(g) : NULL;
 		ok(tmpl && compare_chat(model, NULL, tmpl) == 0,
 		   "chat: the %s vocabulary's own template (%s) as llama.cpp lays it out", own[i],
 		   tmpl ? parm_chat_detect(tmpl) : parm_error());
 		free(tmpl);
-		gguf_close(g);
+		parm_gguf_close(g);
 	}
 	test_chat_pipe();
 }
@@ -872,7 +872,7 @@ static void test_chat(void)
 /* ---- the other architectures ---- */
 
 /* Random biases (std 0.1) on every projection of every layer of g. */
-static void add_biases(gguf_writer *w, const gguf_file *g)
+static void add_biases(parm_gguf_writer *w, const parm_gguf *g)
 {
 	static const char *const parts[] = { "attn_q", "attn_k", "attn_v", "attn_output",
 					     "ffn_gate", "ffn_up", "ffn_down" };
@@ -881,17 +881,17 @@ static void add_biases(gguf_writer *w, const gguf_file *g)
 	for (int l = 0; l < 64; l++)
 		for (size_t p = 0; p < sizeof parts / sizeof *parts; p++) {
 			snprintf(name, sizeof name, "blk.%d.%s.weight", l, parts[p]);
-			const gguf_tensor *t = gguf_find_tensor(g, name);
+			const parm_gguf_tensor *t = parm_gguf_find_tensor(g, name);
 			if (!t)
 				continue;
 			int64_t n = t->ne[1];
-			float *b = xmalloc((size_t)n * sizeof *b);
+			float *b = parm_xmalloc((size_t)n * sizeof *b);
 			for (int64_t i = 0; i < n; i++) {
 				s = s * 6364136223846793005ULL + 1442695040888963407ULL;
 				b[i] = (float)((double)(s >> 11) * 0x1.0p-53 - 0.5) * 0.35f;
 			}
 			snprintf(name, sizeof name, "blk.%d.%s.bias", l, parts[p]);
-			gguf_w_tensor(w, name, GGML_F32, 1, &n, b);
+			parm_gguf_w_tensor(w, name, GGML_F32, 1, &n, b);
 			free(b);
 		}
 }
@@ -907,15 +907,15 @@ static int keep_but(void *ctx, const char *name, int is_tensor)
  * biases on every projection when orig_ctx < 0. */
 static int rewrite_model(const char *in, const char *out, const char *drop, int orig_ctx)
 {
-	gguf_file *g = gguf_open(in);
+	parm_gguf *g = parm_gguf_open(in);
 	if (!g)
 		return -1;
-	gguf_writer *w = gguf_w_new();
+	parm_gguf_writer *w = parm_gguf_w_new();
 	const char *arch;
 	size_t len;
 	char key[96];
-	gguf_get_str(g, "general.architecture", &arch, &len);
-	gguf_w_copy_file(w, g, keep_but, (void *)drop);
+	parm_gguf_get_str(g, "general.architecture", &arch, &len);
+	parm_gguf_w_copy_file(w, g, keep_but, (void *)drop);
 	if (orig_ctx < 0)
 		add_biases(w, g);
 	if (orig_ctx > 0) {
@@ -925,16 +925,16 @@ static int rewrite_model(const char *in, const char *out, const char *drop, int 
 			sf[k] = 1.0f + 0.05f * k;
 			lf[k] = 1.0f + 0.75f * k;
 		}
-		gguf_w_tensor(w, "rope_factors_short.weight", GGML_F32, 1, &half, sf);
-		gguf_w_tensor(w, "rope_factors_long.weight", GGML_F32, 1, &half, lf);
+		parm_gguf_w_tensor(w, "rope_factors_short.weight", GGML_F32, 1, &half, sf);
+		parm_gguf_w_tensor(w, "rope_factors_long.weight", GGML_F32, 1, &half, lf);
 		snprintf(key, sizeof key, "%.*s.rope.scaling.attn_factor", (int)len, arch);
-		gguf_w_set_f32(w, key, 1.19f);
+		parm_gguf_w_set_f32(w, key, 1.19f);
 		snprintf(key, sizeof key, "%.*s.rope.scaling.original_context_length", (int)len, arch);
-		gguf_w_set_u32(w, key, orig_ctx);
+		parm_gguf_w_set_u32(w, key, orig_ctx);
 	}
-	int rc = gguf_w_save(w, out);
-	gguf_w_free(w);
-	gguf_close(g);
+	int rc = parm_gguf_w_save(w, out);
+	parm_gguf_w_free(w);
+	parm_gguf_close(g);
 	return rc;
 }
 
@@ -961,8 +961,8 @@ static void test_architectures(void)
 		const char *name = parm_arch_at(shapes[i].arch)->name;
 		snprintf(path, sizeof path, "%s/arch.gguf", tmp_dir);
 		for (int q = 0; q < 2; q++) {
-			enum ggml_type t = q ? GGML_Q8_0 : GGML_F32;
-			snprintf(what, sizeof what, "our %s %s model (%s vocab)", ggml_type_name(t), name,
+			enum parm_ggml_type t = q ? GGML_Q8_0 : GGML_F32;
+			snprintf(what, sizeof what, "our %s %s model (%s vocab)", parm_ggml_type_name(t), name,
 				 shapes[i].vocab);
 			if (make_arch_model(path, shapes[i].vocab, &cfg, t)) {
 				ok(0, "%s: parm_model_init: %s", what, parm_error());
@@ -1007,22 +1007,22 @@ static void test_architectures(void)
  * data: the same bytes, or the count of tensors that differ. */
 static int count_differing_tensors(const char *f32_path, const char *q_path)
 {
-	gguf_file *a = gguf_open(f32_path), *b = gguf_open(q_path);
+	parm_gguf *a = parm_gguf_open(f32_path), *b = parm_gguf_open(q_path);
 	int i, bad = -1;
 	if (a && b)
-		for (bad = 0, i = 0; i < gguf_n_tensors(b); i++) {
-			const gguf_tensor *tq = gguf_tensor_at(b, i);
-			const gguf_tensor *tf = gguf_find_tensor(a, tq->name);
+		for (bad = 0, i = 0; i < parm_gguf_n_tensors(b); i++) {
+			const parm_gguf_tensor *tq = parm_gguf_tensor_at(b, i);
+			const parm_gguf_tensor *tf = parm_gguf_find_tensor(a, tq->name);
 			int64_t r, rows = tq->n_elements / tq->ne[0];
-			size_t rb = ggml_row_bytes(tq->type, tq->ne[0]);
-			char *row = xmalloc(rb);
+			size_t rb = parm_ggml_row_bytes(tq->type, tq->ne[0]);
+			char *row = parm_xmalloc(rb);
 			if (!tf || tf->type != GGML_F32 || tf->n_elements != tq->n_elements) {
 				bad++;
 				free(row);
 				continue;
 			}
 			for (r = 0; r < rows; r++) {
-				quant_row(row, (const float *)tf->data + r * tq->ne[0], tq->type, tq->ne[0]);
+				parm_quant_row(row, (const float *)tf->data + r * tq->ne[0], tq->type, tq->ne[0]);
 				if (memcmp(row, (const char *)tq->data + r * rb, rb)) {
 					bad++;
 					break;
@@ -1030,8 +1030,8 @@ static int count_differing_tensors(const char *f32_path, const char *q_path)
 			}
 			free(row);
 		}
-	gguf_close(a);
-	gguf_close(b);
+	parm_gguf_close(a);
+	parm_gguf_close(b);
 	return bad;
 }
 
@@ -1124,8 +1124,8 @@ static int run_quantize(const char *in, const char *out, const char *type, int p
  * larger model. */
 static const struct their_type {
 	const char *arg;
-	enum ggml_type type;    /* the main type */
-	int ours;               /* quant_row writes it: compare the bytes */
+	enum parm_ggml_type type;    /* the main type */
+	int ours;               /* parm_quant_row writes it: compare the bytes */
 } their_types[] = {
 	{ "F16", GGML_F16, 1 }, { "Q8_0", GGML_Q8_0, 1 }, { "Q4_0", GGML_Q4_0, 1 },
 	{ "Q4_1", GGML_Q4_1, 0 }, { "Q5_0", GGML_Q5_0, 0 }, { "Q5_1", GGML_Q5_1, 0 },
@@ -1150,15 +1150,15 @@ static void check_their_file(const char *src, const struct their_type *t)
 	check_greedy(dst, what, tolerance(t->type));
 	if (t->ours) {
 		int bad = count_differing_tensors(src, dst);
-		ok(bad == 0, "%s: every tensor matches our quant_row on the same data (%d differ)",
+		ok(bad == 0, "%s: every tensor matches our parm_quant_row on the same data (%d differ)",
 		   what, bad);
 	} else {
-		gguf_file *g = gguf_open(dst);
+		parm_gguf *g = parm_gguf_open(dst);
 		int n = 0;
-		for (int i = 0; g && i < gguf_n_tensors(g); i++)
-			n += gguf_tensor_at(g, i)->type == t->type;
-		ok(n > 0, "%s: holds %d %s tensors", what, n, ggml_type_name(t->type));
-		gguf_close(g);
+		for (int i = 0; g && i < parm_gguf_n_tensors(g); i++)
+			n += parm_gguf_tensor_at(g, i)->type == t->type;
+		ok(n > 0, "%s: holds %d %s tensors", what, n, parm_ggml_type_name(t->type));
+		parm_gguf_close(g);
 	}
 	unlink(dst);
 }
@@ -1306,7 +1306,7 @@ int main(void)
 	}
 	snprintf(tmp_dir, sizeof tmp_dir, "%s/parm-llamacpp.XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(tmp_dir))
-		die("mkdtemp %s: %s", tmp_dir, strerror(errno));
+		parm_die("mkdtemp %s: %s", tmp_dir, strerror(errno));
 	parm_set_threads(2);
 	test_tokenizers();
 	test_chat();

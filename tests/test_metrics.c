@@ -311,14 +311,14 @@ static void test_arm_scoring(void)
 	if (!mkdtemp(dir))
 		return (void)ok(0, "mkdtemp");
 	snprintf(model, sizeof model, "%s/m.gguf", dir);
-	gguf_file *vocab = gguf_open(vocab_path);
+	parm_gguf *vocab = parm_gguf_open(vocab_path);
 	parm_config c = {.dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .ff = 64, .n_ctx = 160};
 	parm_arm_options o;
 	parm_arm_default_options(&o);
 	o.k = 2;
 	o.objectives = (const char *const[]){"helpful", "harmless"};
 	parm_arm *arm = vocab && parm_model_init(model, vocab, &c, GGML_F32, 3) == 0 ? parm_arm_new(model, &o) : NULL;
-	gguf_close(vocab);
+	parm_gguf_close(vocab);
 	if (!ok(arm != NULL, "a fresh ARM on a tiny backbone"))
 		return;
 	test_scorer_vs_forward(model, arm);

@@ -55,11 +55,11 @@ static int make_model(const char *out, const char *vocab, int dim, int layers, u
 static int make_arch_model(const char *out, const char *vocab, int dim, int layers,
 			   uint64_t seed, int arch, int head_dim)
 {
-	gguf_file *v = gguf_open(vocab);
+	parm_gguf *v = parm_gguf_open(vocab);
 	parm_config c = { .dim = dim, .n_layers = layers, .n_heads = 4, .n_kv_heads = 2,
 			  .ff = 2 * dim, .n_ctx = 64, .arch = arch, .head_dim = head_dim };
 	int rc = v ? parm_model_init(out, v, &c, GGML_F32, seed) : -1;
-	gguf_close(v);
+	parm_gguf_close(v);
 	return rc;
 }
 
@@ -102,8 +102,8 @@ static void write_header(parm_writer *w, const parm_model *m)
 			  .fingerprint = parm_tok_fingerprint(m->tok),
 			  .bos = parm_tok_bos(m->tok), .eos = parm_tok_eos(m->tok) };
 	char *chain[1] = { "{\"stage\":\"parm-logits\",\"model\":\"base.gguf\",\"ctx\":64}" };
-	h.pieces = xmalloc(h.n_vocab * sizeof *h.pieces);
-	h.piece_len = xmalloc(h.n_vocab * sizeof *h.piece_len);
+	h.pieces = parm_xmalloc(h.n_vocab * sizeof *h.pieces);
+	h.piece_len = parm_xmalloc(h.n_vocab * sizeof *h.piece_len);
 	for (int i = 0; i < h.n_vocab; i++) {
 		size_t len;
 		h.pieces[i] = (char *)parm_tok_piece(m->tok, i, &len);
@@ -141,7 +141,7 @@ static int make_stream(const char *out, const parm_model *base, int sparse)
 	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), V = base->cfg.n_vocab, K = 12;
 	parm_writer *w = parm_writer_new(fd);
 	parm_kv *kv = parm_kv_new(base, 2, 64);
-	float *logits = xmalloc(2 * (size_t)V * sizeof *logits), vals[2][12];
+	float *logits = parm_xmalloc(2 * (size_t)V * sizeof *logits), vals[2][12];
 	int32_t ids[2][12];
 	int toks[64], slot[64], n;
 	write_header(w, base);
@@ -199,14 +199,14 @@ static int parse_stream(const char *file, struct parsed *p)
 	memset(p, 0, sizeof *p);
 	if (!r || parm_read_header(r, &p->h) < 0)
 		return -1;
-	p->rows = xcalloc(64, sizeof *p->rows);
+	p->rows = parm_xcalloc(64, sizeof *p->rows);
 	for (;;) {
 		if (parm_read_record(r, &rec) < 0)
 			return -1;
 		if (rec.type == PARM_REC_FIN)
 			break;
 		if (rec.type == PARM_REC_START && rec.seq < 2) {
-			p->ptok[rec.seq] = xmemdup(rec.tokens, rec.n_tokens * sizeof(int));
+			p->ptok[rec.seq] = parm_xmemdup(rec.tokens, rec.n_tokens * sizeof(int));
 			p->np[rec.seq] = rec.n_tokens;
 		}
 		if (rec.type != PARM_REC_ROUND)
@@ -215,8 +215,8 @@ static int parse_stream(const char *file, struct parsed *p)
 			parm_step *s = &rec.steps[i];
 			int n = s->sparse ? s->k : p->h.n_vocab;
 			p->rows[p->n_rows++] = (struct row){ s->seq, round, s->sparse, s->k,
-				xmemdup(s->logits, n * sizeof(float)),
-				s->sparse ? xmemdup(s->ids, n * sizeof(int32_t)) : NULL };
+				parm_xmemdup(s->logits, n * sizeof(float)),
+				s->sparse ? parm_xmemdup(s->ids, n * sizeof(int32_t)) : NULL };
 		}
 		round++;
 	}
@@ -251,17 +251,17 @@ static void arm_logp_fresh(float *lp, const parm_arm *a, const float *alpha,
 			   const int *ctx, int n)
 {
 	int L = a->backbone->cfg.n_layers, r = a->r1 + a->r2, slot[64] = { 0 };
-	parm_adapter *ad = xcalloc((size_t)L * PARM_N_PROJ, sizeof *ad);
-	float *M = xmalloc((size_t)L * a->n_targets * r * r * sizeof *M);
+	parm_adapter *ad = parm_xcalloc((size_t)L * PARM_N_PROJ, sizeof *ad);
+	float *M = parm_xmalloc((size_t)L * a->n_targets * r * r * sizeof *M);
 	for (int l = 0; l < L; l++)
 		for (int i = 0; i < a->n_targets; i++) {
 			float *Mi = M + ((size_t)l * a->n_targets + i) * r * r;
-			pblora_mix(Mi, &a->adapters[l * a->n_targets + i], alpha);
+			parm_pblora_mix(Mi, &a->adapters[l * a->n_targets + i], alpha);
 			ad[l * PARM_N_PROJ + a->targets[i]] = (parm_adapter){ &a->adapters[l * a->n_targets + i], Mi };
 		}
 	parm_kv *kv = parm_kv_new(a->backbone, 1, 64);
 	parm_forward_adapted(a->backbone, ad, kv, n, ctx, slot, NULL, lp);
-	log_softmax_forward(lp, lp, 1, a->backbone->cfg.n_vocab);
+	parm_log_softmax_forward(lp, lp, 1, a->backbone->cfg.n_vocab);
 	parm_kv_free(kv);
 	free(ad);
 	free(M);
@@ -290,7 +290,7 @@ static void test_maths(void)
 	const float *lps[2] = { lp1, lp2 };
 	float w[2] = { 0.7f, -0.3f };
 	memcpy(row, x, sizeof row);
-	mix_row(row, NULL, 6, lps, w, 2);
+	parm_mix_row(row, NULL, 6, lps, w, 2);
 	ref_log_softmax(ref, x, 6);
 	for (int i = 0; i < 6; i++)
 		acc[i] = ref[i] + 0.7 * lp1[i] - 0.3 * lp2[i];
@@ -302,20 +302,20 @@ static void test_maths(void)
 	for (int i = 0; i < 6; i++)
 		if (i != 3)
 			err = fmax(err, fabs(row[i] - ref[i]));
-	ok(err < 1e-5 && row[3] == -INFINITY, "mix_row dense against plain loops (err %.2g), -inf stays", err);
+	ok(err < 1e-5 && row[3] == -INFINITY, "parm_mix_row dense against plain loops (err %.2g), -inf stays", err);
 	int32_t ids[3] = { 4, 0, 2 };
 	float sp[3] = { 2, 1, -1 }, spx[3];
 	memcpy(spx, sp, sizeof sp);
-	mix_row(sp, ids, 3, lps, w, 2);
+	parm_mix_row(sp, ids, 3, lps, w, 2);
 	for (int i = 0; i < 3; i++)
 		spx[i] = spx[i] + 0.7f * lp1[ids[i]] - 0.3f * lp2[ids[i]];
 	ref_log_softmax(ref, spx, 3);
 	err = 0;
 	for (int i = 0; i < 3; i++)
 		err = fmax(err, fabs(sp[i] - ref[i]));
-	ok(err < 1e-5, "mix_row sparse: guidance gathered at the ids (err %.2g)", err);
+	ok(err < 1e-5, "parm_mix_row sparse: guidance gathered at the ids (err %.2g)", err);
 	float ninf[2] = { -INFINITY, -INFINITY };
-	log_softmax_forward(ninf, ninf, 1, 2);
+	parm_log_softmax_forward(ninf, ninf, 1, 2);
 	ok(ninf[0] == -INFINITY && ninf[1] == -INFINITY, "a row of only -inf is left alone");
 }
 
@@ -331,7 +331,7 @@ static double mixed_error(const struct parsed *in, const struct parsed *out,
 			  const parm_arm *a, const float *alpha, float w)
 {
 	int V = in->h.n_vocab, ctx[64];
-	float *lp = xmalloc((size_t)V * sizeof *lp), *row = xmalloc((size_t)V * sizeof *row);
+	float *lp = parm_xmalloc((size_t)V * sizeof *lp), *row = parm_xmalloc((size_t)V * sizeof *row);
 	double err = in->n_rows == out->n_rows && in->n_rows > 0 ? 0 : INFINITY;
 	for (int i = 0; i < in->n_rows && err < INFINITY; i++) {
 		const struct row *ri = &in->rows[i], *ro = &out->rows[i];
@@ -341,10 +341,10 @@ static double mixed_error(const struct parsed *in, const struct parsed *out,
 			return INFINITY;
 		arm_logp_fresh(lp, a, alpha, ctx, context_of(in, ri, ctx));
 		memcpy(row, ri->logits, n * sizeof *row);
-		log_softmax_forward(row, row, 1, n);
+		parm_log_softmax_forward(row, row, 1, n);
 		for (int j = 0; j < n; j++)
 			row[j] += w * lp[ri->sparse ? ri->ids[j] : j];
-		log_softmax_forward(row, row, 1, n);
+		parm_log_softmax_forward(row, row, 1, n);
 		for (int j = 0; j < n; j++)
 			err = fmax(err, fabs(row[j] - ro->logits[j]));
 	}
@@ -467,7 +467,7 @@ static void test_pref_basis(const parm_arm *a, const struct parsed *in)
 		parm_guide_start(g, 0, in->ptok[0], in->np[0]);
 		double err = 0;
 		int V = in->h.n_vocab, cand[4] = { 450 % V, 13 % V, 29892 % V, 1 };
-		float *lp = xmalloc((size_t)V * sizeof *lp);
+		float *lp = parm_xmalloc((size_t)V * sizeof *lp);
 		for (int r = 0; r <= 2; r++) {
 			parm_step st = { .seq = 0, .tok = r ? seqs[0].toks[r - 1] : -1 };
 			parm_guide_round(g, 1, &st, lp);
@@ -503,7 +503,7 @@ static void test_runner_on(const struct parsed *in, const char *arm, const char 
 		return;
 	}
 	int V = in->h.n_vocab, ctx[64], round = 0, i = 0;
-	float *lp = xmalloc(2 * (size_t)V * sizeof *lp), *ref = xmalloc((size_t)V * sizeof *ref);
+	float *lp = parm_xmalloc(2 * (size_t)V * sizeof *lp), *ref = parm_xmalloc((size_t)V * sizeof *ref);
 	double err = 0;
 	parm_guide_start(g, 0, in->ptok[0], in->np[0]);
 	parm_guide_start(g, 1, in->ptok[1], in->np[1]);
@@ -579,7 +579,7 @@ static void test_errors(const struct parsed *in)
 	ok(!g, "a preference not summing to 1 is refused (%s)", parm_error());
 	g = parm_guide_load(path_in("arm1.gguf"), NULL, 1, 0);
 	parm_guide_begin(g, &in->h, 0);
-	float *lp = xmalloc((size_t)in->h.n_vocab * sizeof *lp);
+	float *lp = parm_xmalloc((size_t)in->h.n_vocab * sizeof *lp);
 	parm_step st = { .seq = 5, .tok = 3 };
 	ok(parm_guide_round(g, 1, &st, lp) < 0 && strstr(parm_error(), "not in flight"),
 	   "a step for an unknown sequence is an error");

@@ -42,7 +42,7 @@ static double rel_err(const float *a, const float *b, size_t n)
 static float *one_at_a_time(const parm_model *m, const int *seq, int len)
 {
 	parm_kv *kv = parm_kv_new(m, 1, CTX);
-	float *out = xmalloc((size_t)len * V * sizeof *out);
+	float *out = parm_xmalloc((size_t)len * V * sizeof *out);
 	int slot = 0;
 	for (int i = 0; i < len; i++)
 		parm_forward(m, kv, 1, &seq[i], &slot, NULL, out + (size_t)i * V);
@@ -55,7 +55,7 @@ static void test_batched(const parm_model *m)
 {
 	int lens[3] = { 5, 2, 7 }, seqs[3][8], tokens[14], slot[14], where[14];
 	uint8_t want[14];
-	float *ref[3], *got = xmalloc((size_t)14 * V * sizeof *got);
+	float *ref[3], *got = parm_xmalloc((size_t)14 * V * sizeof *got);
 	int n = 0;
 	for (int s = 0; s < 3; s++)
 		for (int i = 0; i < 8; i++)
@@ -100,7 +100,7 @@ static void test_batched(const parm_model *m)
 static void test_prefill(const parm_model *m, const int *prompt, int len, const float *ref)
 {
 	int slot[16] = { 0 };
-	float *got = xmalloc((size_t)len * V * sizeof *got);
+	float *got = parm_xmalloc((size_t)len * V * sizeof *got);
 	uint8_t want[16];
 	memset(want, 1, sizeof want);
 	parm_kv *kv = parm_kv_new(m, 1, CTX);
@@ -117,18 +117,18 @@ static void test_prefill(const parm_model *m, const int *prompt, int len, const 
 
 /* ---- (d) a plain reference forward, straight from the GGUF ---- */
 
-static float *weights_f32(const gguf_file *g, const char *name)
+static float *weights_f32(const parm_gguf *g, const char *name)
 {
-	const gguf_tensor *t = gguf_find_tensor(g, name);
+	const parm_gguf_tensor *t = parm_gguf_find_tensor(g, name);
 	int64_t rows = t->n_dims > 1 ? t->ne[1] : 1;
-	size_t rb = ggml_row_bytes(t->type, t->ne[0]);
-	float *f = xmalloc((size_t)t->n_elements * sizeof *f);
+	size_t rb = parm_ggml_row_bytes(t->type, t->ne[0]);
+	float *f = parm_xmalloc((size_t)t->n_elements * sizeof *f);
 	for (int64_t r = 0; r < rows; r++)
-		dequant_row_ref(f + r * t->ne[0], (const char *)t->data + r * rb, t->type, t->ne[0]);
+		parm_dequant_row_ref(f + r * t->ne[0], (const char *)t->data + r * rb, t->type, t->ne[0]);
 	return f;
 }
 
-static float *layer_w(const gguf_file *g, int l, const char *what)
+static float *layer_w(const parm_gguf *g, int l, const char *what)
 {
 	char name[64];
 	snprintf(name, sizeof name, "blk.%d.%s.weight", l, what);
@@ -191,7 +191,7 @@ static void ref_attend(double *out, const double *q, double (*k)[D], double (*v)
 	}
 }
 
-static void ref_layer(const gguf_file *g, int l, double (*x)[D], int T)
+static void ref_layer(const parm_gguf *g, int l, double (*x)[D], int T)
 {
 	float *an = layer_w(g, l, "attn_norm"), *wq = layer_w(g, l, "attn_q"),
 	      *wk = layer_w(g, l, "attn_k"), *wv = layer_w(g, l, "attn_v"),
@@ -227,9 +227,9 @@ static void ref_layer(const gguf_file *g, int l, double (*x)[D], int T)
 
 static float *ref_forward(const char *path, const int *tokens, int T)
 {
-	gguf_file *g = gguf_open(path);
+	parm_gguf *g = parm_gguf_open(path);
 	float *emb = weights_f32(g, "token_embd.weight"), *on = weights_f32(g, "output_norm.weight");
-	float *out = weights_f32(g, "output.weight"), *logits = xmalloc((size_t)T * V * sizeof *logits);
+	float *out = weights_f32(g, "output.weight"), *logits = parm_xmalloc((size_t)T * V * sizeof *logits);
 	static double x[CTX][D], xn[D];
 	for (int t = 0; t < T; t++)
 		for (int i = 0; i < D; i++)
@@ -246,36 +246,36 @@ static float *ref_forward(const char *path, const int *tokens, int T)
 		}
 	}
 	free(emb), free(on), free(out);
-	gguf_close(g);
+	parm_gguf_close(g);
 	return logits;
 }
 
 /* ---- (e) bad models: a good one rewritten with one thing wrong ---- */
 
-static int rewrite(const gguf_file *good, const char *out, const char *arch,
+static int rewrite(const parm_gguf *good, const char *out, const char *arch,
 		   const char *drop, const char *reshape)
 {
-	gguf_writer *w = gguf_w_new();
-	for (int i = 0; i < gguf_n_kv(good); i++)
-		gguf_w_copy_kv(w, good, gguf_kv_key(good, i));
+	parm_gguf_writer *w = parm_gguf_w_new();
+	for (int i = 0; i < parm_gguf_n_kv(good); i++)
+		parm_gguf_w_copy_kv(w, good, parm_gguf_kv_key(good, i));
 	if (arch)
-		gguf_w_set_str(w, "general.architecture", arch);
-	for (int i = 0; i < gguf_n_tensors(good); i++) {
-		const gguf_tensor *t = gguf_tensor_at(good, i);
-		int64_t ne[GGUF_MAX_DIMS];
+		parm_gguf_w_set_str(w, "general.architecture", arch);
+	for (int i = 0; i < parm_gguf_n_tensors(good); i++) {
+		const parm_gguf_tensor *t = parm_gguf_tensor_at(good, i);
+		int64_t ne[PARM_GGUF_MAX_DIMS];
 		memcpy(ne, t->ne, sizeof ne);
 		if (drop && !strcmp(t->name, drop))
 			continue;
 		if (reshape && !strcmp(t->name, reshape))
 			ne[0] /= 2, ne[1] *= 2;
-		gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, ne, t->data);
+		parm_gguf_w_tensor_ref(w, t->name, t->type, t->n_dims, ne, t->data);
 	}
-	int rc = gguf_w_save(w, out);
-	gguf_w_free(w);
+	int rc = parm_gguf_w_save(w, out);
+	parm_gguf_w_free(w);
 	return rc;
 }
 
-static void expect_bad(const gguf_file *good, const char *what, const char *arch,
+static void expect_bad(const parm_gguf *good, const char *what, const char *arch,
 		       const char *drop, const char *reshape, const char *needle)
 {
 	const char *path = tmp_path("bad.gguf");
@@ -291,29 +291,29 @@ static void expect_bad(const gguf_file *good, const char *what, const char *arch
 
 /* The good model with tensor name stored as type t (zero bytes): a type
  * parm does not compute is refused by name, with the list it does. */
-static void expect_bad_type(const gguf_file *good, const char *name, enum ggml_type t,
+static void expect_bad_type(const parm_gguf *good, const char *name, enum parm_ggml_type t,
 			    const char *needle)
 {
 	const char *path = tmp_path("bad.gguf");
-	gguf_writer *w = gguf_w_new();
+	parm_gguf_writer *w = parm_gguf_w_new();
 	char *zeros = NULL;
-	for (int i = 0; i < gguf_n_kv(good); i++)
-		gguf_w_copy_kv(w, good, gguf_kv_key(good, i));
-	for (int i = 0; i < gguf_n_tensors(good); i++) {
-		const gguf_tensor *g = gguf_tensor_at(good, i);
+	for (int i = 0; i < parm_gguf_n_kv(good); i++)
+		parm_gguf_w_copy_kv(w, good, parm_gguf_kv_key(good, i));
+	for (int i = 0; i < parm_gguf_n_tensors(good); i++) {
+		const parm_gguf_tensor *g = parm_gguf_tensor_at(good, i);
 		if (strcmp(g->name, name)) {
-			gguf_w_tensor_ref(w, g->name, g->type, g->n_dims, g->ne, g->data);
+			parm_gguf_w_tensor_ref(w, g->name, g->type, g->n_dims, g->ne, g->data);
 			continue;
 		}
-		zeros = calloc(1, ggml_row_bytes(t, g->ne[0]) * (g->n_elements / g->ne[0]));
-		gguf_w_tensor(w, g->name, t, g->n_dims, g->ne, zeros);
+		zeros = calloc(1, parm_ggml_row_bytes(t, g->ne[0]) * (g->n_elements / g->ne[0]));
+		parm_gguf_w_tensor(w, g->name, t, g->n_dims, g->ne, zeros);
 	}
-	int rc = gguf_w_save(w, path);
-	gguf_w_free(w);
+	int rc = parm_gguf_w_save(w, path);
+	parm_gguf_w_free(w);
 	free(zeros);
 	parm_model *m = rc < 0 ? NULL : parm_model_load(path);
 	ok(!m && rc == 0 && strstr(parm_error(), needle), "%s as %s fails: %s", name,
-	   ggml_type_name(t), m ? "(loaded)" : parm_error());
+	   parm_ggml_type_name(t), m ? "(loaded)" : parm_error());
 	parm_model_free(m);
 	unlink(path);
 }
@@ -321,23 +321,23 @@ static void expect_bad_type(const gguf_file *good, const char *name, enum ggml_t
 /* The good model plus one tensor (a copy of output_norm under name) or
  * one f32 key: what llama.cpp would apply and parm does not is refused
  * with needle in the error (NULL: it changes nothing and loads). */
-static void expect_bad_extra(const gguf_file *good, const char *tensor, const char *key,
+static void expect_bad_extra(const parm_gguf *good, const char *tensor, const char *key,
 			     float value, const char *needle)
 {
 	const char *path = tmp_path("bad.gguf");
-	gguf_writer *w = gguf_w_new();
-	for (int i = 0; i < gguf_n_kv(good); i++)
-		gguf_w_copy_kv(w, good, gguf_kv_key(good, i));
+	parm_gguf_writer *w = parm_gguf_w_new();
+	for (int i = 0; i < parm_gguf_n_kv(good); i++)
+		parm_gguf_w_copy_kv(w, good, parm_gguf_kv_key(good, i));
 	if (key)
-		gguf_w_set_f32(w, key, value);
-	for (int i = 0; i < gguf_n_tensors(good); i++) {
-		const gguf_tensor *g = gguf_tensor_at(good, i);
-		gguf_w_tensor_ref(w, g->name, g->type, g->n_dims, g->ne, g->data);
+		parm_gguf_w_set_f32(w, key, value);
+	for (int i = 0; i < parm_gguf_n_tensors(good); i++) {
+		const parm_gguf_tensor *g = parm_gguf_tensor_at(good, i);
+		parm_gguf_w_tensor_ref(w, g->name, g->type, g->n_dims, g->ne, g->data);
 		if (tensor && !strcmp(g->name, "output_norm.weight"))
-			gguf_w_tensor_ref(w, tensor, g->type, g->n_dims, g->ne, g->data);
+			parm_gguf_w_tensor_ref(w, tensor, g->type, g->n_dims, g->ne, g->data);
 	}
-	int rc = gguf_w_save(w, path);
-	gguf_w_free(w);
+	int rc = parm_gguf_w_save(w, path);
+	parm_gguf_w_free(w);
 	parm_model *m = rc < 0 ? NULL : parm_model_load(path);
 	if (needle)
 		ok(!m && rc == 0 && strstr(parm_error(), needle), "%s fails: %s",
@@ -351,7 +351,7 @@ static void expect_bad_extra(const gguf_file *good, const char *tensor, const ch
 
 static void test_bad_models(const char *good_path)
 {
-	gguf_file *good = gguf_open(good_path);
+	parm_gguf *good = parm_gguf_open(good_path);
 	expect_bad(good, "wrong architecture", "gpt2", NULL, NULL,
 		   "architecture 'gpt2' is not supported (parm reads llama, qwen2, qwen3, phi3)");
 	expect_bad(good, "gemma2", "gemma2", NULL, NULL,
@@ -388,14 +388,14 @@ static void test_bad_models(const char *good_path)
 	ok(m && m->output.data == m->token_embd.data, "no output.weight: output tied to token_embd");
 	parm_model_free(m);
 	unlink(tied);
-	gguf_close(good);
+	parm_gguf_close(good);
 }
 
 static void test_overflow(const parm_model *m, const int *prompt)
 {
 	parm_kv *kv = parm_kv_new(m, 2, 8);
 	int slot[8] = { 0 }, bad_slot = 2;
-	float *a = xmalloc((size_t)2 * V * sizeof *a), *b = xmalloc((size_t)2 * V * sizeof *b);
+	float *a = parm_xmalloc((size_t)2 * V * sizeof *a), *b = parm_xmalloc((size_t)2 * V * sizeof *b);
 	parm_forward(m, kv, 6, prompt, slot, NULL, a);
 	int rc = parm_forward(m, kv, 3, prompt, slot, NULL, a);
 	ok(rc == -1 && parm_kv_len(kv, 0) == 6 && strstr(parm_error(), "context"),
@@ -408,7 +408,7 @@ static void test_overflow(const parm_model *m, const int *prompt)
 	parm_kv_free(kv);
 }
 
-static parm_model *make_model(const gguf_file *vocab, const char *name, enum ggml_type t)
+static parm_model *make_model(const parm_gguf *vocab, const char *name, enum parm_ggml_type t)
 {
 	parm_config c = { .dim = D, .n_layers = L, .n_heads = H, .n_kv_heads = G, .ff = F,
 			  .n_ctx = CTX, .rms_eps = 1e-5f, .rope_theta = 10000 };
@@ -417,7 +417,7 @@ static parm_model *make_model(const gguf_file *vocab, const char *name, enum ggm
 		return NULL;
 	}
 	parm_model *m = parm_model_load(tmp_path(name));
-	ok(m != NULL, "init and load %s model%s%s", ggml_type_name(t), m ? "" : ": ", m ? "" : parm_error());
+	ok(m != NULL, "init and load %s model%s%s", parm_ggml_type_name(t), m ? "" : ": ", m ? "" : parm_error());
 	return m;
 }
 
@@ -429,7 +429,7 @@ static void cleanup(void)
 	rmdir(dir);
 }
 
-static void run(const gguf_file *vocab)
+static void run(const parm_gguf *vocab)
 {
 	enum { P = 9 };
 	int prompt[16] = { 1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278, 17366, 11203 };
@@ -451,9 +451,9 @@ static void run(const gguf_file *vocab)
 	ok(rel_err(ref, plain, (size_t)P * V) < 1e-5, "plain reference forward agrees (f32): rel err %.2g", rel_err(ref, plain, (size_t)P * V));
 	free(plain);
 	plain = ref_forward(tmp_path("q8_0.gguf"), prompt, P);
-	kernels_set_int8(0);    /* the reference's activations are floats too */
+	parm_kernels_set_int8(0);    /* the reference's activations are floats too */
 	float *r8f = one_at_a_time(m8, prompt, P);
-	kernels_set_int8(1);
+	parm_kernels_set_int8(1);
 	ok(rel_err(r8f, plain, (size_t)P * V) < 1e-5, "plain reference forward agrees (q8_0, "
 	   "PARM_INT8=0): rel err %.2g", rel_err(r8f, plain, (size_t)P * V));
 	free(r8f);
@@ -472,15 +472,15 @@ int main(void)
 		return tap_done();
 	}
 	snprintf(vocab_path, sizeof vocab_path, "%s/ggml-vocab-llama-spm.gguf", fx);
-	gguf_file *vocab = gguf_open(vocab_path);
+	parm_gguf *vocab = parm_gguf_open(vocab_path);
 	if (!ok(vocab != NULL, "open %s", vocab_path))
 		return tap_done();
 	snprintf(dir, sizeof dir, "%s", "/tmp/parm-test-model.XXXXXX");
 	if (!mkdtemp(dir))
-		die("mkdtemp: cannot make a temp dir");
+		parm_die("mkdtemp: cannot make a temp dir");
 	parm_set_threads(2);
 	run(vocab);
 	cleanup();
-	gguf_close(vocab);
+	parm_gguf_close(vocab);
 	return tap_done();
 }

@@ -52,10 +52,10 @@ static float frand(unsigned *s)
 static void test_against_ref(void)
 {
 	enum { N = 1003, STEPS = 50 };
-	float *p = xmalloc(N * sizeof *p), *pr = xmalloc(N * sizeof *pr);
-	float *m = xcalloc(N, sizeof *m), *v = xcalloc(N, sizeof *v);
-	float *mr = xcalloc(N, sizeof *mr), *vr = xcalloc(N, sizeof *vr);
-	float *g = xmalloc(N * sizeof *g);
+	float *p = parm_xmalloc(N * sizeof *p), *pr = parm_xmalloc(N * sizeof *pr);
+	float *m = parm_xcalloc(N, sizeof *m), *v = parm_xcalloc(N, sizeof *v);
+	float *mr = parm_xcalloc(N, sizeof *mr), *vr = parm_xcalloc(N, sizeof *vr);
+	float *g = parm_xmalloc(N * sizeof *g);
 	unsigned s = 7;
 	double worst = 0;
 	for (int i = 0; i < N; i++)
@@ -63,8 +63,8 @@ static void test_against_ref(void)
 	for (long t = 1; t <= STEPS; t++) {
 		for (int i = 0; i < N; i++)
 			g[i] = frand(&s) * (i % 7 == 0 ? 1e-4f : 1.0f);
-		adamw_update(p, m, v, g, N, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, t);
-		adamw_update_ref(pr, mr, vr, g, N, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, t);
+		parm_adamw_update(p, m, v, g, N, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, t);
+		parm_adamw_update_ref(pr, mr, vr, g, N, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.05f, t);
 	}
 	for (int i = 0; i < N; i++)
 		worst = fmax(worst, fabs(p[i] - pr[i]));

@@ -41,7 +41,7 @@ static void dense_delta(double *dW, const parm_pblora *p, const float *alpha)
 static double adapter_loss(const parm_pblora *p, const float *alpha, const float *x,
 			   const float *rw, int n)
 {
-	double *dW = xmalloc((size_t)p->out * p->in * sizeof *dW), loss = 0;
+	double *dW = parm_xmalloc((size_t)p->out * p->in * sizeof *dW), loss = 0;
 	dense_delta(dW, p, alpha);
 	for (int t = 0; t < n; t++)
 		for (int a = 0; a < p->out; a++) {
@@ -56,25 +56,25 @@ static double adapter_loss(const parm_pblora *p, const float *alpha, const float
 
 static double check_case(int in, int out, int k, int r1, int r2, int n)
 {
-	size_t np = pblora_n_params(in, out, k, r1, r2);
-	float *params = xcalloc(np, sizeof *params), *grads = xcalloc(np, sizeof *grads);
-	float *x = xmalloc((size_t)n * in * sizeof *x), *rw = xmalloc((size_t)n * out * sizeof *rw);
-	float *y = xcalloc((size_t)n * out, sizeof *y), *dx = xcalloc((size_t)n * in, sizeof *dx);
-	float *h = xmalloc((size_t)n * (r1 + r2) * sizeof *h), *g = xmalloc((size_t)n * (r1 + r2) * sizeof *g);
-	float *M = xmalloc((size_t)(r1 + r2) * (r1 + r2) * sizeof *M), alpha[8];
-	double *dW = xmalloc((size_t)out * in * sizeof *dW);
+	size_t np = parm_pblora_n_params(in, out, k, r1, r2);
+	float *params = parm_xcalloc(np, sizeof *params), *grads = parm_xcalloc(np, sizeof *grads);
+	float *x = parm_xmalloc((size_t)n * in * sizeof *x), *rw = parm_xmalloc((size_t)n * out * sizeof *rw);
+	float *y = parm_xcalloc((size_t)n * out, sizeof *y), *dx = parm_xcalloc((size_t)n * in, sizeof *dx);
+	float *h = parm_xmalloc((size_t)n * (r1 + r2) * sizeof *h), *g = parm_xmalloc((size_t)n * (r1 + r2) * sizeof *g);
+	float *M = parm_xmalloc((size_t)(r1 + r2) * (r1 + r2) * sizeof *M), alpha[8];
+	double *dW = parm_xmalloc((size_t)out * in * sizeof *dW);
 	parm_pblora p, gp;
-	pblora_carve(&p, params, in, out, k, r1, r2, 8.0f);
-	pblora_carve(&gp, grads, in, out, k, r1, r2, 8.0f);
-	pblora_init(&p, 99);
+	parm_pblora_carve(&p, params, in, out, k, r1, r2, 8.0f);
+	parm_pblora_carve(&gp, grads, in, out, k, r1, r2, 8.0f);
+	parm_pblora_init(&p, 99);
 	int zero_b = 1;
 	for (int i = 0; i < out * (r1 + r2); i++)
 		zero_b &= p.B[i] == 0;
-	pblora_mix(M, &p, (float[8]){ 1 });
+	parm_pblora_mix(M, &p, (float[8]){ 1 });
 	memset(y, 0, (size_t)n * out * sizeof *y);
 	for (int i = 0; i < n * in; i++)
 		x[i] = frand();
-	pblora_forward(y, h, g, x, &p, M, n);
+	parm_pblora_forward(y, h, g, x, &p, M, n);
 	int zero_y = 1;
 	for (int i = 0; i < n * out; i++)
 		zero_y &= y[i] == 0;
@@ -91,10 +91,10 @@ static double check_case(int in, int out, int k, int r1, int r2, int n)
 		sum += alpha[i] = 0.1f + (float)i;
 	for (int i = 0; i < k; i++)
 		alpha[i] /= sum;
-	pblora_mix(M, &p, alpha);
+	parm_pblora_mix(M, &p, alpha);
 	/* forward equals W x + dense dW x (W = 0 here: y starts at 0) */
 	memset(y, 0, (size_t)n * out * sizeof *y);
-	pblora_forward(y, h, g, x, &p, M, n);
+	parm_pblora_forward(y, h, g, x, &p, M, n);
 	dense_delta(dW, &p, alpha);
 	double err = 0;
 	for (int t = 0; t < n; t++)
@@ -106,8 +106,8 @@ static double check_case(int in, int out, int k, int r1, int r2, int n)
 		}
 	ok(err < 1e-5, "forward (k=%d, r1=%d, r2=%d) equals the dense formula (err %.1e)", k, r1, r2, err);
 	/* merge equals forward */
-	float *W = xcalloc((size_t)out * in, sizeof *W);
-	pblora_merge(W, &p, M);
+	float *W = parm_xcalloc((size_t)out * in, sizeof *W);
+	parm_pblora_merge(W, &p, M);
 	double merr = 0;
 	for (size_t i = 0; i < (size_t)out * in; i++)
 		merr = fmax(merr, fabs(W[i] - dW[i]));
@@ -115,7 +115,7 @@ static double check_case(int in, int out, int k, int r1, int r2, int n)
 	/* backward against finite differences of the dense loss */
 	for (int i = 0; i < n * out; i++)
 		rw[i] = frand();
-	pblora_backward(dx, &gp, rw, x, h, g, &p, M, alpha, n);
+	parm_pblora_backward(dx, &gp, rw, x, h, g, &p, M, alpha, n);
 	double max_diff = 0, max_num = 1e-9;
 	float hstep = 1e-2f;
 	for (size_t i = 0; i < np + (size_t)n * in; i++) {
@@ -138,12 +138,12 @@ static double check_case(int in, int out, int k, int r1, int r2, int n)
 static void test_dropout(void)
 {
 	enum { N = 20000 };
-	float *x = xmalloc(N * sizeof *x), *xd = xmalloc(N * sizeof *xd), *dx = xcalloc(N, sizeof *dx);
+	float *x = parm_xmalloc(N * sizeof *x), *xd = parm_xmalloc(N * sizeof *xd), *dx = parm_xcalloc(N, sizeof *dx);
 	int dropped = 0, consistent = 1;
 	for (int i = 0; i < N; i++)
 		x[i] = 1;
-	pblora_dropout(xd, x, 0.25f, 5, N);
-	pblora_dropout_backward(dx, x, 0.25f, 5, N);
+	parm_pblora_dropout(xd, x, 0.25f, 5, N);
+	parm_pblora_dropout_backward(dx, x, 0.25f, 5, N);
 	for (int i = 0; i < N; i++) {
 		dropped += xd[i] == 0;
 		consistent &= xd[i] == dx[i] && (xd[i] == 0 || fabsf(xd[i] - 1 / 0.75f) < 1e-6f);
@@ -157,15 +157,15 @@ static void test_dropout(void)
  * objective's aware part (dW(e_i) - dW(0)) against the dense dW. */
 static void test_delta_norms(int in, int out, int k, int r1, int r2)
 {
-	size_t np = pblora_n_params(in, out, k, r1, r2);
-	float *params = xcalloc(np, sizeof *params), alpha[8] = { 0 };
+	size_t np = parm_pblora_n_params(in, out, k, r1, r2);
+	float *params = parm_xcalloc(np, sizeof *params), alpha[8] = { 0 };
 	parm_pblora p;
-	pblora_carve(&p, params, in, out, k, r1, r2, 8.0f);
+	parm_pblora_carve(&p, params, in, out, k, r1, r2, 8.0f);
 	for (size_t i = 0; i < np; i++)
 		params[i] = frand();
-	double *d0 = xmalloc((size_t)out * in * sizeof *d0), *di = xmalloc((size_t)out * in * sizeof *di);
+	double *d0 = parm_xmalloc((size_t)out * in * sizeof *d0), *di = parm_xmalloc((size_t)out * in * sizeof *di);
 	double ag, aw[8], worst = 0;
-	pblora_delta_norms(&p, &ag, aw);
+	parm_pblora_delta_norms(&p, &ag, aw);
 	dense_delta(d0, &p, alpha);
 	double ref = 0;
 	for (size_t c = 0; c < (size_t)out * in; c++)

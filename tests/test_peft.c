@@ -22,7 +22,7 @@ static int make_model(const char *out)
 {
 	char vocab[4096];
 	snprintf(vocab, sizeof vocab, "%s/ggml-vocab-llama-spm.gguf", fixtures_dir());
-	gguf_file *v = gguf_open(vocab);
+	parm_gguf *v = parm_gguf_open(vocab);
 	parm_tokenizer *tok = v ? parm_tokenizer_load(v) : NULL;
 	parm_config c = { .dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ff = 96,
 			  .n_ctx = 64, .rms_eps = 1e-5f, .rope_theta = 10000.0f };
@@ -32,7 +32,7 @@ static int make_model(const char *out)
 		rc = parm_model_init(out, v, &c, GGML_F32, 11);
 		parm_tokenizer_free(tok);
 	}
-	gguf_close(v);
+	parm_gguf_close(v);
 	return rc;
 }
 
@@ -60,7 +60,7 @@ static float *our_logits(const parm_arm *a, const float *alpha, const int *ids)
 {
 	int V = a->backbone->cfg.n_vocab, slot[N_SEQ] = { 0 };
 	uint8_t want[N_SEQ];
-	float *M, *out = xmalloc((size_t)N_SEQ * V * sizeof *out);
+	float *M, *out = parm_xmalloc((size_t)N_SEQ * V * sizeof *out);
 	parm_adapter *ad = alpha ? parm_arm_adapters(a, alpha, &M) : NULL;
 	parm_kv *kv = parm_kv_new(a->backbone, 1, 64);
 	memset(want, 1, sizeof want);
@@ -80,7 +80,7 @@ static float *ref_logits(const char *model, const char *ckpt, const float *alpha
 	char cmd[8192], *p = cmd;
 	const char *home = getenv("HOME");
 	size_t want = (size_t)N_SEQ * V;
-	float *out = xmalloc(want * sizeof *out);
+	float *out = parm_xmalloc(want * sizeof *out);
 	p += snprintf(p, sizeof cmd, "/usr/bin/python3 tests/peft-ref.py '%s/.cache/parm/llama.cpp/src/"
 		      "gguf-py' '%s' '%s' %.9g,%.9g", home ? home : "", model, ckpt, alpha[0], alpha[1]);
 	for (int i = 0; i < N_SEQ; i++)

@@ -45,7 +45,7 @@ static const char *path_in(const char *name)
 
 /* Q4_K_M keeps v, down and the output in q6_K, the rest in q4_K.  Scales
  * give weights of about 0.02, as a trained model's. */
-static enum ggml_type type_of(const char *name, float *scale)
+static enum parm_ggml_type type_of(const char *name, float *scale)
 {
 	int six = strstr(name, "attn_v") || strstr(name, "ffn_down") || !strcmp(name, "output.weight");
 	*scale = six ? 2e-5f : 1e-4f;
@@ -55,48 +55,48 @@ static enum ggml_type type_of(const char *name, float *scale)
 /* q.gguf: src's matrices as random blocks; f.gguf: their f32 values. */
 static int make_pair(const char *src, const char *q_path, const char *f_path)
 {
-	gguf_file *g = gguf_open(src);
+	parm_gguf *g = parm_gguf_open(src);
 	if (!g)
 		return -1;
-	gguf_writer *wq = gguf_w_new(), *wf = gguf_w_new();
-	for (int i = 0; i < gguf_n_kv(g); i++) {
-		gguf_w_copy_kv(wq, g, gguf_kv_key(g, i));
-		gguf_w_copy_kv(wf, g, gguf_kv_key(g, i));
+	parm_gguf_writer *wq = parm_gguf_w_new(), *wf = parm_gguf_w_new();
+	for (int i = 0; i < parm_gguf_n_kv(g); i++) {
+		parm_gguf_w_copy_kv(wq, g, parm_gguf_kv_key(g, i));
+		parm_gguf_w_copy_kv(wf, g, parm_gguf_kv_key(g, i));
 	}
-	for (int i = 0; i < gguf_n_tensors(g); i++) {
-		const gguf_tensor *t = gguf_tensor_at(g, i);
+	for (int i = 0; i < parm_gguf_n_tensors(g); i++) {
+		const parm_gguf_tensor *t = parm_gguf_tensor_at(g, i);
 		if (t->n_dims != 2) {
-			gguf_w_tensor_ref(wq, t->name, t->type, t->n_dims, t->ne, t->data);
-			gguf_w_tensor_ref(wf, t->name, t->type, t->n_dims, t->ne, t->data);
+			parm_gguf_w_tensor_ref(wq, t->name, t->type, t->n_dims, t->ne, t->data);
+			parm_gguf_w_tensor_ref(wf, t->name, t->type, t->n_dims, t->ne, t->data);
 			continue;
 		}
 		float scale;
-		enum ggml_type ty = type_of(t->name, &scale);
-		size_t rb = ggml_row_bytes(ty, t->ne[0]);
-		uint8_t *q = xmalloc(rb * t->ne[1]);
-		float *f = xmalloc((size_t)t->n_elements * sizeof *f);
+		enum parm_ggml_type ty = type_of(t->name, &scale);
+		size_t rb = parm_ggml_row_bytes(ty, t->ne[0]);
+		uint8_t *q = parm_xmalloc(rb * t->ne[1]);
+		float *f = parm_xmalloc((size_t)t->n_elements * sizeof *f);
 		rand_blocks(q, ty, t->n_elements, 0, scale);
 		for (int64_t r = 0; r < t->ne[1]; r++)
-			dequant_row_ref(f + r * t->ne[0], q + r * rb, ty, t->ne[0]);
-		gguf_w_tensor(wq, t->name, ty, 2, t->ne, q);
-		gguf_w_tensor(wf, t->name, GGML_F32, 2, t->ne, f);
+			parm_dequant_row_ref(f + r * t->ne[0], q + r * rb, ty, t->ne[0]);
+		parm_gguf_w_tensor(wq, t->name, ty, 2, t->ne, q);
+		parm_gguf_w_tensor(wf, t->name, GGML_F32, 2, t->ne, f);
 		free(q);
 		free(f);
 	}
-	int rc = gguf_w_save(wq, q_path) < 0 || gguf_w_save(wf, f_path) < 0 ? -1 : 0;
-	gguf_w_free(wq);
-	gguf_w_free(wf);
-	gguf_close(g);
+	int rc = parm_gguf_w_save(wq, q_path) < 0 || parm_gguf_w_save(wf, f_path) < 0 ? -1 : 0;
+	parm_gguf_w_free(wq);
+	parm_gguf_w_free(wf);
+	parm_gguf_close(g);
 	return rc;
 }
 
 static int make_fixtures(const char *vocab)
 {
-	gguf_file *v = gguf_open(vocab);
+	parm_gguf *v = parm_gguf_open(vocab);
 	parm_config c = { .dim = DIM, .n_layers = LAYERS, .n_heads = 4, .n_kv_heads = 2,
 			  .ff = FF, .n_ctx = CTX };
 	int rc = v ? parm_model_init(path_in("src.gguf"), v, &c, GGML_F32, 5) : -1;
-	gguf_close(v);
+	parm_gguf_close(v);
 	return rc < 0 ? -1 : make_pair(path_in("src.gguf"), path_in("q.gguf"), path_in("f.gguf"));
 }
 
@@ -117,7 +117,7 @@ static float *logits(const parm_model *m, const int *ids, int n, int decode)
 {
 	int V = m->cfg.n_vocab, slot[CTX] = { 0 };
 	uint8_t want[CTX];
-	float *out = xmalloc((size_t)n * V * sizeof *out);
+	float *out = parm_xmalloc((size_t)n * V * sizeof *out);
 	parm_kv *kv = parm_kv_new(m, 1, CTX);
 	memset(want, 1, sizeof want);
 	for (int i = 0; i < n; i += decode ? 1 : n)
@@ -153,7 +153,7 @@ static void test_forward(const parm_model *q, const parm_model *f)
 	for (int int8 = 0; int8 < 2; int8++)
 		for (int decode = 0; decode < 2; decode++) {
 			int rounded = int8 && (decode || parm_simd() < PARM_SIMD_AVX512);
-			kernels_set_int8(int8);
+			parm_kernels_set_int8(int8);
 			float *a = logits(q, ids, 20, decode);
 			double e = rounded ? rms_ratio(a, b, n) : rel_rms(a, b, n);
 			if (rounded)
@@ -242,8 +242,8 @@ static void header_of(parm_header *h, const parm_model *m)
 	*h = (parm_header){ .version = PARM_STREAM_VERSION, .n_vocab = m->cfg.n_vocab,
 			    .fingerprint = parm_tok_fingerprint(m->tok),
 			    .bos = parm_tok_bos(m->tok), .eos = parm_tok_eos(m->tok) };
-	h->pieces = xmalloc(h->n_vocab * sizeof *h->pieces);
-	h->piece_len = xmalloc(h->n_vocab * sizeof *h->piece_len);
+	h->pieces = parm_xmalloc(h->n_vocab * sizeof *h->pieces);
+	h->piece_len = parm_xmalloc(h->n_vocab * sizeof *h->piece_len);
 	for (int i = 0; i < h->n_vocab; i++) {
 		size_t len;
 		h->pieces[i] = (char *)parm_tok_piece(m->tok, i, &len);
@@ -260,7 +260,7 @@ static float *guide_rounds(const char *arm, int merge, const parm_header *h, int
 		parm_guide_free(g);
 		return NULL;
 	}
-	float *lp = xmalloc((size_t)rounds * h->n_vocab * sizeof *lp);
+	float *lp = parm_xmalloc((size_t)rounds * h->n_vocab * sizeof *lp);
 	for (int r = 0; r < rounds; r++) {
 		parm_step st = { .seq = 0, .tok = r ? next[r - 1] : -1 };
 		parm_guide_round(g, 1, &st, lp + (size_t)r * h->n_vocab);
@@ -279,7 +279,7 @@ static void test_guide(const parm_model *f)
 		return;
 	}
 	header_of(&h, f);
-	kernels_set_int8(0);    /* the same sums as the copy's but for their order */
+	parm_kernels_set_int8(0);    /* the same sums as the copy's but for their order */
 	float *ref = guide_rounds(path_in("arm-f.gguf"), 1, &h, 4);
 	for (int merge = 1; merge >= 0; merge--) {
 		float *lp = guide_rounds(path_in("arm-q.gguf"), merge, &h, 4);
@@ -289,7 +289,7 @@ static void test_guide(const parm_model *f)
 		   merge ? "merged into f32 copies of the adapted matrices" : "unmerged", e);
 		free(lp);
 	}
-	kernels_set_int8(1);
+	parm_kernels_set_int8(1);
 	free(ref);
 	free(h.pieces);
 	free(h.piece_len);

@@ -56,30 +56,30 @@ static void test_f16_cases(void)
 		{ -INFINITY, 0xfc00 }, { 0.5f, 0x3800 }, { 0.333251953125f, 0x3555 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		ok(f32_to_f16(cases[i].f) == cases[i].h, "f32_to_f16(%a) = 0x%04x", cases[i].f, cases[i].h);
-		ok(bits(f16_to_f32(cases[i].h)) == bits(cases[i].f), "f16_to_f32(0x%04x) = %a", cases[i].h, cases[i].f);
+		ok(parm_f32_to_f16(cases[i].f) == cases[i].h, "parm_f32_to_f16(%a) = 0x%04x", cases[i].f, cases[i].h);
+		ok(bits(parm_f16_to_f32(cases[i].h)) == bits(cases[i].f), "parm_f16_to_f32(0x%04x) = %a", cases[i].h, cases[i].f);
 	}
 }
 
 static void test_f16_rounding(void)
 {
 	/* 1 + 2^-11 lies halfway between 1 and 1 + 2^-10: ties go to even. */
-	ok(f32_to_f16(1.0f + 0x1p-11f) == 0x3c00, "tie 1+2^-11 rounds down to even");
-	ok(f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3c02, "tie 1+3*2^-11 rounds up to even");
-	ok(f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f) == 0x3c01, "above the tie rounds up");
-	ok(f32_to_f16(65519.0f) == 0x7bff, "65519 rounds to 65504");
-	ok(f32_to_f16(65520.0f) == 0x7c00, "65520 rounds to inf");
-	ok(f32_to_f16(1e10f) == 0x7c00, "1e10 overflows to inf");
-	ok(f32_to_f16(0x1p-25f) == 0x0000, "2^-25 (tie) rounds to zero");
-	ok(f32_to_f16(0x1.8p-25f) == 0x0001, "1.5*2^-25 rounds to the smallest subnormal");
-	ok(f32_to_f16(3 * 0x1p-25f) == 0x0002, "subnormal tie 1.5*2^-24 rounds to even 2");
-	ok(f32_to_f16(0x1p-30f) == 0x0000, "tiny underflows to zero");
-	ok(f32_to_f16(0x1.ffcp-15f) == 0x0400, "largest subnormal tie carries into the smallest normal");
-	ok(f32_to_f16(1e-45f) == 0x0000, "an f32 subnormal becomes zero");
-	uint16_t qnan = f32_to_f16(NAN);
+	ok(parm_f32_to_f16(1.0f + 0x1p-11f) == 0x3c00, "tie 1+2^-11 rounds down to even");
+	ok(parm_f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3c02, "tie 1+3*2^-11 rounds up to even");
+	ok(parm_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f) == 0x3c01, "above the tie rounds up");
+	ok(parm_f32_to_f16(65519.0f) == 0x7bff, "65519 rounds to 65504");
+	ok(parm_f32_to_f16(65520.0f) == 0x7c00, "65520 rounds to inf");
+	ok(parm_f32_to_f16(1e10f) == 0x7c00, "1e10 overflows to inf");
+	ok(parm_f32_to_f16(0x1p-25f) == 0x0000, "2^-25 (tie) rounds to zero");
+	ok(parm_f32_to_f16(0x1.8p-25f) == 0x0001, "1.5*2^-25 rounds to the smallest subnormal");
+	ok(parm_f32_to_f16(3 * 0x1p-25f) == 0x0002, "subnormal tie 1.5*2^-24 rounds to even 2");
+	ok(parm_f32_to_f16(0x1p-30f) == 0x0000, "tiny underflows to zero");
+	ok(parm_f32_to_f16(0x1.ffcp-15f) == 0x0400, "largest subnormal tie carries into the smallest normal");
+	ok(parm_f32_to_f16(1e-45f) == 0x0000, "an f32 subnormal becomes zero");
+	uint16_t qnan = parm_f32_to_f16(NAN);
 	ok((qnan & 0x7c00) == 0x7c00 && (qnan & 0x3ff), "nan stays nan (0x%04x)", qnan);
-	ok(isnan(f16_to_f32(0x7e00)) && isnan(f16_to_f32(0xfd01)), "f16 nans decode as nan");
-	uint16_t snan = f32_to_f16(from_bits(0x7f800001));
+	ok(isnan(parm_f16_to_f32(0x7e00)) && isnan(parm_f16_to_f32(0xfd01)), "f16 nans decode as nan");
+	uint16_t snan = parm_f32_to_f16(from_bits(0x7f800001));
 	ok((snan & 0x7c00) == 0x7c00 && (snan & 0x3ff), "a signalling nan with a low payload stays nan");
 }
 
@@ -87,8 +87,8 @@ static void test_f16_exhaustive(void)
 {
 	int bad = 0;
 	for (uint32_t h = 0; h < 1 << 16; h++) {
-		float f = f16_to_f32(h);
-		uint16_t back = f32_to_f16(f);
+		float f = parm_f16_to_f32(h);
+		uint16_t back = parm_f32_to_f16(f);
 		if (isnan(f) ? !(back & 0x3ff) || (back & 0x7c00) != 0x7c00 || (back & 0x8000) != (h & 0x8000)
 			     : back != h)
 			bad++;
@@ -99,13 +99,13 @@ static void test_f16_exhaustive(void)
 /* The half nearest to f found by search: the reference for rounding. */
 static int f16_rounding_matches(float f)
 {
-	uint16_t h = f32_to_f16(f);
-	double err = fabs((double)f16_to_f32(h) - f);
+	uint16_t h = parm_f32_to_f16(f);
+	double err = fabs((double)parm_f16_to_f32(h) - f);
 	for (int d = -1; d <= 1; d += 2) {
 		uint16_t n = h + d;
 		if ((n & 0x7fff) >= 0x7c00 || (n & 0x8000) != (h & 0x8000))
 			continue;
-		double e2 = fabs((double)f16_to_f32(n) - f);
+		double e2 = fabs((double)parm_f16_to_f32(n) - f);
 		if (e2 < err || (e2 == err && (n & 1) == 0))
 			return 0;
 	}
@@ -125,30 +125,30 @@ static void test_f16_random(void)
 
 static void test_bf16(void)
 {
-	ok(f32_to_bf16(1.0f) == 0x3f80, "bf16(1) = 0x3f80");
-	ok(f32_to_bf16(-2.5f) == 0xc020, "bf16(-2.5) = 0xc020");
-	ok(f32_to_bf16(from_bits(0x3f808000)) == 0x3f80, "bf16 tie rounds down to even");
-	ok(f32_to_bf16(from_bits(0x3f818000)) == 0x3f82, "bf16 tie rounds up to even");
-	ok(f32_to_bf16(from_bits(0x3f808001)) == 0x3f81, "bf16 above the tie rounds up");
-	ok(f32_to_bf16(INFINITY) == 0x7f80 && f32_to_bf16(-INFINITY) == 0xff80, "bf16 inf");
-	ok(f32_to_bf16(from_bits(0x7f7fffff)) == 0x7f80, "bf16 FLT_MAX rounds to inf");
-	ok(isnan(bf16_to_f32(f32_to_bf16(from_bits(0x7f800001)))), "bf16 keeps a low-payload nan a nan");
-	ok(isnan(bf16_to_f32(f32_to_bf16(NAN))), "bf16 nan");
-	ok(bf16_to_f32(0x4049) == 3.140625f, "bf16_to_f32(0x4049) = 3.140625");
+	ok(parm_f32_to_bf16(1.0f) == 0x3f80, "bf16(1) = 0x3f80");
+	ok(parm_f32_to_bf16(-2.5f) == 0xc020, "bf16(-2.5) = 0xc020");
+	ok(parm_f32_to_bf16(from_bits(0x3f808000)) == 0x3f80, "bf16 tie rounds down to even");
+	ok(parm_f32_to_bf16(from_bits(0x3f818000)) == 0x3f82, "bf16 tie rounds up to even");
+	ok(parm_f32_to_bf16(from_bits(0x3f808001)) == 0x3f81, "bf16 above the tie rounds up");
+	ok(parm_f32_to_bf16(INFINITY) == 0x7f80 && parm_f32_to_bf16(-INFINITY) == 0xff80, "bf16 inf");
+	ok(parm_f32_to_bf16(from_bits(0x7f7fffff)) == 0x7f80, "bf16 FLT_MAX rounds to inf");
+	ok(isnan(parm_bf16_to_f32(parm_f32_to_bf16(from_bits(0x7f800001)))), "bf16 keeps a low-payload nan a nan");
+	ok(isnan(parm_bf16_to_f32(parm_f32_to_bf16(NAN))), "bf16 nan");
+	ok(parm_bf16_to_f32(0x4049) == 3.140625f, "parm_bf16_to_f32(0x4049) = 3.140625");
 }
 
 /* Quantise n random values of type t, dequantise (fast and ref), compare. */
-static void test_block_type(enum ggml_type t, float tolerance)
+static void test_block_type(enum parm_ggml_type t, float tolerance)
 {
 	enum { N = 32 * 257 };
 	static float in[N], out[N], ref[N];
 	static uint8_t q[N * 4];
 	for (int i = 0; i < N; i++)
 		in[i] = rng_normal() * (i % 64 == 0 ? 10.0f : 1.0f);
-	quant_row(q, in, t, N);
-	dequant_row(out, q, t, N);
-	dequant_row_ref(ref, q, t, N);
-	ok(!memcmp(out, ref, sizeof out), "%s: dequant_row equals dequant_row_ref bit for bit", ggml_type_name(t));
+	parm_quant_row(q, in, t, N);
+	parm_dequant_row(out, q, t, N);
+	parm_dequant_row_ref(ref, q, t, N);
+	ok(!memcmp(out, ref, sizeof out), "%s: parm_dequant_row equals parm_dequant_row_ref bit for bit", parm_ggml_type_name(t));
 	int worst_block = 0;
 	float worst = 0;
 	for (int b = 0; b < N / 32; b++) {
@@ -163,7 +163,7 @@ static void test_block_type(enum ggml_type t, float tolerance)
 		}
 	}
 	ok(worst <= tolerance, "%s: max error %.4f of the block's max (bound %.4f, block %d)",
-	   ggml_type_name(t), worst, tolerance, worst_block);
+	   parm_ggml_type_name(t), worst, tolerance, worst_block);
 }
 
 static void test_q4_0_layout(void)
@@ -172,11 +172,11 @@ static void test_q4_0_layout(void)
 	uint8_t q[18];
 	for (int i = 0; i < 32; i++)
 		in[i] = i - 16;         /* max magnitude -16: d = 2, q = x/2 + 8 */
-	quant_row(q, in, GGML_Q4_0, 32);
+	parm_quant_row(q, in, GGML_Q4_0, 32);
 	ok(q[0] == 0 && q[1] == 0x40, "q4_0 scale is f16 2.0");
 	ok(q[2] == (0 | 8 << 4) && q[17] == (8 | 15 << 4),
 	   "q4_0 packs x[j] low, x[j+16] high (0x%02x 0x%02x)", q[2], q[17]);
-	dequant_row(out, q, GGML_Q4_0, 32);
+	parm_dequant_row(out, q, GGML_Q4_0, 32);
 	ok(out[0] == -16 && out[16] == 0 && out[31] == 14, "q4_0 decodes -16, 0, 14 (the top clips to 15)");
 }
 
@@ -187,14 +187,14 @@ static void test_q8_0_layout(void)
 	in[0] = 127;
 	in[1] = -63.5f;         /* -63.5 * 127/127 rounds away from zero: -64 */
 	in[2] = 2.4f;
-	quant_row(q, in, GGML_Q8_0, 32);
+	parm_quant_row(q, in, GGML_Q8_0, 32);
 	ok(q[0] == 0x00 && q[1] == 0x3c, "q8_0 scale is f16 1.0");
 	ok((int8_t)q[2] == 127 && (int8_t)q[3] == -64 && (int8_t)q[4] == 2, "q8_0 rounds half away from zero");
-	dequant_row(out, q, GGML_Q8_0, 32);
+	parm_dequant_row(out, q, GGML_Q8_0, 32);
 	ok(out[0] == 127 && out[1] == -64 && out[2] == 2 && out[3] == 0, "q8_0 decodes");
 	float zeros[32] = { 0 };
-	quant_row(q, zeros, GGML_Q8_0, 32);
-	dequant_row(out, q, GGML_Q8_0, 32);
+	parm_quant_row(q, zeros, GGML_Q8_0, 32);
+	parm_dequant_row(out, q, GGML_Q8_0, 32);
 	ok(out[0] == 0 && out[31] == 0, "an all-zero block stays zero");
 }
 
@@ -203,40 +203,40 @@ static void test_fast_vs_ref_random_bits(void)
 	enum { N = 32 * 64 };
 	static uint8_t raw[N * 4];
 	static float out[N], ref[N];
-	const enum ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
+	const enum parm_ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
 	for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
 		for (size_t i = 0; i < sizeof raw; i++)
 			raw[i] = rng_u32();
 		if (types[k] == GGML_F32)    /* keep nans out: memcmp of nan payloads is not the point */
 			for (int i = 0; i < N; i++)
 				raw[i * 4 + 3] &= 0x7f, raw[i * 4 + 2] &= 0x7f;
-		dequant_row(out, raw, types[k], N);
-		dequant_row_ref(ref, raw, types[k], N);
-		ok(!memcmp(out, ref, N * sizeof(float)), "%s: fast = ref on random bits", ggml_type_name(types[k]));
+		parm_dequant_row(out, raw, types[k], N);
+		parm_dequant_row_ref(ref, raw, types[k], N);
+		ok(!memcmp(out, ref, N * sizeof(float)), "%s: fast = ref on random bits", parm_ggml_type_name(types[k]));
 	}
 	uint16_t all[1 << 16];
 	static float f[1 << 16], fr[1 << 16];
 	for (uint32_t h = 0; h < 1 << 16; h++)
 		all[h] = h;
-	dequant_row(f, all, GGML_F16, 1 << 16);
-	dequant_row_ref(fr, all, GGML_F16, 1 << 16);
+	parm_dequant_row(f, all, GGML_F16, 1 << 16);
+	parm_dequant_row_ref(fr, all, GGML_F16, 1 << 16);
 	ok(!memcmp(f, fr, sizeof f), "f16: fast = ref on all 65536 halves");
-	dequant_row(f + 3, all, GGML_F16, 13);      /* odd length and alignment: the scalar tail */
+	parm_dequant_row(f + 3, all, GGML_F16, 13);      /* odd length and alignment: the scalar tail */
 	ok(!memcmp(f + 3, fr, 13 * sizeof(float)), "f16: fast = ref on an unaligned 13-element tail");
-	dequant_row(f + 1, all + 0x3f00, GGML_BF16, 37);
-	dequant_row_ref(fr, all + 0x3f00, GGML_BF16, 37);
+	parm_dequant_row(f + 1, all + 0x3f00, GGML_BF16, 37);
+	parm_dequant_row_ref(fr, all + 0x3f00, GGML_BF16, 37);
 	ok(!memcmp(f + 1, fr, 37 * sizeof(float)), "bf16: fast = ref on a 37-element row (chunks and tail)");
 }
 
-/* The block types quant_row does not write: random bytes, with each f16
+/* The block types parm_quant_row does not write: random bytes, with each f16
  * scale (and min) set apart so none is a nan or an inf. */
-static const enum ggml_type read_only_types[] = {
+static const enum parm_ggml_type read_only_types[] = {
 	GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_IQ4_NL, GGML_Q2_K, GGML_Q3_K,
 	GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_IQ4_XS,
 };
 #define N_READ_ONLY (sizeof read_only_types / sizeof *read_only_types)
 
-/* dequant_row (the scalar unpackers, a chunk at a time) against the plain
+/* parm_dequant_row (the scalar unpackers, a chunk at a time) against the plain
  * loop, bit for bit, with extreme and zero scales. */
 static void test_read_only_fast_vs_ref(void)
 {
@@ -244,12 +244,12 @@ static void test_read_only_fast_vs_ref(void)
 	static uint8_t row[N * 4];
 	static float out[N], ref[N];
 	for (size_t k = 0; k < N_READ_ONLY; k++) {
-		enum ggml_type t = read_only_types[k];
+		enum parm_ggml_type t = read_only_types[k];
 		rand_blocks(row, t, N, 1, 0.02f);
-		dequant_row(out, row, t, N);
-		dequant_row_ref(ref, row, t, N);
-		ok(!memcmp(out, ref, sizeof out), "%s: dequant_row equals dequant_row_ref bit for bit "
-		   "(extreme and zero scales)", ggml_type_name(t));
+		parm_dequant_row(out, row, t, N);
+		parm_dequant_row_ref(ref, row, t, N);
+		ok(!memcmp(out, ref, sizeof out), "%s: parm_dequant_row equals parm_dequant_row_ref bit for bit "
+		   "(extreme and zero scales)", parm_ggml_type_name(t));
 	}
 }
 
@@ -263,7 +263,7 @@ static const char *gguf_py_dir(void)
 	return dir;
 }
 
-static int python_dequant(enum ggml_type t, const uint8_t *row, size_t bytes, float *out, int64_t n,
+static int python_dequant(enum parm_ggml_type t, const uint8_t *row, size_t bytes, float *out, int64_t n,
 			  const char *tmp)
 {
 	char in[4200], res[4200], cmd[16384];
@@ -273,7 +273,7 @@ static int python_dequant(enum ggml_type t, const uint8_t *row, size_t bytes, fl
 	if (!f || fwrite(row, 1, bytes, f) != bytes || fclose(f))
 		return -1;
 	snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/quant-ref.py '%s' %s '%s' '%s'",
-		 gguf_py_dir(), ggml_type_name(t), in, res);
+		 gguf_py_dir(), parm_ggml_type_name(t), in, res);
 	int rc = system(cmd);
 	f = fopen(res, "rb");
 	size_t got = f ? fread(out, sizeof *out, n, f) : 0;
@@ -295,15 +295,15 @@ static void test_against_gguf_py(void)
 			: system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") ? "no python3-numpy (make test-deps installs it)"
 			: !mkdtemp(tmp) ? "no temporary directory" : NULL;
 	for (size_t k = 0; k < N_READ_ONLY + 2; k++) {
-		enum ggml_type t = k < N_READ_ONLY ? read_only_types[k] : k == N_READ_ONLY ? GGML_Q8_0 : GGML_Q4_0;
+		enum parm_ggml_type t = k < N_READ_ONLY ? read_only_types[k] : k == N_READ_ONLY ? GGML_Q8_0 : GGML_Q4_0;
 		if (why) {
-			skip(why, "%s: plain loop = gguf-py", ggml_type_name(t));
+			skip(why, "%s: plain loop = gguf-py", parm_ggml_type_name(t));
 			continue;
 		}
 		rand_blocks(row, t, N, 1, 0.02f);
-		dequant_row_ref(ref, row, t, N);
-		if (python_dequant(t, row, ggml_row_bytes(t, N), theirs, N, tmp) < 0) {
-			ok(0, "%s: tests/quant-ref.py failed", ggml_type_name(t));
+		parm_dequant_row_ref(ref, row, t, N);
+		if (python_dequant(t, row, parm_ggml_row_bytes(t, N), theirs, N, tmp) < 0) {
+			ok(0, "%s: tests/quant-ref.py failed", parm_ggml_type_name(t));
 			continue;
 		}
 		int differ = 0, first = -1;
@@ -312,7 +312,7 @@ static void test_against_gguf_py(void)
 				first = i;
 		ok(differ == 0, "%s: plain loop = gguf-py's numpy dequantiser bit for bit on %d "
 		   "random weights, extreme and zero scales (%d differ; first %d: %a vs %a)",
-		   ggml_type_name(t), N, differ, first, first < 0 ? 0.0 : ref[first],
+		   parm_ggml_type_name(t), N, differ, first, first < 0 ? 0.0 : ref[first],
 		   first < 0 ? 0.0 : theirs[first]);
 	}
 	if (!why)
@@ -321,9 +321,9 @@ static void test_against_gguf_py(void)
 
 /* The fused dot against the dequantise-then-dot reference, for one to
  * eight vectors, odd block counts, every type, on the path dot (NULL:
- * quant_dot, the path parm_simd() chose); tolerance relative to
+ * parm_quant_dot, the path parm_simd() chose); tolerance relative to
  * sum |w x|, since summing per block reorders. */
-static void test_quant_dot(quant_dot_fn *dot, const char *path, enum ggml_type t, int nx, int64_t n)
+static void test_quant_dot(quant_dot_fn *dot, const char *path, enum parm_ggml_type t, int nx, int64_t n)
 {
 	enum { MAXX = 8, MAXN = 256 * 5 };
 	static float x[MAXX * MAXN], wf[MAXN], w[MAXN], y[MAXX * 3], yr[MAXX * 3];
@@ -332,13 +332,13 @@ static void test_quant_dot(quant_dot_fn *dot, const char *path, enum ggml_type t
 		x[i] = rng_normal();
 	for (int64_t k = 0; k < n; k++)
 		wf[k] = rng_normal() * 0.1f;
-	if (quant_type_quantised(t))
-		quant_row(row, wf, t, n);
+	if (parm_quant_type_quantised(t))
+		parm_quant_row(row, wf, t, n);
 	else
 		rand_blocks(row, t, n, 0, 0.02f);
-	dequant_row_ref(w, row, t, n);
-	(dot ? dot : quant_dot)(y, 3, row, t, x, nx, n);
-	quant_dot_ref(yr, 3, row, t, x, nx, n);
+	parm_dequant_row_ref(w, row, t, n);
+	(dot ? dot : parm_quant_dot)(y, 3, row, t, x, nx, n);
+	parm_quant_dot_ref(yr, 3, row, t, x, nx, n);
 	double worst = 0;
 	for (int i = 0; i < nx; i++) {
 		double mag = 0;
@@ -347,8 +347,8 @@ static void test_quant_dot(quant_dot_fn *dot, const char *path, enum ggml_type t
 		double e = fabs((double)y[i * 3] - yr[i * 3]) / (mag > 0 ? mag : 1);
 		worst = e > worst || e != e ? e : worst;
 	}
-	ok(worst < 1e-6, "%s: quant_dot (%s) = ref for %d x %lld (rel err %.2g)",
-	   ggml_type_name(t), path, nx, (long long)n, worst);
+	ok(worst < 1e-6, "%s: parm_quant_dot (%s) = ref for %d x %lld (rel err %.2g)",
+	   parm_ggml_type_name(t), path, nx, (long long)n, worst);
 }
 
 /* Every block type on one path: every group size and remainder the fused
@@ -361,8 +361,8 @@ static void test_dot_path(quant_dot_fn *dot, const char *path)
 			test_quant_dot(dot, path, GGML_Q8_0, nx, 32 * (k ? 33 : 3));
 			test_quant_dot(dot, path, GGML_Q4_0, nx, 32 * (k ? 33 : 3));
 			for (size_t i = 0; i < N_READ_ONLY; i++) {
-				enum ggml_type t = read_only_types[i];
-				test_quant_dot(dot, path, t, nx, ggml_type_block(t) * (k ? 5 : 3));
+				enum parm_ggml_type t = read_only_types[i];
+				test_quant_dot(dot, path, t, nx, parm_ggml_type_block(t) * (k ? 5 : 3));
 			}
 			test_quant_dot(dot, path, GGML_F16, nx, 32 * (k ? 33 : 3));
 			test_quant_dot(dot, path, GGML_BF16, nx, 32 * (k ? 33 : 3));
@@ -373,10 +373,10 @@ static void test_dot_path(quant_dot_fn *dot, const char *path)
 static void test_dot_paths(void)
 {
 	struct { enum parm_simd s; quant_dot_fn *dot; } paths[] = {
-		{ PARM_SIMD_PORTABLE, quant_dot_portable },
+		{ PARM_SIMD_PORTABLE, parm_quant_dot_portable },
 #if defined(__x86_64__) || defined(__i386__)
-		{ PARM_SIMD_AVX2, quant_dot_avx2 },
-		{ PARM_SIMD_AVX512, quant_dot_avx512 },
+		{ PARM_SIMD_AVX2, parm_quant_dot_avx2 },
+		{ PARM_SIMD_AVX512, parm_quant_dot_avx512 },
 #endif
 	};
 	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
@@ -384,7 +384,7 @@ static void test_dot_paths(void)
 		if (paths[i].s <= parm_simd_best())
 			test_dot_path(paths[i].dot, name);
 		else
-			skip("the CPU has no such instructions", "quant_dot on the %s path", name);
+			skip("the CPU has no such instructions", "parm_quant_dot on the %s path", name);
 	}
 }
 
@@ -428,7 +428,7 @@ int main(void)
 	test_read_only_fast_vs_ref();
 	test_against_gguf_py();
 	test_simd_choice();
-	const enum ggml_type dot_types[] = { GGML_Q8_0, GGML_Q4_0, GGML_F16, GGML_BF16, GGML_F32 };
+	const enum parm_ggml_type dot_types[] = { GGML_Q8_0, GGML_Q4_0, GGML_F16, GGML_BF16, GGML_F32 };
 	for (size_t k = 0; k < sizeof dot_types / sizeof dot_types[0]; k++) {
 		test_quant_dot(NULL, "chosen", dot_types[k], 1, 32);
 		test_quant_dot(NULL, "chosen", dot_types[k], 5, 32 * 33);

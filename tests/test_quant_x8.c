@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const enum ggml_type x8_types[] = { GGML_Q4_K, GGML_Q5_K, GGML_Q6_K };
+static const enum parm_ggml_type x8_types[] = { GGML_Q4_K, GGML_Q5_K, GGML_Q6_K };
 #define N_X8 (sizeof x8_types / sizeof *x8_types)
 
 static float normal(void)
@@ -29,13 +29,13 @@ static float normal(void)
 /* A row of n weights of type t: quantised from normals where parm writes
  * the type, random blocks with sane scales where it only reads it (their
  * scales and minimums then take every 6-bit value). */
-static void random_row(void *row, enum ggml_type t, int64_t n)
+static void random_row(void *row, enum parm_ggml_type t, int64_t n)
 {
-	if (quant_type_quantised(t) && rand_blocks_u32() % 2) {
-		float *w = xmalloc((size_t)n * sizeof *w);
+	if (parm_quant_type_quantised(t) && rand_blocks_u32() % 2) {
+		float *w = parm_xmalloc((size_t)n * sizeof *w);
 		for (int64_t k = 0; k < n; k++)
 			w[k] = normal() * 0.1f;
-		quant_row(row, w, t, n);
+		parm_quant_row(row, w, t, n);
 		free(w);
 	} else {
 		rand_blocks(row, t, n, 0, 0.02f);
@@ -51,12 +51,12 @@ static double x_value(const quant_x8 *q, const quant_x8_32 *q32, int64_t i)
 
 /* sum |w x| of a row and a quantised vector: the scale of a dot's
  * rounding, whatever cancels in it. */
-static double magnitude(const void *row, enum ggml_type t, const quant_x8 *q,
+static double magnitude(const void *row, enum parm_ggml_type t, const quant_x8 *q,
 			const quant_x8_32 *q32, int64_t n)
 {
-	float *w = xmalloc((size_t)n * sizeof *w);
+	float *w = parm_xmalloc((size_t)n * sizeof *w);
 	double mag = 0;
-	dequant_row_ref(w, row, t, n);
+	parm_dequant_row_ref(w, row, t, n);
 	for (int64_t i = 0; i < n; i++)
 		mag += fabs(w[i] * x_value(q, q32, i));
 	free(w);
@@ -75,7 +75,7 @@ static void test_quantiser(void)
 	for (int i = 768; i < 1024; i++)                /* d 1: ties round to even */
 		x[i] = 0;
 	x[768] = 127, x[769] = 2.5f, x[770] = 3.5f, x[771] = -2.5f, x[772] = -127;
-	quant_x8_row(q, x, N);
+	parm_quant_x8_row(q, x, N);
 	int worst_ok = 1, sums_ok = 1, range_ok = 1;
 	for (int b = 0; b < N / 256; b++)
 		for (int k = 0; k < 16; k++) {
@@ -88,21 +88,21 @@ static void test_quantiser(void)
 			}
 			sums_ok &= q[b].bsum[k] == s;
 		}
-	ok(worst_ok, "quant_x8_row: every x within half a step d/2 of d q");
-	ok(range_ok && sums_ok, "quant_x8_row: q in -127..127, bsum the sums of 16");
-	ok(q[2].d == 0 && q[2].q[0] == 0 && q[2].bsum[0] == 0, "quant_x8_row: a block of zeros is d 0, q 0");
+	ok(worst_ok, "parm_quant_x8_row: every x within half a step d/2 of d q");
+	ok(range_ok && sums_ok, "parm_quant_x8_row: q in -127..127, bsum the sums of 16");
+	ok(q[2].d == 0 && q[2].q[0] == 0 && q[2].bsum[0] == 0, "parm_quant_x8_row: a block of zeros is d 0, q 0");
 	ok(q[3].d == 1 && q[3].q[0] == 127 && q[3].q[4] == -127 && q[3].q[1] == 2 &&
-	   q[3].q[2] == 4 && q[3].q[3] == -2, "quant_x8_row: largest +-127, ties to even");
+	   q[3].q[2] == 4 && q[3].q[3] == -2, "parm_quant_x8_row: largest +-127, ties to even");
 	x[5] = NAN;
 	x[300] = INFINITY;
-	quant_x8_row(q, x, 512);
-	ok(isnan(q[0].d) && isnan(q[1].d), "quant_x8_row: a NaN or an infinity makes the block's d "
+	parm_quant_x8_row(q, x, 512);
+	ok(isnan(q[0].d) && isnan(q[1].d), "parm_quant_x8_row: a NaN or an infinity makes the block's d "
 	   "NaN (the dot stays NaN)");
 }
 
 /* The reference against the dequantised weights times the dequantised
  * activations, in doubles: relative to sum |w x|. */
-static void test_ref(enum ggml_type t)
+static void test_ref(enum parm_ggml_type t)
 {
 	enum { N = 256 * 3 };
 	static float x[N], w[N], y;
@@ -113,22 +113,22 @@ static void test_ref(enum ggml_type t)
 		random_row(row, t, N);
 		for (int i = 0; i < N; i++)
 			x[i] = normal();
-		quant_x8_row(q, x, N);
-		dequant_row_ref(w, row, t, N);
+		parm_quant_x8_row(q, x, N);
+		parm_dequant_row_ref(w, row, t, N);
 		double want = 0;
 		for (int i = 0; i < N; i++)
 			want += w[i] * x_value(q, NULL, i);
-		quant_dot_x8_ref(&y, 1, row, t, q, 1, N);
+		parm_quant_dot_x8_ref(&y, 1, row, t, q, 1, N);
 		double e = fabs(y - want) / magnitude(row, t, q, NULL, N);
 		worst = e > worst || e != e ? e : worst;
 	}
-	ok(worst < 1e-6, "%s: quant_dot_x8_ref = dequant_row_ref . dequantised x (rel err %.2g)",
-	   ggml_type_name(t), worst);
+	ok(worst < 1e-6, "%s: parm_quant_dot_x8_ref = parm_dequant_row_ref . dequantised x (rel err %.2g)",
+	   parm_ggml_type_name(t), worst);
 }
 
 /* One path against the reference: 1..17 vectors (groups of 4 and 8 and
  * their remainders), 3 rows rb apart, 1 and 5 super-blocks. */
-static void test_path(quant_dot_x8_fn *dot, const char *path, enum ggml_type t)
+static void test_path(quant_dot_x8_fn *dot, const char *path, enum parm_ggml_type t)
 {
 	enum { MAXX = 17, MAXN = 256 * 5, ROWS = 3 };
 	static float x[MAXX * MAXN], y[MAXX * ROWS], yr[MAXX * ROWS];
@@ -142,10 +142,10 @@ static void test_path(quant_dot_x8_fn *dot, const char *path, enum ggml_type t)
 				random_row(rows[r], t, n);
 			for (int64_t i = 0; i < nx * n; i++)
 				x[i] = normal();
-			quant_x8_row(q, x, nx * n);
+			parm_quant_x8_row(q, x, nx * n);
 			dot(y, ROWS, rows, sizeof rows[0], ROWS, t, q, nx, n);
 			for (int r = 0; r < ROWS; r++)
-				quant_dot_x8_ref(yr + r, ROWS, rows[r], t, q, nx, n);
+				parm_quant_dot_x8_ref(yr + r, ROWS, rows[r], t, q, nx, n);
 			for (int i = 0; i < nx * ROWS; i++) {
 				double e = fabs((double)y[i] - yr[i]) /
 					   magnitude(rows[i % ROWS], t, q + i / ROWS * (n / 256), NULL, n);
@@ -153,15 +153,15 @@ static void test_path(quant_dot_x8_fn *dot, const char *path, enum ggml_type t)
 			}
 		}
 	ok(worst < 1e-6, "%s: quant_dot_x8 (%s) = ref, 1..17 vectors x 3 rows (rel err %.2g)",
-	   ggml_type_name(t), path, worst);
+	   parm_ggml_type_name(t), path, worst);
 }
 
 static void test_paths(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	struct { enum parm_simd s; quant_dot_x8_fn *dot; } paths[] = {
-		{ PARM_SIMD_AVX2, quant_dot_x8_avx2 },
-		{ PARM_SIMD_AVX512, quant_dot_x8_avx512 },
+		{ PARM_SIMD_AVX2, parm_quant_dot_x8_avx2 },
+		{ PARM_SIMD_AVX512, parm_quant_dot_x8_avx512 },
 	};
 	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
 		const char *name = parm_simd_name(paths[i].s);
@@ -170,7 +170,7 @@ static void test_paths(void)
 				test_path(paths[i].dot, name, x8_types[k]);
 			else
 				skip("the CPU has no such instructions", "quant_dot_x8 %s on the %s path",
-				     ggml_type_name(x8_types[k]), name);
+				     parm_ggml_type_name(x8_types[k]), name);
 		}
 	}
 #else
@@ -188,7 +188,7 @@ static void test_quantiser_32(void)
 		x[i] = normal() * (i < 64 ? 1 : 1e-3f);
 	for (int i = 64; i < 96; i++)
 		x[i] = 0;
-	quant_x8_32_row(q, x, N);
+	parm_quant_x8_32_row(q, x, N);
 	for (int b = 0; b < N / 32; b++) {
 		int s = 0;
 		double amax = 0;
@@ -200,19 +200,19 @@ static void test_quantiser_32(void)
 				 0.5000001 * amax / 127 + 127 * fabs(q[b].d - amax / 127);
 			s += q[b].q[l];
 		}
-		sums &= q[b].sum == s && q[b].d == f16_to_f32(f32_to_f16(q[b].d));
+		sums &= q[b].sum == s && q[b].d == parm_f16_to_f32(parm_f32_to_f16(q[b].d));
 	}
-	ok(close && sums && q[2].d == 0 && q[2].sum == 0, "quant_x8_32_row: d an f16, every x "
+	ok(close && sums && q[2].d == 0 && q[2].sum == 0, "parm_quant_x8_32_row: d an f16, every x "
 	   "near d q, sum their sum, a block of zeros d 0");
 	x[3] = INFINITY;
-	quant_x8_32_row(q, x, 32);
-	ok(isnan(q[0].d), "quant_x8_32_row: an infinity makes the block's d NaN");
+	parm_quant_x8_32_row(q, x, 32);
+	ok(isnan(q[0].d), "parm_quant_x8_32_row: an infinity makes the block's d NaN");
 }
 
 /* Q4_0 and Q8_0 rows packed by eight, on AVX-512 with and without VNNI,
  * against the reference on the rows as stored: 8, 16 and 24 rows, 1..9
  * vectors, 1 and 9 blocks; the reference against the dequantiser. */
-static void test_packed(enum ggml_type t)
+static void test_packed(enum parm_ggml_type t)
 {
 	enum { MAXX = 9, MAXN = 32 * 9, MAXR = 24 };
 	static float x[MAXX * MAXN], wf[MAXN], y[MAXX * MAXR], yr[MAXX * MAXR];
@@ -223,43 +223,43 @@ static void test_packed(enum ggml_type t)
 		random_row(w, t, MAXN);
 		for (int i = 0; i < MAXN; i++)
 			x[i] = normal();
-		quant_x8_32_row(q, x, MAXN);
-		dequant_row_ref(wf, w, t, MAXN);
+		parm_quant_x8_32_row(q, x, MAXN);
+		parm_dequant_row_ref(wf, w, t, MAXN);
 		double want = 0;
 		for (int i = 0; i < MAXN; i++)
 			want += wf[i] * x_value(NULL, q, i);
-		quant_dot_x8_32_ref(y, 1, w, t, q, 1, MAXN);
+		parm_quant_dot_x8_32_ref(y, 1, w, t, q, 1, MAXN);
 		double e = fabs(y[0] - want) / magnitude(w, t, NULL, q, MAXN);
 		worst = e > worst || e != e ? e : worst;
 	}
-	ok(worst < 1e-6, "%s: quant_dot_x8_32_ref = dequant_row_ref . dequantised x (rel err %.2g)",
-	   ggml_type_name(t), worst);
+	ok(worst < 1e-6, "%s: parm_quant_dot_x8_32_ref = parm_dequant_row_ref . dequantised x (rel err %.2g)",
+	   parm_ggml_type_name(t), worst);
 #if defined(__x86_64__) || defined(__i386__)
 	static const char *name[] = { "avx512", "avx512 vnni" };
-	quant_dot_x8_packed_fn *dots[] = { quant_dot_x8_packed_avx512, quant_dot_x8_packed_vnni };
+	quant_dot_x8_packed_fn *dots[] = { parm_quant_dot_x8_packed_avx512, parm_quant_dot_x8_packed_vnni };
 	const int has[] = { parm_simd_best() >= PARM_SIMD_AVX512,
 			    parm_simd_best() >= PARM_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni") };
 	for (int v = 0; v < 2; v++) {
 		if (!has[v]) {
 			skip("the CPU has no such instructions", "%s packed by eight on %s",
-			     ggml_type_name(t), name[v]);
+			     parm_ggml_type_name(t), name[v]);
 			continue;
 		}
 		worst = 0;
 		for (int rows = 8; rows <= MAXR; rows += 8)
 			for (int nx = 1; nx <= MAXX; nx++)
 				for (int64_t n = 32; n <= MAXN; n += 256) {
-					size_t rb = ggml_row_bytes(t, n);
+					size_t rb = parm_ggml_row_bytes(t, n);
 					for (int r = 0; r < rows; r++)
 						random_row(w + r * rb, t, n);
 					for (int64_t i = 0; i < nx * n; i++)
 						x[i] = normal();
-					quant_x8_32_row(q, x, nx * n);
-					void *packed = quant_pack(w, t, rows, n);
+					parm_quant_x8_32_row(q, x, nx * n);
+					void *packed = parm_quant_pack(w, t, rows, n);
 					dots[v](y, rows, packed, t, rows, q, nx, n);
 					free(packed);
 					for (int r = 0; r < rows; r++)
-						quant_dot_x8_32_ref(yr + r, rows, w + r * rb, t, q, nx, n);
+						parm_quant_dot_x8_32_ref(yr + r, rows, w + r * rb, t, q, nx, n);
 					for (int i = 0; i < nx * rows; i++) {
 						double e = fabs((double)y[i] - yr[i]) /
 							   magnitude(w + (i % rows) * rb, t, NULL,
@@ -268,30 +268,30 @@ static void test_packed(enum ggml_type t)
 					}
 				}
 		ok(worst < 1e-6, "%s packed by eight (%s) = ref on the rows as stored, 8..24 rows x "
-		   "1..9 vectors (rel err %.2g)", ggml_type_name(t), name[v], worst);
+		   "1..9 vectors (rel err %.2g)", parm_ggml_type_name(t), name[v], worst);
 	}
 #else
-	skip("not an x86 CPU", "%s packed by eight", ggml_type_name(t));
+	skip("not an x86 CPU", "%s packed by eight", parm_ggml_type_name(t));
 #endif
 }
 
 /* Inference's matmul on a packed copy (AVX-512) against the reference,
  * few and many tokens; training's, in floats, differs. */
-static void test_matmul_packed(enum ggml_type t)
+static void test_matmul_packed(enum parm_ggml_type t)
 {
 	enum { IN = 96, OUT = 40, MAXN = 30 };
-	size_t rb = ggml_row_bytes(t, IN);
+	size_t rb = parm_ggml_row_bytes(t, IN);
 	static uint8_t w[OUT * IN * 2];
 	static float x[MAXN * IN], y[MAXN * OUT], yf[MAXN * OUT];
 	static quant_x8_32 q[MAXN * IN / 32];
-	if (!quant_pack_ok(t, OUT, IN)) {
+	if (!parm_quant_pack_ok(t, OUT, IN)) {
 		skip("packing is on the avx512 path only", "inference's matmul of packed %s (%s path)",
-		     ggml_type_name(t), parm_simd_name(parm_simd()));
+		     parm_ggml_type_name(t), parm_simd_name(parm_simd()));
 		return;
 	}
 	for (int r = 0; r < OUT; r++)
 		random_row(w + r * rb, t, IN);
-	void *packed = quant_pack(w, t, OUT, IN);
+	void *packed = parm_quant_pack(w, t, OUT, IN);
 	const int ns[] = { 1, 5, MAXN };
 	for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
 		int n = ns[k], moved = 0;
@@ -299,21 +299,21 @@ static void test_matmul_packed(enum ggml_type t)
 		for (int i = 0; i < n * IN; i++)
 			x[i] = normal();
 		matmul_job job = { y, x, w, t, IN, OUT, 1, packed };
-		matmul_many_forward(&job, 1, n);
-		matmul_forward(yf, x, w, t, n, IN, OUT);
-		quant_x8_32_row(q, x, (int64_t)n * IN);
+		parm_matmul_many_forward(&job, 1, n);
+		parm_matmul_forward(yf, x, w, t, n, IN, OUT);
+		parm_quant_x8_32_row(q, x, (int64_t)n * IN);
 		for (int i = 0; i < n; i++)
 			for (int r = 0; r < OUT; r++) {
 				float want;
-				quant_dot_x8_32_ref(&want, 1, w + r * rb, t, q + i * IN / 32, 1, IN);
+				parm_quant_dot_x8_32_ref(&want, 1, w + r * rb, t, q + i * IN / 32, 1, IN);
 				double e = fabs((double)y[i * OUT + r] - want) /
 					   magnitude(w + r * rb, t, NULL, q + i * IN / 32, IN);
 				worst = e > worst || e != e ? e : worst;
 				moved += yf[i * OUT + r] != y[i * OUT + r];
 			}
 		ok(worst < 1e-6 && moved > 0, "%s: inference's matmul of %d tokens on the packed copy "
-		   "= quant_dot_x8_32_ref (rel err %.2g); training's, in floats, differs (%d of %d)",
-		   ggml_type_name(t), n, worst, moved, n * OUT);
+		   "= parm_quant_dot_x8_32_ref (rel err %.2g); training's, in floats, differs (%d of %d)",
+		   parm_ggml_type_name(t), n, worst, moved, n * OUT);
 	}
 	free(packed);
 }
@@ -322,11 +322,11 @@ static void test_matmul_packed(enum ggml_type t)
  * on the path PARM_SIMD chose, for a decode's few tokens and a prompt's
  * many (spans of them against every row; but the avx512 path's prompts
  * take float panels); training's (x8 clear) stays in floats. */
-static void test_matmul(enum ggml_type t)
+static void test_matmul(enum parm_ggml_type t)
 {
 	enum { IN = 512, OUT = 37, MAXN = 100 };
-	size_t rb = ggml_row_bytes(t, IN);
-	uint8_t *w = xmalloc(rb * OUT);
+	size_t rb = parm_ggml_row_bytes(t, IN);
+	uint8_t *w = parm_xmalloc(rb * OUT);
 	static float x[MAXN * IN], y[MAXN * OUT], yr[MAXN * OUT], yf[MAXN * OUT];
 	static quant_x8 q[MAXN * IN / 256];
 	for (int r = 0; r < OUT; r++)
@@ -337,27 +337,27 @@ static void test_matmul(enum ggml_type t)
 		for (int i = 0; i < n * IN; i++)
 			x[i] = normal();
 		matmul_job job = { y, x, w, t, IN, OUT, 1, NULL };
-		matmul_many_forward(&job, 1, n);
-		matmul_forward(yf, x, w, t, n, IN, OUT);
+		parm_matmul_many_forward(&job, 1, n);
+		parm_matmul_forward(yf, x, w, t, n, IN, OUT);
 		for (int i = 0; i < n * OUT; i++)
 			moved += yf[i] != y[i];
-		quant_x8_row(q, x, (int64_t)n * IN);
+		parm_quant_x8_row(q, x, (int64_t)n * IN);
 		double worst = 0;
 		for (int i = 0; i < n; i++)
 			for (int r = 0; r < OUT; r++) {
-				quant_dot_x8_ref(&yr[i * OUT + r], 1, w + r * rb, t, q + i * IN / 256, 1, IN);
+				parm_quant_dot_x8_ref(&yr[i * OUT + r], 1, w + r * rb, t, q + i * IN / 256, 1, IN);
 				double e = fabs((double)y[i * OUT + r] - yr[i * OUT + r]) /
 					   magnitude(w + r * rb, t, q + i * IN / 256, NULL, IN);
 				worst = e > worst || e != e ? e : worst;
 			}
 		if (n > 8 && parm_simd() >= PARM_SIMD_AVX512)  /* past kernels.c's SMALL_N */
 			ok(moved == 0, "%s: inference's matmul of %d tokens on the avx512 path = "
-			   "training's (float panels, faster there; %d of %d differ)", ggml_type_name(t),
+			   "training's (float panels, faster there; %d of %d differ)", parm_ggml_type_name(t),
 			   n, moved, n * OUT);
 		else
 			ok(worst < 1e-6 && moved > 0, "%s: inference's matmul of %d tokens = "
-			   "quant_dot_x8_ref (rel err %.2g); training's, in floats, differs (%d of %d)",
-			   ggml_type_name(t), n, worst, moved, n * OUT);
+			   "parm_quant_dot_x8_ref (rel err %.2g); training's, in floats, differs (%d of %d)",
+			   parm_ggml_type_name(t), n, worst, moved, n * OUT);
 	}
 	free(w);
 }
@@ -376,13 +376,13 @@ int main(void)
 	test_matmul_packed(GGML_Q8_0);
 	for (size_t k = 0; k < N_X8; k++)
 		test_matmul(x8_types[k]);
-	ok(!quant_dot_x8_ok(GGML_F32, 256) && !quant_dot_x8_ok(GGML_Q4_0, 256) &&
-	   !quant_dot_x8_ok(GGML_Q4_K, 128) && quant_dot_x8_ok(GGML_Q4_K, 256) &&
-	   quant_dot_x8_ok(GGML_Q5_K, 512) && quant_dot_x8_ok(GGML_Q6_K, 768) &&
-	   !quant_dot_x8_ok(GGML_Q3_K, 256), "quant_dot_x8_ok: q4_K, q5_K, q6_K, whole super-blocks only");
-	ok(!quant_pack_ok(GGML_Q4_0, 12, 64) && !quant_pack_ok(GGML_Q4_K, 8, 256) &&
-	   quant_pack_ok(GGML_Q4_0, 16, 64) == (parm_simd() == PARM_SIMD_AVX512) &&
-	   quant_pack_ok(GGML_Q8_0, 8, 32) == (parm_simd() == PARM_SIMD_AVX512),
-	   "quant_pack_ok: q4_0 and q8_0 in groups of 8 rows, on the avx512 path only");
+	ok(!parm_quant_dot_x8_ok(GGML_F32, 256) && !parm_quant_dot_x8_ok(GGML_Q4_0, 256) &&
+	   !parm_quant_dot_x8_ok(GGML_Q4_K, 128) && parm_quant_dot_x8_ok(GGML_Q4_K, 256) &&
+	   parm_quant_dot_x8_ok(GGML_Q5_K, 512) && parm_quant_dot_x8_ok(GGML_Q6_K, 768) &&
+	   !parm_quant_dot_x8_ok(GGML_Q3_K, 256), "parm_quant_dot_x8_ok: q4_K, q5_K, q6_K, whole super-blocks only");
+	ok(!parm_quant_pack_ok(GGML_Q4_0, 12, 64) && !parm_quant_pack_ok(GGML_Q4_K, 8, 256) &&
+	   parm_quant_pack_ok(GGML_Q4_0, 16, 64) == (parm_simd() == PARM_SIMD_AVX512) &&
+	   parm_quant_pack_ok(GGML_Q8_0, 8, 32) == (parm_simd() == PARM_SIMD_AVX512),
+	   "parm_quant_pack_ok: q4_0 and q8_0 in groups of 8 rows, on the avx512 path only");
 	return tap_done();
 }

@@ -43,7 +43,7 @@ static void test_round_trip(void)
 	same = tb && tb->dtype == PARM_ST_BF16 && tb->numel == 3;
 	for (int i = 0; same && i < 3; i++) {
 		parm_st_to_f32(tb, got);
-		same = got[i] == bf16_to_f32(f32_to_bf16(b[i]));
+		same = got[i] == parm_bf16_to_f32(parm_f32_to_bf16(b[i]));
 	}
 	ok(same, "bf16: the values rounded to nearest even");
 	parm_st_close(st);

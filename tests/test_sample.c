@@ -193,8 +193,8 @@ static void test_against_reference(int n, int ties, int sparse)
 		{ 0.8f, 40, 0.95f, 0.05f }, { 1.3f, 5, 0.5f, 0 }, { 1, 0, 0, 0 },
 		{ 1, 1000, 0.3f, 0.2f }, { 0.1f, 3, 1, 0.9f }, { 2, 0, 0.99f, 0 },
 	};
-	float *x = xmalloc(n * sizeof *x);
-	int32_t *ids = sparse ? xmalloc(n * sizeof *ids) : NULL;
+	float *x = parm_xmalloc(n * sizeof *x);
+	int32_t *ids = sparse ? parm_xmalloc(n * sizeof *ids) : NULL;
 	parm_rng data, a, b;
 	int same = 0, trials = 0;
 	parm_rng_seed(&data, 100 + n + ties);
@@ -222,19 +222,19 @@ static void test_log_softmax(void)
 	float x[] = { 1000, 999, -INFINITY, 998 };
 	float y[] = { -INFINITY, -INFINITY };
 	double sum = 0;
-	log_softmax_forward(x, x, 1, 4);
+	parm_log_softmax_forward(x, x, 1, 4);
 	for (int i = 0; i < 4; i++)
 		sum += exp(x[i]);
 	ok(fabs(sum - 1) < 1e-6 && x[2] == -INFINITY && fabsf(x[0] - x[1] - 1) < 1e-4,
 	   "log_softmax of large logits: stable, sums to 1, -inf stays");
-	log_softmax_forward(y, y, 1, 2);
+	parm_log_softmax_forward(y, y, 1, 2);
 	ok(y[0] == -INFINITY && y[1] == -INFINITY, "log_softmax of all -inf leaves them");
 }
 
 static void bench(void)
 {
 	int n = 32000;
-	float *x = xmalloc(n * sizeof *x);
+	float *x = parm_xmalloc(n * sizeof *x);
 	parm_rng data, rng;
 	parm_sampler s = { 0.8f, 40, 0.95f, 0.05f }, p = { 1, 0, 0.9f, 0 };
 	double t0;
@@ -255,7 +255,7 @@ static void bench(void)
 
 int main(void)
 {
-	scratch = xmalloc(parm_sample_scratch(40000));
+	scratch = parm_xmalloc(parm_sample_scratch(40000));
 	test_greedy();
 	test_top_k_1();
 	test_histograms();

@@ -28,8 +28,8 @@ static void make_header(parm_header *h, int n_vocab)
 	h->fingerprint = 0x0123456789abcdefULL;
 	h->bos = 1;
 	h->eos = 2;
-	h->pieces = xcalloc(n_vocab, sizeof *h->pieces);
-	h->piece_len = xcalloc(n_vocab, sizeof *h->piece_len);
+	h->pieces = parm_xcalloc(n_vocab, sizeof *h->pieces);
+	h->piece_len = parm_xcalloc(n_vocab, sizeof *h->piece_len);
 	for (int i = 0; i < n_vocab; i++) {
 		char buf[32];
 		int n = snprintf(buf, sizeof buf, "p%d", i);
@@ -37,13 +37,13 @@ static void make_header(parm_header *h, int n_vocab)
 			n = 3, memcpy(buf, "a\0b", 3);  /* a piece with a NUL inside */
 		if (i == 4)
 			n = 0;                          /* and an empty one */
-		h->pieces[i] = xmemdup(buf, n + 1);
+		h->pieces[i] = parm_xmemdup(buf, n + 1);
 		h->piece_len[i] = n;
 	}
-	h->feedback = xstrdup("/tmp/parm.test/feedback");
+	h->feedback = parm_xstrdup("/tmp/parm.test/feedback");
 	h->n_chain = 1;
-	h->chain = xmalloc(sizeof *h->chain);
-	h->chain[0] = xstrdup(chain[0]);
+	h->chain = parm_xmalloc(sizeof *h->chain);
+	h->chain[0] = parm_xstrdup(chain[0]);
 }
 
 static float logit_at(int round, int seq, int i)
@@ -58,7 +58,7 @@ static void make_round(parm_step s[2], int r, int n_vocab)
 	memset(s, 0, 2 * sizeof *s);
 	s[0].seq = 0;
 	s[0].tok = r ? r + 10 : -1;
-	s[0].logits = xmalloc(n_vocab * sizeof(float));
+	s[0].logits = parm_xmalloc(n_vocab * sizeof(float));
 	for (int i = 0; i < n_vocab; i++)
 		s[0].logits[i] = logit_at(r, 0, i);
 	s[0].logits[7] = -INFINITY;
@@ -66,8 +66,8 @@ static void make_round(parm_step s[2], int r, int n_vocab)
 	s[1].tok = r ? r + 20 : -1;
 	s[1].sparse = 1;
 	s[1].k = k;
-	s[1].logits = xmalloc(k * sizeof(float));
-	s[1].ids = xmalloc(k * sizeof(int32_t));
+	s[1].logits = parm_xmalloc(k * sizeof(float));
+	s[1].ids = parm_xmalloc(k * sizeof(int32_t));
 	for (int i = 0; i < k; i++) {
 		s[1].ids[i] = (i * 997 + r) % n_vocab;
 		s[1].logits[i] = logit_at(r, 1, i);
@@ -117,7 +117,7 @@ static pid_t spawn_writer(int *rfd, int n_vocab)
 	int p[2];
 	pid_t pid;
 	if (pipe(p) < 0)
-		die("pipe: %s", strerror(errno));
+		parm_die("pipe: %s", strerror(errno));
 	if ((pid = fork()) == 0) {
 		close(p[0]);
 		_exit(write_stream(p[1], n_vocab) ? 1 : 0);
@@ -226,9 +226,9 @@ static char *slurp_stream(size_t *len, int n_vocab)
 	char *buf;
 	write_stream(fileno(f), n_vocab);
 	*len = lseek(fileno(f), 0, SEEK_END);
-	buf = xmalloc(*len);
+	buf = parm_xmalloc(*len);
 	if (pread(fileno(f), buf, *len, 0) != (ssize_t)*len)
-		die("pread: %s", strerror(errno));
+		parm_die("pread: %s", strerror(errno));
 	fclose(f);
 	return buf;
 }
@@ -243,7 +243,7 @@ static int read_all(const char *buf, size_t len, char *err, size_t errsz)
 	parm_record rec;
 	int rc;
 	if (len && write(fileno(f), buf, len) != (ssize_t)len)
-		die("write: %s", strerror(errno));
+		parm_die("write: %s", strerror(errno));
 	lseek(fileno(f), 0, SEEK_SET);
 	rd = parm_reader_new(fileno(f));
 	rc = parm_read_header(rd, &h);
@@ -292,7 +292,7 @@ static size_t header_length(const char *buf, size_t len)
 		parm_reader *rd;
 		int got;
 		if (write(fileno(f), buf, cut) != (ssize_t)cut)
-			die("write");
+			parm_die("write");
 		lseek(fileno(f), 0, SEEK_SET);
 		rd = parm_reader_new(fileno(f));
 		got = parm_read_header(rd, &h) == 0;
@@ -319,7 +319,7 @@ static void test_garbage(void)
 	   "non-msgpack input: %s", err);
 	/* the header of a V=40 stream, then garbage */
 	hlen = header_length(buf, len);
-	g = xmalloc(hlen + 64);
+	g = parm_xmalloc(hlen + 64);
 	memcpy(g, buf, hlen);
 	memcpy(g + hlen, "\xc1", 1);
 	ok(read_all(g, hlen + 1, err, sizeof err) < 0 && starts_with(err, "malformed stream: not msgpack"),
@@ -353,7 +353,7 @@ static void test_pass_through(void)
 	parm_record rec;
 	int rc;
 	if (write(fileno(in), buf, len) != (ssize_t)len)
-		die("write");
+		parm_die("write");
 	lseek(fileno(in), 0, SEEK_SET);
 	rd = parm_reader_new(fileno(in));
 	w = parm_writer_new(fileno(out));
@@ -366,7 +366,7 @@ static void test_pass_through(void)
 	} while (rc == 0 && rec.type != PARM_REC_FIN);
 	rc |= parm_flush(w);
 	len2 = lseek(fileno(out), 0, SEEK_END);
-	buf2 = xmalloc(len2 + 1);
+	buf2 = parm_xmalloc(len2 + 1);
 	ok(rc == 0 && len2 == len && pread(fileno(out), buf2, len2, 0) == (ssize_t)len &&
 	   !memcmp(buf, buf2, len), "read and written back record by record: the same %zu bytes",
 	   len);
@@ -465,7 +465,7 @@ static void test_claimed_sizes(void)
 	ok(read_all(header_pieces, sizeof header_pieces - 1, err, sizeof err) < 0 &&
 	   !strcmp(err, "not a parm stream"), "a header claiming 2^32 pieces: %s", err);
 	hlen = header_length(buf, len);
-	g = xmalloc(hlen + 64);
+	g = parm_xmalloc(hlen + 64);
 	memcpy(g, buf, hlen);
 	static const char steps_2g[] =          /* {"type": "round", "steps": [2^31 steps]} */
 		"\x82\xa4type\xa5round\xa5steps\xdd\x80\x00\x00\x00";
@@ -505,9 +505,9 @@ static void test_stall(void)
 	hlen = header_length(buf, len);
 	setenv("PARM_STREAM_TIMEOUT", "0.2", 1);
 	if (pipe(p) < 0)
-		die("pipe");
+		parm_die("pipe");
 	if (write(p[1], buf, hlen + 3) != (ssize_t)(hlen + 3))
-		die("write");
+		parm_die("write");
 	rd = parm_reader_new(p[0]);
 	ok(parm_read_header(rd, &h) == 0, "the header of a stream that then stalls");
 	t0 = parm_now();
@@ -598,7 +598,7 @@ static void test_epipe(void)
 	parm_header h;
 	int rc, e;
 	if (pipe(p) < 0)
-		die("pipe");
+		parm_die("pipe");
 	close(p[0]);
 	w = parm_writer_new(p[1]);
 	make_header(&h, 100);
@@ -707,10 +707,10 @@ static void test_feedback_out_gone(void)
 	int out[2], hold[2], status, e, rc;
 	pid_t pid;
 	if (pipe(hold) < 0)
-		die("pipe");
+		parm_die("pipe");
 	pid = spawn_sampler(parm_feedback_path(f), 2, hold);
 	if (pipe(out) < 0)      /* after the fork: the child must not hold it */
-		die("pipe");
+		parm_die("pipe");
 	close(out[0]);          /* the reader of our output went away */
 	rc = parm_feedback_recv(f, out[1], c, 4);
 	e = errno;
@@ -764,7 +764,7 @@ static void test_feedback_signal(void)
 	int p[2], status;
 	pid_t pid;
 	if (pipe(p) < 0)
-		die("pipe");
+		parm_die("pipe");
 	if ((pid = fork()) == 0) {
 		signal_channel = parm_feedback_create();
 		signal(SIGTERM, on_term);
@@ -777,7 +777,7 @@ static void test_feedback_signal(void)
 	}
 	close(p[1]);
 	if (read(p[0], path, sizeof path - 1) <= 0)
-		die("no path from the child");
+		parm_die("no path from the child");
 	close(p[0]);
 	dirname_of(dir, sizeof dir, path);
 	ok(dir_exists(dir), "the child's channel exists: %s", path);

@@ -24,19 +24,19 @@ static char *read_file(const char *path, size_t *len)
 	fseek(f, 0, SEEK_END);
 	n = ftell(f);
 	rewind(f);
-	buf = xmalloc((size_t)n + 1);
+	buf = parm_xmalloc((size_t)n + 1);
 	*len = fread(buf, 1, (size_t)n, f);
 	buf[*len] = 0;
 	fclose(f);
 	return buf;
 }
 
-static parm_tokenizer *load_vocab(const char *dir, const char *name, gguf_file **g)
+static parm_tokenizer *load_vocab(const char *dir, const char *name, parm_gguf **g)
 {
 	char path[4096];
 	parm_tokenizer *t;
 	snprintf(path, sizeof path, "%s/ggml-vocab-%s.gguf", dir, name);
-	if (!(*g = gguf_open(path)))
+	if (!(*g = parm_gguf_open(path)))
 		return NULL;
 	if (!(t = parm_tokenizer_load(*g)))
 		printf("# %s\n", parm_error());
@@ -50,7 +50,7 @@ static int *encode(const parm_tokenizer *t, const char *s, size_t len, int *n)
 	*n = parm_tokenize(t, s, len, 0, NULL, 0);
 	if (*n < 0)
 		return NULL;
-	ids = xmalloc(((size_t)*n + 1) * sizeof *ids);
+	ids = parm_xmalloc(((size_t)*n + 1) * sizeof *ids);
 	if (parm_tokenize(t, s, len, 0, ids, *n) != *n)
 		return free(ids), NULL;
 	return ids;
@@ -89,7 +89,7 @@ static void test_vectors(const char *dir, const char *name)
 	char path[4096];
 	size_t ilen, olen;
 	char *inp, *out, *text, *line;
-	gguf_file *g;
+	parm_gguf *g;
 	parm_tokenizer *t = load_vocab(dir, name, &g);
 	int ncase = 0, bad = 0;
 	snprintf(path, sizeof path, "%s/ggml-vocab-%s.gguf.inp", dir, name);
@@ -115,7 +115,7 @@ done:
 	free(inp);
 	free(out);
 	parm_tokenizer_free(t);
-	gguf_close(g);
+	parm_gguf_close(g);
 }
 
 /* The words a pre-tokeniser makes of text, joined by '|'. */
@@ -126,7 +126,7 @@ static void words(enum pretok kind, const char *text, char *out)
 	struct seglist segs = {0};
 	for (size_t off = 0; off < len && n < 256; )
 		cpts[n++] = text[off++];         /* ASCII only here */
-	pretok_split(kind, cpts, n, &segs);
+	parm_pretok_split(kind, cpts, n, &segs);
 	for (size_t i = 0; i < segs.n; i++) {
 		if (i)
 			out[o++] = '|';
@@ -173,7 +173,7 @@ static int round_trip(const parm_tokenizer *t, const char *text)
 {
 	int n, same;
 	int *ids = encode(t, text, strlen(text), &n);
-	char *buf = xmalloc(strlen(text) * 4 + 64);
+	char *buf = parm_xmalloc(strlen(text) * 4 + 64);
 	size_t o = 0;
 	const char *want = text;
 	if (!ids)
@@ -220,12 +220,12 @@ static const struct vocab_facts facts[] = {
 
 static void test_vocab(const char *dir, int k, uint64_t *fp)
 {
-	gguf_file *g;
+	parm_gguf *g;
 	parm_tokenizer *t = load_vocab(dir, facts[k].name, &g);
 	const char *name = facts[k].name;
 	size_t i;
 	if (!ok(t != NULL, "%s loads", name)) {
-		gguf_close(g);
+		parm_gguf_close(g);
 		return;
 	}
 	ok(parm_tok_bos(t) == facts[k].bos && parm_tok_eos(t) == facts[k].eos &&
@@ -243,12 +243,12 @@ static void test_vocab(const char *dir, int k, uint64_t *fp)
 		test_spot_ids(t, name, "a[PAD151650]", (const int[]){ 64, 151650 }, 2);
 	}
 	parm_tokenizer_free(t);
-	gguf_close(g);
+	parm_gguf_close(g);
 }
 
 static void test_pieces(const char *dir)
 {
-	gguf_file *g, *h;
+	parm_gguf *g, *h;
 	parm_tokenizer *spm = load_vocab(dir, "llama-spm", &g), *bpe = load_vocab(dir, "gpt-2", &h);
 	size_t n;
 	const char *p;
@@ -270,8 +270,8 @@ static void test_pieces(const char *dir)
 done:
 	parm_tokenizer_free(spm);
 	parm_tokenizer_free(bpe);
-	gguf_close(g);
-	gguf_close(h);
+	parm_gguf_close(g);
+	parm_gguf_close(h);
 }
 
 /* A copy of the gpt-2 vocabulary with another tokenizer.ggml.pre. */
@@ -282,23 +282,23 @@ static parm_tokenizer *gpt2_with_pre(const char *dir, const char *pre)
 		"tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
 	};
 	char path[4096], tmp[] = "/tmp/parm-tok-XXXXXX";
-	gguf_file *g, *c = NULL;
-	gguf_writer *w = gguf_w_new();
+	parm_gguf *g, *c = NULL;
+	parm_gguf_writer *w = parm_gguf_w_new();
 	parm_tokenizer *t = NULL;
 	int fd = mkstemp(tmp);
 	snprintf(path, sizeof path, "%s/ggml-vocab-gpt-2.gguf", dir);
 	if (fd >= 0)
 		close(fd);
-	if (fd < 0 || !(g = gguf_open(path)))
+	if (fd < 0 || !(g = parm_gguf_open(path)))
 		return NULL;
 	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
-		gguf_w_copy_kv(w, g, keys[i]);
-	gguf_w_set_str(w, "tokenizer.ggml.pre", pre);
-	if (gguf_w_save(w, tmp) == 0 && (c = gguf_open(tmp)))
+		parm_gguf_w_copy_kv(w, g, keys[i]);
+	parm_gguf_w_set_str(w, "tokenizer.ggml.pre", pre);
+	if (parm_gguf_w_save(w, tmp) == 0 && (c = parm_gguf_open(tmp)))
 		t = parm_tokenizer_load(c);
-	gguf_w_free(w);
-	gguf_close(c);
-	gguf_close(g);
+	parm_gguf_w_free(w);
+	parm_gguf_close(c);
+	parm_gguf_close(g);
 	unlink(tmp);
 	return t;
 }
@@ -309,22 +309,22 @@ static parm_tokenizer *made_vocab(const char *const *texts, int n, int fim_rep)
 {
 	char tmp[] = "/tmp/parm-tok-XXXXXX";
 	int fd = mkstemp(tmp);
-	gguf_writer *w = gguf_w_new();
-	gguf_file *g = NULL;
+	parm_gguf_writer *w = parm_gguf_w_new();
+	parm_gguf *g = NULL;
 	parm_tokenizer *t = NULL;
 	float scores[16] = { 0 };
 	if (fd >= 0)
 		close(fd);
-	gguf_w_set_str(w, "tokenizer.ggml.model", "llama");
-	gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", texts, NULL, n);
-	gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
-	gguf_w_set_u32(w, "tokenizer.ggml.eos_token_id", 0);
+	parm_gguf_w_set_str(w, "tokenizer.ggml.model", "llama");
+	parm_gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", texts, NULL, n);
+	parm_gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
+	parm_gguf_w_set_u32(w, "tokenizer.ggml.eos_token_id", 0);
 	if (fim_rep >= 0)
-		gguf_w_set_u32(w, "tokenizer.ggml.fim_rep_token_id", fim_rep);
-	if (fd >= 0 && gguf_w_save(w, tmp) == 0 && (g = gguf_open(tmp)))
+		parm_gguf_w_set_u32(w, "tokenizer.ggml.fim_rep_token_id", fim_rep);
+	if (fd >= 0 && parm_gguf_w_save(w, tmp) == 0 && (g = parm_gguf_open(tmp)))
 		t = parm_tokenizer_load(g);
-	gguf_w_free(w);
-	gguf_close(g);
+	parm_gguf_w_free(w);
+	parm_gguf_close(g);
 	unlink(tmp);
 	return t;
 }
@@ -380,13 +380,13 @@ static void test_speed(const char *dir)
 	snprintf(path, sizeof path, "%s/ggml-vocab-llama-spm.gguf.inp", dir);
 	if (!(inp = read_file(path, &len)))
 		return (void)ok(0, "speed: test text readable");
-	big = xmalloc(2 << 20 | 1);
+	big = parm_xmalloc(2 << 20 | 1);
 	while (total + len < 2 << 20) {
 		memcpy(big + total, inp, len);
 		total += len;
 	}
 	for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-		gguf_file *g;
+		parm_gguf *g;
 		parm_tokenizer *t = load_vocab(dir, names[i], &g);
 		double t0 = parm_now(), dt;
 		int n = t ? parm_tokenize(t, big, total, 0, NULL, 0) : -1;
@@ -394,7 +394,7 @@ static void test_speed(const char *dir)
 		ok(n > 0, "%s: %.1f MB tokenised (%d tokens)", names[i], total / 1e6, n);
 		printf("# %s: %.2f s\n", names[i], dt);
 		parm_tokenizer_free(t);
-		gguf_close(g);
+		parm_gguf_close(g);
 	}
 	free(big);
 	free(inp);

@@ -38,7 +38,7 @@ static double arm_loss(parm_trainer *t, int grads)
 	uint8_t want[B * (T - 1)];
 	parm_response_mask(want, prompt_len, lengths, B, T);
 	if (parm_train_forward(t, tokens, lengths, B, T, want, logp) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	double loss = parm_arm_loss(dlogp, logp, prompt_len, lengths, P, T, labels, K, alpha,
 				    0.5, NULL, NULL, NULL);
 	if (grads)
@@ -90,7 +90,7 @@ static double grad_check(parm_trainer *t, const char *what, int per_tensor, doub
 static void check_against_inference(const parm_model *m, parm_trainer *t)
 {
 	int V = m->cfg.n_vocab, n = lengths[1];
-	float logp[B * (T - 1)], *logits = xmalloc((size_t)n * V * sizeof *logits);
+	float logp[B * (T - 1)], *logits = parm_xmalloc((size_t)n * V * sizeof *logits);
 	int slot[T] = { 0 };
 	uint8_t want[T];
 	memset(want, 1, sizeof want);
@@ -100,7 +100,7 @@ static void check_against_inference(const parm_model *m, parm_trainer *t)
 	double err = 0;
 	for (int i = 0; i + 1 < n; i++) {
 		float lp;
-		logprob_forward(&lp, logits + (size_t)i * V, &tokens[T + i + 1], 1, V);
+		parm_logprob_forward(&lp, logits + (size_t)i * V, &tokens[T + i + 1], 1, V);
 		err = fmax(err, fabs(lp - logp[(T - 1) + i]));
 	}
 	ok(err < 1e-4, "training forward equals the inference forward (max |dlogp| %.1e)", err);
@@ -134,14 +134,14 @@ static parm_model *tiny_arch_model(char *path, int arch, int head_dim)
 {
 	char vocab_path[4096];
 	snprintf(vocab_path, sizeof vocab_path, "%s/ggml-vocab-llama-spm.gguf", fixtures_dir());
-	gguf_file *vocab = gguf_open(vocab_path);
+	parm_gguf *vocab = parm_gguf_open(vocab_path);
 	if (!vocab)
 		return NULL;
 	parm_config cfg = { .dim = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ff = 64,
 			    .n_ctx = 64, .rms_eps = 1e-5f, .rope_theta = 10000, .arch = arch,
 			    .head_dim = head_dim };
 	int rc = parm_model_init(path, vocab, &cfg, GGML_F32, 7);
-	gguf_close(vocab);
+	parm_gguf_close(vocab);
 	return rc < 0 ? NULL : parm_model_load(path);
 }
 
@@ -182,7 +182,7 @@ static void test_full(parm_model *m, const char *dir)
 static void check_output_paths(parm_trainer *t)
 {
 	size_t n = parm_train_n_params(t);
-	float *kept = xmalloc(n * sizeof *kept), *g = parm_train_grads(t);
+	float *kept = parm_xmalloc(n * sizeof *kept), *g = parm_train_grads(t);
 	parm_train_zero_grad(t);
 	arm_loss(t, 1);
 	memcpy(kept, g, n * sizeof *kept);

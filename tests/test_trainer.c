@@ -131,7 +131,7 @@ static void checkpoint(void)
 }
 
 /* Issue 9 item 4: a checkpoint claiming 2^36 floats must be refused as
- * corrupt, not allocated (xmalloc's "out of memory" exits the process).
+ * corrupt, not allocated (parm_xmalloc's "out of memory" exits the process).
  * The load runs in a child so that an exit shows as a failed check. */
 static void checkpoint_huge_count(void)
 {

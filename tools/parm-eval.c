@@ -85,24 +85,24 @@ struct opts {
 static void add_objective(struct opts *o, const char *spec)
 {
 	if (parm_objectives_add(&o->obj, spec) < 0)
-		usage_error("--objective: %s", parm_error());
+		parm_usage_error("--objective: %s", parm_error());
 }
 
 static void add_scorer(struct opts *o, const char *spec, int arm)
 {
 	const char *eq = strchr(spec, '=');
 	if (!eq || eq == spec || !eq[1])
-		usage_error("--%s: expected NAME=%s, got '%s'", arm ? "reward" : "scorer",
+		parm_usage_error("--%s: expected NAME=%s, got '%s'", arm ? "reward" : "scorer",
 			    arm ? "ARM.gguf[@ALPHA]" : "COMMAND", spec);
 	if (o->n_scorers == PARM_PROV_MAX)
-		usage_error("more than %d scorers", PARM_PROV_MAX);
+		parm_usage_error("more than %d scorers", PARM_PROV_MAX);
 	for (int i = 0; i < o->n_scorers; i++) {
 		const char *s = o->scorers[i] + (o->scorers[i][0] == '@');
 		if (!strncmp(s, spec, eq - spec + 1))
-			usage_error("scorer name '%.*s' given twice", (int)(eq - spec), spec);
+			parm_usage_error("scorer name '%.*s' given twice", (int)(eq - spec), spec);
 	}
 	size_t len = strlen(spec) + 2;
-	char *s = xmalloc(len);
+	char *s = parm_xmalloc(len);
 	snprintf(s, len, "%s%s", arm ? "@" : "", spec);
 	o->scorers[o->n_scorers++] = s;
 }
@@ -129,7 +129,7 @@ static int int_in(int c, const int *list)
 static const char *template_opt(const char *arg)
 {
 	if (parm_check_template(arg) < 0)
-		usage_error("--template: %s", parm_error());
+		parm_usage_error("--template: %s", parm_error());
 	return arg;
 }
 
@@ -148,24 +148,24 @@ static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 	const int acc_long_only[] = {OPT_OVERLONG, OPT_DETAILS, 0},
 		  score_long_only[] = {OPT_RECORDS, OPT_SCORER, OPT_REWARD, OPT_METHOD, 0};
 	int c;
-	o->prefs = xcalloc(argc, sizeof *o->prefs);
-	o->scorers = xcalloc(PARM_PROV_MAX, sizeof *o->scorers);
+	o->prefs = parm_xcalloc(argc, sizeof *o->prefs);
+	o->scorers = parm_xcalloc(PARM_PROV_MAX, sizeof *o->scorers);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":O:T:L:g:p:R:P:jt:hV", longopts, NULL)) != -1) {
 		if ((c < 256 && c != ':' && c != '?' && strchr(accuracy ? score_only : acc_only, c)) ||
 		    (c >= 256 && int_in(c, accuracy ? score_long_only : acc_long_only)))
-			usage_error("option '%s' is for parm-eval %s", long_name(longopts, c),
+			parm_usage_error("option '%s' is for parm-eval %s", long_name(longopts, c),
 				    accuracy ? "score" : "accuracy");
 		switch (c) {
 		case 'O': add_objective(o, optarg); break;
 		case 'T': o->tmpl = template_opt(optarg); break;
-		case 'L': o->max_len = opt_long("--max-length", optarg, 2, 1 << 24); break;
+		case 'L': o->max_len = parm_opt_long("--max-length", optarg, 2, 1 << 24); break;
 		case OPT_OVERLONG:
 			if (strcmp(optarg, "drop") && strcmp(optarg, "truncate"))
-				usage_error("--overlong: drop or truncate, not '%s'", optarg);
+				parm_usage_error("--overlong: drop or truncate, not '%s'", optarg);
 			o->truncate = !strcmp(optarg, "truncate");
 			break;
-		case 'g': o->grid = opt_long("--grid", optarg, 2, 1001); break;
+		case 'g': o->grid = parm_opt_long("--grid", optarg, 2, 1001); break;
 		case 'p': o->prefs[o->n_prefs++] = optarg; break;
 		case OPT_SCORER: add_scorer(o, optarg, 0); break;
 		case OPT_REWARD: add_scorer(o, optarg, 1); break;
@@ -176,11 +176,11 @@ static void parse_args(int argc, char **argv, struct opts *o, int accuracy)
 		case OPT_RECORDS: o->records = 1; break;
 		case 'P': o->plot = optarg; break;
 		case 'j': o->json = 1; break;
-		case 't': parm_set_threads((int)opt_long("--threads", optarg, 1, 1024)); break;
+		case 't': parm_set_threads((int)parm_opt_long("--threads", optarg, 1, 1024)); break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-eval " PARM_VERSION); exit(0);
-		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		case ':': parm_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: parm_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	o->args = argv + optind;
@@ -202,7 +202,7 @@ static void finish_output(void)
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		if (errno == EPIPE)
 			parm_exit_quietly();
-		die("error writing output: %s", strerror(errno));
+		parm_die("error writing output: %s", strerror(errno));
 	}
 }
 
@@ -259,7 +259,7 @@ static void match_objectives(struct acc_run *r, const parm_objectives *obj)
 	}
 	for (int i = 0; i < k; i++)
 		if (r->obj_of[i] < 0)
-			die("%s: objective '%s' has no labels in the pairs (name it with --objective %s=FIELD)",
+			parm_die("%s: objective '%s' has no labels in the pairs (name it with --objective %s=FIELD)",
 			    r->arm->path, r->arm->objectives[i], r->arm->objectives[i]);
 }
 
@@ -269,7 +269,7 @@ static void add_alpha(struct acc_run *r, const float *a)
 	for (int i = 0; i < r->n_alpha; i++)
 		if (!memcmp(r->alpha + (size_t)i * k, a, k * sizeof *a))
 			return;
-	r->alpha = xrealloc(r->alpha, (size_t)(r->n_alpha + 1) * k * sizeof *a);
+	r->alpha = parm_xrealloc(r->alpha, (size_t)(r->n_alpha + 1) * k * sizeof *a);
 	memcpy(r->alpha + (size_t)r->n_alpha++ * k, a, k * sizeof *a);
 }
 
@@ -285,7 +285,7 @@ static void list_alphas(struct acc_run *r, const struct opts *o)
 	}
 	if (o->grid) {
 		long n = parm_pref_grid(NULL, k, (int)o->grid);
-		float *g = xmalloc((size_t)n * k * sizeof *g);
+		float *g = parm_xmalloc((size_t)n * k * sizeof *g);
 		parm_pref_grid(g, k, (int)o->grid);
 		for (long i = 0; i < n; i++)
 			add_alpha(r, g + i * k);
@@ -293,7 +293,7 @@ static void list_alphas(struct acc_run *r, const struct opts *o)
 	}
 	for (int i = 0; i < o->n_prefs; i++) {
 		if (parm_arm_parse_pref(r->arm, o->prefs[i], a) < 0)
-			usage_error("--pref: %s", parm_error());
+			parm_usage_error("--pref: %s", parm_error());
 		add_alpha(r, a);
 	}
 }
@@ -312,10 +312,10 @@ static void prompt_layout(parm_pair_opts *po, char **chat, const parm_arm *arm,
 	po->system = system;
 	if (tmpl && !strcmp(tmpl, "chat")) {
 		if (!(*chat = parm_chat_template_of(arm->backbone->file)))
-			die("%s: %s: %s", arm->path, given ? "--template chat" :
+			parm_die("%s: %s: %s", arm->path, given ? "--template chat" :
 			    "trained with its backbone's chat template", parm_error());
 		if (!parm_chat_detect(*chat))
-			die("%s: the backbone's chat template is not one parm recognises (%s)",
+			parm_die("%s: the backbone's chat template is not one parm recognises (%s)",
 			    arm->path, parm_chat_names());
 		po->tmpl = NULL;
 		po->chat = *chat;
@@ -323,7 +323,7 @@ static void prompt_layout(parm_pair_opts *po, char **chat, const parm_arm *arm,
 			po->system = parm_arm_get_info(arm, "system");
 	}
 	if (given && trained && strcmp(given, trained))
-		warn("%s learnt from prompts laid out as %s, but --template gives it %s",
+		parm_warn("%s learnt from prompts laid out as %s, but --template gives it %s",
 		     arm->path, parm_layout_words(trained, b1, sizeof b1),
 		     parm_layout_words(given, b2, sizeof b2));
 }
@@ -341,7 +341,7 @@ static void check_labels(const parm_arm *arm, const parm_objectives *given)
 			continue;
 		char *g = parm_objective_spec(&given->obj[i]), *l = parm_objective_spec(&learnt.obj[j]);
 		if (strcmp(g, l))
-			warn("%s learnt objective %s from %s, but --objective labels it by %s", arm->path,
+			parm_warn("%s learnt objective %s from %s, but --objective labels it by %s", arm->path,
 			     given->obj[i].name, strchr(l, '=') + 1, strchr(g, '=') + 1);
 		free(g), free(l);
 	}
@@ -358,15 +358,15 @@ static void load_pairs(struct acc_run *r, struct opts *o)
 	if (!po.max_len)
 		po.max_len = r->arm->backbone->cfg.n_ctx;
 	if (o->obj.k == 0 && parm_arm_labels(r->arm, &o->obj) < 0)  /* those it learnt from */
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	check_labels(r->arm, &o->obj);
 	match_objectives(r, &o->obj);
 	if (parm_pairs_load(&r->pairs, &o->obj, (const char *const *)o->args + 1, o->n_args - 1, &bad) < 0 ||
 	    parm_pairs_tokenize(&r->pairs, r->arm->backbone->tok, &po) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	free(chat);
 	if (r->pairs.n == 0)
-		die("no pairs to evaluate (%ld dropped as longer than %d tokens)", r->pairs.n_dropped, po.max_len);
+		parm_die("no pairs to evaluate (%ld dropped as longer than %d tokens)", r->pairs.n_dropped, po.max_len);
 }
 
 /* Count the pairs ranked right at alpha number ai. */
@@ -378,7 +378,7 @@ static void count_pairs(struct acc_run *r, parm_arm_scorer *s, int ai)
 		double S[2];
 		for (int j = 0; j < 2; j++)
 			if (parm_arm_scorer_logp(s, q->seq[j], q->n_seq[j], q->resp_start[j], &S[j]) < 0)
-				die("%s: %s", q->origin, parm_error());
+				parm_die("%s: %s", q->origin, parm_error());
 		for (int i = 0; i < k; i++) {
 			int w = q->label[r->obj_of[i]];
 			if (w == PARM_LABEL_NONE)
@@ -453,21 +453,21 @@ static int run_accuracy(struct opts *o)
 {
 	struct acc_run r = {0};
 	if (o->n_args < 2)
-		usage_error("%s", "accuracy needs an ARM and at least one pairs file");
+		parm_usage_error("%s", "accuracy needs an ARM and at least one pairs file");
 	if (!(r.arm = parm_arm_load(o->args[0])))
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	load_pairs(&r, o);
 	list_alphas(&r, o);
 	int k = r.arm->k;
-	r.correct = xcalloc((size_t)r.n_alpha * k, sizeof *r.correct);
-	r.labelled = xcalloc((size_t)r.n_alpha * k, sizeof *r.labelled);
-	r.margin = xcalloc((size_t)r.n_alpha * k, sizeof *r.margin);
+	r.correct = parm_xcalloc((size_t)r.n_alpha * k, sizeof *r.correct);
+	r.labelled = parm_xcalloc((size_t)r.n_alpha * k, sizeof *r.labelled);
+	r.margin = parm_xcalloc((size_t)r.n_alpha * k, sizeof *r.margin);
 	parm_arm_scorer *s = parm_arm_scorer_new(r.arm, r.alpha);
 	if (!s)
-		die("%s: %s", o->args[0], parm_error());
+		parm_die("%s: %s", o->args[0], parm_error());
 	for (int a = 0; a < r.n_alpha; a++) {
 		if (parm_arm_scorer_set_pref(s, r.alpha + (size_t)a * k) < 0)
-			die("%s: %s", o->args[0], parm_error());
+			parm_die("%s: %s", o->args[0], parm_error());
 		count_pairs(&r, s, a);
 	}
 	print_accuracy(&r, o);
@@ -492,12 +492,12 @@ static int keep_record(void *ctx, json_t *obj, const char *origin)
 	struct records *r = ctx;
 	if (r->n == r->cap) {
 		r->cap = r->cap ? 2 * r->cap : 64;
-		r->rec = xrealloc(r->rec, r->cap * sizeof *r->rec);
-		r->origin = xrealloc(r->origin, r->cap * sizeof *r->origin);
-		r->line = xrealloc(r->line, r->cap * sizeof *r->line);
+		r->rec = parm_xrealloc(r->rec, r->cap * sizeof *r->rec);
+		r->origin = parm_xrealloc(r->origin, r->cap * sizeof *r->origin);
+		r->line = parm_xrealloc(r->line, r->cap * sizeof *r->line);
 	}
 	r->rec[r->n] = json_incref(obj);
-	r->origin[r->n] = xstrdup(origin);
+	r->origin[r->n] = parm_xstrdup(origin);
 	r->line[r->n++] = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	return 0;
 }
@@ -506,7 +506,7 @@ static const char *record_string(const struct records *r, long i, const char *fi
 {
 	const char *s = json_string_value(json_object_get(r->rec[i], field));
 	if (!s)
-		die("%s: no string field \"%s\"", r->origin[i], field);
+		parm_die("%s: no string field \"%s\"", r->origin[i], field);
 	return s;
 }
 
@@ -535,13 +535,13 @@ static void tokenize_record(parm_pairs *one, const struct records *r, long i,
 		po = *layout;
 	parm_pair *q = &one->pair[0];
 	memset(q, 0, sizeof *q);
-	q->prompt = xstrdup(record_string(r, i, "prompt"));
-	q->resp[0] = xstrdup(resp);
-	q->resp[1] = xstrdup("");
-	q->origin = xstrdup(r->origin[i]);
+	q->prompt = parm_xstrdup(record_string(r, i, "prompt"));
+	q->resp[0] = parm_xstrdup(resp);
+	q->resp[1] = parm_xstrdup("");
+	q->origin = parm_xstrdup(r->origin[i]);
 	one->n = 1;
 	if (parm_pairs_tokenize(one, tok, &po) < 0)
-		die("%s: %s", r->origin[i], parm_error());
+		parm_die("%s: %s", r->origin[i], parm_error());
 	int eos = parm_tok_eos(tok);
 	if (stop && strcmp(stop, "eos") && q->n_seq[0] > q->resp_start[0] && q->seq[0][q->n_seq[0] - 1] == eos)
 		q->n_seq[0]--;
@@ -551,22 +551,22 @@ static void tokenize_record(parm_pairs *one, const struct records *r, long i,
 static void score_with_arm(double *out, const char *name, const char *spec,
 			   const struct records *r, const struct opts *o)
 {
-	char *path = xstrdup(spec), *at = strrchr(path, '@');
+	char *path = parm_xstrdup(spec), *at = strrchr(path, '@');
 	float alpha[PARM_MAX_OBJECTIVES];
 	if (at)
 		*at++ = 0;
 	parm_arm *arm = parm_arm_load(path);
 	if (!arm)
-		die("--reward %s: %s", name, parm_error());
+		parm_die("--reward %s: %s", name, parm_error());
 	if (!at && arm->k > 1)
-		usage_error("--reward %s: %s has %d objectives: give ALPHA (%s@0.5,0.5)", name, path, arm->k, path);
+		parm_usage_error("--reward %s: %s has %d objectives: give ALPHA (%s@0.5,0.5)", name, path, arm->k, path);
 	if (!at)
 		alpha[0] = 1;
 	else if (parm_arm_parse_pref(arm, at, alpha) < 0)
-		usage_error("--reward %s: %s", name, parm_error());
+		parm_usage_error("--reward %s: %s", name, parm_error());
 	parm_arm_scorer *s = parm_arm_scorer_new(arm, alpha);
 	if (!s)
-		die("--reward %s: %s: %s", name, path, parm_error());
+		parm_die("--reward %s: %s: %s", name, path, parm_error());
 	/* the ARM scores text laid out as it learnt; an ARM that recorded
 	 * nothing sees the prompts as the base did */
 	parm_pair_opts layout = { .overlong = PARM_OVERLONG_DROP };
@@ -574,15 +574,15 @@ static void score_with_arm(double *out, const char *name, const char *spec,
 	int own = o->tmpl || parm_arm_get_info(arm, "template");
 	if (own)
 		prompt_layout(&layout, &chat, arm, o->tmpl, o->system);
-	parm_pairs one = {xcalloc(1, sizeof *one.pair), 0, 0, 0};
+	parm_pairs one = {parm_xcalloc(1, sizeof *one.pair), 0, 0, 0};
 	for (long i = 0; i < r->n; i++) {
 		tokenize_record(&one, r, i, arm->backbone->tok, own ? &layout : NULL);
 		const parm_pair *q = &one.pair[0];
 		if (parm_arm_scorer_logp(s, q->seq[0], q->n_seq[0], q->resp_start[0], &out[i]) < 0)
-			die("%s: --reward %s: %s", r->origin[i], name, parm_error());
+			parm_die("%s: --reward %s: %s", r->origin[i], name, parm_error());
 		out[i] *= arm->beta;
 		parm_pairs_free(&one);
-		one.pair = xcalloc(1, sizeof *one.pair);
+		one.pair = parm_xcalloc(1, sizeof *one.pair);
 	}
 	parm_pairs_free(&one);
 	parm_arm_scorer_free(s);
@@ -594,17 +594,17 @@ static void score_with_arm(double *out, const char *name, const char *spec,
 /* scores[n_scorers][n] */
 static double *score_all(const struct opts *o, const struct records *r, char **names)
 {
-	double *scores = xmalloc(((size_t)o->n_scorers * r->n + 1) * sizeof *scores);
+	double *scores = parm_xmalloc(((size_t)o->n_scorers * r->n + 1) * sizeof *scores);
 	for (int j = 0; j < o->n_scorers; j++) {
 		int arm = o->scorers[j][0] == '@';
 		char *spec = o->scorers[j] + arm, *eq = strchr(spec, '=');
-		names[j] = xmemdup(spec, eq - spec + 1);
+		names[j] = parm_xmemdup(spec, eq - spec + 1);
 		names[j][eq - spec] = 0;
 		if (arm)
 			score_with_arm(scores + (size_t)j * r->n, names[j], eq + 1, r, o);
 		else if (parm_run_scorer(scores + (size_t)j * r->n, names[j], eq + 1,
 					 (const char *const *)r->line, (const char *const *)r->origin, r->n) < 0)
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 	}
 	return scores;
 }
@@ -638,7 +638,7 @@ static struct group *find_group(struct summary *s, const parm_provenance *p, con
 		if (g->has_alpha == (alpha != NULL) && (!alpha || !memcmp(g->alpha, alpha, k * sizeof *alpha)))
 			return g;
 	}
-	s->g = xrealloc(s->g, (s->n_groups + 1) * sizeof *s->g);
+	s->g = parm_xrealloc(s->g, (s->n_groups + 1) * sizeof *s->g);
 	struct group *g = memset(&s->g[s->n_groups++], 0, sizeof *g);
 	snprintf(g->method, sizeof g->method, "%s", p->method);
 	g->method_rank = rank;
@@ -660,7 +660,7 @@ struct setups {
 static void differ(const char *origin, const char *method, const char *what, const char *now,
 		   const char *before)
 {
-	die("%s: a '%s' record made with %s %s, earlier ones with %s: not one method "
+	parm_die("%s: a '%s' record made with %s %s, earlier ones with %s: not one method "
 	    "(name them with --method-field)", origin, method, what, now, before);
 }
 
@@ -716,13 +716,13 @@ static void group_records(struct summary *s, const struct records *r, const char
 		parm_provenance p;
 		double alpha[PARM_PROV_MAX];
 		if (parm_provenance_get(&p, r->rec[i], method_field) < 0)
-			die("%s: %s", r->origin[i], parm_error());
+			parm_die("%s: %s", r->origin[i], parm_error());
 		int has = parm_provenance_align(alpha, &p, s->names, s->k) == 0;
 		if (!has && p.k)
-			die("%s: %s", r->origin[i], parm_error());
+			parm_die("%s: %s", r->origin[i], parm_error());
 		check_setup(&setups, &p, r->origin[i], method_field);
 		struct group *g = find_group(s, &p, has ? alpha : NULL);
-		g->idx = xrealloc(g->idx, (g->n + 1) * sizeof *g->idx);
+		g->idx = parm_xrealloc(g->idx, (g->n + 1) * sizeof *g->idx);
 		g->idx[g->n++] = i;
 	}
 }
@@ -741,8 +741,8 @@ static int group_order(const void *a, const void *b)
 
 static void group_means(struct summary *s, const double *scores, long n_rec)
 {
-	double *x = xmalloc((n_rec + 1) * sizeof *x);
-	s->pts = xmalloc(((size_t)s->n_groups * s->k + 1) * sizeof *s->pts);
+	double *x = parm_xmalloc((n_rec + 1) * sizeof *x);
+	s->pts = parm_xmalloc(((size_t)s->n_groups * s->k + 1) * sizeof *s->pts);
 	for (int gi = 0; gi < s->n_groups; gi++) {
 		struct group *g = &s->g[gi];
 		for (int j = 0; j < s->k; j++) {
@@ -759,9 +759,9 @@ static void parse_ref(struct summary *s, const char *ref)
 {
 	int n = parm_parse_floats(ref, s->ref, s->k);
 	if (n < 0)
-		usage_error("--ref: %s", parm_error());
+		parm_usage_error("--ref: %s", parm_error());
 	if (n != s->k)
-		usage_error("--ref: expected %d numbers, got '%s'", s->k, ref);
+		parm_usage_error("--ref: expected %d numbers, got '%s'", s->k, ref);
 }
 
 /* One method: its groups are s->g[first .. first + n). */
@@ -772,8 +772,8 @@ static struct method_stats method_stats(struct summary *s, int first, int n)
 	struct method_stats m = {0};
 	int k = s->k;
 	const double *pts = s->pts + (size_t)first * k;
-	uint8_t *front = xmalloc(n);
-	double *alpha = xmalloc((size_t)n * k * sizeof *alpha);
+	uint8_t *front = parm_xmalloc(n);
+	double *alpha = parm_xmalloc((size_t)n * k * sizeof *alpha);
 	m.n_front = parm_pareto_front(front, pts, n, k);
 	m.hv = parm_hypervolume(pts, n, k, s->ref);
 	m.has_mip = 1;
@@ -836,7 +836,7 @@ static void hint_zero_hv(const struct summary *s, const struct method_stats *m,
 {
 	for (int i = 0; !s->ref_given && i < n_methods; i++)
 		if (method_end(s, first[i]) - first[i] > 1 && m[i].hv == 0) {
-			warn("method '%s' has hypervolume 0 against the per-objective minimum: "
+			parm_warn("method '%s' has hypervolume 0 against the per-objective minimum: "
 			     "each of its points is the lowest on some objective; -R sets a "
 			     "reference point below them all", s->g[first[i]].method);
 			return;
@@ -883,8 +883,8 @@ static void print_summary(struct summary *s, int json)
 static void plot(const struct summary *s, const char *path)
 {
 	parm_plot_series series[64];
-	char **labels = xcalloc(s->n_groups + 1, sizeof *labels);
-	uint8_t *front = xmalloc(s->n_groups + 1);
+	char **labels = parm_xcalloc(s->n_groups + 1, sizeof *labels);
+	uint8_t *front = parm_xmalloc(s->n_groups + 1);
 	int n = 0;
 	for (int f = 0; f < s->n_groups && n < 64; f = method_end(s, f), n++) {
 		int e = method_end(s, f);
@@ -894,7 +894,7 @@ static void plot(const struct summary *s, const char *path)
 				char buf[256];
 				/* with two objectives alpha_1 says it all */
 				format_alpha(buf, sizeof buf, s->g[i].alpha, s->k == 2 ? 1 : s->k);
-				labels[i] = xstrdup(buf);
+				labels[i] = parm_xstrdup(buf);
 			}
 		}
 		series[n] = (parm_plot_series){s->g[f].method, e - f, s->pts + (size_t)f * s->k,
@@ -904,7 +904,7 @@ static void plot(const struct summary *s, const char *path)
 	snprintf(title, sizeof title, "Mean rewards; points labelled with \u03b1%s%s",
 		 s->k == 2 ? " of " : "", s->k == 2 ? s->names[0] : "");
 	if (parm_plot_svg(path, title, s->names, s->k, series, n) < 0)
-		die("--plot: %s", parm_error());
+		parm_die("--plot: %s", parm_error());
 	for (int i = 0; i < s->n_groups; i++)
 		free(labels[i]);
 	free(labels), free(front);
@@ -963,21 +963,21 @@ static int run_score(struct opts *o)
 	parm_badrecs bad = {.strict = 1};
 	char *names[PARM_PROV_MAX];
 	if (o->n_scorers == 0)
-		usage_error("%s", "score needs at least one --scorer or --reward");
+		parm_usage_error("%s", "score needs at least one --scorer or --reward");
 	if (o->n_args < 1)
-		usage_error("%s", "score needs a results file (- for stdin)");
+		parm_usage_error("%s", "score needs a results file (- for stdin)");
 	if (o->records && o->plot)
-		usage_error("%s", "--plot draws the summary, not --records");
+		parm_usage_error("%s", "--plot draws the summary, not --records");
 	if (o->plot && o->n_scorers < 2)
-		usage_error("--plot: a plot needs 2 or more scores, there is %d", o->n_scorers);
+		parm_usage_error("--plot: a plot needs 2 or more scores, there is %d", o->n_scorers);
 	if (o->ref) {
 		struct summary check = {.k = o->n_scorers};
 		parse_ref(&check, o->ref);
 	}
 	if (parm_jsonl_foreach((const char *const *)o->args, o->n_args, &bad, keep_record, &r) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	if (r.n == 0)
-		die("no records in %s%s", o->args[0], o->n_args > 1 ? " ..." : "");
+		parm_die("no records in %s%s", o->args[0], o->n_args > 1 ? " ..." : "");
 	double *scores = score_all(o, &r, names);
 	if (o->records)
 		print_records(o, &r, scores, names);
@@ -1003,10 +1003,10 @@ int main(int argc, char **argv)
 	if (argc >= 2 && (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")))
 		puts("parm-eval " PARM_VERSION), exit(0);
 	if (argc < 2)
-		usage_error("%s", "say what to do: accuracy or score");
+		parm_usage_error("%s", "say what to do: accuracy or score");
 	int accuracy = !strcmp(argv[1], "accuracy");
 	if (!accuracy && strcmp(argv[1], "score"))
-		usage_error("unknown mode '%s' (accuracy or score)", argv[1]);
+		parm_usage_error("unknown mode '%s' (accuracy or score)", argv[1]);
 	parse_args(argc - 1, argv + 1, &o, accuracy);
 	int rc = accuracy ? run_accuracy(&o) : run_score(&o);
 	opts_free(&o);

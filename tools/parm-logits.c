@@ -114,31 +114,31 @@ static enum parm_api parse_api(const char *s)
 {
 	int api = parm_remote_api(s);
 	if (api < 0)
-		usage_error("--api: %s", parm_error());
+		parm_usage_error("--api: %s", parm_error());
 	return (enum parm_api)api;
 }
 static void check_args(const struct opts *o, int n_models)
 {
 	if (o->remote && n_models > 0)
-		usage_error("--remote takes the place of a model file; give only --vocab");
+		parm_usage_error("--remote takes the place of a model file; give only --vocab");
 	if (o->remote && !o->vocab)
-		usage_error("--remote needs --vocab FILE.gguf (the tokenizer)");
+		parm_usage_error("--remote needs --vocab FILE.gguf (the tokenizer)");
 	if (!o->remote && o->vocab && !o->tokenize)
-		usage_error("--vocab goes with --remote");
+		parm_usage_error("--vocab goes with --remote");
 	if (o->tmpl && !strstr(o->tmpl, "{prompt}"))
-		usage_error("--template: '%s' has no {prompt} (every prompt would be lost)", o->tmpl);
+		parm_usage_error("--template: '%s' has no {prompt} (every prompt would be lost)", o->tmpl);
 	if (o->tmpl && o->chat)
-		usage_error("--template and --chat exclude each other");
+		parm_usage_error("--template and --chat exclude each other");
 	if (o->system && !o->chat)
-		usage_error("--system goes with --chat or --chat-template");
+		parm_usage_error("--system goes with --chat or --chat-template");
 	if (o->lora && (!o->remote || o->api != PARM_API_LLAMACPP))
-		usage_error("--lora goes with --remote and the llamacpp API (the adapters' scales per request)");
+		parm_usage_error("--lora goes with --remote and the llamacpp API (the adapters' scales per request)");
 	if (o->pref && (o->remote || o->tokenize))
-		usage_error("--pref runs an ARM file here; with --remote, --lora gives the server's scales");
+		parm_usage_error("--pref runs an ARM file here; with --remote, --lora gives the server's scales");
 	if (o->remote || (o->tokenize && o->vocab && n_models == 0))
 		return;
 	if (n_models != 1)
-		usage_error("%s", n_models == 0 ? "no model given" : "more than one model given");
+		parm_usage_error("%s", n_models == 0 ? "no model given" : "more than one model given");
 }
 
 static void parse_args(int argc, char **argv, struct opts *o)
@@ -158,20 +158,20 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":n:b:c:t:T:r:k:p:hV", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'n': o->max_tokens = opt_long("--max-tokens", optarg, 1, 1 << 24); break;
-		case 'b': o->batch = opt_long("--batch", optarg, 1, 4096); break;
-		case 'c': o->ctx = opt_long("--ctx", optarg, 1, 1 << 24); break;
-		case 't': o->threads = opt_long("--threads", optarg, 1, 1024); break;
+		case 'n': o->max_tokens = parm_opt_long("--max-tokens", optarg, 1, 1 << 24); break;
+		case 'b': o->batch = parm_opt_long("--batch", optarg, 1, 4096); break;
+		case 'c': o->ctx = parm_opt_long("--ctx", optarg, 1, 1 << 24); break;
+		case 't': o->threads = parm_opt_long("--threads", optarg, 1, 1024); break;
 		case 'T': o->tmpl = optarg; break;
 		case 'B': o->no_bos = 1; break;
 		case 'z': o->tokenize = 1; break;
 		case 'r': o->remote = optarg; break;
 		case 'A': o->api = parse_api(optarg); break;
-		case 'k': o->top_k = opt_long("--top-k", optarg, 1, 1 << 20); break;
+		case 'k': o->top_k = parm_opt_long("--top-k", optarg, 1, 1 << 20); break;
 		case 'v': o->vocab = optarg; break;
 		case 'M': o->model_name = optarg; break;
-		case 'O': o->timeout = opt_float("--timeout", optarg, 0.001, 1e6); break;
-		case 'R': o->retries = opt_long("--retries", optarg, 0, 100); break;
+		case 'O': o->timeout = parm_opt_float("--timeout", optarg, 0.001, 1e6); break;
+		case 'R': o->retries = parm_opt_long("--retries", optarg, 0, 100); break;
 		case 'C': o->cacert = optarg; break;
 		case 'H': o->chat = 1; break;
 		case 'E': o->chat = 1, o->chat_tmpl = optarg; break;
@@ -180,8 +180,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'p': o->pref = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-logits " PARM_VERSION); exit(0);
-		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		case ':': parm_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: parm_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	check_args(o, argc - optind);
@@ -192,16 +192,16 @@ static void parse_args(int argc, char **argv, struct opts *o)
 static int tokenize_stdin(const parm_tokenizer *tok)
 {
 	size_t len = 0, cap = 1 << 16, got;
-	char *text = xmalloc(cap);
+	char *text = parm_xmalloc(cap);
 	while ((got = fread(text + len, 1, cap - len, stdin)) > 0)
 		if ((len += got) == cap)
-			text = xrealloc(text, cap *= 2);
+			text = parm_xrealloc(text, cap *= 2);
 	if (ferror(stdin))
-		die("error reading standard input");
+		parm_die("error reading standard input");
 	int n = parm_tokenize(tok, text, len, 0, NULL, 0);
-	int *ids = xmalloc((n > 0 ? n : 1) * sizeof *ids);
+	int *ids = parm_xmalloc((n > 0 ? n : 1) * sizeof *ids);
 	if (n < 0 || parm_tokenize(tok, text, len, 0, ids, n) != n)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	for (int i = 0; i < n; i++)
 		printf(i ? " %d" : "%d", ids[i]);
 	putchar('\n');
@@ -218,7 +218,7 @@ enum { MAX_LORA = 64 };          /* --lora scales */
 
 struct base {                   /* what gives the logits */
 	const parm_tokenizer *tok;
-	gguf_file *vocab_file;      /* --vocab's, with a remote base */
+	parm_gguf *vocab_file;      /* --vocab's, with a remote base */
 	int n_vocab, n_ctx;
 	parm_model *m;              /* a local model (dense logits) ... */
 	parm_kv *kv;
@@ -230,14 +230,14 @@ struct base {                   /* what gives the logits */
 
 /* --chat's template: --chat-template's, or the model's own (*own, to be
  * freed); either must be one parm lays out. */
-static void resolve_chat(struct opts *o, const gguf_file *g, char **own)
+static void resolve_chat(struct opts *o, const parm_gguf *g, char **own)
 {
 	if (!o->chat_tmpl && !(o->chat_tmpl = *own = parm_chat_template_of(g)))
-		die("--chat: %s (name one with --chat-template)", parm_error());
+		parm_die("--chat: %s (name one with --chat-template)", parm_error());
 	parm_chat_msg probe = { "user", "" };
 	char *text = parm_chat_apply(o->chat_tmpl, &probe, 1, 1);
 	if (!text)
-		die("--chat: %s", parm_error());
+		parm_die("--chat: %s", parm_error());
 	free(text);
 	o->chat_name = parm_chat_detect(o->chat_tmpl);
 }
@@ -245,7 +245,7 @@ static void resolve_chat(struct opts *o, const gguf_file *g, char **own)
 static struct job *tokenize_prompts(const parm_tokenizer *tok, const struct opts *o,
 				    parm_prompt *p, long n, int n_ctx)
 {
-	struct job *jobs = xcalloc(n, sizeof *jobs);
+	struct job *jobs = parm_xcalloc(n, sizeof *jobs);
 	int add_bos = !o->no_bos && parm_tok_add_bos(tok) && parm_tok_bos(tok) >= 0;
 	/* a chat template's text holds special tokens: parsed, as llama.cpp does */
 	int (*encode)(const parm_tokenizer *, const char *, size_t, int, int *, int) =
@@ -254,17 +254,17 @@ static struct job *tokenize_prompts(const parm_tokenizer *tok, const struct opts
 		char *text = o->chat ? parm_chat_prompt(o->chat_tmpl, o->system, p[i].text) :
 			     parm_apply_template(o->tmpl, p[i].text);
 		if (!text)
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 		int need = encode(tok, text, strlen(text), add_bos, NULL, 0);
 		if (need < 0)
-			die("stdin:%ld: %s", p[i].line, parm_error());
-		jobs[i].tokens = xmalloc((need + 1) * sizeof(int));
+			parm_die("stdin:%ld: %s", p[i].line, parm_error());
+		jobs[i].tokens = parm_xmalloc((need + 1) * sizeof(int));
 		jobs[i].n_tokens = encode(tok, text, strlen(text), add_bos, jobs[i].tokens, need);
 		free(text);
 		if (jobs[i].n_tokens == 0)
-			die("stdin:%ld: the prompt has no tokens (use BOS or a template)", p[i].line);
+			parm_die("stdin:%ld: the prompt has no tokens (use BOS or a template)", p[i].line);
 		if (jobs[i].n_tokens >= n_ctx)
-			die("stdin:%ld: prompt is %d tokens, longer than the context (%d)",
+			parm_die("stdin:%ld: prompt is %d tokens, longer than the context (%d)",
 			    p[i].line, jobs[i].n_tokens, n_ctx);
 	}
 	return jobs;
@@ -314,8 +314,8 @@ static void make_header(parm_header *h, const parm_tokenizer *tok, int V, char *
 	h->bos = parm_tok_bos(tok);
 	h->eos = parm_tok_eos(tok);
 	h->eog = (int *)parm_tok_eog(tok, &h->n_eog);
-	h->pieces = xmalloc(V * sizeof *h->pieces);
-	h->piece_len = xmalloc(V * sizeof *h->piece_len);
+	h->pieces = parm_xmalloc(V * sizeof *h->pieces);
+	h->piece_len = parm_xmalloc(V * sizeof *h->piece_len);
 	for (int i = 0; i < V; i++) {
 		size_t len;
 		h->pieces[i] = (char *)parm_tok_piece(tok, i, &len);
@@ -323,7 +323,7 @@ static void make_header(parm_header *h, const parm_tokenizer *tok, int V, char *
 	}
 	h->feedback = (char *)parm_feedback_path(feedback);
 	h->n_chain = 1;
-	h->chain = xmalloc(sizeof *h->chain);
+	h->chain = parm_xmalloc(sizeof *h->chain);
 	h->chain[0] = stage;
 }
 
@@ -352,7 +352,7 @@ static void check_write(int rc)
 		return;
 	if (errno == EPIPE)             /* the reader went away: not our error */
 		parm_exit_quietly();
-	die("%s", parm_error());
+	parm_die("%s", parm_error());
 }
 
 /* The sampler left (or our reader did): end the stream there, so that a
@@ -374,7 +374,7 @@ static void push_token(struct gen *g, int tok, int slot, int want)
 {
 	struct slot *sl = &g->slots[slot];
 	if (sl->len == sl->cap)
-		sl->hist = xrealloc(sl->hist, (sl->cap = sl->cap ? 2 * sl->cap : 64) * sizeof *sl->hist);
+		sl->hist = parm_xrealloc(sl->hist, (sl->cap = sl->cap ? 2 * sl->cap : 64) * sizeof *sl->hist);
 	sl->hist[sl->len++] = tok;
 	parm_batch_push(&g->batch, tok, slot, want);
 }
@@ -453,7 +453,7 @@ static int run_round(struct gen *g)
 		return 0;
 	n_steps = g->b->remote ? remote_steps(g) : local_steps(g);
 	if (n_steps < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	for (int i = 0, k = 0; i < b->n; i++) {
 		if (!b->want[i])
 			continue;
@@ -484,7 +484,7 @@ static void apply_choices(struct gen *g, int n_steps)
 		parm_choice *c = &g->choices[i];
 		struct slot *sl = find_seq(g, c->seq);
 		if (!sl || sl->answered || c->tok < 0 || c->tok >= V)
-			die("feedback: bad choice (sequence %d, token %d)", c->seq, c->tok);
+			parm_die("feedback: bad choice (sequence %d, token %d)", c->seq, c->tok);
 		const char *reason = NULL;
 		sl->answered = 1;
 		sl->pending = c->tok;
@@ -508,12 +508,12 @@ static void generate(struct gen *g)
 {
 	int V = g->b->n_vocab, n_steps;
 	if (!g->b->remote)
-		g->logits = xmalloc((size_t)g->n_slots * V * sizeof *g->logits);
-	g->seq_tokens = xmalloc(g->n_slots * sizeof *g->seq_tokens);
-	g->seq_len = xmalloc(g->n_slots * sizeof *g->seq_len);
-	g->steps = xmalloc(g->n_slots * sizeof *g->steps);
-	g->choices = xmalloc(g->n_slots * sizeof *g->choices);
-	g->slots = xcalloc(g->n_slots, sizeof *g->slots);
+		g->logits = parm_xmalloc((size_t)g->n_slots * V * sizeof *g->logits);
+	g->seq_tokens = parm_xmalloc(g->n_slots * sizeof *g->seq_tokens);
+	g->seq_len = parm_xmalloc(g->n_slots * sizeof *g->seq_len);
+	g->steps = parm_xmalloc(g->n_slots * sizeof *g->steps);
+	g->choices = parm_xmalloc(g->n_slots * sizeof *g->choices);
+	g->slots = parm_xcalloc(g->n_slots, sizeof *g->slots);
 	while ((n_steps = run_round(g)) > 0) {
 		/* the sampler or our reader left: they said why, or meant to */
 		if (parm_feedback_recv(feedback, STDOUT_FILENO, g->choices, n_steps) < 0)
@@ -527,9 +527,9 @@ static void generate(struct gen *g)
 static const parm_tokenizer *load_vocab(struct base *b, const char *path)
 {
 	parm_tokenizer *t;
-	b->vocab_file = gguf_open(path);
+	b->vocab_file = parm_gguf_open(path);
 	if (!b->vocab_file || !(t = parm_tokenizer_load(b->vocab_file)))
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	return b->tok = t;          /* the file stays open: the tokenizer uses it */
 }
 
@@ -546,7 +546,7 @@ static void free_base(struct base *b)
 	parm_remote_free(b->remote);
 	if (b->vocab_file) {
 		parm_tokenizer_free((parm_tokenizer *)b->tok);
-		gguf_close(b->vocab_file);
+		parm_gguf_close(b->vocab_file);
 	}
 }
 
@@ -582,10 +582,10 @@ static void free_header(parm_header *h)
 static void open_arm(struct base *b, const struct opts *o)
 {
 	if (!(b->arm = parm_arm_load(o->model_path)))
-		die("%s", parm_error());
-	b->alpha = xmalloc((size_t)b->arm->k * sizeof *b->alpha);
+		parm_die("%s", parm_error());
+	b->alpha = parm_xmalloc((size_t)b->arm->k * sizeof *b->alpha);
 	if (parm_arm_parse_pref(b->arm, o->pref, b->alpha) < 0)
-		usage_error("--pref: %s", parm_error());
+		parm_usage_error("--pref: %s", parm_error());
 	b->m = b->arm->backbone;
 	b->ad = parm_arm_adapters(b->arm, b->alpha, &b->M);
 }
@@ -595,7 +595,7 @@ static void open_local(struct base *b, const struct opts *o)
 	if (o->pref)
 		open_arm(b, o);
 	else if (!(b->m = parm_model_load(o->model_path)))
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	b->tok = b->m->tok;
 	b->n_vocab = b->m->cfg.n_vocab;
 	b->n_ctx = o->ctx ? (int)o->ctx : b->m->cfg.n_ctx;
@@ -609,7 +609,7 @@ static void open_remote(struct base *b, const struct opts *o, int n_slots)
 	float lora[MAX_LORA];
 	int n_lora = o->lora ? parm_parse_floats(o->lora, scale, MAX_LORA) : 0;
 	if (n_lora < 0)
-		usage_error("--lora: %s", parm_error());
+		parm_usage_error("--lora: %s", parm_error());
 	for (int i = 0; i < n_lora; i++)
 		lora[i] = (float)scale[i];
 	load_vocab(b, o->vocab);
@@ -620,7 +620,7 @@ static void open_remote(struct base *b, const struct opts *o, int n_slots)
 	b->n_vocab = parm_tok_n_vocab(b->tok);
 	if (!(b->remote = parm_remote_new(&ro)) ||
 	    parm_remote_check_tokenizer(b->remote, b->tok, o->vocab) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	b->n_ctx = o->ctx ? (int)o->ctx : parm_remote_ctx(b->remote);
 	if (b->n_ctx <= 0)          /* unknown: the server says when it is full */
 		b->n_ctx = 1 << 30;
@@ -641,20 +641,20 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	if (isatty(STDOUT_FILENO))
-		die("standard output is a terminal; pipe it into a sampler such as parm-sample");
+		parm_die("standard output is a terminal; pipe it into a sampler such as parm-sample");
 	if (!o.remote)
 		open_local(&b, &o);
 
 	parm_prompt *prompts;
 	long n = parm_read_prompts(stdin, "stdin", &prompts);
 	if (n < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	struct gen g = {.b = &b, .o = &o, .prompts = prompts, .n_jobs = n,
 			.n_slots = (int)(o.batch < n ? o.batch : (n ? n : 1))};
 	if (o.remote)
 		open_remote(&b, &o, g.n_slots);
 	else if (!(b.kv = parm_kv_new(b.m, g.n_slots, b.n_ctx)))
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	g.tok = b.tok;
 	char *own = NULL;
 	if (o.chat)
@@ -663,10 +663,10 @@ int main(int argc, char **argv)
 	free(own);
 
 	if (parm_check_stream_output(STDOUT_FILENO) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	signal(SIGPIPE, SIG_IGN);
 	if (!(feedback = parm_feedback_create()))
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	atexit(remove_feedback);
 	parm_set_cleanup(remove_feedback);
 	signal(SIGINT, on_signal);

@@ -76,22 +76,22 @@ struct opts {
 /* FILE:W or FILE:W:PREF (a preference has no ':'; a weight is a number). */
 static struct spec parse_arm_spec(const char *arg)
 {
-	char *s = xstrdup(arg), *last = strrchr(s, ':');
+	char *s = parm_xstrdup(arg), *last = strrchr(s, ':');
 	struct spec sp = { .pref = NULL };
 	double w;
 	if (!last || last == s)
-		usage_error("--arm '%s': expected FILE:WEIGHT or FILE:WEIGHT:PREF", arg);
+		parm_usage_error("--arm '%s': expected FILE:WEIGHT or FILE:WEIGHT:PREF", arg);
 	*last = '\0';
 	if (parm_parse_float(last + 1, &w) < 0) {
 		sp.pref = last + 1;
 		if (!(last = strrchr(s, ':')) || last == s)
-			usage_error("--arm '%s': expected FILE:WEIGHT or FILE:WEIGHT:PREF", arg);
+			parm_usage_error("--arm '%s': expected FILE:WEIGHT or FILE:WEIGHT:PREF", arg);
 		*last = '\0';
 		if (parm_parse_float(last + 1, &w) < 0)
-			usage_error("--arm '%s': weight '%s' is not a number", arg, last + 1);
+			parm_usage_error("--arm '%s': weight '%s' is not a number", arg, last + 1);
 	}
 	if (!isfinite(w) || fabs(w) > 1000)
-		usage_error("--arm '%s': weight must be in [-1000, 1000]", arg);
+		parm_usage_error("--arm '%s': weight must be in [-1000, 1000]", arg);
 	sp.path = sp.owned = s;
 	sp.weight = (float)w;
 	return sp;
@@ -101,20 +101,20 @@ static enum parm_api parse_api(const char *s)
 {
 	int api = parm_remote_api(s);
 	if (api < 0)
-		usage_error("--api: %s", parm_error());
+		parm_usage_error("--api: %s", parm_error());
 	return (enum parm_api)api;
 }
 /* --remote: the server is the one ARM; its preference is k numbers. */
 static void check_remote_args(const struct opts *o, int n_files)
 {
 	if (!o->remote)
-		usage_error("--vocab goes with --remote");
+		parm_usage_error("--vocab goes with --remote");
 	if (!o->vocab)
-		usage_error("--remote needs --vocab FILE.gguf (the ARM's tokenizer)");
+		parm_usage_error("--remote needs --vocab FILE.gguf (the ARM's tokenizer)");
 	if (n_files > 0 || o->n_arms > 0)
-		usage_error("--remote takes the place of an ARM file: one ARM, on the server");
+		parm_usage_error("--remote takes the place of an ARM file: one ARM, on the server");
 	if (o->merge != PARM_MERGE_AUTO)
-		usage_error("--merge and --no-merge are for an ARM run here");
+		parm_usage_error("--merge and --no-merge are for an ARM run here");
 }
 
 static void parse_args(int argc, char **argv, struct opts *o)
@@ -130,29 +130,29 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	int c;
 	*o = (struct opts){ .merge = PARM_MERGE_AUTO, .weight = 1, .top_k = 100, .batch = 8,
 			    .retries = 4, .timeout = 600 };
-	o->arms = xcalloc(argc + 1, sizeof *o->arms);
+	o->arms = parm_xcalloc(argc + 1, sizeof *o->arms);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":p:w:a:t:r:k:b:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': o->pref = optarg; break;
-		case 'w': o->weight = opt_float("--weight", optarg, -1000, 1000), o->weight_set = 1; break;
+		case 'w': o->weight = parm_opt_float("--weight", optarg, -1000, 1000), o->weight_set = 1; break;
 		case 'a': o->arms[o->n_arms++] = parse_arm_spec(optarg); break;
 		case 'M': o->merge = 0; break;
 		case 'E': o->merge = 1; break;
-		case 't': o->threads = opt_long("--threads", optarg, 1, 1024); break;
+		case 't': o->threads = parm_opt_long("--threads", optarg, 1, 1024); break;
 		case 'r': o->remote = optarg; break;
 		case 'v': o->vocab = optarg; break;
 		case 'A': o->api = parse_api(optarg); break;
-		case 'k': o->top_k = opt_long("--top-k", optarg, 1, 1 << 20); break;
-		case 'b': o->batch = opt_long("--batch", optarg, 1, 4096); break;
+		case 'k': o->top_k = parm_opt_long("--top-k", optarg, 1, 1 << 20); break;
+		case 'b': o->batch = parm_opt_long("--batch", optarg, 1, 4096); break;
 		case 'N': o->model_name = optarg; break;
-		case 'O': o->timeout = opt_float("--timeout", optarg, 0.001, 1e6); break;
-		case 'R': o->retries = opt_long("--retries", optarg, 0, 100); break;
+		case 'O': o->timeout = parm_opt_float("--timeout", optarg, 0.001, 1e6); break;
+		case 'R': o->retries = parm_opt_long("--retries", optarg, 0, 100); break;
 		case 'C': o->cacert = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-mix " PARM_VERSION); exit(0);
-		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		case ':': parm_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: parm_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (o->remote || o->vocab) {
@@ -160,13 +160,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		return;
 	}
 	if (optind < argc - 1)
-		usage_error("more than one ARM given (use --arm FILE:WEIGHT for more)");
+		parm_usage_error("more than one ARM given (use --arm FILE:WEIGHT for more)");
 	if (optind == argc - 1)
 		o->arms[o->n_arms++] = (struct spec){ argv[optind], o->pref, o->weight, NULL };
 	else if (o->pref || o->weight_set)
-		usage_error("--pref and --weight apply to the ARM argument, and none was given");
+		parm_usage_error("--pref and --weight apply to the ARM argument, and none was given");
 	if (o->n_arms == 0)
-		usage_error("no ARM given");
+		parm_usage_error("no ARM given");
 }
 
 static void check_write(int rc);
@@ -192,7 +192,7 @@ static void check_write(int rc)
 		return;
 	if (errno == EPIPE)             /* the reader went away: not our error */
 		parm_exit_quietly();
-	die("%s", parm_error());
+	parm_die("%s", parm_error());
 }
 
 /* The base's context, from the first stage that records one (0: none). */
@@ -242,7 +242,7 @@ static void check_layout(const parm_header *h, parm_guide *const *g, int n)
 		const char *trained = arm ? parm_arm_get_info(arm, "template") : NULL;
 		char b1[256], b2[256], b3[256];
 		if (trained && strcmp(trained, base))
-			warn("%s learnt from prompts laid out as %s, but the base was given %s "
+			parm_warn("%s learnt from prompts laid out as %s, but the base was given %s "
 			     "(parm-logits %s lays them out alike)", arm->path,
 			     parm_layout_words(trained, b1, sizeof b1), parm_layout_words(base, b2, sizeof b2),
 			     layout_flags(trained, b3, sizeof b3));
@@ -264,9 +264,9 @@ static void guide_round(struct run *r, parm_record *rec)
 {
 	size_t need = (size_t)r->n_guides * rec->n_steps * r->h.n_vocab;
 	if (need > r->lp_cap)
-		r->lp = xrealloc(r->lp, (r->lp_cap = need) * sizeof *r->lp);
+		r->lp = parm_xrealloc(r->lp, (r->lp_cap = need) * sizeof *r->lp);
 	if (parm_mix_round(r->g, r->n_guides, rec, r->h.n_vocab, r->lp) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 }
 
 /* Pass every record on, guided; flush after each, so a round is never
@@ -280,7 +280,7 @@ static void mix_stream(struct run *r)
 		for (int j = 0; j < r->n_guides; j++) {
 			if (rec.type == PARM_REC_START &&
 			    parm_guide_start(r->g[j], rec.seq, rec.tokens, rec.n_tokens) < 0)
-				die("%s", parm_error());
+				parm_die("%s", parm_error());
 			if (rec.type == PARM_REC_END)
 				parm_guide_end(r->g[j], rec.seq);
 		}
@@ -317,7 +317,7 @@ static parm_guide *remote_guide(const struct opts *o)
 		.cacert = o->cacert, .api_key = getenv("PARM_API_KEY"), .model = o->model_name};
 	parm_guide *g = parm_guide_remote(&ro, o->vocab, o->pref, o->weight);
 	if (!g)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	return g;
 }
 
@@ -331,20 +331,20 @@ int main(int argc, char **argv)
 	parse_args(argc, argv, &o);
 	/* said at once, not after loading the ARMs and waiting for ever */
 	if (isatty(STDIN_FILENO))
-		die("standard input is a terminal; pipe a stream into it (parm-logits MODEL < prompts | parm-mix ...)");
+		parm_die("standard input is a terminal; pipe a stream into it (parm-logits MODEL < prompts | parm-mix ...)");
 	if (isatty(STDOUT_FILENO))
-		die("standard output is a terminal; pipe it into a sampler such as parm-sample");
+		parm_die("standard output is a terminal; pipe it into a sampler such as parm-sample");
 	if (o.threads)
 		parm_set_threads((int)o.threads);
 	signal(SIGPIPE, SIG_IGN);
 	r.n_guides = o.remote ? 1 : o.n_arms;
-	r.g = xcalloc(r.n_guides, sizeof *r.g);
+	r.g = parm_xcalloc(r.n_guides, sizeof *r.g);
 	if (o.remote)
 		r.g[0] = remote_guide(&o);
 	for (int i = 0; i < o.n_arms && !o.remote; i++)
 		if (!(r.g[i] = parm_guide_load(o.arms[i].path, o.arms[i].pref, o.arms[i].weight,
 					       o.merge)))
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 	r.in = parm_reader_new(STDIN_FILENO);
 	parm_reader_watch(r.in, STDOUT_FILENO);
 	if (parm_read_header(r.in, &r.h) < 0)
@@ -353,7 +353,7 @@ int main(int argc, char **argv)
 	check_layout(&r.h, r.g, r.n_guides);
 	for (int i = 0; i < r.n_guides; i++)
 		if (parm_guide_begin(r.g[i], &r.h, ctx) < 0)
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 	char *stage = parm_mix_stage_json(r.g, r.n_guides);
 	parm_header_copy(&out, &r.h, stage);
 	free(stage);

@@ -66,30 +66,30 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	int c;
 	*o = (struct opts){.sampler = {.temperature = 0.8f, .top_k = 40,
 				       .top_p = 0.95f, .min_p = 0.05f}, .seed = 1};
-	o->stops = xcalloc(argc, sizeof *o->stops);
+	o->stops = parm_xcalloc(argc, sizeof *o->stops);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":k:s:S:jv:hV", longopts, NULL)) != -1) {
 		switch (c) {
-		case O_TEMP: o->sampler.temperature = opt_float("--temp", optarg, 0, 1e6); break;
-		case 'k': o->sampler.top_k = (int)opt_long("--top-k", optarg, 0, 1 << 30); break;
-		case O_TOP_P: o->sampler.top_p = opt_float("--top-p", optarg, 0, 1); break;
-		case O_MIN_P: o->sampler.min_p = opt_float("--min-p", optarg, 0, 1); break;
-		case 's': o->seed = opt_long("--seed", optarg, 0, LONG_MAX); break;
+		case O_TEMP: o->sampler.temperature = parm_opt_float("--temp", optarg, 0, 1e6); break;
+		case 'k': o->sampler.top_k = (int)parm_opt_long("--top-k", optarg, 0, 1 << 30); break;
+		case O_TOP_P: o->sampler.top_p = parm_opt_float("--top-p", optarg, 0, 1); break;
+		case O_MIN_P: o->sampler.min_p = parm_opt_float("--min-p", optarg, 0, 1); break;
+		case 's': o->seed = parm_opt_long("--seed", optarg, 0, LONG_MAX); break;
 		case 'S':
 			if (!*optarg)
-				usage_error("%s", "--stop: empty string");
+				parm_usage_error("%s", "--stop: empty string");
 			o->stops[o->n_stops++] = optarg;
 			break;
 		case 'j': o->jsonl = 1; break;
 		case 'v': o->vocab = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-sample " PARM_VERSION); exit(0);
-		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		case ':': parm_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: parm_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind != argc)
-		usage_error("unexpected argument '%s'", argv[optind]);
+		parm_usage_error("unexpected argument '%s'", argv[optind]);
 }
 
 /* The sampler's state over the whole stream. */
@@ -110,18 +110,18 @@ struct run {
 static struct seq *get_seq(struct run *r, int id, int create)
 {
 	if (id < 0 || id > (1 << 28))
-		die("malformed stream: sequence id %d", id);
+		parm_die("malformed stream: sequence id %d", id);
 	if (id >= r->n_seqs) {
 		if (!create)
-			die("malformed stream: record for unknown sequence %d", id);
+			parm_die("malformed stream: record for unknown sequence %d", id);
 		int n = id + 1 > 2 * r->n_seqs ? id + 1 : 2 * r->n_seqs;
-		r->seqs = xrealloc(r->seqs, n * sizeof *r->seqs);
+		r->seqs = parm_xrealloc(r->seqs, n * sizeof *r->seqs);
 		memset(r->seqs + r->n_seqs, 0, (n - r->n_seqs) * sizeof *r->seqs);
 		r->n_seqs = n;
 	}
 	struct seq *s = &r->seqs[id];
 	if (create ? s->live || s->done : !s->live)
-		die("malformed stream: sequence %d %s", id, create ? "started twice" : "is not in flight");
+		parm_die("malformed stream: sequence %d %s", id, create ? "started twice" : "is not in flight");
 	return s;
 }
 
@@ -129,21 +129,21 @@ static void start_seq(struct run *r, const parm_record *rec)
 {
 	struct seq *s = get_seq(r, rec->seq, 1);
 	s->live = 1;
-	s->prompt = xstrdup(rec->prompt ? rec->prompt : "");
-	s->meta = rec->meta ? xstrdup(rec->meta) : NULL;
+	s->prompt = parm_xstrdup(rec->prompt ? rec->prompt : "");
+	s->meta = rec->meta ? parm_xstrdup(rec->meta) : NULL;
 	parm_rng_seed(&s->rng, r->o->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(rec->seq + 1)));
 }
 
 static void append_token(struct run *r, struct seq *s, int tok)
 {
 	if (s->n_tokens == s->cap_tokens)
-		s->tokens = xrealloc(s->tokens, (s->cap_tokens = 2 * s->cap_tokens + 16) * sizeof(int));
+		s->tokens = parm_xrealloc(s->tokens, (s->cap_tokens = 2 * s->cap_tokens + 16) * sizeof(int));
 	s->tokens[s->n_tokens++] = tok;
 	if (parm_header_is_eog(&r->h, tok))
 		return;
 	size_t n = r->h.piece_len[tok];
 	if (s->len + n + 1 > s->cap)
-		s->text = xrealloc(s->text, s->cap = 2 * (s->len + n) + 64);
+		s->text = parm_xrealloc(s->text, s->cap = 2 * (s->len + n) + 64);
 	memcpy(s->text + s->len, r->h.pieces[tok], n);
 	s->len += n;
 	s->text[s->len] = '\0';
@@ -166,26 +166,26 @@ static int cut_at_stop(const struct opts *o, struct seq *s)
 static void choose_round(struct run *r, const parm_record *rec)
 {
 	if (rec->n_steps > r->cap_choices)
-		r->choices = xrealloc(r->choices, (r->cap_choices = rec->n_steps) * sizeof *r->choices);
+		r->choices = parm_xrealloc(r->choices, (r->cap_choices = rec->n_steps) * sizeof *r->choices);
 	for (int i = 0; i < rec->n_steps; i++) {
 		const parm_step *st = &rec->steps[i];
 		struct seq *s = get_seq(r, st->seq, 0);
 		int n = st->sparse ? st->k : r->h.n_vocab;
 		if (parm_sample_scratch(n) > r->scratch_size)
-			r->scratch = xrealloc(r->scratch, r->scratch_size = parm_sample_scratch(n));
+			r->scratch = parm_xrealloc(r->scratch, r->scratch_size = parm_sample_scratch(n));
 		int tok = parm_sample(&r->o->sampler, &s->rng, st->logits,
 				      st->sparse ? st->ids : NULL, n, r->scratch);
 		if (tok < 0)
-			die("sequence %d: every logit is -inf or NaN", st->seq);
+			parm_die("sequence %d: every logit is -inf or NaN", st->seq);
 		append_token(r, s, tok);
 		r->choices[i] = (parm_choice){.seq = st->seq, .tok = tok,
 					      .stop = cut_at_stop(r->o, s)};
 	}
 	if (!r->fb)
-		die("%s", r->no_fb ? r->no_fb :
+		parm_die("%s", r->no_fb ? r->no_fb :
 		    "the stream has no feedback channel: its producer takes no choices");
 	if (parm_feedback_send(r->fb, r->choices, rec->n_steps) < 0)
-		die(errno == EPIPE ? "the producer closed the feedback channel" : "%s", parm_error());
+		parm_die(errno == EPIPE ? "the producer closed the feedback channel" : "%s", parm_error());
 }
 
 /* Valid UTF-8 for JSON: invalid bytes become U+FFFD. */
@@ -194,7 +194,7 @@ static json_t *json_text(const char *s, size_t len)
 	json_t *j = json_stringn(s, len);
 	if (j)
 		return j;
-	char *clean = xmalloc(3 * len + 1), *o = clean;
+	char *clean = parm_xmalloc(3 * len + 1), *o = clean;
 	for (size_t i = 0; i < len; ) {
 		size_t n = 1;
 		while (n <= 4 && i + n <= len && !(j = json_stringn(s + i, n)))
@@ -257,7 +257,7 @@ static void print_ready(struct run *r)
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		if (errno == EPIPE)     /* the reader went away: not our error */
 			parm_exit_quietly();
-		die("error writing output: %s", strerror(errno));
+		parm_die("error writing output: %s", strerror(errno));
 	}
 }
 
@@ -265,10 +265,10 @@ static void end_seq(struct run *r, const parm_record *rec)
 {
 	struct seq *s = get_seq(r, rec->seq, 0);
 	if (rec->tok != (s->n_tokens ? s->tokens[s->n_tokens - 1] : -1))
-		die("malformed stream: sequence %d ended on token %d, not the one chosen", rec->seq, rec->tok);
+		parm_die("malformed stream: sequence %d ended on token %d, not the one chosen", rec->seq, rec->tok);
 	s->live = 0;
 	s->done = 1;
-	s->reason = xstrdup(rec->reason);
+	s->reason = parm_xstrdup(rec->reason);
 	print_ready(r);
 }
 
@@ -285,7 +285,7 @@ static void read_failed(const parm_reader *in)
 {
 	if (parm_reader_upstream_failed(in))
 		parm_exit_failed();
-	die("%s", parm_error());
+	parm_die("%s", parm_error());
 }
 
 /* The stream's chain, then this stage: how it sampled. */
@@ -312,12 +312,12 @@ static void load_chain(struct run *r)
 
 static void check_vocab(const parm_header *h, const char *path)
 {
-	gguf_file *g = gguf_open(path);
+	parm_gguf *g = parm_gguf_open(path);
 	parm_tokenizer *t = g ? parm_tokenizer_load(g) : NULL;
 	if (!t || parm_check_tokenizer(h, t, path) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	parm_tokenizer_free(t);
-	gguf_close(g);
+	parm_gguf_close(g);
 }
 
 static void free_run(struct run *r)
@@ -343,7 +343,7 @@ int main(int argc, char **argv)
 	parm_setprog(argv[0]);
 	parse_args(argc, argv, &o);
 	if (isatty(STDIN_FILENO))
-		die("standard input is a terminal; pipe a stream into it (parm-logits MODEL < prompts | parm-sample)");
+		parm_die("standard input is a terminal; pipe a stream into it (parm-logits MODEL < prompts | parm-sample)");
 	signal(SIGPIPE, SIG_IGN);
 	parm_reader *in = parm_reader_new(STDIN_FILENO);
 	if (parm_read_header(in, &r.h) < 0)
@@ -352,7 +352,7 @@ int main(int argc, char **argv)
 	 * producer sees the channel close and ends too (exit closes our stdin
 	 * before this descriptor, so a stage between us sees us gone first) */
 	if (r.h.feedback && !(r.fb = parm_feedback_connect(r.h.feedback)))
-		r.no_fb = xstrdup(parm_error()); /* a producer with no prompts is gone */
+		r.no_fb = parm_xstrdup(parm_error()); /* a producer with no prompts is gone */
 	if (o.vocab)
 		check_vocab(&r.h, o.vocab);
 	load_chain(&r);
@@ -370,7 +370,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < r.n_seqs; i++)
 		if (r.seqs[i].live)
-			die("malformed stream: sequence %d never ended", i);
+			parm_die("malformed stream: sequence %d never ended", i);
 	print_ready(&r);
 	parm_reader_free(in);
 	free_run(&r);

@@ -120,14 +120,14 @@ struct init_opts {
 	const char *vocab, *out;
 	long dim, layers, heads, kv_heads, head_dim, ff, ctx, seed;
 	int arch;
-	enum ggml_type type;
+	enum parm_ggml_type type;
 };
 
 static int arch_opt(const char *arg)
 {
 	int a = parm_arch_find(arg, strlen(arg));
 	if (a < 0)
-		die("--arch: unknown architecture '%s' (%s)", arg, parm_arch_names());
+		parm_die("--arch: unknown architecture '%s' (%s)", arg, parm_arch_names());
 	return a;
 }
 
@@ -135,19 +135,19 @@ static long int_opt(const char *name, const char *arg, long lo, long hi)
 {
 	long v;
 	if (parm_parse_long(arg, lo, hi, &v) < 0)
-		die("%s: expected an integer from %ld to %ld, got '%s'", name, lo, hi, arg);
+		parm_die("%s: expected an integer from %ld to %ld, got '%s'", name, lo, hi, arg);
 	return v;
 }
 
-static enum ggml_type type_opt(const char *arg)
+static enum parm_ggml_type type_opt(const char *arg)
 {
-	int t = ggml_type_from_name(arg);
+	int t = parm_ggml_type_from_name(arg);
 	if (t < 0)
-		die("--type: unknown type '%s' (f32, f16, bf16, q8_0 or q4_0)", arg);
-	if (!quant_type_quantised((enum ggml_type)t))
-		die("--type: parm-train does not write %s (f32, f16, bf16, q8_0 or q4_0; "
+		parm_die("--type: unknown type '%s' (f32, f16, bf16, q8_0 or q4_0)", arg);
+	if (!parm_quant_type_quantised((enum parm_ggml_type)t))
+		parm_die("--type: parm-train does not write %s (f32, f16, bf16, q8_0 or q4_0; "
 		    "llama-quantize makes the others from an f32 model)", arg);
-	return (enum ggml_type)t;
+	return (enum parm_ggml_type)t;
 }
 
 static void parse_init(int argc, char **argv, struct init_opts *o)
@@ -178,12 +178,12 @@ static void parse_init(int argc, char **argv, struct init_opts *o)
 		case 'o': o->out = optarg; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-train " PARM_VERSION); exit(0);
-		case ':': die("option '%s' needs a value", argv[optind - 1]);
-		default: die("unknown option '%s'", argv[optind - 1]);
+		case ':': parm_die("option '%s' needs a value", argv[optind - 1]);
+		default: parm_die("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
-		die("unexpected argument '%s'", argv[optind]);
+		parm_die("unexpected argument '%s'", argv[optind]);
 }
 
 /* Every size that cannot make a model, named by its option. */
@@ -192,26 +192,26 @@ static void check_init(struct init_opts *o)
 	const char *missing = !o->vocab ? "--vocab" : !o->dim ? "--dim" : !o->layers ? "--layers" :
 			      !o->heads ? "--heads" : !o->out ? "-o" : NULL;
 	if (missing)
-		die("init: %s is required (see parm-train --help)", missing);
+		parm_die("init: %s is required (see parm-train --help)", missing);
 	if (!o->kv_heads)
 		o->kv_heads = o->heads;
 	if (!o->ff)
 		o->ff = (8 * o->dim / 3 + 31) / 32 * 32;
 	if (!o->head_dim && o->dim % o->heads)
-		die("--dim %ld is not divisible by --heads %ld", o->dim, o->heads);
+		parm_die("--dim %ld is not divisible by --heads %ld", o->dim, o->heads);
 	if (o->heads % o->kv_heads)
-		die("--heads %ld is not divisible by --kv-heads %ld", o->heads, o->kv_heads);
+		parm_die("--heads %ld is not divisible by --kv-heads %ld", o->heads, o->kv_heads);
 	long hd = o->head_dim ? o->head_dim : o->dim / o->heads;
 	if (hd % 2)
-		die("head dim %ld must be even for rope", hd);
+		parm_die("head dim %ld must be even for rope", hd);
 	if (o->type != GGML_F32 && o->type != GGML_F16 && o->type != GGML_BF16) {
 		if (o->dim % 32)
-			die("--dim %ld must be a multiple of 32 for %s", o->dim, ggml_type_name(o->type));
+			parm_die("--dim %ld must be a multiple of 32 for %s", o->dim, parm_ggml_type_name(o->type));
 		if (o->ff % 32)
-			die("--ff %ld must be a multiple of 32 for %s", o->ff, ggml_type_name(o->type));
+			parm_die("--ff %ld must be a multiple of 32 for %s", o->ff, parm_ggml_type_name(o->type));
 		if (hd * o->heads % 32)
-			die("heads x head dim %ld must be a multiple of 32 for %s", hd * o->heads,
-			    ggml_type_name(o->type));
+			parm_die("heads x head dim %ld must be a multiple of 32 for %s", hd * o->heads,
+			    parm_ggml_type_name(o->type));
 	}
 }
 
@@ -220,16 +220,16 @@ static int cmd_init(int argc, char **argv)
 	struct init_opts o;
 	parse_init(argc, argv, &o);
 	check_init(&o);
-	gguf_file *vocab = gguf_open(o.vocab);
+	parm_gguf *vocab = parm_gguf_open(o.vocab);
 	if (!vocab)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	parm_config cfg = { .dim = o.dim, .n_layers = o.layers, .n_heads = o.heads,
 			    .n_kv_heads = o.kv_heads, .ff = o.ff, .n_ctx = o.ctx,
 			    .rms_eps = 1e-5f, .rope_theta = 10000, .arch = o.arch,
 			    .head_dim = (int)o.head_dim };
 	if (parm_model_init(o.out, vocab, &cfg, o.type, (uint64_t)o.seed) < 0)
-		die("%s", parm_error());
-	gguf_close(vocab);
+		parm_die("%s", parm_error());
+	parm_gguf_close(vocab);
 	return 0;
 }
 
@@ -246,7 +246,7 @@ static int vocab_doc(void *ctx, const char *prompt, const char *text, size_t len
 		return 0;
 	}
 	size_t np = strlen(prompt);
-	char *joined = xmalloc(np + len + 1);
+	char *joined = parm_xmalloc(np + len + 1);
 	memcpy(joined, prompt, np);
 	memcpy(joined + np, text, len);
 	parm_bpe_add(ctx, joined, np + len);
@@ -271,23 +271,23 @@ static int cmd_vocab(int argc, char **argv)
 		case 'S': bad.strict = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-train " PARM_VERSION); exit(0);
-		case ':': die("option '%s' needs a value", argv[optind - 1]);
-		default: die("unknown option '%s'", argv[optind - 1]);
+		case ':': parm_die("option '%s' needs a value", argv[optind - 1]);
+		default: parm_die("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (!out)
-		die("vocab: -o is required (see parm-train --help)");
+		parm_die("vocab: -o is required (see parm-train --help)");
 	if (optind == argc)
-		die("vocab: no corpus given");
+		parm_die("vocab: no corpus given");
 	check_output_path(out);
 	parm_bpe *b = parm_bpe_new();
 	long docs = parm_corpus_foreach((const char *const *)argv + optind, argc - optind,
 					PARM_DOC_AUTO, &bad, vocab_doc, b);
 	if (docs < 0 || (reached = parm_bpe_learn(b, (int)size)) < 0 || parm_bpe_save(b, out) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	if (bad.n_skipped)
-		warn("vocab: %ld malformed records skipped", bad.n_skipped);
-	warn("vocab: %ld documents, %d tokens (%d merges)%s", docs, reached, parm_bpe_n_merges(b),
+		parm_warn("vocab: %ld malformed records skipped", bad.n_skipped);
+	parm_warn("vocab: %ld documents, %d tokens (%d merges)%s", docs, reached, parm_bpe_n_merges(b),
 	     reached < size ? ": no pair occurs twice more" : "");
 	parm_bpe_free(b);
 	return 0;
@@ -354,22 +354,22 @@ static int loop_option(struct train_opts *o, int c, const char *a)
 {
 	parm_loop_opts *l = &o->loop;
 	switch (c) {
-	case O_STEPS: l->steps = opt_long("--steps", a, 1, 1L << 40); break;
-	case O_EPOCHS: l->epochs = opt_long("--epochs", a, 1, 1L << 30); break;
-	case O_BATCH: l->batch = (int)opt_long("--batch", a, 1, 1 << 16); break;
-	case O_ACCUM: l->accum = (int)opt_long("--accum", a, 1, 1 << 16); break;
-	case O_LR: l->lr = (float)opt_float("--lr", a, 0, 10); break;
-	case O_WARMUP: l->warmup = opt_long("--warmup", a, 0, 1L << 40); break;
-	case O_WD: l->weight_decay = (float)opt_float("--weight-decay", a, 0, 10); break;
-	case O_CLIP: l->clip = (float)opt_float("--clip", a, 0, 1e9); break;
-	case O_SEED: l->seed = (uint64_t)opt_long("--seed", a, 0, 0x7fffffffffffffffL); break;
-	case O_THREADS: o->threads = opt_long("--threads", a, 1, 4096); break;
-	case O_MAXLEN: o->max_len = opt_long("--max-length", a, 2, 1 << 24); break;
-	case O_HELD: o->heldout = opt_float("--heldout", a, 0, 1e12); break;
-	case O_EVAL: l->eval_every = opt_long("--eval-every", a, 0, 1L << 40); break;
-	case O_LOG: o->log_every = opt_long("--log-every", a, 1, 1L << 40); break;
+	case O_STEPS: l->steps = parm_opt_long("--steps", a, 1, 1L << 40); break;
+	case O_EPOCHS: l->epochs = parm_opt_long("--epochs", a, 1, 1L << 30); break;
+	case O_BATCH: l->batch = (int)parm_opt_long("--batch", a, 1, 1 << 16); break;
+	case O_ACCUM: l->accum = (int)parm_opt_long("--accum", a, 1, 1 << 16); break;
+	case O_LR: l->lr = (float)parm_opt_float("--lr", a, 0, 10); break;
+	case O_WARMUP: l->warmup = parm_opt_long("--warmup", a, 0, 1L << 40); break;
+	case O_WD: l->weight_decay = (float)parm_opt_float("--weight-decay", a, 0, 10); break;
+	case O_CLIP: l->clip = (float)parm_opt_float("--clip", a, 0, 1e9); break;
+	case O_SEED: l->seed = (uint64_t)parm_opt_long("--seed", a, 0, 0x7fffffffffffffffL); break;
+	case O_THREADS: o->threads = parm_opt_long("--threads", a, 1, 4096); break;
+	case O_MAXLEN: o->max_len = parm_opt_long("--max-length", a, 2, 1 << 24); break;
+	case O_HELD: o->heldout = parm_opt_float("--heldout", a, 0, 1e12); break;
+	case O_EVAL: l->eval_every = parm_opt_long("--eval-every", a, 0, 1L << 40); break;
+	case O_LOG: o->log_every = parm_opt_long("--log-every", a, 1, 1L << 40); break;
 	case O_CKPT: o->ckpt = a; break;
-	case O_CKPT_EVERY: l->ckpt_every = opt_long("--checkpoint-every", a, 0, 1L << 40); break;
+	case O_CKPT_EVERY: l->ckpt_every = parm_opt_long("--checkpoint-every", a, 0, 1L << 40); break;
 	case O_RESUME: l->resume = 1; break;
 	case O_STRICT: o->strict = 1; break;
 	case 'o': o->out = a; break;
@@ -383,12 +383,12 @@ static int arm_option(struct train_opts *o, int c, const char *a)
 	switch (c) {
 	case O_OBJ:
 		if (parm_objectives_add(&o->objs, a) < 0)
-			usage_error("--objective: %s", parm_error());
+			parm_usage_error("--objective: %s", parm_error());
 		o->have_objectives = 1;
 		break;
 	case O_TEMPLATE:
 		if (parm_check_template(a) < 0)
-			usage_error("--template: %s", parm_error());
+			parm_usage_error("--template: %s", parm_error());
 		o->chat = !strcmp(a, "chat");
 		o->tmpl = o->chat ? NULL : a;
 		break;
@@ -397,20 +397,20 @@ static int arm_option(struct train_opts *o, int c, const char *a)
 		break;
 	case O_OVERLONG:
 		if (strcmp(a, "drop") && strcmp(a, "truncate"))
-			usage_error("--overlong: expected drop or truncate, got '%s'", a);
+			parm_usage_error("--overlong: expected drop or truncate, got '%s'", a);
 		o->overlong = !strcmp(a, "drop") ? PARM_OVERLONG_DROP : PARM_OVERLONG_TRUNCATE;
 		break;
-	case O_R1: o->ad.r1 = (int)opt_long("--r1", a, 1, 4096); break;
-	case O_R2: o->ad.r2 = (int)opt_long("--r2", a, 1, 4096); break;
-	case O_LALPHA: o->ad.lora_alpha = (float)opt_float("--lora-alpha", a, 1e-9, 1e9); break;
-	case O_DROPOUT: o->ad.dropout = (float)opt_float("--dropout", a, 0, 0.99); break;
+	case O_R1: o->ad.r1 = (int)parm_opt_long("--r1", a, 1, 4096); break;
+	case O_R2: o->ad.r2 = (int)parm_opt_long("--r2", a, 1, 4096); break;
+	case O_LALPHA: o->ad.lora_alpha = (float)parm_opt_float("--lora-alpha", a, 1e-9, 1e9); break;
+	case O_DROPOUT: o->ad.dropout = (float)parm_opt_float("--dropout", a, 0, 0.99); break;
 	case O_TARGETS:
 		if (parm_parse_targets(a, &o->ad.targets) < 0)
-			usage_error("--targets: %s", parm_error());
+			parm_usage_error("--targets: %s", parm_error());
 		break;
-	case O_BETA: o->beta = opt_float("--beta", a, 1e-9, 1e9); break;
-	case O_DIRICHLET: o->dist.conc = opt_float("--dirichlet", a, 0.01, 1e3); break;
-	case O_VERTEX: o->dist.vertex = opt_float("--vertex", a, 0, 1); break;
+	case O_BETA: o->beta = parm_opt_float("--beta", a, 1e-9, 1e9); break;
+	case O_DIRICHLET: o->dist.conc = parm_opt_float("--dirichlet", a, 0.01, 1e3); break;
+	case O_VERTEX: o->dist.vertex = parm_opt_float("--vertex", a, 0, 1); break;
 	case O_EMBED: o->embed = 1; break;
 	default: return 0;
 	}
@@ -459,23 +459,23 @@ static void parse_train(int argc, char **argv, struct train_opts *o, enum mode m
 		}
 		c = short_option(c, &li);
 		if (c == ':')
-			usage_error("option '%s' needs a value", argv[optind - 1]);
+			parm_usage_error("option '%s' needs a value", argv[optind - 1]);
 		if (c == '?')
-			usage_error("%s: unknown option '--%s'", argv[0], train_longopts[li].name);
+			parm_usage_error("%s: unknown option '--%s'", argv[0], train_longopts[li].name);
 		if (!option_allowed(mode, c))
-			usage_error("%s: unknown option '--%s'", argv[0], train_longopts[li].name);
+			parm_usage_error("%s: unknown option '--%s'", argv[0], train_longopts[li].name);
 		if (c == O_TYPE)
 			o->type = type_opt(optarg);
 		else if (!loop_option(o, c, optarg) && !arm_option(o, c, optarg))
-			usage_error("unknown option '%s'", argv[optind - 1]);
+			parm_usage_error("unknown option '%s'", argv[optind - 1]);
 	}
 	o->inputs = argv + optind;
 	o->n_inputs = argc - optind;
 	if (o->n_inputs < 1)
-		usage_error("%s: no %s given", argv[0], mode == MODE_LM ? "model" :
+		parm_usage_error("%s: no %s given", argv[0], mode == MODE_LM ? "model" :
 			    "backbone");
 	if (!o->out)
-		usage_error("%s: -o OUT is required", argv[0]);
+		parm_usage_error("%s: -o OUT is required", argv[0]);
 	if (!o->have_objectives)
 		parm_objectives_default(&o->objs);
 }
@@ -493,17 +493,17 @@ static void on_skip(void *ctx, const char *msg)
 {
 	struct skips *s = ctx;
 	if (s->n < MAX_SKIP_SHOWN)
-		s->first[s->n++] = xstrdup(msg);
+		s->first[s->n++] = parm_xstrdup(msg);
 }
 
 static void report_skips(const parm_badrecs *bad, struct skips *s)
 {
 	if (!bad->n_skipped)
 		return;
-	warn("skipped %ld malformed record%s (--strict stops at the first)", bad->n_skipped,
+	parm_warn("skipped %ld malformed record%s (--strict stops at the first)", bad->n_skipped,
 	     bad->n_skipped == 1 ? "" : "s");
 	for (int i = 0; i < s->n; i++) {
-		warn("  %s", s->first[i]);
+		parm_warn("  %s", s->first[i]);
 		free(s->first[i]);
 	}
 	s->n = 0;
@@ -520,14 +520,14 @@ static void fp_add(char **fp, size_t *len, const char *key, const char *fmt, ...
 	vsnprintf(val, sizeof val, fmt, ap);
 	va_end(ap);
 	size_t n = strlen(key) + strlen(val) + 3;
-	*fp = xrealloc(*fp, *len + n);
+	*fp = parm_xrealloc(*fp, *len + n);
 	*len += (size_t)snprintf(*fp + *len, n, "%s=%s\n", key, val);
 }
 
 /* Every option and input that changes the trained weights. */
 static char *fingerprint(const struct train_opts *o)
 {
-	char *fp = xstrdup("");
+	char *fp = parm_xstrdup("");
 	size_t n = 0;
 	const parm_loop_opts *l = &o->loop;
 	struct stat st;
@@ -577,12 +577,12 @@ static void check_resume(const struct train_opts *o)
 {
 	parm_ckpt c;
 	if (access(o->ckpt, F_OK))
-		die("--resume: no checkpoint %s", o->ckpt);
+		parm_die("--resume: no checkpoint %s", o->ckpt);
 	if (parm_ckpt_load(o->ckpt, &c) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	const char *why = parm_ckpt_mismatch(c.fingerprint, o->loop.fingerprint);
 	if (why)
-		die("%s: made by a different run (%s); remove it or use the same options",
+		parm_die("%s: made by a different run (%s); remove it or use the same options",
 		    o->ckpt, why);
 	parm_ckpt_free(&c);
 }
@@ -595,18 +595,18 @@ static void check_output_path(const char *path)
 {
 	struct stat st;
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		die("%s: is a directory", path);
-	char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+		parm_die("%s: is a directory", path);
+	char *dir = parm_xstrdup(path), *slash = strrchr(dir, '/');
 	if (!slash)
 		strcpy(dir, ".");
 	else
 		slash[slash == dir] = '\0';    /* "/x" lives in "/" */
 	if (stat(dir, &st) != 0)
-		die("%s: cannot write: %s: %s", path, dir, strerror(errno));
+		parm_die("%s: cannot write: %s: %s", path, dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		die("%s: cannot write: %s is not a directory", path, dir);
+		parm_die("%s: cannot write: %s is not a directory", path, dir);
 	if (access(dir, W_OK | X_OK) != 0)
-		die("%s: cannot write: %s: %s", path, dir, strerror(errno));
+		parm_die("%s: cannot write: %s: %s", path, dir, strerror(errno));
 	free(dir);
 }
 
@@ -615,14 +615,14 @@ static void check_output_path(const char *path)
 static void drop_checkpoint(const struct train_opts *o)
 {
 	if (unlink(o->ckpt) < 0 && errno != ENOENT)
-		warn("%s: cannot remove the checkpoint: %s", o->ckpt, strerror(errno));
+		parm_warn("%s: cannot remove the checkpoint: %s", o->ckpt, strerror(errno));
 }
 
 static void setup_loop(struct train_opts *o, char **ckpt_buf)
 {
 	if (!o->ckpt) {
 		size_t n = strlen(o->out) + 6;
-		*ckpt_buf = xmalloc(n);
+		*ckpt_buf = parm_xmalloc(n);
 		snprintf(*ckpt_buf, n, "%s.ckpt", o->out);
 		o->ckpt = *ckpt_buf;
 	}
@@ -640,11 +640,11 @@ static long split(const struct train_opts *o, long n, long **train, long **held)
 {
 	long n_held = parm_heldout_count(n, o->heldout);
 	if (n < 1)
-		die("no training examples in the data");
+		parm_die("no training examples in the data");
 	if (n_held < 0 || n_held >= n)
-		die("--heldout %g leaves no training examples out of %ld", o->heldout, n);
-	*train = xmalloc(sizeof(long) * (size_t)(n + 1));
-	*held = xmalloc(sizeof(long) * (size_t)(n_held + 1));
+		parm_die("--heldout %g leaves no training examples out of %ld", o->heldout, n);
+	*train = parm_xmalloc(sizeof(long) * (size_t)(n + 1));
+	*held = parm_xmalloc(sizeof(long) * (size_t)(n_held + 1));
 	parm_split(*train, *held, n, n_held, o->loop.seed);
 	return n_held;
 }
@@ -667,20 +667,20 @@ static void run_loop(parm_trainer *t, parm_task *task, struct train_opts *o, dou
 	task->report = report_then_test_kill;
 	task->rctx = &prog;
 	if (parm_loop_run(t, task, &o->loop, metric) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 }
 
 /* ---- lm ---- */
 
-/* gguf_w_save writes PATH.tmp and renames it: a failed or killed save
+/* parm_gguf_w_save writes PATH.tmp and renames it: a failed or killed save
  * leaves no half-written model at PATH. */
-static void save_model(parm_trainer *t, const char *path, enum ggml_type type)
+static void save_model(parm_trainer *t, const char *path, enum parm_ggml_type type)
 {
 	if (parm_train_save_model(t, path, type) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 }
 
-static enum ggml_type model_type(const parm_model *m)
+static enum parm_ggml_type model_type(const parm_model *m)
 {
 	return m->layers[0].wq.type;
 }
@@ -691,11 +691,11 @@ static int cmd_lm(int argc, char **argv)
 	char *ckpt_buf = NULL;
 	parse_train(argc, argv, &o, MODE_LM);
 	if (o.n_inputs < 2)
-		usage_error("lm: no corpus given");
+		parm_usage_error("lm: no corpus given");
 	setup_loop(&o, &ckpt_buf);
 	parm_model *m = parm_model_load(o.inputs[0]);
 	if (!m)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	if (o.max_len > m->cfg.n_ctx)
 		o.max_len = m->cfg.n_ctx;
 	struct skips sk = { 0 };
@@ -703,19 +703,19 @@ static int cmd_lm(int argc, char **argv)
 	parm_lm_opts lo = { .max_len = (int)o.max_len, .layout = PARM_LM_PACK };
 	parm_lm_data d;
 	if (parm_lm_load(&d, m->tok, (const char *const *)o.inputs + 1, o.n_inputs - 1, &lo, &bad) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	report_skips(&bad, &sk);
 	long *train, *held, n_held = split(&o, d.n_seq, &train, &held);
-	warn("lm: %ld documents, %ld loss tokens, %ld sequences (%ld held out)", d.n_docs,
+	parm_warn("lm: %ld documents, %ld loss tokens, %ld sequences (%ld held out)", d.n_docs,
 	     d.n_loss_tokens, d.n_seq, n_held);
 	parm_trainer *t = parm_train_new_full(m, o.loop.batch, (int)o.max_len);
 	if (!t)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	parm_lm_task lt;
 	parm_task task;
 	parm_lm_task_init(&task, &lt, &d, train, d.n_seq - n_held, held, n_held, o.loop.batch);
 	run_loop(t, &task, &o, NULL);
-	save_model(t, o.out, o.type >= 0 ? (enum ggml_type)o.type : model_type(m));
+	save_model(t, o.out, o.type >= 0 ? (enum parm_ggml_type)o.type : model_type(m));
 	drop_checkpoint(&o);
 	parm_lm_task_free(&lt);
 	parm_train_free(t);
@@ -737,25 +737,25 @@ static void load_pairs(parm_pairs *p, const struct train_opts *o, const parm_mod
 	const parm_tokenizer *tok = backbone->tok;
 	char *chat = o->chat ? parm_chat_template_of(backbone->file) : NULL;
 	if (o->chat && !chat)
-		die("--template chat: %s", parm_error());
+		parm_die("--template chat: %s", parm_error());
 	if (chat && !parm_chat_detect(chat))
-		die("--template chat: %s's chat template is not one parm recognises (%s)",
-		    gguf_path(backbone->file), parm_chat_names());
+		parm_die("--template chat: %s's chat template is not one parm recognises (%s)",
+		    parm_gguf_path(backbone->file), parm_chat_names());
 	struct skips sk = { 0 };
 	parm_badrecs bad = { .strict = o->strict, .on_skip = on_skip, .ctx = &sk };
 	if (parm_pairs_load(p, &o->objs, (const char *const *)o->inputs + 1, n_data, &bad) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	report_skips(&bad, &sk);
 	parm_pair_opts po = { .tmpl = o->tmpl, .chat = chat, .system = o->system,
 			      .max_len = (int)o->max_len, .overlong = (enum parm_overlong)o->overlong };
 	if (parm_pairs_tokenize(p, tok, &po) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	free(chat);
 	if (p->n_dropped || p->n_truncated)
-		warn("pairs over --max-length %ld: %ld dropped, %ld truncated", o->max_len,
+		parm_warn("pairs over --max-length %ld: %ld dropped, %ld truncated", o->max_len,
 		     p->n_dropped, p->n_truncated);
 	if (p->n < 1)
-		die("no preference pairs to train on");
+		parm_die("no preference pairs to train on");
 }
 
 static parm_arm *new_arm(const struct train_opts *o)
@@ -775,17 +775,17 @@ static parm_arm *new_arm(const struct train_opts *o)
 	ao.seed = o->loop.seed;
 	parm_arm *arm = parm_arm_new(o->inputs[0], &ao);
 	if (!arm)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	return arm;
 }
 
 static void set_provenance(parm_arm *arm, const struct train_opts *o, long total, long n_train)
 {
-	char buf[64], *data = xstrdup("");
+	char buf[64], *data = parm_xstrdup("");
 	size_t n = 1;
 	for (int i = 1; i < o->n_inputs; i++) {
 		n += strlen(o->inputs[i]) + 1;
-		data = xrealloc(data, n);
+		data = parm_xrealloc(data, n);
 		if (i > 1)
 			strcat(data, ",");
 		strcat(data, o->inputs[i]);
@@ -793,7 +793,7 @@ static void set_provenance(parm_arm *arm, const struct train_opts *o, long total
 	for (int i = 0; i < o->objs.k; i++)
 		if (o->objs.obj[i].file) {
 			n += strlen(o->objs.obj[i].file) + 1;
-			data = xrealloc(data, n);
+			data = parm_xrealloc(data, n);
 			strcat(strcat(data, *data ? "," : ""), o->objs.obj[i].file);
 		}
 	parm_arm_set_info(arm, "data", data);
@@ -822,11 +822,11 @@ static void set_provenance(parm_arm *arm, const struct train_opts *o, long total
 static char **metric_names(const parm_objectives *objs)
 {
 	int k = objs->k;
-	char **names = xcalloc((size_t)k * k, sizeof *names);
+	char **names = parm_xcalloc((size_t)k * k, sizeof *names);
 	for (int i = 0; i < k; i++)
 		for (int j = 0; j < k; j++) {
 			size_t n = strlen(objs->obj[j].name) + strlen(objs->obj[i].name) + 2;
-			names[i * k + j] = xmalloc(n);
+			names[i * k + j] = parm_xmalloc(n);
 			if (k > 1)
 				snprintf(names[i * k + j], n, "%s@%s", objs->obj[j].name, objs->obj[i].name);
 			else
@@ -850,7 +850,7 @@ static void record_diagnostics(parm_arm *arm, const char *const *names, const do
 	for (int i = 0; i < arm->k && len < (int)sizeof buf - 64; i++)
 		len += snprintf(buf + len, sizeof buf - len, " %s %.6g", arm->objectives[i], aware[i]);
 	parm_arm_set_info(arm, "delta_norms", buf);
-	warn("arm: |dW| %s", buf);
+	parm_warn("arm: |dW| %s", buf);
 	if (!metric)
 		return;
 	len = 0;
@@ -863,7 +863,7 @@ static void record_diagnostics(parm_arm *arm, const char *const *names, const do
 	for (int i = 0; i < arm->k; i++) {
 		double acc = metric[arm->k > 1 ? i * arm->k + i : 0];
 		if (fabs(acc - 0.5) < 2 * se)
-			warn("arm: objective '%s' looks unlearnt: held-out accuracy %.3f at its vertex "
+			parm_warn("arm: objective '%s' looks unlearnt: held-out accuracy %.3f at its vertex "
 			     "is within 2 standard errors (%.3f) of chance over %ld pairs",
 			     arm->objectives[i], acc, se, n_held);
 	}
@@ -880,19 +880,19 @@ static int cmd_arm(int argc, char **argv)
 	load_pairs(&p, &o, arm->backbone, o.n_inputs - 1);
 	long *train, *held, n_held = split(&o, p.n, &train, &held);
 	long n_train = p.n - n_held;
-	warn("arm: %ld pairs (%ld held out), k = %d", p.n, n_held, o.objs.k);
+	parm_warn("arm: %ld pairs (%ld held out), k = %d", p.n, n_held, o.objs.k);
 	o.ad.k = o.objs.k;
 	o.ad.seed = o.loop.seed;
 	/* the trainer trains the ARM's own adapters: nothing to copy after */
 	parm_trainer *t = parm_train_new_on_arm(arm, &o.ad, 2 * o.loop.batch,
 						parm_pairs_max_len(&p), 1);
 	if (!t)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	parm_arm_task at;
 	parm_task task;
 	int k = o.objs.k;
 	char **names = metric_names(&o.objs);
-	double *metric = xcalloc((size_t)k * k, sizeof *metric);
+	double *metric = parm_xcalloc((size_t)k * k, sizeof *metric);
 	parm_arm_task_init(&task, &at, &p, train, n_train, held, n_held, k, o.beta,
 			   o.loop.batch);
 	at.dist = o.dist;
@@ -906,7 +906,7 @@ static int cmd_arm(int argc, char **argv)
 	free(names);
 	free(metric);
 	if (parm_arm_save(arm, o.out, o.embed) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	drop_checkpoint(&o);
 	parm_arm_task_free(&at);
 	parm_train_free(t);
@@ -928,7 +928,7 @@ static int cmd_arm(int argc, char **argv)
 static int cmd_accuracy(int argc, char **argv)
 {
 	char self[4096], path[4096 + 16];
-	char **args = xcalloc((size_t)argc + 2, sizeof *args);
+	char **args = parm_xcalloc((size_t)argc + 2, sizeof *args);
 	args[0] = (char *)"parm-train";
 	memcpy(args + 1, argv, (size_t)argc * sizeof *argv);
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -941,7 +941,7 @@ static int cmd_accuracy(int argc, char **argv)
 		}
 	}
 	execvp("parm-eval", args);
-	die("accuracy is parm-eval accuracy, and parm-eval is neither beside parm-train nor on PATH: %s",
+	parm_die("accuracy is parm-eval accuracy, and parm-eval is neither beside parm-train nor on PATH: %s",
 	    strerror(errno));
 }
 
@@ -954,7 +954,7 @@ static char *part_path(const char *out, const char *part)
 	if (n > 5 && !strcmp(out + n - 5, ".gguf"))
 		n -= 5;
 	size_t len = n + strlen(part) + 8;
-	char *p = xmalloc(len);
+	char *p = parm_xmalloc(len);
 	snprintf(p, len, "%.*s.%s.gguf", (int)n, out, part);
 	return p;
 }
@@ -980,11 +980,11 @@ static void export_split(const parm_arm *arm, const char *out)
 		char *path = part_path(out, name);
 		check_output_path(path);
 		if (parm_arm_export_lora(arm, i, NULL, path) < 0)
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 		puts(path);
 		free(path);
 	}
-	warn("export: %d LoRA adapters of %s: serve with llama-server -m %s and a --lora for "
+	parm_warn("export: %d LoRA adapters of %s: serve with llama-server -m %s and a --lora for "
 	     "each, in this order; at alpha, give id 0 scale 1 and id i scale alpha_i",
 	     arm->k + 1, arm->path, arm->backbone_path);
 }
@@ -1004,30 +1004,30 @@ static int cmd_export(int argc, char **argv)
 		case 'P': peft = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-train " PARM_VERSION); exit(0);
-		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: usage_error("export: unknown option '%s'", argv[optind - 1]);
+		case ':': parm_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: parm_usage_error("export: unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (!out)
-		usage_error("export: -o is required (see parm-train --help)");
+		parm_usage_error("export: -o is required (see parm-train --help)");
 	if (optind != argc - 1)
-		usage_error("export: %s", optind == argc ? "no ARM given" : "one ARM at a time");
+		parm_usage_error("export: %s", optind == argc ? "no ARM given" : "one ARM at a time");
 	parm_arm *arm = parm_arm_load(argv[optind]);
 	if (!arm)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	float alpha[PARM_MAX_OBJECTIVES];
 	if (pref && parm_arm_parse_pref(arm, pref, alpha) < 0)
-		die("--pref: %s", parm_error());
+		parm_die("--pref: %s", parm_error());
 	if (peft) {
 		if ((pref ? parm_arm_export_peft_lora(arm, alpha, out) : parm_arm_export_peft(arm, out)) < 0)
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 		puts(out);
 	} else if (!pref)
 		export_split(arm, out);
 	else {
 		check_output_path(out);
 		if (parm_arm_export_lora(arm, -1, alpha, out) < 0)
-			die("%s", parm_error());
+			parm_die("%s", parm_error());
 		puts(out);
 	}
 	parm_arm_free(arm);
@@ -1053,38 +1053,38 @@ static int cmd_import(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 'T':
 			if (parm_check_template(optarg) < 0)
-				usage_error("--template: %s", parm_error());
+				parm_usage_error("--template: %s", parm_error());
 			tmpl = optarg;
 			break;
 		case 'O':
 			if (parm_objectives_add(&objs, optarg) < 0)
-				usage_error("--objective: %s", parm_error());
+				parm_usage_error("--objective: %s", parm_error());
 			break;
-		case 'B': beta = opt_float("--beta", optarg, 1e-9, 1e9); break;
+		case 'B': beta = parm_opt_float("--beta", optarg, 1e-9, 1e9); break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': puts("parm-train " PARM_VERSION); exit(0);
-		case ':': usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: usage_error("import: unknown option '%s'", argv[optind - 1]);
+		case ':': parm_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: parm_usage_error("import: unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (!out)
-		usage_error("import: -o is required (see parm-train --help)");
+		parm_usage_error("import: -o is required (see parm-train --help)");
 	if (optind != argc - 2)
-		usage_error("import: give the backbone and the checkpoint directory");
+		parm_usage_error("import: give the backbone and the checkpoint directory");
 	check_output_path(out);
 	for (int i = 0; i < objs.k; i++)
 		names[i] = objs.obj[i].name;
 	parm_arm *arm = parm_arm_import_peft(argv[optind + 1], argv[optind],
 					     objs.k ? names : NULL, (float)beta);
 	if (!arm)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	if (objs.k && objs.k != arm->k)
-		die("import: %d --objective for a checkpoint of %d objectives", objs.k, arm->k);
+		parm_die("import: %d --objective for a checkpoint of %d objectives", objs.k, arm->k);
 	if (objs.k)
 		parm_arm_record_labels(arm, &objs);
 	parm_arm_set_info(arm, "template", tmpl);       /* the layout it learnt from */
 	if (parm_arm_save(arm, out, 0) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	parm_arm_free(arm);
 	parm_objectives_free(&objs);
 	return 0;
@@ -1094,7 +1094,7 @@ int main(int argc, char **argv)
 {
 	parm_setprog(argv[0]);
 	if (argc < 2)
-		usage_error("no mode given");
+		parm_usage_error("no mode given");
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		fputs(usage_text, stdout);
 		return fflush(stdout) || ferror(stdout);
@@ -1117,5 +1117,5 @@ int main(int argc, char **argv)
 		return cmd_export(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "import"))
 		return cmd_import(argc - 1, argv + 1);
-	usage_error("unknown mode '%s' (init, lm, arm, accuracy, vocab, export or import)", argv[1]);
+	parm_usage_error("unknown mode '%s' (init, lm, arm, accuracy, vocab, export or import)", argv[1]);
 }

@@ -76,7 +76,7 @@ static char *response_text(uint64_t *rng, long index)
 {
 	const char *items[MAX_LIST];
 	int kind = (int)(index / N_PHRASINGS), n = 1 + task_pick(rng, MAX_LIST);
-	char *out = xstrdup("");
+	char *out = parm_xstrdup("");
 	for (int i = 0; i < n; i++) {
 		int k = task_pick(rng, 10) < 9 ? kind : task_pick(rng, N_KINDS);
 		items[i] = kinds[k].items[task_pick(rng, N_ITEMS)];

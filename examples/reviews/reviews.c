@@ -119,7 +119,7 @@ static const char *pick_adjective(uint64_t *rng, enum reg v, enum mood m)
 /* One sentence: [opener,] subject verb [intensifier] adjective, [but ...]. */
 static char *sentence(uint64_t *rng, const char *thing, enum reg v, enum mood m)
 {
-	char *s = xcalloc(1, 1), *subj;
+	char *s = parm_xcalloc(1, 1), *subj;
 	int form = task_pick(rng, 4);
 	if (task_pick(rng, 2))
 		s = task_append(task_append(s, "", pick_word(rng, openers, TASK_LEN(openers),
@@ -156,7 +156,7 @@ static char *response_text(uint64_t *rng, long index)
 	enum reg v = (enum reg)task_pick(rng, N_REGS);
 	int u = task_pick(rng, 10), n = 1 + task_pick(rng, 4);
 	enum mood m = u < praise[v] ? PRAISE : u < praise[v] + fault[v] ? FAULT : MIXED;
-	char *out = xcalloc(1, 1);
+	char *out = parm_xcalloc(1, 1);
 	for (int i = 0; i < n; i++) {
 		char *s = sentence(rng, things[index / N_PHRASINGS], v, m);
 		out = task_append(out, " ", s);

@@ -140,7 +140,7 @@ static char *response_text(uint64_t *rng, long index)
 	struct job t = job_of(index);
 	const struct sentence *used[3];
 	int n = 2 + task_pick(rng, 2), main_kind = task_pick(rng, N_KINDS);
-	char *out = xcalloc(1, 1);
+	char *out = parm_xcalloc(1, 1);
 	for (int i = 0; i < n; i++) {
 		enum kind k = task_pick(rng, 10) < 7 ? (enum kind)main_kind : (enum kind)task_pick(rng, N_KINDS);
 		const struct sentence *s = pick_sentence(rng, t.cat, k);

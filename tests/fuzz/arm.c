@@ -25,7 +25,7 @@ static void use(const parm_arm *a)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	parm_model *backbone = fuzz_backbone();
-	gguf_file *g = gguf_open_mem(size ? data : NULL, size, "fuzz-arm.gguf");
+	parm_gguf *g = parm_gguf_open_mem(size ? data : NULL, size, "fuzz-arm.gguf");
 	if (!g)
 		return 0;
 	parm_arm *a = parm_arm_from_gguf(g, backbone);
@@ -34,6 +34,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		a->backbone = NULL;     /* the harness's, for every input */
 		parm_arm_free(a);
 	}
-	gguf_close(g);
+	parm_gguf_close(g);
 	return 0;
 }

@@ -36,10 +36,10 @@ const char *fuzz_fixture(const char *file)
 	return NULL;
 }
 
-gguf_file *fuzz_open_fixture(const char *file)
+parm_gguf *fuzz_open_fixture(const char *file)
 {
 	const char *path = fuzz_fixture(file);
-	gguf_file *g = path ? gguf_open(path) : NULL;
+	parm_gguf *g = path ? parm_gguf_open(path) : NULL;
 	if (!g) {
 		char msg[512];
 		snprintf(msg, sizeof msg, "no vocabulary fixture %s (set PARM_FIXTURES): %s", file,
@@ -71,9 +71,9 @@ const char *fuzz_memfd_path(void)
 int fuzz_make_backbone(const char *path)
 {
 	parm_config c = FUZZ_BACKBONE_CFG;
-	gguf_file *vocab = fuzz_open_fixture("ggml-vocab-llama-spm.gguf");
+	parm_gguf *vocab = fuzz_open_fixture("ggml-vocab-llama-spm.gguf");
 	int rc = parm_model_init(path, vocab, &c, GGML_F32, 1);
-	gguf_close(vocab);
+	parm_gguf_close(vocab);
 	return rc;
 }
 

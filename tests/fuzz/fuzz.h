@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 const char *fuzz_fixture(const char *file);
 /* The fixture opened, for the harness's life; a missing one aborts the
  * run naming it (a harness cannot test without its vocabulary). */
-gguf_file *fuzz_open_fixture(const char *file);
+parm_gguf *fuzz_open_fixture(const char *file);
 /* Abort with a message: a harness's own setup failed (not a finding). */
 _Noreturn void fuzz_abort(const char *what);
 

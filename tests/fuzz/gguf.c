@@ -1,4 +1,4 @@
-/* gguf.c - fuzz the GGUF reader: gguf_open_mem on the input, then every
+/* gguf.c - fuzz the GGUF reader: parm_gguf_open_mem on the input, then every
  * getter on every key and every byte range a tensor claims, and the
  * tokenizer when the metadata names one (it reads the most metadata). */
 #include "fuzz.h"
@@ -11,64 +11,64 @@
 
 static volatile uint64_t sink;  /* keeps the reads from being optimised out */
 
-static void read_array(const gguf_file *g, const char *key)
+static void read_array(const parm_gguf *g, const char *key)
 {
-	enum gguf_vtype et;
+	enum parm_gguf_vtype et;
 	uint64_t n;
-	if (gguf_get_arr(g, key, &et, &n) < 0)
+	if (parm_gguf_get_arr(g, key, &et, &n) < 0)
 		return;
 	for (uint64_t i = 0; i < n && i < MAX_ITEMS; i++) {
 		int64_t v;
 		double f;
 		const char *s;
 		size_t len;
-		if (gguf_arr_int(g, key, i, &v) == 0)
+		if (parm_gguf_arr_int(g, key, i, &v) == 0)
 			sink += (uint64_t)v;
-		if (gguf_arr_float(g, key, i, &f) == 0)
+		if (parm_gguf_arr_float(g, key, i, &f) == 0)
 			sink += (uint64_t)(f == f);
-		if (gguf_arr_str(g, key, i, &s, &len) == 0)
+		if (parm_gguf_arr_str(g, key, i, &s, &len) == 0)
 			sink += len ? (uint8_t)s[len - 1] + (uint8_t)s[len] : 0;
 	}
-	gguf_arr_int(g, key, n, NULL);  /* out of range: an error, not a read */
+	parm_gguf_arr_int(g, key, n, NULL);  /* out of range: an error, not a read */
 }
 
-static void read_kv(const gguf_file *g, int i, gguf_writer *w)
+static void read_kv(const parm_gguf *g, int i, parm_gguf_writer *w)
 {
-	const char *key = gguf_kv_key(g, i), *s;
+	const char *key = parm_gguf_kv_key(g, i), *s;
 	int64_t v;
 	double f;
 	int b;
 	size_t len;
-	sink += gguf_kv_type(g, i) + (gguf_find_key(g, key) == i);
-	if (gguf_get_int(g, key, &v) == 0)
+	sink += parm_gguf_kv_type(g, i) + (parm_gguf_find_key(g, key) == i);
+	if (parm_gguf_get_int(g, key, &v) == 0)
 		sink += (uint64_t)v;
-	if (gguf_get_float(g, key, &f) == 0)
+	if (parm_gguf_get_float(g, key, &f) == 0)
 		sink += (uint64_t)(f == f);
-	if (gguf_get_bool(g, key, &b) == 0)
+	if (parm_gguf_get_bool(g, key, &b) == 0)
 		sink += b;
-	if (gguf_get_str(g, key, &s, &len) == 0)
+	if (parm_gguf_get_str(g, key, &s, &len) == 0)
 		sink += strlen(s) == len;
 	read_array(g, key);
-	gguf_w_copy_kv(w, g, key);
+	parm_gguf_w_copy_kv(w, g, key);
 }
 
 /* The first and last byte of each tensor's data: inside the input. */
-static void read_tensors(const gguf_file *g)
+static void read_tensors(const parm_gguf *g)
 {
-	for (int i = 0; i < gguf_n_tensors(g); i++) {
-		const gguf_tensor *t = gguf_tensor_at(g, i);
+	for (int i = 0; i < parm_gguf_n_tensors(g); i++) {
+		const parm_gguf_tensor *t = parm_gguf_tensor_at(g, i);
 		const uint8_t *d = t->data;
-		sink += strlen(t->name) + (gguf_find_tensor(g, t->name) != NULL);
+		sink += strlen(t->name) + (parm_gguf_find_tensor(g, t->name) != NULL);
 		if (t->nbytes)
 			sink += d[0] + d[t->nbytes - 1];
 	}
 }
 
-static void try_tokenizer(const gguf_file *g)
+static void try_tokenizer(const parm_gguf *g)
 {
 	static const char text[] = "Hello world! 123 naïve\n\t<s> 日本語";
 	int ids[256];
-	if (gguf_find_key(g, "tokenizer.ggml.model") < 0)
+	if (parm_gguf_find_key(g, "tokenizer.ggml.model") < 0)
 		return;
 	parm_tokenizer *t = parm_tokenizer_load(g);
 	if (!t)
@@ -85,16 +85,16 @@ static void try_tokenizer(const gguf_file *g)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	/* an empty file has no mapping: its buffer is NULL, as gguf_open's is */
-	gguf_file *g = gguf_open_mem(size ? data : NULL, size, "fuzz.gguf");
+	/* an empty file has no mapping: its buffer is NULL, as parm_gguf_open's is */
+	parm_gguf *g = parm_gguf_open_mem(size ? data : NULL, size, "fuzz.gguf");
 	if (!g)
 		return 0;
-	gguf_writer *w = gguf_w_new();
-	for (int i = 0; i < gguf_n_kv(g); i++)
+	parm_gguf_writer *w = parm_gguf_w_new();
+	for (int i = 0; i < parm_gguf_n_kv(g); i++)
 		read_kv(g, i, w);
-	gguf_w_free(w);
+	parm_gguf_w_free(w);
 	read_tensors(g);
 	try_tokenizer(g);
-	gguf_close(g);
+	parm_gguf_close(g);
 	return 0;
 }

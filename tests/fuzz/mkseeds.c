@@ -34,51 +34,51 @@ static void write_seed(const char *target, const char *name, const void *p, size
 {
 	FILE *f = fopen(seed_path(target, name), "wb");
 	if (!f || fwrite(p, 1, n, f) != n || fclose(f))
-		die("%s: %s", seed_path(target, name), strerror(errno));
+		parm_die("%s: %s", seed_path(target, name), strerror(errno));
 }
 
 /* ---- GGUF: every value type, arrays, every tensor type ---- */
 
 static void gguf_sample(void)
 {
-	gguf_writer *w = gguf_w_new();
+	parm_gguf_writer *w = parm_gguf_w_new();
 	uint8_t u8 = 250; int16_t i16 = -32000; int64_t i64 = -5000000000LL; double f64 = 2.5;
 	int32_t ints[5] = { -1, 0, 1, 2, 3 };
 	float floats[3] = { 0.5f, -1, 2 };
 	const char *strs[3] = { "hello", "", "▁wörld" };
-	gguf_w_set_val(w, "v.u8", GGUF_U8, &u8);
-	gguf_w_set_val(w, "v.i16", GGUF_I16, &i16);
-	gguf_w_set_u32(w, "general.alignment", 32);
-	gguf_w_set_i32(w, "v.i32", -7);
-	gguf_w_set_f32(w, "v.f32", 0.25f);
-	gguf_w_set_bool(w, "v.bool", 1);
-	gguf_w_set_str(w, "v.str", "llama");
-	gguf_w_set_u64(w, "v.u64", 1ULL << 40);
-	gguf_w_set_val(w, "v.i64", GGUF_I64, &i64);
-	gguf_w_set_val(w, "v.f64", GGUF_F64, &f64);
-	gguf_w_set_arr(w, "a.i32", GGUF_I32, ints, 5);
-	gguf_w_set_arr(w, "a.f32", GGUF_F32, floats, 3);
-	gguf_w_set_arr_str(w, "a.str", strs, NULL, 3);
-	static const enum ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
+	parm_gguf_w_set_val(w, "v.u8", GGUF_U8, &u8);
+	parm_gguf_w_set_val(w, "v.i16", GGUF_I16, &i16);
+	parm_gguf_w_set_u32(w, "general.alignment", 32);
+	parm_gguf_w_set_i32(w, "v.i32", -7);
+	parm_gguf_w_set_f32(w, "v.f32", 0.25f);
+	parm_gguf_w_set_bool(w, "v.bool", 1);
+	parm_gguf_w_set_str(w, "v.str", "llama");
+	parm_gguf_w_set_u64(w, "v.u64", 1ULL << 40);
+	parm_gguf_w_set_val(w, "v.i64", GGUF_I64, &i64);
+	parm_gguf_w_set_val(w, "v.f64", GGUF_F64, &f64);
+	parm_gguf_w_set_arr(w, "a.i32", GGUF_I32, ints, 5);
+	parm_gguf_w_set_arr(w, "a.f32", GGUF_F32, floats, 3);
+	parm_gguf_w_set_arr_str(w, "a.str", strs, NULL, 3);
+	static const enum parm_ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
 	static const char *const names[] = { "f32", "f16", "bf16", "q8", "q4" };
 	uint8_t data[2 * 34 * 2] = { 0 };
 	for (int i = 0; i < 5; i++) {
 		int64_t ne[2] = { types[i] == GGML_Q8_0 || types[i] == GGML_Q4_0 ? 32 : 4, 2 };
-		gguf_w_tensor(w, names[i], types[i], 2, ne, data);
+		parm_gguf_w_tensor(w, names[i], types[i], 2, ne, data);
 	}
-	if (gguf_w_save(w, seed_path("gguf", "sample.gguf")) < 0)
-		die("%s", parm_error());
-	gguf_w_free(w);
+	if (parm_gguf_w_save(w, seed_path("gguf", "sample.gguf")) < 0)
+		parm_die("%s", parm_error());
+	parm_gguf_w_free(w);
 }
 
 /* ---- small vocabularies cut from the fixtures ---- */
 
-static int in_vocab(const gguf_file *g, const char *s, size_t len, uint64_t n)
+static int in_vocab(const parm_gguf *g, const char *s, size_t len, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++) {
 		const char *t;
 		size_t tl;
-		if (gguf_arr_str(g, "tokenizer.ggml.tokens", i, &t, &tl) == 0 && tl == len &&
+		if (parm_gguf_arr_str(g, "tokenizer.ggml.tokens", i, &t, &tl) == 0 && tl == len &&
 		    !memcmp(t, s, len))
 			return 1;
 	}
@@ -86,18 +86,18 @@ static int in_vocab(const gguf_file *g, const char *s, size_t len, uint64_t n)
 }
 
 /* The merges of g whose parts and result are all among the first n tokens. */
-static void copy_merges(gguf_writer *w, const gguf_file *g, uint64_t n)
+static void copy_merges(parm_gguf_writer *w, const parm_gguf *g, uint64_t n)
 {
-	enum gguf_vtype et;
+	enum parm_gguf_vtype et;
 	uint64_t nm, kept = 0;
-	if (gguf_get_arr(g, "tokenizer.ggml.merges", &et, &nm) < 0)
+	if (parm_gguf_get_arr(g, "tokenizer.ggml.merges", &et, &nm) < 0)
 		return;
-	const char **strs = xcalloc(nm, sizeof *strs);
+	const char **strs = parm_xcalloc(nm, sizeof *strs);
 	for (uint64_t i = 0; i < nm && i < n; i++) {     /* merge i makes token 256 + i or so */
 		const char *m, *sp;
 		size_t ml;
 		char joined[256];
-		gguf_arr_str(g, "tokenizer.ggml.merges", i, &m, &ml);
+		parm_gguf_arr_str(g, "tokenizer.ggml.merges", i, &m, &ml);
 		if (!(sp = memchr(m, ' ', ml)) || ml >= sizeof joined)
 			continue;
 		size_t al = sp - m, bl = ml - al - 1;
@@ -106,43 +106,43 @@ static void copy_merges(gguf_writer *w, const gguf_file *g, uint64_t n)
 		if (in_vocab(g, m, al, n) && in_vocab(g, sp + 1, bl, n) && in_vocab(g, joined, al + bl, n))
 			strs[kept++] = m;
 	}
-	gguf_w_set_arr_str(w, "tokenizer.ggml.merges", strs, NULL, kept);
+	parm_gguf_w_set_arr_str(w, "tokenizer.ggml.merges", strs, NULL, kept);
 	free(strs);
 }
 
 /* A vocabulary of the fixture's first n tokens (and their merges). */
 static void small_vocab(const char *fixture, uint64_t n, const char *target, const char *name)
 {
-	gguf_file *g = fuzz_open_fixture(fixture);
-	gguf_writer *w = gguf_w_new();
+	parm_gguf *g = fuzz_open_fixture(fixture);
+	parm_gguf_writer *w = parm_gguf_w_new();
 	const char *strs[4096];
 	float scores[4096];
 	int32_t types[4096];
-	for (int i = 0; i < gguf_n_kv(g); i++) {
-		const char *key = gguf_kv_key(g, i);
+	for (int i = 0; i < parm_gguf_n_kv(g); i++) {
+		const char *key = parm_gguf_kv_key(g, i);
 		if (!strncmp(key, "tokenizer.", 10) && strcmp(key, "tokenizer.ggml.tokens") &&
 		    strcmp(key, "tokenizer.ggml.scores") && strcmp(key, "tokenizer.ggml.token_type") &&
 		    strcmp(key, "tokenizer.ggml.merges") && !strstr(key, "_token_id"))
-			gguf_w_copy_kv(w, g, key);
+			parm_gguf_w_copy_kv(w, g, key);
 	}
 	for (uint64_t i = 0; i < n; i++) {
 		double s = 0;
 		int64_t ty = 1;
-		gguf_arr_str(g, "tokenizer.ggml.tokens", i, &strs[i], NULL);
-		gguf_arr_float(g, "tokenizer.ggml.scores", i, &s);
-		gguf_arr_int(g, "tokenizer.ggml.token_type", i, &ty);
+		parm_gguf_arr_str(g, "tokenizer.ggml.tokens", i, &strs[i], NULL);
+		parm_gguf_arr_float(g, "tokenizer.ggml.scores", i, &s);
+		parm_gguf_arr_int(g, "tokenizer.ggml.token_type", i, &ty);
 		scores[i] = (float)s, types[i] = (int32_t)ty;
 	}
-	gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", strs, NULL, n);
-	gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
-	gguf_w_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, n);
-	gguf_w_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
-	gguf_w_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+	parm_gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", strs, NULL, n);
+	parm_gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
+	parm_gguf_w_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, n);
+	parm_gguf_w_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+	parm_gguf_w_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
 	copy_merges(w, g, n);
-	if (gguf_w_save(w, seed_path(target, name)) < 0)
-		die("%s", parm_error());
-	gguf_w_free(w);
-	gguf_close(g);
+	if (parm_gguf_w_save(w, seed_path(target, name)) < 0)
+		parm_die("%s", parm_error());
+	parm_gguf_w_free(w);
+	parm_gguf_close(g);
 }
 
 /* ---- tokenizer texts: the fixtures' test strings, one per seed ---- */
@@ -189,16 +189,16 @@ static void arm_seed(const char *backbone, int k, unsigned targets, const char *
 	parm_arm *a = parm_arm_new(backbone, &o);
 	close(mkstemp(tmp));
 	if (!a || (parm_arm_set_info(a, "steps", "10"), parm_arm_save(a, tmp, 0)) < 0)
-		die("%s", parm_error());
-	gguf_file *g = gguf_open(tmp);
-	gguf_writer *w = gguf_w_new();
+		parm_die("%s", parm_error());
+	parm_gguf *g = parm_gguf_open(tmp);
+	parm_gguf_writer *w = parm_gguf_w_new();
 	if (g)
-		gguf_w_copy_file(w, g, no_tokenizer, NULL);
-	gguf_w_set_bool(w, "parm.backbone.embedded", 1);
-	if (!g || gguf_w_save(w, seed_path("arm", name)) < 0)
-		die("%s", parm_error());
-	gguf_w_free(w);
-	gguf_close(g);
+		parm_gguf_w_copy_file(w, g, no_tokenizer, NULL);
+	parm_gguf_w_set_bool(w, "parm.backbone.embedded", 1);
+	if (!g || parm_gguf_w_save(w, seed_path("arm", name)) < 0)
+		parm_die("%s", parm_error());
+	parm_gguf_w_free(w);
+	parm_gguf_close(g);
 	parm_arm_free(a);
 	unlink(tmp);
 }
@@ -208,7 +208,7 @@ static void arm_seeds(void)
 	char backbone[] = "/tmp/parm-fuzz-bb.XXXXXX";
 	close(mkstemp(backbone));
 	if (fuzz_make_backbone(backbone) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	arm_seed(backbone, 1, PARM_TARGETS_DEFAULT, "genarm.gguf");
 	arm_seed(backbone, 2, (1u << PARM_N_TARGETS) - 1, "parm-all-targets.gguf");
 	arm_seed(backbone, 3, 1u << PARM_T_FFN_DOWN, "parm-k3-down.gguf");
@@ -223,7 +223,7 @@ static void ckpt_seed(size_t n, const char *fp, const char *name)
 	parm_ckpt c = { .fingerprint = (char *)fp, .step = 3, .epoch = 1, .pos = 7, .rng = 9,
 			.n_params = n, .params = p, .m = m, .v = v, .adam_step = 3 };
 	if (parm_ckpt_save(seed_path("checkpoint", name), &c) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 }
 
 /* ---- streams ---- */
@@ -236,15 +236,15 @@ static void stream_seed(int n_vocab, int rounds, const char *name)
 			  .bos = 1, .eos = 2, .feedback = "/tmp/parm-fuzz/feedback", .n_chain = 1 };
 	char *chain[1] = { "{\"stage\":\"parm-logits\",\"model\":\"m.gguf\"}" };
 	h.chain = chain;
-	h.pieces = xcalloc(n_vocab, sizeof *h.pieces);
-	h.piece_len = xcalloc(n_vocab, sizeof *h.piece_len);
+	h.pieces = parm_xcalloc(n_vocab, sizeof *h.pieces);
+	h.piece_len = parm_xcalloc(n_vocab, sizeof *h.piece_len);
 	for (int i = 0; i < n_vocab; i++) {
 		char buf[16];
 		h.piece_len[i] = (uint32_t)snprintf(buf, sizeof buf, "p%d", i);
-		h.pieces[i] = xstrdup(buf);
+		h.pieces[i] = parm_xstrdup(buf);
 	}
 	int toks[3] = { 1, 5, 6 };
-	float *dense = xcalloc(n_vocab, sizeof *dense), sparse[3] = { -0.5f, -1, -2 };
+	float *dense = parm_xcalloc(n_vocab, sizeof *dense), sparse[3] = { -0.5f, -1, -2 };
 	int32_t ids[3] = { 3, 4, 5 };
 	parm_write_header(w, &h);
 	parm_write_start(w, 0, "Hello", toks, 3, "{\"source\":\"fuzz\"}");
@@ -258,7 +258,7 @@ static void stream_seed(int n_vocab, int rounds, const char *name)
 	parm_write_end(w, 1, 2, rounds, "eos");
 	parm_write_fin(w);
 	if (parm_flush(w) < 0)
-		die("%s", parm_error());
+		parm_die("%s", parm_error());
 	parm_writer_free(w);
 	close(fd);
 	for (int i = 0; i < n_vocab; i++)
@@ -271,7 +271,7 @@ static void stream_seed(int n_vocab, int rounds, const char *name)
 int main(int argc, char **argv)
 {
 	if (argc != 2)
-		die("usage: mkseeds DIR");
+		parm_die("usage: mkseeds DIR");
 	outdir = argv[1];
 	mkdir(outdir, 0777);
 	gguf_sample();

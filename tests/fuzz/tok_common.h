@@ -12,11 +12,11 @@
 
 static parm_tokenizer *fuzz_load_tokenizer(const char *fixture)
 {
-	gguf_file *g = fuzz_open_fixture(fixture);
+	parm_gguf *g = fuzz_open_fixture(fixture);
 	parm_tokenizer *t = parm_tokenizer_load(g);
 	if (!t)
 		fuzz_abort(parm_error());
-	gguf_close(g);          /* the tokenizer keeps copies */
+	parm_gguf_close(g);          /* the tokenizer keeps copies */
 	return t;
 }
 
