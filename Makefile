@@ -9,17 +9,19 @@ PKG_LIBS = `pkg-config --libs $(PKGS) 2>/dev/null`
 
 LIBSRC = $(wildcard lib/*.c)
 LIBOBJ = $(LIBSRC:.c=.o)
-LIBHDR = $(wildcard lib/*.h)
-# installed headers: not the library's private ones
-PUBHDR = $(filter-out lib/%_internal.h lib/unicode_tab.h,$(LIBHDR))
+# the public headers, installed as <parm/NAME.h> (and <parm.h>, all of
+# them); lib/*.h are the library's private ones, never installed
+PUBHDR = $(wildcard include/parm/*.h)
+LIBHDR = include/parm.h $(PUBHDR) $(wildcard lib/*.h)
 TOOLS = $(patsubst %.c,%,$(wildcard tools/parm-*.c))
 TESTS = $(patsubst %.c,%,$(wildcard tests/test_*.c))
 BENCH = $(patsubst %.c,%,$(wildcard tests/bench_*.c))
 MAN1 = $(wildcard man/*.1)
 MAN5 = $(wildcard man/*.5)
+MAN3 = $(wildcard man/*.3)
 MAN7 = $(wildcard man/*.7)
 
-ALL_CFLAGS = $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Ilib
+ALL_CFLAGS = $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Iinclude -Ilib
 
 all: deps $(TOOLS)
 
@@ -82,31 +84,36 @@ demo: all
 fixtures:
 	@sh tests/fetch-fixtures.sh "$(CACHE)/fixtures"
 
-libparm.pc: Makefile config.mk
-	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: libparm\nDescription: PARM multi-objective test-time alignment\nVersion: %s\nRequires: %s\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lparm\n' \
-		"$(PREFIX)" "$(LIBDIR)" "$(INCDIR)" "$(VERSION)" "$(PKGS)" > $@
+# pkg-config's file, written at install for that PREFIX.  libparm is a
+# static library: Libs names what it needs beyond the packages in Requires.
+PC = prefix=$(PREFIX)\nlibdir=$(LIBDIR)\nincludedir=$(INCDIR)\n\nName: libparm\nDescription: PARM multi-objective test-time alignment\nVersion: $(VERSION)\nRequires: $(PKGS)\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lparm -lm -pthread\n
 
-install: all libparm.a libparm.pc
-	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) \
-		$(DESTDIR)$(MANPREFIX)/man1 $(DESTDIR)$(MANPREFIX)/man5 $(DESTDIR)$(MANPREFIX)/man7
+install: all libparm.a
+	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/parm \
+		$(DESTDIR)$(MANPREFIX)/man1 $(DESTDIR)$(MANPREFIX)/man3 \
+		$(DESTDIR)$(MANPREFIX)/man5 $(DESTDIR)$(MANPREFIX)/man7
 	cp -f $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 	cp -f libparm.a $(DESTDIR)$(LIBDIR)/
-	cp -f libparm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
-	cp -f $(PUBHDR) $(DESTDIR)$(INCDIR)/
+	printf '$(PC)' > $(DESTDIR)$(LIBDIR)/pkgconfig/libparm.pc
+	cp -f include/parm.h $(DESTDIR)$(INCDIR)/
+	cp -f $(PUBHDR) $(DESTDIR)$(INCDIR)/parm/
 	cp -f $(MAN1) $(DESTDIR)$(MANPREFIX)/man1/
+	cp -f $(MAN3) $(DESTDIR)$(MANPREFIX)/man3/
 	cp -f $(MAN5) $(DESTDIR)$(MANPREFIX)/man5/
 	cp -f $(MAN7) $(DESTDIR)$(MANPREFIX)/man7/
 
 uninstall:
 	for t in $(TOOLS); do rm -f $(DESTDIR)$(PREFIX)/bin/`basename $$t`; done
 	rm -f $(DESTDIR)$(LIBDIR)/libparm.a $(DESTDIR)$(LIBDIR)/pkgconfig/libparm.pc
-	rm -rf $(DESTDIR)$(INCDIR)
+	rm -f $(DESTDIR)$(INCDIR)/parm.h
+	rm -rf $(DESTDIR)$(INCDIR)/parm
+	for m in $(MAN3); do rm -f $(DESTDIR)$(MANPREFIX)/man3/`basename $$m`; done
 	for m in $(MAN1); do rm -f $(DESTDIR)$(MANPREFIX)/man1/`basename $$m`; done
 	for m in $(MAN5); do rm -f $(DESTDIR)$(MANPREFIX)/man5/`basename $$m`; done
 	for m in $(MAN7); do rm -f $(DESTDIR)$(MANPREFIX)/man7/`basename $$m`; done
 
 clean:
-	rm -f lib/*.o libparm.a libparm.pc $(TOOLS) $(TESTS) $(BENCH)
+	rm -f lib/*.o libparm.a $(TOOLS) $(TESTS) $(BENCH)
 	rm -rf tests/tmp
 
 
@@ -120,7 +127,7 @@ clean:
 FUZZ_SECONDS = 60
 FUZZ_CC = clang-14
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_CFLAGS = $(CPPFLAGS) -std=c11 -O1 -g -march=native -pthread $(PKG_CFLAGS) -Ilib -Itests/fuzz
+FUZZ_CFLAGS = $(CPPFLAGS) -std=c11 -O1 -g -march=native -pthread $(PKG_CFLAGS) -Iinclude -Ilib -Itests/fuzz
 FUZZ_SRC = $(filter-out tests/fuzz/fuzz.c tests/fuzz/replay.c tests/fuzz/mkseeds.c,$(wildcard tests/fuzz/*.c))
 FUZZ_NAMES = $(FUZZ_SRC:tests/fuzz/%.c=%)
 FUZZ_HDR = $(wildcard tests/fuzz/*.h) $(LIBHDR)

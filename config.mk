@@ -5,7 +5,7 @@ VERSION = 0.1.0
 PREFIX = /usr/local
 MANPREFIX = $(PREFIX)/share/man
 LIBDIR = $(PREFIX)/lib
-INCDIR = $(PREFIX)/include/parm
+INCDIR = $(PREFIX)/include
 
 # where slow-to-build test helpers (llama.cpp) and fetched fixtures live
 CACHE = $(HOME)/.cache/parm

@@ -30,7 +30,7 @@ build() {
 	done
 	[ -n "$stale" ] || return 0
 	# shellcheck disable=SC2046,SC2086
-	${CC:-cc} $cflags ${EXTRA_CFLAGS:-} -I"$top/lib" $(pkg-config --cflags $pkgs) -o "$out/$prog" \
+	${CC:-cc} $cflags ${EXTRA_CFLAGS:-} -I"$top/include" $(pkg-config --cflags $pkgs) -o "$out/$prog" \
 		"$@" "$top/libparm.a" $(pkg-config --libs $pkgs) -lm -pthread ${EXTRA_LDFLAGS:-}
 }
 for task in world reviews lists; do

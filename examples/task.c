@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
-#include "prompts.h"
-#include "rng.h"
-#include "util.h"
+#include <parm/prompts.h>
+#include <parm/rng.h>
+#include <parm/util.h>
 
 /* ---- Helpers for the task programs ---- */
 

@@ -2,7 +2,7 @@
  * src/models/{llama,qwen2,qwen3,phi3}.cpp: what each may carry is what
  * llama.cpp creates for it, so a file it loads loads here and a part it
  * would not read is refused here too. */
-#include "arch.h"
+#include <parm/arch.h>
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* arm.c - ARM files (PARM / GenARM reward models): create, load, save,
  * preference vectors and merged weights.  The format is in arm.h. */
-#include "arm.h"
+#include <parm/arm.h>
 #include "arm_internal.h"
 
 #include <errno.h>
@@ -17,8 +17,8 @@
 
 #include <openssl/evp.h>
 
-#include "quant.h"
-#include "util.h"
+#include "quant_dot.h"
+#include <parm/util.h>
 
 #define MAX_OBJECTIVES 256
 #define MAX_RANK 4096
@@ -101,7 +101,7 @@ static int digest_fd(EVP_MD_CTX *ctx, int fd, const char *path, uint64_t *size)
 			continue;
 		if (n < 0 || !EVP_DigestUpdate(ctx, buf, (size_t)n)) {
 			free(buf);
-			return parm_fail("%s: %s", path, n < 0 ? strerror(errno) : "SHA-256 failed");
+			return parm_failc(PARM_ESYS, "%s: %s", path, n < 0 ? strerror(errno) : "SHA-256 failed");
 		}
 		total += (uint64_t)n;
 	}
@@ -117,7 +117,7 @@ int parm_sha256_file(const char *path, char hex[65], uint64_t *size)
 	unsigned int md_len = 0;
 	int fd = open(path, O_RDONLY), rc = -1;
 	if (fd < 0)
-		return parm_fail("%s: %s", path, strerror(errno));
+		return parm_failc(PARM_ESYS, "%s: %s", path, strerror(errno));
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
 		parm_fail("%s: SHA-256 is not available", path);
@@ -372,9 +372,9 @@ static char *stored_backbone_path(const char *arm_path, const char *backbone)
 	char *dir = dir_of(arm_path), *rdir = realpath(dir, NULL), *rb = realpath(backbone, NULL);
 	char *out = NULL;
 	if (!rdir)
-		parm_fail("%s: directory %s: %s", arm_path, dir, strerror(errno));
+		parm_failc(PARM_ESYS, "%s: directory %s: %s", arm_path, dir, strerror(errno));
 	else if (!rb)
-		parm_fail("%s: backbone %s: %s", arm_path, backbone, strerror(errno));
+		parm_failc(PARM_ESYS, "%s: backbone %s: %s", arm_path, backbone, strerror(errno));
 	else
 		out = relative_path(rdir, rb);
 	free(dir);
@@ -471,7 +471,7 @@ static int backbone_digest(parm_arm *a, uint64_t *size)
 	if (!a->backbone_sha256[0])
 		return parm_sha256_file(a->backbone_path, a->backbone_sha256, size);
 	if (stat(a->backbone_path, &st) < 0)
-		return parm_fail("%s: %s", a->backbone_path, strerror(errno));
+		return parm_failc(PARM_ESYS, "%s: %s", a->backbone_path, strerror(errno));
 	*size = (uint64_t)st.st_size;
 	return 0;
 }
@@ -658,7 +658,7 @@ static int open_reference(parm_arm *a, const parm_gguf *g)
 	a->backbone_path = resolve_backbone(parm_gguf_path(g), stored);
 	free(stored);
 	if (access(a->backbone_path, R_OK) < 0)
-		return parm_fail("%s: backbone %s: %s", parm_gguf_path(g), a->backbone_path, strerror(errno));
+		return parm_failc(PARM_ESYS, "%s: backbone %s: %s", parm_gguf_path(g), a->backbone_path, strerror(errno));
 	if (parm_sha256_file(a->backbone_path, a->backbone_sha256, NULL) < 0)
 		return -1;
 	if (wlen != 64 || strncasecmp(want, a->backbone_sha256, 64))

@@ -4,8 +4,8 @@
 #ifndef PARM_ARM_INTERNAL_H
 #define PARM_ARM_INTERNAL_H
 
-#include "arm.h"
-#include "gguf.h"
+#include <parm/arm.h>
+#include <parm/gguf.h>
 
 /* The ARM g describes: hyperparameters, adapters, provenance.  backbone
  * NULL: loaded as the file says (embedded or referenced), as parm_arm_load

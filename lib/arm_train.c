@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "trainer.h"
-#include "util.h"
+#include <parm/trainer.h>
+#include <parm/util.h>
 
 void parm_adapter_opts_of_arm(parm_adapter_opts *o, const parm_arm *arm)
 {
@@ -54,7 +54,7 @@ int parm_arm_labels(const parm_arm *arm, parm_objectives *o)
 		if (parm_objectives_add(o, spec) < 0) {
 			parm_objectives_free(o);
 			free(copy);
-			return parm_fail("%s: its recorded label fields: %s", arm->path, parm_error());
+			return parm_failc(parm_errcode(), "%s: its recorded label fields: %s", arm->path, parm_error());
 		}
 	free(copy);
 	return 0;

@@ -9,11 +9,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "bpe_train.h"
-#include "gguf.h"
+#include <parm/bpe_train.h>
+#include <parm/gguf.h>
 #include "tok_internal.h"
 #include "unicode.h"
-#include "util.h"
+#include <parm/util.h>
 
 struct bpe_word {
 	char *bytes;                    /* the word as read, for lookup */

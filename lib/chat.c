@@ -4,14 +4,14 @@
  * it for); the layouts are those of llm_chat_apply_template for the
  * templates listed in names[] and are held to llama.cpp's output, on every
  * template and several conversations, by tests/test_llamacpp.c. */
-#include "chat.h"
+#include <parm/chat.h>
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include <parm/util.h>
 
 /* Templates parm lays out; llama.cpp's other names are known (so they are
  * refused by name) but not laid out. */
@@ -385,7 +385,7 @@ char *parm_chat_apply(const char *tmpl, const parm_chat_msg *msgs, int n, int ad
 		return parm_failp("chat template not recognised (parm knows llama.cpp's built-in "
 				  "ones: %s)", parm_chat_names());
 	if (t < 0)
-		return parm_failp("chat template '%s' is recognised but not implemented (parm lays "
+		return parm_failcp(PARM_EUNSUPPORTED, "chat template '%s' is recognised but not implemented (parm lays "
 				  "out %s)", name, parm_chat_names());
 	char *out = NULL;
 	size_t len = 0;

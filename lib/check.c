@@ -1,6 +1,6 @@
 /* check.c - refusing streams made with another tokenizer */
-#include "check.h"
-#include "util.h"
+#include <parm/check.h>
+#include <parm/util.h>
 
 int parm_check_tokenizer(const parm_header *h, const parm_tokenizer *t, const char *name)
 {

@@ -7,14 +7,14 @@
  *   i64 step epoch pos  u64 rng  u64 n_params  i64 adam_step
  *   f32 params[n]  m[n]  v[n]  u64 FNV-1a of everything before it
  */
-#include "trainer.h"
+#include <parm/trainer.h>
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "util.h"
+#include <parm/util.h>
 
 #define CKPT_MAGIC "PARMCKPT"
 #define CKPT_VERSION 1u
@@ -59,7 +59,7 @@ int parm_ckpt_save(const char *path, const parm_ckpt *c)
 	snprintf(tmp, len, "%s.tmp", path);
 	sink s = { .f = fopen(tmp, "wb"), .sum = PARM_FNV_SEED };
 	if (!s.f) {
-		parm_fail("%s: cannot write checkpoint: %s", tmp, strerror(errno));
+		parm_failc(PARM_ESYS, "%s: cannot write checkpoint: %s", tmp, strerror(errno));
 		free(tmp);
 		return -1;
 	}
@@ -67,7 +67,7 @@ int parm_ckpt_save(const char *path, const parm_ckpt *c)
 	int bad = s.err | (fflush(s.f) != 0) | (fsync(fileno(s.f)) != 0);
 	bad |= fclose(s.f) != 0;
 	if (bad || rename(tmp, path) != 0) {
-		parm_fail("%s: cannot write checkpoint: %s", path, strerror(errno));
+		parm_failc(PARM_ESYS, "%s: cannot write checkpoint: %s", path, strerror(errno));
 		unlink(tmp);
 		free(tmp);
 		return -1;
@@ -145,7 +145,7 @@ int parm_ckpt_read(FILE *f, const char *name, parm_ckpt *c)
 	source s = { .f = f, .sum = PARM_FNV_SEED };
 	*c = (parm_ckpt){ 0 };
 	if (file_size(f, &s.left) < 0)
-		return parm_fail("%s: cannot resume: %s", name, strerror(errno));
+		return parm_failc(PARM_ESYS, "%s: cannot resume: %s", name, strerror(errno));
 	int rc = get_body(&s, c, name);
 	if (rc < 0)
 		parm_ckpt_free(c);
@@ -157,7 +157,7 @@ int parm_ckpt_load(const char *path, parm_ckpt *c)
 	FILE *f = fopen(path, "rb");
 	*c = (parm_ckpt){ 0 };
 	if (!f)
-		return parm_fail("%s: cannot resume: %s", path, strerror(errno));
+		return parm_failc(PARM_ESYS, "%s: cannot resume: %s", path, strerror(errno));
 	int rc = parm_ckpt_read(f, path, c);
 	fclose(f);
 	return rc;

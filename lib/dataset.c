@@ -1,9 +1,9 @@
 /* dataset.c - LM corpora, preference pairs, splits and epoch orders */
-#include "dataset.h"
-#include "chat.h"
-#include "prompts.h"
-#include "rng.h"
-#include "util.h"
+#include <parm/dataset.h>
+#include <parm/chat.h>
+#include <parm/prompts.h>
+#include <parm/rng.h>
+#include <parm/util.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -516,11 +516,11 @@ static int tokenize_pair(parm_pair *q, const parm_tokenizer *t,
 		parm_apply_template(o->tmpl ? o->tmpl : PARM_PAIR_TEMPLATE, q->prompt);
 	int cut = 0;
 	if (!prompt)
-		return parm_fail("%s: %s", q->origin, parm_error());
+		return parm_failc(parm_errcode(), "%s: %s", q->origin, parm_error());
 	for (int j = 0; j < 2; j++) {
 		q->seq[j] = tokenize_joined(t, prompt, q->resp[j], chat, &q->n_seq[j], &q->resp_start[j]);
 		if (!q->seq[j])
-			return free(prompt), parm_fail("%s: %s", q->origin, parm_error());
+			return free(prompt), parm_failc(parm_errcode(), "%s: %s", q->origin, parm_error());
 	}
 	free(prompt);
 	for (int j = 0; j < 2; j++) {

@@ -6,8 +6,8 @@
  * ordinary LoRA, delta = B' A' with A' rows of A and B' = s B[:, block]
  * Mblock, which a llama.cpp server applies at a scale per request.
  */
-#include "export.h"
-#include "util.h"
+#include <parm/export.h>
+#include <parm/util.h>
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -12,8 +12,8 @@
  * alignment; the data section, which tensor offsets are relative to.
  * A string is u64 length + bytes; an array is u32 type + u64 n + items.
  */
-#include "gguf.h"
-#include "util.h"
+#include <parm/gguf.h>
+#include <parm/util.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -250,7 +250,7 @@ static int read_array(struct cursor *c, struct gguf_kv *kv)
 	if (read_u32(c, &etype) < 0 || read_u64(c, &n) < 0)
 		return -1;
 	if (etype == GGUF_ARRAY)
-		return parm_fail("%s: nested arrays are not supported (%s)", c->path, c->where);
+		return parm_failc(PARM_EUNSUPPORTED, "%s: nested arrays are not supported (%s)", c->path, c->where);
 	if (etype >= GGUF_NVTYPES)
 		return parm_fail("%s: bad array element type %u in %s", c->path, etype, c->where);
 	kv->etype = etype;
@@ -426,11 +426,11 @@ static int read_header(struct cursor *c, uint64_t *n_tensors, uint64_t *n_kv)
 	if (read_u32(c, &version) < 0)
 		return -1;
 	if (version == 1)
-		return parm_fail("%s: GGUF version 1 is not supported", c->path);
+		return parm_failc(PARM_EUNSUPPORTED, "%s: GGUF version 1 is not supported", c->path);
 	if (version > 0xffff && !(version & 0xffff))
-		return parm_fail("%s: big-endian GGUF files are not supported", c->path);
+		return parm_failc(PARM_EUNSUPPORTED, "%s: big-endian GGUF files are not supported", c->path);
 	if (version != 2 && version != 3)
-		return parm_fail("%s: unsupported GGUF version %u", c->path, version);
+		return parm_failc(PARM_EUNSUPPORTED, "%s: unsupported GGUF version %u", c->path, version);
 	if (read_u64(c, n_tensors) < 0 || read_u64(c, n_kv) < 0)
 		return -1;
 	uint64_t left = c->end - c->p;

@@ -1,7 +1,7 @@
 /* jsonl.c - lines and JSONL records from plain, compressed or archived
  * files, through libarchive and jansson. */
-#include "dataset.h"
-#include "util.h"
+#include <parm/dataset.h>
+#include <parm/util.h>
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -49,7 +49,7 @@ static parm_input *input_opened(parm_input *in, int rc)
 {
 	if (rc != ARCHIVE_OK) {
 		if (archive_errno(in->a) > 0)
-			parm_fail("%s: %s", in->path, strerror(archive_errno(in->a)));
+			parm_failc(PARM_ESYS, "%s: %s", in->path, strerror(archive_errno(in->a)));
 		else
 			parm_fail("%s: %s", in->path, archive_error_string(in->a));
 		parm_input_close(in);

@@ -13,9 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "quant.h"
+#include "quant_dot.h"
 #include "simd.h"
-#include "util.h"
+#include <parm/util.h>
 
 /* ---- the vector kernels of the chosen SIMD path ---- */
 

@@ -15,7 +15,8 @@
 #define PARM_KERNELS_H
 
 #include <stdint.h>
-#include "gguf.h"
+#include <parm/gguf.h>
+#include <parm/model.h>
 
 /* Threads of the kernel pool (default: the online CPUs). */
 void parm_kernels_set_threads(int n);
@@ -61,17 +62,6 @@ void parm_embed_forward(float *out, const void *table, enum parm_ggml_type t,
 void parm_rmsnorm_forward(float *out, const float *x, const float *w, int n, int d, float eps);
 void parm_rmsnorm_forward_ref(float *out, const float *x, const float *w, int n, int d, float eps);
 
-/* How a model rotates q and k.  Pair i of a head turns by
- * pos * base^(-2i/hd) / factors[i] (factors NULL: 1).  The pairs are
- * adjacent, (x[2i], x[2i+1]), in ggml's "normal" rope (llama), and half a
- * head apart, (x[i], x[i + hd/2]), in its NEOX rope (qwen2, qwen3, phi3).
- * mscale multiplies both cos and sin (LongRoPE's attention factor; 1
- * otherwise), as ggml_rope_ext does with its attn_factor. */
-typedef struct {
-	float base, mscale;
-	const float *factors;           /* [hd/2] or NULL */
-	int neox;
-} parm_rope;
 
 /* Rotate x[N][heads][hd] in place by the positions pos[N]. */
 void parm_rope_forward(float *x, const int *pos, int n, int heads, int hd, const parm_rope *rp);

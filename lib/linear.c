@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "kernels.h"
-#include "util.h"
+#include <parm/util.h>
 
 parm_linear parm_linear_of(const parm_weight *w, const float *bias)
 {

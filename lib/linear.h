@@ -10,8 +10,8 @@
 #ifndef PARM_LINEAR_H
 #define PARM_LINEAR_H
 
-#include "model.h"
-#include "pblora.h"
+#include <parm/model.h>
+#include <parm/pblora.h>
 
 typedef struct {
 	const void *w;                  /* [out][in] of type */

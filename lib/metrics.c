@@ -1,7 +1,7 @@
 /* metrics.c - means, Pareto fronts, hypervolume, MIP, preference grids
  * and provenance (see metrics.h). */
-#include "metrics.h"
-#include "util.h"
+#include <parm/metrics.h>
+#include <parm/util.h>
 
 #include <math.h>
 #include <stdio.h>

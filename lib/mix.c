@@ -1,5 +1,5 @@
 /* mix.c - ARM guidance: the mixing maths and the ARM runner (mix.h). */
-#include "mix.h"
+#include <parm/mix.h>
 
 #include <jansson.h>
 #include <math.h>
@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include <parm/check.h>
 #include "mix_internal.h"
 #include "kernels.h"
-#include "model.h"
-#include "util.h"
+#include <parm/model.h>
+#include <parm/util.h>
 
 /* ---- the maths ---- */
 

@@ -3,8 +3,8 @@
 #ifndef PARM_MIX_INTERNAL_H
 #define PARM_MIX_INTERNAL_H
 
-#include "mix.h"
-#include "remote.h"
+#include <parm/mix.h>
+#include <parm/remote.h>
 #include <jansson.h>
 
 struct gslot {                  /* one sequence's place in the KV cache */

@@ -1,7 +1,7 @@
 /* model.c - the llama-family transformer: load any architecture of
  * arch.h from GGUF, the KV cache, the batched forward pass, and random
  * initialisation.  Legend in model.h. */
-#include "model.h"
+#include <parm/model.h>
 
 #include <cblas.h>
 #include <math.h>
@@ -11,9 +11,9 @@
 
 #include "kernels.h"
 #include "linear.h"
-#include "quant.h"
-#include "rng.h"
-#include "util.h"
+#include "quant_dot.h"
+#include <parm/rng.h>
+#include <parm/util.h>
 
 /* ---- loading ---- */
 
@@ -70,7 +70,7 @@ static int read_architecture(loader *ld)
 		return parm_fail("%s: no general.architecture", parm_gguf_path(ld->g));
 	int id = parm_arch_find(arch, len);
 	if (id < 0)
-		return parm_fail("%s: architecture '%.*s' is not supported (parm reads %s)",
+		return parm_failc(PARM_EUNSUPPORTED, "%s: architecture '%.*s' is not supported (parm reads %s)",
 				 parm_gguf_path(ld->g), (int)len, arch, parm_arch_names());
 	ld->m->cfg.arch = id;
 	ld->m->arch = parm_arch_at(id);
@@ -88,14 +88,14 @@ static int check_unimplemented_keys(loader *ld)
 	static const char *const factors[] = { "rope.scaling.factor", "rope.scale_linear" };
 	for (size_t i = 0; i < sizeof factors / sizeof *factors; i++)
 		if (parm_gguf_get_float(ld->g, arch_key(ld, factors[i]), &f) == 0 && f != 0 && f != 1)
-			return parm_fail("%s: %s = %g: rope scaling is not implemented",
+			return parm_failc(PARM_EUNSUPPORTED, "%s: %s = %g: rope scaling is not implemented",
 					 parm_gguf_path(ld->g), ld->key, f);
 	if (parm_gguf_get_str(ld->g, arch_key(ld, "rope.scaling.type"), &s, &len) == 0 &&
 	    !(len == 4 && !memcmp(s, "none", 4)) && !(len == 6 && !memcmp(s, "linear", 6)))
-		return parm_fail("%s: %s = %.*s is not implemented", parm_gguf_path(ld->g), ld->key,
+		return parm_failc(PARM_EUNSUPPORTED, "%s: %s = %.*s is not implemented", parm_gguf_path(ld->g), ld->key,
 				 (int)len, s);
 	if (parm_gguf_get_int(ld->g, arch_key(ld, "expert_count"), &n) == 0 && n > 0)
-		return parm_fail("%s: %s = %lld: mixture-of-experts layers are not implemented",
+		return parm_failc(PARM_EUNSUPPORTED, "%s: %s = %lld: mixture-of-experts layers are not implemented",
 				 parm_gguf_path(ld->g), ld->key, (long long)n);
 	return 0;
 }
@@ -136,7 +136,7 @@ static int read_head_dim(loader *ld, parm_config *c)
 	    hparam_int(g, arch_key(ld, "rope.dimension_count"), hd, &rope_dims) < 0)
 		return -1;
 	if (value_len != hd)
-		return parm_fail("%s: attention value length %d differs from the key length %d "
+		return parm_failc(PARM_EUNSUPPORTED, "%s: attention value length %d differs from the key length %d "
 				 "(not implemented)", parm_gguf_path(g), value_len, hd);
 	if (rope_dims != hd)
 		return parm_fail("%s: %s %d differs from the head dim %d (partial rope is not "
@@ -173,7 +173,7 @@ static int find_weight(loader *ld, parm_weight *w, const char *name, int64_t col
 				 parm_gguf_path(g), name, (long long)t->ne[0],
 				 (long long)(t->n_dims > 1 ? t->ne[1] : 1), (long long)cols, (long long)rows);
 	if (!parm_quant_type_computed(t->type))
-		return parm_fail("%s: tensor '%s' has type %s, which parm does not compute "
+		return parm_failc(PARM_EUNSUPPORTED, "%s: tensor '%s' has type %s, which parm does not compute "
 				 "(it does %s)", parm_gguf_path(g), name, parm_ggml_type_name(t->type),
 				 parm_quant_types_computed());
 	*w = (parm_weight){ t->data, t->type, rows, cols, NULL };
@@ -353,7 +353,7 @@ static int check_all_taken(const loader *ld)
 	for (int i = 0; i < parm_gguf_n_tensors(ld->g); i++) {
 		const char *name = parm_gguf_tensor_at(ld->g, i)->name;
 		if (!ld->used[i] && !strstr(name, ".pblora_"))
-			return parm_fail("%s: tensor '%s' is not implemented (a %s model here has no "
+			return parm_failc(PARM_EUNSUPPORTED, "%s: tensor '%s' is not implemented (a %s model here has no "
 					 "such part; its logits would be wrong)", parm_gguf_path(ld->g), name,
 					 ld->m->arch->name);
 	}

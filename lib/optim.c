@@ -1,6 +1,6 @@
 /* optim.c - AdamW, gradient clipping, cosine schedule */
-#include "optim.h"
-#include "util.h"
+#include <parm/optim.h>
+#include <parm/util.h>
 
 #include <math.h>
 #include <stdlib.h>

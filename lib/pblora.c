@@ -11,15 +11,15 @@
  * the [k][r2*r2] parameter, not r2).  The official forward builds the dense
  * dW per call; here x goes through A, M and B, O(r (in + out)) per token.
  */
-#include "rng.h"
-#include "pblora.h"
+#include <parm/rng.h>
+#include <parm/pblora.h>
 
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include <parm/util.h>
 
 size_t parm_pblora_n_params(int in, int out, int k, int r1, int r2)
 {

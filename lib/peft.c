@@ -1,8 +1,8 @@
 /* peft.c - an ARM in the official code's peft format (peft.h). */
-#include "peft.h"
-#include "export.h"
-#include "safetensors.h"
-#include "util.h"
+#include <parm/peft.h>
+#include <parm/export.h>
+#include <parm/safetensors.h>
+#include <parm/util.h>
 
 #include <errno.h>
 #include <jansson.h>
@@ -119,7 +119,7 @@ static int prepare_dir(const parm_arm *arm, const char *dir)
 	if (check_unfused(arm) < 0)
 		return -1;
 	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
-		return parm_fail("%s: %s", dir, strerror(errno));
+		return parm_failc(PARM_ESYS, "%s: %s", dir, strerror(errno));
 	return 0;
 }
 
@@ -224,7 +224,7 @@ static int config_targets(json_t *c, const char *path, unsigned *mask)
 			if (!strcmp(json_string_value(m), hf_module[j]))
 				t = j;
 		if (t < 0)
-			return parm_fail("%s: target module %s is not one parm adapts (q_proj ... "
+			return parm_failc(PARM_EUNSUPPORTED, "%s: target module %s is not one parm adapts (q_proj ... "
 					 "down_proj)", path, json_is_string(m) ? json_string_value(m) : "?");
 		*mask |= 1u << t;
 	}
@@ -246,11 +246,11 @@ static int read_config(const char *path, parm_arm_options *o)
 		rc = parm_fail("%s: peft_type is not PBLORA", path);
 	else if ((bias = json_object_get(c, "bias")) && !(json_is_string(bias) &&
 							   !strcmp(json_string_value(bias), "none")))
-		rc = parm_fail("%s: bias other than \"none\" is not implemented", path);
+		rc = parm_failc(PARM_EUNSUPPORTED, "%s: bias other than \"none\" is not implemented", path);
 	else if ((fifo = json_object_get(c, "fan_in_fan_out")) && json_is_true(fifo))
-		rc = parm_fail("%s: fan_in_fan_out is not implemented", path);
+		rc = parm_failc(PARM_EUNSUPPORTED, "%s: fan_in_fan_out is not implemented", path);
 	else if ((layers = json_object_get(c, "layers_to_transform")) && !json_is_null(layers))
-		rc = parm_fail("%s: layers_to_transform is not implemented", path);
+		rc = parm_failc(PARM_EUNSUPPORTED, "%s: layers_to_transform is not implemented", path);
 	else if (!json_is_number(alpha = json_object_get(c, "lora_alpha")) ||
 		 !(json_number_value(alpha) > 0))
 		rc = parm_fail("%s: \"lora_alpha\" is not a positive number", path);

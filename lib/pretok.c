@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include "tok_internal.h"
 #include "unicode.h"
-#include "util.h"
+#include <parm/util.h>
 
 #define OUTSIDE 0xffffffffu
 #define SLN (UCP_SPACE | UCP_LETTER | UCP_NUMBER)

@@ -1,12 +1,12 @@
 /* progress.c - training progress on stderr: a bar redrawn in place on a
  * terminal, plain periodic lines otherwise. */
-#include "trainer.h"
+#include <parm/trainer.h>
 
 #include <math.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "util.h"
+#include <parm/util.h>
 
 void parm_progress_init(parm_progress *p, FILE *f, int tty, long log_every)
 {

@@ -1,6 +1,6 @@
 /* prompts.c - reading prompts as plain lines or JSONL records */
-#include "prompts.h"
-#include "util.h"
+#include <parm/prompts.h>
+#include <parm/util.h>
 
 #include <jansson.h>
 #include <string.h>

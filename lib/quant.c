@@ -9,10 +9,10 @@
  * chose runs.  Every fast path is checked against its plain-loop reference
  * in tests/test_quant.c, on every path the CPU has.
  */
-#include "quant.h"
+#include "quant_dot.h"
 #include "quant_internal.h"
 #include "simd.h"
-#include "util.h"
+#include <parm/util.h>
 
 #include <math.h>
 #include <pthread.h>

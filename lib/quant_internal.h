@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include "gguf.h"
-#include "quant.h"
+#include <parm/gguf.h>
+#include "quant_dot.h"
 
 #if defined(__F16C__)
 #include <immintrin.h>

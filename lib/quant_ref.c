@@ -7,9 +7,9 @@
  * numpy dequantisers (tests/quant-ref.py).  Each weight is computed in
  * the order ggml's dequantize_row_* computes it (no contraction: c11).
  */
-#include "quant.h"
+#include "quant_dot.h"
 #include "quant_internal.h"
-#include "util.h"
+#include <parm/util.h>
 
 #include <stdlib.h>
 

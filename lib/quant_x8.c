@@ -8,7 +8,7 @@
 
 #include "quant_internal.h"
 #include "simd.h"
-#include "util.h"
+#include <parm/util.h>
 
 void parm_quant_x8_row(quant_x8 *out, const float *x, int64_t n)
 {

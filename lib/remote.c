@@ -1,8 +1,8 @@
 /* remote.c - next-token log-probabilities from a model served over HTTP
  * (remote.h).  libcurl moves the bytes, jansson reads and writes JSON. */
-#include "remote.h"
+#include <parm/remote.h>
 #include "remote_internal.h"
-#include "util.h"
+#include <parm/util.h>
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -119,9 +119,9 @@ static int load_cacert(struct buf *ca, const char *path)
 		on_data("\n", 1, 1, ca);
 	size_t start = ca->n;
 	if (buf_read_file(ca, path) < 0)
-		return parm_fail("--cacert %s: %s", path, strerror(errno));
+		return parm_failc(PARM_EREMOTE, "--cacert %s: %s", path, strerror(errno));
 	if (ca->n == start || !memmem(ca->p + start, ca->n - start, "-----BEGIN CERTIFICATE-----", 27))
-		return parm_fail("--cacert %s: no PEM certificate in it (-----BEGIN CERTIFICATE-----)", path);
+		return parm_failc(PARM_EREMOTE, "--cacert %s: no PEM certificate in it (-----BEGIN CERTIFICATE-----)", path);
 	return 0;
 }
 
@@ -205,8 +205,8 @@ static int xfer_finish(parm_remote *r, struct xfer *x, CURLcode res)
 		snprintf(tries, sizeof tries, " (after %d retries)", r->retries);
 	if (res != CURLE_OK) {
 		if (res == CURLE_PARTIAL_FILE)
-			return parm_fail("%s: truncated reply (the connection closed early)%s", x->url, tries);
-		return parm_fail("%s: %s%s%s", x->url, x->err[0] ? x->err : curl_easy_strerror(res), tries,
+			return parm_failc(PARM_EREMOTE, "%s: truncated reply (the connection closed early)%s", x->url, tries);
+		return parm_failc(PARM_EREMOTE, "%s: %s%s%s", x->url, x->err[0] ? x->err : curl_easy_strerror(res), tries,
 				 res == CURLE_PEER_FAILED_VERIFICATION ? " (a private CA: add it with --cacert)" : "");
 	}
 	char *msg = reply_message(&x->reply);
@@ -214,7 +214,7 @@ static int xfer_finish(parm_remote *r, struct xfer *x, CURLcode res)
 		" (the server caps the log-probabilities per token: lower --top-k, or raise vLLM's --max-logprobs)" : "";
 	if (status == 401 || status == 403)
 		hint = " (set PARM_API_KEY to the server's key)";
-	parm_fail("%s: HTTP %ld: %s%s%s", x->url, status, msg, hint, tries);
+	parm_failc(status == 404 ? PARM_ENOTFOUND : PARM_EREMOTE, "%s: HTTP %ld: %s%s%s", x->url, status, msg, hint, tries);
 	free(msg);
 	return -1;
 }
@@ -255,7 +255,7 @@ static int run_all(parm_remote *r, int n)
 	while (left > 0) {
 		CURLMcode mc = curl_multi_perform(r->multi, &running);
 		if (mc != CURLM_OK)
-			return abort_all(r, n), parm_fail("%s: %s", r->root, curl_multi_strerror(mc));
+			return abort_all(r, n), parm_failc(PARM_EREMOTE, "%s: %s", r->root, curl_multi_strerror(mc));
 		CURLMsg *m;
 		while ((m = curl_multi_info_read(r->multi, &queued))) {
 			struct xfer *x;
@@ -287,7 +287,7 @@ static json_t *request(parm_remote *r, const char *url, char *body, long *status
 	json_error_t e;
 	json_t *j = json_loadb(x->reply.p ? x->reply.p : "", x->reply.n, JSON_ALLOW_NUL, &e);
 	if (!j)
-		return parm_failp("%s: malformed reply: %s", url, e.text);
+		return parm_failcp(PARM_EREMOTE, "%s: malformed reply: %s", url, e.text);
 	return j;
 }
 
@@ -306,7 +306,7 @@ static int ask_models(parm_remote *r)
 	long status = 0;
 	json_t *j = request(r, url, NULL, &status);
 	if (!j) {
-		int missing = strstr(parm_error(), "HTTP 404") != NULL;
+		int missing = parm_errcode() == PARM_ENOTFOUND;
 		free(url);
 		return missing ? 0 : -1;
 	}
@@ -378,7 +378,7 @@ parm_remote *parm_remote_new(const parm_remote_opts *o)
 {
 	static int curl_ready;
 	if (!curl_ready && curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
-		return parm_failp("%s: cannot initialise libcurl", o->url);
+		return parm_failcp(PARM_EREMOTE, "%s: cannot initialise libcurl", o->url);
 	curl_ready = 1;
 	parm_remote *r = parm_xcalloc(1, sizeof *r);
 	*r = (parm_remote){.api = o->api, .top_k = o->top_k, .n_slots = o->n_slots,
@@ -447,7 +447,7 @@ int parm_remote_api(const char *name)
 		return PARM_API_LLAMACPP;
 	if (!strcmp(name, "openai"))
 		return PARM_API_OPENAI;
-	return parm_fail("expected llamacpp or openai, not '%s'", name);
+	return parm_failc(PARM_EREMOTE, "expected llamacpp or openai, not '%s'", name);
 }
 
 int parm_remote_slots(const parm_remote *r)
@@ -473,7 +473,7 @@ static int remote_tokens(parm_remote *r, int **ids)
 	long status;
 	json_t *j = request(r, url, body, &status);
 	if (!j) {
-		int missing = strstr(parm_error(), "HTTP 404") != NULL;
+		int missing = parm_errcode() == PARM_ENOTFOUND;
 		free(url);
 		return missing ? -2 : -1;
 	}
@@ -487,7 +487,7 @@ static int remote_tokens(parm_remote *r, int **ids)
 		if (!json_is_integer(t)) {
 			json_decref(j);
 			free(*ids);
-			parm_fail("%s: malformed reply: \"tokens\" is not a list of token ids", url);
+			parm_failc(PARM_EREMOTE, "%s: malformed reply: \"tokens\" is not a list of token ids", url);
 			free(url);
 			return -1;
 		}
@@ -501,7 +501,7 @@ static int remote_tokens(parm_remote *r, int **ids)
 int parm_remote_check_tokenizer(parm_remote *r, const parm_tokenizer *t, const char *name)
 {
 	if (r->n_vocab && r->n_vocab != parm_tok_n_vocab(t))
-		return parm_fail("%s: the server's vocabulary has %d tokens, %s's %d",
+		return parm_failc(PARM_EREMOTE, "%s: the server's vocabulary has %d tokens, %s's %d",
 				 r->root, r->n_vocab, name, parm_tok_n_vocab(t));
 	int *theirs, n = remote_tokens(r, &theirs);
 	if (n == -2)
@@ -519,7 +519,7 @@ int parm_remote_check_tokenizer(parm_remote *r, const parm_tokenizer *t, const c
 	while (i < n && i < m && ours[i] == theirs[i])
 		i++;
 	if (i < n || i < m)
-		parm_fail("%s: the server tokenises unlike %s: a probe text gives %d tokens there, %d here, "
+		parm_failc(PARM_EREMOTE, "%s: the server tokenises unlike %s: a probe text gives %d tokens there, %d here, "
 			  "first differing at %d (%d vs %d)", r->root, name, n, m, i,
 			  i < n ? theirs[i] : -1, i < m ? ours[i] : -1);
 	free(ours);
@@ -635,12 +635,12 @@ static int parse_reply(const parm_reply_opts *o, json_t *j, struct entry *e, int
 			n = list_entries(json_object_get(content, "top_logprobs"), e, max);
 	}
 	if (n == -2)
-		return parm_fail("%s: token \"%.40s\" is not a token id (start vLLM with a version that "
+		return parm_failc(PARM_EREMOTE, "%s: token \"%.40s\" is not a token id (start vLLM with a version that "
 				 "knows return_tokens_as_token_ids)", o->url, bad);
 	if (n < 0)
-		return parm_fail("%s: malformed reply: %s", o->url, what);
+		return parm_failc(PARM_EREMOTE, "%s: malformed reply: %s", o->url, what);
 	if (n == 0)
-		return parm_fail("%s: malformed reply: no log-probabilities", o->url);
+		return parm_failc(PARM_EREMOTE, "%s: malformed reply: no log-probabilities", o->url);
 	return n;
 }
 
@@ -653,10 +653,10 @@ static int keep_entries(const parm_reply_opts *o, struct entry *e, int n, int n_
 		n = o->top_k;
 	for (int k = 0; k < n; k++) {
 		if (e[k].id < 0 || e[k].id >= n_vocab)
-			return parm_fail("%s: reply names token %d, outside the vocabulary (%d)",
+			return parm_failc(PARM_EREMOTE, "%s: reply names token %d, outside the vocabulary (%d)",
 					 o->url, (int)e[k].id, n_vocab);
 		if (isnan(e[k].val))
-			return parm_fail("%s: malformed reply: a log-probability is NaN", o->url);
+			return parm_failc(PARM_EREMOTE, "%s: malformed reply: a log-probability is NaN", o->url);
 		ids[k] = e[k].id;
 		vals[k] = e[k].val;
 	}
@@ -669,7 +669,7 @@ int parm_remote_parse_step(const parm_reply_opts *o, const char *body, size_t le
 	json_error_t err;
 	json_t *j = json_loadb(body ? body : "", len, JSON_ALLOW_NUL, &err);
 	if (!j)
-		return parm_fail("%s: %s reply: %s", o->url,
+		return parm_failc(PARM_EREMOTE, "%s: %s reply: %s", o->url,
 				 strstr(err.text, "premature end") ? "truncated" : "malformed", err.text);
 	int max = o->top_k + 1;         /* vLLM adds the chosen token */
 	struct entry *e = parm_xmalloc(max * sizeof *e);
@@ -701,7 +701,7 @@ int parm_remote_step(parm_remote *r, int n, const int *const *tokens, const int 
 		     int n_vocab, parm_step *steps)
 {
 	if (n > r->n_slots)
-		return parm_fail("%s: %d requests at once, room for %d", r->root, n, r->n_slots);
+		return parm_failc(PARM_EREMOTE, "%s: %d requests at once, room for %d", r->root, n, r->n_slots);
 	for (int i = 0; i < n; i++)
 		xfer_set(&r->x[i], r->complete_url, step_body(r, tokens[i], len[i], 0));
 	for (int ban = 0; ban < 2; ban++) {

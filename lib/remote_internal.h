@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "remote.h"
+#include <parm/remote.h>
 
 typedef struct {
 	enum parm_api api;

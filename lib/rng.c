@@ -1,5 +1,5 @@
 /* rng.c - splitmix64, and xoshiro256** seeded by it */
-#include "rng.h"
+#include <parm/rng.h>
 
 uint64_t parm_splitmix64(uint64_t *state)
 {

@@ -1,7 +1,7 @@
 /* safetensors.c - read and write safetensors files (safetensors.h). */
-#include "safetensors.h"
-#include "quant.h"
-#include "util.h"
+#include <parm/safetensors.h>
+#include "quant_dot.h"
+#include <parm/util.h>
 
 #include <jansson.h>
 #include <stdlib.h>

@@ -7,8 +7,8 @@
  * then rebuilt in index order by one scan, so the draw sees the same
  * sequence as the plain reference (parm_sample_ref), which sorts.
  */
-#include "sample.h"
-#include "util.h"
+#include <parm/sample.h>
+#include <parm/util.h>
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* scorer.c - external scorer commands and ARM reward models (see scorer.h). */
-#include "scorer.h"
-#include "util.h"
+#include <parm/scorer.h>
+#include <parm/util.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -68,10 +68,10 @@ static pid_t spawn(const char *command, int *to_child, int *from_child)
 {
 	int in[2], out[2];
 	if (pipe2(in, O_CLOEXEC) < 0)
-		return parm_fail("pipe: %s", strerror(errno));
+		return parm_failc(PARM_ESYS, "pipe: %s", strerror(errno));
 	if (pipe2(out, O_CLOEXEC) < 0) {
 		close(in[0]), close(in[1]);
-		return parm_fail("pipe: %s", strerror(errno));
+		return parm_failc(PARM_ESYS, "pipe: %s", strerror(errno));
 	}
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -84,7 +84,7 @@ static pid_t spawn(const char *command, int *to_child, int *from_child)
 	close(in[0]), close(out[1]);
 	if (pid < 0) {
 		close(in[1]), close(out[0]);
-		return parm_fail("fork: %s", strerror(errno));
+		return parm_failc(PARM_ESYS, "fork: %s", strerror(errno));
 	}
 	fcntl(in[1], F_SETFL, O_NONBLOCK);
 	*to_child = in[1];
@@ -120,7 +120,7 @@ static int pump(struct run *r, int wfd, int rfd, const char *in, size_t in_len)
 		if (poll(p, wfd >= 0 ? 2 : 1, -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			return parm_fail("poll: %s", strerror(errno));
+			return parm_failc(PARM_ESYS, "poll: %s", strerror(errno));
 		}
 		if (wfd >= 0 && p[1].revents) {
 			ssize_t w = write(wfd, in + done, in_len - done);
@@ -134,7 +134,7 @@ static int pump(struct run *r, int wfd, int rfd, const char *in, size_t in_len)
 		if (p[0].revents) {
 			ssize_t got = read(rfd, buf, sizeof buf);
 			if (got < 0 && errno != EINTR && errno != EAGAIN)
-				return parm_fail("reading scorer %s: %s", r->name, strerror(errno));
+				return parm_failc(PARM_ESYS, "reading scorer %s: %s", r->name, strerror(errno));
 			if (got == 0)
 				break;
 			if (got > 0)

@@ -5,8 +5,8 @@
  * reader copies what it keeps out of msgpack's zone into buffers it owns and
  * reuses, so a round of dense logits costs one memcpy per step.
  */
-#include "stream.h"
-#include "util.h"
+#include <parm/stream.h>
+#include <parm/util.h>
 
 #include <msgpack.h>
 
@@ -414,7 +414,7 @@ static int wait_input(parm_reader *r)
 	int inside = r->in.len > r->in.pos;
 	int n = poll(p, r->watch_fd >= 0 ? 2 : 1, inside ? r->timeout_ms : -1);
 	if (n < 0)
-		return errno == EINTR ? 0 : parm_fail("waiting for the stream: %s", strerror(errno));
+		return errno == EINTR ? 0 : parm_failc(PARM_ESYS, "waiting for the stream: %s", strerror(errno));
 	if (n == 0)
 		return parm_fail("the stream stalled inside a record (%zu bytes came, then "
 				 "nothing for %g s; see PARM_STREAM_TIMEOUT)",
@@ -431,7 +431,7 @@ static int input_ended(parm_reader *r)
 	struct pollfd p = { r->watch_fd, 0, 0 };
 	if (r->watch_fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)))
 		return output_gone();
-	return parm_fail("unexpected end of stream");
+	return parm_failc(PARM_EEOF, "unexpected end of stream");
 }
 
 /* Read more bytes: 1 got some, 0 end of input, -1 error. */
@@ -457,7 +457,7 @@ static int fill(parm_reader *r)
 		if (n == 0)
 			return 0;
 		if (errno != EINTR && errno != EAGAIN)
-			return parm_fail("reading the stream: %s", strerror(errno));
+			return parm_failc(PARM_ESYS, "reading the stream: %s", strerror(errno));
 	}
 }
 
@@ -580,7 +580,7 @@ static int check_magic_version(const msgpack_object *map)
 	if (!v || obj_int(v, LONG_MIN, LONG_MAX, &version) < 0)
 		return parm_fail("malformed stream: header has no integer \"version\"");
 	if (version != PARM_STREAM_VERSION)
-		return parm_fail("stream version %ld is not supported (this is version %d)",
+		return parm_failc(PARM_EUNSUPPORTED, "stream version %ld is not supported (this is version %d)",
 				 version, PARM_STREAM_VERSION);
 	if (!is_key(map_get(map, "type"), "header"))
 		return parm_fail("malformed stream: the first record is not a header");
@@ -636,8 +636,8 @@ int parm_read_header(parm_reader *r, parm_header *h)
 {
 	memset(h, 0, sizeof *h);
 	if (next_object(r) < 0) {
-		if (!r->seen_bytes && !strcmp(parm_error(), "unexpected end of stream"))
-			parm_fail("unexpected end of stream (no header: empty input)");
+		if (!r->seen_bytes && parm_errcode() == PARM_EEOF)
+			parm_failc(PARM_EEOF, "unexpected end of stream (no header: empty input)");
 		return -1;
 	}
 	if (is_abort(r, &r->in.obj.data))
@@ -921,7 +921,7 @@ static int write_all(int fd, const char *p, size_t n, const char *what)
 			if (e == EPIPE)
 				parm_fail("%s: the reader went away", what);
 			else
-				parm_fail("writing %s: %s", what, strerror(e));
+				parm_failc(PARM_ESYS, "writing %s: %s", what, strerror(e));
 			errno = e;
 			return -1;
 		}
@@ -1168,7 +1168,7 @@ static int make_fifo_dir(parm_feedback *f)
 	if (snprintf(f->dir, sizeof f->dir, "%s/parm.XXXXXX", tmp) >= (int)sizeof f->dir)
 		return parm_fail("feedback channel: TMPDIR is too long");
 	if (!mkdtemp(f->dir))
-		return parm_fail("cannot make a directory for the feedback channel in %s: %s",
+		return parm_failc(PARM_ESYS, "cannot make a directory for the feedback channel in %s: %s",
 				 tmp, strerror(errno));
 	snprintf(f->fifo, sizeof f->fifo, "%s/feedback", f->dir);
 	f->removed = 0;
@@ -1176,7 +1176,7 @@ static int make_fifo_dir(parm_feedback *f)
 		int e = errno;
 		rmdir(f->dir);
 		f->removed = 1;
-		return parm_fail("cannot make the feedback FIFO %s: %s", f->fifo, strerror(e));
+		return parm_failc(PARM_ESYS, "cannot make the feedback FIFO %s: %s", f->fifo, strerror(e));
 	}
 	return 0;
 }
@@ -1194,7 +1194,7 @@ parm_feedback *parm_feedback_create(void)
 	if (f->fd < 0) {
 		int e = errno;
 		parm_feedback_free(f);
-		return parm_failp("cannot open the feedback FIFO: %s", strerror(e));
+		return parm_failcp(PARM_ESYS, "cannot open the feedback FIFO: %s", strerror(e));
 	}
 	f->deadline = parm_now() + parm_stream_timeout() / 1000.0;
 	f->notice_at = parm_now() + FEEDBACK_NOTICE;
@@ -1284,7 +1284,7 @@ static int read_feedback(parm_feedback *f)
 	} else if (n == 0) {
 		return consumer_gone("the sampler closed the feedback channel");
 	} else if (errno != EAGAIN && errno != EINTR) {
-		return parm_fail("reading the feedback channel: %s", strerror(errno));
+		return parm_failc(PARM_ESYS, "reading the feedback channel: %s", strerror(errno));
 	}
 	return 0;
 }
@@ -1325,7 +1325,7 @@ static int wait_feedback(parm_feedback *f, int out_fd)
 	if (n < 0 && errno == EINTR)
 		return 0;
 	if (n < 0)
-		return parm_fail("waiting for feedback: %s", strerror(errno));
+		return parm_failc(PARM_ESYS, "waiting for feedback: %s", strerror(errno));
 	if (out_fd >= 0 && (p[1].revents & (POLLERR | POLLHUP | POLLNVAL)))
 		return consumer_gone("the reader of the stream went away");
 	if (p[0].revents)
@@ -1372,7 +1372,7 @@ parm_feedback *parm_feedback_connect(const char *path)
 		if (e == ENXIO)
 			return parm_failp("cannot open feedback channel %s: no producer is "
 					  "listening", path);
-		return parm_failp("cannot open feedback channel %s: %s", path, strerror(e));
+		return parm_failcp(PARM_ESYS, "cannot open feedback channel %s: %s", path, strerror(e));
 	}
 	snprintf(f->fifo, sizeof f->fifo, "%s", path);
 	static const char hello = (char)0xc0;   /* msgpack nil */

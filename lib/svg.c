@@ -1,8 +1,8 @@
 /* svg.c - Pareto-front plots as SVG (see svg.h).  Plain text out: the
  * picture is simple enough that a drawing library would add nothing. */
-#include "svg.h"
-#include "metrics.h"
-#include "util.h"
+#include <parm/svg.h>
+#include <parm/metrics.h>
+#include <parm/util.h>
 
 #include <errno.h>
 #include <math.h>
@@ -236,14 +236,14 @@ int parm_plot_svg(const char *path, const char *title, const char *const *axes, 
 	snprintf(tmp, len, "%s.tmp", path);
 	FILE *f = fopen(tmp, "w");
 	if (!f) {
-		parm_fail("%s: %s", tmp, strerror(errno));
+		parm_failc(PARM_ESYS, "%s: %s", tmp, strerror(errno));
 		free(tmp);
 		return -1;
 	}
 	draw(f, title, axes, k, series, n_series);
 	int bad = ferror(f);
 	if (fclose(f) != 0 || bad || rename(tmp, path) < 0) {
-		parm_fail("%s: %s", path, strerror(errno ? errno : EIO));
+		parm_failc(PARM_ESYS, "%s: %s", path, strerror(errno ? errno : EIO));
 		unlink(tmp);
 		free(tmp);
 		return -1;

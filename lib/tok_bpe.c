@@ -7,7 +7,7 @@
 #include <string.h>
 #include "tok_internal.h"
 #include "unicode.h"
-#include "util.h"
+#include <parm/util.h>
 
 struct bpe_work {
 	const parm_tokenizer *t;

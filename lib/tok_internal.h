@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "tokenizer.h"
+#include <parm/tokenizer.h>
 
 /* GGUF tokenizer.ggml.token_type values */
 enum { TT_UNDEFINED, TT_NORMAL, TT_UNKNOWN, TT_CONTROL, TT_USER_DEFINED,

@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "gguf.h"
+#include <parm/gguf.h>
 #include "tok_internal.h"
 #include "unicode.h"
-#include "util.h"
+#include <parm/util.h>
 
 /* Growable arrays and the merge queue. */
 
@@ -201,7 +201,7 @@ static int set_kind(parm_tokenizer *t, const parm_gguf *g)
 		return 0;
 	}
 	if (!str_is(m, mn, "gpt2"))
-		return parm_fail("%s: tokenizer.ggml.model '%.*s' is not supported (only llama and gpt2)",
+		return parm_failc(PARM_EUNSUPPORTED, "%s: tokenizer.ggml.model '%.*s' is not supported (only llama and gpt2)",
 				 parm_gguf_path(g), (int)mn, m);
 	t->kind = PARM_TOK_BPE;
 	t->bos = 11, t->eos = 11;       /* llama.cpp's defaults for gpt2 */
@@ -215,7 +215,7 @@ static int set_kind(parm_tokenizer *t, const parm_gguf *g)
 	} else if (str_is(p, pn, "qwen2") || str_is(p, pn, "deepseek-r1-qwen"))
 		t->pre = PRETOK_QWEN2;
 	else
-		return parm_fail("%s: tokenizer.ggml.pre '%.*s' is not supported "
+		return parm_failc(PARM_EUNSUPPORTED, "%s: tokenizer.ggml.pre '%.*s' is not supported "
 				 "(known: default, gpt-2, llama-bpe, qwen2)", parm_gguf_path(g), (int)pn, p);
 	return 0;
 }

@@ -1,7 +1,7 @@
 /* train.c - the trainable view of a model: parameters, the training
  * forward and backward over a packed batch.  Legend in model.h; N = tokens
  * of the packed batch, S = its sequences. */
-#include "train.h"
+#include <parm/train.h>
 #include "linear.h"
 
 #include <cblas.h>
@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "quant.h"
-#include "util.h"
+#include "quant_dot.h"
+#include <parm/util.h>
 
 void parm_adapter_opts_default(parm_adapter_opts *o, int k)
 {
@@ -304,7 +304,7 @@ static parm_trainer *trainer_new(const parm_model *m, const parm_adapter_opts *o
 		return parm_failp("trainer: bad adapter options (k %d, r1 %d, r2 %d, dropout %g, targets %#x)",
 				  o->k, o->r1, o->r2, o->dropout, o->targets);
 	if (!o && full_unsupported(m))
-		return parm_failp("trainer: training every weight of this %s model is not implemented "
+		return parm_failcp(PARM_EUNSUPPORTED, "trainer: training every weight of this %s model is not implemented "
 				  "(it has %s); train adapters on it instead", m->arch->name,
 				  full_unsupported(m));
 	parm_trainer *t = parm_xcalloc(1, sizeof *t);

@@ -1,6 +1,6 @@
 /* train_loss.c - the training losses over per-position log-probs
  * logp[B][T-1] (train.h), each adding its gradient wrt logp. */
-#include "train.h"
+#include <parm/train.h>
 
 #include <math.h>
 #include <string.h>

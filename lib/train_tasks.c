@@ -1,12 +1,12 @@
 /* train_tasks.c - what a micro-batch does for parm-train lm (next-token
  * loss on packed sequences) and parm-train arm (PARM's preference loss
  * with a randomly drawn alpha), and their held-out evaluations. */
-#include "trainer.h"
+#include <parm/trainer.h>
 
 #include <math.h>
 #include <string.h>
 
-#include "util.h"
+#include <parm/util.h>
 
 /* ---- randomness that is a pure function of a key ---- */
 

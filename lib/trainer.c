@@ -1,12 +1,12 @@
 /* trainer.c - the training loop: steps over seeded epoch orders, gradient
  * accumulation, clipping, AdamW on a cosine schedule, evaluation,
  * checkpoints and resume.  See trainer.h. */
-#include "trainer.h"
+#include <parm/trainer.h>
 
 #include <math.h>
 #include <string.h>
 
-#include "util.h"
+#include <parm/util.h>
 
 long parm_loop_steps_per_epoch(long n_train, int batch, int accum)
 {

@@ -1,5 +1,5 @@
 /* util.c - the error path and allocation helpers shared by every tool */
-#include "util.h"
+#include <parm/util.h>
 
 #include <errno.h>
 #include <math.h>
@@ -19,6 +19,7 @@ const char *parm_progname = "parm";
 /* per thread: the kernel pool's workers and a library caller's threads
  * each see their own last error */
 static _Thread_local char last_error[1024];
+static _Thread_local enum parm_errcode last_code;
 static void (*volatile fatal_cleanup)(void);
 
 void parm_set_cleanup(void (*cleanup)(void))
@@ -98,27 +99,50 @@ void parm_setprog(const char *argv0)
 	live_with_address_limit();
 }
 
-int parm_fail(const char *fmt, ...)
+static void record(enum parm_errcode code, const char *fmt, va_list ap)
 {
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(last_error, sizeof last_error, fmt, ap);
-	va_end(ap);
-	return -1;
+	last_code = code > PARM_OK && code < PARM_N_ERRCODES ? code : PARM_EINPUT;
 }
 
-void *parm_failp(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof last_error, fmt, ap);
-	va_end(ap);
-	return NULL;
-}
+/* The four ways to fail differ only in the code and what they return. */
+#define FAIL_WITH(code, fmt, result) do { \
+		va_list ap; \
+		va_start(ap, fmt); \
+		record(code, fmt, ap); \
+		va_end(ap); \
+		return result; \
+	} while (0)
+
+int parm_failc(enum parm_errcode code, const char *fmt, ...) { FAIL_WITH(code, fmt, -1); }
+void *parm_failcp(enum parm_errcode code, const char *fmt, ...) { FAIL_WITH(code, fmt, NULL); }
+int parm_fail(const char *fmt, ...) { FAIL_WITH(PARM_EINPUT, fmt, -1); }
+void *parm_failp(const char *fmt, ...) { FAIL_WITH(PARM_EINPUT, fmt, NULL); }
 
 const char *parm_error(void)
 {
 	return last_error[0] ? last_error : "unknown error";
+}
+
+enum parm_errcode parm_errcode(void)
+{
+	return last_code;
+}
+
+const char *parm_errcode_name(enum parm_errcode code)
+{
+	static const char *const names[PARM_N_ERRCODES] = {
+		[PARM_OK] = "PARM_OK", [PARM_EINPUT] = "PARM_EINPUT", [PARM_ESYS] = "PARM_ESYS",
+		[PARM_EUNSUPPORTED] = "PARM_EUNSUPPORTED", [PARM_EEOF] = "PARM_EEOF",
+		[PARM_EREMOTE] = "PARM_EREMOTE", [PARM_ENOTFOUND] = "PARM_ENOTFOUND",
+	};
+	return code >= 0 && code < PARM_N_ERRCODES ? names[code] : NULL;
+}
+
+void parm_clear_error(void)
+{
+	last_error[0] = 0;
+	last_code = PARM_OK;
 }
 
 static void vreport(const char *fmt, va_list ap)
@@ -314,12 +338,12 @@ int parm_map_file(const char *path, const void **map, size_t *size)
 	*map = NULL;
 	*size = 0;
 	if (fd < 0)
-		return parm_fail("%s: %s", path, strerror(errno));
+		return parm_failc(PARM_ESYS, "%s: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		int err = errno;
 		int dir = S_ISDIR(st.st_mode);
 		close(fd);
-		return parm_fail("%s: %s", path, err && !dir ? strerror(err) :
+		return parm_failc(PARM_ESYS, "%s: %s", path, err && !dir ? strerror(err) :
 				 dir ? strerror(EISDIR) : "not a regular file");
 	}
 	*size = st.st_size;
@@ -328,7 +352,7 @@ int parm_map_file(const char *path, const void **map, size_t *size)
 		if (m == MAP_FAILED) {
 			int err = errno;
 			close(fd);
-			return parm_fail("%s: mmap: %s", path, strerror(err));
+			return parm_failc(PARM_ESYS, "%s: mmap: %s", path, strerror(err));
 		}
 		*map = m;
 	}
@@ -351,13 +375,13 @@ int parm_write_atomic(const char *path, int (*write)(FILE *f, void *ctx), void *
 	FILE *f = fopen(tmp, "wb");
 	int rc = -1;
 	if (!f) {
-		parm_fail("%s: %s", tmp, strerror(errno));
+		parm_failc(PARM_ESYS, "%s: %s", tmp, strerror(errno));
 	} else if (write(f, ctx) < 0 || fflush(f) || ferror(f) || fsync(fileno(f))) {
-		parm_fail("%s: write: %s", tmp, strerror(errno ? errno : EIO));
+		parm_failc(PARM_ESYS, "%s: write: %s", tmp, strerror(errno ? errno : EIO));
 		fclose(f);
 		unlink(tmp);
 	} else if (fclose(f) || rename(tmp, path)) {
-		parm_fail("%s: %s", path, strerror(errno));
+		parm_failc(PARM_ESYS, "%s: %s", path, strerror(errno));
 		unlink(tmp);
 	} else {
 		rc = 0;

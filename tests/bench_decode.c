@@ -13,9 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "model.h"
-#include "sample.h"
-#include "util.h"
+#include <parm/model.h>
+#include <parm/sample.h>
+#include <parm/util.h>
 #include "bench_pipe.h"
 
 enum { STEPS = 24, WARM = 4, MAX_BATCH = 8 };

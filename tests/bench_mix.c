@@ -15,13 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "arm.h"
-#include "mix.h"
-#include "model.h"
-#include "sample.h"
-#include "rng.h"
-#include "stream.h"
-#include "util.h"
+#include <parm/arm.h>
+#include <parm/mix.h>
+#include <parm/model.h>
+#include <parm/sample.h>
+#include <parm/rng.h>
+#include <parm/stream.h>
+#include <parm/util.h>
 #include "bench_pipe.h"
 
 enum { STEPS = 10, WARM = 2, REPEATS = 3, MAX_BATCH = 4, MAX_GUIDES = 3 };

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "util.h"
+#include <parm/util.h>
 
 /* Tokens of one run of n tokens (-1: it failed) and its wall seconds. */
 static int bench_pipe_run(const char *logits_args, const char *mix_args, int n, double *seconds)

@@ -23,10 +23,10 @@
 #include <unistd.h>
 
 #include "kernels.h"
-#include "model.h"
-#include "optim.h"
-#include "train.h"
-#include "util.h"
+#include <parm/model.h>
+#include <parm/optim.h>
+#include <parm/train.h>
+#include <parm/util.h>
 
 enum { SGEMM_N = 2048 };
 

@@ -7,8 +7,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#include "gguf.h"
-#include "quant.h"
+#include <parm/gguf.h>
+#include "quant_dot.h"
 
 static uint64_t rand_blocks_state = 0x2545f4914f6cdd1dULL;
 

@@ -11,8 +11,8 @@
  *	exit 0 once GET URL answers 200 with TEXT in the reply (our server,
  *	not another one on the same port), 1 at the deadline.
  */
-#include "stream.h"
-#include "util.h"
+#include <parm/stream.h>
+#include <parm/util.h>
 
 #include <curl/curl.h>
 #include <math.h>

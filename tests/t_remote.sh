@@ -20,7 +20,7 @@ cd "$T" || exit 1
 pkgs="msgpack libcurl jansson openblas libarchive"
 cc -std=c11 -O2 -Wall -D_GNU_SOURCE -o fault-server "$top/tests/fault-server.c" &&
 # shellcheck disable=SC2086 # EXTRA_*FLAGS: make check-asan's sanitizers, as libparm.a's
-cc -std=c11 -O2 -Wall -D_GNU_SOURCE ${EXTRA_CFLAGS:-} -I"$top/lib" -o rcmp "$top/tests/remote-compare.c" \
+cc -std=c11 -O2 -Wall -D_GNU_SOURCE ${EXTRA_CFLAGS:-} -I"$top/include" -o rcmp "$top/tests/remote-compare.c" \
 	"$top/libparm.a" $(pkg-config --libs $pkgs libcrypto 2>/dev/null || pkg-config --libs $pkgs) \
 	-lm -pthread ${EXTRA_LDFLAGS:-} ||
 	{ echo "not ok 1 - build the test helpers"; exit 1; }

@@ -9,10 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "arm.h"
-#include "quant.h"
+#include <parm/arm.h>
+#include "quant_dot.h"
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 static char dir[64];
 

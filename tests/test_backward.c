@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "quant.h"
+#include "quant_dot.h"
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 static uint64_t rng = 12345;
 

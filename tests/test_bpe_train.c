@@ -5,13 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "bpe_train.h"
-#include "gguf.h"
-#include "rng.h"
+#include <parm/bpe_train.h>
+#include <parm/gguf.h>
+#include <parm/rng.h>
 #include "tap.h"
-#include "tokenizer.h"
+#include <parm/tokenizer.h>
 #include "unicode.h"
-#include "util.h"
+#include <parm/util.h>
 
 static char tmpdir[] = "/tmp/parm-bpe-XXXXXX";
 

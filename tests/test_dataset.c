@@ -3,9 +3,9 @@
  * splits and epoch orders.  Compressed and archived inputs are made with
  * libarchive's writer, so no external tool is needed. */
 #include "tap.h"
-#include "dataset.h"
-#include "gguf.h"
-#include "util.h"
+#include <parm/dataset.h>
+#include <parm/gguf.h>
+#include <parm/util.h>
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -1,10 +1,10 @@
 /* test_generate - the pipe `parm-logits | parm-sample` against greedy
  * decoding in one process through the library, and its reproducibility
  * across batch sizes and seeds. */
-#include "model.h"
-#include "sample.h"
+#include <parm/model.h>
+#include <parm/sample.h>
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,10 +1,10 @@
 /* test_gguf.c - write every value and tensor type and read it back; read
  * llama.cpp's vocab files; truncate and corrupt a file every way we can
  * think of and check the reader fails with the file's name, never a crash. */
-#include "gguf.h"
-#include "quant.h"
+#include <parm/gguf.h>
+#include "quant_dot.h"
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 #include <fcntl.h>
 #include <pthread.h>

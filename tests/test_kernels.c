@@ -7,10 +7,10 @@
 
 #include "kernels.h"
 #include "kernels_internal.h"
-#include "quant.h"
+#include "quant_dot.h"
 #include "simd.h"
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 static uint64_t rng_state = 42;
 

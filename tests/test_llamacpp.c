@@ -10,16 +10,16 @@
 #include <string.h>
 #include <unistd.h>
 #include "tap.h"
-#include "util.h"
-#include "gguf.h"
+#include <parm/util.h>
+#include <parm/gguf.h>
 #include "kernels.h"
-#include "quant.h"
-#include "tokenizer.h"
-#include "model.h"
-#include "chat.h"
-#include "arm.h"
-#include "export.h"
-#include "rng.h"
+#include "quant_dot.h"
+#include <parm/tokenizer.h>
+#include <parm/model.h>
+#include <parm/chat.h>
+#include <parm/arm.h>
+#include <parm/export.h>
+#include <parm/rng.h>
 
 #include <jansson.h>
 

@@ -1,12 +1,12 @@
 /* test_metrics - means, Pareto fronts, hypervolume, MIP, grids and
  * provenance on hand-computed cases, and the hypervolume sweep against
  * inclusion-exclusion on random points. */
-#include "arm.h"
-#include "dataset.h"
-#include "metrics.h"
-#include "scorer.h"
+#include <parm/arm.h>
+#include <parm/dataset.h>
+#include <parm/metrics.h>
+#include <parm/scorer.h>
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 #include <math.h>
 #include <stdlib.h>

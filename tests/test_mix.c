@@ -16,16 +16,16 @@
 #include <unistd.h>
 #include <jansson.h>
 
-#include "arm.h"
-#include "mix.h"
-#include "model.h"
-#include "rng.h"
-#include "stream.h"
+#include <parm/arm.h>
+#include <parm/mix.h>
+#include <parm/model.h>
+#include <parm/rng.h>
+#include <parm/stream.h>
 #include "kernels.h"
 #include "tap.h"
-#include "train.h"
-#include "trainer.h"
-#include "util.h"
+#include <parm/train.h>
+#include <parm/trainer.h>
+#include <parm/util.h>
 
 static char dir[256];
 

@@ -8,10 +8,10 @@
 #include <unistd.h>
 
 #include "kernels.h"
-#include "model.h"
-#include "quant.h"
+#include <parm/model.h>
+#include "quant_dot.h"
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 enum { D = 64, L = 2, H = 4, G = 2, F = 192, CTX = 64 };
 

@@ -1,8 +1,8 @@
 /* test_optim - AdamW against a hand-worked example and the plain loop,
  * the cosine schedule, gradient clipping. */
 #include "tap.h"
-#include "optim.h"
-#include "util.h"
+#include <parm/optim.h>
+#include <parm/util.h>
 
 #include <math.h>
 #include <string.h>

@@ -3,9 +3,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "pblora.h"
+#include <parm/pblora.h>
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 static uint64_t rng = 777;
 

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "arm.h"
-#include "peft.h"
-#include "rng.h"
+#include <parm/arm.h>
+#include <parm/peft.h>
+#include <parm/rng.h>
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 #define N_SEQ 16
 

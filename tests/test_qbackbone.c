@@ -15,20 +15,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "arm.h"
-#include "gguf.h"
+#include <parm/arm.h>
+#include <parm/gguf.h>
 #include "kernels.h"
-#include "mix.h"
-#include "model.h"
-#include "quant.h"
+#include <parm/mix.h>
+#include <parm/model.h>
+#include "quant_dot.h"
 #include "rand_blocks.h"
-#include "rng.h"
+#include <parm/rng.h>
 #include "simd.h"
-#include "stream.h"
+#include <parm/stream.h>
 #include "tap.h"
-#include "tokenizer.h"
-#include "train.h"
-#include "util.h"
+#include <parm/tokenizer.h>
+#include <parm/train.h>
+#include <parm/util.h>
 
 enum { DIM = 256, LAYERS = 2, FF = 512, CTX = 64, B = 3, T = 16 };
 

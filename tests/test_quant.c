@@ -2,12 +2,12 @@
  * fast dequantiser against its plain loop, bit for bit; the plain loops of
  * every block type against gguf-py's numpy dequantisers; the fused dot of
  * every SIMD path the CPU has against its reference; PARM_SIMD's choice. */
-#include "quant.h"
+#include "quant_dot.h"
 #include "quant_internal.h"
 #include "simd.h"
 #include "rand_blocks.h"
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 #include <errno.h>
 #include <math.h>

@@ -5,12 +5,12 @@
  * every vector path the CPU has against the references; and the matmul
  * inference runs against them, for few and many tokens. */
 #include "kernels.h"
-#include "quant.h"
+#include "quant_dot.h"
 #include "quant_internal.h"
 #include "simd.h"
 #include "rand_blocks.h"
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 #include <math.h>
 #include <stdlib.h>

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "quant.h"
-#include "safetensors.h"
+#include "quant_dot.h"
+#include <parm/safetensors.h>
 #include "tap.h"
-#include "util.h"
+#include <parm/util.h>
 
 static char tmpdir[] = "/tmp/parm-st-XXXXXX";
 static char path[256];

@@ -1,7 +1,7 @@
 /* test_sample.c - the sampler: greedy, filters, the distribution of draws,
  * reproducibility, and the fast path against the sorting reference. */
-#include "sample.h"
-#include "util.h"
+#include <parm/sample.h>
+#include <parm/util.h>
 #include "kernels.h"
 #include "tap.h"
 

@@ -1,7 +1,7 @@
 /* test_stream.c - the parm stream: round trips through a pipe, truncation
  * and garbage, version and magic, and the feedback FIFO. */
-#include "stream.h"
-#include "util.h"
+#include <parm/stream.h>
+#include <parm/util.h>
 #include "tap.h"
 
 #include <msgpack.h>

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 #include "tap.h"
-#include "util.h"
-#include "gguf.h"
-#include "tokenizer.h"
+#include <parm/util.h>
+#include <parm/gguf.h>
+#include <parm/tokenizer.h>
 #include "tok_internal.h"
 
 #define MAX_DIAG 3

@@ -8,10 +8,10 @@
 #include <unistd.h>
 
 #include "kernels.h"
-#include "model.h"
+#include <parm/model.h>
 #include "tap.h"
-#include "train.h"
-#include "util.h"
+#include <parm/train.h>
+#include <parm/util.h>
 
 enum { B = 4, T = 8, P = 2, K = 2 };
 static const int lengths[B] = { 8, 6, 7, 5 }, prompt_len[B] = { 3, 3, 2, 2 };

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "tap.h"
-#include "trainer.h"
-#include "util.h"
+#include <parm/trainer.h>
+#include <parm/util.h>
 
 static void steps(void)
 {

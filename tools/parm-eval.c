@@ -1,15 +1,15 @@
 /* parm-eval - preference accuracy of an ARM on held-out pairs, and
  * scores of generated responses aggregated over the alpha grid (mean
  * rewards with standard errors, hypervolume, MIP, Pareto fronts, a plot). */
-#include "arm.h"
-#include "chat.h"
-#include "dataset.h"
-#include "metrics.h"
-#include "prompts.h"
-#include "scorer.h"
-#include "svg.h"
-#include "trainer.h"
-#include "util.h"
+#include <parm/arm.h>
+#include <parm/chat.h>
+#include <parm/dataset.h>
+#include <parm/metrics.h>
+#include <parm/prompts.h>
+#include <parm/scorer.h>
+#include <parm/svg.h>
+#include <parm/trainer.h>
+#include <parm/util.h>
 
 #include <errno.h>
 #include <getopt.h>

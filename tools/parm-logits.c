@@ -2,13 +2,13 @@
  * emit a parm stream of next-token logits, read the chosen tokens back.
  * The base is a local GGUF model (dense logits) or a server asked over
  * HTTP (--remote: sparse top-K log-probabilities). */
-#include "arm.h"
-#include "model.h"
-#include "prompts.h"
-#include "chat.h"
-#include "remote.h"
-#include "stream.h"
-#include "util.h"
+#include <parm/arm.h>
+#include <parm/model.h>
+#include <parm/prompts.h>
+#include <parm/chat.h>
+#include <parm/remote.h>
+#include <parm/stream.h>
+#include <parm/util.h>
 
 #include <getopt.h>
 #include <poll.h>

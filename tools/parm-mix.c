@@ -1,10 +1,10 @@
 /* parm-mix - a middle stage: add ARM guidance (PARM at a preference, or
  * GenARM ARMs) to the logits of a parm stream. */
-#include "mix.h"
-#include "model.h"
-#include "prompts.h"
-#include "stream.h"
-#include "util.h"
+#include <parm/mix.h>
+#include <parm/model.h>
+#include <parm/prompts.h>
+#include <parm/stream.h>
+#include <parm/util.h>
 
 #include <errno.h>
 #include <getopt.h>

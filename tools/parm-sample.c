@@ -1,10 +1,10 @@
 /* parm-sample - read a parm stream, choose each next token, send it back
  * to the producer, and print the responses in input order. */
-#include "check.h"
-#include "gguf.h"
-#include "sample.h"
-#include "stream.h"
-#include "util.h"
+#include <parm/check.h>
+#include <parm/gguf.h>
+#include <parm/sample.h>
+#include <parm/stream.h>
+#include <parm/util.h>
 
 #include <errno.h>
 #include <getopt.h>

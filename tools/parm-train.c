@@ -3,18 +3,18 @@
  * parameter next-token training), arm (PARM / GenARM reward models on
  * preference pairs), vocab (a byte-level BPE vocabulary) and accuracy
  * (parm-eval accuracy by another name). */
-#include "arm.h"
-#include "bpe_train.h"
-#include "export.h"
-#include "peft.h"
-#include "prompts.h"
-#include "chat.h"
-#include "dataset.h"
-#include "gguf.h"
-#include "model.h"
-#include "quant.h"
-#include "trainer.h"
-#include "util.h"
+#include <parm/arm.h>
+#include <parm/bpe_train.h>
+#include <parm/export.h>
+#include <parm/peft.h>
+#include <parm/prompts.h>
+#include <parm/chat.h>
+#include <parm/dataset.h>
+#include <parm/gguf.h>
+#include <parm/model.h>
+#include <parm/quant.h>
+#include <parm/trainer.h>
+#include <parm/util.h>
 
 #include <errno.h>
 #include <getopt.h>

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../task.h"
-#include "util.h"
+#include <parm/util.h>
 
 #define N_ITEMS 10
 #define MAX_LIST 8

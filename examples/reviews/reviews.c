@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../task.h"
-#include "util.h"
+#include <parm/util.h>
 
 enum reg { CASUAL, PLAIN, FORMAL, N_REGS };
 enum mood { PRAISE, FAULT, MIXED };

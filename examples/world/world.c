@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../task.h"
-#include "util.h"
+#include <parm/util.h>
 
 #define N_OBJ 10
 #define N_PHRASE 4

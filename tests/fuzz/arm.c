@@ -3,7 +3,7 @@
  * (fuzz.h) the seeds are made for; a loaded ARM is used once. */
 #include "fuzz.h"
 #include "arm_internal.h"
-#include "gguf.h"
+#include <parm/gguf.h>
 
 #include <stdlib.h>
 

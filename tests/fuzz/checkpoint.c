@@ -1,7 +1,7 @@
 /* checkpoint.c - fuzz the checkpoint reader: parm_ckpt_read on the input
  * through fmemopen; a loaded checkpoint's arrays are read end to end. */
 #include "fuzz.h"
-#include "trainer.h"
+#include <parm/trainer.h>
 
 #include <stdio.h>
 #include <unistd.h>

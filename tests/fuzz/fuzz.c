@@ -1,6 +1,6 @@
 /* fuzz.c - the harnesses' shared helpers (fuzz.h). */
 #include "fuzz.h"
-#include "util.h"
+#include <parm/util.h>
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,8 +9,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "gguf.h"
-#include "model.h"
+#include <parm/gguf.h>
+#include <parm/model.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -2,8 +2,8 @@
  * getter on every key and every byte range a tensor claims, and the
  * tokenizer when the metadata names one (it reads the most metadata). */
 #include "fuzz.h"
-#include "gguf.h"
-#include "tokenizer.h"
+#include <parm/gguf.h>
+#include <parm/tokenizer.h>
 
 #include <string.h>
 

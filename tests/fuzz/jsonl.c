@@ -8,9 +8,9 @@
  *   3 by parm_lm_load as a JSONL corpus, packed or truncated.
  * Bad records are skipped (not strict), as the tools' default. */
 #include "fuzz.h"
-#include "dataset.h"
+#include <parm/dataset.h>
 #include "tok_common.h"
-#include "util.h"
+#include <parm/util.h>
 
 #include <stdio.h>
 

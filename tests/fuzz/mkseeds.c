@@ -5,11 +5,11 @@
  * Hand-written seeds (JSONL, server replies) are in tests/fuzz/seeds/.
  * Usage: mkseeds DIR (run from the top of the checkout). */
 #include "fuzz.h"
-#include "arm.h"
-#include "gguf.h"
-#include "stream.h"
-#include "trainer.h"
-#include "util.h"
+#include <parm/arm.h>
+#include <parm/gguf.h>
+#include <parm/stream.h>
+#include <parm/trainer.h>
+#include <parm/util.h>
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * memfd as a tool reads its stdin (parm_reader_new, parm_read_header, then
  * parm_read_record up to FIN or an error); every field read is touched. */
 #include "fuzz.h"
-#include "stream.h"
+#include <parm/stream.h>
 
 #define MAX_RECORDS 100000
 

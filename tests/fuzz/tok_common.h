@@ -4,8 +4,8 @@
 #define PARM_FUZZ_TOK_COMMON_H
 
 #include "fuzz.h"
-#include "tokenizer.h"
-#include "util.h"
+#include <parm/tokenizer.h>
+#include <parm/util.h>
 
 #include <stdlib.h>
 #include <string.h>

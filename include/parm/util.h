@@ -24,9 +24,29 @@ void parm_set_cleanup(void (*cleanup)(void));
  * per-thread buffers: it would wait for ever instead of failing. */
 int parm_check_address_limit(void);
 
+/* What kind of failure the last error was, for a caller to test; the
+ * message is for people.  Like errno, it holds until the next failure. */
+enum parm_errcode {
+	PARM_OK = 0,            /* nothing has failed in this thread */
+	PARM_EINPUT,            /* bad input: an argument, or a file's, stream's or dataset's content */
+	PARM_ESYS,              /* a system call failed: open, read, write, mmap (errno's text in the message) */
+	PARM_EUNSUPPORTED,      /* well-formed but not implemented: a tensor type, architecture, key, version */
+	PARM_EEOF,              /* a stream ended where more was due (before its header: empty input) */
+	PARM_EREMOTE,           /* a server could not be reached, or failed, or replied wrongly */
+	PARM_ENOTFOUND,         /* the server has no such endpoint (HTTP 404) */
+	PARM_N_ERRCODES
+};
+/* Record a failure of kind code and its message (printf format), for the
+ * calling thread only; parm_fail records PARM_EINPUT.  The int versions
+ * return -1, the p ones NULL, so a function fails in one statement. */
+int parm_failc(enum parm_errcode code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void *parm_failcp(enum parm_errcode code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int parm_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *parm_failp(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-const char *parm_error(void);           /* last message recorded */
+const char *parm_error(void);           /* this thread's last message ("unknown error" before any) */
+enum parm_errcode parm_errcode(void);   /* and its kind (PARM_OK before any) */
+const char *parm_errcode_name(enum parm_errcode code); /* "PARM_ESYS"; NULL if out of range */
+void parm_clear_error(void);            /* back to PARM_OK, no message */
 
 _Noreturn void parm_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void parm_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

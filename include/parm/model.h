@@ -19,8 +19,19 @@
 #include "arch.h"
 #include "gguf.h"
 #include "pblora.h"
-#include "kernels.h"
 #include "tokenizer.h"
+
+/* How a model rotates q and k.  Pair i of a head turns by
+ * pos * base^(-2i/hd) / factors[i] (factors NULL: 1).  The pairs are
+ * adjacent, (x[2i], x[2i+1]), in ggml's "normal" rope (llama), and half a
+ * head apart, (x[i], x[i + hd/2]), in its NEOX rope (qwen2, qwen3, phi3).
+ * mscale multiplies both cos and sin (LongRoPE's attention factor; 1
+ * otherwise), as ggml_rope_ext does with its attn_factor. */
+typedef struct {
+	float base, mscale;
+	const float *factors;           /* [hd/2] or NULL */
+	int neox;
+} parm_rope;
 
 typedef struct {
 	int dim, n_layers, n_heads, n_kv_heads, ff, n_vocab, n_ctx;

@@ -1,0 +1,96 @@
+#!/bin/sh
+# t_libparm - libparm as a library others link (issue 16): one namespace in
+# libparm.a, public headers that stand alone, and the example program of
+# libparm(3) built against an installed copy through pkg-config, run at
+# the end of a real pipe and held to parm-mix | parm-sample.
+. tests/lib.sh
+top=$PWD
+fx=$(fixtures_dir)
+prefix=$T/prefix
+
+ok "libparm.a exports only parm_ and PARM_ names" sh -c '
+	nm -g --defined-only libparm.a | awk "NF == 3 { print \$3 }" | sort -u > syms &&
+	[ -s syms ] && ! grep -v "^parm_\|^PARM_" syms >&2'
+ok "the tools include only the public headers, as <parm/NAME.h>" sh -c '
+	! grep -n "^#include \"" tools/*.c >&2 && ! grep -n "^#include <parm/" tools/*.c |
+	grep -v -e "<parm/[a-z_]*\.h>" >&2 &&
+	for h in $(grep -ho "<parm/[a-z_]*\.h>" tools/*.c | tr -d "<>" | sort -u); do
+		[ -f "include/$h" ] || { echo "$h is not public" >&2; exit 1; }; done'
+ok "no public header includes a private one" sh -c '
+	! grep -n "^#include \"" include/parm/*.h | grep -v "\"[a-z_]*\.h\"" >&2 &&
+	for f in $(grep -ho "^#include \"[a-z_]*\.h\"" include/parm/*.h | cut -d\" -f2 | sort -u); do
+		[ -f "include/parm/$f" ] || { echo "$f is private" >&2; exit 1; }; done'
+
+ok "make install PREFIX=… puts the headers in PREFIX/include and libparm.pc beside libparm.a" sh -c '
+	make -s install PREFIX="'"$prefix"'" > /dev/null &&
+	[ -f "'"$prefix"'/include/parm.h" ] && [ -f "'"$prefix"'/include/parm/model.h" ] &&
+	[ ! -e "'"$prefix"'/include/parm/kernels.h" ] && [ ! -e "'"$prefix"'/include/parm/quant_dot.h" ] &&
+	[ -f "'"$prefix"'/lib/libparm.a" ] && [ -f "'"$prefix"'/share/man/man3/libparm.3" ]'
+PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+export PKG_CONFIG_PATH
+ok "pkg-config gives -I PREFIX/include" sh -c '
+	[ "$(pkg-config --cflags-only-I libparm | tr " " "\n" | grep -c -- "-I'"$prefix"'/include\$")" -eq 1 ]'
+
+# Each installed header alone, and <parm.h>, in a C11 program with every
+# warning an error: nothing private, nothing missing, no stray names.
+mkdir "$T/w" && cd "$T/w" || exit 1   # not $T: ok() keeps its out and err there
+cflags=$(pkg-config --cflags libparm) libs=$(pkg-config --libs libparm)
+ok "each public header compiles alone from the installed copy (-std=c11 -Wall -Wextra -Werror)" sh -c '
+	for h in "'"$prefix"'"/include/parm.h "'"$prefix"'"/include/parm/*.h; do
+		n=${h#"'"$prefix"'/include/"}
+		printf "#include <%s>\nint main(void) { return 0; }\n" "$n" > one.c
+		cc -std=c11 -Wall -Wextra -Werror '"$cflags"' -c -o one.o one.c || { echo "$n" >&2; exit 1; }
+	done'
+ok "a program with libc's err.h warn() and <parm.h> links, each function its own" sh -c '
+	cat > both.c <<-EOF
+	#include <err.h>
+	#include <parm.h>
+	#include <string.h>
+	int main(void)
+	{
+		parm_fail("%s", "libparm");
+		warnx("%s", parm_error());
+		return strcmp(parm_error(), "libparm") || parm_errcode() != PARM_EINPUT;
+	}
+	EOF
+	cc -std=gnu11 -Wall -Werror -o both both.c '"$cflags $libs"' && ./both 2> out &&
+	grep -q "^both: libparm\$" out'
+
+# The example of libparm(3), as the page prints it.
+awk '/^\.Sh EXAMPLES/ { ex = 1 } ex && /^\.Bd -literal/ { on = 1; next }
+     on && /^\.Ed/ { exit } on' "$top/man/libparm.3" |
+	sed -e 's/\\e/\\/g' -e 's/\\&//g' > guided.c
+ok "the example of libparm(3) builds against the installed library: cc \$(pkg-config --cflags --libs libparm)" \
+	sh -c 'grep -q "^int main" guided.c && cc -std=c11 -Wall -Wextra -Werror -o guided guided.c '"$cflags $libs"
+ok "its errors come with their code: a missing ARM is PARM_ESYS" sh -c '
+	! ./guided missing.gguf 1 < /dev/null 2> err && cat err >&2 &&
+	grep -q "^guided: missing.gguf: .*(PARM_ESYS)\$" err'
+
+if [ -z "$fx" ]; then
+	skip "no llama.cpp vocab fixtures (run make fixtures)" "the example in a pipe picks what parm-mix | parm-sample --temp 0 picks"
+else
+	parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 64 --layers 2 --heads 4 \
+		--kv-heads 2 --ctx 64 --seed 3 -o base.gguf 2> init.err &&
+	parm-train init --vocab "$fx/ggml-vocab-llama-spm.gguf" --dim 32 --layers 2 --heads 4 \
+		--kv-heads 2 --ctx 64 --seed 4 -o small.gguf 2>> init.err &&
+	"$top/tests/test_mix" --make-arm small.gguf 2 q,k,v 7 arm.gguf > /dev/null 2>> init.err ||
+		cat init.err
+	printf 'Hello there\nHow do I boil an egg?\nThe end\n' > prompts.txt
+	ok "the example at the end of a pipe picks, token for token, what parm-mix | parm-sample --temp 0 picks" sh -c '
+		parm-logits -n 10 base.gguf < prompts.txt | ./guided arm.gguf 0.3,0.7 > picks &&
+		sort -s -n -k1,1 picks > mine &&
+		parm-logits -n 10 base.gguf < prompts.txt | parm-mix --pref 0.3,0.7 arm.gguf |
+		parm-sample --temp 0 --json > theirs.jsonl &&
+		/usr/bin/python3 -c "
+import json, sys
+for line in open(\"theirs.jsonl\"):
+    r = json.loads(line)
+    for t in r[\"tokens\"]:
+        print(r[\"id\"], t)" > theirs &&
+		[ $(wc -l < mine) -ge 12 ] && diff mine theirs >&2'
+fi
+
+cd "$top" || exit 1
+ok "make uninstall PREFIX=… leaves no file behind" sh -c '
+	make -s uninstall PREFIX="'"$prefix"'" > /dev/null && [ -z "$(find "'"$prefix"'" -type f)" ]'
+done_testing
