@@ -932,14 +932,6 @@ void parm_swiglu_forward_ref(float *out, const float *gate, const float *up, int
 
 /* ---- softmax ---- */
 
-static float row_max(const float *x, int v)
-{
-	float m = -INFINITY;
-	for (int k = 0; k < v; k++)
-		m = x[k] > m ? x[k] : m;
-	return m;
-}
-
 void parm_softmax_forward(float *out, const float *x, int n, int v)
 {
 	for (int i = 0; i < n; i++)
@@ -950,16 +942,12 @@ void parm_log_softmax_forward(float *out, const float *x, int n, int v)
 {
 	for (int i = 0; i < n; i++) {
 		const float *xi = x + (size_t)i * v;
-		float *oi = out + (size_t)i * v, m = row_max(xi, v);
+		float *oi = out + (size_t)i * v, log_sum, m = vec()->row_max_logsum(xi, v, &log_sum);
 		if (!isfinite(m)) {     /* all -inf or NaN, or +inf: nothing to normalise */
 			if (oi != xi)
 				memcpy(oi, xi, (size_t)v * sizeof *oi);
 			continue;
 		}
-		double sum = 0;
-		for (int k = 0; k < v; k++)
-			sum += expf(xi[k] - m);
-		float log_sum = (float)log(sum);
 		for (int k = 0; k < v; k++)
 			oi[k] = (xi[k] - m) - log_sum;  /* not x - (m + log_sum): keeps precision */
 	}
@@ -1138,8 +1126,10 @@ static void attn_probs(float *P, float *lse_rows, int write_lse, const float *q,
 		    q + (size_t)h * hd, H * hd, k + (size_t)g * hd, G * hd, 0.0f, P, L);
 	for (int i = 0; i < L; i++) {
 		float *p = P + (size_t)i * L, *lse = lse_rows + (size_t)i * H;
-		if (write_lse)
-			*lse = vec()->row_lse(p, i + 1);
+		if (write_lse) {
+			float log_sum, m = vec()->row_max_logsum(p, i + 1, &log_sum);
+			*lse = m + log_sum;
+		}
 		for (int j = 0; j <= i; j++)
 			p[j] -= *lse;
 		vec()->vexp(p, p, i + 1);
@@ -1404,7 +1394,8 @@ static void logprob_fwd_worker(void *arg, int worker, int n_workers)
 	int i;
 	while ((i = atomic_fetch_add(&w->next, 1)) < w->n) {
 		const float *x = w->logits + (size_t)i * w->v;
-		w->out[i] = x[w->targets[i]] - vec()->row_lse(x, w->v);
+		float log_sum, m = vec()->row_max_logsum(x, w->v, &log_sum);
+		w->out[i] = (x[w->targets[i]] - m) - log_sum; /* as parm_log_softmax_forward */
 	}
 }
 

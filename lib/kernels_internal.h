@@ -27,8 +27,9 @@ typedef struct {
 	/* parm_swiglu_backward on elements i0 .. i1 */
 	void (*swiglu_bwd_range)(const swiglu_range *w, int64_t i0, int64_t i1);
 	void (*vexp)(float *y, const float *x, int64_t count);
-	/* log sum exp of a row of v */
-	float (*row_lse)(const float *x, int v);
+	/* the row's max, and *log_sum = log sum exp(x - max): the one
+	 * log-softmax, (x - max) - log_sum (log-softmax, log-probs, attention) */
+	float (*row_max_logsum)(const float *x, int v, float *log_sum);
 	/* out[v] = softmax(x[v]), in place or not */
 	void (*softmax_row)(float *out, const float *x, int v);
 	/* dx[v] -= g softmax(x[v]) */
@@ -254,7 +255,7 @@ static float row_max8(const float *x, int v)
 }
 
 /* log sum exp of a row, the sum in 8 float lanes. */
-static float row_lse(const float *x, int v)
+static float row_max_logsum(const float *x, int v, float *log_sum)
 {
 	float m = row_max8(x, v);
 	v8f sum = splat8(0), vm = splat8(m);
@@ -263,7 +264,8 @@ static float row_lse(const float *x, int v)
 		sum += exp8(load8(x + k) - vm);
 	if (k < v)
 		sum += exp8(load_tail8(x + k, v - k, -INFINITY) - vm);
-	return m + logf(hsum8(sum));
+	*log_sum = logf(hsum8(sum));
+	return m;
 }
 
 /* out = softmax(x), 8 at a time (attention's rows). */
@@ -294,7 +296,8 @@ static void softmax_row(float *out, const float *x, int v)
 CONTRACT
 static void logprob_row_backward(float *dx, const float *x, float g, int v)
 {
-	v8f lse = splat8(row_lse(x, v)), vg = splat8(g);
+	float log_sum, m = row_max_logsum(x, v, &log_sum);
+	v8f lse = splat8(m + log_sum), vg = splat8(g);
 	int k = 0;
 	for (; k + 8 <= v; k += 8) {
 		v8f d = load8(dx + k) - vg * exp8(load8(x + k) - lse);
@@ -308,7 +311,7 @@ const kernels_vec KERNELS_VARIANT = {
 	.dot_rows = dot_rows,
 	.swiglu_bwd_range = swiglu_bwd_range,
 	.vexp = vexp8,
-	.row_lse = row_lse,
+	.row_max_logsum = row_max_logsum,
 	.softmax_row = softmax_row,
 	.logprob_row_backward = logprob_row_backward,
 };

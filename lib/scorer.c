@@ -1,6 +1,7 @@
 /* scorer.c - external scorer commands and ARM reward models (see scorer.h). */
 #include <parm/scorer.h>
 #include <parm/util.h>
+#include "kernels.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -243,24 +244,14 @@ void parm_arm_scorer_free(parm_arm_scorer *s)
 	free(s);
 }
 
-/* log softmax(logits[V])[tok], in double. */
-static double log_prob(const float *logits, int V, int tok)
-{
-	float max = logits[0];
-	double sum = 0;
-	for (int v = 1; v < V; v++)
-		max = logits[v] > max ? logits[v] : max;
-	for (int v = 0; v < V; v++)
-		sum += exp((double)logits[v] - max);
-	return logits[tok] - max - log(sum);
-}
-
 int parm_arm_scorer_logp(parm_arm_scorer *s, const int *seq, int n, int resp_start,
 			 double *sum)
 {
 	const parm_model *m = s->arm->backbone;
 	int V = m->cfg.n_vocab, slot[CHUNK] = {0};
 	uint8_t want[CHUNK];
+	int target[CHUNK];
+	float logp[CHUNK];
 	if (resp_start < 1 || resp_start > n)
 		return parm_fail("scoring: response starts at %d of %d tokens", resp_start, n);
 	if (n > parm_kv_ctx(s->kv))
@@ -276,7 +267,11 @@ int parm_arm_scorer_logp(parm_arm_scorer *s, const int *seq, int n, int resp_sta
 			return -1;
 		for (int i = 0; i < len; i++)
 			if (want[i])
-				*sum += log_prob(s->logits + (size_t)rows++ * V, V, seq[at + i + 1]);
+				target[rows++] = seq[at + i + 1];
+		/* the log-probs of the next tokens: the kernels' one log-softmax */
+		parm_logprob_forward(logp, s->logits, target, rows, V);
+		for (int i = 0; i < rows; i++)
+			*sum += logp[i];
 	}
 	return 0;
 }

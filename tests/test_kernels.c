@@ -238,6 +238,22 @@ static void test_swiglu_softmax(void)
 	for (int k = 0; k < v; k++)
 		sum += exp(a[v + k]);
 	ok(fabs(sum - 1) < 1e-5, "log_softmax row sums to 1 in probability (%.8f)", sum);
+	/* one log-softmax: a log-prob is its row's entry, bit for bit, also
+	 * on a row far from 0, where x - (max + log_sum) would lose bits */
+	for (int k = 0; k < v; k++)
+		g[v + k] += 3000;
+	int *tgt = parm_xmalloc((size_t)n * sizeof *tgt), same = 1;
+	float *lp = parm_xmalloc((size_t)n * sizeof *lp);
+	for (int i = 0; i < n; i++)
+		tgt[i] = (i * 7919) % v;
+	parm_log_softmax_forward(a, g, n, v);
+	parm_logprob_forward(lp, g, tgt, n, v);
+	for (int i = 0; i < n; i++)
+		same &= memcmp(&lp[i], &a[(size_t)i * v + tgt[i]], sizeof *lp) == 0;
+	ok(same, "parm_logprob_forward gives parm_log_softmax_forward's entries bit for bit");
+	parm_log_softmax_forward_ref(b, g, n, v);
+	close_enough("log_softmax of a row offset by 3000", a + v, b + v, (size_t)v, 1e-6);
+	free(tgt), free(lp);
 	free(g), free(u), free(a), free(b);
 }
 
@@ -266,9 +282,9 @@ static void test_vec_path(const kernels_vec *kv, const char *path)
 	close_enough(what, e, er, V, 1e-6);
 
 	int tgt = 17;
-	float lp = a[tgt] - kv->row_lse(a, V), lpr;
+	float log_sum, m = kv->row_max_logsum(a, V, &log_sum), lp = (a[tgt] - m) - log_sum, lpr;
 	parm_logprob_forward_ref(&lpr, a, &tgt, 1, V);
-	snprintf(what, sizeof what, "%s: row_lse (log-prob forward)", path);
+	snprintf(what, sizeof what, "%s: row_max_logsum (log-prob forward)", path);
 	close_enough(what, &lp, &lpr, 1, 1e-6);
 
 	float *dx = parm_xcalloc(V, sizeof *dx), *dxr = parm_xcalloc(V, sizeof *dxr), g = 0.7f;
