@@ -29,7 +29,7 @@ static unsigned fl(const struct span *s, size_t pos)
 	return pos >= s->ini && pos < s->end ? parm_ucp_flags(s->cpt[pos]) : 0;
 }
 
-void parm_seg_push(struct seglist *s, size_t len)
+static void seg_push(struct seglist *s, size_t len)
 {
 	if (!len)
 		return;
@@ -152,7 +152,7 @@ static void split_words(enum pretok kind, const struct span *s, struct seglist *
 			end = gpt2_word(s, pos);
 		else
 			end = llama3_word(s, pos, kind == PRETOK_QWEN2 ? 1 : 3);
-		parm_seg_push(out, end - pos);
+		seg_push(out, end - pos);
 		pos = end;
 	}
 }
@@ -179,7 +179,7 @@ static void split_runs(const struct span *s, int (*in_class)(uint32_t), struct s
 		int match = in_class(s->cpt[pos]);
 		while (end < s->end && in_class(s->cpt[end]) == match)
 			end++;
-		parm_seg_push(out, end - pos);
+		seg_push(out, end - pos);
 		pos = end;
 	}
 }
@@ -196,12 +196,12 @@ static void split_digit_triples(const struct span *s, struct seglist *out)
 			pos++;
 			continue;
 		}
-		parm_seg_push(out, pos - gap);
-		parm_seg_push(out, 3);
+		seg_push(out, pos - gap);
+		seg_push(out, 3);
 		pos += 3;
 		gap = pos;
 	}
-	parm_seg_push(out, s->end - gap);
+	seg_push(out, s->end - gap);
 }
 
 enum stage { ST_PUNCT, ST_GPT2, ST_NUMBERS, ST_TRIPLES };
@@ -231,13 +231,13 @@ static void apply_stage(enum stage st, const uint32_t *cpts, struct seglist *seg
 static void split_default(const uint32_t *cpts, size_t n, struct seglist *out)
 {
 	struct seglist segs = {0};
-	parm_seg_push(&segs, n);
+	seg_push(&segs, n);
 	apply_stage(ST_PUNCT, cpts, &segs);
 	apply_stage(ST_GPT2, cpts, &segs);
 	apply_stage(ST_NUMBERS, cpts, &segs);
 	apply_stage(ST_TRIPLES, cpts, &segs);
 	for (size_t i = 0; i < segs.n; i++)
-		parm_seg_push(out, segs.len[i]);
+		seg_push(out, segs.len[i]);
 	free(segs.len);
 }
 

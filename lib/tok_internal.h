@@ -88,7 +88,6 @@ struct tok_heap {
 	size_t n, cap;
 };
 void parm_heap_push(struct tok_heap *h, struct tok_pair p);
-struct tok_pair parm_heap_pop(struct tok_heap *h);
 
 /* Apply the queued merges best first, skipping stale ones; after each,
  * offer the merged symbol's new neighbour pairs to try_pair (which pushes
@@ -106,7 +105,6 @@ struct seglist {
 	size_t *len;
 	size_t n, cap;
 };
-void parm_seg_push(struct seglist *s, size_t len);
 void parm_pretok_split(enum pretok kind, const uint32_t *cpts, size_t n, struct seglist *out);
 
 #endif

@@ -43,7 +43,7 @@ void parm_heap_push(struct tok_heap *h, struct tok_pair p)
 	h->v[i] = p;
 }
 
-struct tok_pair parm_heap_pop(struct tok_heap *h)
+static struct tok_pair heap_pop(struct tok_heap *h)
 {
 	struct tok_pair top = h->v[0], last = h->v[--h->n];
 	size_t i = 0, c;
@@ -65,7 +65,7 @@ void parm_tok_merge_all(struct tok_sym *sym, struct tok_heap *heap,
 		   void (*try_pair)(void *work, int left, int right), void *work)
 {
 	while (heap->n) {
-		struct tok_pair p = parm_heap_pop(heap);
+		struct tok_pair p = heap_pop(heap);
 		struct tok_sym *l = &sym[p.left], *r = &sym[p.right];
 		if (!l->n || !r->n || l->n + r->n != p.size)
 			continue;       /* one side merged since: stale */
