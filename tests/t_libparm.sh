@@ -56,12 +56,17 @@ ok "a program with libc's err.h warn() and <parm.h> links, each function its own
 	cc -std=gnu11 -Wall -Werror -o both both.c '"$cflags $libs"' && ./both 2> out &&
 	grep -q "^both: libparm\$" out'
 
-# The example of libparm(3), as the page prints it.
-awk '/^\.Sh EXAMPLES/ { ex = 1 } ex && /^\.Bd -literal/ { on = 1; next }
-     on && /^\.Ed/ { exit } on' "$top/man/libparm.3" |
-	sed -e 's/\\e/\\/g' -e 's/\\&//g' > guided.c
-ok "the example of libparm(3) builds against the installed library: cc \$(pkg-config --cflags --libs libparm)" \
-	sh -c 'grep -q "^int main" guided.c && cc -std=c11 -Wall -Wextra -Werror -o guided guided.c '"$cflags $libs"
+# The examples of libparm(3), as the page prints them: block N of EXAMPLES.
+example() {
+	awk -v want="$1" '/^\.Sh / { ex = $2 == "EXAMPLES" } ex && /^\.Bd -literal/ { n++; on = n == want; next }
+	     /^\.Ed/ { on = 0 } on' "$top/man/libparm.3" | sed -e 's/\\e/\\/g' -e 's/\\&//g'
+}
+example 1 > continue.c
+example 2 > guided.c
+for prog in continue guided; do
+	ok "the example $prog.c of libparm(3) builds against the installed library: cc \$(pkg-config --cflags --libs libparm)" \
+		sh -c 'grep -q "^int main" '$prog'.c && cc -std=c11 -Wall -Wextra -Werror -o '$prog' '$prog'.c '"$cflags $libs"
+done
 ok "its errors come with their code: a missing ARM is PARM_ESYS" sh -c '
 	! ./guided missing.gguf 1 < /dev/null 2> err && cat err >&2 &&
 	grep -q "^guided: missing.gguf: .*(PARM_ESYS)\$" err'
@@ -76,6 +81,10 @@ else
 	"$top/tests/test_mix" --make-arm small.gguf 2 q,k,v 7 arm.gguf > /dev/null 2>> init.err ||
 		cat init.err
 	printf 'Hello there\nHow do I boil an egg?\nThe end\n' > prompts.txt
+	ok "continue.c prints what parm-logits | parm-sample --temp 0 prints for a prompt" sh -c '
+		./continue base.gguf "How do I boil an egg?" 12 > mine &&
+		echo "How do I boil an egg?" | parm-logits -n 12 base.gguf | parm-sample --temp 0 > theirs &&
+		[ $(wc -c < mine) -gt 10 ] && cmp mine theirs'
 	ok "the example at the end of a pipe picks, token for token, what parm-mix | parm-sample --temp 0 picks" sh -c '
 		parm-logits -n 10 base.gguf < prompts.txt | ./guided arm.gguf 0.3,0.7 > picks &&
 		sort -s -n -k1,1 picks > mine &&
