@@ -435,13 +435,13 @@ static void write_adapters(parm_gguf_writer *w, const parm_arm *a)
 			int64_t ne_a[2] = { p->in, r }, ne_b[2] = { r, p->out };
 			int64_t ne_w1[2] = { p->r1, p->r1 }, ne_w2[2] = { (int64_t)p->r2 * p->r2, p->k };
 			adapter_name(name, sizeof name, l, a->targets[i], "a");
-			parm_gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_a, p->A);
+			parm_gguf_w_tensor_ref(w, name, PARM_GGML_F32, 2, ne_a, p->A);
 			adapter_name(name, sizeof name, l, a->targets[i], "b");
-			parm_gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_b, p->B);
+			parm_gguf_w_tensor_ref(w, name, PARM_GGML_F32, 2, ne_b, p->B);
 			adapter_name(name, sizeof name, l, a->targets[i], "w1");
-			parm_gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_w1, p->W1);
+			parm_gguf_w_tensor_ref(w, name, PARM_GGML_F32, 2, ne_w1, p->W1);
 			adapter_name(name, sizeof name, l, a->targets[i], "w2");
-			parm_gguf_w_tensor_ref(w, name, GGML_F32, 2, ne_w2, p->W2);
+			parm_gguf_w_tensor_ref(w, name, PARM_GGML_F32, 2, ne_w2, p->W2);
 		}
 }
 
@@ -557,7 +557,7 @@ static int get_str_array(const parm_gguf *g, const char *key, int n, char **out)
 		return parm_fail("%s: missing key %s", parm_gguf_path(g), key);
 	if (parm_gguf_get_arr(g, key, &et, &len) < 0)
 		return -1;
-	if (et != GGUF_STRING)
+	if (et != PARM_GGUF_STRING)
 		return parm_fail("%s: %s is not an array of strings", parm_gguf_path(g), key);
 	if (n >= 0 && len != (uint64_t)n)
 		return parm_fail("%s: %s has %llu entries, parm.objective_count is %d",
@@ -632,7 +632,7 @@ static void read_info(parm_arm *a, const parm_gguf *g)
 	size_t len;
 	for (int i = 0; i < parm_gguf_n_kv(g); i++) {
 		const char *key = parm_gguf_kv_key(g, i);
-		if (strncmp(key, "parm.train.", 11) || parm_gguf_kv_type(g, i) != GGUF_STRING ||
+		if (strncmp(key, "parm.train.", 11) || parm_gguf_kv_type(g, i) != PARM_GGUF_STRING ||
 		    parm_gguf_get_str(g, key, &s, &len) < 0)
 			continue;
 		char *val = parm_xmalloc(len + 1);
@@ -706,7 +706,7 @@ static int read_tensor(float *dst, const parm_gguf *g, const char *name,
 	const parm_gguf_tensor *t = parm_gguf_find_tensor(g, name);
 	if (!t)
 		return parm_fail("%s: tensor '%s' is missing", parm_gguf_path(g), name);
-	if (t->type != GGML_F32)
+	if (t->type != PARM_GGML_F32)
 		return parm_fail("%s: tensor '%s' has type %s (ARM tensors are f32)", parm_gguf_path(g),
 				 name, parm_ggml_type_name(t->type) ? parm_ggml_type_name(t->type) : "unknown");
 	if (!has_shape(t, ne0, ne1))

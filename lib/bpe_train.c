@@ -305,7 +305,7 @@ static void set_tokens(parm_gguf_writer *w, const parm_bpe *b)
 		type[i] = i >= b->n_tok - 2 ? TT_CONTROL : TT_NORMAL;
 	parm_gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)b->tok, NULL,
 			   (uint64_t)b->n_tok);
-	parm_gguf_w_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, type, (uint64_t)b->n_tok);
+	parm_gguf_w_set_arr(w, "tokenizer.ggml.token_type", PARM_GGUF_I32, type, (uint64_t)b->n_tok);
 	parm_gguf_w_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)b->merge, NULL,
 			   (uint64_t)b->n_merges);
 	free(type);

@@ -171,9 +171,9 @@ int parm_arm_export_lora(const parm_arm *arm, int which, const float *alpha, con
 			for (int64_t e = 0; rank != alpha_rank && e < pl.rows * rank; e++)
 				b[e] *= (float)rank / (float)alpha_rank;
 			snprintf(tname, sizeof tname, "%s.lora_a", pl.name);
-			parm_gguf_w_tensor_ref(w, tname, GGML_F32, 2, ne_a, a);
+			parm_gguf_w_tensor_ref(w, tname, PARM_GGML_F32, 2, ne_a, a);
 			snprintf(tname, sizeof tname, "%s.lora_b", pl.name);
-			parm_gguf_w_tensor_ref(w, tname, GGML_F32, 2, ne_b, b);
+			parm_gguf_w_tensor_ref(w, tname, PARM_GGML_F32, 2, ne_b, b);
 		}
 	if (rc == 0) {
 		parm_gguf_w_set_f32(w, "adapter.lora.alpha", (float)alpha_rank);

@@ -69,19 +69,19 @@ struct cursor {
 	char where[128];        /* what is being read, for "truncated in ..." */
 };
 
-static const char *const vtype_names[GGUF_NVTYPES] = {
+static const char *const vtype_names[PARM_GGUF_NVTYPES] = {
 	"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string",
 	"array", "u64", "i64", "f64",
 };
 
 /* Bytes per value of a fixed-size type; 0 for string and array. */
-static const size_t vtype_size[GGUF_NVTYPES] = {
+static const size_t vtype_size[PARM_GGUF_NVTYPES] = {
 	1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8,
 };
 
 static const char *vtype_name(enum parm_gguf_vtype t)
 {
-	return (unsigned)t < GGUF_NVTYPES ? vtype_names[t] : "invalid";
+	return (unsigned)t < PARM_GGUF_NVTYPES ? vtype_names[t] : "invalid";
 }
 
 /* Tensor types. */
@@ -95,41 +95,41 @@ struct type_info {
 
 /* Names, block sizes and bytes as ggml-common.h has them (QK_K = 256). */
 static const struct type_info type_table[] = {
-	{ GGML_F32, "f32", 1, 4 },
-	{ GGML_F16, "f16", 1, 2 },
-	{ GGML_Q4_0, "q4_0", 32, 2 + 16 },
-	{ GGML_Q4_1, "q4_1", 32, 2 + 2 + 16 },
-	{ GGML_Q5_0, "q5_0", 32, 2 + 4 + 16 },
-	{ GGML_Q5_1, "q5_1", 32, 2 + 2 + 4 + 16 },
-	{ GGML_Q8_0, "q8_0", 32, 2 + 32 },
-	{ GGML_Q8_1, "q8_1", 32, 2 + 2 + 32 },
-	{ GGML_Q2_K, "q2_K", 256, 16 + 64 + 2 + 2 },
-	{ GGML_Q3_K, "q3_K", 256, 32 + 64 + 12 + 2 },
-	{ GGML_Q4_K, "q4_K", 256, 2 + 2 + 12 + 128 },
-	{ GGML_Q5_K, "q5_K", 256, 2 + 2 + 12 + 32 + 128 },
-	{ GGML_Q6_K, "q6_K", 256, 128 + 64 + 16 + 2 },
-	{ GGML_Q8_K, "q8_K", 256, 4 + 256 + 32 },
-	{ GGML_IQ2_XXS, "iq2_xxs", 256, 2 + 64 },
-	{ GGML_IQ2_XS, "iq2_xs", 256, 2 + 64 + 8 },
-	{ GGML_IQ3_XXS, "iq3_xxs", 256, 2 + 64 + 32 },
-	{ GGML_IQ1_S, "iq1_s", 256, 2 + 32 + 16 },
-	{ GGML_IQ4_NL, "iq4_nl", 32, 2 + 16 },
-	{ GGML_IQ3_S, "iq3_s", 256, 2 + 64 + 32 + 8 + 4 },
-	{ GGML_IQ2_S, "iq2_s", 256, 2 + 64 + 16 },
-	{ GGML_IQ4_XS, "iq4_xs", 256, 2 + 2 + 4 + 128 },
-	{ GGML_I8, "i8", 1, 1 },
-	{ GGML_I16, "i16", 1, 2 },
-	{ GGML_I32, "i32", 1, 4 },
-	{ GGML_I64, "i64", 1, 8 },
-	{ GGML_F64, "f64", 1, 8 },
-	{ GGML_IQ1_M, "iq1_m", 256, 32 + 16 + 8 },
-	{ GGML_BF16, "bf16", 1, 2 },
-	{ GGML_TQ1_0, "tq1_0", 256, 2 + 4 * 13 },
-	{ GGML_TQ2_0, "tq2_0", 256, 2 + 64 },
-	{ GGML_MXFP4, "mxfp4", 32, 1 + 16 },
-	{ GGML_NVFP4, "nvfp4", 64, 4 + 32 },
-	{ GGML_Q1_0, "q1_0", 128, 2 + 16 },
-	{ GGML_Q2_0, "q2_0", 64, 2 + 16 },
+	{ PARM_GGML_F32, "f32", 1, 4 },
+	{ PARM_GGML_F16, "f16", 1, 2 },
+	{ PARM_GGML_Q4_0, "q4_0", 32, 2 + 16 },
+	{ PARM_GGML_Q4_1, "q4_1", 32, 2 + 2 + 16 },
+	{ PARM_GGML_Q5_0, "q5_0", 32, 2 + 4 + 16 },
+	{ PARM_GGML_Q5_1, "q5_1", 32, 2 + 2 + 4 + 16 },
+	{ PARM_GGML_Q8_0, "q8_0", 32, 2 + 32 },
+	{ PARM_GGML_Q8_1, "q8_1", 32, 2 + 2 + 32 },
+	{ PARM_GGML_Q2_K, "q2_K", 256, 16 + 64 + 2 + 2 },
+	{ PARM_GGML_Q3_K, "q3_K", 256, 32 + 64 + 12 + 2 },
+	{ PARM_GGML_Q4_K, "q4_K", 256, 2 + 2 + 12 + 128 },
+	{ PARM_GGML_Q5_K, "q5_K", 256, 2 + 2 + 12 + 32 + 128 },
+	{ PARM_GGML_Q6_K, "q6_K", 256, 128 + 64 + 16 + 2 },
+	{ PARM_GGML_Q8_K, "q8_K", 256, 4 + 256 + 32 },
+	{ PARM_GGML_IQ2_XXS, "iq2_xxs", 256, 2 + 64 },
+	{ PARM_GGML_IQ2_XS, "iq2_xs", 256, 2 + 64 + 8 },
+	{ PARM_GGML_IQ3_XXS, "iq3_xxs", 256, 2 + 64 + 32 },
+	{ PARM_GGML_IQ1_S, "iq1_s", 256, 2 + 32 + 16 },
+	{ PARM_GGML_IQ4_NL, "iq4_nl", 32, 2 + 16 },
+	{ PARM_GGML_IQ3_S, "iq3_s", 256, 2 + 64 + 32 + 8 + 4 },
+	{ PARM_GGML_IQ2_S, "iq2_s", 256, 2 + 64 + 16 },
+	{ PARM_GGML_IQ4_XS, "iq4_xs", 256, 2 + 2 + 4 + 128 },
+	{ PARM_GGML_I8, "i8", 1, 1 },
+	{ PARM_GGML_I16, "i16", 1, 2 },
+	{ PARM_GGML_I32, "i32", 1, 4 },
+	{ PARM_GGML_I64, "i64", 1, 8 },
+	{ PARM_GGML_F64, "f64", 1, 8 },
+	{ PARM_GGML_IQ1_M, "iq1_m", 256, 32 + 16 + 8 },
+	{ PARM_GGML_BF16, "bf16", 1, 2 },
+	{ PARM_GGML_TQ1_0, "tq1_0", 256, 2 + 4 * 13 },
+	{ PARM_GGML_TQ2_0, "tq2_0", 256, 2 + 64 },
+	{ PARM_GGML_MXFP4, "mxfp4", 32, 1 + 16 },
+	{ PARM_GGML_NVFP4, "nvfp4", 64, 4 + 32 },
+	{ PARM_GGML_Q1_0, "q1_0", 128, 2 + 16 },
+	{ PARM_GGML_Q2_0, "q2_0", 64, 2 + 16 },
 };
 
 static const struct type_info *type_info(enum parm_ggml_type t)
@@ -249,16 +249,16 @@ static int read_array(struct cursor *c, struct gguf_kv *kv)
 	uint64_t n;
 	if (read_u32(c, &etype) < 0 || read_u64(c, &n) < 0)
 		return -1;
-	if (etype == GGUF_ARRAY)
+	if (etype == PARM_GGUF_ARRAY)
 		return parm_failc(PARM_EUNSUPPORTED, "%s: nested arrays are not supported (%s)", c->path, c->where);
-	if (etype >= GGUF_NVTYPES)
+	if (etype >= PARM_GGUF_NVTYPES)
 		return parm_fail("%s: bad array element type %u in %s", c->path, etype, c->where);
 	kv->etype = etype;
-	size_t min_size = etype == GGUF_STRING ? 8 : vtype_size[etype];
+	size_t min_size = etype == PARM_GGUF_STRING ? 8 : vtype_size[etype];
 	if (n > (uint64_t)(c->end - c->p) / min_size)
 		return parm_fail("%s: truncated in %s (array of %llu items)",
 				 c->path, c->where, (unsigned long long)n);
-	if (etype == GGUF_STRING)
+	if (etype == PARM_GGUF_STRING)
 		return read_strings(c, kv, n);
 	kv->n = n;
 	kv->items = c->p;
@@ -271,10 +271,10 @@ static int read_value(struct cursor *c, struct gguf_kv *kv)
 	kv->raw = c->p;
 	kv->etype = kv->type;
 	kv->n = 1;
-	if (kv->type == GGUF_ARRAY) {
+	if (kv->type == PARM_GGUF_ARRAY) {
 		if (read_array(c, kv) < 0)
 			return -1;
-	} else if (kv->type == GGUF_STRING) {
+	} else if (kv->type == PARM_GGUF_STRING) {
 		if (read_strings(c, kv, 1) < 0)
 			return -1;
 	} else {
@@ -300,7 +300,7 @@ static int read_kv(struct cursor *c, parm_gguf *g, int i)
 	snprintf(c->where, sizeof c->where, "kv %d ('%.60s')", i, kv->key);
 	if (read_u32(c, &type) < 0)
 		return -1;
-	if (type >= GGUF_NVTYPES)
+	if (type >= PARM_GGUF_NVTYPES)
 		return parm_fail("%s: bad value type %u in %s", c->path, type, c->where);
 	kv->type = type;
 	if (read_value(c, kv) < 0)
@@ -567,7 +567,7 @@ const char *parm_gguf_kv_key(const parm_gguf *g, int i)
 
 enum parm_gguf_vtype parm_gguf_kv_type(const parm_gguf *g, int i)
 {
-	return i >= 0 && i < g->n_kv ? g->kv[i].type : GGUF_NVTYPES;
+	return i >= 0 && i < g->n_kv ? g->kv[i].type : PARM_GGUF_NVTYPES;
 }
 
 int parm_gguf_find_key(const parm_gguf *g, const char *key)
@@ -592,17 +592,17 @@ static int load_int(const uint8_t *p, enum parm_gguf_vtype t, int64_t *out)
 {
 	union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32;
 		int32_t i32; uint64_t u64; int64_t i64; } v;
-	if (t >= GGUF_NVTYPES || !vtype_size[t] || t == GGUF_F32 || t == GGUF_F64 || t == GGUF_BOOL)
+	if (t >= PARM_GGUF_NVTYPES || !vtype_size[t] || t == PARM_GGUF_F32 || t == PARM_GGUF_F64 || t == PARM_GGUF_BOOL)
 		return 1;
 	memcpy(&v, p, vtype_size[t]);
 	switch (t) {
-	case GGUF_U8: *out = v.u8; break;
-	case GGUF_I8: *out = v.i8; break;
-	case GGUF_U16: *out = v.u16; break;
-	case GGUF_I16: *out = v.i16; break;
-	case GGUF_U32: *out = v.u32; break;
-	case GGUF_I32: *out = v.i32; break;
-	case GGUF_I64: *out = v.i64; break;
+	case PARM_GGUF_U8: *out = v.u8; break;
+	case PARM_GGUF_I8: *out = v.i8; break;
+	case PARM_GGUF_U16: *out = v.u16; break;
+	case PARM_GGUF_I16: *out = v.i16; break;
+	case PARM_GGUF_U32: *out = v.u32; break;
+	case PARM_GGUF_I32: *out = v.i32; break;
+	case PARM_GGUF_I64: *out = v.i64; break;
 	default:
 		if (v.u64 > INT64_MAX)
 			return 2;
@@ -614,10 +614,10 @@ static int load_int(const uint8_t *p, enum parm_gguf_vtype t, int64_t *out)
 static int load_float(const uint8_t *p, enum parm_gguf_vtype t, double *out)
 {
 	float f;
-	if (t == GGUF_F32) {
+	if (t == PARM_GGUF_F32) {
 		memcpy(&f, p, 4);
 		*out = f;
-	} else if (t == GGUF_F64) {
+	} else if (t == PARM_GGUF_F64) {
 		memcpy(out, p, 8);
 	} else {
 		return 1;
@@ -657,7 +657,7 @@ int parm_gguf_get_bool(const parm_gguf *g, const char *key, int *out)
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
 		return -1;
-	if (kv->type != GGUF_BOOL)
+	if (kv->type != PARM_GGUF_BOOL)
 		return parm_fail("%s: key '%s' is %s, expected a bool", g->path, key, vtype_name(kv->type));
 	*out = kv->items[0] != 0;
 	return 0;
@@ -668,7 +668,7 @@ int parm_gguf_get_str(const parm_gguf *g, const char *key, const char **s, size_
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
 		return -1;
-	if (kv->type != GGUF_STRING)
+	if (kv->type != PARM_GGUF_STRING)
 		return parm_fail("%s: key '%s' is %s, expected a string", g->path, key, vtype_name(kv->type));
 	*s = kv->strs[0].s;
 	if (len)
@@ -681,7 +681,7 @@ int parm_gguf_get_arr(const parm_gguf *g, const char *key, enum parm_gguf_vtype 
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
 		return -1;
-	if (kv->type != GGUF_ARRAY)
+	if (kv->type != PARM_GGUF_ARRAY)
 		return parm_fail("%s: key '%s' is %s, expected an array", g->path, key, vtype_name(kv->type));
 	if (etype)
 		*etype = kv->etype;
@@ -696,7 +696,7 @@ static const struct gguf_kv *get_arr_item(const parm_gguf *g, const char *key, u
 	const struct gguf_kv *kv = get_kv(g, key);
 	if (!kv)
 		return NULL;
-	if (kv->type != GGUF_ARRAY)
+	if (kv->type != PARM_GGUF_ARRAY)
 		return parm_failp("%s: key '%s' is %s, expected an array", g->path, key, vtype_name(kv->type));
 	if (i >= kv->n)
 		return parm_failp("%s: index %llu out of range in array '%s' of %llu",
@@ -709,7 +709,7 @@ int parm_gguf_arr_int(const parm_gguf *g, const char *key, uint64_t i, int64_t *
 	const struct gguf_kv *kv = get_arr_item(g, key, i);
 	if (!kv)
 		return -1;
-	if (kv->etype == GGUF_STRING)
+	if (kv->etype == PARM_GGUF_STRING)
 		return int_result(g, key, 1, kv->etype);
 	return int_result(g, key, load_int(kv->items + i * vtype_size[kv->etype], kv->etype, out), kv->etype);
 }
@@ -719,7 +719,7 @@ int parm_gguf_arr_float(const parm_gguf *g, const char *key, uint64_t i, double 
 	const struct gguf_kv *kv = get_arr_item(g, key, i);
 	if (!kv)
 		return -1;
-	if (kv->etype == GGUF_STRING || load_float(kv->items + i * vtype_size[kv->etype], kv->etype, out))
+	if (kv->etype == PARM_GGUF_STRING || load_float(kv->items + i * vtype_size[kv->etype], kv->etype, out))
 		return parm_fail("%s: array '%s' holds %s, expected floats", g->path, key, vtype_name(kv->etype));
 	return 0;
 }
@@ -729,7 +729,7 @@ int parm_gguf_arr_str(const parm_gguf *g, const char *key, uint64_t i, const cha
 	const struct gguf_kv *kv = get_arr_item(g, key, i);
 	if (!kv)
 		return -1;
-	if (kv->etype != GGUF_STRING)
+	if (kv->etype != PARM_GGUF_STRING)
 		return parm_fail("%s: array '%s' holds %s, expected strings", g->path, key, vtype_name(kv->etype));
 	*s = kv->strs[i].s;
 	if (len)
@@ -872,38 +872,38 @@ static struct buf *w_slot(parm_gguf_writer *w, const char *key, enum parm_gguf_v
 
 void parm_gguf_w_set_u32(parm_gguf_writer *w, const char *key, uint32_t v)
 {
-	buf_u32(w_slot(w, key, GGUF_U32), v);
+	buf_u32(w_slot(w, key, PARM_GGUF_U32), v);
 }
 
 void parm_gguf_w_set_i32(parm_gguf_writer *w, const char *key, int32_t v)
 {
-	buf_put(w_slot(w, key, GGUF_I32), &v, 4);
+	buf_put(w_slot(w, key, PARM_GGUF_I32), &v, 4);
 }
 
 void parm_gguf_w_set_u64(parm_gguf_writer *w, const char *key, uint64_t v)
 {
-	buf_u64(w_slot(w, key, GGUF_U64), v);
+	buf_u64(w_slot(w, key, PARM_GGUF_U64), v);
 }
 
 void parm_gguf_w_set_f32(parm_gguf_writer *w, const char *key, float v)
 {
-	buf_put(w_slot(w, key, GGUF_F32), &v, 4);
+	buf_put(w_slot(w, key, PARM_GGUF_F32), &v, 4);
 }
 
 void parm_gguf_w_set_bool(parm_gguf_writer *w, const char *key, int v)
 {
 	uint8_t b = v != 0;
-	buf_put(w_slot(w, key, GGUF_BOOL), &b, 1);
+	buf_put(w_slot(w, key, PARM_GGUF_BOOL), &b, 1);
 }
 
 void parm_gguf_w_set_str(parm_gguf_writer *w, const char *key, const char *s)
 {
-	buf_str(w_slot(w, key, GGUF_STRING), s, strlen(s));
+	buf_str(w_slot(w, key, PARM_GGUF_STRING), s, strlen(s));
 }
 
 void parm_gguf_w_set_val(parm_gguf_writer *w, const char *key, enum parm_gguf_vtype type, const void *v)
 {
-	if ((unsigned)type >= GGUF_NVTYPES || !vtype_size[type]) {
+	if ((unsigned)type >= PARM_GGUF_NVTYPES || !vtype_size[type]) {
 		w_error(w, "key '%s': %s is not a fixed-size type", key, vtype_name(type));
 		return;
 	}
@@ -912,11 +912,11 @@ void parm_gguf_w_set_val(parm_gguf_writer *w, const char *key, enum parm_gguf_vt
 
 void parm_gguf_w_set_arr(parm_gguf_writer *w, const char *key, enum parm_gguf_vtype etype, const void *data, uint64_t n)
 {
-	if ((unsigned)etype >= GGUF_NVTYPES || !vtype_size[etype]) {
+	if ((unsigned)etype >= PARM_GGUF_NVTYPES || !vtype_size[etype]) {
 		w_error(w, "array '%s': element type %s is not numeric", key, vtype_name(etype));
 		return;
 	}
-	struct buf *b = w_slot(w, key, GGUF_ARRAY);
+	struct buf *b = w_slot(w, key, PARM_GGUF_ARRAY);
 	buf_u32(b, etype);
 	buf_u64(b, n);
 	buf_put(b, data, n * vtype_size[etype]);
@@ -924,8 +924,8 @@ void parm_gguf_w_set_arr(parm_gguf_writer *w, const char *key, enum parm_gguf_vt
 
 void parm_gguf_w_set_arr_str(parm_gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n)
 {
-	struct buf *b = w_slot(w, key, GGUF_ARRAY);
-	buf_u32(b, GGUF_STRING);
+	struct buf *b = w_slot(w, key, PARM_GGUF_ARRAY);
+	buf_u32(b, PARM_GGUF_STRING);
 	buf_u64(b, n);
 	for (uint64_t i = 0; i < n; i++)
 		buf_str(b, strs[i], lens ? lens[i] : strlen(strs[i]));
@@ -1024,7 +1024,7 @@ static int w_alignment(const parm_gguf_writer *w, size_t *align)
 		uint32_t a;
 		if (strcmp(w->kv[i].key, "general.alignment"))
 			continue;
-		if (w->kv[i].type != GGUF_U32)
+		if (w->kv[i].type != PARM_GGUF_U32)
 			return -1;
 		memcpy(&a, w->kv[i].value.p, 4);
 		if (!a || (a & (a - 1)) || a > (1u << 30))

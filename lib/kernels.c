@@ -390,7 +390,7 @@ static enum x_form job_x_form(const matmul_job *j, int n)
 	 * columns of one row): Q4_K_M pp512 904 -> 1326 tok/s */
 	if (parm_quant_dot_x8_ok(j->t, j->in) && !(n > SMALL_N && panels_on()))
 		return X_Q8_K;
-	if (j->t == GGML_BF16 && j->in % 2 == 0 && n >= ROWS_MIN_N && panels_on() && parm_simd_bf16())
+	if (j->t == PARM_GGML_BF16 && j->in % 2 == 0 && n >= ROWS_MIN_N && panels_on() && parm_simd_bf16())
 		return X_BF16;
 	return X_FLOAT;
 }
@@ -410,9 +410,9 @@ static int job_rows_kind(const matmul_job *j, int n)
 	if (n < ROWS_MIN_N || n > SMALL_N || !panels_on())
 		return -1;
 	switch (j->t) {
-	case GGML_F32: return 0;
-	case GGML_F16: return 1;
-	case GGML_BF16: return job_x_form(j, n) == X_BF16 ? 2 : -1;
+	case PARM_GGML_F32: return 0;
+	case PARM_GGML_F16: return 1;
+	case PARM_GGML_BF16: return job_x_form(j, n) == X_BF16 ? 2 : -1;
 	default: return -1;
 	}
 }
@@ -444,7 +444,7 @@ static void matmul_tile_panels(const matmul_job *j, const void *xb, int n, int r
 			       int worker)
 {
 	size_t rb = parm_ggml_row_bytes(j->t, j->in);
-	int words = xb ? j->in / 2 : j->in, as_is = xb || j->t == GGML_F32;
+	int words = xb ? j->in / 2 : j->in, as_is = xb || j->t == PARM_GGML_F32;
 	int panels = (rows + PANEL_ROWS - 1) / PANEL_ROWS;
 	size_t pn = (size_t)PANEL_ROWS * words;
 	float *p = pool_scratch(worker, (panels + !as_is) * pn), *rowbuf = p + panels * pn;
@@ -502,7 +502,7 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 			       j->t, j->x, n, j->in);
 		return;
 	}
-	if (n <= SMALL_N && j->t != GGML_F32) {
+	if (n <= SMALL_N && j->t != PARM_GGML_F32) {
 		/* row by row: each dequantised row is used while it is in L1 */
 		float *s = pool_scratch(worker, j->in);
 		for (int r = 0; r < rows; r++) {
@@ -511,7 +511,7 @@ static void matmul_tile(const matmul_job *j, const void *xq, int n, int r0, int 
 		}
 		return;
 	}
-	if (j->t == GGML_F32) {
+	if (j->t == PARM_GGML_F32) {
 		wt = (const float *)j->w + (size_t)r0 * j->in;
 	} else {
 		float *s = pool_scratch(worker, (size_t)rows * j->in);
@@ -539,7 +539,7 @@ typedef struct {
  * y (x is packed per block of tokens, not once per tile of W). */
 static int job_is_gemm(const matmul_job *j, int n)
 {
-	return j->t == GGML_F32 && n > SMALL_N && !panels_on();
+	return j->t == PARM_GGML_F32 && n > SMALL_N && !panels_on();
 }
 
 static gemm_args job_gemm(const matmul_job *j, int n)
@@ -636,7 +636,7 @@ static char *quantise_inputs(const void **xq, const matmul_job *jobs, int n_jobs
 		else if (f == X_Q8_K)
 			parm_quant_x8_row((quant_x8 *)at, jobs[j].x, count);
 		else
-			parm_quant_row(at, jobs[j].x, GGML_BF16, count);
+			parm_quant_row(at, jobs[j].x, PARM_GGML_BF16, count);
 		xq[j] = at;
 		at += (size_t)n * x_bytes(f, jobs[j].in);
 	}
@@ -1003,7 +1003,7 @@ void parm_matmul_backward(float *dx, float *dw, const float *dy, const float *x,
 	gemm_args g = { .ta = CblasNoTrans, .tb = CblasNoTrans, .m = n, .n = in, .k = out,
 			.alpha = 1.0f, .a = dy, .lda = out, .b = w, .ldb = in, .beta = 1.0f,
 			.c = dx, .ldc = in };
-	if (t == GGML_F32) {    /* dx[N][in] += dy W */
+	if (t == PARM_GGML_F32) {    /* dx[N][in] += dy W */
 		gemm_pool(&g);
 		return;
 	}

@@ -74,7 +74,7 @@ static int adapted_are_float(const parm_arm *a)
 	for (int l = 0; l < a->backbone->cfg.n_layers; l++)
 		for (int i = 0; i < a->n_targets; i++) {
 			enum parm_ggml_type t = parm_target_weight(a->backbone, l, a->targets[i])->type;
-			if (t != GGML_F32 && t != GGML_F16 && t != GGML_BF16)
+			if (t != PARM_GGML_F32 && t != PARM_GGML_F16 && t != PARM_GGML_BF16)
 				return 0;
 		}
 	return 1;

@@ -193,10 +193,10 @@ static int find_vector(loader *ld, const float **out, const char *name, int64_t 
 		return parm_fail("%s: tensor '%s' has shape [%lld, %lld], expected [%lld]",
 				 parm_gguf_path(g), name, (long long)t->ne[0],
 				 (long long)(t->n_dims > 1 ? t->ne[1] : 1), (long long)len);
-	if (t->type != GGML_F32 && t->type != GGML_F16 && t->type != GGML_BF16)
+	if (t->type != PARM_GGML_F32 && t->type != PARM_GGML_F16 && t->type != PARM_GGML_BF16)
 		return parm_fail("%s: tensor '%s' has type %s; a vector must be f32, f16 or bf16",
 				 parm_gguf_path(g), name, parm_ggml_type_name(t->type));
-	if (t->type == GGML_F32) {
+	if (t->type == PARM_GGML_F32) {
 		*out = t->data;
 		return 0;
 	}
@@ -215,7 +215,7 @@ static int find_norm(loader *ld, parm_weight *w, const char *name, int64_t len)
 	const float *f;
 	if (find_vector(ld, &f, name, len, 1) < 0)
 		return -1;
-	*w = (parm_weight){ f, GGML_F32, 1, len, NULL };
+	*w = (parm_weight){ f, PARM_GGML_F32, 1, len, NULL };
 	return 0;
 }
 
@@ -331,7 +331,7 @@ static int find_rope_factors(loader *ld)
 		const parm_gguf_tensor *t = parm_gguf_find_tensor(ld->g, names[s]);
 		if (!t)
 			continue;
-		if (t->type != GGML_F32 || t->n_dims != 1 || t->ne[0] != half)
+		if (t->type != PARM_GGML_F32 || t->n_dims != 1 || t->ne[0] != half)
 			return parm_fail("%s: tensor '%s' must be f32 [%d], not %s [%lld]", parm_gguf_path(ld->g),
 					 names[s], half, parm_ggml_type_name(t->type), (long long)t->ne[0]);
 		take_tensor(ld, names[s]);
@@ -507,7 +507,7 @@ int parm_model_set_weight(parm_model *v, int layer, int proj, float *f32)
 	v->owned = parm_xrealloc(v->owned, (v->n_owned + 1) * sizeof *v->owned);
 	v->owned[v->n_owned++] = f32;
 	w->data = f32;
-	w->type = GGML_F32;
+	w->type = PARM_GGML_F32;
 	w->packed = NULL;
 	return 0;
 }
@@ -798,7 +798,7 @@ static void add_random(parm_gguf_writer *w, const char *name, enum parm_ggml_typ
 	int64_t ne[2] = { cols, rows };
 	float *f = parm_xmalloc((size_t)(cols * rows) * sizeof *f);
 	fill_normal(f, (size_t)(cols * rows), 0.02f, s);
-	if (t == GGML_F32) {
+	if (t == PARM_GGML_F32) {
 		parm_gguf_w_tensor(w, name, t, 2, ne, f);
 	} else {
 		size_t rb = parm_ggml_row_bytes(t, cols);
@@ -816,7 +816,7 @@ static void add_ones(parm_gguf_writer *w, const char *name, int64_t n)
 	float *f = parm_xmalloc((size_t)n * sizeof *f);
 	for (int64_t i = 0; i < n; i++)
 		f[i] = 1.0f;
-	parm_gguf_w_tensor(w, name, GGML_F32, 1, &n, f);
+	parm_gguf_w_tensor(w, name, PARM_GGML_F32, 1, &n, f);
 	free(f);
 }
 
@@ -827,7 +827,7 @@ static void add_norm(parm_gguf_writer *w, const char *name, int64_t n, float std
 	fill_normal(f, (size_t)n, std, s);
 	for (int64_t i = 0; i < n; i++)
 		f[i] = std ? 1.0f + f[i] : 1.0f;
-	parm_gguf_w_tensor(w, name, GGML_F32, 1, &n, f);
+	parm_gguf_w_tensor(w, name, PARM_GGML_F32, 1, &n, f);
 	free(f);
 }
 
@@ -836,7 +836,7 @@ static void add_bias(parm_gguf_writer *w, const char *name, int64_t n, uint64_t 
 {
 	float *f = parm_xmalloc((size_t)n * sizeof *f);
 	fill_normal(f, (size_t)n, 0.1f, s);
-	parm_gguf_w_tensor(w, name, GGML_F32, 1, &n, f);
+	parm_gguf_w_tensor(w, name, PARM_GGML_F32, 1, &n, f);
 	free(f);
 }
 

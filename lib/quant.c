@@ -99,9 +99,9 @@ uint16_t parm_f32_to_bf16(float f)
 
 /* The types parm computes with, in the order the errors list them. */
 static const enum parm_ggml_type computed[] = {
-	GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0,
-	GGML_Q5_1, GGML_IQ4_NL, GGML_Q2_K, GGML_Q3_K, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K,
-	GGML_IQ4_XS,
+	PARM_GGML_F32, PARM_GGML_F16, PARM_GGML_BF16, PARM_GGML_Q8_0, PARM_GGML_Q4_0, PARM_GGML_Q4_1, PARM_GGML_Q5_0,
+	PARM_GGML_Q5_1, PARM_GGML_IQ4_NL, PARM_GGML_Q2_K, PARM_GGML_Q3_K, PARM_GGML_Q4_K, PARM_GGML_Q5_K, PARM_GGML_Q6_K,
+	PARM_GGML_IQ4_XS,
 };
 
 int parm_quant_type_computed(enum parm_ggml_type t)
@@ -114,17 +114,17 @@ int parm_quant_type_computed(enum parm_ggml_type t)
 
 int parm_quant_type_quantised(enum parm_ggml_type t)
 {
-	return t == GGML_F32 || t == GGML_F16 || t == GGML_BF16 || t == GGML_Q8_0 || t == GGML_Q4_0;
+	return t == PARM_GGML_F32 || t == PARM_GGML_F16 || t == PARM_GGML_BF16 || t == PARM_GGML_Q8_0 || t == PARM_GGML_Q4_0;
 }
 
 int parm_quant_file_type(enum parm_ggml_type t)
 {
 	switch ((int)t) {
-	case GGML_F32: return 0;
-	case GGML_F16: return 1;
-	case GGML_Q4_0: return 2;
-	case GGML_Q8_0: return 7;
-	case GGML_BF16: return 32;
+	case PARM_GGML_F32: return 0;
+	case PARM_GGML_F16: return 1;
+	case PARM_GGML_Q4_0: return 2;
+	case PARM_GGML_Q8_0: return 7;
+	case PARM_GGML_BF16: return 32;
 	}
 	return -1;
 }
@@ -227,16 +227,16 @@ static void dequant_q4_0(float *restrict out, const block_q4_0 *restrict b, int6
 static chunk_fn *chunk_of(enum parm_ggml_type t)
 {
 	switch ((int)t) {
-	case GGML_Q4_1: return chunk_q4_1;
-	case GGML_Q5_0: return chunk_q5_0;
-	case GGML_Q5_1: return chunk_q5_1;
-	case GGML_IQ4_NL: return chunk_iq4_nl;
-	case GGML_Q2_K: return chunk_q2_K;
-	case GGML_Q3_K: return chunk_q3_K;
-	case GGML_Q4_K: return chunk_q4_K;
-	case GGML_Q5_K: return chunk_q5_K;
-	case GGML_Q6_K: return chunk_q6_K;
-	case GGML_IQ4_XS: return chunk_iq4_xs;
+	case PARM_GGML_Q4_1: return chunk_q4_1;
+	case PARM_GGML_Q5_0: return chunk_q5_0;
+	case PARM_GGML_Q5_1: return chunk_q5_1;
+	case PARM_GGML_IQ4_NL: return chunk_iq4_nl;
+	case PARM_GGML_Q2_K: return chunk_q2_K;
+	case PARM_GGML_Q3_K: return chunk_q3_K;
+	case PARM_GGML_Q4_K: return chunk_q4_K;
+	case PARM_GGML_Q5_K: return chunk_q5_K;
+	case PARM_GGML_Q6_K: return chunk_q6_K;
+	case PARM_GGML_IQ4_XS: return chunk_iq4_xs;
 	}
 	return NULL;
 }
@@ -250,19 +250,19 @@ void parm_dequant_row(float *out, const void *row, enum parm_ggml_type t, int64_
 		return;
 	}
 	switch ((int)t) {
-	case GGML_F32:
+	case PARM_GGML_F32:
 		memcpy(out, row, n * sizeof(float));
 		break;
-	case GGML_F16:
+	case PARM_GGML_F16:
 		dequant_f16(out, row, n);
 		break;
-	case GGML_BF16:
+	case PARM_GGML_BF16:
 		dequant_bf16(out, row, n);
 		break;
-	case GGML_Q8_0:
+	case PARM_GGML_Q8_0:
 		dequant_q8_0(out, row, n);
 		break;
-	case GGML_Q4_0:
+	case PARM_GGML_Q4_0:
 		dequant_q4_0(out, row, n);
 		break;
 	}
@@ -313,21 +313,21 @@ void parm_quant_row(void *out, const float *in, enum parm_ggml_type t, int64_t n
 {
 	uint16_t *h = out;
 	switch ((int)t) {
-	case GGML_F32:
+	case PARM_GGML_F32:
 		memcpy(out, in, n * sizeof(float));
 		break;
-	case GGML_F16:
+	case PARM_GGML_F16:
 		for (int64_t i = 0; i < n; i++)
 			h[i] = parm_f32_to_f16(in[i]);
 		break;
-	case GGML_BF16:
+	case PARM_GGML_BF16:
 		for (int64_t i = 0; i < n; i++)
 			h[i] = parm_f32_to_bf16(in[i]);
 		break;
-	case GGML_Q8_0:
+	case PARM_GGML_Q8_0:
 		quant_q8_0(out, in, n);
 		break;
-	case GGML_Q4_0:
+	case PARM_GGML_Q4_0:
 		quant_q4_0(out, in, n);
 		break;
 	}
@@ -358,7 +358,7 @@ static void dot_dequant(float *y, size_t ys, const void *row, enum parm_ggml_typ
 
 int parm_quant_dot_fused(enum parm_ggml_type t, int64_t n)
 {
-	if (t == GGML_F16 || t == GGML_BF16)
+	if (t == PARM_GGML_F16 || t == PARM_GGML_BF16)
 		return n % QK == 0;
 	return parm_ggml_type_block(t) > 1 && parm_quant_type_computed(t);
 }

@@ -787,7 +787,7 @@ FUSED void dot_groups(float *y, size_t ys, const void *row, size_t bb, int cpb, 
 }
 
 #define DOT_TYPE(T, type, cpb, prep)                                           \
-	case GGML_##T:                                                          \
+	case PARM_GGML_##T:                                                          \
 		dot_groups(y, ys, row, sizeof(block_##type), cpb, prep, unpack_##type, \
 			   x, nx, n);                                           \
 		break;

@@ -152,21 +152,21 @@ typedef float element_fn(const void *row, int64_t i);
 static element_fn *element_of(enum parm_ggml_type t)
 {
 	switch ((int)t) {
-	case GGML_F32: return f32_at;
-	case GGML_F16: return f16_at;
-	case GGML_BF16: return bf16_at;
-	case GGML_Q8_0: return q8_0_at;
-	case GGML_Q4_0: return q4_0_at;
-	case GGML_Q4_1: return q4_1_at;
-	case GGML_Q5_0: return q5_0_at;
-	case GGML_Q5_1: return q5_1_at;
-	case GGML_IQ4_NL: return iq4_nl_at;
-	case GGML_Q2_K: return q2_K_at;
-	case GGML_Q3_K: return q3_K_at;
-	case GGML_Q4_K: return q4_K_at;
-	case GGML_Q5_K: return q5_K_at;
-	case GGML_Q6_K: return q6_K_at;
-	case GGML_IQ4_XS: return iq4_xs_at;
+	case PARM_GGML_F32: return f32_at;
+	case PARM_GGML_F16: return f16_at;
+	case PARM_GGML_BF16: return bf16_at;
+	case PARM_GGML_Q8_0: return q8_0_at;
+	case PARM_GGML_Q4_0: return q4_0_at;
+	case PARM_GGML_Q4_1: return q4_1_at;
+	case PARM_GGML_Q5_0: return q5_0_at;
+	case PARM_GGML_Q5_1: return q5_1_at;
+	case PARM_GGML_IQ4_NL: return iq4_nl_at;
+	case PARM_GGML_Q2_K: return q2_K_at;
+	case PARM_GGML_Q3_K: return q3_K_at;
+	case PARM_GGML_Q4_K: return q4_K_at;
+	case PARM_GGML_Q5_K: return q5_K_at;
+	case PARM_GGML_Q6_K: return q6_K_at;
+	case PARM_GGML_IQ4_XS: return iq4_xs_at;
 	}
 	return NULL;
 }

@@ -55,7 +55,7 @@ void parm_quant_x8_32_row(quant_x8_32 *out, const float *x, int64_t n)
 
 int parm_quant_dot_x8_ok(enum parm_ggml_type t, int64_t n)
 {
-	return (t == GGML_Q4_K || t == GGML_Q5_K || t == GGML_Q6_K) && n > 0 && n % QK_K == 0;
+	return (t == PARM_GGML_Q4_K || t == PARM_GGML_Q5_K || t == PARM_GGML_Q6_K) && n > 0 && n % QK_K == 0;
 }
 
 /* Sub-block s (of 8) of super-block sb of a K-type row as integers: its
@@ -64,7 +64,7 @@ int parm_quant_dot_x8_ok(enum parm_ggml_type t, int64_t n)
 static void k_sub_int(int q[32], int sc[2], int m[2], float *d, float *dmin, const void *row,
 		      enum parm_ggml_type t, int64_t sb, int s)
 {
-	if (t == GGML_Q6_K) {
+	if (t == PARM_GGML_Q6_K) {
 		const block_q6_K *b = (const block_q6_K *)row + sb;
 		const int half = s / 4, j = s % 4;
 		const uint8_t *ql = b->ql + 64 * half + 32 * (j % 2), *qh = b->qh + 32 * half;
@@ -79,7 +79,7 @@ static void k_sub_int(int q[32], int sc[2], int m[2], float *d, float *dmin, con
 	}
 	const block_q4_K *b4 = (const block_q4_K *)row + sb;
 	const block_q5_K *b5 = (const block_q5_K *)row + sb;
-	const int q5 = t == GGML_Q5_K;
+	const int q5 = t == PARM_GGML_Q5_K;
 	const uint8_t *qs = (q5 ? b5->qs : b4->qs) + 32 * (s / 2);
 	for (int l = 0; l < 32; l++)
 		q[l] = ((qs[l] >> 4 * (s % 2)) & 15) + (q5 ? ((b5->qh[l] >> s) & 1) << 4 : 0);
@@ -124,7 +124,7 @@ void parm_quant_dot_x8_ref(float *y, size_t ys, const void *row, enum parm_ggml_
 /* Element l of block k of a q4_0 or q8_0 row, as an integer. */
 static int q32_weight(const void *row, enum parm_ggml_type t, int64_t k, int l)
 {
-	if (t == GGML_Q8_0)
+	if (t == PARM_GGML_Q8_0)
 		return ((const block_q8_0 *)row)[k].qs[l];
 	const block_q4_0 *b = (const block_q4_0 *)row + k;
 	return ((b->qs[l % 16] >> 4 * (l / 16)) & 15) - 8;
@@ -137,7 +137,7 @@ void parm_quant_dot_x8_32_ref(float *y, size_t ys, const void *row, enum parm_gg
 		double sum = 0;
 		for (int64_t k = 0; k < n / QK; k++) {
 			const quant_x8_32 *xb = x + i * (n / QK) + k;
-			const uint16_t d = t == GGML_Q8_0 ? ((const block_q8_0 *)row)[k].d
+			const uint16_t d = t == PARM_GGML_Q8_0 ? ((const block_q8_0 *)row)[k].d
 							  : ((const block_q4_0 *)row)[k].d;
 			long dot = 0;
 			for (int l = 0; l < QK; l++)
@@ -180,7 +180,7 @@ void parm_quant_dot_x8_rows(float *y, size_t ys, const void *w, size_t rb, int r
 int parm_quant_pack_ok(enum parm_ggml_type t, int64_t rows, int64_t n)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	return (t == GGML_Q4_0 || t == GGML_Q8_0) && rows > 0 && rows % 8 == 0 && n > 0 &&
+	return (t == PARM_GGML_Q4_0 || t == PARM_GGML_Q8_0) && rows > 0 && rows % 8 == 0 && n > 0 &&
 	       n % QK == 0 && parm_simd() == PARM_SIMD_AVX512;
 #else
 	return 0;
@@ -192,7 +192,7 @@ int parm_quant_pack_ok(enum parm_ggml_type t, int64_t rows, int64_t n)
 void *parm_quant_pack(const void *w, enum parm_ggml_type t, int64_t rows, int64_t n)
 {
 	const int64_t nb = n / QK;
-	const size_t block = t == GGML_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+	const size_t block = t == PARM_GGML_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
 	const size_t bytes = (size_t)rows * nb * block, column = 8 * block;
 	uint8_t *out = parm_alloc_huge(bytes), *p = out;
 	parm_prefault(w, bytes, 0);

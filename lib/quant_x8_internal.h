@@ -70,7 +70,7 @@ X8 void x8_k4(__m256 sum[], const char *blk, enum parm_ggml_type t, const quant_
 {
 	const block_q4_K *b4 = (const block_q4_K *)blk;
 	const block_q5_K *b5 = (const block_q5_K *)blk;
-	const int q5 = t == GGML_Q5_K;
+	const int q5 = t == PARM_GGML_Q5_K;
 	const uint8_t *qs = q5 ? b5->qs : b4->qs;
 	const __m256i high = q5 ? x8_load(b5->qh) : _mm256_setzero_si256();
 	uint8_t sc[8], m[8];
@@ -143,14 +143,14 @@ X8 void x8_q6k(__m256 sum[], const block_q6_K *b, const quant_x8 *x, int64_t xs,
 X8 void x8_row(float *y, size_t ys, const char *row, enum parm_ggml_type t, const quant_x8 *x,
 	       int64_t nsb, int nt)
 {
-	const size_t bytes = t == GGML_Q4_K ? sizeof(block_q4_K) :
-			     t == GGML_Q5_K ? sizeof(block_q5_K) : sizeof(block_q6_K);
+	const size_t bytes = t == PARM_GGML_Q4_K ? sizeof(block_q4_K) :
+			     t == PARM_GGML_Q5_K ? sizeof(block_q5_K) : sizeof(block_q6_K);
 	__m256 sum[X8_GROUP];
 	for (int i = 0; i < nt; i++)
 		sum[i] = _mm256_setzero_ps();
 	for (int64_t b = 0; b < nsb; b++) {
 		const char *blk = row + b * bytes;
-		if (t == GGML_Q6_K)
+		if (t == PARM_GGML_Q6_K)
 			x8_q6k(sum, (const block_q6_K *)blk, x + b, nsb, nt);
 		else
 			x8_k4(sum, blk, t, x + b, nsb, nt);
@@ -189,9 +189,9 @@ void QUANT_X8_VARIANT(float *y, size_t ys, const void *w, size_t rb, int rows,
 		      enum parm_ggml_type t, const quant_x8 *x, int nx, int64_t n)
 {
 	switch ((int)t) {
-	case GGML_Q4_K: x8_rows(y, ys, w, rb, rows, GGML_Q4_K, x, nx, n); break;
-	case GGML_Q5_K: x8_rows(y, ys, w, rb, rows, GGML_Q5_K, x, nx, n); break;
-	case GGML_Q6_K: x8_rows(y, ys, w, rb, rows, GGML_Q6_K, x, nx, n); break;
+	case PARM_GGML_Q4_K: x8_rows(y, ys, w, rb, rows, PARM_GGML_Q4_K, x, nx, n); break;
+	case PARM_GGML_Q5_K: x8_rows(y, ys, w, rb, rows, PARM_GGML_Q5_K, x, nx, n); break;
+	case PARM_GGML_Q6_K: x8_rows(y, ys, w, rb, rows, PARM_GGML_Q6_K, x, nx, n); break;
 	}
 }
 
@@ -242,7 +242,7 @@ X8 __m512 x8_packed_scales(const uint8_t *blk)
  * neg[k] marking the negative ones (their activations change sign). */
 X8 void x8_packed_weights(__m512i w[4], __mmask64 neg[4], const uint8_t *blk, enum parm_ggml_type t)
 {
-	if (t == GGML_Q8_0) {
+	if (t == PARM_GGML_Q8_0) {
 		for (int k = 0; k < 4; k++) {
 			const __m512i v = _mm512_loadu_si512(blk + 16 + 64 * k);
 			neg[k] = _mm512_movepi8_mask(v);
@@ -267,12 +267,12 @@ X8 __m512i x8_packed_dot(const __m512i w[4], const __mmask64 neg[4], enum parm_g
 #pragma GCC unroll 4
 	for (int k = 0; k < 4; k++) {
 		__m512i s = x8_bcast8(x->q + 8 * k);
-		if (t == GGML_Q8_0)
+		if (t == PARM_GGML_Q8_0)
 			s = _mm512_mask_sub_epi8(s, neg[k], _mm512_setzero_si512(), s);
 		i = x8_dp4(i, w[k], s, vnni);
 	}
 	/* q4_0's nibbles are q + 8: each row's two lanes give back 8 sum x */
-	return t == GGML_Q8_0 ? i : _mm512_sub_epi32(i, _mm512_set1_epi32(4 * x->sum));
+	return t == PARM_GGML_Q8_0 ? i : _mm512_sub_epi32(i, _mm512_set1_epi32(4 * x->sum));
 }
 
 enum { X8_PACKED_GROUP = 4 };   /* vectors sharing a column's unpacking */
@@ -282,7 +282,7 @@ enum { X8_PACKED_GROUP = 4 };   /* vectors sharing a column's unpacking */
 X8 void x8_packed_group(float y[][8], const uint8_t *grp, enum parm_ggml_type t,
 			const quant_x8_32 *x, int64_t nb, int nt, int vnni)
 {
-	const size_t column = t == GGML_Q8_0 ? 272 : 144;
+	const size_t column = t == PARM_GGML_Q8_0 ? 272 : 144;
 	__m512 acc[X8_PACKED_GROUP];
 	for (int i = 0; i < nt; i++)
 		acc[i] = _mm512_setzero_ps();
@@ -314,10 +314,10 @@ X8 void x8_packed_span(float *y, size_t ys, const uint8_t *grp, int g, enum parm
 		       const quant_x8_32 *x, int64_t nb, int i, int nt, int vnni)
 {
 	float out[X8_PACKED_GROUP][8];
-	if (t == GGML_Q8_0)
-		x8_packed_group(out, grp, GGML_Q8_0, x + i * nb, nb, nt, vnni);
+	if (t == PARM_GGML_Q8_0)
+		x8_packed_group(out, grp, PARM_GGML_Q8_0, x + i * nb, nb, nt, vnni);
 	else
-		x8_packed_group(out, grp, GGML_Q4_0, x + i * nb, nb, nt, vnni);
+		x8_packed_group(out, grp, PARM_GGML_Q4_0, x + i * nb, nb, nt, vnni);
 	for (int k = 0; k < nt; k++)
 		for (int r = 0; r < 8; r++)
 			y[(size_t)(i + k) * ys + 8 * g + r] = out[k][r];
@@ -329,7 +329,7 @@ X8 void x8_packed_rows(float *y, size_t ys, const void *packed, enum parm_ggml_t
 		       const quant_x8_32 *x, int nx, int64_t n, int vnni)
 {
 	const int64_t nb = n / QK;
-	const size_t group = (size_t)8 * nb * (t == GGML_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
+	const size_t group = (size_t)8 * nb * (t == PARM_GGML_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
 	for (int g = 0; g < rows / 8; g++) {
 		const uint8_t *grp = (const uint8_t *)packed + g * group;
 		int i = 0;

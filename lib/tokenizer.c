@@ -261,7 +261,7 @@ static int read_tokens(parm_tokenizer *t, const parm_gguf *g, struct arena *a)
 	uint64_t n;
 	if (parm_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n))
 		return -1;
-	if (et != GGUF_STRING || n == 0 || n > 0x7fffffff)
+	if (et != PARM_GGUF_STRING || n == 0 || n > 0x7fffffff)
 		return parm_fail("%s: tokenizer.ggml.tokens is not a non-empty array of strings", parm_gguf_path(g));
 	t->n_vocab = (int)n;
 	t->text_off = parm_xmalloc(n * sizeof *t->text_off);
@@ -310,7 +310,7 @@ static int read_merges(parm_tokenizer *t, const parm_gguf *g, struct arena *a)
 		return parm_fail("%s: gpt2 tokenizer without tokenizer.ggml.merges", parm_gguf_path(g));
 	if (parm_gguf_get_arr(g, "tokenizer.ggml.merges", &et, &n))
 		return -1;
-	if (et != GGUF_STRING || n > 0x7fffffff)
+	if (et != PARM_GGUF_STRING || n > 0x7fffffff)
 		return parm_fail("%s: tokenizer.ggml.merges is not an array of strings", parm_gguf_path(g));
 	t->n_merges = (int)n;
 	t->merges = parm_xmalloc((n + 1) * sizeof *t->merges);

@@ -141,9 +141,9 @@ static void setup_full(parm_trainer *t)
 	memcpy(ts[1].data, m->output_norm.data, c->dim * sizeof(float));
 	if (!tied_output(m))
 		copy_weight(ts[2].data, &m->output);
-	t->embd = ts[0].data, t->embd_type = GGML_F32, t->d_embd = ts[0].grad;
+	t->embd = ts[0].data, t->embd_type = PARM_GGML_F32, t->d_embd = ts[0].grad;
 	t->out_norm = ts[1].data, t->d_out_norm = ts[1].grad;
-	t->out_w = ts[base - 1].data, t->out_type = GGML_F32;
+	t->out_w = ts[base - 1].data, t->out_type = PARM_GGML_F32;
 	t->d_out = tied_output(m) ? ts[0].grad : ts[2].grad;
 	for (int l = 0; l < L; l++) {
 		tlayer *tl = &t->layers[l];
@@ -155,7 +155,7 @@ static void setup_full(parm_trainer *t)
 		for (int k = 0; k < PARM_T_COUNT; k++) {
 			const parm_weight *w = parm_layer_proj(&m->layers[l], k);
 			copy_weight(lt[2 + k].data, w);
-			tl->lin[k] = (tlinear){ .lin = { .w = lt[2 + k].data, .type = GGML_F32,
+			tl->lin[k] = (tlinear){ .lin = { .w = lt[2 + k].data, .type = PARM_GGML_F32,
 							 .in = (int)w->cols, .out = (int)w->rows },
 						.dw = lt[2 + k].grad, .in = (int)w->cols,
 						.out = (int)w->rows };
@@ -890,8 +890,8 @@ static int copy_metadata(parm_gguf_writer *w, const parm_gguf *src, enum parm_gg
 
 static void write_tensor(parm_gguf_writer *w, const parm_train_tensor *p, enum parm_ggml_type type)
 {
-	if (p->n_dims == 1 || type == GGML_F32) {
-		parm_gguf_w_tensor(w, p->name, GGML_F32, p->n_dims, p->ne, p->data);
+	if (p->n_dims == 1 || type == PARM_GGML_F32) {
+		parm_gguf_w_tensor(w, p->name, PARM_GGML_F32, p->n_dims, p->ne, p->data);
 		return;
 	}
 	size_t rb = parm_ggml_row_bytes(type, p->ne[0]);

@@ -234,7 +234,7 @@ static const char *quantized_model(const struct bench_model *b, const char *cach
 	if (access(tool, X_OK))
 		return NULL;
 	struct bench_model f = *b;
-	f.type = GGML_F32;
+	f.type = PARM_GGML_F32;
 	f.quantize = NULL;
 	const char *src = ensure_model(&f, cache, vocab_path);
 	fprintf(stderr, "bench: creating %s\n", path);
@@ -347,14 +347,14 @@ static void bench_one(const struct bench_model *b, const char *cache, const char
 int main(int argc, char **argv)
 {
 	static const struct bench_model models[] = {
-		{ "tiny", 64, 2, 4, 2, 192, GGML_F32, NULL },
-		{ "134M", 768, 12, 12, 12, 2048, GGML_F32, NULL },
-		{ "134M", 768, 12, 12, 12, 2048, GGML_F16, NULL },
-		{ "134M", 768, 12, 12, 12, 2048, GGML_BF16, NULL },
-		{ "134M", 768, 12, 12, 12, 2048, GGML_Q8_0, NULL },
-		{ "134M", 768, 12, 12, 12, 2048, GGML_Q4_0, NULL },
-		{ "134M", 768, 12, 12, 12, 2048, GGML_Q4_K, "Q4_K_M" },
-		{ "134M", 768, 12, 12, 12, 2048, GGML_Q6_K, "Q6_K" },
+		{ "tiny", 64, 2, 4, 2, 192, PARM_GGML_F32, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, PARM_GGML_F32, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, PARM_GGML_F16, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, PARM_GGML_BF16, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, PARM_GGML_Q8_0, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, PARM_GGML_Q4_0, NULL },
+		{ "134M", 768, 12, 12, 12, 2048, PARM_GGML_Q4_K, "Q4_K_M" },
+		{ "134M", 768, 12, 12, 12, 2048, PARM_GGML_Q6_K, "Q6_K" },
 	};
 	char cache[4096];
 	const char *home = getenv("HOME");

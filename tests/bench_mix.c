@@ -195,7 +195,7 @@ static const char *arm_file(const char *cache, const char *base, const char *nam
 
 static void bench_pipes(const char *cache, const char *vocab)
 {
-	const char *base = ensure_model(cache, vocab, GGML_F32);
+	const char *base = ensure_model(cache, vocab, PARM_GGML_F32);
 	const char *k2 = arm_file(cache, base, "f32-k2", 2, 11), *k3 = arm_file(cache, base, "f32-k3", 3, 11);
 	const char *g[3];
 	char mix[5][13000];
@@ -246,8 +246,8 @@ int main(int argc, char **argv)
 	parm_set_threads(1);
 	printf("guided decoding, median CPU ms per step (base forward + ARM forwards +\n"
 	       "log_softmax + mix), one thread; ratio = time / base alone at the same batch\n");
-	bench_type(cache, argv[1], GGML_F32);
-	bench_type(cache, argv[1], GGML_Q8_0);
+	bench_type(cache, argv[1], PARM_GGML_F32);
+	bench_type(cache, argv[1], PARM_GGML_Q8_0);
 	bench_pipes(cache, argv[1]);
 	return 0;
 }

@@ -85,7 +85,7 @@ static parm_model *load_model(const struct bench_model *b, const char *cache, co
 				  .n_kv_heads = b->heads, .ff = b->ff, .n_ctx = 512,
 				  .rms_eps = 1e-5f, .rope_theta = 10000 };
 		fprintf(stderr, "bench: creating %s\n", path);
-		if (parm_model_init(path, vocab, &c, GGML_F32, 1) < 0)
+		if (parm_model_init(path, vocab, &c, PARM_GGML_F32, 1) < 0)
 			parm_die("%s", parm_error());
 		parm_gguf_close(vocab);
 	}

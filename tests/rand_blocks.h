@@ -26,10 +26,10 @@ static void rand_blocks_halves(enum parm_ggml_type t, int *d, int *m)
 {
 	*m = -1;
 	switch ((int)t) {
-	case GGML_Q2_K: *d = 80, *m = 82; break;
-	case GGML_Q3_K: *d = 108; break;
-	case GGML_Q6_K: *d = 208; break;
-	case GGML_Q4_1: case GGML_Q5_1: case GGML_Q4_K: case GGML_Q5_K: *d = 0, *m = 2; break;
+	case PARM_GGML_Q2_K: *d = 80, *m = 82; break;
+	case PARM_GGML_Q3_K: *d = 108; break;
+	case PARM_GGML_Q6_K: *d = 208; break;
+	case PARM_GGML_Q4_1: case PARM_GGML_Q5_1: case PARM_GGML_Q4_K: case PARM_GGML_Q5_K: *d = 0, *m = 2; break;
 	default: *d = 0; break;
 	}
 }

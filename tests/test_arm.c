@@ -44,7 +44,7 @@ static int make_backbone(const char *path, int dim, uint64_t seed)
 	parm_gguf *vocab = parm_gguf_open(vocab_path);
 	parm_config c = { .dim = dim, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
 			  .ff = 96, .n_ctx = 64 };
-	int rc = vocab ? parm_model_init(path, vocab, &c, GGML_F16, seed) : -1;
+	int rc = vocab ? parm_model_init(path, vocab, &c, PARM_GGML_F16, seed) : -1;
 	parm_gguf_close(vocab);
 	return rc;
 }

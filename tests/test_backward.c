@@ -97,27 +97,27 @@ static void test_matmul(void)
 	float *x = rand_vec((size_t)n * in, 1), *w = rand_vec((size_t)out * in, 0.5f);
 	float *r = rand_vec((size_t)n * out, 1), *dx = zeros((size_t)n * in), *dw = zeros((size_t)out * in);
 	float *dx2 = zeros((size_t)n * in), *dw2 = zeros((size_t)out * in);
-	mm_ctx c = { x, w, GGML_F32, n, in, out };
-	parm_matmul_backward(dx, dw, r, x, w, GGML_F32, n, in, out);
-	parm_matmul_backward_ref(dx2, dw2, r, x, w, GGML_F32, n, in, out);
+	mm_ctx c = { x, w, PARM_GGML_F32, n, in, out };
+	parm_matmul_backward(dx, dw, r, x, w, PARM_GGML_F32, n, in, out);
+	parm_matmul_backward_ref(dx2, dw2, r, x, w, PARM_GGML_F32, n, in, out);
 	ok(max_rel_diff(dx, dx2, (size_t)n * in) < 1e-5 && max_rel_diff(dw, dw2, (size_t)out * in) < 1e-5,
 	   "parm_matmul_backward equals its reference (f32)");
 	report("matmul dx (f32)", fd_error(mm_fwd, &c, x, (size_t)n * in, dx, r, (size_t)n * out, 1e-2f), 1e-3);
 	report("matmul dW (f32)", fd_error(mm_fwd, &c, w, (size_t)out * in, dw, r, (size_t)n * out, 1e-2f), 1e-3);
 	/* a frozen q8_0 weight read in place: dx only */
-	size_t rb = parm_ggml_row_bytes(GGML_Q8_0, in);
+	size_t rb = parm_ggml_row_bytes(PARM_GGML_Q8_0, in);
 	char *q = parm_xmalloc(rb * out);
 	for (int o = 0; o < out; o++)
-		parm_quant_row(q + o * rb, w + (size_t)o * in, GGML_Q8_0, in);
+		parm_quant_row(q + o * rb, w + (size_t)o * in, PARM_GGML_Q8_0, in);
 	memset(dx, 0, (size_t)n * in * sizeof *dx);
 	memset(dx2, 0, (size_t)n * in * sizeof *dx2);
-	parm_matmul_backward(dx, NULL, r, x, q, GGML_Q8_0, n, in, out);
-	parm_matmul_backward_ref(dx2, NULL, r, x, q, GGML_Q8_0, n, in, out);
+	parm_matmul_backward(dx, NULL, r, x, q, PARM_GGML_Q8_0, n, in, out);
+	parm_matmul_backward_ref(dx2, NULL, r, x, q, PARM_GGML_Q8_0, n, in, out);
 	ok(max_rel_diff(dx, dx2, (size_t)n * in) < 1e-5, "parm_matmul_backward equals its reference (q8_0)");
-	c = (mm_ctx){ x, q, GGML_Q8_0, n, in, out };
+	c = (mm_ctx){ x, q, PARM_GGML_Q8_0, n, in, out };
 	report("matmul dx (q8_0)", fd_error(mm_fwd, &c, x, (size_t)n * in, dx, r, (size_t)n * out, 1e-2f), 1e-3);
 	/* accumulation: a second call adds the same again */
-	parm_matmul_backward(dx, NULL, r, x, q, GGML_Q8_0, n, in, out);
+	parm_matmul_backward(dx, NULL, r, x, q, PARM_GGML_Q8_0, n, in, out);
 	for (size_t i = 0; i < (size_t)n * in; i++)
 		dx2[i] *= 2;
 	ok(max_rel_diff(dx, dx2, (size_t)n * in) < 1e-5, "parm_matmul_backward accumulates");
@@ -137,11 +137,11 @@ static void test_matmul_blocks(int n, int in, int out)
 	memcpy(dx2, dx, (size_t)n * in * sizeof *dx), memcpy(dx3, dx, (size_t)n * in * sizeof *dx);
 	memcpy(dw2, dw, (size_t)out * in * sizeof *dw), memcpy(dw3, dw, (size_t)out * in * sizeof *dw);
 	parm_kernels_set_threads(1);
-	parm_matmul_backward(dx, dw, r, x, w, GGML_F32, n, in, out);
+	parm_matmul_backward(dx, dw, r, x, w, PARM_GGML_F32, n, in, out);
 	parm_kernels_set_threads(3);
-	parm_matmul_backward(dx3, dw3, r, x, w, GGML_F32, n, in, out);
+	parm_matmul_backward(dx3, dw3, r, x, w, PARM_GGML_F32, n, in, out);
 	parm_kernels_set_threads(2);
-	parm_matmul_backward_ref(dx2, dw2, r, x, w, GGML_F32, n, in, out);
+	parm_matmul_backward_ref(dx2, dw2, r, x, w, PARM_GGML_F32, n, in, out);
 	ok(max_rel_diff(dx, dx2, (size_t)n * in) < 1e-5 && max_rel_diff(dw, dw2, (size_t)out * in) < 1e-5,
 	   "parm_matmul_backward N=%d in=%d out=%d (+=) equals its reference", n, in, out);
 	ok(!memcmp(dx, dx3, (size_t)n * in * sizeof *dx) && !memcmp(dw, dw3, (size_t)out * in * sizeof *dw),
@@ -156,7 +156,7 @@ typedef struct { float *table; const int *tok; int n, d; } emb_ctx;
 static void emb_fwd(void *c, float *out)
 {
 	emb_ctx *e = c;
-	parm_embed_forward(out, e->table, GGML_F32, e->tok, e->n, e->d);
+	parm_embed_forward(out, e->table, PARM_GGML_F32, e->tok, e->n, e->d);
 }
 
 static void test_embed(void)

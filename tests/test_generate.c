@@ -114,14 +114,14 @@ static void test_end_of_turn(const char *fx, const char *dir)
 	parm_gguf *v = parm_gguf_open(vocab), *g = NULL;
 	parm_config cfg = {.dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .ff = 64,
 			   .n_ctx = 64, .arch = PARM_ARCH_QWEN2};
-	int rc = v && parm_model_init(plain, v, &cfg, GGML_F32, 5) == 0 && (g = parm_gguf_open(plain)) ? 0 : -1;
+	int rc = v && parm_model_init(plain, v, &cfg, PARM_GGML_F32, 5) == 0 && (g = parm_gguf_open(plain)) ? 0 : -1;
 	if (rc == 0) {
 		parm_gguf_writer *w = parm_gguf_w_new();
 		parm_gguf_w_copy_file(w, g, NULL, NULL);
 		int64_t V = 32064;
 		float *bias = parm_xcalloc(V, sizeof *bias);
 		bias[32007] = 100;
-		parm_gguf_w_tensor(w, "output.bias", GGML_F32, 1, &V, bias);
+		parm_gguf_w_tensor(w, "output.bias", PARM_GGML_F32, 1, &V, bias);
 		rc = parm_gguf_w_save(w, biased);
 		parm_gguf_w_free(w);
 		free(bias);
@@ -151,7 +151,7 @@ int main(void)
 	parm_gguf *v = parm_gguf_open(vocab);
 	parm_config cfg = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
 			   .ff = 160, .n_ctx = 128, .rms_eps = 1e-5f, .rope_theta = 10000};
-	int rc = v ? parm_model_init(model, v, &cfg, GGML_F32, 42) : -1;
+	int rc = v ? parm_model_init(model, v, &cfg, PARM_GGML_F32, 42) : -1;
 	ok(rc == 0, "make a model (%s)", rc ? parm_error() : "ok");
 	parm_model *m = rc == 0 ? parm_model_load(model) : NULL;
 	if (m) {

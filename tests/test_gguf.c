@@ -64,7 +64,7 @@ static int fails_with(const char *path, const char *what)
 
 static const char *const sample_strs[] = { "hello", "", "▁wörld", "a\nb" };
 static const int64_t sample_ne[][2] = { { 64, 3 }, { 32, 2 }, { 96, 1 }, { 33, 5 }, { 7, 1 } };
-static const enum parm_ggml_type sample_types[] = { GGML_Q8_0, GGML_Q4_0, GGML_F16, GGML_BF16, GGML_F32 };
+static const enum parm_ggml_type sample_types[] = { PARM_GGML_Q8_0, PARM_GGML_Q4_0, PARM_GGML_F16, PARM_GGML_BF16, PARM_GGML_F32 };
 static const char *const sample_names[] = { "blk.0.attn_q.weight", "q4", "half", "brain", "plain" };
 #define N_SAMPLE_TENSORS 5
 
@@ -89,18 +89,18 @@ static void set_sample_values(parm_gguf_writer *w)
 {
 	uint8_t u8 = 250; int8_t i8 = -100; uint16_t u16 = 65000; int16_t i16 = -32000;
 	int64_t i64 = -5000000000LL; double f64 = 2.718281828459045; uint64_t big = 1ULL << 63;
-	parm_gguf_w_set_val(w, "v.u8", GGUF_U8, &u8);
-	parm_gguf_w_set_val(w, "v.i8", GGUF_I8, &i8);
-	parm_gguf_w_set_val(w, "v.u16", GGUF_U16, &u16);
-	parm_gguf_w_set_val(w, "v.i16", GGUF_I16, &i16);
+	parm_gguf_w_set_val(w, "v.u8", PARM_GGUF_U8, &u8);
+	parm_gguf_w_set_val(w, "v.i8", PARM_GGUF_I8, &i8);
+	parm_gguf_w_set_val(w, "v.u16", PARM_GGUF_U16, &u16);
+	parm_gguf_w_set_val(w, "v.i16", PARM_GGUF_I16, &i16);
 	parm_gguf_w_set_u32(w, "v.u32", 4000000000u);
 	parm_gguf_w_set_i32(w, "v.i32", -2000000000);
 	parm_gguf_w_set_f32(w, "v.f32", 0.25f);
 	parm_gguf_w_set_bool(w, "v.bool", 1);
 	parm_gguf_w_set_str(w, "v.str", "llama");
 	parm_gguf_w_set_u64(w, "v.u64", 1ULL << 40);
-	parm_gguf_w_set_val(w, "v.i64", GGUF_I64, &i64);
-	parm_gguf_w_set_val(w, "v.f64", GGUF_F64, &f64);
+	parm_gguf_w_set_val(w, "v.i64", PARM_GGUF_I64, &i64);
+	parm_gguf_w_set_val(w, "v.f64", PARM_GGUF_F64, &f64);
 	parm_gguf_w_set_u64(w, "v.big", big);
 	parm_gguf_w_set_u32(w, "v.replaced", 1);
 	parm_gguf_w_set_u32(w, "v.replaced", 2);     /* set twice: the second value wins */
@@ -115,13 +115,13 @@ static void set_sample_arrays(parm_gguf_writer *w)
 	uint64_t u64s[2] = { 0, UINT64_MAX };
 	int16_t i16s[2] = { -7, 7 };
 	size_t lens[4] = { 5, 0, strlen(sample_strs[2]), 3 };
-	parm_gguf_w_set_arr(w, "a.i32", GGUF_I32, ints, 5);
-	parm_gguf_w_set_arr(w, "a.f32", GGUF_F32, floats, 3);
-	parm_gguf_w_set_arr(w, "a.f64", GGUF_F64, doubles, 2);
-	parm_gguf_w_set_arr(w, "a.bool", GGUF_BOOL, bools, 3);
-	parm_gguf_w_set_arr(w, "a.u64", GGUF_U64, u64s, 2);
-	parm_gguf_w_set_arr(w, "a.i16", GGUF_I16, i16s, 2);
-	parm_gguf_w_set_arr(w, "a.empty", GGUF_U8, NULL, 0);
+	parm_gguf_w_set_arr(w, "a.i32", PARM_GGUF_I32, ints, 5);
+	parm_gguf_w_set_arr(w, "a.f32", PARM_GGUF_F32, floats, 3);
+	parm_gguf_w_set_arr(w, "a.f64", PARM_GGUF_F64, doubles, 2);
+	parm_gguf_w_set_arr(w, "a.bool", PARM_GGUF_BOOL, bools, 3);
+	parm_gguf_w_set_arr(w, "a.u64", PARM_GGUF_U64, u64s, 2);
+	parm_gguf_w_set_arr(w, "a.i16", PARM_GGUF_I16, i16s, 2);
+	parm_gguf_w_set_arr(w, "a.empty", PARM_GGUF_U8, NULL, 0);
 	parm_gguf_w_set_arr_str(w, "a.str", sample_strs, lens, 4);
 	parm_gguf_w_set_arr_str(w, "a.str_nolens", sample_strs, NULL, 4);
 }
@@ -172,7 +172,7 @@ static void check_scalars(const parm_gguf *g)
 	ok(parm_gguf_get_str(g, "v.str", &s, &len) == 0 && len == 5 && !strcmp(s, "llama"), "string reads back");
 	ok(int_is(g, "v.replaced", 2), "a key set twice keeps the second value");
 	ok(parm_gguf_find_key(g, "v.replaced") == 13 && parm_gguf_n_kv(g) == 23, "... in its first place (%d kvs)", parm_gguf_n_kv(g));
-	ok(parm_gguf_kv_type(g, parm_gguf_find_key(g, "v.i16")) == GGUF_I16, "parm_gguf_kv_type");
+	ok(parm_gguf_kv_type(g, parm_gguf_find_key(g, "v.i16")) == PARM_GGUF_I16, "parm_gguf_kv_type");
 	ok(!strcmp(parm_gguf_kv_key(g, 0), "v.u8") && parm_gguf_kv_key(g, 99) == NULL, "parm_gguf_kv_key in order, NULL past the end");
 }
 
@@ -203,7 +203,7 @@ static void check_arrays(const parm_gguf *g)
 	const char *s;
 	size_t len;
 	int good = 1;
-	ok(parm_gguf_get_arr(g, "a.i32", &et, &n) == 0 && et == GGUF_I32 && n == 5, "array type and count");
+	ok(parm_gguf_get_arr(g, "a.i32", &et, &n) == 0 && et == PARM_GGUF_I32 && n == 5, "array type and count");
 	ok(parm_gguf_arr_int(g, "a.i32", 3, &v) == 0 && v == INT32_MAX && parm_gguf_arr_int(g, "a.i32", 4, &v) == 0
 	   && v == INT32_MIN, "array ints");
 	ok(parm_gguf_arr_int(g, "a.i32", 5, &v) < 0 && strstr(parm_error(), "out of range"), "index past the end: %s", parm_error());
@@ -211,8 +211,8 @@ static void check_arrays(const parm_gguf *g)
 	   && d == -1e-300, "array floats (f32 and f64)");
 	ok(parm_gguf_arr_int(g, "a.u64", 1, &v) < 0 && parm_gguf_arr_int(g, "a.u64", 0, &v) == 0 && v == 0, "u64 array range-checked");
 	ok(parm_gguf_arr_int(g, "a.i16", 0, &v) == 0 && v == -7, "i16 array");
-	ok(parm_gguf_get_arr(g, "a.bool", &et, &n) == 0 && et == GGUF_BOOL && n == 3, "bool array");
-	ok(parm_gguf_get_arr(g, "a.empty", &et, &n) == 0 && et == GGUF_U8 && n == 0, "empty array");
+	ok(parm_gguf_get_arr(g, "a.bool", &et, &n) == 0 && et == PARM_GGUF_BOOL && n == 3, "bool array");
+	ok(parm_gguf_get_arr(g, "a.empty", &et, &n) == 0 && et == PARM_GGUF_U8 && n == 0, "empty array");
 	ok(parm_gguf_arr_float(g, "a.i32", 0, &d) < 0 && parm_gguf_arr_str(g, "a.i32", 0, &s, &len) < 0
 	   && parm_gguf_arr_int(g, "a.str", 0, &v) < 0, "element type mismatches fail");
 	for (int i = 0; i < 4; i++)
@@ -276,9 +276,9 @@ static void test_writer_errors(void)
 	char long_name[80];
 	struct { const char *what; void (*add)(parm_gguf_writer *, const char *, enum parm_ggml_type, int, const int64_t *, const void *);
 		 const char *name; enum parm_ggml_type type; int n_dims; } bad[] = {
-		{ "not a multiple", parm_gguf_w_tensor, "odd", GGML_Q8_0, 1 },
-		{ "dimensions", parm_gguf_w_tensor, "dims", GGML_F32, 5 },
-		{ "longer than", parm_gguf_w_tensor_ref, long_name, GGML_F32, 1 },
+		{ "not a multiple", parm_gguf_w_tensor, "odd", PARM_GGML_Q8_0, 1 },
+		{ "dimensions", parm_gguf_w_tensor, "dims", PARM_GGML_F32, 5 },
+		{ "longer than", parm_gguf_w_tensor_ref, long_name, PARM_GGML_F32, 1 },
 		{ "unknown tensor type 5", parm_gguf_w_tensor, "k", (enum parm_ggml_type)5, 1 },
 	};
 	memset(long_name, 'x', sizeof long_name - 1);
@@ -291,8 +291,8 @@ static void test_writer_errors(void)
 		parm_gguf_w_free(w);
 	}
 	parm_gguf_writer *w = parm_gguf_w_new();
-	parm_gguf_w_tensor(w, "t", GGML_F32, 1, ne, x);
-	parm_gguf_w_tensor(w, "t", GGML_F32, 1, ne, x);
+	parm_gguf_w_tensor(w, "t", PARM_GGML_F32, 1, ne, x);
+	parm_gguf_w_tensor(w, "t", PARM_GGML_F32, 1, ne, x);
 	ok(parm_gguf_w_save(w, tmp_path("dup.gguf")) < 0 && strstr(parm_error(), "duplicate"), "duplicate tensor: %s", parm_error());
 	parm_gguf_w_free(w);
 	w = parm_gguf_w_new();
@@ -311,8 +311,8 @@ static void test_alignment(void)
 		x[i] = i;
 	parm_gguf_writer *w = parm_gguf_w_new();
 	parm_gguf_w_set_u32(w, "general.alignment", 256);
-	parm_gguf_w_tensor(w, "a", GGML_F32, 1, ne, x);
-	parm_gguf_w_tensor(w, "b", GGML_F32, 3, ne, x + 3);     /* 3 x 1 x 1 */
+	parm_gguf_w_tensor(w, "a", PARM_GGML_F32, 1, ne, x);
+	parm_gguf_w_tensor(w, "b", PARM_GGML_F32, 3, ne, x + 3);     /* 3 x 1 x 1 */
 	ok(parm_gguf_w_save(w, tmp_path("a256.gguf")) == 0, "save with alignment 256");
 	parm_gguf_w_free(w);
 	parm_gguf *g = parm_gguf_open(tmp_path("a256.gguf"));
@@ -460,7 +460,7 @@ static size_t find(const uint8_t *img, size_t n, const char *s)
 static void test_patched_fields(const uint8_t *img, size_t n)
 {
 	uint64_t huge = UINT64_MAX, big = 1ULL << 40;
-	uint32_t v1 = 1, v2 = 2, v_be = 0x03000000, t12 = 5, t_nested = GGUF_ARRAY, dims = 5, bad_vtype = 99;
+	uint32_t v1 = 1, v2 = 2, v_be = 0x03000000, t12 = 5, t_nested = PARM_GGUF_ARRAY, dims = 5, bad_vtype = 99;
 	uint64_t off_unaligned = 4, off_far = 1ULL << 50;
 	ok(patched_fails(img, n, 8, &huge, 8, "tensor count"), "huge tensor count: %s", parm_error());
 	ok(patched_fails(img, n, 16, &big, 8, "kv count"), "huge kv count: %s", parm_error());

@@ -56,7 +56,7 @@ static void test_matmul(enum parm_ggml_type t, int n, int in, int out)
 	char *w = parm_xmalloc(rb * out);
 	float *y = parm_xcalloc((size_t)n * out, sizeof *y), *yr = parm_xcalloc((size_t)n * out, sizeof *yr);
 	for (int r = 0; r < out; r++) {
-		if (t == GGML_F32)
+		if (t == PARM_GGML_F32)
 			memcpy(w + r * rb, wf + (size_t)r * in, rb);
 		else
 			parm_quant_row(w + r * rb, wf + (size_t)r * in, t, in);
@@ -81,12 +81,12 @@ static void test_matmul_bf16_dot(int n, int in, int out)
 	float *y = parm_xcalloc((size_t)n * out, sizeof *y), *yr = parm_xcalloc((size_t)n * out, sizeof *yr);
 	float *xr = parm_xmalloc((size_t)n * in * sizeof *xr);
 	int rounded = n >= 2 && parm_simd_bf16();
-	parm_quant_row(w, wf, GGML_BF16, (int64_t)out * in);
-	parm_quant_row(xb, x, GGML_BF16, (int64_t)n * in);
-	parm_dequant_row(xr, xb, GGML_BF16, (int64_t)n * in);
-	matmul_job job = { .y = y, .x = x, .w = w, .t = GGML_BF16, .in = in, .out = out, .x8 = 1 };
+	parm_quant_row(w, wf, PARM_GGML_BF16, (int64_t)out * in);
+	parm_quant_row(xb, x, PARM_GGML_BF16, (int64_t)n * in);
+	parm_dequant_row(xr, xb, PARM_GGML_BF16, (int64_t)n * in);
+	matmul_job job = { .y = y, .x = x, .w = w, .t = PARM_GGML_BF16, .in = in, .out = out, .x8 = 1 };
 	parm_matmul_many_forward(&job, 1, n);
-	parm_matmul_forward_ref(yr, rounded ? xr : x, w, GGML_BF16, n, in, out);
+	parm_matmul_forward_ref(yr, rounded ? xr : x, w, PARM_GGML_BF16, n, in, out);
 	char what[120];
 	snprintf(what, sizeof what, "matmul bf16 at inference N=%d in=%d out=%d (x %s)", n, in, out,
 		 rounded ? "in bf16, vdpbf16ps" : "in floats");
@@ -100,9 +100,9 @@ static void test_matmul_threads(int n)
 	float *x = rand_vec((size_t)n * in, 1), *w = rand_vec((size_t)out * in, 0.1f);
 	float *y1 = parm_xmalloc((size_t)n * out * sizeof *y1), *y2 = parm_xmalloc((size_t)n * out * sizeof *y2);
 	parm_kernels_set_threads(1);
-	parm_matmul_forward(y1, x, w, GGML_F32, n, in, out);
+	parm_matmul_forward(y1, x, w, PARM_GGML_F32, n, in, out);
 	parm_kernels_set_threads(3);
-	parm_matmul_forward(y2, x, w, GGML_F32, n, in, out);
+	parm_matmul_forward(y2, x, w, PARM_GGML_F32, n, in, out);
 	parm_kernels_set_threads(2);
 	ok(!memcmp(y1, y2, (size_t)n * out * sizeof *y1),
 	   "matmul N=%d: 1 and 3 threads agree bitwise", n);
@@ -266,7 +266,7 @@ static void test_vec_path(const kernels_vec *kv, const char *path)
 	float *x = rand_vec((size_t)N * IN, 1), *w = rand_vec((size_t)ROWS * IN, 0.1f);
 	float *y = parm_xcalloc((size_t)N * ROWS, sizeof *y), *yr = parm_xcalloc((size_t)N * ROWS, sizeof *yr);
 	kv->dot_rows(y, ROWS, x, N, w, ROWS, IN);
-	parm_matmul_forward_ref(yr, x, w, GGML_F32, N, IN, ROWS);
+	parm_matmul_forward_ref(yr, x, w, PARM_GGML_F32, N, IN, ROWS);
 	snprintf(what, sizeof what, "%s: dot_rows (decode matmul, 3 tokens)", path);
 	close_enough(what, y, yr, (size_t)N * ROWS, 1e-5);
 
@@ -325,7 +325,7 @@ static void test_vec_paths(void)
 
 int main(void)
 {
-	static const enum parm_ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
+	static const enum parm_ggml_type types[] = { PARM_GGML_F32, PARM_GGML_F16, PARM_GGML_BF16, PARM_GGML_Q8_0, PARM_GGML_Q4_0 };
 	(void)fixtures_dir;
 	parm_kernels_set_threads(2);
 	for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
@@ -333,19 +333,19 @@ int main(void)
 		test_matmul(types[i], 9, 160, 77);
 		test_matmul(types[i], 3, 2048, 40);
 	}
-	test_matmul(GGML_F32, 8, 100, 37);     /* in not a multiple of 8 */
-	test_matmul(GGML_F16, 2, 36, 5);
-	test_matmul(GGML_Q8_0, 8, 800, 50);    /* fused decode dot: one pass of 8 or two of 4, odd blocks */
-	test_matmul(GGML_Q4_0, 7, 800, 50);    /* passes of 4, 2 and 1 */
-	test_matmul(GGML_Q8_0, 6, 800, 50);    /* 4 and 2 */
+	test_matmul(PARM_GGML_F32, 8, 100, 37);     /* in not a multiple of 8 */
+	test_matmul(PARM_GGML_F16, 2, 36, 5);
+	test_matmul(PARM_GGML_Q8_0, 8, 800, 50);    /* fused decode dot: one pass of 8 or two of 4, odd blocks */
+	test_matmul(PARM_GGML_Q4_0, 7, 800, 50);    /* passes of 4, 2 and 1 */
+	test_matmul(PARM_GGML_Q8_0, 6, 800, 50);    /* 4 and 2 */
 	/* prompts (panels on the AVX-512 path): 12 tokens a block and the
 	 * rest, panels of 32 rows and a short one, tiles of W, in not a
 	 * multiple of 16 */
-	test_matmul(GGML_F32, 40, 100, 70);
-	test_matmul(GGML_F32, 25, 96, 600);
-	test_matmul(GGML_F16, 13, 768, 130);
-	test_matmul(GGML_BF16, 24, 64, 33);
-	test_matmul(GGML_Q8_0, 12, 1024, 200);
+	test_matmul(PARM_GGML_F32, 40, 100, 70);
+	test_matmul(PARM_GGML_F32, 25, 96, 600);
+	test_matmul(PARM_GGML_F16, 13, 768, 130);
+	test_matmul(PARM_GGML_BF16, 24, 64, 33);
+	test_matmul(PARM_GGML_Q8_0, 12, 1024, 200);
 	test_matmul_bf16_dot(40, 100, 70);
 	test_matmul_bf16_dot(13, 768, 130);
 	test_matmul_bf16_dot(4, 64, 33);

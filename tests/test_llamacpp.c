@@ -495,8 +495,8 @@ static diff compare_logits(const float *ours, const float *ref, size_t n)
 static double tolerance(enum parm_ggml_type type)
 {
 	switch (type) {
-	case GGML_F32: return 1e-3;
-	case GGML_F16: return 1e-2;
+	case PARM_GGML_F32: return 1e-3;
+	case PARM_GGML_F16: return 1e-2;
 	default: return parm_ggml_type_block(type) == QK_K_BLOCK ? 1.5e-1 : 1e-1;
 	}
 }
@@ -561,7 +561,7 @@ static int write_dequantised(const char *in, const char *out)
 		float *f = parm_xmalloc((size_t)t->n_elements * sizeof *f);
 		for (r = 0; r < rows; r++)
 			parm_dequant_row(f + r * t->ne[0], (const char *)t->data + r * rb, t->type, t->ne[0]);
-		parm_gguf_w_tensor(w, t->name, GGML_F32, t->n_dims, t->ne, f);
+		parm_gguf_w_tensor(w, t->name, PARM_GGML_F32, t->n_dims, t->ne, f);
 		free(f);
 	}
 	rc = parm_gguf_w_save(w, out);
@@ -577,7 +577,7 @@ static void check_both(const char *path, enum parm_ggml_type type, const char *w
 	char f32_path[512], label[400];
 	snprintf(label, sizeof label, "%s, as is", what);
 	check_file(path, path, label, tolerance(type));
-	if (type == GGML_F32)
+	if (type == PARM_GGML_F32)
 		return;
 	snprintf(f32_path, sizeof f32_path, "%s/dequantised.gguf", tmp_dir);
 	snprintf(label, sizeof label, "%s, against its dequantised f32 copy", what);
@@ -585,7 +585,7 @@ static void check_both(const char *path, enum parm_ggml_type type, const char *w
 	if (write_dequantised(path, f32_path))
 		ok(0, "%s: %s", label, parm_error());
 	else
-		check_file(path, f32_path, label, tolerance(GGML_F32));
+		check_file(path, f32_path, label, tolerance(PARM_GGML_F32));
 	parm_kernels_set_int8(1);
 	unlink(f32_path);
 }
@@ -620,7 +620,7 @@ static int make_model(const char *out, const char *vocab, int dim, int kv_heads,
 
 static void test_our_files(void)
 {
-	static const enum parm_ggml_type types[] = { GGML_F32, GGML_F16, GGML_Q8_0, GGML_Q4_0 };
+	static const enum parm_ggml_type types[] = { PARM_GGML_F32, PARM_GGML_F16, PARM_GGML_Q8_0, PARM_GGML_Q4_0 };
 	static const struct { const char *vocab; int dim, kv_heads; } shapes[] = {
 		{ "llama-spm", 64, 2 }, { "llama-spm", 64, 4 },
 		{ "gpt-2", 128, 2 }, { "gpt-2", 128, 4 },
@@ -655,7 +655,7 @@ static int add_rope_freqs(const char *in, const char *out)
 	float ff[16];
 	for (int k = 0; k < half; k++)
 		ff[k] = k < 4 ? 1.0f : 1.0f + (float)(k - 3) * 0.75f;  /* up to 10: the low frequencies slowed */
-	parm_gguf_w_tensor(w, "rope_freqs.weight", GGML_F32, 1, &half, ff);
+	parm_gguf_w_tensor(w, "rope_freqs.weight", PARM_GGML_F32, 1, &half, ff);
 	int rc = parm_gguf_w_save(w, out);
 	parm_gguf_w_free(w);
 	parm_gguf_close(g);
@@ -668,12 +668,12 @@ static void test_rope_freqs(void)
 	const char *what = "our f32 model with rope_freqs.weight (Llama 3.1 rope, dim 128)";
 	snprintf(src, sizeof src, "%s/ours.gguf", tmp_dir);
 	snprintf(dst, sizeof dst, "%s/freqs.gguf", tmp_dir);
-	if (make_model(src, "llama-spm", 128, 2, GGML_F32) || add_rope_freqs(src, dst)) {
+	if (make_model(src, "llama-spm", 128, 2, PARM_GGML_F32) || add_rope_freqs(src, dst)) {
 		ok(0, "%s: %s", what, parm_error());
 		ok(0, "%s: no model", what);
 	} else {
-		check_file(dst, dst, what, tolerance(GGML_F32));
-		check_greedy(dst, what, tolerance(GGML_F32));
+		check_file(dst, dst, what, tolerance(PARM_GGML_F32));
+		check_greedy(dst, what, tolerance(PARM_GGML_F32));
 	}
 	unlink(src);
 	unlink(dst);
@@ -803,7 +803,7 @@ static void test_chat_pipe(void)
 	parm_config cfg = { .dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 4, .ff = 128,
 			    .n_ctx = 128, .rms_eps = 1e-5f, .rope_theta = 10000, .arch = PARM_ARCH_PHI3 };
 	parm_gguf *g = parm_gguf_open(vocab);
-	parm_model *m = g && parm_model_init(model, g, &cfg, GGML_F32, 77) == 0 ? parm_model_load(model) : NULL;
+	parm_model *m = g && parm_model_init(model, g, &cfg, PARM_GGML_F32, 77) == 0 ? parm_model_load(model) : NULL;
 	parm_gguf_close(g);
 	int ids[128 + N_GREEDY];
 	int n = m ? ref_chat_ids(model, m->tok, "Be brief.", greedy_prompt, ids, 128) : -1;
@@ -813,7 +813,7 @@ static void test_chat_pipe(void)
 	ok(n > 0 && n_ours == n && !memcmp(ours, ids, n * sizeof *ids),
 	   "chat prompt: parm's tokens (%d) are llama.cpp's (%d)", n_ours, n);
 	if (m && n > 0)
-		check_greedy_on(m, model, "--chat --system 'Be brief.'", ids, n, what, tolerance(GGML_F32));
+		check_greedy_on(m, model, "--chat --system 'Be brief.'", ids, n, what, tolerance(PARM_GGML_F32));
 	free(tmpl);
 	free(text);
 	parm_model_free(m);
@@ -891,7 +891,7 @@ static void add_biases(parm_gguf_writer *w, const parm_gguf *g)
 				b[i] = (float)((double)(s >> 11) * 0x1.0p-53 - 0.5) * 0.35f;
 			}
 			snprintf(name, sizeof name, "blk.%d.%s.bias", l, parts[p]);
-			parm_gguf_w_tensor(w, name, GGML_F32, 1, &n, b);
+			parm_gguf_w_tensor(w, name, PARM_GGML_F32, 1, &n, b);
 			free(b);
 		}
 }
@@ -925,8 +925,8 @@ static int rewrite_model(const char *in, const char *out, const char *drop, int 
 			sf[k] = 1.0f + 0.05f * k;
 			lf[k] = 1.0f + 0.75f * k;
 		}
-		parm_gguf_w_tensor(w, "rope_factors_short.weight", GGML_F32, 1, &half, sf);
-		parm_gguf_w_tensor(w, "rope_factors_long.weight", GGML_F32, 1, &half, lf);
+		parm_gguf_w_tensor(w, "rope_factors_short.weight", PARM_GGML_F32, 1, &half, sf);
+		parm_gguf_w_tensor(w, "rope_factors_long.weight", PARM_GGML_F32, 1, &half, lf);
 		snprintf(key, sizeof key, "%.*s.rope.scaling.attn_factor", (int)len, arch);
 		parm_gguf_w_set_f32(w, key, 1.19f);
 		snprintf(key, sizeof key, "%.*s.rope.scaling.original_context_length", (int)len, arch);
@@ -961,7 +961,7 @@ static void test_architectures(void)
 		const char *name = parm_arch_at(shapes[i].arch)->name;
 		snprintf(path, sizeof path, "%s/arch.gguf", tmp_dir);
 		for (int q = 0; q < 2; q++) {
-			enum parm_ggml_type t = q ? GGML_Q8_0 : GGML_F32;
+			enum parm_ggml_type t = q ? PARM_GGML_Q8_0 : PARM_GGML_F32;
 			snprintf(what, sizeof what, "our %s %s model (%s vocab)", parm_ggml_type_name(t), name,
 				 shapes[i].vocab);
 			if (make_arch_model(path, shapes[i].vocab, &cfg, t)) {
@@ -970,16 +970,16 @@ static void test_architectures(void)
 			}
 			check_both(path, t, what);
 			if (!q)
-				check_greedy(path, what, tolerance(GGML_F32));
+				check_greedy(path, what, tolerance(PARM_GGML_F32));
 		}
-		make_arch_model(path, shapes[i].vocab, &cfg, GGML_F32);
+		make_arch_model(path, shapes[i].vocab, &cfg, PARM_GGML_F32);
 		snprintf(alt, sizeof alt, "%s/arch-variant.gguf", tmp_dir);
 		if (shapes[i].arch == PARM_ARCH_QWEN2) {
 			snprintf(what, sizeof what, "our f32 qwen2 model, output tied to token_embd");
 			if (rewrite_model(path, alt, "output.weight", 0))
 				ok(0, "%s: %s", what, parm_error());
 			else
-				check_file(alt, alt, what, tolerance(GGML_F32));
+				check_file(alt, alt, what, tolerance(PARM_GGML_F32));
 		}
 		for (int orig = 32; shapes[i].arch == PARM_ARCH_PHI3 && orig <= 4096; orig *= 128) {
 			snprintf(what, sizeof what, "our f32 phi3 model, LongRoPE factors (%s, context 64, "
@@ -987,14 +987,14 @@ static void test_architectures(void)
 			if (rewrite_model(path, alt, NULL, orig))
 				ok(0, "%s: %s", what, parm_error());
 			else
-				check_file(alt, alt, what, tolerance(GGML_F32));
+				check_file(alt, alt, what, tolerance(PARM_GGML_F32));
 		}
 		if (shapes[i].arch == PARM_ARCH_LLAMA) {
 			snprintf(what, sizeof what, "our f32 llama model with biases on q, k, v, o, gate, up, down");
 			if (rewrite_model(path, alt, NULL, -1))
 				ok(0, "%s: %s", what, parm_error());
 			else
-				check_file(alt, alt, what, tolerance(GGML_F32));
+				check_file(alt, alt, what, tolerance(PARM_GGML_F32));
 		}
 		unlink(alt);
 		unlink(path);
@@ -1016,7 +1016,7 @@ static int count_differing_tensors(const char *f32_path, const char *q_path)
 			int64_t r, rows = tq->n_elements / tq->ne[0];
 			size_t rb = parm_ggml_row_bytes(tq->type, tq->ne[0]);
 			char *row = parm_xmalloc(rb);
-			if (!tf || tf->type != GGML_F32 || tf->n_elements != tq->n_elements) {
+			if (!tf || tf->type != PARM_GGML_F32 || tf->n_elements != tq->n_elements) {
 				bad++;
 				free(row);
 				continue;
@@ -1127,11 +1127,11 @@ static const struct their_type {
 	enum parm_ggml_type type;    /* the main type */
 	int ours;               /* parm_quant_row writes it: compare the bytes */
 } their_types[] = {
-	{ "F16", GGML_F16, 1 }, { "Q8_0", GGML_Q8_0, 1 }, { "Q4_0", GGML_Q4_0, 1 },
-	{ "Q4_1", GGML_Q4_1, 0 }, { "Q5_0", GGML_Q5_0, 0 }, { "Q5_1", GGML_Q5_1, 0 },
-	{ "IQ4_NL", GGML_IQ4_NL, 0 }, { "Q2_K", GGML_Q2_K, 0 }, { "Q3_K_M", GGML_Q3_K, 0 },
-	{ "Q4_K_M", GGML_Q4_K, 0 }, { "Q5_K_M", GGML_Q5_K, 0 }, { "Q6_K", GGML_Q6_K, 0 },
-	{ "IQ4_XS", GGML_IQ4_XS, 0 },
+	{ "F16", PARM_GGML_F16, 1 }, { "Q8_0", PARM_GGML_Q8_0, 1 }, { "Q4_0", PARM_GGML_Q4_0, 1 },
+	{ "Q4_1", PARM_GGML_Q4_1, 0 }, { "Q5_0", PARM_GGML_Q5_0, 0 }, { "Q5_1", PARM_GGML_Q5_1, 0 },
+	{ "IQ4_NL", PARM_GGML_IQ4_NL, 0 }, { "Q2_K", PARM_GGML_Q2_K, 0 }, { "Q3_K_M", PARM_GGML_Q3_K, 0 },
+	{ "Q4_K_M", PARM_GGML_Q4_K, 0 }, { "Q5_K_M", PARM_GGML_Q5_K, 0 }, { "Q6_K", PARM_GGML_Q6_K, 0 },
+	{ "IQ4_XS", PARM_GGML_IQ4_XS, 0 },
 };
 #define N_THEIR_TYPES (sizeof their_types / sizeof *their_types)
 #define THEIR_CHECKS 4          /* ok() calls per type */
@@ -1167,7 +1167,7 @@ static void test_their_files(void)
 {
 	char src[512];
 	snprintf(src, sizeof src, "%s/f32.gguf", tmp_dir);
-	if (make_model(src, "llama-spm", 256, 2, GGML_F32)) {
+	if (make_model(src, "llama-spm", 256, 2, PARM_GGML_F32)) {
 		for (size_t i = 0; i < THEIR_CHECKS * N_THEIR_TYPES; i++)
 			ok(0, "llama-quantize files: parm_model_init: %s", parm_error());
 		return;
@@ -1240,11 +1240,11 @@ static void check_lora(const parm_arm *a, const float *alpha, const char *loras,
 		/* the adapters must move the logits far more than the limit */
 		diff d = compare_logits(ours, ref, (size_t)N_SEQ * V);
 		diff moved = compare_logits(ours, plain, (size_t)N_SEQ * V);
-		double lim = tolerance(GGML_F32) * d.scale;
+		double lim = tolerance(PARM_GGML_F32) * d.scale;
 		ok(d.max_diff <= lim && moved.max_diff >= 100 * lim,
 		   "%s: max |diff| %.3g = %.3g x rms %.3g (limit %.0e x rms; the adapters move "
 		   "the logits by %.3g)", what, d.max_diff, d.max_diff / d.scale, d.scale,
-		   tolerance(GGML_F32), moved.max_diff);
+		   tolerance(PARM_GGML_F32), moved.max_diff);
 	}
 	free(ours), free(ref), free(plain), free(ad), free(M);
 }
@@ -1264,7 +1264,7 @@ static void test_lora_export_on(int arch, const char *vocab)
 	parm_arm *a = NULL;
 	if (arch == PARM_ARCH_PHI3)
 		cfg.n_kv_heads = 4;
-	if (make_arch_model(backbone, vocab, &cfg, GGML_F32) || !(a = random_arm(backbone, armf))) {
+	if (make_arch_model(backbone, vocab, &cfg, PARM_GGML_F32) || !(a = random_arm(backbone, armf))) {
 		ok(0, "LoRA export (%s): an ARM to export: %s", name, parm_error());
 		return;
 	}

@@ -317,7 +317,7 @@ static void test_arm_scoring(void)
 	parm_arm_default_options(&o);
 	o.k = 2;
 	o.objectives = (const char *const[]){"helpful", "harmless"};
-	parm_arm *arm = vocab && parm_model_init(model, vocab, &c, GGML_F32, 3) == 0 ? parm_arm_new(model, &o) : NULL;
+	parm_arm *arm = vocab && parm_model_init(model, vocab, &c, PARM_GGML_F32, 3) == 0 ? parm_arm_new(model, &o) : NULL;
 	parm_gguf_close(vocab);
 	if (!ok(arm != NULL, "a fresh ARM on a tiny backbone"))
 		return;

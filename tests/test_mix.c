@@ -58,7 +58,7 @@ static int make_arch_model(const char *out, const char *vocab, int dim, int laye
 	parm_gguf *v = parm_gguf_open(vocab);
 	parm_config c = { .dim = dim, .n_layers = layers, .n_heads = 4, .n_kv_heads = 2,
 			  .ff = 2 * dim, .n_ctx = 64, .arch = arch, .head_dim = head_dim };
-	int rc = v ? parm_model_init(out, v, &c, GGML_F32, seed) : -1;
+	int rc = v ? parm_model_init(out, v, &c, PARM_GGML_F32, seed) : -1;
 	parm_gguf_close(v);
 	return rc;
 }

@@ -359,7 +359,7 @@ static void test_bad_models(const char *good_path)
 	expect_bad(good, "missing tensor", NULL, "blk.1.ffn_up.weight", NULL,
 		   "'blk.1.ffn_up.weight' is missing");
 	expect_bad(good, "wrong shape", NULL, NULL, "blk.0.attn_k.weight", "'blk.0.attn_k.weight' has shape");
-	expect_bad_type(good, "blk.1.attn_v.weight", GGML_MXFP4,
+	expect_bad_type(good, "blk.1.attn_v.weight", PARM_GGML_MXFP4,
 			"'blk.1.attn_v.weight' has type mxfp4, which parm does not compute "
 			"(it does f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_K, "
 			"q3_K, q4_K, q5_K, q6_K, iq4_xs)");
@@ -380,7 +380,7 @@ static void test_bad_models(const char *good_path)
 	expect_bad_extra(good, NULL, "llama.rope.scale_linear", 2,
 			 "llama.rope.scale_linear = 2: rope scaling is not implemented");
 	expect_bad_extra(good, NULL, "llama.rope.scaling.factor", 1, NULL);
-	expect_bad_type(good, "blk.0.ffn_norm.weight", GGML_Q8_0,
+	expect_bad_type(good, "blk.0.ffn_norm.weight", PARM_GGML_Q8_0,
 			"'blk.0.ffn_norm.weight' has type q8_0; a vector must be f32, f16 or bf16");
 	const char *tied = tmp_path("tied.gguf");
 	rewrite(good, tied, NULL, "output.weight", NULL);
@@ -433,9 +433,9 @@ static void run(const parm_gguf *vocab)
 {
 	enum { P = 9 };
 	int prompt[16] = { 1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278, 17366, 11203 };
-	parm_model *m = make_model(vocab, "f32.gguf", GGML_F32);
-	parm_model *m16 = make_model(vocab, "f16.gguf", GGML_F16);
-	parm_model *m8 = make_model(vocab, "q8_0.gguf", GGML_Q8_0);
+	parm_model *m = make_model(vocab, "f32.gguf", PARM_GGML_F32);
+	parm_model *m16 = make_model(vocab, "f16.gguf", PARM_GGML_F16);
+	parm_model *m8 = make_model(vocab, "q8_0.gguf", PARM_GGML_Q8_0);
 	if (!m || !m16 || !m8)
 		return;
 	V = m->cfg.n_vocab;

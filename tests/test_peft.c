@@ -29,7 +29,7 @@ static int make_model(const char *out)
 	int rc = -1;
 	if (tok) {
 		c.n_vocab = parm_tok_n_vocab(tok);
-		rc = parm_model_init(out, v, &c, GGML_F32, 11);
+		rc = parm_model_init(out, v, &c, PARM_GGML_F32, 11);
 		parm_tokenizer_free(tok);
 	}
 	parm_gguf_close(v);

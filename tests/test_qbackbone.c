@@ -49,7 +49,7 @@ static enum parm_ggml_type type_of(const char *name, float *scale)
 {
 	int six = strstr(name, "attn_v") || strstr(name, "ffn_down") || !strcmp(name, "output.weight");
 	*scale = six ? 2e-5f : 1e-4f;
-	return six ? GGML_Q6_K : GGML_Q4_K;
+	return six ? PARM_GGML_Q6_K : PARM_GGML_Q4_K;
 }
 
 /* q.gguf: src's matrices as random blocks; f.gguf: their f32 values. */
@@ -79,7 +79,7 @@ static int make_pair(const char *src, const char *q_path, const char *f_path)
 		for (int64_t r = 0; r < t->ne[1]; r++)
 			parm_dequant_row_ref(f + r * t->ne[0], q + r * rb, ty, t->ne[0]);
 		parm_gguf_w_tensor(wq, t->name, ty, 2, t->ne, q);
-		parm_gguf_w_tensor(wf, t->name, GGML_F32, 2, t->ne, f);
+		parm_gguf_w_tensor(wf, t->name, PARM_GGML_F32, 2, t->ne, f);
 		free(q);
 		free(f);
 	}
@@ -95,7 +95,7 @@ static int make_fixtures(const char *vocab)
 	parm_gguf *v = parm_gguf_open(vocab);
 	parm_config c = { .dim = DIM, .n_layers = LAYERS, .n_heads = 4, .n_kv_heads = 2,
 			  .ff = FF, .n_ctx = CTX };
-	int rc = v ? parm_model_init(path_in("src.gguf"), v, &c, GGML_F32, 5) : -1;
+	int rc = v ? parm_model_init(path_in("src.gguf"), v, &c, PARM_GGML_F32, 5) : -1;
 	parm_gguf_close(v);
 	return rc < 0 ? -1 : make_pair(path_in("src.gguf"), path_in("q.gguf"), path_in("f.gguf"));
 }
@@ -311,7 +311,7 @@ int main(void)
 	}
 	parm_set_threads(2);
 	parm_model *q = parm_model_load(path_in("q.gguf")), *f = parm_model_load(path_in("f.gguf"));
-	ok(q && f && q->layers[0].wq.type == GGML_Q4_K && q->layers[0].wv.type == GGML_Q6_K,
+	ok(q && f && q->layers[0].wq.type == PARM_GGML_Q4_K && q->layers[0].wv.type == PARM_GGML_Q6_K,
 	   "a backbone of q4_K and q6_K blocks loads (%s)", q && f ? "q4_K, q6_K" : parm_error());
 	if (q && f) {
 		test_forward(q, f);

@@ -172,11 +172,11 @@ static void test_q4_0_layout(void)
 	uint8_t q[18];
 	for (int i = 0; i < 32; i++)
 		in[i] = i - 16;         /* max magnitude -16: d = 2, q = x/2 + 8 */
-	parm_quant_row(q, in, GGML_Q4_0, 32);
+	parm_quant_row(q, in, PARM_GGML_Q4_0, 32);
 	ok(q[0] == 0 && q[1] == 0x40, "q4_0 scale is f16 2.0");
 	ok(q[2] == (0 | 8 << 4) && q[17] == (8 | 15 << 4),
 	   "q4_0 packs x[j] low, x[j+16] high (0x%02x 0x%02x)", q[2], q[17]);
-	parm_dequant_row(out, q, GGML_Q4_0, 32);
+	parm_dequant_row(out, q, PARM_GGML_Q4_0, 32);
 	ok(out[0] == -16 && out[16] == 0 && out[31] == 14, "q4_0 decodes -16, 0, 14 (the top clips to 15)");
 }
 
@@ -187,14 +187,14 @@ static void test_q8_0_layout(void)
 	in[0] = 127;
 	in[1] = -63.5f;         /* -63.5 * 127/127 rounds away from zero: -64 */
 	in[2] = 2.4f;
-	parm_quant_row(q, in, GGML_Q8_0, 32);
+	parm_quant_row(q, in, PARM_GGML_Q8_0, 32);
 	ok(q[0] == 0x00 && q[1] == 0x3c, "q8_0 scale is f16 1.0");
 	ok((int8_t)q[2] == 127 && (int8_t)q[3] == -64 && (int8_t)q[4] == 2, "q8_0 rounds half away from zero");
-	parm_dequant_row(out, q, GGML_Q8_0, 32);
+	parm_dequant_row(out, q, PARM_GGML_Q8_0, 32);
 	ok(out[0] == 127 && out[1] == -64 && out[2] == 2 && out[3] == 0, "q8_0 decodes");
 	float zeros[32] = { 0 };
-	parm_quant_row(q, zeros, GGML_Q8_0, 32);
-	parm_dequant_row(out, q, GGML_Q8_0, 32);
+	parm_quant_row(q, zeros, PARM_GGML_Q8_0, 32);
+	parm_dequant_row(out, q, PARM_GGML_Q8_0, 32);
 	ok(out[0] == 0 && out[31] == 0, "an all-zero block stays zero");
 }
 
@@ -203,11 +203,11 @@ static void test_fast_vs_ref_random_bits(void)
 	enum { N = 32 * 64 };
 	static uint8_t raw[N * 4];
 	static float out[N], ref[N];
-	const enum parm_ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
+	const enum parm_ggml_type types[] = { PARM_GGML_F32, PARM_GGML_F16, PARM_GGML_BF16, PARM_GGML_Q8_0, PARM_GGML_Q4_0 };
 	for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
 		for (size_t i = 0; i < sizeof raw; i++)
 			raw[i] = rng_u32();
-		if (types[k] == GGML_F32)    /* keep nans out: memcmp of nan payloads is not the point */
+		if (types[k] == PARM_GGML_F32)    /* keep nans out: memcmp of nan payloads is not the point */
 			for (int i = 0; i < N; i++)
 				raw[i * 4 + 3] &= 0x7f, raw[i * 4 + 2] &= 0x7f;
 		parm_dequant_row(out, raw, types[k], N);
@@ -218,21 +218,21 @@ static void test_fast_vs_ref_random_bits(void)
 	static float f[1 << 16], fr[1 << 16];
 	for (uint32_t h = 0; h < 1 << 16; h++)
 		all[h] = h;
-	parm_dequant_row(f, all, GGML_F16, 1 << 16);
-	parm_dequant_row_ref(fr, all, GGML_F16, 1 << 16);
+	parm_dequant_row(f, all, PARM_GGML_F16, 1 << 16);
+	parm_dequant_row_ref(fr, all, PARM_GGML_F16, 1 << 16);
 	ok(!memcmp(f, fr, sizeof f), "f16: fast = ref on all 65536 halves");
-	parm_dequant_row(f + 3, all, GGML_F16, 13);      /* odd length and alignment: the scalar tail */
+	parm_dequant_row(f + 3, all, PARM_GGML_F16, 13);      /* odd length and alignment: the scalar tail */
 	ok(!memcmp(f + 3, fr, 13 * sizeof(float)), "f16: fast = ref on an unaligned 13-element tail");
-	parm_dequant_row(f + 1, all + 0x3f00, GGML_BF16, 37);
-	parm_dequant_row_ref(fr, all + 0x3f00, GGML_BF16, 37);
+	parm_dequant_row(f + 1, all + 0x3f00, PARM_GGML_BF16, 37);
+	parm_dequant_row_ref(fr, all + 0x3f00, PARM_GGML_BF16, 37);
 	ok(!memcmp(f + 1, fr, 37 * sizeof(float)), "bf16: fast = ref on a 37-element row (chunks and tail)");
 }
 
 /* The block types parm_quant_row does not write: random bytes, with each f16
  * scale (and min) set apart so none is a nan or an inf. */
 static const enum parm_ggml_type read_only_types[] = {
-	GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_IQ4_NL, GGML_Q2_K, GGML_Q3_K,
-	GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_IQ4_XS,
+	PARM_GGML_Q4_1, PARM_GGML_Q5_0, PARM_GGML_Q5_1, PARM_GGML_IQ4_NL, PARM_GGML_Q2_K, PARM_GGML_Q3_K,
+	PARM_GGML_Q4_K, PARM_GGML_Q5_K, PARM_GGML_Q6_K, PARM_GGML_IQ4_XS,
 };
 #define N_READ_ONLY (sizeof read_only_types / sizeof *read_only_types)
 
@@ -295,7 +295,7 @@ static void test_against_gguf_py(void)
 			: system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") ? "no python3-numpy (make test-deps installs it)"
 			: !mkdtemp(tmp) ? "no temporary directory" : NULL;
 	for (size_t k = 0; k < N_READ_ONLY + 2; k++) {
-		enum parm_ggml_type t = k < N_READ_ONLY ? read_only_types[k] : k == N_READ_ONLY ? GGML_Q8_0 : GGML_Q4_0;
+		enum parm_ggml_type t = k < N_READ_ONLY ? read_only_types[k] : k == N_READ_ONLY ? PARM_GGML_Q8_0 : PARM_GGML_Q4_0;
 		if (why) {
 			skip(why, "%s: plain loop = gguf-py", parm_ggml_type_name(t));
 			continue;
@@ -358,14 +358,14 @@ static void test_dot_path(quant_dot_fn *dot, const char *path)
 {
 	for (int nx = 1; nx <= 8; nx++)
 		for (int k = 0; k < 2; k++) {
-			test_quant_dot(dot, path, GGML_Q8_0, nx, 32 * (k ? 33 : 3));
-			test_quant_dot(dot, path, GGML_Q4_0, nx, 32 * (k ? 33 : 3));
+			test_quant_dot(dot, path, PARM_GGML_Q8_0, nx, 32 * (k ? 33 : 3));
+			test_quant_dot(dot, path, PARM_GGML_Q4_0, nx, 32 * (k ? 33 : 3));
 			for (size_t i = 0; i < N_READ_ONLY; i++) {
 				enum parm_ggml_type t = read_only_types[i];
 				test_quant_dot(dot, path, t, nx, parm_ggml_type_block(t) * (k ? 5 : 3));
 			}
-			test_quant_dot(dot, path, GGML_F16, nx, 32 * (k ? 33 : 3));
-			test_quant_dot(dot, path, GGML_BF16, nx, 32 * (k ? 33 : 3));
+			test_quant_dot(dot, path, PARM_GGML_F16, nx, 32 * (k ? 33 : 3));
+			test_quant_dot(dot, path, PARM_GGML_BF16, nx, 32 * (k ? 33 : 3));
 		}
 }
 
@@ -418,17 +418,17 @@ int main(void)
 	test_q8_0_layout();
 	test_q4_0_layout();
 	/* Q8_0: error at most half a step, d/2 = amax/254, plus f16 scale error. */
-	test_block_type(GGML_Q8_0, 1.0f / 254 + 1e-3f);
+	test_block_type(PARM_GGML_Q8_0, 1.0f / 254 + 1e-3f);
 	/* Q4_0: half a step of amax/8, except the +8 side which clips at 7 steps. */
-	test_block_type(GGML_Q4_0, 1.0f / 8 + 1e-3f);
-	test_block_type(GGML_F16, 1.0f / 1024);
-	test_block_type(GGML_BF16, 1.0f / 128);
-	test_block_type(GGML_F32, 0);
+	test_block_type(PARM_GGML_Q4_0, 1.0f / 8 + 1e-3f);
+	test_block_type(PARM_GGML_F16, 1.0f / 1024);
+	test_block_type(PARM_GGML_BF16, 1.0f / 128);
+	test_block_type(PARM_GGML_F32, 0);
 	test_fast_vs_ref_random_bits();
 	test_read_only_fast_vs_ref();
 	test_against_gguf_py();
 	test_simd_choice();
-	const enum parm_ggml_type dot_types[] = { GGML_Q8_0, GGML_Q4_0, GGML_F16, GGML_BF16, GGML_F32 };
+	const enum parm_ggml_type dot_types[] = { PARM_GGML_Q8_0, PARM_GGML_Q4_0, PARM_GGML_F16, PARM_GGML_BF16, PARM_GGML_F32 };
 	for (size_t k = 0; k < sizeof dot_types / sizeof dot_types[0]; k++) {
 		test_quant_dot(NULL, "chosen", dot_types[k], 1, 32);
 		test_quant_dot(NULL, "chosen", dot_types[k], 5, 32 * 33);

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const enum parm_ggml_type x8_types[] = { GGML_Q4_K, GGML_Q5_K, GGML_Q6_K };
+static const enum parm_ggml_type x8_types[] = { PARM_GGML_Q4_K, PARM_GGML_Q5_K, PARM_GGML_Q6_K };
 #define N_X8 (sizeof x8_types / sizeof *x8_types)
 
 static float normal(void)
@@ -370,19 +370,19 @@ int main(void)
 		test_ref(x8_types[k]);
 	test_paths();
 	test_quantiser_32();
-	test_packed(GGML_Q4_0);
-	test_packed(GGML_Q8_0);
-	test_matmul_packed(GGML_Q4_0);
-	test_matmul_packed(GGML_Q8_0);
+	test_packed(PARM_GGML_Q4_0);
+	test_packed(PARM_GGML_Q8_0);
+	test_matmul_packed(PARM_GGML_Q4_0);
+	test_matmul_packed(PARM_GGML_Q8_0);
 	for (size_t k = 0; k < N_X8; k++)
 		test_matmul(x8_types[k]);
-	ok(!parm_quant_dot_x8_ok(GGML_F32, 256) && !parm_quant_dot_x8_ok(GGML_Q4_0, 256) &&
-	   !parm_quant_dot_x8_ok(GGML_Q4_K, 128) && parm_quant_dot_x8_ok(GGML_Q4_K, 256) &&
-	   parm_quant_dot_x8_ok(GGML_Q5_K, 512) && parm_quant_dot_x8_ok(GGML_Q6_K, 768) &&
-	   !parm_quant_dot_x8_ok(GGML_Q3_K, 256), "parm_quant_dot_x8_ok: q4_K, q5_K, q6_K, whole super-blocks only");
-	ok(!parm_quant_pack_ok(GGML_Q4_0, 12, 64) && !parm_quant_pack_ok(GGML_Q4_K, 8, 256) &&
-	   parm_quant_pack_ok(GGML_Q4_0, 16, 64) == (parm_simd() == PARM_SIMD_AVX512) &&
-	   parm_quant_pack_ok(GGML_Q8_0, 8, 32) == (parm_simd() == PARM_SIMD_AVX512),
+	ok(!parm_quant_dot_x8_ok(PARM_GGML_F32, 256) && !parm_quant_dot_x8_ok(PARM_GGML_Q4_0, 256) &&
+	   !parm_quant_dot_x8_ok(PARM_GGML_Q4_K, 128) && parm_quant_dot_x8_ok(PARM_GGML_Q4_K, 256) &&
+	   parm_quant_dot_x8_ok(PARM_GGML_Q5_K, 512) && parm_quant_dot_x8_ok(PARM_GGML_Q6_K, 768) &&
+	   !parm_quant_dot_x8_ok(PARM_GGML_Q3_K, 256), "parm_quant_dot_x8_ok: q4_K, q5_K, q6_K, whole super-blocks only");
+	ok(!parm_quant_pack_ok(PARM_GGML_Q4_0, 12, 64) && !parm_quant_pack_ok(PARM_GGML_Q4_K, 8, 256) &&
+	   parm_quant_pack_ok(PARM_GGML_Q4_0, 16, 64) == (parm_simd() == PARM_SIMD_AVX512) &&
+	   parm_quant_pack_ok(PARM_GGML_Q8_0, 8, 32) == (parm_simd() == PARM_SIMD_AVX512),
 	   "parm_quant_pack_ok: q4_0 and q8_0 in groups of 8 rows, on the avx512 path only");
 	return tap_done();
 }

@@ -317,7 +317,7 @@ static parm_tokenizer *made_vocab(const char *const *texts, int n, int fim_rep)
 		close(fd);
 	parm_gguf_w_set_str(w, "tokenizer.ggml.model", "llama");
 	parm_gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", texts, NULL, n);
-	parm_gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
+	parm_gguf_w_set_arr(w, "tokenizer.ggml.scores", PARM_GGUF_F32, scores, n);
 	parm_gguf_w_set_u32(w, "tokenizer.ggml.eos_token_id", 0);
 	if (fim_rep >= 0)
 		parm_gguf_w_set_u32(w, "tokenizer.ggml.fim_rep_token_id", fim_rep);

@@ -140,7 +140,7 @@ static parm_model *tiny_arch_model(char *path, int arch, int head_dim)
 	parm_config cfg = { .dim = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .ff = 64,
 			    .n_ctx = 64, .rms_eps = 1e-5f, .rope_theta = 10000, .arch = arch,
 			    .head_dim = head_dim };
-	int rc = parm_model_init(path, vocab, &cfg, GGML_F32, 7);
+	int rc = parm_model_init(path, vocab, &cfg, PARM_GGML_F32, 7);
 	parm_gguf_close(vocab);
 	return rc < 0 ? NULL : parm_model_load(path);
 }
@@ -161,7 +161,7 @@ static void test_full(parm_model *m, const char *dir)
 	sgd_steps(t, "full", 0.5f);
 	char path[4200];
 	snprintf(path, sizeof path, "%s/trained.gguf", dir);
-	ok(parm_train_save_model(t, path, GGML_F32) == 0, "trained model written");
+	ok(parm_train_save_model(t, path, PARM_GGML_F32) == 0, "trained model written");
 	parm_model *m2 = parm_model_load(path);
 	ok(m2 != NULL, "trained model loads back%s%s", m2 ? "" : ": ", m2 ? "" : parm_error());
 	if (m2) {

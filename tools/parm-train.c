@@ -159,7 +159,7 @@ static void parse_init(int argc, char **argv, struct init_opts *o)
 		{"output", 1, 0, 'o'}, {"arch", 1, 0, 'a'}, {"head-dim", 1, 0, 'D'},
 		{"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
 	int c;
-	*o = (struct init_opts){ .ctx = 512, .seed = 1, .type = GGML_F32 };
+	*o = (struct init_opts){ .ctx = 512, .seed = 1, .type = PARM_GGML_F32 };
 	opterr = 0;
 	/* --type and --arch are long only: -t is threads, -a an ARM (parm(7)) */
 	while ((c = getopt_long(argc, argv, ":v:d:l:H:G:f:c:s:o:hV", longopts, NULL)) != -1) {
@@ -204,7 +204,7 @@ static void check_init(struct init_opts *o)
 	long hd = o->head_dim ? o->head_dim : o->dim / o->heads;
 	if (hd % 2)
 		parm_die("head dim %ld must be even for rope", hd);
-	if (o->type != GGML_F32 && o->type != GGML_F16 && o->type != GGML_BF16) {
+	if (o->type != PARM_GGML_F32 && o->type != PARM_GGML_F16 && o->type != PARM_GGML_BF16) {
 		if (o->dim % 32)
 			parm_die("--dim %ld must be a multiple of 32 for %s", o->dim, parm_ggml_type_name(o->type));
 		if (o->ff % 32)

@@ -11,23 +11,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum parm_gguf_vtype {                       /* metadata value types, as on disk */
-	GGUF_U8, GGUF_I8, GGUF_U16, GGUF_I16, GGUF_U32, GGUF_I32, GGUF_F32,
-	GGUF_BOOL, GGUF_STRING, GGUF_ARRAY, GGUF_U64, GGUF_I64, GGUF_F64,
-	GGUF_NVTYPES
+enum parm_gguf_vtype {                  /* metadata value types, as on disk */
+	PARM_GGUF_U8, PARM_GGUF_I8, PARM_GGUF_U16, PARM_GGUF_I16, PARM_GGUF_U32,
+	PARM_GGUF_I32, PARM_GGUF_F32, PARM_GGUF_BOOL, PARM_GGUF_STRING,
+	PARM_GGUF_ARRAY, PARM_GGUF_U64, PARM_GGUF_I64, PARM_GGUF_F64,
+	PARM_GGUF_NVTYPES
 };
 
 /* Every tensor type ggml defines: a file holding any of them parses (its
  * sizes are known); quant.h says which ones parm computes with. */
 enum parm_ggml_type {
-	GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6,
-	GGML_Q5_1 = 7, GGML_Q8_0 = 8, GGML_Q8_1 = 9, GGML_Q2_K = 10, GGML_Q3_K = 11,
-	GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14, GGML_Q8_K = 15,
-	GGML_IQ2_XXS = 16, GGML_IQ2_XS = 17, GGML_IQ3_XXS = 18, GGML_IQ1_S = 19,
-	GGML_IQ4_NL = 20, GGML_IQ3_S = 21, GGML_IQ2_S = 22, GGML_IQ4_XS = 23,
-	GGML_I8 = 24, GGML_I16 = 25, GGML_I32 = 26, GGML_I64 = 27, GGML_F64 = 28,
-	GGML_IQ1_M = 29, GGML_BF16 = 30, GGML_TQ1_0 = 34, GGML_TQ2_0 = 35,
-	GGML_MXFP4 = 39, GGML_NVFP4 = 40, GGML_Q1_0 = 41, GGML_Q2_0 = 42
+	PARM_GGML_F32 = 0, PARM_GGML_F16 = 1, PARM_GGML_Q4_0 = 2,
+	PARM_GGML_Q4_1 = 3, PARM_GGML_Q5_0 = 6, PARM_GGML_Q5_1 = 7,
+	PARM_GGML_Q8_0 = 8, PARM_GGML_Q8_1 = 9, PARM_GGML_Q2_K = 10,
+	PARM_GGML_Q3_K = 11, PARM_GGML_Q4_K = 12, PARM_GGML_Q5_K = 13,
+	PARM_GGML_Q6_K = 14, PARM_GGML_Q8_K = 15, PARM_GGML_IQ2_XXS = 16,
+	PARM_GGML_IQ2_XS = 17, PARM_GGML_IQ3_XXS = 18, PARM_GGML_IQ1_S = 19,
+	PARM_GGML_IQ4_NL = 20, PARM_GGML_IQ3_S = 21, PARM_GGML_IQ2_S = 22,
+	PARM_GGML_IQ4_XS = 23, PARM_GGML_I8 = 24, PARM_GGML_I16 = 25,
+	PARM_GGML_I32 = 26, PARM_GGML_I64 = 27, PARM_GGML_F64 = 28,
+	PARM_GGML_IQ1_M = 29, PARM_GGML_BF16 = 30, PARM_GGML_TQ1_0 = 34,
+	PARM_GGML_TQ2_0 = 35, PARM_GGML_MXFP4 = 39, PARM_GGML_NVFP4 = 40,
+	PARM_GGML_Q1_0 = 41, PARM_GGML_Q2_0 = 42
 };
 
 #define PARM_GGUF_MAX_DIMS 4
@@ -107,7 +112,7 @@ int parm_gguf_w_copy_kv(parm_gguf_writer *w, const parm_gguf *g, const char *key
  * when keep is NULL.  0, or -1 + parm_error. */
 int parm_gguf_w_copy_file(parm_gguf_writer *w, const parm_gguf *g,
 		     int (*keep)(void *ctx, const char *name, int is_tensor), void *ctx);
-/* Data is f32 for GGML_F32, else already in the target type's layout.
+/* Data is f32 for PARM_GGML_F32, else already in the target type's layout.
  * Trailing dimensions of 1 are not written (ggml's rule), so n_dims reads
  * back as the number of dimensions up to the last one above 1. */
 void parm_gguf_w_tensor(parm_gguf_writer *w, const char *name, enum parm_ggml_type type,

@@ -72,7 +72,7 @@ int fuzz_make_backbone(const char *path)
 {
 	parm_config c = FUZZ_BACKBONE_CFG;
 	parm_gguf *vocab = fuzz_open_fixture("ggml-vocab-llama-spm.gguf");
-	int rc = parm_model_init(path, vocab, &c, GGML_F32, 1);
+	int rc = parm_model_init(path, vocab, &c, PARM_GGML_F32, 1);
 	parm_gguf_close(vocab);
 	return rc;
 }

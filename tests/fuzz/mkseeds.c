@@ -46,24 +46,24 @@ static void gguf_sample(void)
 	int32_t ints[5] = { -1, 0, 1, 2, 3 };
 	float floats[3] = { 0.5f, -1, 2 };
 	const char *strs[3] = { "hello", "", "▁wörld" };
-	parm_gguf_w_set_val(w, "v.u8", GGUF_U8, &u8);
-	parm_gguf_w_set_val(w, "v.i16", GGUF_I16, &i16);
+	parm_gguf_w_set_val(w, "v.u8", PARM_GGUF_U8, &u8);
+	parm_gguf_w_set_val(w, "v.i16", PARM_GGUF_I16, &i16);
 	parm_gguf_w_set_u32(w, "general.alignment", 32);
 	parm_gguf_w_set_i32(w, "v.i32", -7);
 	parm_gguf_w_set_f32(w, "v.f32", 0.25f);
 	parm_gguf_w_set_bool(w, "v.bool", 1);
 	parm_gguf_w_set_str(w, "v.str", "llama");
 	parm_gguf_w_set_u64(w, "v.u64", 1ULL << 40);
-	parm_gguf_w_set_val(w, "v.i64", GGUF_I64, &i64);
-	parm_gguf_w_set_val(w, "v.f64", GGUF_F64, &f64);
-	parm_gguf_w_set_arr(w, "a.i32", GGUF_I32, ints, 5);
-	parm_gguf_w_set_arr(w, "a.f32", GGUF_F32, floats, 3);
+	parm_gguf_w_set_val(w, "v.i64", PARM_GGUF_I64, &i64);
+	parm_gguf_w_set_val(w, "v.f64", PARM_GGUF_F64, &f64);
+	parm_gguf_w_set_arr(w, "a.i32", PARM_GGUF_I32, ints, 5);
+	parm_gguf_w_set_arr(w, "a.f32", PARM_GGUF_F32, floats, 3);
 	parm_gguf_w_set_arr_str(w, "a.str", strs, NULL, 3);
-	static const enum parm_ggml_type types[] = { GGML_F32, GGML_F16, GGML_BF16, GGML_Q8_0, GGML_Q4_0 };
+	static const enum parm_ggml_type types[] = { PARM_GGML_F32, PARM_GGML_F16, PARM_GGML_BF16, PARM_GGML_Q8_0, PARM_GGML_Q4_0 };
 	static const char *const names[] = { "f32", "f16", "bf16", "q8", "q4" };
 	uint8_t data[2 * 34 * 2] = { 0 };
 	for (int i = 0; i < 5; i++) {
-		int64_t ne[2] = { types[i] == GGML_Q8_0 || types[i] == GGML_Q4_0 ? 32 : 4, 2 };
+		int64_t ne[2] = { types[i] == PARM_GGML_Q8_0 || types[i] == PARM_GGML_Q4_0 ? 32 : 4, 2 };
 		parm_gguf_w_tensor(w, names[i], types[i], 2, ne, data);
 	}
 	if (parm_gguf_w_save(w, seed_path("gguf", "sample.gguf")) < 0)
@@ -134,8 +134,8 @@ static void small_vocab(const char *fixture, uint64_t n, const char *target, con
 		scores[i] = (float)s, types[i] = (int32_t)ty;
 	}
 	parm_gguf_w_set_arr_str(w, "tokenizer.ggml.tokens", strs, NULL, n);
-	parm_gguf_w_set_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, n);
-	parm_gguf_w_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, n);
+	parm_gguf_w_set_arr(w, "tokenizer.ggml.scores", PARM_GGUF_F32, scores, n);
+	parm_gguf_w_set_arr(w, "tokenizer.ggml.token_type", PARM_GGUF_I32, types, n);
 	parm_gguf_w_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
 	parm_gguf_w_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
 	copy_merges(w, g, n);
