@@ -16,6 +16,8 @@ ok "the tools include only the public headers, as <parm/NAME.h>" sh -c '
 	grep -v -e "<parm/[a-z_]*\.h>" >&2 &&
 	for h in $(grep -ho "<parm/[a-z_]*\.h>" tools/*.c | tr -d "<>" | sort -u); do
 		[ -f "include/$h" ] || { echo "$h is not public" >&2; exit 1; }; done'
+ok "every name a public header declares starts with parm_ or PARM_ (macros, enumerators, tags, typedefs, functions)" sh -c '
+	perl tests/public-names.pl include/parm.h include/parm/*.h > names && cat names >&2 && [ ! -s names ]'
 ok "no public header includes a private one" sh -c '
 	! grep -n "^#include \"" include/parm/*.h | grep -v "\"[a-z_]*\.h\"" >&2 &&
 	for f in $(grep -ho "^#include \"[a-z_]*\.h\"" include/parm/*.h | cut -d\" -f2 | sort -u); do
@@ -55,6 +57,42 @@ ok "a program with libc's err.h warn() and <parm.h> links, each function its own
 	EOF
 	cc -std=gnu11 -Wall -Werror -o both both.c '"$cflags $libs"' && ./both 2> out &&
 	grep -q "^both: libparm\$" out'
+
+# ggml, the obvious companion: its headers and <parm.h> in one program,
+# linked with llama.cpp's libggml-base.a, each library reading one file.
+ggml=$HOME/.cache/parm/llama.cpp
+if [ ! -f "$ggml/build/ggml/src/libggml-base.a" ] || [ ! -f "$ggml/src/ggml/include/gguf.h" ]; then
+	skip "llama.cpp reference not built: run make llamacpp" "<parm.h> beside ggml.h and gguf.h, linked with libggml-base.a"
+else
+	ok "<parm.h> beside ggml's ggml.h and gguf.h, linked with its libggml-base.a: both read one GGUF alike" sh -c '
+		cat > ggml-too.c <<-EOF
+		#include <ggml.h>
+		#include <gguf.h>
+		#include <parm.h>
+		#include <stdio.h>
+		int main(int argc, char **argv)
+		{
+			struct gguf_context *theirs = argc == 2 ? gguf_init_from_file(argv[1],
+				(struct gguf_init_params){ .no_alloc = 1 }) : NULL;
+			parm_gguf *ours = argc == 2 ? parm_gguf_open(argv[1]) : NULL;
+			if (!theirs || !ours)
+				return 1;
+			printf("%lld %lld %s\\n%d %d %s\\n", (long long)gguf_get_n_tensors(theirs),
+			       (long long)gguf_get_n_kv(theirs), ggml_type_name(GGML_TYPE_Q4_K),
+			       parm_gguf_n_tensors(ours), parm_gguf_n_kv(ours),
+			       parm_ggml_type_name(PARM_GGML_Q4_K));
+			gguf_free(theirs);
+			parm_gguf_close(ours);
+			return 0;
+		}
+		EOF
+		cc -std=c11 -Wall -Wextra -Werror -I"'"$ggml"'/src/ggml/include" -o ggml-too ggml-too.c \
+			"'"$ggml"'/build/ggml/src/libggml-base.a" '"$cflags $libs"' -lstdc++ -lgomp &&
+		parm-train init --vocab "'"$fx"'/ggml-vocab-gpt-2.gguf" --dim 32 --layers 1 --heads 2 \
+			--kv-heads 1 --ctx 32 -o g.gguf 2> /dev/null &&
+		./ggml-too g.gguf > both.out && cat both.out >&2 &&
+		[ $(wc -l < both.out) -eq 2 ] && [ $(sort -u both.out | wc -l) -eq 1 ] && grep -q " q4_K\$" both.out'
+fi
 
 # The examples of libparm(3), as the page prints them: block N of EXAMPLES.
 example() {
