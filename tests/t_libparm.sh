@@ -36,7 +36,9 @@ ok "pkg-config gives -I PREFIX/include" sh -c '
 # Each installed header alone, and <parm.h>, in a C11 program with every
 # warning an error: nothing private, nothing missing, no stray names.
 mkdir "$T/w" && cd "$T/w" || exit 1   # not $T: ok() keeps its out and err there
-cflags=$(pkg-config --cflags libparm) libs=$(pkg-config --libs libparm)
+# (make check-asan adds the sanitizers libparm.a was built with)
+cflags="$(pkg-config --cflags libparm) ${EXTRA_CFLAGS:-}"
+libs="$(pkg-config --libs libparm) ${EXTRA_LDFLAGS:-}"
 ok "each public header compiles alone from the installed copy (-std=c11 -Wall -Wextra -Werror)" sh -c '
 	for h in "'"$prefix"'"/include/parm.h "'"$prefix"'"/include/parm/*.h; do
 		n=${h#"'"$prefix"'/include/"}
