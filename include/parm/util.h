@@ -1,7 +1,8 @@
 /* util.h - the one error path of libparm, and allocation helpers.
  *
  * Library functions that can fail return -1 (or NULL) after recording a
- * one-line message with parm_fail(); the tool that called them prints it
+ * one-line message and its kind (enum parm_errcode) with parm_fail() or
+ * parm_failc(), for the calling thread; the tool that called them prints it
  * with parm_die("%s", parm_error()) or adds context first.  Nothing in lib/
  * prints to stderr except through parm_warn().  Allocation failure is fatal.
  */
@@ -28,11 +29,16 @@ int parm_check_address_limit(void);
  * message is for people.  Like errno, it holds until the next failure. */
 enum parm_errcode {
 	PARM_OK = 0,            /* nothing has failed in this thread */
-	PARM_EINPUT,            /* bad input: an argument, or a file's, stream's or dataset's content */
-	PARM_ESYS,              /* a system call failed: open, read, write, mmap (errno's text in the message) */
-	PARM_EUNSUPPORTED,      /* well-formed but not implemented: a tensor type, architecture, key, version */
-	PARM_EEOF,              /* a stream ended where more was due (before its header: empty input) */
-	PARM_EREMOTE,           /* a server could not be reached, or failed, or replied wrongly */
+	PARM_EINPUT,            /* bad input: an argument, or what a file,
+				   stream or dataset holds */
+	PARM_ESYS,              /* a system call failed (open, read, write,
+				   mmap): errno's text in the message */
+	PARM_EUNSUPPORTED,      /* well-formed but not implemented: a tensor
+				   type, architecture, key or version */
+	PARM_EEOF,              /* a stream ended where more was due (before
+				   its header: empty input) */
+	PARM_EREMOTE,           /* a server could not be reached, failed, or
+				   replied wrongly */
 	PARM_ENOTFOUND,         /* the server has no such endpoint (HTTP 404) */
 	PARM_N_ERRCODES
 };
