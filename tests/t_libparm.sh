@@ -8,9 +8,11 @@ top=$PWD
 fx=$(fixtures_dir)
 prefix=$T/prefix
 
+# (under make check-asan the compiler adds __odr_asan.NAME beside each
+# global variable NAME: its own, not ours)
 ok "libparm.a exports only parm_ and PARM_ names" sh -c '
 	nm -g --defined-only libparm.a | awk "NF == 3 { print \$3 }" | sort -u > syms &&
-	[ -s syms ] && ! grep -v "^parm_\|^PARM_" syms >&2'
+	[ -s syms ] && ! grep -v "^parm_\|^PARM_\|^__odr_asan\.parm_" syms >&2'
 ok "the tools include only the public headers, as <parm/NAME.h>" sh -c '
 	! grep -n "^#include \"" tools/*.c >&2 && ! grep -n "^#include <parm/" tools/*.c |
 	grep -v -e "<parm/[a-z_]*\.h>" >&2 &&
