@@ -150,6 +150,23 @@ static enum parm_ggml_type type_opt(const char *arg)
 	return (enum parm_ggml_type)t;
 }
 
+/* What every subcommand's option loop shares: help, version, a missing
+ * value and an unknown option (usage errors, status 2). */
+static _Noreturn void common_option(int c, char **argv)
+{
+	if (c == 'h') {
+		fputs(usage_text, stdout);
+		exit(0);
+	}
+	if (c == 'V') {
+		puts("parm-train " PARM_VERSION);
+		exit(fflush(stdout) != 0);
+	}
+	if (c == ':')
+		parm_usage_error("option '%s' needs a value", argv[optind - 1]);
+	parm_usage_error("unknown option '%s'", argv[optind - 1]);
+}
+
 static void parse_init(int argc, char **argv, struct init_opts *o)
 {
 	static const struct option longopts[] = {
@@ -176,10 +193,7 @@ static void parse_init(int argc, char **argv, struct init_opts *o)
 		case 'y': o->type = type_opt(optarg); break;
 		case 's': o->seed = int_opt("--seed", optarg, 0, 0x7fffffffffffffffL); break;
 		case 'o': o->out = optarg; break;
-		case 'h': fputs(usage_text, stdout); exit(0);
-		case 'V': puts("parm-train " PARM_VERSION); exit(0);
-		case ':': parm_die("option '%s' needs a value", argv[optind - 1]);
-		default: parm_die("unknown option '%s'", argv[optind - 1]);
+		default: common_option(c, argv);
 		}
 	}
 	if (optind < argc)
@@ -269,10 +283,7 @@ static int cmd_vocab(int argc, char **argv)
 		case 'z': size = int_opt("--size", optarg, PARM_BPE_MIN_VOCAB, 1 << 20); break;
 		case 'o': out = optarg; break;
 		case 'S': bad.strict = 1; break;
-		case 'h': fputs(usage_text, stdout); exit(0);
-		case 'V': puts("parm-train " PARM_VERSION); exit(0);
-		case ':': parm_die("option '%s' needs a value", argv[optind - 1]);
-		default: parm_die("unknown option '%s'", argv[optind - 1]);
+		default: common_option(c, argv);
 		}
 	}
 	if (!out)
@@ -1002,10 +1013,7 @@ static int cmd_export(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case 'p': pref = optarg; break;
 		case 'P': peft = 1; break;
-		case 'h': fputs(usage_text, stdout); exit(0);
-		case 'V': puts("parm-train " PARM_VERSION); exit(0);
-		case ':': parm_usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: parm_usage_error("export: unknown option '%s'", argv[optind - 1]);
+		default: common_option(c, argv);
 		}
 	}
 	if (!out)
@@ -1061,10 +1069,7 @@ static int cmd_import(int argc, char **argv)
 				parm_usage_error("--objective: %s", parm_error());
 			break;
 		case 'B': beta = parm_opt_float("--beta", optarg, 1e-9, 1e9); break;
-		case 'h': fputs(usage_text, stdout); exit(0);
-		case 'V': puts("parm-train " PARM_VERSION); exit(0);
-		case ':': parm_usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: parm_usage_error("import: unknown option '%s'", argv[optind - 1]);
+		default: common_option(c, argv);
 		}
 	}
 	if (!out)
