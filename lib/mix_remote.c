@@ -28,7 +28,7 @@ static int objectives(parm_guide *g, const char *pref)
 	uint64_t n;
 	if (parm_gguf_find_key(g->vocab_file, "parm.objectives") >= 0) {
 		if (parm_gguf_get_arr(g->vocab_file, "parm.objectives", &t, &n) < 0 || n < 1 || n > 64)
-			return parm_failc(PARM_EREMOTE, "%s: parm.objectives is not a list of names", g->vocab_path);
+			return parm_fail("%s: parm.objectives is not a list of names", g->vocab_path);
 		g->k = (int)n;
 		g->names = parm_xcalloc(n, sizeof *g->names);
 		for (uint64_t i = 0; i < n; i++) {
@@ -59,7 +59,7 @@ static int set_remote_pref(parm_guide *g, const char *pref)
 	if (pref)
 		return parm_parse_pref(pref, g->k, (const char *const *)g->names, g->alpha);
 	if (g->k > 1)
-		return parm_failc(PARM_EREMOTE, "%s: a PARM with %d objectives needs a preference, e.g. --pref %s",
+		return parm_fail("%s: a PARM with %d objectives needs a preference, e.g. --pref %s",
 				 g->vocab_path, g->k, g->k == 2 ? "0.5,0.5" : "1,0,...");
 	g->alpha[0] = 1;
 	return 0;
@@ -129,7 +129,7 @@ static struct gslot *extend(parm_guide *g, const parm_step *st)
 		if (g->slots[s].seq == st->seq)
 			sl = &g->slots[s];
 	if (!sl) {
-		parm_failc(PARM_EREMOTE, "malformed stream: step for sequence %d, which is not in flight", st->seq);
+		parm_fail("malformed stream: step for sequence %d, which is not in flight", st->seq);
 		return NULL;
 	}
 	if (st->tok < 0)
@@ -170,7 +170,7 @@ int parm_mix_remote_round(parm_guide *g, int n_steps, const parm_step *steps, fl
 		if (!sl)
 			return -1;
 		if (ctx > 0 && sl->n_prompt >= ctx)
-			return parm_failc(PARM_EREMOTE, "%s: sequence %d passes the server's context of %d tokens "
+			return parm_fail("%s: sequence %d passes the server's context of %d tokens "
 					 "(shorten the prompts or --max-tokens)",
 					 parm_remote_url(g->remote), steps[i].seq, ctx);
 		seqs[i] = sl->prompt;

@@ -119,9 +119,9 @@ static int load_cacert(struct buf *ca, const char *path)
 		on_data("\n", 1, 1, ca);
 	size_t start = ca->n;
 	if (buf_read_file(ca, path) < 0)
-		return parm_failc(PARM_EREMOTE, "--cacert %s: %s", path, strerror(errno));
+		return parm_failc(PARM_ESYS, "--cacert %s: %s", path, strerror(errno));
 	if (ca->n == start || !memmem(ca->p + start, ca->n - start, "-----BEGIN CERTIFICATE-----", 27))
-		return parm_failc(PARM_EREMOTE, "--cacert %s: no PEM certificate in it (-----BEGIN CERTIFICATE-----)", path);
+		return parm_fail("--cacert %s: no PEM certificate in it (-----BEGIN CERTIFICATE-----)", path);
 	return 0;
 }
 
@@ -447,7 +447,15 @@ int parm_remote_api(const char *name)
 		return PARM_API_LLAMACPP;
 	if (!strcmp(name, "openai"))
 		return PARM_API_OPENAI;
-	return parm_failc(PARM_EREMOTE, "expected llamacpp or openai, not '%s'", name);
+	return parm_fail("expected llamacpp or openai, not '%s'", name);
+}
+
+enum parm_api parm_opt_api(const char *arg)
+{
+	int api = parm_remote_api(arg);
+	if (api < 0)
+		parm_usage_error("--api: %s", parm_error());
+	return (enum parm_api)api;
 }
 
 int parm_remote_slots(const parm_remote *r)
@@ -701,7 +709,7 @@ int parm_remote_step(parm_remote *r, int n, const int *const *tokens, const int 
 		     int n_vocab, parm_step *steps)
 {
 	if (n > r->n_slots)
-		return parm_failc(PARM_EREMOTE, "%s: %d requests at once, room for %d", r->root, n, r->n_slots);
+		return parm_fail("%s: %d requests at once, room for %d", r->root, n, r->n_slots);
 	for (int i = 0; i < n; i++)
 		xfer_set(&r->x[i], r->complete_url, step_body(r, tokens[i], len[i], 0));
 	for (int ban = 0; ban < 2; ban++) {

@@ -102,6 +102,15 @@ static void test_remote(void)
 	int failed = !r && is(PARM_EREMOTE, url);
 	ok(failed, "a server that refuses: PARM_EREMOTE (%s)", parm_error());
 	parm_remote_free(r);
+	/* what is wrong on our side is not the server's */
+	o.cacert = "/nonexistent/ca.pem";
+	failed = !parm_remote_new(&o) && is(PARM_ESYS, "ca.pem");
+	ok(failed, "an unreadable --cacert: PARM_ESYS (%s)", parm_error());
+	o.cacert = file_of("ca.pem", "no certificate here\n", 20);
+	failed = !parm_remote_new(&o) && is(PARM_EINPUT, "no PEM certificate");
+	ok(failed, "a --cacert without a certificate: PARM_EINPUT (%s)", parm_error());
+	failed = parm_remote_api("grpc") < 0 && is(PARM_EINPUT, "grpc");
+	ok(failed, "an unknown API name: PARM_EINPUT (%s)", parm_error());
 	close(sock);
 }
 

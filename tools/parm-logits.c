@@ -108,15 +108,6 @@ static void on_signal(int sig)
 	raise(sig);
 }
 
-
-
-static enum parm_api parse_api(const char *s)
-{
-	int api = parm_remote_api(s);
-	if (api < 0)
-		parm_usage_error("--api: %s", parm_error());
-	return (enum parm_api)api;
-}
 static void check_args(const struct opts *o, int n_models)
 {
 	if (o->remote && n_models > 0)
@@ -166,7 +157,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'B': o->no_bos = 1; break;
 		case 'z': o->tokenize = 1; break;
 		case 'r': o->remote = optarg; break;
-		case 'A': o->api = parse_api(optarg); break;
+		case 'A': o->api = parm_opt_api(optarg); break;
 		case 'k': o->top_k = parm_opt_long("--top-k", optarg, 1, 1 << 20); break;
 		case 'v': o->vocab = optarg; break;
 		case 'M': o->model_name = optarg; break;

@@ -97,13 +97,6 @@ static struct spec parse_arm_spec(const char *arg)
 	return sp;
 }
 
-static enum parm_api parse_api(const char *s)
-{
-	int api = parm_remote_api(s);
-	if (api < 0)
-		parm_usage_error("--api: %s", parm_error());
-	return (enum parm_api)api;
-}
 /* --remote: the server is the one ARM; its preference is k numbers. */
 static void check_remote_args(const struct opts *o, int n_files)
 {
@@ -142,7 +135,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 't': o->threads = parm_opt_long("--threads", optarg, 1, 1024); break;
 		case 'r': o->remote = optarg; break;
 		case 'v': o->vocab = optarg; break;
-		case 'A': o->api = parse_api(optarg); break;
+		case 'A': o->api = parm_opt_api(optarg); break;
 		case 'k': o->top_k = parm_opt_long("--top-k", optarg, 1, 1 << 20); break;
 		case 'b': o->batch = parm_opt_long("--batch", optarg, 1, 4096); break;
 		case 'N': o->model_name = optarg; break;

@@ -40,6 +40,8 @@ typedef struct {
 
 /* "llamacpp" or "openai" as an enum parm_api; -1 + parm_error else. */
 int parm_remote_api(const char *name);
+/* The same for the tools' --api option: a usage error (status 2) else. */
+enum parm_api parm_opt_api(const char *arg);
 
 typedef struct parm_remote parm_remote;
 
